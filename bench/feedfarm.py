@@ -1,0 +1,145 @@
+"""A farm of RSS feeds on 127.0.0.1 for benchmarks: N feeds, each with an ETag; bump the
+generation and every feed has 20 new entries.
+
+Entries are built from real headlines and texts (../shared/data/grouping) so parsing and
+storing cost what real news costs. Runs in a process of its own so the client measured does
+not share its event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import random
+import socket
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "grouping"
+ENTRIES_PER_FEED = 20
+
+
+def corpus() -> list[tuple[str, str]]:
+    rows = []
+    for name in ("ecbplus-dev.jsonl", "uci-headlines-dev.jsonl"):
+        with open(SHARED / name, encoding="utf-8") as f:
+            for line in f:
+                r = json.loads(line)
+                rows.append((r["title"], (r.get("text") or r["title"])[:600]))
+    return rows
+
+
+def render(feed: int, generation: int, texts: list[tuple[str, str]]) -> bytes:
+    rng = random.Random(feed * 1_000_003 + generation)
+    base = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=generation)
+    items = []
+    for n in range(ENTRIES_PER_FEED):
+        title, text = rng.choice(texts)
+        guid = f"https://farm.example/{feed}/{generation}/{n}"
+        items.append(
+            f"<item><title>{escape(title)}</title><link>{guid}</link>"
+            f"<guid isPermaLink='true'>{guid}</guid>"
+            f"<pubDate>{format_datetime(base + timedelta(minutes=n))}</pubDate>"
+            # A marker makes each entry's content unique: the pipeline would rightly store
+            # repeated texts once.
+            f"<description>{escape(text)} [{feed}.{generation}.{n}]</description></item>"
+        )
+    return (
+        "<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+        f"<title>Farm feed {feed}</title><link>https://farm.example/{feed}</link>"
+        f"<description>benchmark feed</description>{''.join(items)}</channel></rss>"
+    ).encode()
+
+
+def _serve(port: int, feeds: int, generation, ready) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp import web
+
+    texts = corpus()
+    cache: dict[tuple[int, int], bytes] = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        feed = int(request.match_info["n"])
+        if feed >= feeds:
+            return web.Response(status=404)
+        gen = generation.value
+        etag = f'"{feed}-{gen}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        body = cache.get((feed, gen))
+        if body is None:
+            body = cache[(feed, gen)] = render(feed, gen, texts)
+        return web.Response(
+            body=body, headers={"ETag": etag, "Content-Type": "application/rss+xml"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/feed/{n}", handler)
+    ready.set()
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+        backlog=1024,
+    )
+
+
+class FeedFarm:
+    """`with FeedFarm(2000) as farm: farm.url(i); farm.bump()`"""
+
+    def __init__(self, feeds: int):
+        self.feeds = feeds
+        self.port = _free_port()
+        self._generation = mp.Value("i", 0)
+        self._ready = mp.Event()
+        self._proc: mp.Process | None = None
+
+    def url(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.port}/feed/{n}"
+
+    def bump(self) -> None:
+        """Every feed now has 20 new entries (and a new ETag)."""
+        with self._generation.get_lock():
+            self._generation.value += 1
+
+    def __enter__(self) -> FeedFarm:
+        ctx = mp.get_context("spawn")
+        self._generation = ctx.Value("i", 0)
+        self._ready = ctx.Event()
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(self.port, self.feeds, self._generation, self._ready),
+            daemon=True,
+        )
+        self._proc.start()
+        self._ready.wait(30)
+        _wait_for_port(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.join(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("feed farm did not start")

@@ -1,0 +1,60 @@
+"""The FastAPI application: health, metrics, the read API and the live pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from newswatch import __version__
+from newswatch.api import event_routes, pages, routes, system
+from newswatch.api.auth import TokenMiddleware
+from newswatch.api.errors import install_error_handlers
+from newswatch.api.health import DEFAULT_TICK_MAX_AGE, Readiness, SchedulerStatus
+from newswatch.config import FileConfig, Settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+DESCRIPTION = """Read access to what newswatch has seen: events (groups of reports about one
+happening), articles, sources and their fetch health, alert rules and deliveries.
+
+Lists are paginated with cursors: pass a page's `next_cursor` as `cursor`. Errors are JSON
+`{"error": {"status", "message", "parameter"}}`. When `NEWSWATCH_API_TOKEN` is set, every
+endpoint except /healthz and /readyz needs `Authorization: Bearer <token>`."""
+
+
+def create_app(
+    engine: Engine,
+    settings: Settings,
+    *,
+    status: SchedulerStatus | None = None,
+    tick_max_age: float = DEFAULT_TICK_MAX_AGE,
+    ready_timeout: float = 4.0,
+    config: FileConfig | None = None,
+) -> FastAPI:
+    """The app over `engine`; `status` is the running service's scheduler status (None under
+    `newswatch serve`, where readiness checks only the store and its migrations); `config`
+    is the config file, whose alert rules /api/rules lists."""
+    app = FastAPI(
+        title="newswatch",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.config = config
+    app.state.readiness = Readiness(engine, status, tick_max_age, ready_timeout)
+    install_error_handlers(app)
+    if settings.api_token:
+        app.add_middleware(TokenMiddleware, token=settings.api_token)
+    app.include_router(system.router)
+    app.include_router(routes.router)
+    app.include_router(event_routes.api)
+    app.include_router(pages.router)
+    app.include_router(event_routes.pages)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

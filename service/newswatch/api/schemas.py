@@ -1,0 +1,155 @@
+"""Shapes of the read API's answers (documented in the OpenAPI spec at /docs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class SourceOut(BaseModel):
+    id: int
+    name: str
+    url: str
+    kind: str
+    origin: str
+    enabled: bool
+    title: str | None = None
+    interval_seconds: int | None = None
+    cron: str | None = None
+    last_fetch_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_status: int | None = None
+    last_outcome: str | None = None
+    last_error: str | None = None
+    consecutive_errors: int = 0
+    next_fetch_at: datetime | None = None
+    articles: int = Field(0, description="articles first seen at this source")
+    fetches_24h: int = Field(0, description="fetches in the last 24 hours")
+    errors_24h: int = Field(0, description="failed fetches in the last 24 hours")
+    not_modified_24h: int = Field(0, description="304 answers in the last 24 hours")
+
+
+class FetchOut(BaseModel):
+    id: int
+    started_at: datetime
+    url: str
+    status: int | None = None
+    outcome: str
+    bytes: int
+    duration_ms: int
+    entries: int
+    new_articles: int
+    error: str | None = None
+
+
+class SourceDetail(SourceOut):
+    recent_fetches: list[FetchOut] = []
+
+
+class ArticleOut(BaseModel):
+    id: int
+    title: str | None = None
+    url: str | None = None
+    summary: str | None = None
+    published: datetime | None = None
+    first_seen: datetime
+    language: str | None = None
+    source_id: int | None = None
+    source_name: str | None = None
+    event_id: int | None = None
+    duplicate_of: int | None = None
+
+
+class SightingOut(BaseModel):
+    source_id: int
+    source_name: str
+    first_seen: datetime
+    entry_url: str | None = None
+
+
+class ArticleDetail(ArticleOut):
+    text: str | None = None
+    author: str | None = None
+    sightings: list[SightingOut] = []
+
+
+class Page(BaseModel):
+    """One page of a list; pass `next_cursor` as `cursor` for the next (null: last page)."""
+
+    limit: int = Field(description="the page size applied (large values are capped)")
+    next_cursor: str | None = None
+
+
+class ArticlePage(Page):
+    items: list[ArticleOut]
+
+
+class SourceList(BaseModel):
+    items: list[SourceOut]
+
+
+class EventOut(BaseModel):
+    id: int
+    title: str | None = None
+    first_seen: datetime
+    last_seen: datetime
+    article_count: int
+    source_count: int
+    top_entities: Any = None
+
+
+class EventPage(Page):
+    items: list[EventOut]
+
+
+class EventArticle(ArticleOut):
+    sources: list[str] = Field([], description="every source that carried this article")
+    explanation: Any = Field(None, description="why the grouping put this article here")
+
+
+class EventDetail(EventOut):
+    merged_from: list[int] = Field([], description="events merged into this one")
+    sources: list[str] = []
+    articles: list[EventArticle] = []
+
+
+class RuleOut(BaseModel):
+    name: str
+    query: str
+    channels: list[str] = []
+    options: dict[str, Any] = Field({}, description="the rule's other settings in the config")
+
+
+class RuleList(BaseModel):
+    items: list[RuleOut]
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="ready | not ready")
+    checks: dict[str, dict[str, Any]]
+    failed: list[str] = []
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    message: str
+    parameter: str | None = Field(None, description="the request parameter at fault")
+    problems: list[dict[str, Any]] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "a parameter has a value that cannot be used"},
+    401: {"model": ErrorOut, "description": "NEWSWATCH_API_TOKEN is set and was not given"},
+    404: {"model": ErrorOut, "description": "no such item"},
+    422: {"model": ErrorOut, "description": "a parameter does not match its type or limits"},
+}

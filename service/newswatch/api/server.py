@@ -1,0 +1,77 @@
+"""Running the app on uvicorn inside the caller's event loop (the service or `serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from newswatch.logging import get_logger
+
+log = get_logger("newswatch.api.server")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service owns SIGTERM/SIGINT and tells us
+    to stop through an event."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # the bound port matters when port 0 was asked for
+            log.info("http server listening", host=self.config.host, port=bound_port(self))
+
+
+def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # keep the process's structlog set-up
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+    )
+    return _Server(config)
+
+
+async def serve(
+    app: FastAPI,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    server: uvicorn.Server | None = None,
+) -> None:
+    """Serve `app` on host:port until `stop` is set; in-flight requests finish first."""
+    server = server or make_server(app, host, port)
+
+    async def watch() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await server.serve()
+    except SystemExit as exc:  # uvicorn exits when it cannot bind the port
+        raise RuntimeError(f"HTTP server could not start on {host}:{port}") from exc
+    finally:
+        watcher.cancel()
+    if not server.started and not stop.is_set():
+        raise RuntimeError(f"HTTP server could not start on {host}:{port}")
+    log.info("http server stopped")
+
+
+def bound_port(server: uvicorn.Server) -> int | None:
+    """The port actually bound (useful with port 0)."""
+    for s in getattr(server, "servers", []):
+        for sock in s.sockets:
+            return int(sock.getsockname()[1])
+    return None

@@ -1,0 +1,49 @@
+"""Health endpoints and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from newswatch.api.metrics import render_metrics
+from newswatch.api.routes import bearer
+from newswatch.api.schemas import HealthOut, ReadyOut
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthOut)
+def healthz() -> HealthOut:
+    """The process is alive and answers requests (no store access)."""
+    return HealthOut(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "a check failed; `failed` names it"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """The store answers, migrations are current and (under `newswatch run`) the scheduler
+    is running and ticked recently."""
+    readiness = request.app.state.readiness
+    try:
+        # A store that hangs (network partition) must not hang the probe.
+        ready, body = await asyncio.wait_for(asyncio.to_thread(readiness.check), readiness.timeout)
+    except TimeoutError:
+        ready, body = False, readiness.timed_out(readiness.timeout)
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(bearer)],
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics; store-derived gauges are computed at scrape time."""
+    payload, content_type = render_metrics(request.app.state.engine)
+    return Response(payload, media_type=content_type)

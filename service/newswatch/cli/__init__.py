@@ -1,0 +1,40 @@
+"""The `newswatch` command. Each stage's commands live in a module of this package;
+they are thin layers over the same functions the service and the API call."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from newswatch import __version__
+from newswatch.cli.common import AppContext
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="newswatch")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="NEWSWATCH_CONFIG",
+    type=click.Path(),
+    help="YAML config file [env: NEWSWATCH_CONFIG]",
+)
+@click.option("--database-url", envvar="DATABASE_URL", help="[env: DATABASE_URL]")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, database_url: str | None) -> None:
+    """newswatch: watch news sources, group reports into events, alert on rules."""
+    ctx.obj = AppContext(config_path=config_path, database_url=database_url)
+
+
+def _register() -> None:
+    from newswatch.cli import articles, core, serve, sources
+
+    for module in (core, sources, articles, serve):
+        module.register(main)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""What every command needs: settings, the config file, the store, and error reporting."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import click
+from sqlalchemy import Engine
+
+from newswatch.config import ConfigError, FileConfig, Settings, load_config, load_settings
+from newswatch.durations import parse_duration
+from newswatch.logging import configure_logging
+from newswatch.store.db import open_store
+
+T = TypeVar("T")
+
+
+@dataclass
+class AppContext:
+    config_path: str | None = None
+    database_url: str | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+    _config: FileConfig | None = field(default=None, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            overrides = {}
+            if self.database_url:
+                overrides["DATABASE_URL"] = self.database_url
+            if self.config_path:
+                overrides["NEWSWATCH_CONFIG"] = self.config_path
+            self._settings = load_settings(**overrides)
+            configure_logging(self._settings.log_level, self._settings.log_format)
+        return self._settings
+
+    @property
+    def config(self) -> FileConfig:
+        """The config file, or exit 1 with every problem listed."""
+        if self._config is None:
+            try:
+                self._config = load_config(self.settings.config_path)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._config
+
+    def engine(self, migrate: bool = True) -> Engine:
+        if self._engine is None:
+            self._engine = open_store(self.settings.database_url, migrate=migrate)
+        return self._engine
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """--since accepts an age ("24h", "7d") or an ISO date/time."""
+    if value is None:
+        return None
+    try:
+        return datetime.now(UTC) - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither an age (24h, 7d) nor an ISO date", param_hint="--since"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@contextmanager
+def progress(
+    items: Iterable[T], length: int | None = None, label: str = ""
+) -> Iterator[Iterable[T]]:
+    """A progress bar on a terminal; the plain iterable otherwise."""
+    if sys.stderr.isatty():
+        with click.progressbar(items, length=length, label=label, file=sys.stderr) as bar:
+            yield bar
+    else:
+        yield items

@@ -1,0 +1,85 @@
+"""Service-level commands: run, check-config, db upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from newswatch.cli.common import AppContext, pass_app
+from newswatch.config import ConfigError, load_config
+from newswatch.store.db import current_revision, head_revision, upgrade
+
+if TYPE_CHECKING:
+    from newswatch.fetch.poll import PollOutcome
+    from newswatch.service import Service
+
+
+@click.command("run")
+@click.option("--once", is_flag=True, help="Poll every enabled source once, then exit.")
+@pass_app
+def run(app: AppContext, once: bool) -> None:
+    """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly)."""
+    from newswatch.service import build_service  # the service's imports are heavy
+
+    service = build_service(app.engine(), app.config, app.settings, serve_http=not once)
+    if once:
+        outcomes = _run_once(service)
+        failed = [o for o in outcomes if o.error]
+        new = sum(o.new for o in outcomes)
+        click.echo(
+            f"{len(outcomes)} sources polled, {new} new articles, {len(failed)} with errors",
+            err=True,
+        )
+        return
+    asyncio.run(service.run())
+
+
+def _run_once(service: Service) -> list[PollOutcome]:
+    if not sys.stderr.isatty():
+        return asyncio.run(service.run_once())
+    total = len(service.load_sources()) or None
+    with click.progressbar(length=total or 0, label="polling", file=sys.stderr) as bar:
+        return asyncio.run(service.run_once(on_done=lambda _o: bar.update(1)))
+
+
+@click.command("check-config")
+@click.argument("path", required=False, type=click.Path())
+@pass_app
+def check_config(app: AppContext, path: str | None) -> None:
+    """Validate the config file; list every problem with its path; exit 1 if any."""
+    target = path or app.settings.config_path
+    if target is None:
+        raise click.UsageError("no config file: give PATH or set NEWSWATCH_CONFIG")
+    try:
+        config = load_config(target)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(1) from None
+    click.echo(
+        f"{target}: OK ({len(config.sources)} sources, {len(config.rules)} rules, "
+        f"{len(config.channels)} channels)"
+    )
+
+
+@click.group("db")
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Apply the schema migrations (also done at every start)."""
+    engine = app.engine(migrate=False)
+    before = current_revision(engine)
+    upgrade(engine)
+    click.echo(f"schema at {head_revision()} (was {before or 'empty'})")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(run)
+    main.add_command(check_config)
+    main.add_command(db)

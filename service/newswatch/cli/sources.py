@@ -1,0 +1,183 @@
+"""`newswatch sources`: list, add, remove, import-opml."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+from sqlmodel import select
+
+from newswatch.cli.common import AppContext, pass_app, progress
+from newswatch.config import SourceConfig, format_loc
+from newswatch.store.db import session_scope
+from newswatch.store.models import Source
+from newswatch.store.sources import add_source, find_source
+
+
+@click.group("sources")
+def sources() -> None:
+    """Manage the sources to watch."""
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def source_row(s: Source) -> dict[str, object]:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "kind": s.kind,
+        "url": s.url,
+        "enabled": s.enabled,
+        "origin": s.origin,
+        "interval_seconds": s.interval_seconds,
+        "cron": s.cron,
+        "last_fetch_at": s.last_fetch_at.isoformat() if s.last_fetch_at else None,
+        "last_status": s.last_status,
+        "last_outcome": s.last_outcome,
+        "consecutive_errors": s.consecutive_errors,
+        "last_error": s.last_error,
+        "next_fetch_at": s.next_fetch_at.isoformat() if s.next_fetch_at else None,
+    }
+
+
+@sources.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@click.option("--errors", is_flag=True, help="Only sources whose last fetch failed.")
+@pass_app
+def list_sources(app: AppContext, as_json: bool, errors: bool) -> None:
+    """List sources with their fetch state and errors."""
+    with session_scope(app.engine()) as session:
+        query = select(Source).order_by(Source.name)
+        if errors:
+            query = query.where(Source.consecutive_errors > 0)
+        rows = session.exec(query).all()
+    if as_json:
+        for s in rows:
+            click.echo(json.dumps(source_row(s)))
+        return
+    if not rows:
+        click.echo("no sources", err=True)
+        return
+    click.echo(f"{'NAME':24} {'KIND':7} {'STATE':16} {'ERRS':>4} {'LAST FETCH':16} {'NEXT':16} URL")
+    for s in rows:
+        state = "disabled" if not s.enabled else (s.last_outcome or "new")
+        if s.last_status and s.last_outcome not in ("ok", "not_modified"):
+            state = f"{state} {s.last_status}"
+        click.echo(
+            f"{s.name[:24]:24} {s.kind[:7]:7} {state[:16]:16} {s.consecutive_errors:>4} "
+            f"{_when(s.last_fetch_at):16} {_when(s.next_fetch_at):16} {s.url}"
+        )
+        if s.last_error and s.consecutive_errors:
+            click.echo(f"{'':24} error: {s.last_error[:200]}")
+
+
+def _source_config(**fields: object) -> SourceConfig:
+    try:
+        return SourceConfig.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{format_loc(tuple(e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise click.BadParameter(problems) from None
+
+
+@sources.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--interval", help="e.g. 10m (default 15m)")
+@click.option("--cron", help='e.g. "*/15 * * * *"')
+@click.option("--kind", type=click.Choice(["auto", "feed", "page", "sitemap"]), default="auto")
+@pass_app
+def add(
+    app: AppContext, name: str, url: str, interval: str | None, cron: str | None, kind: str
+) -> None:
+    """Add a source (the running service picks it up within a minute)."""
+    cfg = _source_config(name=name, url=url, interval=interval, cron=cron, kind=kind)
+    with session_scope(app.engine()) as session:
+        try:
+            source = add_source(session, cfg)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"added source {source.name} (id {source.id})")
+
+
+@sources.command("remove")
+@click.argument("name")
+@click.option(
+    "--purge", is_flag=True, help="Delete the source, its sightings and fetch log (articles stay)."
+)
+@pass_app
+def remove(app: AppContext, name: str, purge: bool) -> None:
+    """Stop watching a source. Without --purge it is disabled and its history kept."""
+    with session_scope(app.engine()) as session:
+        source = find_source(session, name)
+        if source is None:
+            raise click.ClickException(f"no source named {name!r}")
+        if source.origin == "config":
+            click.echo(
+                f"note: {source.name} comes from the config file; remove it there too, or it "
+                "is enabled again at the next start",
+                err=True,
+            )
+        if purge:
+            session.delete(source)
+            click.echo(f"deleted source {name}")
+        else:
+            source.enabled = False
+            click.echo(f"disabled source {name}")
+
+
+@sources.command("import-opml")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--interval", help="interval for the imported sources (default 15m)")
+@pass_app
+def import_opml(app: AppContext, file: Path, interval: str | None) -> None:
+    """Import the feeds of an OPML file; bad outlines are reported, the rest imported."""
+    from newswatch.fetch.opml import parse_opml
+
+    records, problems = parse_opml(file.read_bytes())
+    for problem in problems:
+        click.echo(f"{file}: {problem}", err=True)
+    added = skipped = 0
+    with (
+        session_scope(app.engine()) as session,
+        progress(records, len(records), "importing") as bar,
+    ):
+        existing_urls = set(session.exec(select(Source.configured_url)).all())
+        names = set(session.exec(select(Source.name)).all())
+        for record in bar:
+            if record.url in existing_urls:
+                skipped += 1
+                continue
+            name = _unique_name(record.name or record.url, names)
+            try:
+                cfg = _source_config(name=name, url=record.url, interval=interval)
+            except click.BadParameter as exc:
+                click.echo(f"{file}: line {record.line}: {exc.message}", err=True)
+                problems.append(exc.message)  # type: ignore[arg-type]
+                continue
+            add_source(session, cfg, origin="opml")
+            names.add(name)
+            existing_urls.add(record.url)
+            added += 1
+    click.echo(f"imported {added} sources ({skipped} already present)")
+    if problems:
+        raise SystemExit(1)
+
+
+def _unique_name(base: str, taken: set[str]) -> str:
+    base = base.strip()[:190] or "source"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base} ({n})", n + 1
+    return name
+
+
+def register(main: click.Group) -> None:
+    main.add_command(sources)

@@ -1,0 +1,351 @@
+"""Configuration: environment variables (Settings) and the YAML file (FileConfig).
+
+Environment variables carry deployment facts (database, HTTP limits, secrets); the YAML file
+declares what to watch (sources), how to group (grouping) and whom to tell (rules, channels).
+`${VAR}` and `${VAR:-default}` in the YAML file are expanded from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from newswatch import __version__
+from newswatch.alerts.config import ChannelConfig, RuleConfig
+from newswatch.durations import parse_duration
+from newswatch.grouping.settings import GroupingSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///./newswatch.db"
+
+
+class Settings(BaseSettings):
+    """Deployment settings, read from the environment (and a `.env` file if present)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    config_path: Path | None = Field(None, validation_alias="NEWSWATCH_CONFIG")
+
+    log_level: str = Field("INFO", validation_alias="NEWSWATCH_LOG_LEVEL")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", validation_alias="NEWSWATCH_LOG_FORMAT"
+    )
+
+    http_connect_timeout: float = Field(10.0, validation_alias="NEWSWATCH_HTTP_CONNECT_TIMEOUT")
+    http_read_timeout: float = Field(30.0, validation_alias="NEWSWATCH_HTTP_READ_TIMEOUT")
+    http_max_body_bytes: int = Field(
+        10 * 1024 * 1024, validation_alias="NEWSWATCH_HTTP_MAX_BODY_BYTES"
+    )
+    http_max_connections: int = Field(100, validation_alias="NEWSWATCH_HTTP_MAX_CONNECTIONS")
+    http_per_host_concurrency: int = Field(
+        2, validation_alias="NEWSWATCH_HTTP_PER_HOST_CONCURRENCY"
+    )
+    http_min_host_delay: float = Field(1.0, validation_alias="NEWSWATCH_HTTP_MIN_HOST_DELAY")
+    http_transport: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp", validation_alias="NEWSWATCH_HTTP_TRANSPORT"
+    )
+    http_user_agent: str | None = Field(None, validation_alias="NEWSWATCH_HTTP_USER_AGENT")
+    contact_url: str = Field(
+        "https://github.com/newswatch/newswatch", validation_alias="NEWSWATCH_CONTACT_URL"
+    )
+
+    # Backoff of a failing source: base * 2**(errors-1), capped, with jitter.
+    error_backoff_base: float = Field(60.0, validation_alias="NEWSWATCH_ERROR_BACKOFF_BASE")
+    error_backoff_max: float = Field(6 * 3600.0, validation_alias="NEWSWATCH_ERROR_BACKOFF_MAX")
+
+    # Processes that parse feeds and pages beside the writer; 0 parses in a thread.
+    parse_workers: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        validation_alias="NEWSWATCH_PARSE_WORKERS",
+    )
+
+    # New and overdue sources are first polled at a random time within this many seconds.
+    first_run_spread: float = Field(60.0, validation_alias="NEWSWATCH_FIRST_RUN_SPREAD")
+
+    http_host: str = Field("0.0.0.0", validation_alias="NEWSWATCH_HTTP_HOST")
+    http_port: int = Field(8080, validation_alias="NEWSWATCH_HTTP_PORT")
+    api_token: str | None = Field(None, validation_alias="NEWSWATCH_API_TOKEN")
+
+    smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
+    smtp_port: int = Field(587, validation_alias="SMTP_PORT")
+    smtp_username: str | None = Field(None, validation_alias="SMTP_USERNAME")
+    smtp_password: str | None = Field(None, validation_alias="SMTP_PASSWORD")
+    smtp_from: str = Field("newswatch@localhost", validation_alias="SMTP_FROM")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", validation_alias="SMTP_SECURITY"
+    )
+    smtp_timeout: float = Field(30.0, validation_alias="SMTP_TIMEOUT")
+
+    @property
+    def user_agent(self) -> str:
+        if self.http_user_agent:
+            return self.http_user_agent
+        return f"newswatch/{__version__} (+{self.contact_url})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# The YAML file
+
+
+class SourceConfig(BaseModel):
+    """One source to watch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    url: str
+    kind: Literal["auto", "feed", "page", "sitemap"] = "auto"
+    interval: timedelta | None = None
+    cron: str | None = None
+    jitter: timedelta | None = None
+    enabled: bool = True
+    tags: list[str] = []
+    # Web pages (see docs): which links on a listing page are articles.
+    full_text: bool = False
+    links: str | None = None
+    include: str | None = None
+    robots: bool = True
+    allow_private_networks: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"(?i)^https?://[^/\s]+", value.strip()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip()
+
+    @field_validator("interval", "jitter", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value.total_seconds() < 10:
+            raise ValueError("must be at least 10s")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression: {exc}") from None
+        return value
+
+    @field_validator("include")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @field_validator("links")
+    @classmethod
+    def _css(cls, value: str | None) -> str | None:
+        if value is not None:
+            from cssselect import GenericTranslator, SelectorError
+
+            try:
+                GenericTranslator().css_to_xpath(value)
+            except SelectorError as exc:
+                raise ValueError(f"invalid CSS selector: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> SourceConfig:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("give either interval or cron, not both")
+        return self
+
+
+DEFAULT_INTERVAL = timedelta(minutes=15)
+
+
+class FileConfig(BaseModel):
+    """The whole YAML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[SourceConfig] = []
+    grouping: GroupingSettings = GroupingSettings()
+    channels: list[ChannelConfig] = []
+    rules: list[RuleConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FileConfig:
+        for section in ("sources", "channels", "rules"):
+            seen: set[str] = set()
+            for item in getattr(self, section):
+                if item.name in seen:
+                    raise ValueError(f"{section}: duplicate name {item.name!r}")
+                seen.add(item.name)
+        return self
+
+
+@dataclass
+class ConfigProblem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.path}: {self.message}{where}"
+
+
+class ConfigError(Exception):
+    """The config file is unusable; `problems` names every place that is wrong."""
+
+    def __init__(self, file: str, problems: list[ConfigProblem]):
+        self.file = file
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{file}: {len(problems)} problem(s)\n{lines}")
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, environ: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """Expand ${VAR} and ${VAR:-default}; return the text and the names left undefined."""
+    env = os.environ if environ is None else environ
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    return _VAR.sub(sub, text), missing
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """('sources', 2, 'interval') -> 'sources[2].interval'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _line_index(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each YAML path to its 1-based line, so errors can point into the file."""
+    index: dict[tuple[Any, ...], int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        index[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, (*path, key.value))
+                index[(*path, key.value)] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _nearest_line(index: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in index:
+            return index[loc[:end]]
+    return None
+
+
+def _expand_values(
+    data: Any, path: tuple[Any, ...], problems: list[ConfigProblem], lines: dict
+) -> Any:
+    """Expand ${VAR} inside string values only: comments are left alone, and a variable's
+    value can never change the file's structure."""
+    if isinstance(data, str):
+        expanded, missing = expand_env(data)
+        for name in missing:
+            problems.append(
+                ConfigProblem(
+                    format_loc(path), f"variable ${{{name}}} is not set", _nearest_line(lines, path)
+                )
+            )
+        return expanded
+    if isinstance(data, dict):
+        return {k: _expand_values(v, (*path, k), problems, lines) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand_values(v, (*path, i), problems, lines) for i, v in enumerate(data)]
+    return data
+
+
+def parse_config_text(text: str, file: str = "<config>") -> FileConfig:
+    """Validate config text; raise ConfigError listing every problem with its path and line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        col = f", col {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(file, [ConfigProblem("(yaml)", f"{problem}{col}", line)]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(file, [ConfigProblem("(top level)", "must be a mapping")])
+    lines = _line_index(text)
+    problems: list[ConfigProblem] = []
+    data = _expand_values(data, (), problems, lines)
+    try:
+        config = FileConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(ConfigProblem(format_loc(loc), message, _nearest_line(lines, loc)))
+        raise ConfigError(file, problems) from None
+    if problems:
+        raise ConfigError(file, problems)
+    return config
+
+
+def load_config(path: str | Path | None) -> FileConfig:
+    """Load the YAML file; no path means an empty config (sources may come from the CLI)."""
+    if path is None:
+        return FileConfig()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [ConfigProblem("(file)", exc.strerror or str(exc))]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(p), [ConfigProblem("(file)", f"not UTF-8 at byte {exc.start}")]
+        ) from None
+    return parse_config_text(text, str(p))

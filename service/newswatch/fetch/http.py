@@ -1,0 +1,311 @@
+"""A polite HTTP client: conditional GET, size and time limits, per-host limits, Retry-After.
+
+One `Fetcher` per process. It never raises for what a server does: every outcome, good or bad,
+comes back as a `FetchResult` whose `outcome` says what happened, so callers record it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from newswatch.config import Settings
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+PERMANENT_REDIRECTS = {301, 308}
+MAX_REDIRECTS = 5
+# Retry-After values past this are taken as a mistake or an attack on our schedule.
+MAX_RETRY_AFTER = 24 * 3600.0
+
+# Outcomes (also the `outcome` column of the fetch log).
+OK = "ok"
+NOT_MODIFIED = "not_modified"
+HTTP_ERROR = "http_error"
+NETWORK_ERROR = "network_error"
+TIMEOUT = "timeout"
+TOO_LARGE = "too_large"
+RATE_LIMITED = "rate_limited"
+BLOCKED = "blocked"  # refused before sending: scheme, robots.txt, unsafe address
+
+
+@dataclass
+class FetchResult:
+    url: str  # the URL asked for
+    final_url: str  # after redirects
+    outcome: str
+    status: int | None = None
+    body: bytes = b""
+    headers: httpx.Headers = field(default_factory=httpx.Headers)
+    error: str | None = None
+    permanent_redirect: str | None = None  # new URL to store, if every hop was permanent
+    retry_after: float | None = None  # seconds, from a 429/503
+    duration: float = 0.0
+    bytes_read: int = 0  # bytes on the wire (before decompression) are not exposed by httpx
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.headers.get("last-modified")
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
+
+
+class HostGate:
+    """Per-host politeness: at most N requests at once, a minimum gap between request starts,
+    and no request before a host's Retry-After has passed."""
+
+    def __init__(self, concurrency: int, min_delay: float):
+        self._semaphore = asyncio.Semaphore(max(1, concurrency))
+        self._min_delay = min_delay
+        self._next_start = 0.0
+        self._lock = asyncio.Lock()
+        self.blocked_until = 0.0
+
+    async def __aenter__(self) -> HostGate:
+        await self._semaphore.acquire()
+        try:
+            async with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next_start, self.blocked_until)
+                self._next_start = start + self._min_delay
+            if start > now:
+                await asyncio.sleep(start - now)
+        except BaseException:
+            self._semaphore.release()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._semaphore.release()
+
+    def block_for(self, seconds: float) -> None:
+        self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+
+
+def host_key(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower() + (f":{parts.port}" if parts.port else "")
+
+
+def make_transport(kind: str, max_connections: int) -> httpx.AsyncBaseTransport:
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    if kind == "aiohttp":
+        # The aiohttp transport keeps the httpx API and is several times faster at high
+        # concurrency (encode/httpx#3215; figures in docs/benchmarks.md).
+        from httpx_aiohttp import AiohttpTransport
+
+        return AiohttpTransport(limits=limits)
+    return httpx.AsyncHTTPTransport(limits=limits)
+
+
+class Fetcher:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+        self.settings = settings
+        self.max_body = settings.http_max_body_bytes
+        self.timeout = httpx.Timeout(
+            connect=settings.http_connect_timeout,
+            read=settings.http_read_timeout,
+            write=settings.http_read_timeout,
+            pool=None,
+        )
+        # A server that trickles bytes never trips the read timeout; this caps the whole fetch.
+        self.deadline = settings.http_connect_timeout + 2 * settings.http_read_timeout
+        self._client = httpx.AsyncClient(
+            transport=transport
+            or make_transport(settings.http_transport, settings.http_max_connections),
+            timeout=self.timeout,
+            follow_redirects=False,
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept-Encoding": "gzip, deflate",
+            },
+        )
+        self._gates: dict[str, HostGate] = {}
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def gate(self, url: str) -> HostGate:
+        key = host_key(url)
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = HostGate(
+                self.settings.http_per_host_concurrency, self.settings.http_min_host_delay
+            )
+            self._gates[key] = gate
+        return gate
+
+    async def get(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        accept: str | None = None,
+        check_url: Iterable[object] = (),
+    ) -> FetchResult:
+        """GET `url`, following redirects, politely; never raises for network or server faults.
+
+        `check_url`: callables `(url) -> str | None` run on every URL before it is requested
+        (robots.txt, address safety); a returned string blocks the request with that reason.
+        """
+        started = time.monotonic()
+        headers: dict[str, str] = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        if accept:
+            headers["Accept"] = accept
+        try:
+            async with asyncio.timeout(self.deadline):
+                result = await self._follow(url, headers, list(check_url))
+        except TimeoutError:
+            result = FetchResult(
+                url, url, TIMEOUT, error=f"no complete answer in {self.deadline:g}s"
+            )
+        result.duration = time.monotonic() - started
+        return result
+
+    async def _follow(self, url: str, headers: dict[str, str], checks: list[object]) -> FetchResult:
+        current = url
+        all_permanent = True
+        for _hop in range(MAX_REDIRECTS + 1):
+            if not current.lower().startswith(("http://", "https://")):
+                return FetchResult(
+                    url, current, BLOCKED, error=f"scheme not allowed: {current[:80]}"
+                )
+            for check in checks:
+                reason = await _maybe_await(check(current))  # type: ignore[operator]
+                if reason:
+                    return FetchResult(url, current, BLOCKED, error=reason)
+            gate = self.gate(current)
+            async with gate:
+                result = await self._request_once(url, current, headers)
+            if result.retry_after is not None:
+                gate.block_for(result.retry_after)
+            if result.status in REDIRECT_STATUSES and result.outcome == HTTP_ERROR:
+                location = result.headers.get("location")
+                if not location:
+                    result.error = f"HTTP {result.status} without Location"
+                    return result
+                all_permanent = all_permanent and result.status in PERMANENT_REDIRECTS
+                current = urljoin(current, location.strip())
+                continue
+            if current != url and all_permanent:
+                result.permanent_redirect = current
+            return result
+        return FetchResult(url, current, HTTP_ERROR, error=f"more than {MAX_REDIRECTS} redirects")
+
+    async def _request_once(self, url: str, current: str, headers: dict[str, str]) -> FetchResult:
+        try:
+            async with self._client.stream("GET", current, headers=headers) as response:
+                status = response.status_code
+                result = FetchResult(url, current, OK, status=status, headers=response.headers)
+                if status == 304:
+                    result.outcome = NOT_MODIFIED
+                    return result
+                if status in (429, 503):
+                    result.outcome = RATE_LIMITED
+                    result.retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    result.error = f"HTTP {status}"
+                    return result
+                if status >= 300:
+                    result.outcome = HTTP_ERROR
+                    result.error = f"HTTP {status}"
+                    return result
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > self.max_body:
+                    result.outcome = TOO_LARGE
+                    result.error = (
+                        f"Content-Length {declared} over the limit of {self.max_body} bytes"
+                    )
+                    return result
+                chunks: list[bytes] = []
+                size = 0
+                # aiter_bytes decompresses as it goes: counting here stops gzip bombs too.
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_body:
+                        result.outcome = TOO_LARGE
+                        result.error = f"body over the limit of {self.max_body} bytes"
+                        return result
+                    chunks.append(chunk)
+                result.body = b"".join(chunks)
+                result.bytes_read = size
+                return result
+        except httpx.TimeoutException as exc:
+            if _refused(exc):
+                return FetchResult(url, current, NETWORK_ERROR, error=f"cannot connect: {exc}")
+            return FetchResult(url, current, TIMEOUT, error=f"timeout: {exc or type(exc).__name__}")
+        except httpx.DecodingError as exc:
+            return FetchResult(url, current, NETWORK_ERROR, error=f"bad content encoding: {exc}")
+        except (httpx.HTTPError, OSError) as exc:
+            return FetchResult(url, current, NETWORK_ERROR, error=f"{type(exc).__name__}: {exc}")
+
+
+def _refused(exc: BaseException) -> bool:
+    """httpx-aiohttp reports a refused connection as ConnectTimeout; tell them apart."""
+    cause = exc.__cause__
+    if cause is None:
+        return False
+    import aiohttp
+
+    return isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(
+        cause, aiohttp.ServerTimeoutError | TimeoutError
+    )
+
+
+async def _maybe_await(value: object) -> object:
+    if asyncio.iscoroutine(value):
+        return await value
+    return value
+
+
+def backoff_delay(
+    consecutive_errors: int, base: float, cap: float, rng: random.Random | None = None
+) -> float:
+    """Delay before retrying a failing source: exponential, capped, with full jitter on the
+    upper half so many failing sources do not retry in lockstep."""
+    if consecutive_errors <= 0:
+        return 0.0
+    ceiling = min(cap, base * 2 ** (consecutive_errors - 1))
+    r = (rng or random).random()
+    return ceiling / 2 + r * ceiling / 2

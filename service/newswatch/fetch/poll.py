@@ -1,0 +1,334 @@
+"""Polling one source: fetch politely, parse by kind, hand entries to the pipeline, record.
+
+Network and parsing run concurrently across sources; writes go through one lock, one at a
+time, which is what SQLite allows anyway and keeps the grouping stage single-threaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import multiprocessing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlmodel import Session
+
+from newswatch.config import Settings
+from newswatch.fetch import http
+from newswatch.fetch.entries import ParsedEntry
+from newswatch.fetch.feeds import parse_feed
+from newswatch.fetch.http import Fetcher, FetchResult, backoff_delay
+from newswatch.logging import get_logger
+from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
+from newswatch.pipeline import IngestResult, Pipeline
+from newswatch.store.columns import utcnow
+from newswatch.store.db import defer_insert
+from newswatch.store.models import Fetch, Source
+from newswatch.store.sources import SourceSnapshot
+
+FETCH_LOG = Fetch.__table__
+
+log = get_logger("newswatch.fetch")
+T = TypeVar("T")
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.5, */*;q=0.1"
+)
+PARSE_ERROR = "parse_error"
+# Write batches with at most this many entries run in the event loop, larger ones in a thread.
+INLINE_WRITE_ENTRIES = 40
+
+
+@dataclass
+class BodyResult:
+    """What a handler made of a fetched body."""
+
+    entries: list[ParsedEntry] = field(default_factory=list)
+    error: str | None = None  # recorded on the fetch and the source
+    title: str | None = None
+    detected_kind: str | None = None
+    # Extra fetches a handler made (article pages): recorded in the fetch log too.
+    extra_fetches: list[FetchResult] = field(default_factory=list)
+
+
+Handler = Callable[["Poller", SourceSnapshot, FetchResult], Awaitable[BodyResult]]
+
+
+async def handle_feed(poller: Poller, source: SourceSnapshot, result: FetchResult) -> BodyResult:
+    parsed = await poller.run_cpu(
+        parse_feed, result.body, url=result.final_url, content_type=result.content_type
+    )
+    if not parsed.is_feed:
+        return BodyResult(error=parsed.error or "not a feed", detected_kind="other")
+    return BodyResult(
+        entries=list(parsed.entries), error=parsed.error, title=parsed.title, detected_kind="feed"
+    )
+
+
+@dataclass
+class PollOutcome:
+    source: str
+    url: str
+    outcome: str
+    status: int | None
+    bytes: int
+    duration: float
+    entries: int = 0
+    new: int = 0
+    error: str | None = None
+
+
+@dataclass
+class _WriteJob:
+    source_id: int
+    entries: list[ParsedEntry]
+    after: Callable[..., None]
+    done: asyncio.Future[IngestResult]
+
+
+class GroupWriter:
+    """One writer for all polls: jobs waiting together are committed in one transaction.
+
+    Under load many polls finish at once; committing them together costs one fsync instead
+    of many, and keeps writes single-threaded (what SQLite allows and the grouper needs).
+    """
+
+    def __init__(self, pipeline: Pipeline, max_batch: int = 64):
+        self.pipeline = pipeline
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_WriteJob] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(
+        self, source_id: int, entries: list[ParsedEntry], after: Callable[..., None]
+    ) -> IngestResult:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        job = _WriteJob(source_id, entries, after, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(job)
+        return await job.done
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            jobs = [(j.source_id, j.entries, j.after) for j in batch]
+            try:
+                if sum(len(j.entries) for j in batch) <= INLINE_WRITE_ENTRIES:
+                    # Small writes (mostly 304s) run in the loop: handing them to a thread
+                    # costs more in GIL hand-offs than the write itself.
+                    results = self.pipeline.ingest_many(jobs)
+                else:
+                    results = await asyncio.to_thread(self.pipeline.ingest_many, jobs)
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for job, result in zip(batch, results, strict=True):
+                if job.done.done():
+                    continue
+                if isinstance(result, Exception):
+                    job.done.set_exception(result)
+                else:
+                    job.done.set_result(result)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _cpu_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
+    if workers <= 0:
+        return None
+    # spawn: forking a process that runs threads (the event loop's helpers) is unsafe.
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+class Poller:
+    def __init__(self, fetcher: Fetcher, pipeline: Pipeline, settings: Settings):
+        self.fetcher = fetcher
+        self.pipeline = pipeline
+        self.settings = settings
+        self.writer = GroupWriter(pipeline)
+        # Parsing is CPU-bound Python: under load, worker processes run it beside the writer
+        # (the GIL would serialise threads). They start on first need: a lone parse runs in a
+        # thread, so small one-off runs do not pay for starting processes.
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._parsing = 0
+        # Kinds of source and the handler that turns a body into entries. Page and sitemap
+        # handlers register themselves here (fetch/pages.py, fetch/sitemaps.py).
+        self.handlers: dict[str, Handler] = {"feed": handle_feed}
+        # For kind "auto": tried in order on bodies that are not feeds.
+        self.detectors: list[Callable[[FetchResult], str | None]] = []
+
+    async def run_cpu(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Run CPU-bound `fn` in the worker processes (or a thread when there are none)."""
+        call = functools.partial(fn, *args, **kwargs)
+        if self._pool is None and self._parsing > 0:
+            self._pool = _cpu_pool(self.settings.parse_workers)
+        self._parsing += 1
+        try:
+            if self._pool is None:
+                return await asyncio.to_thread(call)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            except concurrent.futures.BrokenExecutor:
+                # A worker died (killed, out of memory): start new ones and try once more.
+                log.warning("parser workers restarted")
+                self._pool = _cpu_pool(self.settings.parse_workers)
+                if self._pool is None:
+                    return await asyncio.to_thread(call)
+                return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        finally:
+            self._parsing -= 1
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> Poller:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _handler_for(self, source: SourceSnapshot, result: FetchResult) -> Handler:
+        kind = source.kind
+        if kind == "auto":
+            kind = source.options.get("detected_kind") or "feed"
+            for detect in self.detectors:
+                found = detect(result)
+                if found:
+                    kind = found
+                    break
+        return self.handlers.get(kind, handle_feed)
+
+    async def poll(self, source: SourceSnapshot) -> PollOutcome:
+        result = await self.fetcher.get(
+            source.url, etag=source.etag, last_modified=source.last_modified, accept=FEED_ACCEPT
+        )
+        body = BodyResult()
+        if result.outcome == http.OK:
+            try:
+                body = await self._handler_for(source, result)(self, source, result)
+            except Exception as exc:  # a bug in a handler must not stop the source
+                log.exception("handler failed", source=source.name)
+                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        recorder = FetchRecorder(source, result, body, self.settings)
+        ingest = await self.writer.write(source.id, body.entries, recorder.apply)
+        outcome = recorder.outcome
+        FETCHES.labels(source.name, outcome).inc()
+        FETCH_SECONDS.observe(result.duration)
+        FETCH_BYTES.inc(result.bytes_read)
+        log.info(
+            "fetch",
+            source=source.name,
+            url=result.final_url,
+            status=result.status,
+            outcome=outcome,
+            bytes=result.bytes_read,
+            duration_ms=round(result.duration * 1000),
+            entries=len(body.entries),
+            new_articles=ingest.new,
+            error=recorder.error,
+        )
+        return PollOutcome(
+            source=source.name,
+            url=result.final_url,
+            outcome=outcome,
+            status=result.status,
+            bytes=result.bytes_read,
+            duration=result.duration,
+            entries=len(body.entries),
+            new=ingest.new,
+            error=recorder.error,
+        )
+
+
+class FetchRecorder:
+    """Writes the fetch log row and the source's new state, inside the ingest transaction."""
+
+    def __init__(
+        self, source: SourceSnapshot, result: FetchResult, body: BodyResult, settings: Settings
+    ):
+        self.snapshot = source
+        self.result = result
+        self.body = body
+        self.settings = settings
+        self.error = result.error or body.error
+        self.outcome = result.outcome
+        if result.outcome == http.OK and body.error and not body.entries:
+            self.outcome = PARSE_ERROR
+        self.failed = self.outcome not in (http.OK, http.NOT_MODIFIED)
+
+    def apply(self, session: Session, source: Source, ingest: IngestResult) -> None:
+        now = utcnow()
+        r = self.result
+        rows = [_fetch_row(source, extra, now) for extra in self.body.extra_fetches]
+        row = _fetch_row(source, r, now, outcome=self.outcome, error=self.error)
+        row["entries"] = len(self.body.entries)
+        row["new_articles"] = ingest.new
+        # Written at commit with the rest of the batch's log rows: no ORM bookkeeping.
+        defer_insert(session, FETCH_LOG, [*rows, row])
+
+        source.last_fetch_at = now
+        source.last_status = r.status
+        source.last_outcome = self.outcome
+        source.last_error = self.error
+        if self.body.title:
+            source.title = self.body.title[:500]
+        if self.body.detected_kind and source.kind == "auto":
+            source.options = {**(source.options or {}), "detected_kind": self.body.detected_kind}
+        if r.permanent_redirect:
+            log.info(
+                "permanent redirect", source=source.name, old=source.url, new=r.permanent_redirect
+            )
+            source.url = r.permanent_redirect
+        interval = self.snapshot.interval
+        if not self.failed:
+            source.consecutive_errors = 0
+            source.last_success_at = now
+            if r.outcome == http.OK:
+                source.etag = r.etag
+                source.last_modified = r.last_modified
+            source.next_fetch_at = now + interval
+            return
+        source.consecutive_errors += 1
+        delay = backoff_delay(
+            source.consecutive_errors,
+            self.settings.error_backoff_base,
+            self.settings.error_backoff_max,
+        )
+        wait = max(interval.total_seconds(), delay, r.retry_after or 0.0)
+        source.next_fetch_at = now + timedelta(seconds=wait)
+
+
+def _fetch_row(
+    source: Source,
+    r: FetchResult,
+    now: datetime,
+    outcome: str | None = None,
+    error: str | None = None,
+) -> dict[str, object]:
+    return {
+        "source_id": source.id,
+        "started_at": now,
+        "url": r.final_url,
+        "status": r.status,
+        "outcome": outcome or r.outcome,
+        "bytes": r.bytes_read,
+        "duration_ms": round(r.duration * 1000),
+        "entries": 0,
+        "new_articles": 0,
+        "error": error if error is not None else r.error,
+    }

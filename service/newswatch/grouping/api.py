@@ -1,0 +1,21 @@
+"""What the grouping stage tells the stages after it (alerts, metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EventChange:
+    """An article was assigned to an event.
+
+    `opened`: the article opened a new event. `duplicate_of`: stage 1 found it a copy of that
+    article. `merged_event_ids`: events absorbed into `event_id` by this assignment (their ids
+    stay resolvable through events.merged_into).
+    """
+
+    article_id: int
+    event_id: int
+    opened: bool
+    duplicate_of: int | None = None
+    merged_event_ids: tuple[int, ...] = ()

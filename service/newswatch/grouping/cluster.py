@@ -1,0 +1,248 @@
+"""Online event clustering, independent of the store.
+
+Each article becomes a sparse vector (TF-IDF of title, lead and body with online IDF, plus
+normalised entities) and joins the most similar recent event whose centroid is close enough,
+or opens a new one. Candidates come from an inverted index over entities and rare terms,
+restricted to the time window: the cost per article does not grow with the store.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from newswatch.grouping.minhash import LSHIndex, MinHasher
+from newswatch.grouping.settings import GroupingSettings
+from newswatch.grouping.text import Features, extract
+
+# A term in more than this share of documents is too common to find candidates by.
+RARE_SHARE = 0.05
+# Features of an article posted in the inverted index (its heaviest ones).
+POSTED_FEATURES = 24
+# Postings keep the most recent events per feature: old ones fall out of the window anyway.
+POSTING_DEPTH = 64
+# Before this many documents the IDF is too young to call terms rare.
+IDF_WARMUP = 50
+
+
+@dataclass
+class Event:
+    id: int
+    first_seen: float
+    last_seen: float
+    centroid: dict[str, float] = field(default_factory=dict)
+    norm2: float = 0.0
+    size: int = 0
+    merged_into: int | None = None
+
+
+@dataclass
+class Decision:
+    """Where an article went and why (the stored explanation)."""
+
+    event_id: int
+    opened: bool
+    stage: str  # "duplicate" | "similar" | "new"
+    score: float = 0.0
+    duplicate_of: int | None = None
+    shared_entities: list[str] = field(default_factory=list)
+    merged: list[int] = field(default_factory=list)
+
+
+def _dot(a: dict[str, float], b: dict[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    get = b.get
+    return sum(v * get(k, 0.0) for k, v in a.items())
+
+
+class Clusterer:
+    """Assigns articles to events one at a time; `when` is a POSIX timestamp."""
+
+    def __init__(self, settings: GroupingSettings | None = None):
+        self.s = settings or GroupingSettings()
+        self.window = self.s.window_hours * 3600.0
+        self.hasher = MinHasher()
+        self.lsh = LSHIndex()
+        self.df: dict[str, int] = {}
+        self.docs = 0
+        self.events: dict[int, Event] = {}
+        self.postings: dict[str, deque[int]] = {}
+        self.article_event: dict[int, int] = {}
+        self.lsh_times: deque[tuple[float, int]] = deque()
+
+    # --- features -------------------------------------------------------------------
+    def features(self, title: str | None, body: str | None) -> Features:
+        s = self.s
+        return extract(
+            title,
+            body,
+            lead_words=s.lead_words,
+            body_words=s.body_words,
+            title_weight=s.title_weight,
+            body_weight=s.body_weight,
+        )
+
+    def _idf(self, term: str) -> float:
+        return math.log((self.docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
+
+    def vector(self, feats: Features) -> dict[str, float]:
+        """Unit-length TF-IDF vector; entities are extra features weighted entity_weight."""
+        vec: dict[str, float] = {}
+        for term, tf in feats.terms.items():
+            vec[term] = (1.0 + math.log(tf)) * self._idf(term) if tf >= 1 else tf * self._idf(term)
+        for key in feats.entities:
+            vec[key] = self.s.entity_weight * self._idf(key)
+        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
+        return {k: v / norm for k, v in vec.items()}
+
+    def _learn(self, feats: Features) -> None:
+        self.docs += 1
+        df = self.df
+        for term in feats.terms:
+            df[term] = df.get(term, 0) + 1
+        for key in feats.entities:
+            df[key] = df.get(key, 0) + 1
+
+    # --- candidates -----------------------------------------------------------------
+    def resolve(self, event_id: int) -> int:
+        event = self.events.get(event_id)
+        while event is not None and event.merged_into is not None:
+            event_id = event.merged_into
+            event = self.events.get(event_id)
+        return event_id
+
+    def _candidates(self, vec: dict[str, float], when: float) -> list[Event]:
+        rare_limit = max(2.0, RARE_SHARE * self.docs) if self.docs >= IDF_WARMUP else math.inf
+        votes: dict[int, float] = {}
+        for term, weight in vec.items():
+            if self.df.get(term, 0) > rare_limit:
+                continue
+            for event_id in self.postings.get(term, ()):
+                votes[event_id] = votes.get(event_id, 0.0) + weight
+        best = heapq.nlargest(self.s.candidates * 2, votes.items(), key=lambda kv: kv[1])
+        out: list[Event] = []
+        seen: set[int] = set()
+        for event_id, _ in best:
+            event = self.events.get(self.resolve(event_id))
+            if event is None or event.id in seen or when - event.last_seen > self.window:
+                continue
+            seen.add(event.id)
+            out.append(event)
+            if len(out) >= self.s.candidates:
+                break
+        return out
+
+    def _score(self, vec: dict[str, float], event: Event) -> float:
+        return _dot(vec, event.centroid) / math.sqrt(event.norm2) if event.norm2 else 0.0
+
+    # --- updates --------------------------------------------------------------------
+    def _post(self, event_id: int, vec: dict[str, float]) -> None:
+        top = heapq.nlargest(POSTED_FEATURES, vec.items(), key=lambda kv: kv[1])
+        for term, _ in top:
+            posting = self.postings.get(term)
+            if posting is None:
+                posting = self.postings[term] = deque(maxlen=POSTING_DEPTH)
+            if not posting or posting[-1] != event_id:
+                posting.append(event_id)
+
+    def _join(self, event: Event, vec: dict[str, float], when: float) -> None:
+        c = event.centroid
+        cross = _dot(vec, c)
+        for k, v in vec.items():
+            c[k] = c.get(k, 0.0) + v
+        event.norm2 += 2 * cross + 1.0
+        event.size += 1
+        event.last_seen = max(event.last_seen, when)
+        event.first_seen = min(event.first_seen, when)
+        self._post(event.id, vec)
+
+    def _merge(self, keep: Event, gone: Event) -> None:
+        c = keep.centroid
+        keep.norm2 += 2 * _dot(gone.centroid, c) + gone.norm2
+        for k, v in gone.centroid.items():
+            c[k] = c.get(k, 0.0) + v
+        keep.size += gone.size
+        keep.first_seen = min(keep.first_seen, gone.first_seen)
+        keep.last_seen = max(keep.last_seen, gone.last_seen)
+        gone.merged_into = keep.id
+        gone.centroid = {}
+        self._post(keep.id, {k: v / keep.size for k, v in c.items()})
+
+    def expire(self, now: float) -> None:
+        """Forget near-duplicate signatures older than the window (events expire lazily)."""
+        while self.lsh_times and now - self.lsh_times[0][0] > self.window:
+            _, key = self.lsh_times.popleft()
+            self.lsh.remove(key)
+
+    # --- the entry point ------------------------------------------------------------
+    def add(
+        self,
+        article_id: int,
+        title: str | None,
+        body: str | None,
+        when: float,
+        feats: Features | None = None,
+        signature: np.ndarray | None = None,
+    ) -> Decision:
+        """Assign one article; the event id of a new event is the article's id."""
+        feats = feats or self.features(title, body)
+        if signature is None and len(feats.tokens) >= self.s.duplicate_min_tokens:
+            signature = self.hasher.signature(feats.tokens)
+        self._learn(feats)
+        vec = self.vector(feats)
+        decision = self._decide(article_id, feats, vec, when, signature)
+        self.article_event[article_id] = decision.event_id
+        if signature is not None:
+            self.lsh.insert(article_id, signature)
+            self.lsh_times.append((when, article_id))
+        return decision
+
+    def _decide(
+        self,
+        article_id: int,
+        feats: Features,
+        vec: dict[str, float],
+        when: float,
+        signature: np.ndarray | None,
+    ) -> Decision:
+        if signature is not None:
+            hit = self.lsh.query(signature, self.s.duplicate_jaccard)
+            if hit is not None and hit[0] in self.article_event:
+                event = self.events.get(self.resolve(self.article_event[hit[0]]))
+                if event is not None:
+                    self._join(event, vec, when)
+                    return Decision(event.id, False, "duplicate", hit[1], duplicate_of=hit[0])
+        scored = sorted(
+            ((self._score(vec, e), e) for e in self._candidates(vec, when)),
+            key=lambda se: (-se[0], se[1].id),
+        )
+        if not scored or scored[0][0] < self.s.threshold:
+            event = Event(article_id, when, when)
+            self.events[article_id] = event
+            self._join(event, vec, when)
+            return Decision(article_id, True, "new", scored[0][0] if scored else 0.0)
+        score, event = scored[0]
+        shared = sorted(
+            feats.entities[k] for k in feats.entities if event.centroid.get(k, 0.0) > 0
+        )
+        self._join(event, vec, when)
+        merged = []
+        for other_score, other in scored[1:]:
+            if other_score < self.s.threshold:
+                break
+            if self._score(self._unit(other.centroid), event) >= self.s.merge_threshold:
+                keep, gone = (event, other) if event.size >= other.size else (other, event)
+                self._merge(keep, gone)
+                merged.append(gone.id)
+                event = keep
+        return Decision(event.id, False, "similar", score, shared_entities=shared, merged=merged)
+
+    @staticmethod
+    def _unit(vec: dict[str, float]) -> dict[str, float]:
+        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
+        return {k: v / norm for k, v in vec.items()}

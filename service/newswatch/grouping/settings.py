@@ -1,0 +1,29 @@
+"""Settings of event grouping (the `grouping:` section of the config file)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GroupingSettings(BaseModel):
+    """Thresholds and windows for near-duplicate and event grouping.
+
+    Defaults must serve every corpus; users rarely need to change them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    # Stage 1: near-duplicates (MinHash of word 3-shingles).
+    duplicate_jaccard: float = Field(0.5, ge=0, le=1, description="estimated Jaccard of a copy")
+    duplicate_min_tokens: int = Field(30, ge=3, description="shorter texts skip stage 1")
+    # Stage 2: events.
+    threshold: float = Field(0.30, ge=0, le=1, description="similarity to join an event")
+    merge_threshold: float = Field(0.5, ge=0, le=1, description="similarity to merge events")
+    window_hours: float = Field(72, gt=0, description="publication-time window of an event")
+    title_weight: float = Field(3.0, ge=0)
+    lead_words: int = Field(80, ge=0, description="body words weighted as the lead")
+    body_words: int = Field(400, ge=0, description="body words read at all")
+    body_weight: float = Field(0.3, ge=0, description="weight of body words after the lead")
+    entity_weight: float = Field(1.5, ge=0, description="weight of an entity beside its words")
+    candidates: int = Field(20, ge=1, description="events scored per article")

@@ -1,0 +1,223 @@
+"""Text features for grouping: terms of title and lead, named entities, link-list tails.
+
+Everything here is pure Python over one article and fast enough for ingest (tens of µs).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+WORD = re.compile(r"[^\W\d_](?:[^\W_]|['’\-](?=[^\W\d_]))*", re.UNICODE)
+SENTENCE_END = re.compile(r"[.!?…:;\"'”»)]\s*$")
+
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each few
+    for from further had has have having he her here hers herself him himself his how i if in
+    into is it its itself just me more most my myself no nor not now of off on once only or
+    other our ours ourselves out over own same she should so some such than that the their
+    theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours
+    yourself yourselves said says say new one two three first last year years would also told
+    according may might must shall us mr mrs ms dr per via amid get gets got make makes made
+    like just since still even well back many much week weeks day days time today yesterday
+    tomorrow monday tuesday wednesday thursday friday saturday sunday january february march
+    april june july august september october november december jan feb mar apr jun jul aug
+    sep sept oct nov dec report reports reported news update updated video photo photos watch
+    read more people""".split()
+)
+
+# Names that denote the same entity in news text. Keys are normalised phrases (lowercase,
+# ASCII-folded); values are the canonical key. A small table of common state names: the
+# kind of alias a name key cannot derive (DPRK vs North Korea).
+ALIASES: dict[str, str] = {}
+for canonical, variants in {
+    "north korea": "dprk|d.p.r.k|democratic people's republic of korea|n korea|pyongyang",
+    "south korea": "republic of korea|rok|s korea|seoul",
+    "united states": "us|u.s|usa|u.s.a|america|united states of america|washington",
+    "united kingdom": "uk|u.k|britain|great britain|london",
+    "russia": "russian federation|moscow|kremlin",
+    "china": "prc|people's republic of china|beijing",
+    "european union": "eu|e.u|brussels",
+    "united nations": "un|u.n",
+    "iran": "islamic republic of iran|tehran",
+    "syria": "syrian arab republic|damascus",
+    "ukraine": "kiev|kyiv",
+}.items():
+    ALIASES[canonical] = canonical
+    for variant in variants.split("|"):
+        ALIASES[variant] = canonical
+# Adjectives of the same places fold onto them.
+for adjective, place in {
+    "north korean": "north korea",
+    "south korean": "south korea",
+    "american": "united states",
+    "british": "united kingdom",
+    "russian": "russia",
+    "chinese": "china",
+    "iranian": "iran",
+    "syrian": "syria",
+    "ukrainian": "ukraine",
+}.items():
+    ALIASES[adjective] = place
+MAX_ALIAS_WORDS = max(len(k.split()) for k in ALIASES)
+
+# Link-list tails: a run of short lines without sentence punctuation at the end of a page.
+TAIL_MIN_LINES = 5
+TAIL_MAX_WORDS = 14
+
+
+def fold(text: str) -> str:
+    """Lowercase ASCII-folded text (é -> e), so transliterations compare equal."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+_PHONETIC = str.maketrans(
+    {"k": "k", "c": "k", "q": "k", "g": "k", "z": "s", "x": "s", "v": "f", "p": "b", "d": "t"}
+)
+
+
+def name_key(token: str) -> str:
+    """A transliteration-tolerant key of a name token: "Kwang"/"Gwan" and "Chol"/"Chul" agree.
+
+    Voiced/unvoiced pairs fold together (g/k, d/t, b/p), vowels and h/w/y after the first
+    letter are dropped, a final "ng" becomes "n", doubled letters collapse.
+    """
+    t = fold(token).replace("'", "").replace("’", "").replace("-", "")
+    if t.endswith("ng"):
+        t = t[:-1]
+    t = t.replace("ph", "f").replace("ch", "c").replace("sh", "s").replace("kh", "k")
+    t = t.translate(_PHONETIC)
+    if not t:
+        return t
+    out = [t[0]]
+    for ch in t[1:]:
+        if ch in "aeiouyhw" or ch == out[-1]:
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def stem(word: str) -> str:
+    """A light English stem: plural and common verb endings, so "talks"/"talk" agree."""
+    if len(word) > 4:
+        if word.endswith("ies"):
+            return word[:-3] + "y"
+        if word.endswith("ing") and len(word) > 5:
+            return word[:-3]
+        if word.endswith("ed") and len(word) > 5:
+            return word[:-2]
+        if word.endswith("es") and word[-3] in "sxz":
+            return word[:-2]
+        if word.endswith("s") and not word.endswith("ss"):
+            return word[:-1]
+    return word
+
+
+def strip_tail(text: str) -> tuple[str, int]:
+    """The text without a trailing link list; and how many lines were cut.
+
+    A tail is at least TAIL_MIN_LINES consecutive final lines that are short, do not end a
+    sentence, and start with a capital letter or digit — headlines of other stories.
+    """
+    lines = [ln.strip() for ln in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    cut = 0
+    i = len(lines)
+    while i > 0:
+        ln = lines[i - 1]
+        if not ln:
+            i -= 1
+            continue
+        words = ln.split()
+        short = len(words) <= TAIL_MAX_WORDS
+        headline = short and not SENTENCE_END.search(ln) and ln[0].isupper()
+        if not (headline or (short and ln[0].isdigit())):
+            break
+        cut += 1
+        i -= 1
+    if cut < TAIL_MIN_LINES:
+        return text, 0
+    return "\n".join(lines[:i]), cut
+
+
+@dataclass
+class Features:
+    """What the clustering needs from one article."""
+
+    terms: dict[str, float] = field(default_factory=dict)  # term -> weighted frequency
+    entities: dict[str, str] = field(default_factory=dict)  # key -> surface form
+    tokens: list[str] = field(default_factory=list)  # all lowercased tokens, for MinHash
+    tail_lines: int = 0
+
+
+def _entities(words: list[str], out: dict[str, str]) -> None:
+    """Capitalised runs as entities; alias phrases canonicalised, other names by name key."""
+    n = len(words)
+    i = 0
+    while i < n:
+        w = words[i]
+        if not w[0].isupper():
+            i += 1
+            continue
+        matched = False
+        for size in range(min(MAX_ALIAS_WORDS, n - i), 0, -1):
+            phrase = fold(" ".join(words[i : i + size]))
+            canonical = ALIASES.get(phrase)
+            if canonical is not None:
+                out.setdefault("@" + canonical, " ".join(words[i : i + size]))
+                i += size
+                matched = True
+                break
+        if matched:
+            continue
+        low = fold(w)
+        if low not in STOPWORDS and len(low) > 1 and not (w.isupper() and len(w) > 5):
+            out.setdefault("@" + name_key(w), w)
+        i += 1
+
+
+def extract(
+    title: str | None,
+    body: str | None,
+    *,
+    lead_words: int,
+    body_words: int,
+    title_weight: float,
+    body_weight: float,
+) -> Features:
+    """Features of one article: title terms weigh `title_weight`, the first `lead_words` of
+    the body 1, the next words up to `body_words` `body_weight`; a link-list tail is cut."""
+    feats = Features()
+    title = title or ""
+    body = body or ""
+    body, feats.tail_lines = strip_tail(body) if "\n" in body else (body, 0)
+    title_words = WORD.findall(title)
+    body_tokens = WORD.findall(body)
+    # ECB+-like bodies repeat the title as their first line.
+    if title_words and body_tokens[: len(title_words)] == title_words:
+        body_tokens = body_tokens[len(title_words) :]
+    terms = feats.terms
+    for weight, words in (
+        (title_weight, title_words),
+        (1.0, body_tokens[:lead_words]),
+        (body_weight, body_tokens[lead_words:body_words]),
+    ):
+        if not words or weight <= 0:
+            continue
+        for w in words:
+            low = w.lower()
+            if low in STOPWORDS or len(low) < 2:
+                continue
+            s = stem(low)
+            terms[s] = terms.get(s, 0.0) + weight
+    _entities(title_words, feats.entities)
+    _entities(body_tokens[:lead_words], feats.entities)
+    feats.tokens = [w.lower() for w in title_words] + [w.lower() for w in body_tokens]
+    return feats

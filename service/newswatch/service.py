@@ -1,0 +1,291 @@
+"""The long-running service (`newswatch run`) and the one-pass mode (`run --once`).
+
+One APScheduler (3.x, in-memory job store: never shared between processes) per process; a
+job per source with its interval (plus jitter) or cron; `max_instances=1` so a source never
+runs twice at once. SIGTERM/SIGINT stop new work, let in-flight polls finish, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlmodel import func, select
+
+from newswatch.config import FileConfig, Settings
+from newswatch.fetch.http import Fetcher
+from newswatch.fetch.poll import Poller, PollOutcome
+from newswatch.logging import get_logger
+from newswatch.metrics import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
+from newswatch.pipeline import Pipeline
+from newswatch.store.db import session_scope
+from newswatch.store.models import Source
+from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
+
+log = get_logger("newswatch.service")
+
+RESYNC_SECONDS = 60  # how often sources added or changed elsewhere (CLI) are picked up
+SHUTDOWN_GRACE_SECONDS = 60
+
+
+@dataclass
+class ServiceStatus:
+    """What the health endpoint reports about the scheduler."""
+
+    scheduler_running: bool = False
+    last_tick: float | None = None  # time.time() of the last scheduler activity
+    started_at: float = field(default_factory=time.time)
+
+    def tick(self) -> None:
+        self.last_tick = time.time()
+        SCHEDULER_LAST_TICK.set(self.last_tick)
+
+
+def trigger_for(source: SourceSnapshot) -> BaseTrigger:
+    if source.cron:
+        return CronTrigger.from_crontab(source.cron, timezone=UTC)
+    seconds = source.interval.total_seconds()
+    # Default jitter: a tenth of the interval, so sources added together spread out.
+    jitter = source.options.get("jitter_seconds")
+    jitter = int(jitter if jitter is not None else max(1, seconds // 10))
+    return IntervalTrigger(seconds=seconds, jitter=jitter, timezone=UTC)
+
+
+def first_run_time(source: SourceSnapshot, now: datetime, spread: float) -> datetime:
+    """Resume a stored schedule; new and overdue sources start soon, spread out."""
+    if source.next_fetch_at and source.next_fetch_at > now:
+        return source.next_fetch_at
+    return now + timedelta(seconds=random.uniform(0, min(spread, source.interval.total_seconds())))
+
+
+class Service:
+    def __init__(
+        self,
+        engine: Engine,
+        config: FileConfig,
+        settings: Settings,
+        *,
+        pipeline: Pipeline | None = None,
+    ):
+        self.engine = engine
+        self.config = config
+        self.settings = settings
+        self.pipeline = pipeline or Pipeline(engine, config, settings)
+        self.status = ServiceStatus()
+        self.stop_event = asyncio.Event()
+        self._inflight: set[asyncio.Task[PollOutcome | None]] = set()
+        self._scheduled: dict[int, SourceSnapshot] = {}
+        self.scheduler: AsyncIOScheduler | None = None
+        self.poller: Poller | None = None
+        # Other stages' long-running parts (delivery worker, HTTP server): started with the
+        # service, each given the stop event.
+        self.companions: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+        self.failure: Exception | None = None
+
+    def sync_sources(self) -> list[SourceSnapshot]:
+        with session_scope(self.engine) as session:
+            counts = sync_config_sources(session, self.config.sources)
+        log.info("sources synced from config", **counts)
+        return self.load_sources()
+
+    def load_sources(self) -> list[SourceSnapshot]:
+        with session_scope(self.engine) as session:
+            return schedulable_sources(session)
+
+    async def run_once(
+        self, on_done: Callable[[PollOutcome], None] | None = None
+    ) -> list[PollOutcome]:
+        """Poll every enabled source once, concurrently; return when all are done."""
+        sources = self.sync_sources()
+        async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:
+            self.poller = poller
+            limit = asyncio.Semaphore(self.settings.http_max_connections)
+
+            async def one(source: SourceSnapshot) -> PollOutcome:
+                async with limit:
+                    outcome = await poller.poll(source)
+                if on_done:
+                    on_done(outcome)
+                return outcome
+
+            outcomes = await asyncio.gather(*(one(s) for s in sources))
+        self._update_error_gauge()
+        return list(outcomes)
+
+    def _make_poller(self, fetcher: Fetcher) -> Poller:
+        poller = Poller(fetcher, self.pipeline, self.settings)
+        for register in POLLER_PLUGINS:
+            register(poller)
+        return poller
+
+    async def run(self, install_signals: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (or `stop_event` is set)."""
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        sources = self.sync_sources()
+        async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:
+            self.poller = poller
+            self.scheduler = AsyncIOScheduler(timezone=UTC)
+            self.scheduler.start()
+            self.status.scheduler_running = True
+            self._reschedule(sources)
+            self.scheduler.add_job(
+                self._resync,
+                IntervalTrigger(seconds=RESYNC_SECONDS),
+                id="resync",
+                max_instances=1,
+                coalesce=True,
+            )
+            self.status.tick()
+            log.info("service started", sources=len(sources))
+            companions = [asyncio.create_task(c(self.stop_event)) for c in self.companions]
+            for task in companions:
+                task.add_done_callback(self._companion_done)
+            await self.stop_event.wait()
+            log.info("stopping: waiting for in-flight fetches", inflight=len(self._inflight))
+            # Pause first: APScheduler's shutdown cancels running coroutine jobs.
+            self.scheduler.pause()
+            if self._inflight:
+                await asyncio.wait(self._inflight, timeout=SHUTDOWN_GRACE_SECONDS)
+            self.scheduler.shutdown(wait=False)
+            self.status.scheduler_running = False
+            for task in companions:
+                try:
+                    await asyncio.wait_for(task, timeout=SHUTDOWN_GRACE_SECONDS)
+                except (TimeoutError, Exception):
+                    log.exception("companion did not stop cleanly")
+        log.info("service stopped")
+        if self.failure is not None:
+            raise self.failure
+
+    def _companion_done(self, task: asyncio.Task[None]) -> None:
+        """A companion (HTTP server, delivery worker) that dies takes the service down:
+        running without health checks or without deliveries would fail silently."""
+        if task.cancelled() or self.stop_event.is_set():
+            return
+        exc = task.exception()
+        self.failure = RuntimeError(f"a part of the service stopped: {exc!r}")
+        log.error("companion failed; stopping", error=repr(exc))
+        self.stop_event.set()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("signal received", signal=sig.name)
+        self.stop_event.set()
+
+    def _reschedule(self, sources: list[SourceSnapshot]) -> None:
+        assert self.scheduler is not None
+        now = datetime.now(UTC)
+        wanted = {s.id: s for s in sources}
+        for source_id in list(self._scheduled):
+            if source_id not in wanted:
+                self.scheduler.remove_job(f"source-{source_id}")
+                del self._scheduled[source_id]
+        for source in sources:
+            old = self._scheduled.get(source.id)
+            if old and (old.url, old.interval, old.cron, old.kind, old.options) == (
+                source.url,
+                source.interval,
+                source.cron,
+                source.kind,
+                source.options,
+            ):
+                continue
+            self.scheduler.add_job(
+                self._poll_job,
+                trigger_for(source),
+                args=[source.id],
+                id=f"source-{source.id}",
+                name=source.name,
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=first_run_time(source, now, self.settings.first_run_spread),
+            )
+            self._scheduled[source.id] = source
+
+    async def _resync(self) -> None:
+        self.status.tick()
+        sources = await asyncio.to_thread(self.load_sources)
+        self._reschedule(sources)
+        self._update_error_gauge()
+
+    async def _poll_job(self, source_id: int) -> None:
+        self.status.tick()
+        if self.stop_event.is_set() or self.poller is None:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)  # type: ignore[arg-type]
+        try:
+            fresh = await asyncio.to_thread(self._fresh_snapshot, source_id)
+            if fresh is None:
+                return
+            if fresh.next_fetch_at and fresh.next_fetch_at > datetime.now(UTC) + timedelta(
+                seconds=5
+            ):
+                # Backing off (errors or Retry-After): run when the wait is over instead.
+                self._move_next_run(source_id, fresh.next_fetch_at)
+                return
+            outcome = await self.poller.poll(fresh)
+            if outcome.error and self.scheduler is not None:
+                after = await asyncio.to_thread(self._fresh_snapshot, source_id)
+                if after and after.next_fetch_at:
+                    self._move_next_run(source_id, after.next_fetch_at)
+        except Exception:
+            log.exception("poll failed", source_id=source_id)
+        finally:
+            self._inflight.discard(task)  # type: ignore[arg-type]
+
+    def _move_next_run(self, source_id: int, when: datetime) -> None:
+        if self.scheduler is None or not self.scheduler.running:
+            return
+        job = self.scheduler.get_job(f"source-{source_id}")
+        if job is not None:
+            job.modify(next_run_time=when)
+
+    def _fresh_snapshot(self, source_id: int) -> SourceSnapshot | None:
+        with session_scope(self.engine) as session:
+            source = session.get(Source, source_id)
+            return SourceSnapshot.of(source) if source is not None and source.enabled else None
+
+    def _update_error_gauge(self) -> None:
+
+        with session_scope(self.engine) as session:
+            count = session.exec(
+                select(func.count()).select_from(Source).where(Source.consecutive_errors > 0)
+            ).one()
+        SOURCES_IN_ERROR.set(count)
+
+
+# Registration functions of other kinds of source: each takes a Poller and adds its handlers.
+POLLER_PLUGINS: list[Callable[[Poller], None]] = []
+
+
+def build_service(
+    engine: Engine, config: FileConfig, settings: Settings, *, serve_http: bool = True
+) -> Service:
+    """The service with every stage's companions (delivery worker, HTTP server) attached."""
+    service = Service(engine, config, settings)
+    # --- companions of other stages are attached here (alerts delivery, HTTP API) ---
+    if serve_http:
+        from newswatch.api.app import create_app
+        from newswatch.api.server import serve
+
+        app = create_app(engine, settings, status=service.status)
+        service.companions.append(
+            lambda stop: serve(app, settings.http_host, settings.http_port, stop)
+        )
+    return service

@@ -1,0 +1,289 @@
+"""Storing articles: exact duplicates are stored once, every carrying source is a sighting.
+
+An entry is the same article as one already stored when it has the same canonical URL, the
+same GUID (within its source, or anywhere when the GUID is a URL or URN), or the same content
+hash. Writes use SQLAlchemy Core in bulk: several times faster than the ORM here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, literal, select, union_all
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+from sqlmodel import select as select_model
+
+from newswatch.fetch.entries import ParsedEntry
+from newswatch.fetch.urls import canonical_url, content_hash
+from newswatch.store.columns import utcnow
+from newswatch.store.models import Article, Sighting, Source
+
+ARTICLES = Article.__table__
+SIGHTINGS = Sighting.__table__
+
+# Content hashes of very short texts (a bare "Update" headline) would merge unrelated items.
+MIN_HASHED_CHARS = 24
+# IN (...) lists stay below SQLite's default variable limit.
+LOOKUP_CHUNK = 500
+
+DUP_URL = "canonical_url"
+DUP_GUID = "guid"
+DUP_HASH = "content_hash"
+
+
+@dataclass
+class StoredArticle:
+    """An entry as stored: a new article, or a sighting of one already stored."""
+
+    id: int
+    source_id: int | None
+    source_name: str | None
+    url: str | None
+    title: str | None
+    summary: str | None
+    text: str | None
+    published: datetime | None
+    first_seen: datetime
+    language: str | None
+    is_new: bool
+    duplicate_reason: str | None = None  # why an entry was recognised as stored already
+
+
+@dataclass
+class _Keys:
+    entry: ParsedEntry
+    canonical: str | None
+    guid: str | None
+    hash: str
+    hashable: bool
+
+
+def _global_guid(guid: str | None) -> bool:
+    """GUIDs like "123" are unique only within one feed; URLs and URNs are unique anywhere."""
+    return bool(guid) and (":" in guid)  # type: ignore[operator]
+
+
+def _keys(entry: ParsedEntry) -> _Keys:
+    url = entry.canonical_url or entry.url
+    canonical = canonical_url(url) if url else None
+    body = entry.text or entry.summary or ""
+    basis = f"{entry.title or ''}\n{body}"
+    return _Keys(
+        entry=entry,
+        canonical=canonical or None,
+        guid=(entry.guid or "").strip() or None,
+        hash=content_hash(entry.title or "", body),
+        hashable=len(basis.strip()) >= MIN_HASHED_CHARS,
+    )
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[i : i + LOOKUP_CHUNK] for i in range(0, len(values), LOOKUP_CHUNK)]
+
+
+def _lookup_source_guids(session: Session, source_id: int, guids: set[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(sorted(guids)):
+        query = select(SIGHTINGS.c.guid, SIGHTINGS.c.article_id).where(
+            SIGHTINGS.c.source_id == source_id, SIGHTINGS.c.guid.in_(chunk)
+        )
+        for guid, article_id in session.execute(query):
+            found.setdefault(guid, article_id)
+    return found
+
+
+class _Known:
+    """Keys already stored (looked up in bulk) plus those added earlier in this batch."""
+
+    def __init__(self, session: Session, source_id: int, keys: list[_Keys]):
+        urls = sorted({k.canonical for k in keys if k.canonical})
+        guids = {k.guid for k in keys if k.guid}
+        global_guids = sorted(g for g in guids if _global_guid(g))
+        hashes = sorted({k.hash for k in keys if k.hashable})
+        self.by_url: dict[str, int] = {}
+        self.by_guid: dict[str, int] = {}
+        self.by_hash: dict[str, int] = {}
+        self.by_source_guid = _lookup_source_guids(session, source_id, guids)
+        # One round trip for the three keys; UNION ALL keeps each part on its index (an OR
+        # of three IN lists makes SQLite scan the table).
+        for i in range(0, max(len(urls), len(global_guids), len(hashes)), LOOKUP_CHUNK):
+            part = slice(i, i + LOOKUP_CHUNK)
+            parts = [
+                select(literal(kind).label("kind"), column.label("key"), ARTICLES.c.id).where(
+                    column.in_(values[part])
+                )
+                for kind, column, values in (
+                    ("url", ARTICLES.c.canonical_url, urls),
+                    ("guid", ARTICLES.c.guid, global_guids),
+                    ("hash", ARTICLES.c.content_hash, hashes),
+                )
+                if values[part]
+            ]
+            if not parts:
+                continue
+            found = {"url": self.by_url, "guid": self.by_guid, "hash": self.by_hash}
+            for kind, key, article_id in session.execute(union_all(*parts)):
+                found[kind].setdefault(key, article_id)
+
+    def match(self, k: _Keys) -> tuple[int, str] | None:
+        if k.canonical and k.canonical in self.by_url:
+            return self.by_url[k.canonical], DUP_URL
+        if k.guid and k.guid in self.by_source_guid:
+            return self.by_source_guid[k.guid], DUP_GUID
+        if k.guid and _global_guid(k.guid) and k.guid in self.by_guid:
+            return self.by_guid[k.guid], DUP_GUID
+        if k.hashable and k.hash in self.by_hash:
+            return self.by_hash[k.hash], DUP_HASH
+        return None
+
+    def add(self, k: _Keys, article_id: int) -> None:
+        if k.canonical:
+            self.by_url.setdefault(k.canonical, article_id)
+        if k.guid:
+            self.by_source_guid.setdefault(k.guid, article_id)
+            if _global_guid(k.guid):
+                self.by_guid.setdefault(k.guid, article_id)
+        if k.hashable:
+            self.by_hash.setdefault(k.hash, article_id)
+
+
+def _article_row(source: Source, k: _Keys, now: datetime) -> dict[str, object]:
+    e = k.entry
+    return {
+        "canonical_url": k.canonical,
+        "url": e.url,
+        "guid": k.guid,
+        "title": e.title,
+        "summary": e.summary,
+        "text": e.text,
+        "author": e.author,
+        "published": e.published,
+        "first_seen": now,
+        "language": e.language,
+        "content_hash": k.hash,
+        "source_id": source.id,
+    }
+
+
+def _insert_articles(session: Session, rows: list[dict[str, object]]) -> list[int]:
+    """Multi-row INSERT … RETURNING; the ids, in the order of `rows`.
+
+    Both SQLite (rowid = max + 1) and Postgres (nextval per row) number the rows of a
+    multi-row VALUES in order, so the ids sorted ascending are the rows' ids in order. We
+    rely on that rather than on SQLAlchemy's sort_by_parameter_order, which on SQLite falls
+    back to one INSERT per row (several times slower).
+    """
+    if not rows:
+        return []
+    statement = insert(ARTICLES).returning(ARTICLES.c.id)
+    return sorted(session.execute(statement, rows).scalars())
+
+
+def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> None:
+    unique = {(r["article_id"], r["source_id"]): r for r in reversed(rows)}
+    rows = list(unique.values())
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = make(SIGHTINGS).on_conflict_do_nothing(
+        index_elements=[SIGHTINGS.c.article_id, SIGHTINGS.c.source_id]
+    )
+    session.execute(statement, rows)
+
+
+def store_entries(
+    session: Session, source: Source, entries: list[ParsedEntry], now: datetime | None = None
+) -> list[StoredArticle]:
+    """Store `entries` seen at `source`; return one StoredArticle per entry, in order.
+
+    Runs in the caller's transaction (no commit).
+    """
+    if source.id is None:
+        raise ValueError("source must be stored before its entries")
+    now = now or utcnow()
+    keys = [_keys(e) for e in entries]
+    known = _Known(session, source.id, keys)
+    # First decide, for each entry, "new" or "the same as X"; X may be an entry earlier in
+    # this batch, whose id is known only after the bulk insert.
+    matches: list[tuple[int, str] | None] = []
+    earlier: dict[int, tuple[int, str]] = {}  # entry index -> (index of the new one, reason)
+    new_rows: list[dict[str, object]] = []
+    new_index: list[int] = []
+    for i, k in enumerate(keys):
+        match = known.match(k)
+        if match is not None and match[0] < 0:  # placeholder: an entry of this batch
+            earlier[i] = (-match[0] - 1, match[1])
+            matches.append(None)
+            continue
+        matches.append(match)
+        if match is None:
+            known.add(k, -i - 1)
+            new_rows.append(_article_row(source, k, now))
+            new_index.append(i)
+    ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))
+    results: list[StoredArticle] = []
+    sightings: list[dict[str, object]] = []
+    for i, k in enumerate(keys):
+        if i in ids:
+            article_id, is_new, reason = ids[i], True, None
+        elif i in earlier:
+            first, reason = earlier[i]
+            article_id, is_new = ids[first], False
+        else:
+            (article_id, reason), is_new = matches[i], False  # type: ignore[misc]
+        sightings.append(
+            {
+                "article_id": article_id,
+                "source_id": source.id,
+                "guid": k.guid,
+                "entry_url": k.entry.url,
+                "first_seen": now,
+            }
+        )
+        e = k.entry
+        results.append(
+            StoredArticle(
+                id=article_id,
+                source_id=source.id,
+                source_name=source.name,
+                url=e.url,
+                title=e.title,
+                summary=e.summary,
+                text=e.text,
+                published=e.published,
+                first_seen=now,
+                language=e.language,
+                is_new=is_new,
+                duplicate_reason=reason,
+            )
+        )
+    _insert_sightings(session, sightings)
+    return results
+
+
+def ensure_source(
+    session: Session, name: str, url: str | None = None, origin: str = "replay"
+) -> Source:
+    """The source called `name`, created (disabled, never polled) if missing.
+
+    Replayed and imported articles name their outlet; it becomes a source so that sightings
+    and distinct-source counts work the same as for fetched articles.
+    """
+    source = session.exec(select_model(Source).where(Source.name == name)).first()
+    if source is None:
+        location = url or f"replay:{name}"
+        source = Source(
+            name=name,
+            url=location,
+            configured_url=location,
+            origin=origin,
+            enabled=False,
+            kind="replay",
+        )
+        session.add(source)
+        session.flush()
+    return source

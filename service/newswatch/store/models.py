@@ -1,0 +1,104 @@
+"""Tables of the foundation: sources, their fetch log, articles and sightings.
+
+These tables are a public interface: users query them with SQL. Every column is documented
+in docs/schema.md; change both together, and add an Alembic migration.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from newswatch.store.columns import UTCDateTime, utcnow
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class Source(SQLModel, table=True):
+    __tablename__ = "sources"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=200)
+    url: str = Field(sa_type=Text, description="current URL (follows permanent redirects)")
+    configured_url: str = Field(sa_type=Text)
+    kind: str = Field(default="auto", max_length=16)  # auto | feed | page | sitemap
+    origin: str = Field(default="cli", max_length=16)  # config | cli | opml
+    enabled: bool = True
+    interval_seconds: int | None = None
+    cron: str | None = Field(default=None, max_length=100)
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    title: str | None = Field(default=None, sa_type=Text)
+    etag: str | None = Field(default=None, sa_type=Text)
+    last_modified: str | None = Field(default=None, sa_type=Text)
+    last_fetch_at: datetime | None = _ts(default=None)
+    last_success_at: datetime | None = _ts(default=None)
+    last_status: int | None = None
+    last_outcome: str | None = Field(default=None, max_length=32)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    consecutive_errors: int = 0
+    next_fetch_at: datetime | None = _ts(default=None, index=True)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Fetch(SQLModel, table=True):
+    """One request for a source (the fetch log)."""
+
+    __tablename__ = "fetches"
+    __table_args__ = (Index("ix_fetches_source_started", "source_id", "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="sources.id", ondelete="CASCADE")
+    started_at: datetime = _ts(default_factory=utcnow)
+    url: str = Field(sa_type=Text)
+    status: int | None = None
+    outcome: str = Field(max_length=32)
+    bytes: int = Field(default=0, sa_type=BigInteger)
+    duration_ms: int = 0
+    entries: int = 0
+    new_articles: int = 0
+    error: str | None = Field(default=None, sa_type=Text)
+
+
+class Article(SQLModel, table=True):
+    __tablename__ = "articles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    canonical_url: str | None = Field(default=None, sa_type=Text, unique=True)
+    url: str | None = Field(default=None, sa_type=Text)
+    guid: str | None = Field(default=None, sa_type=Text, index=True)
+    title: str | None = Field(default=None, sa_type=Text)
+    summary: str | None = Field(default=None, sa_type=Text)
+    text: str | None = Field(default=None, sa_type=Text)
+    author: str | None = Field(default=None, sa_type=Text)
+    published: datetime | None = _ts(default=None, index=True)
+    first_seen: datetime = _ts(default_factory=utcnow, index=True)
+    language: str | None = Field(default=None, max_length=16)
+    content_hash: str = Field(max_length=64, index=True)
+    source_id: int | None = Field(default=None, foreign_key="sources.id", ondelete="SET NULL")
+    event_id: int | None = Field(default=None, index=True)
+    duplicate_of: int | None = Field(
+        default=None, foreign_key="articles.id", ondelete="SET NULL", index=True
+    )
+
+
+class Sighting(SQLModel, table=True):
+    """That a source carried an article: the same article in two feeds has two sightings."""
+
+    __tablename__ = "sightings"
+    __table_args__ = (
+        UniqueConstraint("article_id", "source_id", name="uq_sightings_article_source"),
+        # Finds a source's entry by GUID without scanning all its sightings.
+        Index("ix_sightings_source_guid", "source_id", "guid"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="articles.id", ondelete="CASCADE", index=True)
+    source_id: int = Field(foreign_key="sources.id", ondelete="CASCADE")
+    guid: str | None = Field(default=None, sa_type=Text)
+    entry_url: str | None = Field(default=None, sa_type=Text)
+    first_seen: datetime = _ts(default_factory=utcnow)

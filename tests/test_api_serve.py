@@ -1,0 +1,79 @@
+"""`newswatch serve` as a user runs it: a real process over an existing store, stopped by
+SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from newswatch.store.db import make_engine, upgrade
+
+NEWSWATCH = str(Path(sys.executable).parent / "newswatch")  # the installed console script
+
+
+@pytest.fixture
+def served(store_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    engine = make_engine(store_url)
+    upgrade(engine)
+    engine.dispose()
+    env = dict(os.environ) | {"DATABASE_URL": store_url, "NEWSWATCH_LOG_FORMAT": "json"}
+    env.pop("NEWSWATCH_API_TOKEN", None)
+    proc = subprocess.Popen(
+        [NEWSWATCH, "serve", "--host", "127.0.0.1", "--port", "0"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = None
+        assert proc.stderr is not None
+        for line in proc.stderr:  # until the server says where it listens
+            if '"http server listening"' in line:
+                port = json.loads(line)["port"]
+                break
+        assert port, "newswatch serve did not start"
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_serve_answers_and_stops_on_sigterm(served: tuple[subprocess.Popen[str], str]) -> None:
+    proc, base = served
+    with httpx.Client(base_url=base, timeout=30) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready" and "scheduler" not in ready["checks"]
+        assert client.get("/api/sources").json() == {"items": []}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert proc.stderr is not None
+    assert '"http server stopped"' in proc.stderr.read()
+
+
+def test_serve_reports_a_port_in_use(store_url: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dict(os.environ) | {"DATABASE_URL": store_url}
+        result = subprocess.run(
+            [NEWSWATCH, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"could not start on 127.0.0.1:{port}" in result.stderr

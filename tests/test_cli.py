@@ -1,0 +1,159 @@
+"""The `newswatch` command as a user runs it: a real process, a local feed server, a store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.localserver import conditional, static
+
+FIXTURES = Path(__file__).parent / "fixtures" / "poll"
+GUARDIAN = (FIXTURES / "guardian.rss").read_bytes()
+
+
+def newswatch(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "newswatch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli_env(store_url, tmp_path):
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": store_url,
+            "NEWSWATCH_HTTP_MIN_HOST_DELAY": "0",
+            "NEWSWATCH_LOG_FORMAT": "json",
+            "NEWSWATCH_HTTP_PORT": "0",
+        }
+    )
+    env.pop("NEWSWATCH_CONFIG", None)
+    return env
+
+
+def write_config(tmp_path: Path, server, extra: str = "") -> Path:
+    path = tmp_path / "newswatch.yaml"
+    path.write_text(
+        f"sources:\n  - name: guardian\n    url: {server.url('/guardian')}\n    interval: 10m\n"
+        + extra
+    )
+    return path
+
+
+def test_run_once_then_articles_list(cli_env, server, tmp_path):
+    server.routes["/guardian"] = conditional(GUARDIAN, etag='"x"')
+    cli_env["NEWSWATCH_CONFIG"] = str(write_config(tmp_path, server))
+    first = newswatch("run", "--once", env=cli_env)
+    assert first.returncode == 0, first.stderr
+    # One structured log line per fetch, with what operators need.
+    fetch_logs = [
+        json.loads(line)
+        for line in first.stderr.splitlines()
+        if line.startswith("{") and '"fetch"' in line
+    ]
+    assert fetch_logs and {
+        "source",
+        "url",
+        "status",
+        "bytes",
+        "duration_ms",
+        "new_articles",
+    } <= set(fetch_logs[0])
+    assert fetch_logs[0]["new_articles"] > 0
+
+    second = newswatch("run", "--once", env=cli_env)
+    assert second.returncode == 0, second.stderr
+    assert server.hits("/guardian")[-1].headers.get("If-None-Match") == '"x"'
+
+    listed = newswatch("articles", "list", "--json", "--limit", "1000", env=cli_env)
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == fetch_logs[0]["new_articles"]
+    assert all(r["sources"] == ["guardian"] for r in rows)
+    assert len({r["canonical_url"] for r in rows}) == len(rows)
+
+    by_source = newswatch("articles", "list", "--json", "--source", "nobody", env=cli_env)
+    assert by_source.stdout == ""
+    bad_since = newswatch("articles", "list", "--since", "yesterday-ish", env=cli_env)
+    assert bad_since.returncode == 2 and "--since" in bad_since.stderr
+
+
+def test_sources_add_list_remove(cli_env, server):
+    server.routes["/f"] = static("oops", status=500)
+    added = newswatch("sources", "add", "broken", server.url("/f"), "--interval", "5m", env=cli_env)
+    assert added.returncode == 0, added.stderr
+    dup = newswatch("sources", "add", "broken", server.url("/f"), env=cli_env)
+    assert dup.returncode == 1 and "exists" in dup.stderr
+    bad = newswatch("sources", "add", "x", "ftp://nope", env=cli_env)
+    assert bad.returncode == 2 and "url" in bad.stderr
+    newswatch("run", "--once", env=cli_env)
+    listed = newswatch("sources", "list", "--json", env=cli_env)
+    row = json.loads(listed.stdout.splitlines()[0])
+    assert (row["name"], row["last_status"], row["consecutive_errors"]) == ("broken", 500, 1)
+    assert "HTTP 500" in row["last_error"]
+    table = newswatch("sources", "list", env=cli_env)
+    assert "broken" in table.stdout and "HTTP 500" in table.stdout
+    removed = newswatch("sources", "remove", "broken", env=cli_env)
+    assert removed.returncode == 0
+    listed = newswatch("sources", "list", "--json", env=cli_env)
+    assert json.loads(listed.stdout)["enabled"] is False
+
+
+def test_db_upgrade_and_check_config(cli_env, tmp_path):
+    upgraded = newswatch("db", "upgrade", env=cli_env)
+    assert upgraded.returncode == 0 and "schema at" in upgraded.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - name: a\n    url: https://x.org\n    interval: 1x\n")
+    checked = newswatch("check-config", str(bad), env=cli_env)
+    assert checked.returncode == 1 and "sources[0].interval" in checked.stderr
+
+
+def test_sigterm_finishes_in_flight_fetch_and_exits(cli_env, server, tmp_path):
+    state = {"started": 0, "finished": 0}
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        import asyncio
+
+        state["started"] += 1
+        await asyncio.sleep(2)
+        state["finished"] += 1
+        return web.Response(body=GUARDIAN, content_type="application/rss+xml")
+
+    server.routes["/guardian"] = slow
+    cli_env["NEWSWATCH_CONFIG"] = str(write_config(tmp_path, server, "    jitter: 0s\n"))
+    # New sources start within a minute, spread out; make it immediate for the test.
+    cli_env["NEWSWATCH_FIRST_RUN_SPREAD"] = "0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newswatch", "run"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while state["started"] == 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert state["started"] == 1, "the source was not polled"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert state["finished"] == 1
+    assert '"service stopped"' in err
+    fetch_lines = [json.loads(line) for line in err.splitlines() if '"event": "fetch"' in line]
+    assert fetch_lines and fetch_lines[0]["new_articles"] > 0

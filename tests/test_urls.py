@@ -1,0 +1,59 @@
+"""URL canonicalisation and content hashes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from newswatch.fetch.urls import canonical_url, content_hash
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTPS://WWW.Example.COM/a/b?x=1#frag", "https://www.example.com/a/b?x=1"),
+        ("http://example.com:80/a", "http://example.com/a"),
+        ("https://example.com:443/a", "https://example.com/a"),
+        ("https://example.com:8443/a", "https://example.com:8443/a"),
+        ("https://ex.com/a?utm_source=rss&utm_medium=feed&id=7", "https://ex.com/a?id=7"),
+        ("https://ex.com/a?fbclid=abc&gclid=def&b=2&a=1", "https://ex.com/a?a=1&b=2"),
+        ("https://ex.com/a?mc_cid=1&mc_eid=2&igshid=3", "https://ex.com/a"),
+        ("https://ex.com", "https://ex.com/"),
+        ("https://ex.com//a///b", "https://ex.com/a/b"),
+        ("https://ex.com/caf%C3%A9", "https://ex.com/caf%C3%A9"),
+        ("https://ex.com/café", "https://ex.com/caf%C3%A9"),
+        ("https://bücher.example/x", "https://xn--bcher-kva.example/x"),
+        ("https://example.com./x", "https://example.com/x"),
+    ],
+)
+def test_canonical_url(url, expected):
+    assert canonical_url(url) == expected
+
+
+@pytest.mark.parametrize("odd", ["", "not a url", "mailto:a@b.c", "http://[::1", "ftp://x/y"])
+def test_odd_input_never_raises(odd):
+    assert isinstance(canonical_url(odd), str)
+
+
+@given(st.text(max_size=200))
+def test_canonical_url_is_total_and_idempotent(text):
+    once = canonical_url(text)
+    assert canonical_url(once) == once
+
+
+@given(
+    st.sampled_from(["http", "https"]),
+    st.from_regex(r"[a-z]{1,10}\.(com|org|de)", fullmatch=True),
+    st.lists(st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True), max_size=4),
+)
+def test_tracking_parameters_never_matter(scheme, host, path):
+    base = f"{scheme}://{host}/{'/'.join(path)}"
+    assert canonical_url(base + "?utm_campaign=x&fbclid=y") == canonical_url(base)
+
+
+def test_content_hash_ignores_case_and_whitespace_only():
+    a = content_hash("Quake hits Chile", "A strong  earthquake\nstruck.")
+    assert a == content_hash("quake HITS chile", "A strong earthquake struck.")
+    assert a != content_hash("Quake hits Peru", "A strong earthquake struck.")
+    assert len(a) == 64

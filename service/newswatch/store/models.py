@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from newswatch.store.columns import UTCDateTime, utcnow
@@ -84,6 +84,32 @@ class Article(SQLModel, table=True):
     duplicate_of: int | None = Field(
         default=None, foreign_key="articles.id", ondelete="SET NULL", index=True
     )
+    # How the grouping stage placed the article (see events): stage, score and explanation.
+    group_stage: str | None = Field(default=None, max_length=16)  # new | similar | duplicate
+    group_score: float | None = None
+    group_explain: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # MinHash signature of the text's word shingles (near-duplicate stage), raw uint32 bytes.
+    fingerprint: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+
+
+class Event(SQLModel, table=True):
+    """Reports about one real-world happening; its id is the id of the article that opened it."""
+
+    __tablename__ = "events"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    title: str | None = Field(default=None, sa_type=Text)
+    first_seen: datetime = _ts(index=True)
+    last_seen: datetime = _ts(index=True)
+    article_count: int = 0
+    source_count: int = 0
+    top_entities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    merged_into: int | None = Field(
+        default=None, foreign_key="events.id", ondelete="SET NULL", index=True
+    )
+    revision: int = 1
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
 
 
 class Sighting(SQLModel, table=True):

@@ -14,17 +14,16 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import JSON, Column, Engine, Integer, MetaData, Table, Text, insert, update
+from sqlalchemy import Engine, insert, update
 from sqlalchemy import distinct as sa_distinct
 from sqlalchemy import func as sa_func
-from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Session, select
 
 from newswatch.api.events import EVENTS
 from newswatch.api.server import bound_port, make_server, serve
-from newswatch.store.columns import UTCDateTime, utcnow
+from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
-from newswatch.store.models import Article, Fetch, Sighting, Source
+from newswatch.store.models import Article, Event, Fetch, Sighting, Source
 
 
 @dataclass
@@ -176,31 +175,9 @@ def load_corpus(name: str = "uci-headlines-sample.jsonl") -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def ensure_events_table(engine: Engine) -> None:
-    """Until the grouping stage's migration creates `events`, a stand-in with the columns its
-    interface promises (the API reads only those)."""
-    if sa_inspect(engine).has_table("events"):
-        return
-    metadata = MetaData()
-    Table(
-        "events",
-        metadata,
-        Column("id", Integer, primary_key=True),
-        Column("title", Text),
-        Column("first_seen", UTCDateTime, nullable=False),
-        Column("last_seen", UTCDateTime, nullable=False),
-        Column("article_count", Integer, nullable=False),
-        Column("source_count", Integer, nullable=False),
-        Column("top_entities", JSON),
-        Column("merged_into", Integer),
-    )
-    metadata.create_all(engine)
-
-
 def replay_corpus(engine: Engine, rows: list[dict], end: datetime) -> dict[str, int]:
     """Store a labelled corpus as if it had been fetched, its last report arriving at `end`;
     one event per gold label stands in for the grouping stage. Returns label -> event id."""
-    ensure_events_table(engine)
     times = [datetime.fromisoformat(r["published"].replace("Z", "+00:00")) for r in rows]
     shift = end - max(times)
     events: dict[str, int] = {}
@@ -230,9 +207,21 @@ def replay_corpus(engine: Engine, rows: list[dict], end: datetime) -> dict[str, 
 
 
 def _open_event(session: Session, title: str, at: datetime) -> int:
-    values = {"title": title, "first_seen": at, "last_seen": at}
-    statement = insert(EVENTS).values(article_count=0, source_count=0, **values)
-    return int(session.execute(statement.returning(EVENTS.c.id)).scalar_one())
+    # Event ids are given, not generated (the grouping stage uses the opening article's id).
+    event_id = int(session.execute(select(sa_func.coalesce(sa_func.max(Event.id), 0))).one()[0]) + 1
+    values = {
+        "title": title,
+        "first_seen": at,
+        "last_seen": at,
+        "top_entities": [],
+        "revision": 1,
+        "created_at": at,
+        "updated_at": at,
+    }
+    session.execute(
+        insert(Event.__table__).values(id=event_id, article_count=0, source_count=0, **values)
+    )
+    return event_id
 
 
 def _refresh_event(session: Session, event_id: int) -> None:

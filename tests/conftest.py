@@ -99,6 +99,23 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def cli_env(store_url: str) -> dict[str, str]:
+    """Environment for running `newswatch` as a child process against a store on SQLite and
+    on Postgres (see tests.test_cli.newswatch)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": store_url,
+            "NEWSWATCH_HTTP_MIN_HOST_DELAY": "0",
+            "NEWSWATCH_LOG_FORMAT": "json",
+            "NEWSWATCH_HTTP_PORT": "0",
+        }
+    )
+    env.pop("NEWSWATCH_CONFIG", None)
+    return env
+
+
+@pytest.fixture
 def server() -> Iterator[LocalServer]:
     """A real HTTP server on 127.0.0.1; set `server.routes[path] = handler`."""
     with LocalServer() as srv:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 
 from tests.localserver import conditional, static
@@ -27,21 +25,6 @@ def newswatch(*args: str, env: dict[str, str], timeout: float = 120) -> subproce
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def cli_env(store_url, tmp_path):
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATABASE_URL": store_url,
-            "NEWSWATCH_HTTP_MIN_HOST_DELAY": "0",
-            "NEWSWATCH_LOG_FORMAT": "json",
-            "NEWSWATCH_HTTP_PORT": "0",
-        }
-    )
-    env.pop("NEWSWATCH_CONFIG", None)
-    return env
 
 
 def write_config(tmp_path: Path, server, extra: str = "") -> Path:

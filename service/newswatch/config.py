@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         validation_alias="NEWSWATCH_PARSE_WORKERS",
     )
 
+    # `newswatch replay` waits this long for queued notifications to be sent before it exits.
+    replay_drain_timeout: float = Field(
+        60.0, ge=0, validation_alias="NEWSWATCH_REPLAY_DRAIN_TIMEOUT"
+    )
+
     # New and overdue sources are first polled at a random time within this many seconds.
     first_run_spread: float = Field(60.0, validation_alias="NEWSWATCH_FIRST_RUN_SPREAD")
 

@@ -16,7 +16,8 @@ from sqlmodel import Session, select
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.grouping.api import EventChange
-from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED
+from newswatch.grouping.engine import EventGrouper
+from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.store.articles import StoredArticle, store_entries
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
@@ -48,8 +49,12 @@ class Pipeline:
         self.engine = engine
         self.config = config
         self.settings = settings
-        # --- grouping stage: EventGrouper(config.grouping), loaded from the store ---
-        self.grouper = None
+        # Grouping keeps its indexes in memory, rebuilt from the store's last time window.
+        self.grouper: EventGrouper | None = None
+        if config.grouping.enabled:
+            self.grouper = EventGrouper(config.grouping)
+            with session_scope(engine) as session:
+                self.grouper.load(session)
         # --- alerts stage: AlertEngine(config.rules, config.channels), when alerts ---
         self.alert_engine = None
 
@@ -120,8 +125,9 @@ class Pipeline:
             if article.duplicate_reason:
                 DUPLICATES_DROPPED.labels(article.duplicate_reason).inc()
         ARTICLES_STORED.inc(len(new))
-        if self.grouper is not None and new:
-            result.changes = self.grouper.assign_batch(session, new)
+        if self.grouper is not None and result.stored:
+            result.changes = self.grouper.assign_batch(session, result.stored)
+            NEAR_DUPLICATES.inc(sum(1 for c in result.changes if c.duplicate_of is not None))
         if self.alert_engine is not None and result.changes:
             self.alert_engine.on_changes(session, result.changes)
         return result

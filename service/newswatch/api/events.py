@@ -132,7 +132,10 @@ def sources_by_article(session: Session, article_ids: list[int]) -> dict[int, li
 
 def explanations(session: Session, article_ids: list[int]) -> dict[int, object]:
     """Why the grouping stage put each article in its event (its stored explanation)."""
-    return {}
+    if not article_ids:
+        return {}
+    query = select(A.id, A.group_explain).where(A.id.in_(article_ids))
+    return {row.id: row.group_explain for row in session.execute(query)}
 
 
 def event_articles(

@@ -3,6 +3,7 @@ they are thin layers over the same functions the service and the API call."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -27,11 +28,20 @@ def main(ctx: click.Context, config_path: str | None, database_url: str | None) 
     ctx.obj = AppContext(config_path=config_path, database_url=database_url)
 
 
-def _register() -> None:
-    from newswatch.cli import articles, core, serve, sources
+# Modules of this package whose register(main) adds their commands; one line per stage.
+COMMAND_MODULES = [
+    "core",
+    "sources",
+    "articles",
+    "serve",
+    "replay",
+    "events",
+]
 
-    for module in (core, sources, articles, serve):
-        module.register(main)
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"newswatch.cli.{name}").register(main)
 
 
 _register()

@@ -1,0 +1,114 @@
+"""`newswatch events list|show`: the same queries as the read API."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+from newswatch.api.events import get_event, list_events
+from newswatch.api.schemas import EventDetail
+from newswatch.cli.common import AppContext, parse_since, pass_app
+from newswatch.store.db import session_scope
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@click.group("events")
+def events() -> None:
+    """Events: reports about the same happening, grouped."""
+
+
+@events.command("list")
+@click.option("--since", help="last activity within this age (24h, 7d) or since an ISO date")
+@click.option("--min-sources", type=click.IntRange(1), help="only events carried by N sources")
+@click.option("--query", "-q", help="text in the event's or its articles' titles")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@pass_app
+def list_command(
+    app: AppContext,
+    since: str | None,
+    min_sources: int | None,
+    query: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Events, most recent activity first."""
+    with session_scope(app.engine()) as session:
+        page = list_events(
+            session, limit=limit, since=parse_since(since), q=query, min_sources=min_sources
+        )
+    for event in page.items:
+        if as_json:
+            click.echo(event.model_dump_json())
+            continue
+        click.echo(
+            f"{event.id:>8}  {_when(event.last_seen)}  {event.source_count:>3} sources "
+            f"{event.article_count:>4} articles  {event.title or '(no title)'}"
+        )
+
+
+@events.command("show")
+@click.argument("event_id", type=int)
+@click.option("--explain", is_flag=True, help="Why each article joined the event.")
+@click.option("--json", "as_json", is_flag=True, help="The event as one JSON object.")
+@pass_app
+def show_command(app: AppContext, event_id: int, explain: bool, as_json: bool) -> None:
+    """One event: its members, sources and timeline (a merged-away id shows its survivor)."""
+    with session_scope(app.engine()) as session:
+        event = get_event(session, event_id)
+    if event is None:
+        raise click.ClickException(f"no event with id {event_id}")
+    if as_json:
+        click.echo(event.model_dump_json())
+        return
+    _print_event(event, requested=event_id, explain=explain)
+
+
+def _print_event(event: EventDetail, *, requested: int, explain: bool) -> None:
+    if event.id != requested:
+        click.echo(f"event {requested} was merged into {event.id}")
+    click.echo(f"event {event.id}: {event.title or '(no title)'}")
+    click.echo(f"  first seen {_when(event.first_seen)}, last seen {_when(event.last_seen)}")
+    click.echo(f"  {event.article_count} articles from {event.source_count} sources")
+    if event.top_entities:
+        click.echo(f"  entities: {', '.join(map(str, event.top_entities))}")
+    if event.merged_from:
+        click.echo(f"  merged from: {', '.join(map(str, event.merged_from))}")
+    click.echo("  timeline:")
+    for article in event.articles:
+        when = _when(article.published or article.first_seen)
+        sources = ", ".join(article.sources) or article.source_name or "-"
+        click.echo(f"    {when}  [{sources}]  {article.title or '(no title)'}")
+        if article.url:
+            click.echo(f"        {article.url}")
+        if explain:
+            click.echo(f"        why: {_explain(article.explanation)}")
+
+
+def _explain(explanation: object) -> str:
+    if not isinstance(explanation, dict):
+        return "not recorded"
+    stage = explanation.get("stage")
+    score = explanation.get("score")
+    parts = {
+        "new": "opened the event",
+        "similar": f"similar to the event (score {score})",
+        "duplicate": f"near-duplicate of article {explanation.get('duplicate_of')} "
+        f"(estimated Jaccard {score})",
+    }
+    text = parts.get(str(stage), json.dumps(explanation))
+    shared = explanation.get("shared_entities")
+    if shared:
+        text += f"; shared entities: {', '.join(shared)}"
+    if explanation.get("merged"):
+        text += f"; merged events {', '.join(map(str, explanation['merged']))} into it"
+    return text
+
+
+def register(main: click.Group) -> None:
+    main.add_command(events)

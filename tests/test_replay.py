@@ -1,0 +1,115 @@
+"""`newswatch replay`, `evaluate` and `events` as a user runs them, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import text
+
+from newswatch.replay import bcubed, gold_labels, parse_line
+from newswatch.store.db import make_engine
+from tests.test_cli import newswatch
+
+STREAM = Path(__file__).parent / "fixtures" / "replay" / "stream.jsonl"
+
+
+def _assignments(path: Path) -> dict[str, int]:
+    return {r["id"]: r["event_id"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_replay_groups_stream_and_reports_bad_lines(cli_env, tmp_path):
+    out = tmp_path / "assignments.jsonl"
+    result = newswatch("replay", str(STREAM), "--assignments", str(out), env=cli_env)
+    # Two bad lines: reported with their line numbers, the others ingested, exit status 1.
+    assert result.returncode == 1, result.stderr
+    assert f"{STREAM}:4: col" in result.stderr and "not JSON" in result.stderr
+    assert f"{STREAM}:6: no title and no text" in result.stderr
+    assigned = _assignments(out)
+    assert sorted(assigned) == ["r1", "r2", "r3", "r4", "r5", "r6", "r7"]
+    quake = {assigned[k] for k in ("r1", "r3", "r5", "r7")}
+    summit = {assigned[k] for k in ("r2", "r4", "r6")}
+    assert len(quake) == 1 and len(summit) == 1 and quake != summit
+
+    engine = make_engine(cli_env["DATABASE_URL"])
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, article_count, source_count FROM event_overview ORDER BY id")
+        ).all()
+        grouped = conn.execute(
+            text("SELECT group_stage, COUNT(*) FROM articles GROUP BY group_stage")
+        )
+        stages = {row[0]: row[1] for row in grouped}
+    engine.dispose()
+    counts = {r.id: (r.article_count, r.source_count) for r in rows}
+    # r7 is the same URL as r1 from a fourth outlet: one article, one more source.
+    assert counts == {quake.pop(): (3, 4), summit.pop(): (3, 3)}
+    assert stages.get("new") == 2 and sum(stages.values()) == 6
+
+
+def test_events_list_and_show_explain(cli_env, tmp_path):
+    out = tmp_path / "a.jsonl"
+    newswatch("replay", str(STREAM), "--assignments", str(out), env=cli_env)
+    summit = _assignments(out)["r2"]
+
+    listed = newswatch("events", "list", "--min-sources", "3", "--json", env=cli_env)
+    assert listed.returncode == 0, listed.stderr
+    events = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {e["source_count"] for e in events} >= {3} and len(events) == 2
+
+    shown = newswatch("events", "show", str(summit), "--explain", env=cli_env)
+    assert shown.returncode == 0, shown.stderr
+    assert "3 articles from 3 sources" in shown.stdout
+    assert "Gwan Cholle" in shown.stdout and "[agency-d]" in shown.stdout
+    assert "opened the event" in shown.stdout and "similar to the event (score" in shown.stdout
+
+    missing = newswatch("events", "show", "999999", env=cli_env)
+    assert missing.returncode == 1 and "no event with id 999999" in missing.stderr
+
+
+def test_restart_continues_the_same_events(cli_env, tmp_path):
+    """A second process loads the grouping state from the store: a later report joins the
+    event opened before the restart."""
+    lines = [json.loads(x) for x in STREAM.read_text().splitlines() if x.startswith('{"id": "r')]
+    first, later = tmp_path / "first.jsonl", tmp_path / "later.jsonl"
+    first.write_text("\n".join(json.dumps(r) for r in lines[:2]) + "\n")
+    later.write_text("\n".join(json.dumps(r) for r in lines[2:6]) + "\n")
+    a1, a2 = tmp_path / "a1.jsonl", tmp_path / "a2.jsonl"
+    assert newswatch("replay", str(first), "--assignments", str(a1), env=cli_env).returncode == 0
+    assert newswatch("replay", str(later), "--assignments", str(a2), env=cli_env).returncode == 0
+    before, after = _assignments(a1), _assignments(a2)
+    assert after["r3"] == after["r5"] == before["r1"]
+    assert after["r4"] == after["r6"] == before["r2"]
+
+
+def test_evaluate_prints_bcubed_against_labels(cli_env):
+    result = newswatch("evaluate", str(STREAM), "--json", env=cli_env)
+    # The two bad lines are reported; the scores cover the labelled, good lines.
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["articles"] == 7 and scores["gold_events"] == 2
+    assert scores["f1"] == 1.0 and scores["events"] == 2
+
+
+def test_bcubed_matches_definition():
+    gold = {"a": "x", "b": "x", "c": "y", "d": "y"}
+    assert bcubed(gold, {"a": 1, "b": 1, "c": 2, "d": 2}) == (1.0, 1.0, 1.0)
+    p, r, f = bcubed(gold, {"a": 1, "b": 1, "c": 1, "d": 1})
+    assert (p, r) == (0.5, 1.0) and round(f, 4) == 0.6667
+    p, r, _ = bcubed(gold, {})  # all singletons
+    assert (p, r) == (1.0, 0.5)
+
+
+def test_parse_line_errors_name_the_field():
+    for raw, message in [
+        ('{"id": 1, "title": 5}', "field 'title': expected a string"),
+        ('{"id": 1, "title": "t", "published": "yesterday"}', "not an ISO 8601 time"),
+        ("[1, 2]", "not a JSON object"),
+    ]:
+        try:
+            parse_line("f.jsonl", 9, raw)
+        except ValueError as exc:
+            assert str(exc).startswith("f.jsonl:9: ") and message in str(exc)
+        else:
+            raise AssertionError(f"accepted {raw}")
+    assert len(gold_labels(STREAM)) == 7

@@ -18,7 +18,7 @@ from newswatch.fetch.entries import ParsedEntry
 from newswatch.grouping.api import EventChange
 from newswatch.grouping.engine import EventGrouper
 from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
-from newswatch.store.articles import StoredArticle, store_entries
+from newswatch.store.articles import StoredArticle, store_batch
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 
@@ -86,16 +86,19 @@ class Pipeline:
                 ids = sorted({source_id for source_id, _e, _a in jobs})
                 query = select(Source).where(Source.id.in_(ids))  # type: ignore[union-attr]
                 sources = {s.id: s for s in session.exec(query).all()}
-                results: list[IngestResult | Exception] = []
-                for source_id, entries, after in jobs:
+                batch: list[tuple[Source, list[ParsedEntry]]] = []
+                for source_id, entries, _after in jobs:
                     source = sources.get(source_id)
                     if source is None:
                         raise LookupError(f"no source with id {source_id}")
-                    result = self.ingest_in(session, source, entries)
+                    batch.append((source, entries))
+                results = self.ingest_jobs(session, batch)
+                for (source, _entries), (_id, _e, after), result in zip(
+                    batch, jobs, results, strict=True
+                ):
                     if after is not None:
                         after(session, source, result)
-                    results.append(result)
-            return results
+            return list(results)
         except Exception:
             if len(jobs) == 1:
                 self._after_rollback()
@@ -119,15 +122,39 @@ class Pipeline:
         self, session: Session, source: Source, entries: list[ParsedEntry]
     ) -> IngestResult:
         """The same as `ingest`, inside the caller's transaction."""
-        result = IngestResult(stored=store_entries(session, source, entries) if entries else [])
-        new = [a for a in result.stored if a.is_new]
-        for article in result.stored:
+        return self.ingest_jobs(session, [(source, entries)])[0]
+
+    def ingest_jobs(
+        self, session: Session, jobs: list[tuple[Source, list[ParsedEntry]]]
+    ) -> list[IngestResult]:
+        """Entries of several sources through every stage at once, inside the caller's
+        transaction: a few statements for the whole batch, in the order given."""
+        items = [(source, entry) for source, entries in jobs for entry in entries]
+        stored = store_batch(session, items) if items else []
+        results: list[IngestResult] = []
+        start = 0
+        for _source, entries in jobs:
+            results.append(IngestResult(stored=stored[start : start + len(entries)]))
+            start += len(entries)
+        for article in stored:
             if article.duplicate_reason:
                 DUPLICATES_DROPPED.labels(article.duplicate_reason).inc()
-        ARTICLES_STORED.inc(len(new))
-        if self.grouper is not None and result.stored:
-            result.changes = self.grouper.assign_batch(session, result.stored)
-            NEAR_DUPLICATES.inc(sum(1 for c in result.changes if c.duplicate_of is not None))
-        if self.alert_engine is not None and result.changes:
-            self.alert_engine.on_changes(session, result.changes)
-        return result
+        ARTICLES_STORED.inc(sum(1 for a in stored if a.is_new))
+        changes: list[EventChange] = []
+        if self.grouper is not None and stored:
+            changes = self.grouper.assign_batch(session, stored)
+            NEAR_DUPLICATES.inc(sum(1 for c in changes if c.duplicate_of is not None))
+            _share_changes(results, changes)
+        if self.alert_engine is not None and changes:
+            self.alert_engine.on_changes(session, changes)
+        return results
+
+
+def _share_changes(results: list[IngestResult], changes: list[EventChange]) -> None:
+    """Give each job the changes its own entries caused."""
+    by_article: dict[int, list[EventChange]] = {}
+    for change in changes:
+        by_article.setdefault(change.article_id, []).append(change)
+    for result in results:
+        ids = dict.fromkeys(a.id for a in result.stored)
+        result.changes = [c for article_id in ids for c in by_article.get(article_id, [])]

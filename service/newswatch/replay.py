@@ -130,6 +130,7 @@ def replay(
 ) -> ReplayResult:
     """Ingest every good line of `path`, in file order; bad lines are collected, not fatal."""
     result = ReplayResult()
+    sources: dict[str, int] = {}  # source name -> id, across batches
     batch: list[ReplayLine] = []
     for item in read_lines(path):
         result.lines += 1
@@ -138,22 +139,26 @@ def replay(
         else:
             batch.append(item)
             if len(batch) >= BATCH_LINES:
-                _ingest_batch(engine, pipeline, batch, result, str(path))
+                _ingest_batch(engine, pipeline, batch, result, str(path), sources)
                 batch = []
         if on_line is not None:
             on_line()
     if batch:
-        _ingest_batch(engine, pipeline, batch, result, str(path))
+        _ingest_batch(engine, pipeline, batch, result, str(path), sources)
     result.event_of = final_events(engine, result.article_of)
     return result
 
 
 def _ingest_batch(
-    engine: Engine, pipeline: Pipeline, batch: list[ReplayLine], result: ReplayResult, path: str
+    engine: Engine,
+    pipeline: Pipeline,
+    batch: list[ReplayLine],
+    result: ReplayResult,
+    path: str,
+    sources: dict[str, int],
 ) -> None:
     """One transaction; consecutive lines of one source go in together, in file order."""
     with session_scope(engine) as session:
-        sources: dict[str, int] = {}
         runs: list[tuple[int, list[ReplayLine]]] = []
         for item in batch:
             source_id = sources.get(item.source)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EventChange:
-    """An article was assigned to an event.
+    """An article was assigned to an event, or (`sighting`) an article already in an event
+    was seen at a source that had not carried it: the event may have one more source.
 
     `opened`: the article opened a new event. `duplicate_of`: stage 1 found it a copy of that
     article. `merged_event_ids`: events absorbed into `event_id` by this assignment (their ids
@@ -19,3 +20,4 @@ class EventChange:
     opened: bool
     duplicate_of: int | None = None
     merged_event_ids: tuple[int, ...] = ()
+    sighting: bool = False

@@ -105,7 +105,8 @@ class EventGrouper:
     # --- ingest -------------------------------------------------------------------------
     def assign_batch(self, session: Session, stored: list[StoredArticle]) -> list[EventChange]:
         """Group the new articles of `stored` and refresh the events that any of `stored`
-        (new ones and new sightings of known ones) belongs to."""
+        (new ones and new sightings of known ones) belongs to; the changes are in the order
+        of `stored`, new articles first."""
         now = utcnow()
         decisions: list[tuple[StoredArticle, Decision, datetime]] = []
         for article in stored:
@@ -130,9 +131,13 @@ class EventGrouper:
         self._write_new_events(session, decisions, now)
         self._write_articles(session, decisions)
         self._write_merges(session, decisions, now)
-        touched = {c.event_id for c in changes}
-        touched |= self._events_of_sightings(session, [a.id for a in stored if not a.is_new])
-        self.refresh_events(session, touched, now)
+        # Known articles seen at one more source: their events may have one more source.
+        sighted = [a.id for a in stored if not a.is_new and a.new_sighting]
+        for article_id, event_id in self._events_of(session, sighted).items():
+            changes.append(
+                EventChange(article_id=article_id, event_id=event_id, opened=False, sighting=True)
+            )
+        self.refresh_events(session, {c.event_id for c in changes}, now)
         EVENTS_OPENED.inc(sum(1 for c in changes if c.opened))
         EVENTS_MERGED.inc(sum(len(c.merged_event_ids) for c in changes))
         return changes
@@ -214,13 +219,11 @@ class EventGrouper:
                     .values(merged_into=keep, updated_at=now, revision=E.revision + 1)
                 )
 
-    def _events_of_sightings(self, session: Session, article_ids: list[int]) -> set[int]:
+    def _events_of(self, session: Session, article_ids: list[int]) -> dict[int, int]:
         if not article_ids:
-            return set()
-        query = select(distinct(A.event_id)).where(
-            A.id.in_(article_ids), A.event_id.is_not(None)
-        )
-        return {row[0] for row in session.execute(query)}
+            return {}
+        query = select(A.id, A.event_id).where(A.id.in_(article_ids), A.event_id.is_not(None))
+        return {row.id: row.event_id for row in session.execute(query)}
 
     def refresh_events(self, session: Session, event_ids: Iterable[int], now: datetime) -> None:
         """Recount articles and distinct sources, time span and top entities of events."""

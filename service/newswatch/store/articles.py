@@ -50,10 +50,13 @@ class StoredArticle:
     language: str | None
     is_new: bool
     duplicate_reason: str | None = None  # why an entry was recognised as stored already
+    # This source had not carried the article before (always true for new articles).
+    new_sighting: bool = True
 
 
 @dataclass
 class _Keys:
+    source: Source
     entry: ParsedEntry
     canonical: str | None
     guid: str | None
@@ -66,12 +69,13 @@ def _global_guid(guid: str | None) -> bool:
     return bool(guid) and (":" in guid)  # type: ignore[operator]
 
 
-def _keys(entry: ParsedEntry) -> _Keys:
+def _keys(source: Source, entry: ParsedEntry) -> _Keys:
     url = entry.canonical_url or entry.url
     canonical = canonical_url(url) if url else None
     body = entry.text or entry.summary or ""
     basis = f"{entry.title or ''}\n{body}"
     return _Keys(
+        source=source,
         entry=entry,
         canonical=canonical or None,
         guid=(entry.guid or "").strip() or None,
@@ -84,21 +88,26 @@ def _chunks(values: list[str]) -> list[list[str]]:
     return [values[i : i + LOOKUP_CHUNK] for i in range(0, len(values), LOOKUP_CHUNK)]
 
 
-def _lookup_source_guids(session: Session, source_id: int, guids: set[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for chunk in _chunks(sorted(guids)):
-        query = select(SIGHTINGS.c.guid, SIGHTINGS.c.article_id).where(
-            SIGHTINGS.c.source_id == source_id, SIGHTINGS.c.guid.in_(chunk)
+def _lookup_source_guids(
+    session: Session, pairs: set[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """Articles already sighted at a source under a GUID, for (source id, GUID) pairs."""
+    found: dict[tuple[int, str], int] = {}
+    sources = sorted({source_id for source_id, _ in pairs})
+    for chunk in _chunks(sorted({guid for _, guid in pairs})):
+        query = select(SIGHTINGS.c.source_id, SIGHTINGS.c.guid, SIGHTINGS.c.article_id).where(
+            SIGHTINGS.c.source_id.in_(sources), SIGHTINGS.c.guid.in_(chunk)
         )
-        for guid, article_id in session.execute(query):
-            found.setdefault(guid, article_id)
+        for source_id, guid, article_id in session.execute(query):
+            if (source_id, guid) in pairs:
+                found.setdefault((source_id, guid), article_id)
     return found
 
 
 class _Known:
     """Keys already stored (looked up in bulk) plus those added earlier in this batch."""
 
-    def __init__(self, session: Session, source_id: int, keys: list[_Keys]):
+    def __init__(self, session: Session, keys: list[_Keys]):
         urls = sorted({k.canonical for k in keys if k.canonical})
         guids = {k.guid for k in keys if k.guid}
         global_guids = sorted(g for g in guids if _global_guid(g))
@@ -106,7 +115,9 @@ class _Known:
         self.by_url: dict[str, int] = {}
         self.by_guid: dict[str, int] = {}
         self.by_hash: dict[str, int] = {}
-        self.by_source_guid = _lookup_source_guids(session, source_id, guids)
+        self.by_source_guid = _lookup_source_guids(
+            session, {(k.source.id, k.guid) for k in keys if k.guid}  # type: ignore[misc]
+        )
         # One round trip for the three keys; UNION ALL keeps each part on its index (an OR
         # of three IN lists makes SQLite scan the table).
         for i in range(0, max(len(urls), len(global_guids), len(hashes)), LOOKUP_CHUNK):
@@ -131,8 +142,8 @@ class _Known:
     def match(self, k: _Keys) -> tuple[int, str] | None:
         if k.canonical and k.canonical in self.by_url:
             return self.by_url[k.canonical], DUP_URL
-        if k.guid and k.guid in self.by_source_guid:
-            return self.by_source_guid[k.guid], DUP_GUID
+        if k.guid and (k.source.id, k.guid) in self.by_source_guid:
+            return self.by_source_guid[(k.source.id, k.guid)], DUP_GUID  # type: ignore[index]
         if k.guid and _global_guid(k.guid) and k.guid in self.by_guid:
             return self.by_guid[k.guid], DUP_GUID
         if k.hashable and k.hash in self.by_hash:
@@ -143,14 +154,14 @@ class _Known:
         if k.canonical:
             self.by_url.setdefault(k.canonical, article_id)
         if k.guid:
-            self.by_source_guid.setdefault(k.guid, article_id)
+            self.by_source_guid.setdefault((k.source.id, k.guid), article_id)  # type: ignore[arg-type]
             if _global_guid(k.guid):
                 self.by_guid.setdefault(k.guid, article_id)
         if k.hashable:
             self.by_hash.setdefault(k.hash, article_id)
 
 
-def _article_row(source: Source, k: _Keys, now: datetime) -> dict[str, object]:
+def _article_row(k: _Keys, now: datetime) -> dict[str, object]:
     e = k.entry
     return {
         "canonical_url": k.canonical,
@@ -164,7 +175,7 @@ def _article_row(source: Source, k: _Keys, now: datetime) -> dict[str, object]:
         "first_seen": now,
         "language": e.language,
         "content_hash": k.hash,
-        "source_id": source.id,
+        "source_id": k.source.id,
     }
 
 
@@ -182,17 +193,20 @@ def _insert_articles(session: Session, rows: list[dict[str, object]]) -> list[in
     return sorted(session.execute(statement, rows).scalars())
 
 
-def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> None:
+def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> set[tuple[int, int]]:
+    """Insert the sightings not stored yet; returns the (article, source) pairs inserted."""
     unique = {(r["article_id"], r["source_id"]): r for r in reversed(rows)}
     rows = list(unique.values())
     if not rows:
-        return
+        return set()
     dialect = session.get_bind().dialect.name
     make = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = make(SIGHTINGS).on_conflict_do_nothing(
-        index_elements=[SIGHTINGS.c.article_id, SIGHTINGS.c.source_id]
+    statement = (
+        make(SIGHTINGS)
+        .on_conflict_do_nothing(index_elements=[SIGHTINGS.c.article_id, SIGHTINGS.c.source_id])
+        .returning(SIGHTINGS.c.article_id, SIGHTINGS.c.source_id)
     )
-    session.execute(statement, rows)
+    return {(row[0], row[1]) for row in session.execute(statement, rows)}
 
 
 def store_entries(
@@ -202,11 +216,19 @@ def store_entries(
 
     Runs in the caller's transaction (no commit).
     """
-    if source.id is None:
-        raise ValueError("source must be stored before its entries")
+    return store_batch(session, [(source, e) for e in entries], now)
+
+
+def store_batch(
+    session: Session, items: list[tuple[Source, ParsedEntry]], now: datetime | None = None
+) -> list[StoredArticle]:
+    """Store entries of one or several sources in a few statements; one StoredArticle per
+    item, in order. Runs in the caller's transaction (no commit)."""
+    if any(source.id is None for source, _ in items):
+        raise ValueError("sources must be stored before their entries")
     now = now or utcnow()
-    keys = [_keys(e) for e in entries]
-    known = _Known(session, source.id, keys)
+    keys = [_keys(source, e) for source, e in items]
+    known = _Known(session, keys)
     # First decide, for each entry, "new" or "the same as X"; X may be an entry earlier in
     # this batch, whose id is known only after the bulk insert.
     matches: list[tuple[int, str] | None] = []
@@ -222,7 +244,7 @@ def store_entries(
         matches.append(match)
         if match is None:
             known.add(k, -i - 1)
-            new_rows.append(_article_row(source, k, now))
+            new_rows.append(_article_row(k, now))
             new_index.append(i)
     ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))
     results: list[StoredArticle] = []
@@ -238,7 +260,7 @@ def store_entries(
         sightings.append(
             {
                 "article_id": article_id,
-                "source_id": source.id,
+                "source_id": k.source.id,
                 "guid": k.guid,
                 "entry_url": k.entry.url,
                 "first_seen": now,
@@ -248,8 +270,8 @@ def store_entries(
         results.append(
             StoredArticle(
                 id=article_id,
-                source_id=source.id,
-                source_name=source.name,
+                source_id=k.source.id,
+                source_name=k.source.name,
                 url=e.url,
                 title=e.title,
                 summary=e.summary,
@@ -261,7 +283,9 @@ def store_entries(
                 duplicate_reason=reason,
             )
         )
-    _insert_sightings(session, sightings)
+    inserted = _insert_sightings(session, sightings)
+    for article in results:
+        article.new_sighting = (article.id, article.source_id) in inserted
     return results
 
 

@@ -1,0 +1,108 @@
+"""End-to-end grouping throughput: replay full-text articles into SQLite.
+
+    python bench/bench_replay.py [--count 100000] [--baseline 20000]
+
+Replays a synthetic stream of ~600-word articles (bench/synthetic_news.py) through the whole
+pipeline (store, near-duplicates, events, event rows) into a fresh SQLite file, on one core.
+Prints articles/s overall, the cost per article around 10,000 and around 100,000 stored
+(target: within 1.3x), peak memory, and in the same run the baseline of datasketch
+MinHashLSH alone (MinHash(128) with update_batch, 3-word shingles, insert + query) over the same
+texts. Target: >= 1,000 articles/s end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from newswatch.config import FileConfig, Settings
+from newswatch.logging import configure_logging
+from newswatch.pipeline import Pipeline
+from newswatch.replay import replay
+from newswatch.store.db import open_store
+from synthetic_news import write
+
+
+def datasketch_baseline(path: Path, limit: int) -> float:
+    """Seconds per article of MinHashLSH alone (insert + query) over the first `limit`."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=0.5, num_perm=128)
+    template = MinHash(num_perm=128)
+    texts = []
+    with path.open(encoding="utf-8") as f:
+        for _, line in zip(range(limit), f, strict=False):
+            record = json.loads(line)
+            texts.append((record["id"], f"{record['title']} {record['text']}".lower().split()))
+    started = time.perf_counter()
+    for key, words in texts:
+        shingles = {" ".join(words[i : i + 3]).encode() for i in range(len(words) - 2)}
+        m = MinHash(num_perm=128, permutations=template.permutations, scheme=template.scheme)
+        m.update_batch(shingles)
+        lsh.query(m)
+        lsh.insert(key, m)
+    return (time.perf_counter() - started) / len(texts)
+
+
+def run_replay(path: Path, count: int, marks: list[int]) -> tuple[float, dict[int, float]]:
+    """Total seconds, and seconds per article over the 2,000 lines after each mark."""
+    configure_logging("WARNING", "json")
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = open_store(f"sqlite:///{tmp}/bench.db")
+        pipeline = Pipeline(engine, FileConfig(), Settings(_env_file=None))  # type: ignore[call-arg]
+        times: dict[int, float] = {}
+        seen = 0
+
+        def tick() -> None:
+            nonlocal seen
+            seen += 1
+            times[seen] = time.perf_counter()
+
+        started = time.perf_counter()
+        replay(engine, pipeline, path, on_line=tick)
+        total = time.perf_counter() - started
+        engine.dispose()
+    per: dict[int, float] = {}
+    for mark in marks:
+        if mark + 2000 in times and mark in times:
+            per[mark] = (times[mark + 2000] - times[mark]) / 2000
+    return total, per
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--baseline", type=int, default=20_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / "stream.jsonl", args.count)
+        words = 0
+        with path.open(encoding="utf-8") as f:
+            for _, line in zip(range(1000), f, strict=False):
+                words += len(json.loads(line)["text"].split())
+        print(f"stream: {args.count} articles, ~{words // 1000} words each")
+        base = datasketch_baseline(path, min(args.baseline, args.count))
+        print(f"datasketch MinHashLSH alone: {base * 1e3:.3f} ms/article, {1 / base:.0f}/s")
+        marks = [m for m in (10_000, args.count - 4_000) if m + 2000 <= args.count]
+        total, per = run_replay(path, args.count, marks)
+    rate = args.count / total
+    print(f"replay end to end: {total:.1f} s, {rate:.0f} articles/s (target >= 1000)")
+    print(f"end to end vs datasketch alone: {base * rate:.2f}x the baseline's cost per article")
+    for mark, cost in per.items():
+        print(f"  cost per article after {mark} stored: {cost * 1e3:.3f} ms")
+    if len(per) == 2:
+        low, high = per[marks[0]], per[marks[1]]
+        print(f"  ratio at {marks[1]} vs {marks[0]}: {high / low:.2f} (target <= 1.3)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

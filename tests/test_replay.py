@@ -40,11 +40,22 @@ def test_replay_groups_stream_and_reports_bad_lines(cli_env, tmp_path):
             text("SELECT group_stage, COUNT(*) FROM articles GROUP BY group_stage")
         )
         stages = {row[0]: row[1] for row in grouped}
+        fingerprints = conn.execute(
+            text("SELECT COUNT(*) FROM articles WHERE fingerprint IS NOT NULL")
+        ).scalar()
+        entities = conn.execute(
+            text("SELECT top_entities FROM events WHERE id = :id"), {"id": next(iter(summit))}
+        ).scalar()
     engine.dispose()
     counts = {r.id: (r.article_count, r.source_count) for r in rows}
     # r7 is the same URL as r1 from a fourth outlet: one article, one more source.
     assert counts == {quake.pop(): (3, 4), summit.pop(): (3, 3)}
     assert stages.get("new") == 2 and sum(stages.values()) == 6
+    assert fingerprints == 6  # every text is long enough for a MinHash signature
+    entities = json.loads(entities) if isinstance(entities, str) else entities
+    assert "Belousov" in entities and any(
+        e in entities for e in ("Pyongyang", "North Korea", "North Korean")
+    )
 
 
 def test_events_list_and_show_explain(cli_env, tmp_path):

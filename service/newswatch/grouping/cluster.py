@@ -25,6 +25,8 @@ RARE_SHARE = 0.05
 POSTED_FEATURES = 24
 # Postings keep the most recent events per feature: old ones fall out of the window anyway.
 POSTING_DEPTH = 64
+# Articles between two sweeps of what fell out of the window.
+EXPIRE_EVERY = 1000
 # Before this many documents the IDF is too young to call terms rare.
 IDF_WARMUP = 50
 
@@ -51,6 +53,7 @@ class Decision:
     duplicate_of: int | None = None
     shared_entities: list[str] = field(default_factory=list)
     merged: list[int] = field(default_factory=list)
+    signature: np.ndarray | None = None  # the article's MinHash signature, to be stored
 
 
 def _dot(a: dict[str, float], b: dict[str, float]) -> float:
@@ -74,6 +77,10 @@ class Clusterer:
         self.postings: dict[str, deque[int]] = {}
         self.article_event: dict[int, int] = {}
         self.lsh_times: deque[tuple[float, int]] = deque()
+        self.latest = 0.0  # the latest article time seen (the stream's "now")
+        self.added = 0
+        # Surface forms of each event's entities ("DPRK" for key "@north korea").
+        self.entity_names: dict[int, dict[str, str]] = {}
 
     # --- features -------------------------------------------------------------------
     def features(self, title: str | None, body: str | None) -> Features:
@@ -85,6 +92,7 @@ class Clusterer:
             body_words=s.body_words,
             title_weight=s.title_weight,
             body_weight=s.body_weight,
+            number_weight=s.number_weight,
         )
 
     def _idf(self, term: str) -> float:
@@ -97,6 +105,9 @@ class Clusterer:
             vec[term] = (1.0 + math.log(tf)) * self._idf(term) if tf >= 1 else tf * self._idf(term)
         for key in feats.entities:
             vec[key] = self.s.entity_weight * self._idf(key)
+        if len(vec) > self.s.vector_terms:
+            # The heaviest terms carry the similarity; the long tail only costs time.
+            vec = dict(heapq.nlargest(self.s.vector_terms, vec.items(), key=lambda kv: kv[1]))
         norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
         return {k: v / norm for k, v in vec.items()}
 
@@ -171,13 +182,23 @@ class Clusterer:
         keep.last_seen = max(keep.last_seen, gone.last_seen)
         gone.merged_into = keep.id
         gone.centroid = {}
+        names = self.entity_names.setdefault(keep.id, {})
+        for key, surface in self.entity_names.pop(gone.id, {}).items():
+            names.setdefault(key, surface)
         self._post(keep.id, {k: v / keep.size for k, v in c.items()})
 
     def expire(self, now: float) -> None:
-        """Forget near-duplicate signatures older than the window (events expire lazily)."""
-        while self.lsh_times and now - self.lsh_times[0][0] > self.window:
+        """Forget articles and events older than the window, so memory stays flat however
+        long the stream: their signatures, assignments, centroids and entity names."""
+        horizon = now - self.window
+        while self.lsh_times and self.lsh_times[0][0] < horizon:
             _, key = self.lsh_times.popleft()
             self.lsh.remove(key)
+            self.article_event.pop(key, None)
+        old = [e.id for e in self.events.values() if e.last_seen < horizon]
+        for event_id in old:
+            del self.events[event_id]
+            self.entity_names.pop(event_id, None)
 
     # --- the entry point ------------------------------------------------------------
     def add(
@@ -196,11 +217,59 @@ class Clusterer:
         self._learn(feats)
         vec = self.vector(feats)
         decision = self._decide(article_id, feats, vec, when, signature)
-        self.article_event[article_id] = decision.event_id
+        decision.signature = signature
+        self._remember(article_id, decision.event_id, when, signature, feats)
+        return decision
+
+    def restore(
+        self,
+        article_id: int,
+        event_id: int,
+        title: str | None,
+        body: str | None,
+        when: float,
+        signature: np.ndarray | None = None,
+    ) -> None:
+        """Replay a stored assignment (at start): learn the article and put it in `event_id`
+        without deciding anything, so a restarted process continues the same events."""
+        feats = self.features(title, body)
+        self._learn(feats)
+        vec = self.vector(feats)
+        event = self.events.get(event_id)
+        if event is None:
+            event = self.events[event_id] = Event(event_id, when, when)
+        self._join(event, vec, when)
+        self._remember(article_id, event_id, when, signature, feats)
+
+    def _remember(
+        self,
+        article_id: int,
+        event_id: int,
+        when: float,
+        signature: np.ndarray | None,
+        feats: Features,
+    ) -> None:
+        self.article_event[article_id] = event_id
+        self.lsh_times.append((when, article_id))
+        self.latest = max(self.latest, when)
+        self.added += 1
+        if self.added % EXPIRE_EVERY == 0:
+            self.expire(self.latest)
+        names = self.entity_names.setdefault(event_id, {})
+        for key, surface in feats.entities.items():
+            names.setdefault(key, surface)
         if signature is not None:
             self.lsh.insert(article_id, signature)
-            self.lsh_times.append((when, article_id))
-        return decision
+
+    def top_entities(self, event_id: int, n: int = 8) -> list[str]:
+        """The event's heaviest named entities, as first written in its articles."""
+        event = self.events.get(self.resolve(event_id))
+        if event is None:
+            return []
+        names = self.entity_names.get(event.id, {})
+        keys = [k for k in event.centroid if k[0] == "@" and k in names]
+        keys.sort(key=lambda k: -event.centroid[k])
+        return [names[k] for k in keys[:n]]
 
     def _decide(
         self,
@@ -221,7 +290,9 @@ class Clusterer:
             ((self._score(vec, e), e) for e in self._candidates(vec, when)),
             key=lambda se: (-se[0], se[1].id),
         )
-        if not scored or scored[0][0] < self.s.threshold:
+        short = len(feats.tokens) < self.s.short_text_words
+        threshold = self.s.short_threshold if short else self.s.threshold
+        if not scored or scored[0][0] < threshold:
             event = Event(article_id, when, when)
             self.events[article_id] = event
             self._join(event, vec, when)
@@ -233,14 +304,28 @@ class Clusterer:
         self._join(event, vec, when)
         merged = []
         for other_score, other in scored[1:]:
-            if other_score < self.s.threshold:
+            if other_score < threshold:
                 break
-            if self._score(self._unit(other.centroid), event) >= self.s.merge_threshold:
+            if self._mergeable(event, other, short):
                 keep, gone = (event, other) if event.size >= other.size else (other, event)
                 self._merge(keep, gone)
                 merged.append(gone.id)
                 event = keep
         return Decision(event.id, False, "similar", score, shared_entities=shared, merged=merged)
+
+    def _mergeable(self, a: Event, b: Event, short: bool) -> bool:
+        """Two events are one when their term profiles are close and their named entities
+        agree: two earthquakes, or two injured players of one team, share vocabulary but not
+        places and names."""
+        if short:  # headlines: sparse vectors, lower similarities, entities unreliable
+            return self._score(self._unit(b.centroid), a) >= self.s.short_merge_threshold
+        if self._score(self._unit(b.centroid), a) < self.s.merge_threshold:
+            return False
+        ea = {k: v for k, v in a.centroid.items() if k[0] == "@"}
+        eb = {k: v for k, v in b.centroid.items() if k[0] == "@"}
+        if not ea or not eb:
+            return True
+        return _dot(self._unit(ea), self._unit(eb)) >= self.s.merge_entity_threshold
 
     @staticmethod
     def _unit(vec: dict[str, float]) -> dict[str, float]:

@@ -69,10 +69,10 @@ class EventGrouper:
             .order_by(A.id)
             .execution_options(yield_per=LOAD_CHUNK)
         )
-        restore = getattr(self.clusterer, "restore", None) or self._restore_fallback
+        restore = self.clusterer.restore
         count = 0
         for row in session.execute(query):
-            signature = np.frombuffer(row.fingerprint, dtype=np.uint32) if row.fingerprint else None
+            signature = np.frombuffer(row.fingerprint, dtype="<u4") if row.fingerprint else None
             restore(
                 row.id,
                 row.event_id,
@@ -83,24 +83,6 @@ class EventGrouper:
             )
             count += 1
         return count
-
-    def _restore_fallback(
-        self, article_id: int, event_id: int, title: str | None, body: str, when: float,
-        signature: np.ndarray | None = None,
-    ) -> None:
-        from newswatch.grouping.cluster import Event as ClusterEvent
-
-        c = self.clusterer
-        feats = c.features(title, body)
-        c._learn(feats)
-        event = c.events.get(event_id)
-        if event is None:
-            event = c.events[event_id] = ClusterEvent(event_id, when, when)
-        c._join(event, c.vector(feats), when)
-        c.article_event[article_id] = event_id
-        if signature is not None:
-            c.lsh.insert(article_id, signature)
-            c.lsh_times.append((when, article_id))
 
     # --- ingest -------------------------------------------------------------------------
     def assign_batch(self, session: Session, stored: list[StoredArticle]) -> list[EventChange]:
@@ -198,10 +180,9 @@ class EventGrouper:
         session.connection().execute(statement, rows)
 
     def _fingerprint(self, article_id: int, decision: Decision) -> bytes | None:
-        signature = getattr(decision, "signature", None)
-        if signature is None:
+        if decision.signature is None:
             return None
-        return bytes(signature) if isinstance(signature, bytes | bytearray) else signature.tobytes()
+        return decision.signature.astype("<u4").tobytes()
 
     def _write_merges(
         self, session: Session, decisions: list[tuple[StoredArticle, Decision, datetime]],
@@ -273,8 +254,7 @@ class EventGrouper:
             session.connection().execute(statement, rows)
 
     def _top_entities(self, event_id: int) -> list[str]:
-        top = getattr(self.clusterer, "top_entities", None)
-        return list(top(event_id)) if top is not None else []
+        return self.clusterer.top_entities(event_id)
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -18,12 +18,22 @@ class GroupingSettings(BaseModel):
     duplicate_jaccard: float = Field(0.5, ge=0, le=1, description="estimated Jaccard of a copy")
     duplicate_min_tokens: int = Field(30, ge=3, description="shorter texts skip stage 1")
     # Stage 2: events.
-    threshold: float = Field(0.30, ge=0, le=1, description="similarity to join an event")
+    threshold: float = Field(0.20, ge=0, le=1, description="similarity to join an event")
     merge_threshold: float = Field(0.5, ge=0, le=1, description="similarity to merge events")
+    merge_entity_threshold: float = Field(
+        0.5, ge=0, le=1, description="entity similarity two events need to merge"
+    )
+    # Headline-only articles (or very short texts) have sparse vectors whose similarities run
+    # lower; they get thresholds of their own.
+    short_text_words: int = Field(40, ge=0, description="texts with fewer words are short")
+    short_threshold: float = Field(0.2, ge=0, le=1)
+    short_merge_threshold: float = Field(0.25, ge=0, le=1)
     window_hours: float = Field(72, gt=0, description="publication-time window of an event")
     title_weight: float = Field(3.0, ge=0)
     lead_words: int = Field(80, ge=0, description="body words weighted as the lead")
     body_words: int = Field(400, ge=0, description="body words read at all")
     body_weight: float = Field(0.3, ge=0, description="weight of body words after the lead")
+    number_weight: float = Field(2.0, ge=0, description="weight of a figure in title or lead")
     entity_weight: float = Field(1.5, ge=0, description="weight of an entity beside its words")
-    candidates: int = Field(20, ge=1, description="events scored per article")
+    candidates: int = Field(8, ge=1, description="events scored per article")
+    vector_terms: int = Field(64, ge=8, description="heaviest terms kept per article vector")

@@ -25,6 +25,8 @@ RARE_SHARE = 0.05
 POSTED_FEATURES = 24
 # Postings keep the most recent events per feature: old ones fall out of the window anyway.
 POSTING_DEPTH = 64
+# Rare terms of an article that look up candidate events.
+CANDIDATE_TERMS = 24
 # Articles between two sweeps of what fell out of the window.
 EXPIRE_EVERY = 1000
 # Before this many documents the IDF is too young to call terms rare.
@@ -100,11 +102,16 @@ class Clusterer:
 
     def vector(self, feats: Features) -> dict[str, float]:
         """Unit-length TF-IDF vector; entities are extra features weighted entity_weight."""
+        # idf = log((docs + 1) / (df + 1)) + 1, written out: this runs for every term.
+        base = math.log(self.docs + 1) + 1.0
+        log, df = math.log, self.df.get
         vec: dict[str, float] = {}
         for term, tf in feats.terms.items():
-            vec[term] = (1.0 + math.log(tf)) * self._idf(term) if tf >= 1 else tf * self._idf(term)
+            idf = base - log(df(term, 0) + 1)
+            vec[term] = (1.0 + log(tf)) * idf if tf >= 1 else tf * idf
+        weight = self.s.entity_weight
         for key in feats.entities:
-            vec[key] = self.s.entity_weight * self._idf(key)
+            vec[key] = weight * (base - log(df(key, 0) + 1))
         if len(vec) > self.s.vector_terms:
             # The heaviest terms carry the similarity; the long tail only costs time.
             vec = dict(heapq.nlargest(self.s.vector_terms, vec.items(), key=lambda kv: kv[1]))
@@ -130,10 +137,12 @@ class Clusterer:
     def _candidates(self, vec: dict[str, float], when: float) -> list[Event]:
         rare_limit = max(2.0, RARE_SHARE * self.docs) if self.docs >= IDF_WARMUP else math.inf
         votes: dict[int, float] = {}
-        for term, weight in vec.items():
-            if self.df.get(term, 0) > rare_limit:
-                continue
-            for event_id in self.postings.get(term, ()):
+        df, postings = self.df.get, self.postings.get
+        rare = [(t, w) for t, w in vec.items() if df(t, 0) <= rare_limit]
+        if len(rare) > CANDIDATE_TERMS:  # the heaviest rare terms find the events
+            rare = heapq.nlargest(CANDIDATE_TERMS, rare, key=lambda kv: kv[1])
+        for term, weight in rare:
+            for event_id in postings(term, ()):
                 votes[event_id] = votes.get(event_id, 0.0) + weight
         best = heapq.nlargest(self.s.candidates * 2, votes.items(), key=lambda kv: kv[1])
         out: list[Event] = []

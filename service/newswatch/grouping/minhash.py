@@ -37,12 +37,15 @@ class MinHasher:
         ids = self._ids
         if len(ids) > _TOKEN_CACHE_MAX:
             ids.clear()
-        out = []
-        for t in tokens:
-            v = ids.get(t)
-            if v is None:
-                v = ids[t] = zlib.crc32(t.encode())
-            out.append(v)
+        out = list(map(ids.get, tokens))
+        if None in out:
+            for i, v in enumerate(out):
+                if v is None:
+                    t = tokens[i]
+                    v = ids.get(t)
+                    if v is None:
+                        v = ids[t] = zlib.crc32(t.encode())
+                    out[i] = v
         return np.fromiter(out, dtype=np.uint64, count=len(out))
 
     def signature(self, tokens: list[str]) -> np.ndarray | None:

@@ -31,7 +31,7 @@ class GroupingSettings(BaseModel):
     window_hours: float = Field(72, gt=0, description="publication-time window of an event")
     title_weight: float = Field(3.0, ge=0)
     lead_words: int = Field(80, ge=0, description="body words weighted as the lead")
-    body_words: int = Field(400, ge=0, description="body words read at all")
+    body_words: int = Field(150, ge=0, description="body words read at all")
     body_weight: float = Field(0.3, ge=0, description="weight of body words after the lead")
     number_weight: float = Field(2.0, ge=0, description="weight of a figure in title or lead")
     entity_weight: float = Field(1.5, ge=0, description="weight of an entity beside its words")

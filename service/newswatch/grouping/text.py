@@ -9,7 +9,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-WORD = re.compile(r"[^\W\d_](?:[^\W_]|['’\-](?=[^\W\d_]))*", re.UNICODE)
+WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’\-][^\W\d_][^\W_]*)*", re.UNICODE)
 # Figures with at least two digits, or a decimal: "24", "6.1", "2013", "15,000" (not "3").
 NUMBER = re.compile(r"(?<![\w.])(?:\d[\d,]*\d|\d\.\d+)(?![\w])")
 SENTENCE_END = re.compile(r"[.!?…:;\"'”»)]\s*$")
@@ -65,6 +65,8 @@ for adjective, place in {
 }.items():
     ALIASES[adjective] = place
 MAX_ALIAS_WORDS = max(len(k.split()) for k in ALIASES)
+ALIAS_FIRST_WORDS = frozenset(k.split()[0] for k in ALIASES)
+_NAME_KEYS: dict[str, str] = {}
 
 # Link-list tails: a run of short lines without sentence punctuation at the end of a page.
 TAIL_MIN_LINES = 5
@@ -185,31 +187,36 @@ def _entities(words: list[str], out: dict[str, str]) -> None:
         if not w[0].isupper():
             i += 1
             continue
-        matched = False
-        for size in range(min(MAX_ALIAS_WORDS, n - i), 0, -1):
-            phrase = fold(" ".join(words[i : i + size]))
-            canonical = ALIASES.get(phrase)
-            if canonical is not None:
-                out.setdefault("@" + canonical, " ".join(words[i : i + size]))
-                i += size
-                matched = True
-                break
-        if matched:
-            continue
         low = fold(w)
+        if low in ALIAS_FIRST_WORDS:  # only then can an alias phrase start here
+            size = _alias_at(words, i)
+            if size:
+                phrase = " ".join(words[i : i + size])
+                out.setdefault("@" + ALIASES[fold(phrase)], phrase)
+                i += size
+                continue
         if low not in STOPWORDS and len(low) > 1 and not (w.isupper() and len(w) > 5):
-            out.setdefault("@" + name_key(w), w)
+            key = _NAME_KEYS.get(w)
+            if key is None:
+                key = _NAME_KEYS[w] = "@" + name_key(w)
+                if len(_NAME_KEYS) > _TERMS_MAX:
+                    _NAME_KEYS.clear()
+            out.setdefault(key, w)
         i += 1
 
 
+def _alias_at(words: list[str], i: int) -> int:
+    """Words in the longest alias phrase starting at words[i] (0: none)."""
+    for size in range(min(MAX_ALIAS_WORDS, len(words) - i), 0, -1):
+        if fold(" ".join(words[i : i + size])) in ALIASES:
+            return size
+    return 0
+
+
 def _lead_chars(body: str, words: int) -> int:
-    """Characters of `body` that hold its first `words` words (about)."""
-    cut = 0
-    for _ in range(words):
-        cut = body.find(" ", cut + 1)
-        if cut < 0:
-            return len(body)
-    return cut
+    """Enough characters of `body` to hold its first `words` words (news prose averages
+    about six characters a word with its space; eight leaves room)."""
+    return words * 8
 
 
 def extract(
@@ -229,7 +236,9 @@ def extract(
     body = body or ""
     body, feats.tail_lines = strip_tail(body) if "\n" in body else (body, 0)
     title_words = WORD.findall(title)
-    body_tokens = WORD.findall(body)
+    # Terms and entities come from the first `body_words` words only; the near-duplicate
+    # shingles use every word (split on white space: C speed, and copies split alike).
+    body_tokens = WORD.findall(body[: _lead_chars(body, body_words + len(title_words))])
     # ECB+-like bodies repeat the title as their first line.
     if title_words and body_tokens[: len(title_words)] == title_words:
         body_tokens = body_tokens[len(title_words) :]
@@ -253,5 +262,5 @@ def extract(
         for n in NUMBER.findall(f"{title} {body}"[:lead_chars]):
             key = "#" + n.replace(",", "")
             terms[key] = terms.get(key, 0.0) + number_weight
-    feats.tokens = [w.lower() for w in title_words] + [w.lower() for w in body_tokens]
+    feats.tokens = f"{title} {body}".lower().split()
     return feats

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newswatch import __version__
-from newswatch.alerts.config import ChannelConfig, RuleConfig
+from newswatch.alerts.config import ChannelConfig, RuleConfig, check_rule_channels
 from newswatch.durations import parse_duration
 from newswatch.grouping.settings import GroupingSettings
 
@@ -204,6 +204,7 @@ class FileConfig(BaseModel):
                 if item.name in seen:
                     raise ValueError(f"{section}: duplicate name {item.name!r}")
                 seen.add(item.name)
+        check_rule_channels(self.rules, self.channels)
         return self
 
 

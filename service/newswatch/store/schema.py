@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
-import newswatch.store.models  # noqa: F401  (sources, fetches, articles, sightings)
+# Each stage's tables: rule_matches, alert_state, silences, notifications; then the
+# foundation's sources, fetches, articles, sightings and the grouping's events.
+import newswatch.alerts.models
+import newswatch.store.models  # noqa: F401  (sources, fetches, articles, sightings, events)
 
 metadata = SQLModel.metadata

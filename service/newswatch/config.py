@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         validation_alias="NEWSWATCH_PARSE_WORKERS",
     )
 
+    # Alert delivery: attempts before a notification is dead, and the retry backoff (seconds).
+    delivery_max_attempts: int = Field(8, ge=1, validation_alias="NEWSWATCH_DELIVERY_MAX_ATTEMPTS")
+    delivery_backoff_base: float = Field(
+        30.0, gt=0, validation_alias="NEWSWATCH_DELIVERY_BACKOFF_BASE"
+    )
+    delivery_backoff_max: float = Field(
+        3600.0, gt=0, validation_alias="NEWSWATCH_DELIVERY_BACKOFF_MAX"
+    )
+
     # `newswatch replay` waits this long for queued notifications to be sent before it exits.
     replay_drain_timeout: float = Field(
         60.0, ge=0, validation_alias="NEWSWATCH_REPLAY_DRAIN_TIMEOUT"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.grouping.api import EventChange
@@ -55,8 +56,12 @@ class Pipeline:
             self.grouper = EventGrouper(config.grouping)
             with session_scope(engine) as session:
                 self.grouper.load(session)
-        # --- alerts stage: AlertEngine(config.rules, config.channels), when alerts ---
-        self.alert_engine = None
+        # Alerts: rules matched inside the ingest transaction, notifications into the outbox.
+        self.alert_engine: AlertEngine | None = None
+        if alerts and config.rules:
+            self.alert_engine = AlertEngine(config.rules, config.channels)
+        # Called after a commit that queued notifications (the delivery worker's wake-up).
+        self.on_enqueued: list[Callable[[], None]] = []
 
     def ingest(
         self, source_id: int, entries: list[ParsedEntry], after: AfterIngest | None = None
@@ -73,6 +78,7 @@ class Pipeline:
         except Exception:
             self._after_rollback()
             raise
+        self._after_commit()
         return result
 
     def ingest_many(
@@ -98,6 +104,7 @@ class Pipeline:
                 ):
                     if after is not None:
                         after(session, source, result)
+            self._after_commit()
             return list(results)
         except Exception:
             if len(jobs) == 1:
@@ -112,8 +119,16 @@ class Pipeline:
                 out.append(exc)
         return out
 
+    def _after_commit(self) -> None:
+        if self.alert_engine is not None and self.alert_engine.enqueued:
+            self.alert_engine.enqueued = False
+            for callback in self.on_enqueued:
+                callback()
+
     def _after_rollback(self) -> None:
         """Stages with in-memory state (the grouper's indexes) forget what was rolled back."""
+        if self.alert_engine is not None:
+            self.alert_engine.enqueued = False
         if self.grouper is not None:
             with session_scope(self.engine) as session:
                 self.grouper.load(session)

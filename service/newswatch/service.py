@@ -279,7 +279,12 @@ def build_service(
 ) -> Service:
     """The service with every stage's companions (delivery worker, HTTP server) attached."""
     service = Service(engine, config, settings)
-    # --- companions of other stages are attached here (alerts delivery, HTTP API) ---
+    if config.channels:
+        from newswatch.alerts.delivery import DeliveryWorker
+
+        worker = DeliveryWorker.from_config(engine, config, settings)
+        service.pipeline.on_enqueued.append(worker.wake)
+        service.companions.append(worker.run)
     if serve_http:
         from newswatch.api.app import create_app
         from newswatch.api.server import serve

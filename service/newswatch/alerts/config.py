@@ -88,9 +88,7 @@ class RuleConfig(BaseModel):
     digest: Literal["hourly", "daily"] | None = None
     enabled: bool = True
 
-    _duration = field_validator("window", "group_wait", "repeat_interval", mode="before")(
-        _duration
-    )
+    _duration = field_validator("window", "group_wait", "repeat_interval", mode="before")(_duration)
 
     @field_validator("query")
     @classmethod

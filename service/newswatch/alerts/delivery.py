@@ -1,0 +1,254 @@
+"""The delivery worker: sends what the outbox holds, with retries, and records the outcome.
+
+Life of a row: pending -> sending (claimed) -> sent, or back to pending with a later
+`not_before` after a failure, or dead after the last attempt. A process killed while a row is
+"sending" leaves it claimed; the next worker to start puts it back to pending (the receiver
+may see that notification twice, with the same Idempotency-Key). A row never claimed is sent
+exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, select, update
+
+from newswatch.alerts.channels import Channel, SendResult, build_channel
+from newswatch.alerts.models import Notification
+from newswatch.config import FileConfig, Settings
+from newswatch.metrics import NOTIFICATIONS as SENT_METRIC
+from newswatch.store.columns import utcnow
+from newswatch.store.db import session_scope
+
+log = structlog.get_logger(__name__)
+TABLE = Notification.__table__  # type: ignore[attr-defined]
+N = TABLE.c
+CLAIM_LIMIT = 100
+# Test hook: kill the process at a named point, to prove that nothing is lost.
+CRASH_ENV = "NEWSWATCH_TEST_CRASH_AT"
+
+
+@dataclass
+class Claimed:
+    channel: str
+    ids: list[int]
+    payloads: list[dict[str, Any]]
+    attempts: int
+
+
+@dataclass
+class DrainResult:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    deferred: int = 0  # still waiting for their time (digests, quiet hours, group_wait)
+    by_channel: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sent} notifications sent, {self.failed} to retry, {self.dead} dead, "
+            f"{self.deferred} deferred"
+        )
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter in [0.5, 1.5) of the step."""
+    step = min(cap, base * (2 ** max(0, attempts - 1)))
+    return min(cap, step * (0.5 + random.random()))
+
+
+def _crash_if(point: str) -> None:
+    if os.environ.get(CRASH_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class DeliveryWorker:
+    def __init__(self, engine: Engine, channels: dict[str, Channel], settings: Settings):
+        self.engine = engine
+        self.channels = channels
+        self.settings = settings
+        self.started = utcnow()
+        self._wake: asyncio.Event | None = None
+
+    @classmethod
+    def from_config(cls, engine: Engine, config: FileConfig, settings: Settings) -> DeliveryWorker:
+        channels = {c.name: build_channel(c, settings) for c in config.channels}
+        return cls(engine, channels, settings)
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # --- the store side -------------------------------------------------------------
+    def recover(self) -> int:
+        """Rows claimed by a worker that died before recording an outcome go back to pending."""
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(TABLE)
+                .where(N.status == "sending", N.claimed_at < self.started)
+                .values(status="pending", claimed_at=None)
+            )
+            return result.rowcount or 0
+
+    def claim(self, now: datetime) -> list[Claimed]:
+        """Due rows, marked as being sent; rows sharing (channel, batch key) form one message."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(N.id, N.channel, N.batch_key, N.payload, N.attempts)
+                .where(N.status == "pending", N.not_before <= now)
+                .order_by(N.not_before, N.id)
+                .limit(CLAIM_LIMIT)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query).all()
+            if not rows:
+                return []
+            session.execute(
+                update(TABLE)
+                .where(N.id.in_([r.id for r in rows]))
+                .values(status="sending", claimed_at=now)
+            )
+        groups: dict[tuple[str, str], Claimed] = {}
+        for r in rows:
+            key = (r.channel, r.batch_key or f"id:{r.id}")
+            group = groups.setdefault(key, Claimed(r.channel, [], [], r.attempts))
+            group.ids.append(r.id)
+            group.payloads.append(r.payload)
+            group.attempts = max(group.attempts, r.attempts)
+        return list(groups.values())
+
+    def record(self, group: Claimed, result: SendResult, now: datetime) -> str:
+        attempts = group.attempts + 1
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "response_status": result.status,
+            "claimed_at": None,
+        }
+        if result.ok:
+            values.update(status="sent", sent_at=now, last_error=None)
+            outcome = "sent"
+        elif result.permanent or attempts >= self.settings.delivery_max_attempts:
+            values.update(status="dead", last_error=result.error)
+            outcome = "dead"
+        else:
+            s = self.settings
+            delay = backoff_delay(attempts, s.delivery_backoff_base, s.delivery_backoff_max)
+            if result.retry_after is not None:
+                delay = min(max(result.retry_after, 0.0), s.delivery_backoff_max)
+            values.update(
+                status="pending", not_before=now + timedelta(seconds=delay), last_error=result.error
+            )
+            outcome = "retry"
+        with session_scope(self.engine) as session:
+            session.execute(update(TABLE).where(N.id.in_(group.ids)).values(**values))
+        SENT_METRIC.labels(group.channel, outcome).inc(len(group.ids))
+        log.info(
+            "notification",
+            channel=group.channel,
+            ids=group.ids,
+            outcome=outcome,
+            status=result.status,
+            error=result.error,
+        )
+        return outcome
+
+    # --- sending --------------------------------------------------------------------
+    async def _send(self, group: Claimed) -> str:
+        channel = self.channels.get(group.channel)
+        if channel is None:
+            result = SendResult(False, error=f"no channel named {group.channel!r}", permanent=True)
+        else:
+            _crash_if("before_send")
+            try:
+                result = await channel.send(group.payloads)
+            except Exception as exc:  # a channel bug must not stop the worker
+                log.exception("channel failed", channel=group.channel)
+                result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
+            if result.ok:
+                _crash_if("after_send")
+        return self.record(group, result, utcnow())
+
+    async def run_once(self) -> list[str]:
+        groups = self.claim(utcnow())
+        if not groups:
+            return []
+        return list(await asyncio.gather(*(self._send(g) for g in groups)))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set: send what is due, then sleep until woken or a second passes."""
+        self._wake = asyncio.Event()
+        self.recover()
+        while not stop.is_set():
+            try:
+                if await self.run_once():
+                    continue
+            except Exception:  # the store may be briefly unavailable; try again shortly
+                log.exception("delivery pass failed")
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        await self.aclose()
+
+    async def drain(self, timeout: float) -> DrainResult:
+        """Send everything due now (retrying failures) until done or `timeout` seconds."""
+        self.recover()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        result = DrainResult()
+        while loop.time() < deadline:
+            outcomes = await self.run_once()
+            for outcome in outcomes:
+                if outcome == "sent":
+                    result.sent += 1
+                elif outcome == "dead":
+                    result.dead += 1
+            if not outcomes:
+                if not self._pending_soon(deadline - loop.time()):
+                    break
+                await asyncio.sleep(0.2)
+        counts = self._status_counts()
+        result.failed = counts.get("retry", 0)
+        result.deferred = counts.get("deferred", 0)
+        await self.aclose()
+        return result
+
+    def _pending_soon(self, within: float) -> bool:
+        """Whether a pending row becomes due within `within` seconds (a retry to wait for)."""
+        limit = utcnow() + timedelta(seconds=max(0.0, within))
+        with session_scope(self.engine) as session:
+            row = session.execute(
+                select(N.id).where(N.status == "pending", N.not_before <= limit, N.attempts > 0)
+            ).first()
+        return row is not None
+
+    def _status_counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        with session_scope(self.engine) as session:
+            for attempts in session.execute(
+                select(N.attempts).where(N.status == "pending")
+            ).scalars():
+                out["retry" if attempts else "deferred"] += 1
+        return out
+
+    async def aclose(self) -> None:
+        for channel in self.channels.values():
+            await channel.aclose()
+
+
+def drain_outbox(
+    engine: Engine, config: FileConfig, settings: Settings, timeout: float
+) -> DrainResult:
+    """Send what is queued (used by `newswatch replay` before it exits)."""
+    worker = DeliveryWorker.from_config(engine, config, settings)
+    return asyncio.run(worker.drain(timeout))

@@ -1,0 +1,383 @@
+"""The alerts stage: match articles against every rule, and notify once per (rule, event)
+when an event is corroborated by enough distinct sources.
+
+Runs inside the ingest transaction (Pipeline.ingest_jobs): the matches, the state and the
+outbox rows commit together with the articles and events that caused them, or not at all.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from newswatch.alerts.config import ChannelConfig, RuleConfig
+from newswatch.alerts.matcher import CompiledRule, RuleSet
+from newswatch.alerts.models import AlertState, RuleMatch, Silence
+from newswatch.alerts.outbox import enqueue
+from newswatch.alerts.policy import schedule
+from newswatch.alerts.query import Document, matched_terms
+from newswatch.grouping.api import EventChange
+from newswatch.metrics import RULE_MATCHES
+from newswatch.store.columns import utcnow
+from newswatch.store.models import Article, Event, Sighting, Source
+
+MATCHES = RuleMatch.__table__  # type: ignore[attr-defined]
+M = MATCHES.c
+A = Article.__table__.c  # type: ignore[attr-defined]
+PAYLOAD_ARTICLES = 20
+
+
+@dataclass
+class ArticleView:
+    id: int
+    event_id: int
+    title: str | None
+    text: str | None
+    language: str | None
+    at: datetime
+    sources: list[tuple[int, str]]  # (source id, name) of every carrier
+
+    def document(self) -> Document:
+        names = " ".join(name for _, name in self.sources)
+        return Document.of(title=self.title, text=self.text, source=names, lang=self.language)
+
+
+@dataclass
+class Firing:
+    """Why a rule fires on an event (or would, in a dry run)."""
+
+    rule: str
+    event_id: int
+    sources: int  # distinct sources within the window
+    terms: list[str]
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | None) -> int:
+    """Most distinct sources whose matches fall within one span of `window` (all when None)."""
+    items = sorted(points, key=lambda p: p[1])
+    if window is None:
+        return len({source for source, _ in items})
+    best = 0
+    counts: dict[int, int] = defaultdict(int)
+    start = 0
+    for source, at in items:
+        counts[source] += 1
+        while at - items[start][1] > window:
+            old = items[start][0]
+            counts[old] -= 1
+            if counts[old] == 0:
+                del counts[old]
+            start += 1
+        best = max(best, len(counts))
+    return best
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        rules: list[RuleConfig],
+        channels: list[ChannelConfig],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.rules = {r.name: r for r in rules if r.enabled}
+        self.channels = {c.name: c for c in channels}
+        self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
+        self.clock = clock
+        # Called after a transaction that queued notifications commits (wakes the worker).
+        self.enqueued = False
+
+    # --- the pipeline's entry point -------------------------------------------------
+    def on_changes(self, session: Session, changes: list[EventChange]) -> list[Firing]:
+        if not self.rules or not changes:
+            return []
+        for change in changes:
+            for gone in change.merged_event_ids:
+                _move_event(session, gone, change.event_id)
+        touched: set[tuple[str, int]] = set()
+        new_ids = [c.article_id for c in changes if not c.sighting]
+        for view in load_articles(session, new_ids):
+            touched |= self._record_matches(session, view)
+        sighted = [c.article_id for c in changes if c.sighting]
+        touched |= self._copy_matches(session, sighted)
+        # Events that grew by a merge are judged again with their new members.
+        for change in changes:
+            if change.merged_event_ids:
+                touched |= {(r, change.event_id) for r in self._rules_on(session, change.event_id)}
+        fired = []
+        for rule_name, event_id in sorted(touched):
+            firing = self._judge(session, self.rules[rule_name], event_id)
+            if firing is not None:
+                fired.append(firing)
+        return fired
+
+    def _record_matches(self, session: Session, view: ArticleView) -> set[tuple[str, int]]:
+        doc = view.document()
+        rows = []
+        for compiled in self.ruleset.match(doc):
+            rule = self.rules[compiled.name]
+            terms = matched_terms(compiled.query, doc)
+            for source_id, name in view.sources:
+                if _source_allowed(rule, name):
+                    rows.append(_match_row(rule.name, view, source_id, terms))
+        _insert_matches(session, rows)
+        return {(r["rule"], view.event_id) for r in rows}
+
+    def _copy_matches(self, session: Session, article_ids: list[int]) -> set[tuple[str, int]]:
+        """A known article seen at one more source counts for that source too."""
+        if not article_ids:
+            return set()
+        known = session.execute(
+            select(M.rule, M.article_id, M.terms).where(M.article_id.in_(article_ids))
+        ).all()
+        if not known:
+            return set()
+        views = {v.id: v for v in load_articles(session, sorted({r.article_id for r in known}))}
+        rows = []
+        for rule_name, article_id, terms in known:
+            rule, view = self.rules.get(rule_name), views.get(article_id)
+            if rule is None or view is None:
+                continue
+            for source_id, name in view.sources:
+                if _source_allowed(rule, name):
+                    rows.append(_match_row(rule_name, view, source_id, list(terms)))
+        _insert_matches(session, rows)
+        return {(r["rule"], r["event_id"]) for r in rows}
+
+    def _rules_on(self, session: Session, event_id: int) -> set[str]:
+        query = select(M.rule).where(M.event_id == event_id).distinct()
+        return {r for r in session.execute(query).scalars() if r in self.rules}
+
+    # --- deciding -------------------------------------------------------------------
+    def _judge(self, session: Session, rule: RuleConfig, event_id: int) -> Firing | None:
+        rows = session.execute(
+            select(M.source_id, M.at, M.terms).where(M.rule == rule.name, M.event_id == event_id)
+        ).all()
+        count = corroboration(((r.source_id, _aware(r.at)) for r in rows), rule.window)
+        if count < rule.min_sources:
+            return None
+        terms = sorted({t for r in rows for t in r.terms})
+        firing = Firing(rule.name, event_id, count, terms)
+        return firing if self._notify(session, rule, firing) else None
+
+    def _notify(self, session: Session, rule: RuleConfig, firing: Firing) -> bool:
+        now = self.clock()
+        state = session.get(AlertState, (rule.name, firing.event_id))
+        if state is not None and not _due_update(rule, state, firing.sources):
+            return False
+        last_sent = state.last_at if state is not None and state.revision else None
+        if state is None:
+            state = AlertState(rule=rule.name, event_id=firing.event_id, first_at=now)
+            session.add(state)
+        state.sources_notified = firing.sources
+        state.last_at = now
+        if silenced(session, rule.name, now):
+            state.status = "silenced"  # recorded, so the silence is visible; nothing queued
+            session.flush()
+            return False
+        state.status = "notified"
+        state.revision += 1
+        session.flush()
+        payload = event_payload(session, rule, firing, state.revision)
+        for channel_name in rule.channels:
+            channel = self.channels[channel_name]
+            not_before, batch_key = schedule(rule, channel, now, last_sent)
+            if enqueue(
+                session,
+                rule=rule.name,
+                channel=channel_name,
+                event_id=firing.event_id,
+                revision=state.revision,
+                payload=payload,
+                not_before=not_before,
+                batch_key=batch_key,
+            ):
+                self.enqueued = True
+        RULE_MATCHES.labels(rule.name).inc()
+        return True
+
+    # --- dry run --------------------------------------------------------------------
+    def dry_run(self, session: Session, since: datetime | None) -> list[Firing]:
+        """The events that would fire on the stored history, without writing anything."""
+        query = select(Article.id).where(Article.event_id.is_not(None))  # type: ignore[union-attr]
+        if since is not None:
+            query = query.where(Article.first_seen >= since)
+        ids = list(session.execute(query.order_by(Article.id)).scalars())
+        points: dict[tuple[str, int], list[tuple[int, datetime]]] = defaultdict(list)
+        terms: dict[tuple[str, int], set[str]] = defaultdict(set)
+        for start in range(0, len(ids), 500):
+            for view in load_articles(session, ids[start : start + 500]):
+                doc = view.document()
+                for compiled in self.ruleset.match(doc):
+                    rule = self.rules[compiled.name]
+                    key = (rule.name, view.event_id)
+                    for source_id, name in view.sources:
+                        if _source_allowed(rule, name):
+                            points[key].append((source_id, view.at))
+                            terms[key].update(matched_terms(compiled.query, doc))
+        out = []
+        for (rule_name, event_id), found in sorted(points.items()):
+            rule = self.rules[rule_name]
+            count = corroboration(found, rule.window)
+            if count >= rule.min_sources:
+                out.append(Firing(rule_name, event_id, count, sorted(terms[(rule_name, event_id)])))
+        return out
+
+
+def _due_update(rule: RuleConfig, state: AlertState, sources: int) -> bool:
+    """Whether a (rule, event) already decided on needs a notification now: never sent
+    (it was silenced), or, with updates on, the event reached the next threshold: 2x, 4x,
+    8x ... min_sources distinct sources."""
+    if state.revision == 0:
+        return True
+    if not rule.updates:
+        return False
+    threshold = rule.min_sources
+    while threshold <= state.sources_notified:
+        threshold *= 2
+    return sources >= threshold
+
+
+def silenced(session: Session, rule: str, now: datetime) -> bool:
+    query = select(Silence.id).where(
+        Silence.until > now,  # type: ignore[arg-type]
+        or_(Silence.rule.is_(None), Silence.rule == rule),  # type: ignore[union-attr]
+    )
+    return session.execute(query.limit(1)).first() is not None
+
+
+def _source_allowed(rule: RuleConfig, name: str) -> bool:
+    if rule.sources and name not in rule.sources:
+        return False
+    return name not in rule.exclude_sources
+
+
+def _match_row(rule: str, view: ArticleView, source_id: int, terms: list[str]) -> dict:
+    return {
+        "rule": rule,
+        "event_id": view.event_id,
+        "article_id": view.id,
+        "source_id": source_id,
+        "at": view.at,
+        "terms": terms,
+    }
+
+
+def _insert_matches(session: Session, rows: list[dict]) -> None:
+    if not rows:
+        return
+    make = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = make(MATCHES).on_conflict_do_nothing(
+        index_elements=[M.rule, M.article_id, M.source_id]
+    )
+    session.execute(statement, rows)
+
+
+def _move_event(session: Session, gone: int, keep: int) -> None:
+    """A merged event's matches and notification history belong to the survivor."""
+    session.execute(update(MATCHES).where(M.event_id == gone).values(event_id=keep))
+    states = AlertState.__table__.c  # type: ignore[attr-defined]
+    kept = {
+        r for r in session.execute(select(states.rule).where(states.event_id == keep)).scalars()
+    }
+    if kept:
+        session.execute(delete(AlertState).where(states.event_id == gone, states.rule.in_(kept)))
+    session.execute(update(AlertState).where(states.event_id == gone).values(event_id=keep))
+
+
+def load_articles(session: Session, ids: list[int]) -> list[ArticleView]:
+    """Articles with every source that carried them, in id order."""
+    if not ids:
+        return []
+    rows = session.execute(
+        select(A.id, A.event_id, A.title, A.text, A.summary, A.language, A.published, A.first_seen)
+        .where(A.id.in_(ids), A.event_id.is_not(None))
+        .order_by(A.id)
+    ).all()
+    carriers: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for article_id, source_id, name in session.execute(
+        select(Sighting.article_id, Sighting.source_id, Source.name)
+        .join(Source, Source.id == Sighting.source_id)  # type: ignore[arg-type]
+        .where(Sighting.article_id.in_(ids))  # type: ignore[attr-defined]
+        .order_by(Sighting.id)
+    ):
+        carriers[article_id].append((source_id, name))
+    out = []
+    for r in rows:
+        published = _aware(r.published) if r.published else None
+        first_seen = _aware(r.first_seen)
+        at = published if published is not None and published <= first_seen else first_seen
+        out.append(
+            ArticleView(
+                r.id,
+                r.event_id,
+                r.title,
+                r.text or r.summary,
+                r.language,
+                at,
+                carriers.get(r.id, []),
+            )
+        )
+    return out
+
+
+def event_payload(
+    session: Session, rule: RuleConfig, firing: Firing, revision: int
+) -> dict[str, Any]:
+    """What a notification says about an event: documented in docs/webhooks.md."""
+    event = session.get(Event, firing.event_id)
+    matched = session.execute(
+        select(M.article_id, M.at).where(M.rule == rule.name, M.event_id == firing.event_id)
+    ).all()
+    matched_ids = sorted({r.article_id for r in matched})
+    views = load_articles(session, matched_ids[-PAYLOAD_ARTICLES:])
+    sources = sorted({name for v in views for _, name in v.sources})
+    return {
+        "rule": rule.name,
+        "event_id": firing.event_id,
+        "revision": revision,
+        "kind": "event" if revision == 1 else "update",
+        "title": event.title if event else None,
+        "first_seen": event.first_seen.isoformat() if event else None,
+        "last_seen": event.last_seen.isoformat() if event else None,
+        "article_count": event.article_count if event else len(matched_ids),
+        "source_count": event.source_count if event else firing.sources,
+        "sources": sources,
+        "articles": [
+            {
+                "id": v.id,
+                "title": v.title,
+                "url": _article_url(session, v.id),
+                "sources": [name for _, name in v.sources],
+                "published": v.at.isoformat(),
+            }
+            for v in views
+        ],
+        "why": {
+            "query": rule.query,
+            "matched_terms": firing.terms,
+            "matching_articles": len(matched_ids),
+            "sources_in_window": firing.sources,
+            "min_sources": rule.min_sources,
+            "window": rule.window.total_seconds() if rule.window else None,
+        },
+    }
+
+
+def _article_url(session: Session, article_id: int) -> str | None:
+    row = session.execute(select(A.url, A.canonical_url).where(A.id == article_id)).first()
+    return (row.url or row.canonical_url) if row else None

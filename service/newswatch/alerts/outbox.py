@@ -1,0 +1,79 @@
+"""The outbox: notifications recorded in the transaction that caused them.
+
+A notification is a row before it is a message, so a crash between deciding and sending loses
+nothing: the delivery worker finds the row when it starts again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from newswatch.alerts.models import Notification
+from newswatch.store.columns import utcnow
+
+NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+N = NOTIFICATIONS.c
+
+
+def idempotency_key(rule: str, event_id: int, revision: int) -> str:
+    """The same for every send of one notification: receivers drop repeats by it."""
+    return f"{rule}:{event_id}:{revision}"
+
+
+def enqueue(
+    session: Session,
+    *,
+    rule: str,
+    channel: str,
+    event_id: int,
+    revision: int,
+    payload: dict[str, Any],
+    not_before: datetime | None = None,
+    batch_key: str | None = None,
+) -> bool:
+    """Record a notification (in the caller's transaction); False if this (channel, key)
+    is recorded already, so a replayed decision never queues twice."""
+    now = utcnow()
+    key = idempotency_key(rule, event_id, revision)
+    values = {
+        "rule": rule,
+        "channel": channel,
+        "event_id": event_id,
+        "revision": revision,
+        "idempotency_key": key,
+        "payload": {**payload, "idempotency_key": key},
+        "status": "pending",
+        "attempts": 0,
+        "not_before": not_before or now,
+        "batch_key": batch_key,
+        "created_at": now,
+    }
+    make = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        make(NOTIFICATIONS)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[N.channel, N.idempotency_key])
+        .returning(N.id)
+    )
+    return session.execute(statement).first() is not None
+
+
+def outbox_stats(session: Session) -> tuple[int, datetime | None]:
+    """Notifications waiting (pending or being sent) and the creation time of the oldest."""
+    row = session.execute(
+        select(func.count(), func.min(N.created_at)).where(N.status.in_(("pending", "sending")))
+    ).one()
+    oldest = row[1]
+    if isinstance(oldest, str):  # aggregates bypass the column type on SQLite
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        from datetime import UTC
+
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(row[0]), oldest

@@ -1,0 +1,472 @@
+"""The rule engine on events: corroboration, once per (rule, event), updates, merges, silences,
+noise control and restarts, on SQLite and Postgres.
+
+Events, articles and sightings are written directly (as the grouping stage would) and the
+engine is handed the EventChanges, so every case controls exactly which event grows how.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from newswatch.alerts.config import ChannelConfig, RuleConfig
+from newswatch.alerts.engine import AlertEngine, corroboration
+from newswatch.alerts.models import AlertState, Notification, RuleMatch, Silence
+from newswatch.alerts.policy import quiet_end, schedule
+from newswatch.alerts.query import parse
+from newswatch.grouping.api import EventChange
+from newswatch.metrics import RULE_MATCHES
+from newswatch.store.models import Article, Event, Sighting, Source
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+QUERY = '(Belousov OR "defence minister") AND (DPRK OR "North Korea") NOT sport*'
+HIT = "Belousov meets the North Korea defence minister"
+
+
+def channels() -> list[ChannelConfig]:
+    return [
+        ChannelConfig(name="ops", type="webhook", url="http://127.0.0.1:9/hook"),
+        ChannelConfig(name="desk", type="email", to=["desk@example.org"]),
+    ]
+
+
+def rule(**kw: Any) -> RuleConfig:
+    values: dict[str, Any] = {"name": "dprk", "query": QUERY, "channels": ["ops"]}
+    values.update(kw)
+    return RuleConfig(**values)
+
+
+class World:
+    """Sources, articles and events written the way the grouping stage writes them."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.sources: dict[str, int] = {}
+        self.n = 0
+
+    def source(self, name: str) -> int:
+        if name not in self.sources:
+            row = Source(name=name, url=f"http://{name}.example/feed", configured_url="x")
+            self.session.add(row)
+            self.session.flush()
+            assert row.id is not None
+            self.sources[name] = row.id
+        return self.sources[name]
+
+    def article(
+        self,
+        source: str,
+        title: str = HIT,
+        *,
+        event: int | None = None,
+        published: datetime | None = None,
+        text: str = "",
+        duplicate_of: int | None = None,
+    ) -> EventChange:
+        """A new article at `source`, opening an event or joining `event`."""
+        self.n += 1
+        row = Article(
+            url=f"http://{source}.example/{self.n}",
+            title=title,
+            text=text,
+            published=published or T0,
+            first_seen=NOW,
+            content_hash=hashlib.sha1(f"{self.n}".encode()).hexdigest(),
+            source_id=self.source(source),
+            duplicate_of=duplicate_of,
+        )
+        self.session.add(row)
+        self.session.flush()
+        assert row.id is not None
+        opened = event is None
+        event_id = row.id if event is None else event
+        row.event_id = event_id
+        self.session.add(Sighting(article_id=row.id, source_id=self.source(source)))
+        if opened:
+            self.session.add(Event(id=event_id, title=title, first_seen=T0, last_seen=T0))
+        else:
+            stored = self.session.get(Event, event_id)
+            assert stored is not None
+            stored.article_count += 1
+        self.session.flush()
+        return EventChange(row.id, event_id, opened, duplicate_of=duplicate_of)
+
+    def sighting(self, article_id: int, source: str) -> EventChange:
+        self.session.add(Sighting(article_id=article_id, source_id=self.source(source)))
+        self.session.flush()
+        article = self.session.get(Article, article_id)
+        assert article is not None and article.event_id is not None
+        return EventChange(article_id, article.event_id, False, sighting=True)
+
+    def merge(self, gone: int, keep: int, via: EventChange) -> EventChange:
+        """Event `gone` absorbed into `keep` (its articles moved) when `via` arrived."""
+        for article in self.session.execute(
+            select(Article).where(Article.event_id == gone)  # type: ignore[arg-type]
+        ).scalars():
+            article.event_id = keep
+        absorbed = self.session.get(Event, gone)
+        assert absorbed is not None
+        absorbed.merged_into = keep
+        self.session.flush()
+        return EventChange(via.article_id, keep, False, merged_event_ids=(gone,))
+
+
+def notifications(session: Session) -> list[Notification]:
+    query = select(Notification).order_by(Notification.id)  # type: ignore[arg-type]
+    return list(session.execute(query).scalars())
+
+
+def make_engine(*rules: RuleConfig, now: datetime = NOW) -> AlertEngine:
+    return AlertEngine(list(rules), channels(), clock=lambda: now)
+
+
+# --- corroboration -------------------------------------------------------------------------
+def test_corroboration_counts_distinct_sources_within_the_window() -> None:
+    h = timedelta(hours=1)
+    points = [(1, T0), (1, T0 + h), (2, T0 + 30 * h), (3, T0 + 40 * h), (2, T0 + 41 * h)]
+    assert corroboration(points, None) == 3
+    assert corroboration(points, timedelta(hours=24)) == 2
+    assert corroboration(points, timedelta(hours=5)) == 2
+    assert corroboration(points, timedelta(minutes=30)) == 1
+    assert corroboration([], timedelta(hours=1)) == 0
+
+
+# --- once per (rule, event) ----------------------------------------------------------------
+def test_one_notification_per_rule_and_event(engine: Engine) -> None:
+    alerts = make_engine(rule(min_sources=2, channels=["ops", "desk"]))
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("wire-a")
+        assert alerts.on_changes(session, [first]) == []
+        assert notifications(session) == []  # one source is not corroboration
+        # Not the query: other news in the same event does not count.
+        assert alerts.on_changes(session, [w.article("x", "Sports", event=first.event_id)]) == []
+        fired = alerts.on_changes(session, [w.article("paper-b", event=first.event_id)])
+        assert [(f.rule, f.event_id, f.sources) for f in fired] == [("dprk", first.event_id, 2)]
+        # More reports, a near-duplicate from a known source, a third source: no more messages.
+        for change in (
+            w.article("wire-a", event=first.event_id, duplicate_of=first.article_id),
+            w.article("agency-c", event=first.event_id),
+            w.article("paper-b", event=first.event_id),
+        ):
+            assert alerts.on_changes(session, [change]) == []
+        sent = notifications(session)
+        assert [(n.channel, n.revision, n.idempotency_key) for n in sent] == [
+            ("ops", 1, f"dprk:{first.event_id}:1"),
+            ("desk", 1, f"dprk:{first.event_id}:1"),
+        ]
+        payload = sent[0].payload
+        assert payload["rule"] == "dprk" and payload["event_id"] == first.event_id
+        assert payload["title"] == HIT and payload["sources"] == ["paper-b", "wire-a"]
+        assert payload["why"]["sources_in_window"] == 2
+        assert payload["why"]["matched_terms"] == [
+            '"defence minister"',
+            '"north korea"',
+            "belousov",
+        ]
+        assert {a["url"] for a in payload["articles"]} == {
+            "http://wire-a.example/1",
+            "http://paper-b.example/3",
+        }
+        state = session.get(AlertState, ("dprk", first.event_id))
+        assert state is not None and state.status == "notified" and state.revision == 1
+
+
+def test_window_is_measured_on_publication_time(engine: Engine) -> None:
+    """Replayed history: reports published 30 h apart are not corroboration within 24 h,
+    however close together they are stored."""
+    alerts = make_engine(rule(min_sources=2, window=timedelta(hours=24)))
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("wire-a", published=T0)
+        alerts.on_changes(session, [first])
+        late = w.article("paper-b", event=first.event_id, published=T0 + timedelta(hours=30))
+        assert alerts.on_changes(session, [late]) == []
+        close = w.article("agency-c", event=first.event_id, published=T0 + timedelta(hours=40))
+        fired = alerts.on_changes(session, [close])
+        assert [f.sources for f in fired] == [2]
+        # A publication time in the future is not trusted: the first-seen time counts.
+        future = w.article("agency-d", published=NOW + timedelta(days=30))
+        row = session.get(RuleMatch, 1)
+        assert row is not None
+        alerts.on_changes(session, [future])
+        at = session.execute(
+            select(RuleMatch.at).where(RuleMatch.article_id == future.article_id)  # type: ignore[arg-type]
+        ).scalar_one()
+        assert at.replace(tzinfo=UTC) == NOW
+
+
+def test_source_include_and_exclude_lists(engine: Engine) -> None:
+    only = rule(name="only", min_sources=2, sources=["wire-a", "paper-b"])
+    without = rule(name="without", min_sources=2, exclude_sources=["tabloid"])
+    alerts = make_engine(only, without)
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("wire-a")
+        alerts.on_changes(session, [first])
+        assert alerts.on_changes(session, [w.article("tabloid", event=first.event_id)]) == []
+        fired = alerts.on_changes(session, [w.article("agency-c", event=first.event_id)])
+        assert [f.rule for f in fired] == ["without"]
+        fired = alerts.on_changes(session, [w.article("paper-b", event=first.event_id)])
+        assert [f.rule for f in fired] == ["only"]
+
+
+def test_a_known_article_seen_at_another_source_counts(engine: Engine) -> None:
+    alerts = make_engine(rule(min_sources=2))
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("wire-a")
+        alerts.on_changes(session, [first])
+        fired = alerts.on_changes(session, [w.sighting(first.article_id, "paper-b")])
+        assert [(f.event_id, f.sources) for f in fired] == [(first.event_id, 2)]
+
+
+def test_updates_follow_each_further_threshold(engine: Engine) -> None:
+    alerts = make_engine(rule(min_sources=2, updates=True))
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("s1")
+        alerts.on_changes(session, [first])
+        fired_at = {}
+        for i in range(2, 10):
+            fired = alerts.on_changes(session, [w.article(f"s{i}", event=first.event_id)])
+            if fired:
+                fired_at[i] = fired[0].sources
+            # Copies from a source already counted never trigger anything.
+            copy = w.article("s1", event=first.event_id, duplicate_of=first.article_id)
+            assert alerts.on_changes(session, [copy]) == []
+        assert fired_at == {2: 2, 4: 4, 8: 8}
+        sent = notifications(session)
+        assert [n.revision for n in sent] == [1, 2, 3]
+        assert [n.payload["kind"] for n in sent] == ["event", "update", "update"]
+
+
+def test_no_updates_by_default(engine: Engine) -> None:
+    alerts = make_engine(rule(min_sources=1))
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("s1")
+        assert len(alerts.on_changes(session, [first])) == 1
+        for i in range(2, 6):
+            assert alerts.on_changes(session, [w.article(f"s{i}", event=first.event_id)]) == []
+        assert len(notifications(session)) == 1
+
+
+# --- merged events -------------------------------------------------------------------------
+def test_merged_event_keeps_the_absorbed_events_history(engine: Engine) -> None:
+    alerts = make_engine(rule(min_sources=2))
+    with Session(engine) as session:
+        w = World(session)
+        # Event A fires; event B (one source) does not.
+        a = w.article("s1")
+        alerts.on_changes(session, [a])
+        assert len(alerts.on_changes(session, [w.article("s2", event=a.event_id)])) == 1
+        b = w.article("s3")
+        assert alerts.on_changes(session, [b]) == []
+        # A is absorbed into B: the survivor already notified under A's id, so nothing new.
+        joined = w.article("s4", event=b.event_id)
+        assert alerts.on_changes(session, [w.merge(a.event_id, b.event_id, joined)]) == []
+        assert len(notifications(session)) == 1
+        states = session.execute(select(AlertState)).scalars().all()
+        assert [(s.rule, s.event_id) for s in states] == [("dprk", b.event_id)]
+        matches = session.execute(select(RuleMatch.event_id)).scalars().all()
+        assert set(matches) == {b.event_id}
+
+
+def test_merge_can_complete_corroboration(engine: Engine) -> None:
+    alerts = make_engine(rule(min_sources=2))
+    with Session(engine) as session:
+        w = World(session)
+        a, b = w.article("s1"), w.article("s2")
+        assert alerts.on_changes(session, [a, b]) == []
+        via = w.article("s1", "Unrelated weather", event=a.event_id)
+        fired = alerts.on_changes(session, [w.merge(b.event_id, a.event_id, via)])
+        assert [(f.event_id, f.sources) for f in fired] == [(a.event_id, 2)]
+
+
+# --- silences --------------------------------------------------------------------------------
+def test_silence_suppresses_and_records(engine: Engine) -> None:
+    quiet, loud = rule(name="quiet"), rule(name="loud")
+    alerts = make_engine(quiet, loud)
+    with Session(engine) as session:
+        session.add(Silence(rule="quiet", until=NOW + timedelta(hours=8), reason="drill"))
+        session.add(Silence(rule="loud", until=NOW - timedelta(minutes=1)))  # expired
+        w = World(session)
+        fired = alerts.on_changes(session, [w.article("s1")])
+        assert [f.rule for f in fired] == ["loud"]
+        assert [n.rule for n in notifications(session)] == ["loud"]
+        states = {s.rule: s.status for s in session.execute(select(AlertState)).scalars()}
+        assert states == {"quiet": "silenced", "loud": "notified"}
+
+
+def test_silence_of_every_rule(engine: Engine) -> None:
+    alerts = make_engine(rule(name="a"), rule(name="b"))
+    with Session(engine) as session:
+        session.add(Silence(rule=None, until=NOW + timedelta(hours=1)))
+        w = World(session)
+        assert alerts.on_changes(session, [w.article("s1")]) == []
+        assert notifications(session) == []
+
+
+def test_after_a_silence_the_next_change_notifies(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(Silence(rule="dprk", until=NOW + timedelta(hours=1)))
+        w = World(session)
+        first = w.article("s1")
+        assert make_engine(rule()).on_changes(session, [first]) == []
+        later = make_engine(rule(), now=NOW + timedelta(hours=2))
+        fired = later.on_changes(session, [w.article("s2", event=first.event_id)])
+        assert [f.event_id for f in fired] == [first.event_id]
+        assert [n.revision for n in notifications(session)] == [1]
+
+
+# --- durability -----------------------------------------------------------------------------
+def test_state_survives_a_restart_and_a_rollback_leaves_nothing(engine: Engine) -> None:
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("s1")
+        make_engine(rule(min_sources=2)).on_changes(session, [first])
+        session.commit()
+        event_id = first.event_id
+    with Session(engine) as session:
+        w = World(session)
+        w.sources = {"s1": 1}
+        change = w.article("s2", event=event_id)
+        assert len(make_engine(rule(min_sources=2)).on_changes(session, [change])) == 1
+        session.rollback()  # the ingest transaction failed: its notification goes with it
+    with Session(engine) as session:
+        assert notifications(session) == []
+        w = World(session)
+        w.sources = {"s1": 1}
+        change = w.article("s2", event=event_id)
+        assert len(make_engine(rule(min_sources=2)).on_changes(session, [change])) == 1
+        session.commit()
+    with Session(engine) as session:  # a restarted process: a fresh engine, same store
+        w = World(session)
+        w.sources = {"s1": 1, "s2": 2}
+        change = w.article("s3", event=event_id)
+        assert make_engine(rule(min_sources=2)).on_changes(session, [change]) == []
+        assert len(notifications(session)) == 1
+
+
+def test_matches_count_in_metrics(engine: Engine) -> None:
+    before = RULE_MATCHES.labels("counted")._value.get()
+    with Session(engine) as session:
+        w = World(session)
+        make_engine(rule(name="counted")).on_changes(session, [w.article("s1")])
+    assert RULE_MATCHES.labels("counted")._value.get() == before + 1
+
+
+# --- noise control -------------------------------------------------------------------------
+def test_quiet_hours_defer_into_one_digest(engine: Engine) -> None:
+    night = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
+    alerts = make_engine(rule(quiet_hours="22:00-07:00"), now=night)
+    with Session(engine) as session:
+        w = World(session)
+        alerts.on_changes(session, [w.article("s1"), w.article("s2")])
+        sent = notifications(session)
+        assert len(sent) == 2  # deferred, not dropped
+        morning = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+        assert {n.not_before.replace(tzinfo=UTC) for n in sent} == {morning}
+        assert {n.batch_key for n in sent} == {f"dprk:quiet:{morning.isoformat()}"}
+
+
+def test_group_wait_batches_and_digest_periods(engine: Engine) -> None:
+    at = datetime(2026, 11, 22, 10, 17, tzinfo=UTC)
+    waiting = rule(name="wait", group_wait=timedelta(minutes=5))
+    hourly = rule(name="hourly", digest="hourly")
+    alerts = make_engine(waiting, hourly, now=at)
+    with Session(engine) as session:
+        w = World(session)
+        alerts.on_changes(session, [w.article("s1"), w.article("s2")])
+        rows = {
+            (n.rule, n.batch_key, n.not_before.replace(tzinfo=UTC)) for n in notifications(session)
+        }
+        assert rows == {
+            (
+                "wait",
+                "wait:wait:2026-11-22T10:15:00+00:00",
+                datetime(2026, 11, 22, 10, 20, tzinfo=UTC),
+            ),
+            (
+                "hourly",
+                "hourly:digest:2026-11-22T10:00:00+00:00",
+                datetime(2026, 11, 22, 11, tzinfo=UTC),
+            ),
+        }
+
+
+def _t(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("span", "now", "end"),
+    [
+        ("22:00-07:00", _t(22, 23), _t(23, 7)),
+        ("22:00-07:00", _t(22, 6, 59), _t(22, 7)),
+        ("22:00-07:00", _t(22, 7), None),
+        ("22:00-07:00", _t(22, 12), None),
+        ("12:00-14:00", _t(22, 13), _t(22, 14)),
+        ("12:00-14:00", _t(22, 14), None),
+    ],
+)
+def test_quiet_end(span: str, now: datetime, end: datetime | None) -> None:
+    start, stop = (datetime.strptime(p, "%H:%M").time() for p in span.split("-"))
+    assert quiet_end(now, (start, stop)) == end
+
+
+def test_schedule_repeat_interval_and_channel_defaults() -> None:
+    now = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    ops = ChannelConfig(
+        name="ops", type="webhook", url="http://x/", group_wait=timedelta(minutes=1)
+    )
+    spaced = rule(repeat_interval=timedelta(hours=1))
+    # A first notification goes at once (the channel's group_wait batches it).
+    assert schedule(spaced, ops, now) == (
+        now + timedelta(minutes=1),
+        "dprk:wait:" + now.isoformat(),
+    )
+    # A follow-up 10 minutes after the last one waits for the interval.
+    last = now - timedelta(minutes=10)
+    assert schedule(spaced, ops, now, last)[0] == last + timedelta(hours=1)
+    # The rule's own setting wins over the channel's.
+    assert schedule(rule(group_wait=timedelta(0)), ops, now) == (now, None)
+    daily = ChannelConfig(name="d", type="email", to=["a@b.c"], digest="daily")
+    assert schedule(rule(), daily, now) == (
+        datetime(2026, 11, 23, tzinfo=UTC),
+        "dprk:digest:2026-11-22T00:00:00+00:00",
+    )
+
+
+# --- dry run ----------------------------------------------------------------------------------
+def test_dry_run_lists_firing_events_and_writes_nothing(engine: Engine) -> None:
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("s1")
+        w.article("s2", event=first.event_id)
+        w.article("s3", "Unrelated weather")
+        alone = w.article("s4")
+        session.commit()
+        firings = make_engine(rule(min_sources=2)).dry_run(session, None)
+        assert [(f.event_id, f.sources) for f in firings] == [(first.event_id, 2)]
+        assert "belousov" in firings[0].terms
+        loose = make_engine(rule(min_sources=1)).dry_run(session, NOW - timedelta(days=1))
+        assert [f.event_id for f in loose] == [first.event_id, alone.event_id]
+        assert make_engine(rule()).dry_run(session, NOW + timedelta(days=1)) == []
+        assert notifications(session) == []
+        assert session.execute(select(RuleMatch)).first() is None
+        assert session.execute(select(AlertState)).first() is None
+
+
+def test_query_compiles_once_per_rule() -> None:
+    alerts = make_engine(rule(name="a"), rule(name="b", enabled=False))
+    assert list(alerts.rules) == ["a"]
+    assert alerts.ruleset.rules[0].query == parse(QUERY)

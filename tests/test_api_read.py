@@ -286,6 +286,7 @@ def test_token_guards_everything_but_health(filled: Engine) -> None:
 
 def test_rules_come_from_the_config(engine: Engine) -> None:
     config = parse_config_text(
+        "channels:\n  - name: ops\n    type: webhook\n    url: http://127.0.0.1:9/hook\n"
         "rules:\n  - name: quakes\n    query: earthquake\n    channels: [ops]\n    min_sources: 3\n"
     )
     with running(create_app(engine, settings(), config=config)) as srv:

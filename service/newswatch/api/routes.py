@@ -111,7 +111,14 @@ def rules(request: Request) -> RuleList:
     config = request.app.state.config
     return RuleList(
         items=[
-            RuleOut(name=r.name, query=r.query, channels=r.channels, options=r.extra_fields())
+            RuleOut(
+                name=r.name,
+                query=r.query,
+                channels=r.channels,
+                options=r.model_dump(
+                    mode="json", exclude_defaults=True, exclude={"name", "query", "channels"}
+                ),
+            )
             for r in (config.rules if config is not None else [])
         ]
     )

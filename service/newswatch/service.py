@@ -24,6 +24,7 @@ from sqlmodel import func, select
 
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.http import Fetcher
+from newswatch.fetch.pages import register as register_pages
 from newswatch.fetch.poll import Poller, PollOutcome
 from newswatch.logging import get_logger
 from newswatch.metrics import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
@@ -271,7 +272,7 @@ class Service:
 
 
 # Registration functions of other kinds of source: each takes a Poller and adds its handlers.
-POLLER_PLUGINS: list[Callable[[Poller], None]] = []
+POLLER_PLUGINS: list[Callable[[Poller], None]] = [register_pages]  # page, sitemap, full_text
 
 
 def build_service(

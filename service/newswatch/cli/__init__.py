@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "serve",
     "replay",
     "events",
+    "extract",
     "alerts",
 ]
 

@@ -55,6 +55,10 @@ class BodyResult:
     detected_kind: str | None = None
     # Extra fetches a handler made (article pages): recorded in the fetch log too.
     extra_fetches: list[FetchResult] = field(default_factory=list)
+    # Run inside the ingest transaction, after the entries are stored (seen article URLs).
+    after_ingest: list[Callable[[Session, Source, IngestResult], None]] = field(
+        default_factory=list
+    )
 
 
 Handler = Callable[["Poller", SourceSnapshot, FetchResult], Awaitable[BodyResult]]
@@ -169,6 +173,9 @@ class Poller:
         self.handlers: dict[str, Handler] = {"feed": handle_feed}
         # For kind "auto": tried in order on bodies that are not feeds.
         self.detectors: list[Callable[[FetchResult], str | None]] = []
+        # Checks on the source's own fetch (robots.txt for pages): each gives a source's
+        # `check_url` callables for Fetcher.get.
+        self.url_checks: list[Callable[[SourceSnapshot], list[object]]] = []
 
     async def run_cpu(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run CPU-bound `fn` in the worker processes (or a thread when there are none)."""
@@ -214,8 +221,13 @@ class Poller:
         return self.handlers.get(kind, handle_feed)
 
     async def poll(self, source: SourceSnapshot) -> PollOutcome:
+        checks = [check for make in self.url_checks for check in make(source)]
         result = await self.fetcher.get(
-            source.url, etag=source.etag, last_modified=source.last_modified, accept=FEED_ACCEPT
+            source.url,
+            etag=source.etag,
+            last_modified=source.last_modified,
+            accept=FEED_ACCEPT,
+            check_url=checks,
         )
         body = BodyResult()
         if result.outcome == http.OK:
@@ -280,6 +292,8 @@ class FetchRecorder:
         row["new_articles"] = ingest.new
         # Written at commit with the rest of the batch's log rows: no ORM bookkeeping.
         defer_insert(session, FETCH_LOG, [*rows, row])
+        for hook in self.body.after_ingest:
+            hook(session, source, ingest)
 
         source.last_fetch_at = now
         source.last_status = r.status

@@ -1,0 +1,112 @@
+"""The private-network guard: a hostile page must not make newswatch probe its own network.
+
+URLs *discovered* in pages, sitemaps and feed entries are refused when they point to another
+host than the source's own and that host resolves to a loopback, private, link-local,
+multicast, reserved or cloud-metadata address (unless the source allows private networks).
+The source's configured URL and links on its own host are trusted: the operator chose them.
+Only http and https are ever fetched. The check runs on every redirect hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+
+# Names of metadata services that resolve to a link-local address only inside a cloud.
+METADATA_HOSTS = frozenset({"metadata", "metadata.google.internal", "metadata.goog"})
+# Metadata addresses that are not link-local (Alibaba Cloud, AWS over IPv6).
+METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
+)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+async def resolve(host: str) -> list[str]:
+    """Every address `host` resolves to (IPv4 and IPv6), without blocking the loop."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def unsafe_reason(address: str) -> str | None:
+    """Why connecting to `address` is refused, or None when it is a public address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return f"unparsable address {address!r}"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES or str(ip) == "169.254.169.254":
+        return f"cloud metadata address {ip}"
+    for label, flag in (
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("private", ip.is_private),
+        ("multicast", ip.is_multicast),
+        ("unspecified", ip.is_unspecified),
+        ("reserved", ip.is_reserved),
+    ):
+        if flag:
+            return f"{label} address {ip}"
+    if not ip.is_global:
+        return f"non-public address {ip}"
+    return None
+
+
+def _origin(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    return (parts.hostname or "").lower().rstrip("."), port
+
+
+def same_host(url: str, trusted_url: str) -> bool:
+    """Same host name and port as `trusted_url` (http and https default ports both count)."""
+    host, port = _origin(url)
+    trusted_host, trusted_port = _origin(trusted_url)
+    if not host or host != trusted_host:
+        return False
+    return port == trusted_port or port in (80, 443)
+
+
+class NetGuard:
+    """`check(url)` for `Fetcher.get(check_url=...)`: a reason to refuse, or None."""
+
+    def __init__(
+        self, source_url: str, *, allow_private: bool = False, resolver: Resolver = resolve
+    ):
+        self.source_url = source_url
+        self.allow_private = allow_private
+        self.resolver = resolver
+
+    async def check(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https"):
+            return f"scheme not allowed: {parts.scheme or '(none)'}"
+        if self.allow_private or same_host(url, self.source_url):
+            return None
+        host = (parts.hostname or "").lower().rstrip(".")
+        if not host:
+            return "no host in URL"
+        if host in METADATA_HOSTS:
+            return f"unsafe address: {host} is a cloud metadata service"
+        try:
+            addresses = await self.resolver(host)
+        except (OSError, UnicodeError) as exc:
+            return f"cannot resolve {host}: {exc}"
+        if not addresses:
+            return f"cannot resolve {host}"
+        for address in addresses:
+            reason = unsafe_reason(address)
+            if reason:
+                return f"unsafe address: {host} resolves to a {reason}"
+        return None
+
+    __call__ = check

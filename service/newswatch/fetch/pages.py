@@ -1,0 +1,349 @@
+"""Web pages as sources: listing pages (`kind: page`), and full text for feeds (`full_text`).
+
+A listing page's same-site links (narrowed by the source's `links` CSS selector and `include`
+pattern) are article candidates; each *new* one is fetched once, extracted and stored like a
+feed entry. Every article fetch is checked against robots.txt and the private-network guard,
+goes through the same per-host limits as feeds, and is written to the fetch log with its
+outcome (a page without extractable text is a `parse_error` there, and no article).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urldefrag, urlsplit
+
+import lxml.html
+from courlan import is_navigation_page, is_not_crawlable
+from cssselect import SelectorError
+from lxml.etree import ParserError
+from sqlmodel import Session
+
+from newswatch.config import Settings
+from newswatch.fetch import http
+from newswatch.fetch.entries import ParsedEntry
+from newswatch.fetch.extract import Extracted, NotHTML, check_html, decode_html, extract_article
+from newswatch.fetch.http import Fetcher, FetchResult
+from newswatch.fetch.netguard import NetGuard
+from newswatch.fetch.poll import BodyResult, Poller, handle_feed
+from newswatch.fetch.robots import RobotsCache
+from newswatch.fetch.seen import already_seen, is_lasting, record_seen
+from newswatch.fetch.urls import canonical_url
+from newswatch.logging import get_logger
+from newswatch.store.db import session_scope
+from newswatch.store.models import Source
+from newswatch.store.sources import SourceSnapshot
+
+log = get_logger("newswatch.pages")
+
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
+# New article pages fetched per poll at most; the rest wait for the next poll (a first poll
+# of a big listing or sitemap must not turn into a crawl).
+MAX_ARTICLES_PER_POLL = 30
+PAGE_KINDS = ("page", "sitemap")
+# Paths of files that are never articles.
+_NOT_PAGES = re.compile(
+    r"\.(?:jpe?g|png|gif|webp|svg|ico|css|js|json|xml|rss|atom|pdf|zip|gz|mp[34]|avi|mov|"
+    r"docx?|xlsx?|pptx?|txt|woff2?|ttf)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Candidate:
+    """An article URL found at a source, with what the source said about it."""
+
+    url: str
+    title: str | None = None
+    entry: ParsedEntry | None = None  # the feed or sitemap entry it came from
+
+
+@dataclass
+class Listing:
+    title: str | None = None
+    links: list[Candidate] = field(default_factory=list)
+    error: str | None = None
+
+
+def site_of(host: str) -> str:
+    host = host.lower().rstrip(".")
+    return host[4:] if host.startswith("www.") else host
+
+
+def same_site(url: str, base: str) -> bool:
+    """Same host as `base`, ignoring "www.", or one of its subdomains."""
+    host = site_of(urlsplit(url).hostname or "")
+    home = site_of(urlsplit(base).hostname or "")
+    return bool(host) and (host == home or host.endswith("." + home))
+
+
+def _looks_like_article(url: str) -> bool:
+    """Default filter when no selector or pattern is given: no section fronts, tag pages,
+    pagination, logins or files."""
+    path = urlsplit(url).path
+    if path in ("", "/") or _NOT_PAGES.search(path):
+        return False
+    return not (is_navigation_page(url) or is_not_crawlable(url))
+
+
+def _anchors(tree: lxml.html.HtmlElement, selector: str | None) -> list[lxml.html.HtmlElement]:
+    if not selector:
+        return list(tree.iter("a"))
+    found: list[lxml.html.HtmlElement] = []
+    for element in tree.cssselect(selector):
+        found.extend([element] if element.tag == "a" else element.iter("a"))
+    return found
+
+
+def discover_links(
+    body: bytes,
+    content_type: str | None,
+    base_url: str,
+    selector: str | None = None,
+    include: str | None = None,
+) -> Listing:
+    """Article links on a listing page, in page order, each once. Never raises."""
+    try:
+        check_html(body, content_type)
+        text, _encoding = decode_html(body, content_type)
+        tree = lxml.html.document_fromstring(text, base_url=base_url)
+    except NotHTML as exc:
+        return Listing(error=str(exc))
+    except (ParserError, ValueError) as exc:
+        return Listing(error=f"unparsable HTML: {exc}")
+    tree.make_links_absolute(base_url, resolve_base_href=True, handle_failures="discard")
+    titles = tree.xpath("//title/text()")
+    listing = Listing(title=" ".join(str(titles[0]).split()) or None if titles else None)
+    try:
+        anchors = _anchors(tree, selector)
+    except (SelectorError, SyntaxError) as exc:
+        return Listing(error=f"links: invalid CSS selector: {exc}")
+    pattern = re.compile(include) if include else None
+    page = canonical_url(base_url)
+    seen: set[str] = set()
+    for a in anchors:
+        href = urldefrag((a.get("href") or "").strip())[0]
+        if not href.lower().startswith(("http://", "https://")) or not same_site(href, base_url):
+            continue
+        if pattern is not None and not pattern.search(href):
+            continue
+        if not selector and pattern is None and not _looks_like_article(href):
+            continue
+        key = canonical_url(href)
+        if key in seen or key == page:
+            continue
+        seen.add(key)
+        anchor = " ".join(a.text_content().split()) or None
+        listing.links.append(Candidate(href, anchor))
+    return listing
+
+
+@dataclass
+class ArticleBatch:
+    """Article pages fetched for one poll of one source."""
+
+    source_id: int
+    fetched: list[tuple[Candidate, FetchResult, Extracted | None]] = field(default_factory=list)
+    done: dict[str, str] = field(default_factory=dict)  # canonical URL -> outcome
+
+    @property
+    def fetches(self) -> list[FetchResult]:
+        return [result for _c, result, _e in self.fetched]
+
+    def record(self, session: Session, source: Source, _ingest: object) -> None:
+        """Remember the URLs fetched for good, in the ingest transaction."""
+        record_seen(session, self.source_id, self.done)
+
+
+def entry_from(candidate: Candidate, result: FetchResult, ex: Extracted) -> ParsedEntry:
+    canonical = ex.canonical_url
+    # A page may only name a canonical URL on its own site (no hijacking other articles).
+    if not canonical or not same_site(canonical, result.final_url):
+        canonical = result.final_url
+    return ParsedEntry(
+        url=result.final_url,
+        title=ex.title or candidate.title,
+        text=ex.text,
+        author=ex.author,
+        published=ex.published,
+        language=ex.language,
+        canonical_url=canonical,
+    )
+
+
+class PageSupport:
+    """What page, sitemap and full-text sources share: robots.txt cache, article fetching."""
+
+    def __init__(self, poller: Poller):
+        self.poller = poller
+        self.robots = RobotsCache(poller.fetcher, agent="newswatch")
+
+    def checks(self, source: SourceSnapshot) -> list[object]:
+        """URL checks for every fetch made for `source` after its own: guard, robots.txt."""
+        guard = NetGuard(
+            source.url, allow_private=bool(source.options.get("allow_private_networks"))
+        )
+        checks: list[object] = [guard.check]
+        if source.options.get("robots", True):
+            checks.append(lambda url: self.robots.check(url, [guard.check]))
+        return checks
+
+    def own_checks(self, source: SourceSnapshot) -> list[object]:
+        """Checks on the source's own fetch: robots.txt for page and sitemap sources (the
+        configured URL itself is trusted by the guard)."""
+        kind = source.kind if source.kind != "auto" else source.options.get("detected_kind")
+        if kind not in PAGE_KINDS or not source.options.get("robots", True):
+            return []
+        return [lambda url: self.robots.check(url)]
+
+    def _seen(self, source_id: int, urls: list[str]) -> set[str]:
+        with session_scope(self.poller.pipeline.engine) as session:
+            return already_seen(session, source_id, urls)
+
+    async def fetch_new(
+        self, source: SourceSnapshot, candidates: list[Candidate], limit: int | None = None
+    ) -> ArticleBatch:
+        """Fetch and extract the candidates this source has not fetched before."""
+        batch = ArticleBatch(source.id)
+        unique: dict[str, Candidate] = {}
+        for c in candidates:
+            unique.setdefault(canonical_url(c.url), c)
+        if not unique:
+            return batch
+        seen = await asyncio.to_thread(self._seen, source.id, list(unique))
+        new = [(key, c) for key, c in unique.items() if key not in seen]
+        new = new[: limit or MAX_ARTICLES_PER_POLL]
+        checks = self.checks(source)
+        results = await asyncio.gather(*(self._fetch_one(c, checks) for _k, c in new))
+        for (key, candidate), (result, extracted) in zip(new, results, strict=True):
+            batch.fetched.append((candidate, result, extracted))
+            if is_lasting(result):
+                batch.done[key] = result.outcome
+        return batch
+
+    async def _fetch_one(
+        self, candidate: Candidate, checks: list[object]
+    ) -> tuple[FetchResult, Extracted | None]:
+        result = await self.poller.fetcher.get(candidate.url, accept=PAGE_ACCEPT, check_url=checks)
+        if result.outcome != http.OK:
+            return result, None
+        extracted = await self.poller.run_cpu(
+            extract_article, result.body, url=result.final_url, content_type=result.content_type
+        )
+        if extracted.error:
+            # Recorded on this fetch's log row; no article is made of it.
+            result.outcome = "parse_error"
+            result.error = extracted.error
+            return result, None
+        return result, extracted
+
+
+def entries_of(batch: ArticleBatch) -> list[ParsedEntry]:
+    """Articles made of the pages that gave text."""
+    return [
+        entry_from(candidate, result, ex)
+        for candidate, result, ex in batch.fetched
+        if ex is not None and ex.text
+    ]
+
+
+async def handle_page(
+    support: PageSupport, poller: Poller, source: SourceSnapshot, result: FetchResult
+) -> BodyResult:
+    options = source.options
+    listing = await poller.run_cpu(
+        discover_links,
+        result.body,
+        result.content_type,
+        result.final_url,
+        options.get("links"),
+        options.get("include"),
+    )
+    if listing.error:
+        return BodyResult(error=listing.error, detected_kind="page")
+    if not listing.links:
+        narrowed = (
+            " matching the links selector / include pattern"
+            if (options.get("links") or options.get("include"))
+            else ""
+        )
+        return BodyResult(
+            error=f"no article links found on the page{narrowed}",
+            title=listing.title,
+            detected_kind="page",
+        )
+    batch = await support.fetch_new(source, listing.links)
+    return BodyResult(
+        entries=entries_of(batch),
+        title=listing.title,
+        detected_kind="page",
+        extra_fetches=batch.fetches,
+        after_ingest=[batch.record],
+    )
+
+
+async def handle_feed_full_text(
+    support: PageSupport, poller: Poller, source: SourceSnapshot, result: FetchResult
+) -> BodyResult:
+    """A feed; with `full_text: true`, each new entry's page is fetched for its main text."""
+    body = await handle_feed(poller, source, result)
+    if not source.options.get("full_text") or not body.entries:
+        return body
+    candidates = [Candidate(e.url, e.title, e) for e in body.entries if e.url]
+    # A feed lists its newest entries; all of them are wanted, still within a bound.
+    batch = await support.fetch_new(source, candidates, limit=4 * MAX_ARTICLES_PER_POLL)
+    for candidate, _result, ex in batch.fetched:
+        if ex is None or candidate.entry is None:
+            continue
+        entry = candidate.entry
+        entry.text = ex.text
+        entry.author = entry.author or ex.author
+        entry.language = entry.language or ex.language
+        entry.published = entry.published or ex.published
+    body.extra_fetches.extend(batch.fetches)
+    body.after_ingest.append(batch.record)
+    return body
+
+
+def detect_kind(result: FetchResult) -> str | None:
+    """For `kind: auto`: "sitemap" or "page" from the body; None leaves it to the feed parser."""
+    head = result.body[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if b"<urlset" in head or b"<sitemapindex" in head:
+        return "sitemap"
+    if any(marker in head for marker in (b"<rss", b"<feed", b"<rdf:rdf")) or head.startswith(b"{"):
+        return None
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
+        return "page"
+    return None
+
+
+def _bind(support: PageSupport, handler: Callable[..., object]) -> Callable[..., object]:
+    async def bound(poller: Poller, source: SourceSnapshot, result: FetchResult) -> BodyResult:
+        return await handler(support, poller, source, result)  # type: ignore[misc]
+
+    return bound
+
+
+def register(poller: Poller) -> None:
+    """Add page, sitemap and full-text handling to a Poller (service.POLLER_PLUGINS)."""
+    from newswatch.fetch.sitemaps import handle_sitemap
+
+    support = PageSupport(poller)
+    poller.handlers["page"] = _bind(support, handle_page)  # type: ignore[assignment]
+    poller.handlers["sitemap"] = _bind(support, handle_sitemap)  # type: ignore[assignment]
+    poller.handlers["feed"] = _bind(support, handle_feed_full_text)  # type: ignore[assignment]
+    poller.detectors.append(detect_kind)
+    poller.url_checks.append(support.own_checks)
+
+
+async def fetch_and_extract(url: str, settings: Settings) -> tuple[FetchResult, Extracted]:
+    """One page fetched and extracted (`newswatch extract URL`): the same client, limits and
+    extraction as page sources; the URL is the user's own choice, so no robots.txt."""
+    async with Fetcher(settings) as fetcher:
+        result = await fetcher.get(url, accept=PAGE_ACCEPT)
+    if result.outcome != http.OK:
+        return result, Extracted(url=url, error=result.error or result.outcome)
+    extracted = extract_article(result.body, url=result.final_url, content_type=result.content_type)
+    return result, extracted

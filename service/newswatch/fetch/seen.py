@@ -1,0 +1,79 @@
+"""Article URLs a page, sitemap or full-text source has already fetched: never again.
+
+Kept in the store (table `page_urls`) so the rule survives restarts. A URL is recorded once
+its fetch ended in a lasting way (stored, no text in it, refused, 4xx); network errors,
+timeouts, 5xx and 429 are not recorded, so the next poll tries again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, Text, UniqueConstraint, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Field, Session, SQLModel
+
+from newswatch.fetch import http
+from newswatch.fetch.http import FetchResult
+from newswatch.store.columns import UTCDateTime, utcnow
+from newswatch.store.models import Article
+
+LOOKUP_CHUNK = 500
+# Outcomes after which an article URL is retried at the next poll.
+TRANSIENT = {http.NETWORK_ERROR, http.TIMEOUT, http.RATE_LIMITED}
+
+
+class PageURL(SQLModel, table=True):
+    """An article URL a source has fetched (or refused) once."""
+
+    __tablename__ = "page_urls"
+    __table_args__ = (
+        UniqueConstraint("source_id", "url", name="uq_page_urls_source_url"),
+        Index("ix_page_urls_first_seen", "first_seen"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="sources.id", ondelete="CASCADE")
+    url: str = Field(sa_type=Text)  # canonical form (fetch/urls.canonical_url)
+    first_seen: datetime = Field(sa_type=UTCDateTime, default_factory=utcnow)
+    outcome: str = Field(max_length=32)
+
+
+PAGE_URLS = PageURL.__table__  # type: ignore[attr-defined]
+ARTICLES = Article.__table__  # type: ignore[attr-defined]
+
+
+def is_lasting(result: FetchResult) -> bool:
+    """Should this fetch's URL be remembered as done?"""
+    if result.outcome in TRANSIENT:
+        return False
+    return not (result.status is not None and result.status >= 500)
+
+
+def already_seen(session: Session, source_id: int, urls: list[str]) -> set[str]:
+    """The canonical `urls` this source fetched before, or that are stored articles."""
+    found: set[str] = set()
+    for i in range(0, len(urls), LOOKUP_CHUNK):
+        part = urls[i : i + LOOKUP_CHUNK]
+        query = select(PAGE_URLS.c.url).where(
+            PAGE_URLS.c.source_id == source_id, PAGE_URLS.c.url.in_(part)
+        )
+        found.update(session.execute(query).scalars())
+        query = select(ARTICLES.c.canonical_url).where(ARTICLES.c.canonical_url.in_(part))
+        found.update(session.execute(query).scalars())
+    return found
+
+
+def record_seen(session: Session, source_id: int, done: dict[str, str]) -> None:
+    """Remember `done` ({canonical URL: outcome}) for the source, in the caller's transaction."""
+    if not done:
+        return
+    now = utcnow()
+    rows = [
+        {"source_id": source_id, "url": url, "outcome": outcome[:32], "first_seen": now}
+        for url, outcome in done.items()
+    ]
+    dialect = session.get_bind().dialect.name
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(make(PAGE_URLS).on_conflict_do_nothing(), rows)

@@ -86,3 +86,13 @@ def progress(
             yield bar
     else:
         yield items
+
+
+def drain_alerts(engine: Engine, config: FileConfig, settings: Settings) -> None:
+    """Send the notifications a one-off command queued before it exits."""
+    if not (config.rules and config.channels):
+        return
+    from newswatch.alerts.delivery import drain_outbox  # heavy imports only when needed
+
+    drained = drain_outbox(engine, config, settings, timeout=settings.replay_drain_timeout)
+    click.echo(f"alerts: {drained}", err=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from newswatch.cli.common import AppContext, pass_app
+from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
 from newswatch.store.db import current_revision, head_revision, upgrade
 
@@ -33,6 +33,7 @@ def run(app: AppContext, once: bool) -> None:
             f"{len(outcomes)} sources polled, {new} new articles, {len(failed)} with errors",
             err=True,
         )
+        drain_alerts(app.engine(), app.config, app.settings)
         return
     asyncio.run(service.run())
 

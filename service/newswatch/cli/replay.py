@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
-from newswatch.cli.common import AppContext, pass_app
+from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import FileConfig, Settings
 from newswatch.replay import ReplayResult, bcubed, count_lines, gold_labels, replay
 from newswatch.store.db import open_store
@@ -33,16 +33,6 @@ def _replay_with_progress(
 def _report_errors(result: ReplayResult) -> None:
     for error in result.errors:
         click.echo(f"error: {error}", err=True)
-
-
-def _drain_alerts(engine: Engine, config: FileConfig, settings: Settings) -> None:
-    """Send what the replay queued before exiting (the alerts stage's outbox)."""
-    try:
-        from newswatch.alerts.delivery import drain_outbox
-    except ImportError:  # the alerts stage is not installed in this build
-        return
-    drained = drain_outbox(engine, config, settings, timeout=settings.replay_drain_timeout)
-    click.echo(f"alerts: {drained}", err=True)
 
 
 @click.command("replay")
@@ -68,7 +58,7 @@ def replay_command(app: AppContext, path: Path, assignments: Path | None, no_ale
             for key, event_id in result.event_of.items():
                 out.write(json.dumps({"id": key, "event_id": event_id}) + "\n")
     if alerts:
-        _drain_alerts(engine, app.config, app.settings)
+        drain_alerts(engine, app.config, app.settings)
     _report_errors(result)
     click.echo(
         f"{result.ingested} lines ingested, {result.new_articles} new articles, "

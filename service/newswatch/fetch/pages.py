@@ -50,6 +50,8 @@ _NOT_PAGES = re.compile(
     re.IGNORECASE,
 )
 
+_SLUG_OR_ID = re.compile(r"\d|\w[-_]\w|\.s?html?$", re.IGNORECASE)
+
 
 @dataclass
 class Candidate:
@@ -85,7 +87,12 @@ def _looks_like_article(url: str) -> bool:
     path = urlsplit(url).path
     if path in ("", "/") or _NOT_PAGES.search(path):
         return False
-    return not (is_navigation_page(url) or is_not_crawlable(url))
+    if is_navigation_page(url) or is_not_crawlable(url):
+        return False
+    # Articles end in a slug or an id ("/2024/05/storm-hits-coast", "/a/30279", "x.html");
+    # section fronts and site pages in a word ("/world", "/about").
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return bool(_SLUG_OR_ID.search(last))
 
 
 def _anchors(tree: lxml.html.HtmlElement, selector: str | None) -> list[lxml.html.HtmlElement]:

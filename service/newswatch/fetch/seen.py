@@ -1,8 +1,9 @@
 """Article URLs a page, sitemap or full-text source has already fetched: never again.
 
 Kept in the store (table `page_urls`) so the rule survives restarts. A URL is recorded once
-its fetch ended in a lasting way (stored, no text in it, refused, 4xx); network errors,
-timeouts, 5xx and 429 are not recorded, so the next poll tries again.
+its fetch ended in a lasting way (stored, no text in it, too large, 4xx); network errors,
+timeouts, 5xx, 429 and refusals (robots.txt, unsafe address) are not, so the next poll tries
+again.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from newswatch.store.columns import UTCDateTime, utcnow
 from newswatch.store.models import Article
 
 LOOKUP_CHUNK = 500
-# Outcomes after which an article URL is retried at the next poll.
-TRANSIENT = {http.NETWORK_ERROR, http.TIMEOUT, http.RATE_LIMITED}
+# Outcomes after which an article URL is tried again at the next poll. `blocked` depends on
+# robots.txt and the source's options, both of which may change.
+TRANSIENT = {http.NETWORK_ERROR, http.TIMEOUT, http.RATE_LIMITED, http.BLOCKED}
 
 
 class PageURL(SQLModel, table=True):

@@ -74,7 +74,9 @@ def _options(cfg: SourceConfig) -> dict[str, Any]:
 
 
 def apply_config(source: Source, cfg: SourceConfig) -> None:
+    detected = (source.options or {}).get("detected_kind")
     if source.configured_url != cfg.url:
+        detected = None  # another URL may be another kind of source
         # A new URL in the config replaces any URL learnt from redirects, and its state.
         source.url = cfg.url
         source.configured_url = cfg.url
@@ -86,6 +88,9 @@ def apply_config(source: Source, cfg: SourceConfig) -> None:
     source.interval_seconds = int((interval or DEFAULT_INTERVAL).total_seconds())
     source.cron = cfg.cron
     source.options = _options(cfg)
+    if detected and cfg.kind == "auto":
+        # What fetching found out (a page, a sitemap) survives a restart.
+        source.options["detected_kind"] = detected
 
 
 def sync_config_sources(session: Session, configs: list[SourceConfig]) -> dict[str, int]:

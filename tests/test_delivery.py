@@ -198,3 +198,16 @@ def test_killed_after_sending_resends_with_the_same_key(engine, store_url):
         # Sent twice, but with one Idempotency-Key: the receiver kept it once.
         assert receiver.attempts == 2 and len(receiver.accepted) == 1
         assert rows(engine)[0].status == "sent"
+
+
+def test_metrics_report_outbox_depth_and_age(engine):
+    from newswatch.api.metrics import render_metrics
+
+    queue_one(engine, event_id=1)
+    queue_one(engine, event_id=2)
+    text = render_metrics(engine)[0].decode()
+    assert "newswatch_outbox_depth 2.0" in text
+    age = next(
+        line for line in text.splitlines() if line.startswith("newswatch_outbox_oldest_pending")
+    )
+    assert 0 <= float(age.split()[-1]) < 600

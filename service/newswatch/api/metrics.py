@@ -8,10 +8,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
+from newswatch.alerts.outbox import outbox_stats
 from newswatch.fetch.http import NOT_MODIFIED
 from newswatch.logging import get_logger
 from newswatch.metrics import (
     NOT_MODIFIED_SHARE,
+    OUTBOX_DEPTH,
+    OUTBOX_OLDEST_AGE,
     REGISTRY,
     SOURCES_IN_ERROR,
     SOURCES_TOTAL,
@@ -41,6 +44,9 @@ def refresh_store_gauges(session: Session) -> None:
         )
     ).one()
     NOT_MODIFIED_SHARE.set(not_modified / total if total else 0.0)
+    depth, oldest = outbox_stats(session)
+    OUTBOX_DEPTH.set(depth)
+    OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)
 
 
 def render_metrics(engine: Engine) -> tuple[bytes, str]:

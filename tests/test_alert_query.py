@@ -164,10 +164,10 @@ def _random_query(rng: random.Random, depth: int = 0) -> str:
 
 def test_ruleset_matches_exactly_what_each_rule_matches() -> None:
     rng = random.Random(7)
-    rules = [CompiledRule(f"r{i}", parse(_random_query(rng))) for i in range(400)]
+    rules = [CompiledRule(f"r{i}", parse(_random_query(rng))) for i in range(600)]
     ruleset = RuleSet(rules)
     assert ruleset.always, "some random rules are pure negations"
-    for _ in range(150):
+    for _ in range(300):
         doc = Document.of(
             title=" ".join(rng.choices(VOCAB, k=rng.randint(0, 6))),
             text=" ".join(rng.choices(VOCAB, k=rng.randint(0, 25))),

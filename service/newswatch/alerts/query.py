@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 FIELDS = ("title", "text", "source", "lang")
@@ -80,6 +81,7 @@ class Document:
 
     lists: dict[str, list[str]] = field(default_factory=dict)
     sets: dict[str, frozenset[str]] = field(default_factory=dict)
+    _sorted: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, **fields: str | None) -> Document:
@@ -89,6 +91,14 @@ class Document:
             doc.lists[name] = tokens
             doc.sets[name] = frozenset(tokens)
         return doc
+
+    def has_prefix(self, name: str, prefix: str) -> bool:
+        """Whether a word of field `name` starts with `prefix` (a binary search)."""
+        ordered = self._sorted.get(name)
+        if ordered is None:
+            ordered = self._sorted[name] = sorted(self.sets.get(name, ()))
+        i = bisect_left(ordered, prefix)
+        return i < len(ordered) and ordered[i].startswith(prefix)
 
     def all_words(self) -> frozenset[str]:
         out: set[str] = set()
@@ -100,11 +110,10 @@ class Document:
 def evaluate(node: Node, doc: Document) -> bool:
     if isinstance(node, Term):
         for name in node.fields:
-            tokens = doc.sets.get(name, frozenset())
             if node.prefix:
-                if any(t.startswith(node.word) for t in tokens):
+                if doc.has_prefix(name, node.word):
                     return True
-            elif node.word in tokens:
+            elif node.word in doc.sets.get(name, ()):
                 return True
         return False
     if isinstance(node, Phrase):

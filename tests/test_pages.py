@@ -293,5 +293,6 @@ def test_detect_kind_tells_pages_and_sitemaps_from_feeds():
 
     assert detect_kind(result(b"<!DOCTYPE html><html><body></body></html>")) == "page"
     assert detect_kind(result(b'<?xml version="1.0"?><urlset xmlns="x"></urlset>')) == "sitemap"
-    assert detect_kind(result(b'<?xml version="1.0"?><rss><channel/></rss>')) is None
-    assert detect_kind(result(b'{"version": "https://jsonfeed.org/version/1.1"}')) is None
+    assert detect_kind(result(b'<?xml version="1.0"?><rss><channel/></rss>')) == "feed"
+    assert detect_kind(result(b'{"version": "https://jsonfeed.org/version/1.1"}')) == "feed"
+    assert detect_kind(result(b"plain words")) is None

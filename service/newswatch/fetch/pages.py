@@ -315,12 +315,14 @@ async def handle_feed_full_text(
 
 
 def detect_kind(result: FetchResult) -> str | None:
-    """For `kind: auto`: "sitemap" or "page" from the body; None leaves it to the feed parser."""
+    """For `kind: auto`: "sitemap", "feed" or "page" from the body; None when unsure."""
     head = result.body[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if b"<urlset" in head or b"<sitemapindex" in head:
         return "sitemap"
-    if any(marker in head for marker in (b"<rss", b"<feed", b"<rdf:rdf")) or head.startswith(b"{"):
-        return None
+    if any(marker in head for marker in (b"<rss", b"<feed", b"<rdf:rdf")) or head.startswith(
+        b"{"
+    ):
+        return "feed"  # a source once detected as a page may have become a feed
     if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
         return "page"
     return None

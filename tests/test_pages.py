@@ -9,10 +9,11 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from sqlmodel import Session, select
 
-from newswatch.config import FileConfig, Settings, SourceConfig
+from newswatch.config import ConfigError, FileConfig, Settings, SourceConfig, parse_config_text
 from newswatch.fetch.http import FetchResult
 from newswatch.fetch.pages import detect_kind, discover_links, same_site
 from newswatch.service import Service
@@ -296,3 +297,30 @@ def test_detect_kind_tells_pages_and_sitemaps_from_feeds():
     assert detect_kind(result(b'<?xml version="1.0"?><rss><channel/></rss>')) == "feed"
     assert detect_kind(result(b'{"version": "https://jsonfeed.org/version/1.1"}')) == "feed"
     assert detect_kind(result(b"plain words")) is None
+
+
+def test_page_options_are_validated_with_their_path_and_line():
+    text = (
+        "sources:\n"
+        "  - name: ok\n"
+        "    url: https://a.example/news/\n"
+        "    kind: page\n"
+        "  - name: bad\n"
+        "    url: https://b.example/\n"
+        "    kind: listing\n"
+        '    links: "main >> a["\n'
+        '    include: "(unclosed"\n'
+        "    robots: maybe\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text, "pages.yaml")
+    problems = {p.path: p for p in caught.value.problems}
+    assert set(problems) == {
+        "sources[1].kind",
+        "sources[1].links",
+        "sources[1].include",
+        "sources[1].robots",
+    }
+    assert "CSS selector" in problems["sources[1].links"].message
+    assert "regular expression" in problems["sources[1].include"].message
+    assert problems["sources[1].include"].line == 9

@@ -32,6 +32,7 @@ from newswatch.fetch.robots import RobotsCache
 from newswatch.fetch.seen import already_seen, is_lasting, record_seen
 from newswatch.fetch.urls import canonical_url
 from newswatch.logging import get_logger
+from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 from newswatch.store.sources import SourceSnapshot
@@ -228,6 +229,7 @@ class PageSupport:
             batch.fetched.append((candidate, result, extracted))
             if is_lasting(result):
                 batch.done[key] = result.outcome
+            _count(source, result)
         return batch
 
     async def _fetch_one(
@@ -245,6 +247,23 @@ class PageSupport:
             result.error = extracted.error
             return result, None
         return result, extracted
+
+
+def _count(source: SourceSnapshot, result: FetchResult) -> None:
+    """Metrics and a log line for an article fetch, like the source's own fetches."""
+    FETCHES.labels(source.name, result.outcome).inc()
+    FETCH_SECONDS.observe(result.duration)
+    FETCH_BYTES.inc(result.bytes_read)
+    log.info(
+        "article fetch",
+        source=source.name,
+        url=result.final_url,
+        status=result.status,
+        outcome=result.outcome,
+        bytes=result.bytes_read,
+        duration_ms=round(result.duration * 1000),
+        error=result.error,
+    )
 
 
 def entries_of(batch: ArticleBatch) -> list[ParsedEntry]:
@@ -319,9 +338,7 @@ def detect_kind(result: FetchResult) -> str | None:
     head = result.body[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if b"<urlset" in head or b"<sitemapindex" in head:
         return "sitemap"
-    if any(marker in head for marker in (b"<rss", b"<feed", b"<rdf:rdf")) or head.startswith(
-        b"{"
-    ):
+    if any(marker in head for marker in (b"<rss", b"<feed", b"<rdf:rdf")) or head.startswith(b"{"):
         return "feed"  # a source once detected as a page may have become a feed
     if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
         return "page"

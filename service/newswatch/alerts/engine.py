@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -212,10 +212,16 @@ class AlertEngine:
 
     # --- dry run --------------------------------------------------------------------
     def dry_run(self, session: Session, since: datetime | None) -> list[Firing]:
-        """The events that would fire on the stored history, without writing anything."""
+        """The events that would fire on the stored history, without writing anything.
+        `since` applies to the news' own time (publication, else first seen), like windows."""
         query = select(Article.id).where(Article.event_id.is_not(None))  # type: ignore[union-attr]
         if since is not None:
-            query = query.where(Article.first_seen >= since)
+            query = query.where(
+                or_(
+                    A.published >= since,
+                    and_(A.published.is_(None), A.first_seen >= since),
+                )
+            )
         ids = list(session.execute(query.order_by(Article.id)).scalars())
         points: dict[tuple[str, int], list[tuple[int, datetime]]] = defaultdict(list)
         terms: dict[tuple[str, int], set[str]] = defaultdict(set)

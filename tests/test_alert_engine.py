@@ -20,6 +20,13 @@ from newswatch.alerts.engine import AlertEngine, corroboration
 from newswatch.alerts.models import AlertState, Notification, RuleMatch, Silence
 from newswatch.alerts.policy import quiet_end, schedule
 from newswatch.alerts.query import parse
+from newswatch.alerts.silences import (
+    add_silence,
+    list_silences,
+    remove_silence,
+    silenced,
+    suppressed_counts,
+)
 from newswatch.grouping.api import EventChange
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store.models import Article, Event, Sighting, Source
@@ -325,6 +332,30 @@ def test_after_a_silence_the_next_change_notifies(engine: Engine) -> None:
         fired = later.on_changes(session, [w.article("s2", event=first.event_id)])
         assert [f.event_id for f in fired] == [first.event_id]
         assert [n.revision for n in notifications(session)] == [1]
+
+
+def test_silence_functions(engine: Engine) -> None:
+    with Session(engine) as session:
+        drill = add_silence(session, "quiet", timedelta(hours=8), "drill", now=NOW)
+        every = add_silence(session, None, timedelta(minutes=30), now=NOW)
+        old = add_silence(session, "quiet", timedelta(minutes=5), now=NOW - timedelta(hours=1))
+        with pytest.raises(ValueError, match="longer than 0"):
+            add_silence(session, "quiet", timedelta(0))
+        assert [s.id for s in list_silences(session, now=NOW)] == [every.id, drill.id]
+        assert [s.id for s in list_silences(session, expired=True, now=NOW)] == [
+            old.id,
+            every.id,
+            drill.id,
+        ]
+        assert silenced(session, "anything", NOW)  # the silence of every rule
+        assert not silenced(session, "anything", NOW + timedelta(hours=1))
+        assert silenced(session, "quiet", NOW + timedelta(hours=1))
+        assert remove_silence(session, drill.id) and not remove_silence(session, drill.id)
+        assert not silenced(session, "quiet", NOW + timedelta(hours=1))
+        # What a silence suppressed is counted per rule.
+        w = World(session)
+        make_engine(rule(name="quiet")).on_changes(session, [w.article("s1")])
+        assert suppressed_counts(session) == {"quiet": 1}
 
 
 # --- durability -----------------------------------------------------------------------------

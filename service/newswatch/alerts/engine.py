@@ -20,10 +20,11 @@ from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
-from newswatch.alerts.models import AlertState, RuleMatch, Silence
+from newswatch.alerts.models import AlertState, RuleMatch
 from newswatch.alerts.outbox import enqueue
 from newswatch.alerts.policy import schedule
 from newswatch.alerts.query import Document, matched_terms
+from newswatch.alerts.silences import silenced
 from newswatch.grouping.api import EventChange
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store.columns import utcnow
@@ -256,14 +257,6 @@ def _due_update(rule: RuleConfig, state: AlertState, sources: int) -> bool:
     while threshold <= state.sources_notified:
         threshold *= 2
     return sources >= threshold
-
-
-def silenced(session: Session, rule: str, now: datetime) -> bool:
-    query = select(Silence.id).where(
-        Silence.until > now,  # type: ignore[arg-type]
-        or_(Silence.rule.is_(None), Silence.rule == rule),  # type: ignore[union-attr]
-    )
-    return session.execute(query.limit(1)).first() is not None
 
 
 def _source_allowed(rule: RuleConfig, name: str) -> bool:

@@ -324,3 +324,28 @@ def test_page_options_are_validated_with_their_path_and_line():
     assert "CSS selector" in problems["sources[1].links"].message
     assert "regular expression" in problems["sources[1].include"].message
     assert problems["sources[1].include"].line == 9
+
+
+def test_cli_adds_a_page_source_with_its_options(store_url: str):
+    from click.testing import CliRunner
+
+    from newswatch.cli import main
+    from newswatch.store.db import make_engine
+
+    runner = CliRunner()
+    base = ["--database-url", store_url, "sources", "add"]
+    flags = ["--include", "/20\\d\\d/", "--no-robots"]
+    done = runner.invoke(
+        main,
+        [*base, "p", "https://n.example/news/", "--kind", "page", "--links", "main a", *flags],
+    )
+    assert done.exit_code == 0, done.output
+    bad = runner.invoke(main, [*base, "q", "https://n.example/", "--include", "("])
+    assert bad.exit_code != 0 and "include" in bad.output
+    engine = make_engine(store_url)
+    with Session(engine) as s:
+        source = s.exec(select(Source)).one()
+    engine.dispose()
+    assert source.kind == "page"
+    assert source.options["links"] == "main a" and source.options["include"] == "/20\\d\\d/"
+    assert source.options["robots"] is False and source.options["full_text"] is False

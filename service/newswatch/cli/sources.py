@@ -93,12 +93,38 @@ def _source_config(**fields: object) -> SourceConfig:
 @click.option("--interval", help="e.g. 10m (default 15m)")
 @click.option("--cron", help='e.g. "*/15 * * * *"')
 @click.option("--kind", type=click.Choice(["auto", "feed", "page", "sitemap"]), default="auto")
+@click.option("--links", help="pages: CSS selector of the article links")
+@click.option("--include", help="pages: regular expression article URLs must match")
+@click.option("--full-text", is_flag=True, help="feeds: fetch each new entry's main text")
+@click.option("--no-robots", is_flag=True, help="do not honour robots.txt")
+@click.option("--allow-private-networks", is_flag=True, help="follow links to internal addresses")
 @pass_app
 def add(
-    app: AppContext, name: str, url: str, interval: str | None, cron: str | None, kind: str
+    app: AppContext,
+    name: str,
+    url: str,
+    interval: str | None,
+    cron: str | None,
+    kind: str,
+    links: str | None,
+    include: str | None,
+    full_text: bool,
+    no_robots: bool,
+    allow_private_networks: bool,
 ) -> None:
     """Add a source (the running service picks it up within a minute)."""
-    cfg = _source_config(name=name, url=url, interval=interval, cron=cron, kind=kind)
+    cfg = _source_config(
+        name=name,
+        url=url,
+        interval=interval,
+        cron=cron,
+        kind=kind,
+        links=links,
+        include=include,
+        full_text=full_text,
+        robots=not no_robots,
+        allow_private_networks=allow_private_networks,
+    )
     with session_scope(app.engine()) as session:
         try:
             source = add_source(session, cfg)

@@ -6,10 +6,10 @@ nothing: the delivery worker finds the row when it starts again.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -73,7 +73,71 @@ def outbox_stats(session: Session) -> tuple[int, datetime | None]:
     if isinstance(oldest, str):  # aggregates bypass the column type on SQLite
         oldest = datetime.fromisoformat(oldest)
     if oldest is not None and oldest.tzinfo is None:
-        from datetime import UTC
-
         oldest = oldest.replace(tzinfo=UTC)
     return int(row[0]), oldest
+
+
+def failed_filter() -> Any:
+    """Dead notifications and those waiting for a retry."""
+    return (N.status == "dead") | ((N.status == "pending") & (N.attempts > 0))
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    failed: bool = False,
+    status: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> list[Notification]:
+    """Notifications, newest first (`deliveries list` and /api/deliveries)."""
+    query = select(Notification).order_by(N.id.desc()).limit(limit)
+    if failed:
+        query = query.where(failed_filter())
+    if status is not None:
+        query = query.where(N.status == status)
+    if before_id is not None:
+        query = query.where(N.id < before_id)
+    return list(session.execute(query).scalars())
+
+
+def delivery_dict(n: Notification) -> dict[str, Any]:
+    """A notification's delivery record (without its payload), JSON-ready."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": n.id,
+        "rule": n.rule,
+        "channel": n.channel,
+        "event_id": n.event_id,
+        "revision": n.revision,
+        "status": n.status,
+        "attempts": n.attempts,
+        "not_before": iso(n.not_before),
+        "created_at": iso(n.created_at),
+        "sent_at": iso(n.sent_at),
+        "response_status": n.response_status,
+        "last_error": n.last_error,
+        "batch_key": n.batch_key,
+        "idempotency_key": n.idempotency_key,
+    }
+
+
+class RetryError(ValueError):
+    pass
+
+
+def retry_delivery(session: Session, notification_id: int) -> None:
+    """Queue a dead (or waiting) notification again, due now, with a fresh attempt budget."""
+    row = session.get(Notification, notification_id)
+    if row is None:
+        raise RetryError(f"no notification with id {notification_id}")
+    if row.status in ("sent", "sending"):
+        raise RetryError(f"notification {notification_id} is {row.status}")
+    session.execute(
+        update(NOTIFICATIONS)
+        .where(N.id == notification_id)
+        .values(status="pending", attempts=0, not_before=utcnow() - timedelta(seconds=1))
+    )

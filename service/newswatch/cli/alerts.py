@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import click
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import Session
 
+from newswatch.alerts import outbox
 from newswatch.alerts.config import RuleConfig
 from newswatch.alerts.engine import AlertEngine
-from newswatch.alerts.models import Notification, Silence
+from newswatch.alerts.models import Silence
 from newswatch.alerts.query import QueryError, parse
 from newswatch.cli.common import AppContext, parse_since, pass_app
 from newswatch.durations import parse_duration
@@ -154,39 +154,17 @@ def deliveries() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 @pass_app
 def deliveries_list(app: AppContext, failed: bool, limit: int, as_json: bool) -> None:
+    """Notifications, newest first."""
     with session_scope(app.engine()) as session:
-        query = select(Notification).order_by(Notification.id.desc()).limit(limit)  # type: ignore[union-attr]
-        if failed:
-            query = query.where(
-                (Notification.status == "dead")
-                | ((Notification.status == "pending") & (Notification.attempts > 0))  # type: ignore[operator]
-            )
-        rows = list(session.execute(query).scalars())
-        for n in rows:
+        for n in outbox.list_deliveries(session, failed=failed, limit=limit):
             if as_json:
-                click.echo(
-                    json.dumps(
-                        {
-                            "id": n.id,
-                            "rule": n.rule,
-                            "channel": n.channel,
-                            "event_id": n.event_id,
-                            "revision": n.revision,
-                            "status": n.status,
-                            "attempts": n.attempts,
-                            "not_before": n.not_before.isoformat(),
-                            "sent_at": n.sent_at.isoformat() if n.sent_at else None,
-                            "last_error": n.last_error,
-                            "idempotency_key": n.idempotency_key,
-                        }
-                    )
-                )
-            else:
-                error = f"  {n.last_error}" if n.last_error else ""
-                click.echo(
-                    f"{n.id:>6} {n.status:<8} {n.channel:<12} {n.rule:<16} event {n.event_id} "
-                    f"rev {n.revision} attempts {n.attempts}{error}"
-                )
+                click.echo(json.dumps(outbox.delivery_dict(n)))
+                continue
+            error = f"  {n.last_error}" if n.last_error else ""
+            click.echo(
+                f"{n.id:>6} {n.status:<8} {n.channel:<12} {n.rule:<16} event {n.event_id} "
+                f"rev {n.revision} attempts {n.attempts}{error}"
+            )
 
 
 @deliveries.command("retry")
@@ -194,17 +172,11 @@ def deliveries_list(app: AppContext, failed: bool, limit: int, as_json: bool) ->
 @pass_app
 def deliveries_retry(app: AppContext, notification_id: int) -> None:
     """Send a dead (or waiting) notification again, now; the running service picks it up."""
-    with session_scope(app.engine()) as session:
-        row = session.get(Notification, notification_id)
-        if row is None:
-            raise click.ClickException(f"no notification with id {notification_id}")
-        if row.status in ("sent", "sending"):
-            raise click.ClickException(f"notification {notification_id} is {row.status}")
-        session.execute(
-            update(Notification)
-            .where(Notification.id == notification_id)  # type: ignore[arg-type]
-            .values(status="pending", attempts=0, not_before=utcnow() - timedelta(seconds=1))
-        )
+    try:
+        with session_scope(app.engine()) as session:
+            outbox.retry_delivery(session, notification_id)
+    except outbox.RetryError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"notification {notification_id} queued again")
 
 

@@ -174,3 +174,20 @@ def test_cli_extract_a_url_readably_and_fails_on_a_page_without_text(server: Loc
     assert "no extractable main text" in failed.stderr
     missing = newswatch("extract", "/nonexistent/page.html")
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_xhtml_with_an_xml_declaration_is_extracted():
+    body = b'<?xml version="1.0" encoding="utf-8"?>\n' + page("titan")
+    ex = extract_article(body, url="https://x.example/titan", content_type="application/xhtml+xml")
+    assert ex.error is None and ex.text.startswith(gold_start("titan"))
+
+
+def test_an_extractor_crash_is_a_reason_not_an_exception(monkeypatch):
+    import newswatch.fetch.extract as extract
+
+    def crash(tree, url):  # type: ignore[no-untyped-def]
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(extract, "_trafilatura", crash)
+    ex = extract_article(page("titan"), url="https://x.example/titan")
+    assert ex.text is None and "extraction failed" in ex.error and "RecursionError" in ex.error

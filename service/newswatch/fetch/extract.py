@@ -44,6 +44,7 @@ _BINARY_MAGIC = (
     b"\x7fELF",
     b"MZ",
 )
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _TEXTUAL_TYPES = ("text/", "application/xhtml", "application/xml", "+xml")
 
 
@@ -126,6 +127,13 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
     return body.decode(encoding, "replace"), encoding
 
 
+def parse_html(html: str, base_url: str | None = None) -> Any:
+    """lxml tree of a decoded page. An XML declaration (XHTML) is dropped: lxml refuses one
+    in an already decoded string."""
+    html = _XML_DECLARATION.sub("", html, count=1)
+    return lxml.html.document_fromstring(html, base_url=base_url)
+
+
 def _canonical(tree: Any, base: str | None) -> str | None:
     """<link rel=canonical>, else og:url; absolute, http(s) only."""
     for xpath in (
@@ -164,16 +172,8 @@ def _language(tree: Any, found: str | None) -> str | None:
     return lang.strip().replace("_", "-").split(",")[0][:16].lower() or None
 
 
-def extract_html(html: str, url: str | None = None) -> Extracted:
-    """Extract one page given as text."""
-    out = Extracted(url=url)
-    try:
-        tree = lxml.html.document_fromstring(html)
-    except (ParserError, ValueError) as exc:
-        out.error = f"unparsable HTML: {exc}"
-        return out
-    out.canonical_url = _canonical(tree, url)
-    doc = trafilatura.bare_extraction(
+def _trafilatura(tree: Any, url: str | None) -> Any:
+    return trafilatura.bare_extraction(
         tree,
         url=url,
         with_metadata=True,
@@ -185,6 +185,22 @@ def extract_html(html: str, url: str | None = None) -> Extracted:
         deduplicate=False,
         output_format="python",
     )
+
+
+def extract_html(html: str, url: str | None = None) -> Extracted:
+    """Extract one page given as text."""
+    out = Extracted(url=url)
+    try:
+        tree = parse_html(html)
+    except (ParserError, ValueError) as exc:
+        out.error = f"unparsable HTML: {exc}"
+        return out
+    out.canonical_url = _canonical(tree, url)
+    try:
+        doc = _trafilatura(tree, url)
+    except Exception as exc:  # a page must never stop its source; say what happened
+        out.error = f"extraction failed: {exc!r}"[:500]
+        return out
     if doc is not None:
         data = doc.as_dict() if hasattr(doc, "as_dict") else dict(doc)
         out.text = (data.get("text") or "").strip() or None

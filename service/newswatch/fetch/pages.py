@@ -24,7 +24,14 @@ from sqlmodel import Session
 from newswatch.config import Settings
 from newswatch.fetch import http
 from newswatch.fetch.entries import ParsedEntry
-from newswatch.fetch.extract import Extracted, NotHTML, check_html, decode_html, extract_article
+from newswatch.fetch.extract import (
+    Extracted,
+    NotHTML,
+    check_html,
+    decode_html,
+    extract_article,
+    parse_html,
+)
 from newswatch.fetch.http import Fetcher, FetchResult
 from newswatch.fetch.netguard import NetGuard
 from newswatch.fetch.poll import BodyResult, Poller, handle_feed
@@ -116,7 +123,7 @@ def discover_links(
     try:
         check_html(body, content_type)
         text, _encoding = decode_html(body, content_type)
-        tree = lxml.html.document_fromstring(text, base_url=base_url)
+        tree = parse_html(text, base_url)
     except NotHTML as exc:
         return Listing(error=str(exc))
     except (ParserError, ValueError) as exc:

@@ -191,3 +191,25 @@ def test_an_extractor_crash_is_a_reason_not_an_exception(monkeypatch):
     monkeypatch.setattr(extract, "_trafilatura", crash)
     ex = extract_article(page("titan"), url="https://x.example/titan")
     assert ex.text is None and "extraction failed" in ex.error and "RecursionError" in ex.error
+
+
+def test_navigation_share_bar_and_more_from_lists_stay_out():
+    story = (
+        "the harbour authority said on Tuesday that the new pier would open to ferries in the "
+        "spring, after two years of delays caused by storms and a shortage of steel."
+    )
+    paragraphs = "".join(f"<p>Paragraph {i}: {story}</p>" for i in range(6))
+    body = f"""<!doctype html><html lang="en"><head><title>Pier to open | Coast Gazette</title>
+    </head><body><header><nav><ul><li><a href="/">Home</a></li><li><a href="/world">World</a>
+    </li></ul></nav></header><main><article><h1>Pier to open in spring</h1>
+    <p class="byline">By Ann Example</p><div class="share-bar"><a href="#">Share on Facebook</a>
+    <a href="#">Share on Twitter</a></div>{paragraphs}</article>
+    <aside class="related"><h2>More from Coast Gazette</h2><ul>
+    <li><a href="/a">Storm closes coastal road for a week</a></li>
+    <li><a href="/b">Ferry company orders two new ships</a></li></ul></aside></main>
+    <footer><p>Copyright 2026 Coast Gazette. All rights reserved.</p></footer></body></html>"""
+    ex = extract_article(body.encode(), url="https://coast.example/pier")
+    assert ex.author == "Ann Example" and ex.language == "en"
+    assert ex.text.count("harbour authority") == 6
+    for furniture in ("Home", "Share on", "More from", "Storm closes", "Copyright"):
+        assert furniture not in ex.text, furniture

@@ -1,0 +1,118 @@
+"""Cost of `Clusterer.add` per ~600-word article, with 10,000 vs 100,000 articles already
+added, peak memory, and a baseline measured in the same run: datasketch MinHashLSH alone
+(MinHash(128) over the same word 3-shingles, `update_batch`, query then insert).
+
+    python bench/bench_grouping.py                 # 100,000 articles (a few minutes)
+    python bench/bench_grouping.py --count 30000   # quicker look
+
+Texts come from bench/synthetic_news.py (sentences of the real ECB+ corpus recombined into
+events of several reports), spread over time so that the 72-hour window holds a steady
+number of articles (`--per-hour`): the state the clusterer carries stops growing after the
+first window, and so must its cost per article.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from newswatch.grouping.cluster import Clusterer
+from newswatch.grouping.settings import GroupingSettings
+from synthetic_news import stream
+
+WARMUP = 1000
+
+
+def articles(count: int, per_hour: int) -> Iterator[tuple[str, str, float]]:
+    for record in stream(count, per_hour=per_hour):
+        when = datetime.fromisoformat(str(record["published"]).replace("Z", "+00:00"))
+        yield str(record["title"]), str(record["text"]), when.timestamp()
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> dict:
+    """Per-call times of add() for `sample` articles after each mark."""
+    clusterer = Clusterer(GroupingSettings())
+    times: dict[int, list[float]] = {m: [] for m in marks}
+    texts: dict[int, list[tuple[str, str]]] = {m: [] for m in marks}
+    rss0 = rss_mb()
+    clock = time.perf_counter
+    for n, (title, body, when) in enumerate(articles(count, per_hour)):
+        if n == WARMUP:
+            gc.collect()
+            gc.freeze()  # the long-lived state need not be traversed by every collection
+        t0 = clock()
+        clusterer.add(n, title, body, when)
+        elapsed = clock() - t0
+        for m in marks:
+            if m <= n < m + sample:
+                times[m].append(elapsed)
+                texts[m].append((title, body))
+    return {
+        "times": times,
+        "texts": texts,
+        "rss_growth_mb": rss_mb() - rss0,
+        "events": len(clusterer.events),
+        "signatures": len(clusterer.lsh),
+    }
+
+
+def run_datasketch(texts: list[tuple[str, str]]) -> list[float]:
+    """The baseline: near-duplicate detection alone, with the common library."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=0.5, num_perm=128)
+    out: list[float] = []
+    clock = time.perf_counter
+    for n, (title, body) in enumerate(texts):
+        t0 = clock()
+        tokens = f"{title} {body}".lower().split()
+        shingles = [" ".join(tokens[i : i + 3]).encode() for i in range(len(tokens) - 2)]
+        mh = MinHash(num_perm=128)
+        mh.update_batch(shingles)
+        lsh.query(mh)
+        lsh.insert(n, mh)
+        out.append(clock() - t0)
+    return out
+
+
+def ms(values: list[float]) -> str:
+    median, mean = statistics.median(values) * 1e3, statistics.fmean(values) * 1e3
+    return f"median {median:.3f} ms, mean {mean:.3f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--per-hour", type=int, default=100, help="articles per stream hour")
+    parser.add_argument("--sample", type=int, default=2000, help="articles timed per mark")
+    args = parser.parse_args()
+    marks = [10_000, args.count - args.sample]
+    result = run_clusterer(args.count, args.per_hour, marks, args.sample)
+    early, late = (result["times"][m] for m in marks)
+    base = run_datasketch(result["texts"][marks[1]])
+    words = statistics.fmean(len(b.split()) for _, b in result["texts"][marks[1]])
+    print(f"articles {args.count}, {args.per_hour}/h (window 72 h), mean {words:.0f} words")
+    print(f"add() after {marks[0]:>7}: {ms(early)}")
+    print(f"add() after {marks[1]:>7}: {ms(late)}")
+    print(f"ratio late/early (median): {statistics.median(late) / statistics.median(early):.2f}")
+    print(f"baseline datasketch MinHash(128)+LSH: {ms(base)}")
+    print(f"add() / baseline (median): {statistics.median(late) / statistics.median(base):.2f}")
+    print(f"peak RSS growth: {result['rss_growth_mb']:.0f} MB; in memory at the end: "
+          f"{result['events']} events, {result['signatures']} signatures")
+
+
+if __name__ == "__main__":
+    main()

@@ -109,24 +109,20 @@ class AlertEngine:
         for change in changes:
             for gone in change.merged_event_ids:
                 _move_event(session, gone, change.event_id)
-        touched: set[tuple[str, int]] = set()
         new_ids = [c.article_id for c in changes if not c.sighting]
-        for view in load_articles(session, new_ids):
-            touched |= self._record_matches(session, view)
+        rows = [row for view in load_articles(session, new_ids) for row in self._match_rows(view)]
+        _insert_matches(session, rows)
+        touched = {(r["rule"], r["event_id"]) for r in rows}
         sighted = [c.article_id for c in changes if c.sighting]
         touched |= self._copy_matches(session, sighted)
         # Events that grew by a merge are judged again with their new members.
         for change in changes:
             if change.merged_event_ids:
                 touched |= {(r, change.event_id) for r in self._rules_on(session, change.event_id)}
-        fired = []
-        for rule_name, event_id in sorted(touched):
-            firing = self._judge(session, self.rules[rule_name], event_id)
-            if firing is not None:
-                fired.append(firing)
-        return fired
+        return self._decide(session, touched)
 
-    def _record_matches(self, session: Session, view: ArticleView) -> set[tuple[str, int]]:
+    def _match_rows(self, view: ArticleView) -> list[dict]:
+        """A match row per rule the article matches and per source carrying it that counts."""
         doc = view.document()
         rows = []
         for compiled in self.ruleset.match(doc):
@@ -135,8 +131,7 @@ class AlertEngine:
             for source_id, name in view.sources:
                 if _source_allowed(rule, name):
                     rows.append(_match_row(rule.name, view, source_id, terms))
-        _insert_matches(session, rows)
-        return {(r["rule"], view.event_id) for r in rows}
+        return rows
 
     def _copy_matches(self, session: Session, article_ids: list[int]) -> set[tuple[str, int]]:
         """A known article seen at one more source counts for that source too."""
@@ -164,10 +159,48 @@ class AlertEngine:
         return {r for r in session.execute(query).scalars() if r in self.rules}
 
     # --- deciding -------------------------------------------------------------------
-    def _judge(self, session: Session, rule: RuleConfig, event_id: int) -> Firing | None:
-        rows = session.execute(
-            select(M.source_id, M.at, M.terms).where(M.rule == rule.name, M.event_id == event_id)
-        ).all()
+    def _decide(self, session: Session, touched: set[tuple[str, int]]) -> list[Firing]:
+        """Judge every (rule, event) that got new matches, with a few queries in all."""
+        if not touched:
+            return []
+        states = {
+            (s.rule, s.event_id): s
+            for s in session.execute(
+                select(AlertState).where(
+                    AlertState.event_id.in_({e for _, e in touched}),  # type: ignore[attr-defined]
+                    AlertState.rule.in_({r for r, _ in touched}),  # type: ignore[attr-defined]
+                )
+            ).scalars()
+        }
+        # Notified already, without updates: nothing more can happen for these.
+        open_pairs = [
+            pair
+            for pair in sorted(touched)
+            if (state := states.get(pair)) is None
+            or state.revision == 0
+            or self.rules[pair[0]].updates
+        ]
+        if not open_pairs:
+            return []
+        found: dict[tuple[str, int], list[Any]] = defaultdict(list)
+        for row in session.execute(
+            select(M.rule, M.event_id, M.source_id, M.at, M.terms).where(
+                M.event_id.in_({e for _, e in open_pairs}), M.rule.in_({r for r, _ in open_pairs})
+            )
+        ):
+            found[(row.rule, row.event_id)].append(row)
+        fired = []
+        for rule_name, event_id in open_pairs:
+            firing = self._judge(
+                session, self.rules[rule_name], event_id, found[(rule_name, event_id)]
+            )
+            if firing is not None:
+                fired.append(firing)
+        return fired
+
+    def _judge(
+        self, session: Session, rule: RuleConfig, event_id: int, rows: list[Any]
+    ) -> Firing | None:
         count = corroboration(((r.source_id, _aware(r.at)) for r in rows), rule.window)
         if count < rule.min_sources:
             return None

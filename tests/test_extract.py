@@ -153,12 +153,15 @@ def newswatch(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_extract_a_gzipped_file_as_json():
-    done = newswatch("extract", str(FIXTURES / "jpost.html.gz"), "--json")
+    done = newswatch(
+        "extract", str(FIXTURES / "jpost.html.gz"), "--json", "--url", GOLD["jpost"]["url"]
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["title"].startswith("Son of former German president")
     assert data["text"].startswith(gold_start("jpost"))
     assert data["canonical_url"] == GOLD["jpost"]["url"]
+    assert data["url"] == GOLD["jpost"]["url"]
 
 
 def test_cli_extract_a_url_readably_and_fails_on_a_page_without_text(server: LocalServer):

@@ -27,8 +27,9 @@ def _read_file(path: Path, limit: int) -> bytes:
     return data
 
 
-def extract_target(target: str, app: AppContext) -> Extracted:
-    """Extract a URL (fetched like a page source's article) or a local file."""
+def extract_target(target: str, app: AppContext, base_url: str | None = None) -> Extracted:
+    """Extract a URL (fetched like a page source's article) or a local file (`base_url`: the
+    address it was saved from, for relative links and site-specific rules)."""
     settings = app.settings
     if re.match(r"(?i)^https?://", target):
         from newswatch.fetch.pages import fetch_and_extract
@@ -38,7 +39,7 @@ def extract_target(target: str, app: AppContext) -> Extracted:
     path = Path(target)
     if not path.is_file():
         raise click.ClickException(f"{target}: no such file (or give an http(s):// URL)")
-    return extract_article(_read_file(path, settings.http_max_body_bytes))
+    return extract_article(_read_file(path, settings.http_max_body_bytes), url=base_url)
 
 
 def _show(ex: Extracted) -> None:
@@ -58,11 +59,12 @@ def _show(ex: Extracted) -> None:
 @click.command("extract")
 @click.argument("target", metavar="URL_OR_FILE")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--url", "base_url", help="for a file: the URL it was saved from")
 @pass_app
-def extract_cmd(app: AppContext, target: str, as_json: bool) -> None:
+def extract_cmd(app: AppContext, target: str, as_json: bool, base_url: str | None) -> None:
     """Show what newswatch extracts from one page: title, date, author, language,
     canonical URL and main text. A .gz file is read decompressed."""
-    ex = extract_target(target, app)
+    ex = extract_target(target, app, base_url)
     if as_json:
         click.echo(json.dumps(ex.as_json(), ensure_ascii=False))
     else:

@@ -349,3 +349,17 @@ def test_cli_adds_a_page_source_with_its_options(store_url: str):
     assert source.kind == "page"
     assert source.options["links"] == "main a" and source.options["include"] == "/20\\d\\d/"
     assert source.options["robots"] is False and source.options["full_text"] is False
+
+
+def test_a_redirect_to_a_loopback_host_is_refused_at_the_hop(engine, server):
+    server.routes["/news/2019/titan"] = html(page("titan"))
+    server.routes["/news/2019/hop-away"] = redirect(
+        f"http://localhost:{server.port}/news/2019/titan"
+    )
+    server.routes["/news/"] = html(listing(["/news/2019/hop-away"]))
+    cfg = [SourceConfig(name="hop", url=server.url("/news/"), kind="page")]
+    [outcome] = run_once(engine, cfg)
+    assert outcome.outcome == "ok" and outcome.new == 0
+    row = fetches(engine)[f"http://localhost:{server.port}/news/2019/titan"]
+    assert row.outcome == "blocked" and "loopback" in row.error
+    assert len(server.hits("/news/2019/hop-away")) == 1 and not server.hits("/news/2019/titan")

@@ -24,9 +24,11 @@ RARE_SHARE = 0.05
 # Features of an article posted in the inverted index (its heaviest ones).
 POSTED_FEATURES = 24
 # Postings keep the most recent events per feature: old ones fall out of the window anyway.
-POSTING_DEPTH = 64
+POSTING_DEPTH = 32
+# Events besides the best one checked for a merge at each article.
+MERGE_CHECKS = 2
 # Rare terms of an article that look up candidate events.
-CANDIDATE_TERMS = 24
+CANDIDATE_TERMS = 16
 # Articles between two sweeps of what fell out of the window.
 EXPIRE_EVERY = 1000
 # Before this many documents the IDF is too young to call terms rare.
@@ -63,6 +65,13 @@ def _dot(a: dict[str, float], b: dict[str, float]) -> float:
         a, b = b, a
     get = b.get
     return sum(v * get(k, 0.0) for k, v in a.items())
+
+
+def _cosine(a: Event, b: Event) -> float:
+    """Cosine of two events' centroids (their squared norms are kept up to date)."""
+    if not a.norm2 or not b.norm2:
+        return 0.0
+    return _dot(a.centroid, b.centroid) / math.sqrt(a.norm2 * b.norm2)
 
 
 class Clusterer:
@@ -276,9 +285,9 @@ class Clusterer:
         if event is None:
             return []
         names = self.entity_names.get(event.id, {})
-        keys = [k for k in event.centroid if k[0] == "@" and k in names]
-        keys.sort(key=lambda k: -event.centroid[k])
-        return [names[k] for k in keys[:n]]
+        weight = event.centroid.get
+        keys = heapq.nlargest(n, (k for k in names if weight(k)), key=lambda k: weight(k, 0.0))
+        return [names[k] for k in keys]
 
     def _decide(
         self,
@@ -312,7 +321,7 @@ class Clusterer:
         )
         self._join(event, vec, when)
         merged = []
-        for other_score, other in scored[1:]:
+        for other_score, other in scored[1 : 1 + MERGE_CHECKS]:
             if other_score < threshold:
                 break
             if self._mergeable(event, other, short):
@@ -326,9 +335,10 @@ class Clusterer:
         """Two events are one when their term profiles are close and their named entities
         agree: two earthquakes, or two injured players of one team, share vocabulary but not
         places and names."""
+        similarity = _cosine(a, b)
         if short:  # headlines: sparse vectors, lower similarities, entities unreliable
-            return self._score(self._unit(b.centroid), a) >= self.s.short_merge_threshold
-        if self._score(self._unit(b.centroid), a) < self.s.merge_threshold:
+            return similarity >= self.s.short_merge_threshold
+        if similarity < self.s.merge_threshold:
             return False
         ea = {k: v for k, v in a.centroid.items() if k[0] == "@"}
         eb = {k: v for k, v in b.centroid.items() if k[0] == "@"}

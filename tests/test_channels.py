@@ -7,7 +7,9 @@ import asyncio
 import email
 import email.policy
 import json
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import Message
@@ -92,6 +94,31 @@ def test_signature_covers_timestamp_and_body() -> None:
     assert not verify(SECRET, header, body.replace(b"quake", b"quack"), tolerance=10**10)
     assert not verify("other-secret", header, body, tolerance=10**10)
     assert not verify(SECRET, header, body)  # an old timestamp is refused (replay)
+
+
+def documented_verifier() -> Any:
+    """`verify_newswatch` from the receiver example in docs/webhooks.md."""
+    text = (Path(__file__).parents[1] / "docs" / "webhooks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    source = next(b for b in blocks if "def verify_newswatch" in b)
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    return namespace["verify_newswatch"]
+
+
+def test_the_documented_receiver_check_accepts_our_signatures() -> None:
+    check = documented_verifier()
+    body, _ = body_of([payload()])
+    now = int(time.time())
+    assert check(SECRET, sign(SECRET, now, body), body)
+    assert not check(SECRET, sign(SECRET, now, body), body + b" ")
+    assert not check(SECRET, sign(SECRET, now - 3600, body), body)
+    assert not check(SECRET, "garbage", body)
+    with webhook_receiver() as receiver:  # and a real request's header and body
+        assert send(webhook(receiver.url()), [payload()]).ok
+        (request,) = receiver.server.hits("/hook")
+        header = request.headers["X-Newswatch-Signature"]
+    assert check(SECRET, header, json.dumps(receiver.accepted[0], sort_keys=True).encode())
 
 
 def test_a_batch_is_one_message_with_a_key_independent_of_order() -> None:

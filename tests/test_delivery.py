@@ -6,6 +6,8 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -211,3 +213,33 @@ def test_metrics_report_outbox_depth_and_age(engine):
         line for line in text.splitlines() if line.startswith("newswatch_outbox_oldest_pending")
     )
     assert 0 <= float(age.split()[-1]) < 600
+
+
+def test_a_wake_from_another_thread_sends_at_once(engine):
+    """Big ingest batches commit in a worker thread and wake the delivery worker from there;
+    with polling switched off, only that wake-up can make the notification go out."""
+    with webhook_receiver() as receiver:
+        worker = DeliveryWorker.from_config(engine, config_for(receiver.url()), settings())
+        worker.poll_interval = 3600
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+        thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(stop),))
+        thread.start()
+        try:
+            for _ in range(2000):  # bounded waits below; not timing assertions
+                if worker._loop is not None:
+                    break
+                time.sleep(0.01)
+            time.sleep(0.2)  # the worker is idle in its wait now
+            queue_one(engine)
+            worker.wake()  # from this thread, as Pipeline.on_enqueued does after a commit
+            for _ in range(2000):
+                if receiver.accepted:
+                    break
+                time.sleep(0.01)
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join()
+            loop.close()
+        assert len(receiver.accepted) == 1
+    assert rows(engine)[0].status == "sent"

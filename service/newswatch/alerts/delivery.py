@@ -10,6 +10,7 @@ exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -71,12 +72,15 @@ def _crash_if(point: str) -> None:
 
 
 class DeliveryWorker:
+    poll_interval = 1.0  # seconds between looks at the outbox when nobody wakes the worker
+
     def __init__(self, engine: Engine, channels: dict[str, Channel], settings: Settings):
         self.engine = engine
         self.channels = channels
         self.settings = settings
         self.started = utcnow()
         self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_config(cls, engine: Engine, config: FileConfig, settings: Settings) -> DeliveryWorker:
@@ -84,8 +88,22 @@ class DeliveryWorker:
         return cls(engine, channels, settings)
 
     def wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+        """Send what was just queued without waiting for the next poll. Safe from any thread:
+        large ingest batches commit in a worker thread, and asyncio.Event is not thread-safe
+        (a set() from another thread would not wake the loop until its next poll)."""
+        event, loop = self._wake, self._loop
+        if event is None or loop is None or loop.is_closed():
+            return
+        try:
+            same_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            event.set()
+        else:
+            # RuntimeError: the loop closed meanwhile (the service is stopping).
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
 
     # --- the store side -------------------------------------------------------------
     def recover(self) -> int:
@@ -186,6 +204,7 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set: send what is due, then sleep until woken or a second passes."""
         self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self.recover()
         while not stop.is_set():
             try:
@@ -195,7 +214,9 @@ class DeliveryWorker:
                 log.exception("delivery pass failed")
             self._wake.clear()
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
             for waiter in waiters:
                 waiter.cancel()
         await self.aclose()

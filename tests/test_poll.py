@@ -20,7 +20,7 @@ HEISE = (FIXTURES / "heise.atom").read_bytes()
 
 
 def settings() -> Settings:
-    return Settings(NEWSWATCH_HTTP_MIN_HOST_DELAY=0, NEWSWATCH_HTTP_READ_TIMEOUT=3)  # type: ignore[call-arg]
+    return Settings(NEWSWATCH_HTTP_MIN_HOST_DELAY=0, NEWSWATCH_HTTP_READ_TIMEOUT=15)  # type: ignore[call-arg]
 
 
 def service(engine, sources: list[SourceConfig]) -> Service:

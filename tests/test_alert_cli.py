@@ -46,7 +46,7 @@ def test_rules_list_and_dry_run(cli_env, tmp_path):
     dry = newswatch("rules", "test", "summit", "--since", "2026-11-19", env=env)
     assert dry.returncode == 0, dry.stderr
     assert re.search(r"^event \d+: Belousov meets North Korean", dry.stdout, re.M), dry.stdout
-    assert "3 sources; matched" in dry.stdout and "belousov" in dry.stdout
+    assert "3 sources within 24h (needs 2); matched" in dry.stdout and "belousov" in dry.stdout
     assert "1 events would have fired" in dry.stderr
 
     # The quake has 4 sources: below its rule's 5, and news before --since does not count.

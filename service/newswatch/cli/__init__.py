@@ -38,6 +38,8 @@ COMMAND_MODULES = [
     "events",
     "extract",
     "alerts",
+    "rules",
+    "silence",
 ]
 
 

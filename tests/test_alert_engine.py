@@ -255,6 +255,18 @@ def test_updates_follow_each_further_threshold(engine: Engine) -> None:
         assert [n.payload["kind"] for n in sent] == ["event", "update", "update"]
 
 
+def test_follow_up_waits_for_repeat_interval(engine: Engine) -> None:
+    spaced = rule(min_sources=1, updates=True, repeat_interval=timedelta(hours=1))
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("s1")
+        make_engine(spaced).on_changes(session, [first])
+        later = make_engine(spaced, now=NOW + timedelta(minutes=10))
+        assert len(later.on_changes(session, [w.article("s2", event=first.event_id)])) == 1
+        due = [n.not_before.replace(tzinfo=UTC) for n in notifications(session)]
+        assert due == [NOW, NOW + timedelta(hours=1)]
+
+
 def test_no_updates_by_default(engine: Engine) -> None:
     alerts = make_engine(rule(min_sources=1))
     with Session(engine) as session:

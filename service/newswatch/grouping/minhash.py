@@ -90,18 +90,25 @@ class LSHIndex:
         return [raw[i * r * 4 : (i + 1) * r * 4] for i in range(self.bands)]
 
     def query(self, sig: np.ndarray, threshold: float) -> tuple[int, float] | None:
-        """The most similar stored key at estimated Jaccard ≥ threshold."""
-        seen: set[int] = set()
-        best: tuple[int, float] | None = None
+        """The most similar stored key at estimated Jaccard ≥ threshold (the oldest on ties).
+
+        The candidates are compared in one numpy operation: boilerplate-heavy pages can share
+        bands with hundreds of others, and comparing them one by one cost milliseconds."""
+        found: set[int] = set()
         for table, key in zip(self.tables, self._keys(sig), strict=True):
-            for other in table.get(key, ()):
-                if other in seen:
-                    continue
-                seen.add(other)
-                j = jaccard(sig, self.signatures[other])
-                if j >= threshold and (best is None or j > best[1]):
-                    best = (other, j)
-        return best
+            members = table.get(key)
+            if members:
+                found.update(members)
+        if not found:
+            return None
+        keys = sorted(found)
+        stack = np.stack([self.signatures[k] for k in keys])
+        used = (stack != EMPTY) | (sig != EMPTY)
+        same = np.count_nonzero((stack == sig) & used, axis=1)
+        scores = same / np.maximum(np.count_nonzero(used, axis=1), 1)
+        best = int(np.argmax(scores))
+        score = float(scores[best])
+        return (keys[best], score) if score >= threshold else None
 
     def insert(self, key: int, sig: np.ndarray) -> None:
         self.signatures[key] = sig

@@ -1,0 +1,82 @@
+"""Text features of grouping: name keys, aliases, link-list tails, weighting, figures."""
+
+from __future__ import annotations
+
+from newswatch.grouping.text import extract, fold, name_key, stem, strip_tail
+
+WEIGHTS = dict(lead_words=80, body_words=150, title_weight=3.0, body_weight=0.3)
+
+
+def features(title: str, body: str = "", **kw: float):
+    return extract(title, body, **{**WEIGHTS, **kw})
+
+
+def test_transliterations_share_a_name_key() -> None:
+    assert name_key("Kwang") == name_key("Gwan")
+    assert name_key("Chol") == name_key("Cholle") == name_key("Chul")
+    assert name_key("Müller") == name_key("Muller")
+    assert name_key("Kwang") != name_key("Chol")
+    assert name_key("Belousov") != name_key("Shoigu")
+
+
+def test_state_aliases_meet_on_one_key() -> None:
+    keys = [
+        set(features(t).entities)
+        for t in (
+            "Talks with North Korea resume",
+            "Talks with DPRK resume",
+            "Talks with the Democratic People's Republic of Korea resume",
+        )
+    ]
+    assert all("@north korea" in k for k in keys), keys
+    # The surface form is kept for display.
+    assert features("Talks with DPRK resume").entities["@north korea"] == "DPRK"
+    assert "@south korea" in features("Seoul protests").entities
+    assert "@north korea" not in features("Seoul protests").entities
+
+
+def test_link_list_tail_is_cut_and_prose_is_kept() -> None:
+    prose = "The minister arrived on Friday.\nHe met the delegation and signed the plan."
+    headlines = [f"Factory number {n} overfulfils its plan" for n in range(1, 8)]
+    text, cut = strip_tail(prose + "\n" + "\n".join(headlines) + "\n\n")
+    assert cut == 7 and text == prose
+    # Four short lines are not a list, and ordinary paragraphs are never cut.
+    short_tail = prose + "\n" + "\n".join(headlines[:4])
+    assert strip_tail(short_tail) == (short_tail, 0)
+    assert strip_tail(prose) == (prose, 0)
+
+
+def test_tail_headlines_do_not_become_terms() -> None:
+    body = "Ministers signed a cooperation plan in Pyongyang.\n" + "\n".join(
+        f"Tractor plant {w} sends machines to cooperatives" for w in "ABCDEFG"
+    )
+    feats = features("Defence talks", body)
+    assert feats.tail_lines == 7
+    assert "tractor" not in feats.terms and "cooperation" in feats.terms
+
+
+def test_title_outweighs_lead_and_lead_outweighs_later_body() -> None:
+    later = " ".join(["filler"] * 90) + " harbour"
+    feats = features("Volcano erupts", "The volcano glacier erupted. " + later)
+    assert feats.terms["volcano"] == 3.0 + 1.0  # title 3, lead 1
+    assert feats.terms["glacier"] == 1.0
+    assert feats.terms["harbour"] == 0.3  # after the lead
+    assert "filler" in feats.terms and feats.terms["filler"] < 90
+
+
+def test_figures_are_features_and_stopwords_are_not() -> None:
+    feats = features("Quake of 6.1 kills 24", "About 15,000 people fled.", number_weight=2.0)
+    assert {"#6.1", "#24", "#15000"} <= set(feats.terms)
+    assert "the" not in feats.terms and "of" not in feats.terms
+
+
+def test_fold_and_stem() -> None:
+    assert fold("Ålesund Café") == "alesund cafe"
+    assert stem("talks") == stem("talk") == "talk"
+    assert stem("ministries") == "ministry"
+
+
+def test_empty_and_missing_text_give_empty_features() -> None:
+    for title, body in ((None, None), ("", ""), ("   ", "\n\n")):
+        feats = extract(title, body, **WEIGHTS)
+        assert not feats.terms and not feats.entities and feats.tail_lines == 0

@@ -1,0 +1,87 @@
+"""Grouping quality: B-cubed on the labelled dev corpora replayed in memory, and the three
+outlets' reports of one defence ministers' meeting (tests/fixtures/grouping).
+
+Deterministic (no timing, same input same events). The corpus floors are the figures
+measured with the default settings less 0.01 (docs/benchmarks.md); the issue's targets are
+ECB+ >= 0.90 (not reached: 0.874) and UCI >= 0.80 (reached: 0.828).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from newswatch.grouping.cluster import Clusterer, Decision
+from newswatch.grouping.settings import GroupingSettings
+from newswatch.replay import bcubed
+from tests.conftest import SHARED_DATA
+
+GROUPING = SHARED_DATA / "grouping"
+FIXTURE = Path(__file__).parent / "fixtures" / "grouping" / "defence_meeting.json"
+T0 = 1_763_700_000.0
+
+
+def replay(name: str) -> tuple[float, float, float]:
+    path = GROUPING / name
+    if not path.exists():
+        pytest.fail(f"shared corpus missing: {path}")
+    clusterer = Clusterer(GroupingSettings())
+    gold, predicted = {}, {}
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        row = json.loads(line)
+        published = row.get("published")
+        when = datetime.fromisoformat(published.replace("Z", "+00:00")) if published else None
+        decision = clusterer.add(i, row["title"], row["text"], when.timestamp() if when else 0)
+        gold[row["id"]] = row["event"]
+        predicted[row["id"]] = decision.event_id
+    return bcubed(gold, {k: clusterer.resolve(v) for k, v in predicted.items()})
+
+
+@pytest.mark.parametrize(
+    "corpus, f1_floor, precision_floor, recall_floor",
+    [
+        ("ecbplus-dev.jsonl", 0.864, 0.80, 0.93),  # measured 0.814 / 0.943 / 0.874
+        ("uci-headlines-dev.jsonl", 0.818, 0.90, 0.74),  # measured 0.919 / 0.753 / 0.828
+    ],
+)
+def test_bcubed_on_dev_corpora(
+    corpus: str, f1_floor: float, precision_floor: float, recall_floor: float
+) -> None:
+    precision, recall, f1 = replay(corpus)
+    assert f1 >= f1_floor, (precision, recall, f1)
+    assert precision >= precision_floor and recall >= recall_floor, (precision, recall)
+
+
+def test_three_outlets_report_one_meeting() -> None:
+    """A machine-translated Russian report ("Gwan Cholle"), an English wire ("No Kwang Chol",
+    "North Korea") and a North Korean outlet ("DPRK", full state name, twenty headlines of
+    other stories under the text) form one event; unrelated reports and the headlines, posted
+    as articles of their own, stay out of it."""
+    fixture = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    meeting, unrelated = fixture["meeting"], fixture["unrelated"]
+    clusterer = Clusterer(GroupingSettings())
+    # Interleaved as a stream would deliver them, ten minutes apart.
+    stream = [unrelated[0], meeting[0], unrelated[1], meeting[1], unrelated[2], meeting[2]]
+    decisions: list[Decision] = [
+        clusterer.add(n, item["title"], item["text"], T0 + 600 * n)
+        for n, item in enumerate(stream)
+    ]
+    meeting_events = {clusterer.resolve(decisions[n].event_id) for n in (1, 3, 5)}
+    assert meeting_events == {1}, decisions
+    assert [d.opened for d in decisions] == [True, True, True, False, True, False]
+    for n in (0, 2, 4):
+        assert clusterer.resolve(decisions[n].event_id) == n
+    # The joins were made on names that only meet after normalisation.
+    assert {"Kwang", "Chol"} <= set(decisions[3].shared_entities)  # "Gwan Cholle" in event 1
+    assert "DPRK" in decisions[5].shared_entities  # "North Korean" / "Democratic People's..."
+    # The North Korean page's list of headlines was cut off before grouping.
+    korean = meeting[2]
+    assert clusterer.features(korean["title"], korean["text"]).tail_lines == 20
+    for n, headline in enumerate(fixture["headlines"], start=100):
+        decision = clusterer.add(n, headline, "", T0 + 3600 + n)
+        assert clusterer.resolve(decision.event_id) != 1, (headline, decision)
+    top = clusterer.top_entities(1, n=8)
+    assert "Belousov" in top

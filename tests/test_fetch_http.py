@@ -107,6 +107,19 @@ async def test_429_retry_after_blocks_the_host(server):
     assert waited >= 0.5 and second is not first
 
 
+async def test_host_blocked_beyond_the_deadline_answers_at_once(server):
+    """Another source on a host that asked for two hours of quiet is not left to time out."""
+    async with Fetcher(settings()) as fetcher:
+        server.routes["/busy"] = static("later", status=429, headers={"Retry-After": "7200"})
+        server.routes["/feed"] = static(FEED)
+        first = await fetcher.get(server.url("/busy"))
+        second = await fetcher.get(server.url("/feed"))
+    assert first.outcome == second.outcome == http.RATE_LIMITED
+    assert second.retry_after is not None and second.retry_after > 7000
+    assert "Retry-After" in (second.error or "")
+    assert server.hits("/feed") == []  # the host was not asked again
+
+
 async def test_slow_response_times_out(server):
     async def slow(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(3)

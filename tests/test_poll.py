@@ -100,7 +100,8 @@ def test_failing_source_is_recorded_and_backs_off(engine, server):
     cfg = [
         SourceConfig(name="gone", url=server.url("/gone"), interval="10m"),
         SourceConfig(name="html", url=server.url("/html"), kind="feed"),
-        SourceConfig(name="busy", url=server.url("/busy"), interval="10m"),
+        # Another spelling of the host: its Retry-After must not hold up the others.
+        SourceConfig(name="busy", url=f"http://localhost:{server.port}/busy", interval="10m"),
         SourceConfig(name="down", url="http://127.0.0.1:9/feed"),
     ]
     svc = service(engine, cfg)

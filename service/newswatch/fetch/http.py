@@ -217,6 +217,17 @@ class Fetcher:
                 if reason:
                     return FetchResult(url, current, BLOCKED, error=reason)
             gate = self.gate(current)
+            wait = gate.blocked_until - time.monotonic()
+            if wait > self.deadline:
+                # The host asked everyone to wait (Retry-After) longer than this fetch may take:
+                # say so now instead of sleeping into a timeout.
+                return FetchResult(
+                    url,
+                    current,
+                    RATE_LIMITED,
+                    error=f"host asked to wait {wait:.0f}s more (Retry-After)",
+                    retry_after=wait,
+                )
             async with gate:
                 result = await self._request_once(url, current, headers)
             if result.retry_after is not None:

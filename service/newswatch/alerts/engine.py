@@ -24,7 +24,7 @@ from newswatch.alerts.models import AlertState, RuleMatch
 from newswatch.alerts.outbox import enqueue
 from newswatch.alerts.policy import schedule
 from newswatch.alerts.query import Document, matched_terms
-from newswatch.alerts.silences import silenced
+from newswatch.alerts.silences import list_silences
 from newswatch.grouping.api import EventChange
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store.columns import utcnow
@@ -45,6 +45,7 @@ class ArticleView:
     language: str | None
     at: datetime
     sources: list[tuple[int, str]]  # (source id, name) of every carrier
+    url: str | None = None
 
     def document(self) -> Document:
         names = " ".join(name for _, name in self.sources)
@@ -101,6 +102,7 @@ class AlertEngine:
         self.clock = clock
         # Called after a transaction that queued notifications commits (wakes the worker).
         self.enqueued = False
+        self._silences: set[str | None] | None = None
 
     # --- the pipeline's entry point -------------------------------------------------
     def on_changes(self, session: Session, changes: list[EventChange]) -> list[Firing]:
@@ -182,9 +184,10 @@ class AlertEngine:
         ]
         if not open_pairs:
             return []
+        self._silences = None  # loaded when first needed, once per round
         found: dict[tuple[str, int], list[Any]] = defaultdict(list)
         for row in session.execute(
-            select(M.rule, M.event_id, M.source_id, M.at, M.terms).where(
+            select(M.rule, M.event_id, M.article_id, M.source_id, M.at, M.terms).where(
                 M.event_id.in_({e for _, e in open_pairs}), M.rule.in_({r for r, _ in open_pairs})
             )
         ):
@@ -206,9 +209,17 @@ class AlertEngine:
             return None
         terms = sorted({t for r in rows for t in r.terms})
         firing = Firing(rule.name, event_id, count, terms)
-        return firing if self._notify(session, rule, firing) else None
+        matched = sorted({r.article_id for r in rows})
+        return firing if self._notify(session, rule, firing, matched) else None
 
-    def _notify(self, session: Session, rule: RuleConfig, firing: Firing) -> bool:
+    def _silenced(self, session: Session, rule: str, now: datetime) -> bool:
+        if self._silences is None:
+            self._silences = {s.rule for s in list_silences(session, now=now)}
+        return None in self._silences or rule in self._silences
+
+    def _notify(
+        self, session: Session, rule: RuleConfig, firing: Firing, matched: list[int]
+    ) -> bool:
         now = self.clock()
         state = session.get(AlertState, (rule.name, firing.event_id))
         if state is not None and not _due_update(rule, state, firing.sources):
@@ -219,14 +230,12 @@ class AlertEngine:
             session.add(state)
         state.sources_notified = firing.sources
         state.last_at = now
-        if silenced(session, rule.name, now):
+        if self._silenced(session, rule.name, now):
             state.status = "silenced"  # recorded, so the silence is visible; nothing queued
-            session.flush()
             return False
         state.status = "notified"
         state.revision += 1
-        session.flush()
-        payload = event_payload(session, rule, firing, state.revision)
+        payload = event_payload(session, rule, firing, state.revision, matched)
         for channel_name in rule.channels:
             channel = self.channels[channel_name]
             not_before, batch_key = schedule(rule, channel, now, last_sent)
@@ -336,7 +345,18 @@ def load_articles(session: Session, ids: list[int]) -> list[ArticleView]:
     if not ids:
         return []
     rows = session.execute(
-        select(A.id, A.event_id, A.title, A.text, A.summary, A.language, A.published, A.first_seen)
+        select(
+            A.id,
+            A.event_id,
+            A.title,
+            A.text,
+            A.summary,
+            A.language,
+            A.published,
+            A.first_seen,
+            A.url,
+            A.canonical_url,
+        )
         .where(A.id.in_(ids), A.event_id.is_not(None))
         .order_by(A.id)
     ).all()
@@ -362,20 +382,25 @@ def load_articles(session: Session, ids: list[int]) -> list[ArticleView]:
                 r.language,
                 at,
                 carriers.get(r.id, []),
+                r.url or r.canonical_url,
             )
         )
     return out
 
 
 def event_payload(
-    session: Session, rule: RuleConfig, firing: Firing, revision: int
+    session: Session,
+    rule: RuleConfig,
+    firing: Firing,
+    revision: int,
+    matched_ids: list[int] | None = None,
 ) -> dict[str, Any]:
-    """What a notification says about an event: documented in docs/webhooks.md."""
+    """What a notification says about an event: documented in docs/webhooks.md.
+    `matched_ids`: the event's articles that matched the rule, when the caller knows them."""
     event = session.get(Event, firing.event_id)
-    matched = session.execute(
-        select(M.article_id, M.at).where(M.rule == rule.name, M.event_id == firing.event_id)
-    ).all()
-    matched_ids = sorted({r.article_id for r in matched})
+    if matched_ids is None:
+        query = select(M.article_id).where(M.rule == rule.name, M.event_id == firing.event_id)
+        matched_ids = sorted(set(session.execute(query).scalars()))
     views = load_articles(session, matched_ids[-PAYLOAD_ARTICLES:])
     sources = sorted({name for v in views for _, name in v.sources})
     return {
@@ -393,7 +418,7 @@ def event_payload(
             {
                 "id": v.id,
                 "title": v.title,
-                "url": _article_url(session, v.id),
+                "url": v.url,
                 "sources": [name for _, name in v.sources],
                 "published": v.at.isoformat(),
             }
@@ -408,8 +433,3 @@ def event_payload(
             "window": rule.window.total_seconds() if rule.window else None,
         },
     }
-
-
-def _article_url(session: Session, article_id: int) -> str | None:
-    row = session.execute(select(A.url, A.canonical_url).where(A.id == article_id)).first()
-    return (row.url or row.canonical_url) if row else None

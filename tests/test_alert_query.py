@@ -19,6 +19,7 @@ from newswatch.alerts.query import (
     evaluate,
     matched_terms,
     parse,
+    words,
 )
 from newswatch.config import ConfigError, load_config
 
@@ -242,3 +243,12 @@ def test_config_loads_rules(tmp_path: Path) -> None:
     assert rule.min_sources == 2 and rule.window is not None
     assert rule.window.total_seconds() == 86400 and rule.repeat_interval is not None
     assert evaluate(rule.compiled(), DOC)
+
+
+def test_words_fold_only_what_needs_it() -> None:
+    text = "Kyïv Café ZÜRICH x² İstanbul ﬁne ½ Naïve-test Москва́ ÆON straße e\u0301te"
+    assert words(text) == [
+        "kyiv", "cafe", "zurich", "x2", "istanbul", "fine", "1", "2", "naive", "test",
+        "москва", "æon", "straße", "ete",
+    ]  # fmt: skip
+    assert words("Plain ASCII, words.") == ["plain", "ascii", "words"]

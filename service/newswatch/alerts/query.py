@@ -15,6 +15,7 @@ import re
 import unicodedata
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 FIELDS = ("title", "text", "source", "lang")
 DEFAULT_FIELDS = ("title", "text")
@@ -38,8 +39,23 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
+@lru_cache(maxsize=200_000)
+def _fold_word(word: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(fold(word)))
+
+
 def words(text: str) -> list[str]:
-    return _WORD.findall(fold(text))
+    """The folded words of `text`. Only words with non-ASCII letters are decomposed (and
+    remembered: names recur), which keeps long texts cheap."""
+    if text.isascii():
+        return _WORD.findall(text.lower())
+    out: list[str] = []
+    for word in _WORD.findall(unicodedata.normalize("NFC", text)):
+        if word.isascii():
+            out.append(word.lower())
+        else:
+            out.extend(_fold_word(word))
+    return out
 
 
 # --- the syntax tree ------------------------------------------------------------------

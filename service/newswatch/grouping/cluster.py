@@ -90,6 +90,7 @@ class Clusterer:
         self.lsh_times: deque[tuple[float, int]] = deque()
         self.latest = 0.0  # the latest article time seen (the stream's "now")
         self.added = 0
+        self._top_cache: dict[int, tuple[int, list[str]]] = {}
         # Surface forms of each event's entities ("DPRK" for key "@north korea").
         self.entity_names: dict[int, dict[str, str]] = {}
 
@@ -217,6 +218,7 @@ class Clusterer:
         for event_id in old:
             del self.events[event_id]
             self.entity_names.pop(event_id, None)
+            self._top_cache.pop(event_id, None)
 
     # --- the entry point ------------------------------------------------------------
     def add(
@@ -284,10 +286,16 @@ class Clusterer:
         event = self.events.get(self.resolve(event_id))
         if event is None:
             return []
+        cached = self._top_cache.get(event.id)
+        # A big event's leading entities change slowly: recompute when it grew by a quarter.
+        if cached is not None and cached[0] * 1.25 >= event.size and len(cached[1]) >= n:
+            return cached[1][:n]
         names = self.entity_names.get(event.id, {})
         weight = event.centroid.get
         keys = heapq.nlargest(n, (k for k in names if weight(k)), key=lambda k: weight(k, 0.0))
-        return [names[k] for k in keys]
+        top = [names[k] for k in keys]
+        self._top_cache[event.id] = (event.size, top)
+        return top
 
     def _decide(
         self,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from newswatch.grouping import cluster
 from newswatch.grouping.cluster import Clusterer
 from newswatch.grouping.settings import GroupingSettings
 
@@ -98,7 +100,8 @@ def test_beyond_the_window_a_similar_report_opens_a_new_event() -> None:
     assert (later.event_id, later.opened) == (2, True)
 
 
-def test_memory_is_bounded_by_the_window() -> None:
+def test_memory_is_bounded_by_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "DF_MAX", 500)  # so that a short test reaches the cap
     c = clusterer(window_hours=1)
     for n in range(2500):  # one distinct report a minute for 40 hours
         body = f"Crane {n} moved containers at berth {n % 97} of the harbour. " * 4
@@ -106,6 +109,11 @@ def test_memory_is_bounded_by_the_window() -> None:
     assert len(c.events) <= 60 + 1000  # the window plus one sweep interval
     assert len(c.lsh) <= 60 + 1000
     assert len(c.article_event) <= 60 + 1000
+    # Every article brought figures of its own: their postings were forgotten with it.
+    assert len(c.postings) < 60 * 40
+    # Words seen once were forgotten at the sweeps once the vocabulary passed its cap.
+    assert len(c.df) < 500 + 2 * 1000
+    assert c.df["harbour"] == 2500
 
 
 def test_a_report_bridging_two_events_merges_them() -> None:

@@ -31,6 +31,8 @@ MERGE_CHECKS = 2
 CANDIDATE_TERMS = 16
 # Articles between two sweeps of what fell out of the window.
 EXPIRE_EVERY = 1000
+# Document frequencies kept before the words seen once are forgotten.
+DF_MAX = 500_000
 # Before this many documents the IDF is too young to call terms rare.
 IDF_WARMUP = 50
 
@@ -218,6 +220,15 @@ class Clusterer:
         for event_id in old:
             del self.events[event_id]
             self.entity_names.pop(event_id, None)
+        # Posting lists that point only at forgotten events go too.
+        events = self.events
+        stale = [t for t, posting in self.postings.items() if not any(e in events for e in posting)]
+        for term in stale:
+            del self.postings[term]
+        if len(self.df) > DF_MAX:
+            # Words seen once are most of a growing vocabulary (names, typos); forgetting
+            # them moves their IDF by log(2) and keeps memory flat over months.
+            self.df = {t: n for t, n in self.df.items() if n > 1}
             self._top_cache.pop(event_id, None)
 
     # --- the entry point ------------------------------------------------------------

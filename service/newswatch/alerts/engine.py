@@ -103,6 +103,7 @@ class AlertEngine:
         # Called after a transaction that queued notifications commits (wakes the worker).
         self.enqueued = False
         self._silences: set[str | None] | None = None
+        self._round: dict[str, Any] = {"states": {}, "events": [], "views": {}}
 
     # --- the pipeline's entry point -------------------------------------------------
     def on_changes(self, session: Session, changes: list[EventChange]) -> list[Firing]:
@@ -185,6 +186,11 @@ class AlertEngine:
         if not open_pairs:
             return []
         self._silences = None  # loaded when first needed, once per round
+        # The events in play, loaded at once (session.get then finds them without a query).
+        events = session.execute(
+            select(Event).where(Event.id.in_({e for _, e in open_pairs}))  # type: ignore[attr-defined]
+        ).scalars()
+        self._round = {"states": states, "events": list(events), "views": {}}
         found: dict[tuple[str, int], list[Any]] = defaultdict(list)
         for row in session.execute(
             select(M.rule, M.event_id, M.article_id, M.source_id, M.at, M.terms).where(
@@ -192,25 +198,20 @@ class AlertEngine:
             )
         ):
             found[(row.rule, row.event_id)].append(row)
-        fired = []
+        due = []
         for rule_name, event_id in open_pairs:
-            firing = self._judge(
-                session, self.rules[rule_name], event_id, found[(rule_name, event_id)]
-            )
-            if firing is not None:
-                fired.append(firing)
-        return fired
-
-    def _judge(
-        self, session: Session, rule: RuleConfig, event_id: int, rows: list[Any]
-    ) -> Firing | None:
-        count = corroboration(((r.source_id, _aware(r.at)) for r in rows), rule.window)
-        if count < rule.min_sources:
-            return None
-        terms = sorted({t for r in rows for t in r.terms})
-        firing = Firing(rule.name, event_id, count, terms)
-        matched = sorted({r.article_id for r in rows})
-        return firing if self._notify(session, rule, firing, matched) else None
+            rule = self.rules[rule_name]
+            judged = _judge(rule, event_id, found[(rule_name, event_id)])
+            state = states.get((rule_name, event_id))
+            if judged is not None and (
+                state is None or _due_update(rule, state, judged[0].sources)
+            ):
+                due.append((rule, *judged))
+        # The articles every payload of the round shows, in one query.
+        views: dict[int, ArticleView] = self._round["views"]
+        wanted = {i for _r, _f, matched in due for i in matched[-PAYLOAD_ARTICLES:]}
+        views.update((v.id, v) for v in load_articles(session, sorted(wanted)))
+        return [f for rule, f, matched in due if self._notify(session, rule, f, matched)]
 
     def _silenced(self, session: Session, rule: str, now: datetime) -> bool:
         if self._silences is None:
@@ -221,13 +222,14 @@ class AlertEngine:
         self, session: Session, rule: RuleConfig, firing: Firing, matched: list[int]
     ) -> bool:
         now = self.clock()
-        state = session.get(AlertState, (rule.name, firing.event_id))
+        state = self._round["states"].get((rule.name, firing.event_id))
         if state is not None and not _due_update(rule, state, firing.sources):
             return False
         last_sent = state.last_at if state is not None and state.revision else None
         if state is None:
             state = AlertState(rule=rule.name, event_id=firing.event_id, first_at=now)
             session.add(state)
+            self._round["states"][(rule.name, firing.event_id)] = state
         state.sources_notified = firing.sources
         state.last_at = now
         if self._silenced(session, rule.name, now):
@@ -235,7 +237,9 @@ class AlertEngine:
             return False
         state.status = "notified"
         state.revision += 1
-        payload = event_payload(session, rule, firing, state.revision, matched)
+        payload = event_payload(
+            session, rule, firing, state.revision, matched, self._round["views"]
+        )
         for channel_name in rule.channels:
             channel = self.channels[channel_name]
             not_before, batch_key = schedule(rule, channel, now, last_sent)
@@ -285,6 +289,15 @@ class AlertEngine:
             if count >= rule.min_sources:
                 out.append(Firing(rule_name, event_id, count, sorted(terms[(rule_name, event_id)])))
         return out
+
+
+def _judge(rule: RuleConfig, event_id: int, rows: list[Any]) -> tuple[Firing, list[int]] | None:
+    """Whether the matches of a (rule, event) meet the rule: the firing and the articles."""
+    count = corroboration(((r.source_id, _aware(r.at)) for r in rows), rule.window)
+    if count < rule.min_sources:
+        return None
+    terms = sorted({t for r in rows for t in r.terms})
+    return Firing(rule.name, event_id, count, terms), sorted({r.article_id for r in rows})
 
 
 def _due_update(rule: RuleConfig, state: AlertState, sources: int) -> bool:
@@ -394,14 +407,19 @@ def event_payload(
     firing: Firing,
     revision: int,
     matched_ids: list[int] | None = None,
+    cache: dict[int, ArticleView] | None = None,
 ) -> dict[str, Any]:
     """What a notification says about an event: documented in docs/webhooks.md.
-    `matched_ids`: the event's articles that matched the rule, when the caller knows them."""
+    `matched_ids`: the event's articles that matched the rule, when the caller knows them;
+    `cache`: articles loaded already, by id (missing ones are loaded and added)."""
     event = session.get(Event, firing.event_id)
     if matched_ids is None:
         query = select(M.article_id).where(M.rule == rule.name, M.event_id == firing.event_id)
         matched_ids = sorted(set(session.execute(query).scalars()))
-    views = load_articles(session, matched_ids[-PAYLOAD_ARTICLES:])
+    wanted = matched_ids[-PAYLOAD_ARTICLES:]
+    cache = {} if cache is None else cache
+    cache.update((v.id, v) for v in load_articles(session, [i for i in wanted if i not in cache]))
+    views = [cache[i] for i in wanted if i in cache]
     sources = sorted({name for v in views for _, name in v.sources})
     return {
         "rule": rule.name,

@@ -47,6 +47,7 @@ def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> d
     clusterer = Clusterer(GroupingSettings())
     times: dict[int, list[float]] = {m: [] for m in marks}
     texts: dict[int, list[tuple[str, str]]] = {m: [] for m in marks}
+    sizes: dict[int, str] = {}
     rss0 = rss_mb()
     clock = time.perf_counter
     for n, (title, body, when) in enumerate(articles(count, per_hour)):
@@ -60,13 +61,17 @@ def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> d
             if m <= n < m + sample:
                 times[m].append(elapsed)
                 texts[m].append((title, body))
-    return {
-        "times": times,
-        "texts": texts,
-        "rss_growth_mb": rss_mb() - rss0,
-        "events": len(clusterer.events),
-        "signatures": len(clusterer.lsh),
-    }
+            if n == m + sample - 1:
+                sizes[m] = state(clusterer, rss_mb() - rss0)
+    return {"times": times, "texts": texts, "sizes": sizes}
+
+
+def state(clusterer: Clusterer, rss_growth: float) -> str:
+    return (
+        f"peak RSS +{rss_growth:.0f} MB, {len(clusterer.events)} events, "
+        f"{len(clusterer.lsh)} signatures, {len(clusterer.postings)} posting lists, "
+        f"{len(clusterer.df)} document frequencies"
+    )
 
 
 def run_datasketch(texts: list[tuple[str, str]]) -> list[float]:
@@ -110,8 +115,8 @@ def main() -> None:
     print(f"ratio late/early (median): {statistics.median(late) / statistics.median(early):.2f}")
     print(f"baseline datasketch MinHash(128)+LSH: {ms(base)}")
     print(f"add() / baseline (median): {statistics.median(late) / statistics.median(base):.2f}")
-    print(f"peak RSS growth: {result['rss_growth_mb']:.0f} MB; in memory at the end: "
-          f"{result['events']} events, {result['signatures']} signatures")
+    for m in marks:
+        print(f"after {m + args.sample:>7}: {result['sizes'][m]}")
 
 
 if __name__ == "__main__":

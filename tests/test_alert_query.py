@@ -252,3 +252,5 @@ def test_words_fold_only_what_needs_it() -> None:
         "москва", "æon", "straße", "ete",
     ]  # fmt: skip
     assert words("Plain ASCII, words.") == ["plain", "ascii", "words"]
+    # A mark NFC cannot compose does not split its word; symbols are not words.
+    assert words("Москва\u0301ский Opteron™") == ["москваскии", "opteron"]

@@ -20,6 +20,7 @@ from functools import lru_cache
 FIELDS = ("title", "text", "source", "lang")
 DEFAULT_FIELDS = ("title", "text")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
 class QueryError(ValueError):
@@ -50,7 +51,9 @@ def words(text: str) -> list[str]:
     if text.isascii():
         return _WORD.findall(text.lower())
     out: list[str] = []
-    for word in _WORD.findall(unicodedata.normalize("NFC", text)):
+    # Marks NFC cannot compose onto their letter ("а́") would split the word: drop them.
+    text = _MARKS.sub("", unicodedata.normalize("NFC", text))
+    for word in _WORD.findall(text):
         if word.isascii():
             out.append(word.lower())
         else:

@@ -482,10 +482,17 @@ def test_schedule_repeat_interval_and_channel_defaults() -> None:
     assert schedule(spaced, ops, now, last)[0] == last + timedelta(hours=1)
     # The rule's own setting wins over the channel's.
     assert schedule(rule(group_wait=timedelta(0)), ops, now) == (now, None)
+    # A channel's digest or quiet hours gather every rule's notifications into one message.
     daily = ChannelConfig(name="d", type="email", to=["a@b.c"], digest="daily")
     assert schedule(rule(), daily, now) == (
         datetime(2026, 11, 23, tzinfo=UTC),
-        "dprk:digest:2026-11-22T00:00:00+00:00",
+        "channel:d:digest:2026-11-22T00:00:00+00:00",
+    )
+    assert schedule(rule(digest="hourly"), daily, now)[1] == "dprk:digest:" + now.isoformat()
+    night = ChannelConfig(name="n", type="email", to=["a@b.c"], quiet_hours="09:00-11:00")
+    assert schedule(rule(name="other"), night, now) == (
+        datetime(2026, 11, 22, 11, tzinfo=UTC),
+        "channel:n:quiet:2026-11-22T11:00:00+00:00",
     )
 
 

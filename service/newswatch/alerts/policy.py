@@ -41,16 +41,20 @@ def schedule(
     now: datetime,
     last_sent: datetime | None = None,
 ) -> tuple[datetime, str | None]:
+    # A rule's own digest or quiet hours batch its notifications; a channel's batch every
+    # rule's notifications to that channel into one message.
     digest = rule.digest or channel.digest
     if digest is not None:
         step = timedelta(hours=1) if digest == "hourly" else timedelta(days=1)
         start = _floor(now, step)
-        return start + step, f"{rule.name}:digest:{start.isoformat()}"
+        owner = rule.name if rule.digest else f"channel:{channel.name}"
+        return start + step, f"{owner}:digest:{start.isoformat()}"
     quiet = rule.quiet_hours or channel.quiet_hours
     if quiet is not None:
         end = quiet_end(now, quiet_span(quiet))
         if end is not None:
-            return end, f"{rule.name}:quiet:{end.isoformat()}"
+            owner = rule.name if rule.quiet_hours else f"channel:{channel.name}"
+            return end, f"{owner}:quiet:{end.isoformat()}"
     not_before, batch_key = now, None
     wait = rule.group_wait if rule.group_wait is not None else channel.group_wait
     if wait:

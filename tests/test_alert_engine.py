@@ -267,6 +267,19 @@ def test_follow_up_waits_for_repeat_interval(engine: Engine) -> None:
         assert due == [NOW, NOW + timedelta(hours=1)]
 
 
+def test_payload_lists_recent_articles_and_every_source(engine: Engine) -> None:
+    alerts = make_engine(rule(min_sources=25))
+    with Session(engine) as session:
+        w = World(session)
+        first = w.article("s00")
+        changes = [first] + [w.article(f"s{i:02}", event=first.event_id) for i in range(1, 25)]
+        assert len(alerts.on_changes(session, changes)) == 1
+        payload = notifications(session)[0].payload
+        assert len(payload["articles"]) == 20  # the latest 20 matching articles
+        assert payload["sources"] == [f"s{i:02}" for i in range(25)]
+        assert payload["why"]["sources_in_window"] == 25
+
+
 def test_no_updates_by_default(engine: Engine) -> None:
     alerts = make_engine(rule(min_sources=1))
     with Session(engine) as session:

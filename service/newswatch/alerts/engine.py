@@ -420,7 +420,15 @@ def event_payload(
     cache = {} if cache is None else cache
     cache.update((v.id, v) for v in load_articles(session, [i for i in wanted if i not in cache]))
     views = [cache[i] for i in wanted if i in cache]
-    sources = sorted({name for v in views for _, name in v.sources})
+    # Every source that carried a matching article, also those of articles not listed.
+    sources = sorted(
+        session.execute(
+            select(Source.name)
+            .join(MATCHES, M.source_id == Source.id)
+            .where(M.rule == rule.name, M.event_id == firing.event_id)
+            .distinct()
+        ).scalars()
+    )
     return {
         "rule": rule.name,
         "event_id": firing.event_id,

@@ -59,7 +59,7 @@ class Pipeline:
         # Alerts: rules matched inside the ingest transaction, notifications into the outbox.
         self.alert_engine: AlertEngine | None = None
         if alerts and config.rules:
-            self.alert_engine = AlertEngine(config.rules, config.channels)
+            self.alert_engine = AlertEngine(config.rules, config.channels, settings)
         # Called after a commit that queued notifications (the delivery worker's wake-up).
         self.on_enqueued: list[Callable[[], None]] = []
 

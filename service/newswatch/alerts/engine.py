@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,6 +29,9 @@ from newswatch.grouping.api import EventChange
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store.columns import utcnow
 from newswatch.store.models import Article, Event, Sighting, Source
+
+if TYPE_CHECKING:
+    from newswatch.config import Settings
 
 MATCHES = RuleMatch.__table__  # type: ignore[attr-defined]
 M = MATCHES.c
@@ -89,13 +92,19 @@ def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | No
 
 
 class AlertEngine:
+    """Decides, inside the ingest transaction, which (rule, event) pairs are notified and
+    when; writes matches, state and outbox rows. `settings` is accepted for the shared
+    interface (nothing in it concerns the rules yet); `clock` is for tests."""
+
     def __init__(
         self,
         rules: list[RuleConfig],
         channels: list[ChannelConfig],
+        settings: Settings | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
     ):
+        self.settings = settings
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from newswatch.grouping import text
 from newswatch.grouping.cluster import Clusterer
 from newswatch.grouping.settings import GroupingSettings
 from synthetic_news import stream
@@ -70,7 +71,9 @@ def state(clusterer: Clusterer, rss_growth: float) -> str:
     return (
         f"peak RSS +{rss_growth:.0f} MB, {len(clusterer.events)} events, "
         f"{len(clusterer.lsh)} signatures, {len(clusterer.postings)} posting lists, "
-        f"{len(clusterer.df)} document frequencies"
+        f"{len(clusterer.df)} document frequencies; capped caches: "
+        f"{len(clusterer.hasher._ids)} token hashes, {len(text._TERMS)} terms, "
+        f"{len(text._NAME_KEYS)} name keys"
     )
 
 

@@ -80,9 +80,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--baseline", type=int, default=20_000)
+    # 100 an hour: the 72-hour window holds a steady 7,200 articles after the first 7,200.
+    ap.add_argument("--per-hour", type=int, default=100)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = write(Path(tmp) / "stream.jsonl", args.count)
+        path = write(Path(tmp) / "stream.jsonl", args.count, per_hour=args.per_hour)
         words = 0
         with path.open(encoding="utf-8") as f:
             for _, line in zip(range(1000), f, strict=False):

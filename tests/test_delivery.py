@@ -215,6 +215,21 @@ def test_metrics_report_outbox_depth_and_age(engine):
     assert 0 <= float(age.split()[-1]) < 600
 
 
+def test_metrics_count_attempts_by_channel_and_outcome(engine):
+    from newswatch.metrics import NOTIFICATIONS as COUNTER
+
+    def count(outcome: str) -> float:
+        return COUNTER.labels("ops", outcome)._value.get()
+
+    before = {o: count(o) for o in ("retry", "sent")}
+    with webhook_receiver() as receiver:
+        receiver.script = ["500"]
+        queue_one(engine)
+        worker = DeliveryWorker.from_config(engine, config_for(receiver.url()), settings())
+        assert asyncio.run(worker.drain(timeout=30)).sent == 1
+    assert count("retry") - before["retry"] == 1 and count("sent") - before["sent"] == 1
+
+
 def test_a_wake_from_another_thread_sends_at_once(engine):
     """Big ingest batches commit in a worker thread and wake the delivery worker from there;
     with polling switched off, only that wake-up can make the notification go out."""

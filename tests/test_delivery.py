@@ -169,6 +169,8 @@ print(asyncio.run(worker.drain(timeout=20)))
 def _deliver_in_child(store_url: str, url: str, crash_at: str | None) -> int:
     env = dict(os.environ)
     env.pop("NEWSWATCH_TEST_CRASH_AT", None)
+    # The restarted sender takes over the dead one's claim at once (instead of after 120 s).
+    env["NEWSWATCH_DELIVERY_LEASE"] = "0"
     if crash_at:
         env["NEWSWATCH_TEST_CRASH_AT"] = crash_at
     child = subprocess.run(
@@ -258,3 +260,24 @@ def test_a_wake_from_another_thread_sends_at_once(engine):
             loop.close()
         assert len(receiver.accepted) == 1
     assert rows(engine)[0].status == "sent"
+
+
+def test_a_claim_of_a_live_worker_is_not_taken_over_before_the_lease(engine):
+    """`replay` draining beside a running service must not re-send what the service is
+    sending: a fresh claim stays with its worker; an expired one is taken over."""
+    with webhook_receiver() as receiver:
+        queue_one(engine)
+        other = DeliveryWorker.from_config(engine, config_for(receiver.url()), settings())
+        (claimed,) = other.claim(utcnow())  # another process, in the middle of sending
+        worker = DeliveryWorker.from_config(
+            engine, config_for(receiver.url()), settings(NEWSWATCH_DELIVERY_LEASE=120)
+        )
+        result = asyncio.run(worker.drain(timeout=1))
+        assert result.sent == 0 and receiver.attempts == 0
+        assert rows(engine)[0].status == "sending"
+        expired = DeliveryWorker.from_config(
+            engine, config_for(receiver.url()), settings(NEWSWATCH_DELIVERY_LEASE=0)
+        )
+        result = asyncio.run(expired.drain(timeout=10))
+        assert result.sent == 1 and len(receiver.accepted) == 1
+        assert claimed.ids == [rows(engine)[0].id] and rows(engine)[0].status == "sent"

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     delivery_backoff_max: float = Field(
         3600.0, gt=0, validation_alias="NEWSWATCH_DELIVERY_BACKOFF_MAX"
     )
+    # A claimed notification belongs to its worker this long; then another worker may take it
+    # over (its sender died). Longer than any channel's timeout.
+    delivery_lease: float = Field(120.0, ge=0, validation_alias="NEWSWATCH_DELIVERY_LEASE")
 
     # `newswatch replay` waits this long for queued notifications to be sent before it exits.
     replay_drain_timeout: float = Field(

@@ -2,9 +2,10 @@
 
 Life of a row: pending -> sending (claimed) -> sent, or back to pending with a later
 `not_before` after a failure, or dead after the last attempt. A process killed while a row is
-"sending" leaves it claimed; the next worker to start puts it back to pending (the receiver
-may see that notification twice, with the same Idempotency-Key). A row never claimed is sent
-exactly once.
+"sending" leaves it claimed; once the claim is older than the lease (NEWSWATCH_DELIVERY_LEASE,
+longer than any send may take) a worker puts it back to pending (the receiver may see that
+notification twice, with the same Idempotency-Key). A row being sent by another live process
+(`replay` beside a running service) is left to it. A row never claimed is sent exactly once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import os
 import random
 import signal
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +35,8 @@ log = structlog.get_logger(__name__)
 TABLE = Notification.__table__  # type: ignore[attr-defined]
 N = TABLE.c
 CLAIM_LIMIT = 100
+# Seconds between two looks for rows whose claim has expired.
+RECOVER_EVERY = 30.0
 # Test hook: kill the process at a named point, to prove that nothing is lost.
 CRASH_ENV = "NEWSWATCH_TEST_CRASH_AT"
 
@@ -78,7 +82,7 @@ class DeliveryWorker:
         self.engine = engine
         self.channels = channels
         self.settings = settings
-        self.started = utcnow()
+        self._recovered_at = 0.0
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -107,14 +111,21 @@ class DeliveryWorker:
 
     # --- the store side -------------------------------------------------------------
     def recover(self) -> int:
-        """Rows claimed by a worker that died before recording an outcome go back to pending."""
+        """Rows claimed longer ago than the lease (their worker died before recording an
+        outcome) go back to pending. Rows another live process is sending are left alone."""
+        expired = utcnow() - timedelta(seconds=self.settings.delivery_lease)
         with session_scope(self.engine) as session:
             result = session.execute(
                 update(TABLE)
-                .where(N.status == "sending", N.claimed_at < self.started)
+                .where(N.status == "sending", N.claimed_at < expired)
                 .values(status="pending", claimed_at=None)
             )
-            return result.rowcount or 0
+        self._recovered_at = time.monotonic()
+        return result.rowcount or 0
+
+    def _recover_now_and_then(self) -> None:
+        if time.monotonic() - self._recovered_at >= RECOVER_EVERY:
+            self.recover()
 
     def claim(self, now: datetime) -> list[Claimed]:
         """Due rows, marked as being sent; rows sharing (channel, batch key) form one message."""
@@ -208,6 +219,7 @@ class DeliveryWorker:
         self.recover()
         while not stop.is_set():
             try:
+                self._recover_now_and_then()
                 if await self.run_once():
                     continue
             except Exception:  # the store may be briefly unavailable; try again shortly
@@ -228,6 +240,7 @@ class DeliveryWorker:
         deadline = loop.time() + timeout
         result = DrainResult()
         while loop.time() < deadline:
+            self._recover_now_and_then()
             outcomes = await self.run_once()
             for outcome in outcomes:
                 if outcome == "sent":

@@ -14,6 +14,12 @@ from newswatch.durations import parse_duration
 _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
 
+def _quiet_hours(value: str | None) -> str | None:
+    if value is not None:
+        quiet_span(value)
+    return value
+
+
 def _duration(value: Any) -> Any:
     if value is None or isinstance(value, timedelta):
         return value
@@ -49,12 +55,7 @@ class ChannelConfig(BaseModel):
 
     _duration = field_validator("group_wait", mode="before")(_duration)
 
-    @field_validator("quiet_hours")
-    @classmethod
-    def _quiet(cls, value: str | None) -> str | None:
-        if value is not None:
-            quiet_span(value)
-        return value
+    _quiet = field_validator("quiet_hours")(_quiet_hours)
 
     @model_validator(mode="after")
     def _needs(self) -> ChannelConfig:
@@ -99,12 +100,7 @@ class RuleConfig(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("quiet_hours")
-    @classmethod
-    def _quiet(cls, value: str | None) -> str | None:
-        if value is not None:
-            quiet_span(value)
-        return value
+    _quiet = field_validator("quiet_hours")(_quiet_hours)
 
     def compiled(self) -> Node:
         return parse(self.query)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, or_, select, update
@@ -27,7 +27,7 @@ from newswatch.alerts.query import Document, matched_terms
 from newswatch.alerts.silences import list_silences
 from newswatch.grouping.api import EventChange
 from newswatch.metrics import RULE_MATCHES
-from newswatch.store.columns import utcnow
+from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.models import Article, Event, Sighting, Source
 
 if TYPE_CHECKING:
@@ -63,12 +63,6 @@ class Firing:
     event_id: int
     sources: int  # distinct sources within the window
     terms: list[str]
-
-
-def _aware(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | None) -> int:
@@ -302,7 +296,7 @@ class AlertEngine:
 
 def _judge(rule: RuleConfig, event_id: int, rows: list[Any]) -> tuple[Firing, list[int]] | None:
     """Whether the matches of a (rule, event) meet the rule: the firing and the articles."""
-    count = corroboration(((r.source_id, _aware(r.at)) for r in rows), rule.window)
+    count = corroboration(((r.source_id, as_utc(r.at)) for r in rows), rule.window)
     if count < rule.min_sources:
         return None
     terms = sorted({t for r in rows for t in r.terms})
@@ -392,8 +386,8 @@ def load_articles(session: Session, ids: list[int]) -> list[ArticleView]:
         carriers[article_id].append((source_id, name))
     out = []
     for r in rows:
-        published = _aware(r.published) if r.published else None
-        first_seen = _aware(r.first_seen)
+        published = as_utc(r.published) if r.published else None
+        first_seen = as_utc(r.first_seen)
         at = published if published is not None and published <= first_seen else first_seen
         out.append(
             ArticleView(

@@ -6,7 +6,7 @@ nothing: the delivery worker finds the row when it starts again.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from newswatch.alerts.models import Notification
-from newswatch.store.columns import utcnow
+from newswatch.store.columns import as_utc, utcnow
 
 NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 N = NOTIFICATIONS.c
@@ -69,12 +69,7 @@ def outbox_stats(session: Session) -> tuple[int, datetime | None]:
     row = session.execute(
         select(func.count(), func.min(N.created_at)).where(N.status.in_(("pending", "sending")))
     ).one()
-    oldest = row[1]
-    if isinstance(oldest, str):  # aggregates bypass the column type on SQLite
-        oldest = datetime.fromisoformat(oldest)
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)
-    return int(row[0]), oldest
+    return int(row[0]), as_utc(row[1]) if row[1] is not None else None
 
 
 def failed_filter() -> Any:

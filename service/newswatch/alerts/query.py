@@ -17,6 +17,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from newswatch.grouping.text import fold
+
 FIELDS = ("title", "text", "source", "lang")
 DEFAULT_FIELDS = ("title", "text")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -30,14 +32,6 @@ class QueryError(ValueError):
         super().__init__(f"col {column}: {message}")
         self.column = column
         self.message = message
-
-
-def fold(text: str) -> str:
-    """Lowercase without accents."""
-    if text.isascii():
-        return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
 @lru_cache(maxsize=200_000)

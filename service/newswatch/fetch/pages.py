@@ -34,12 +34,11 @@ from newswatch.fetch.extract import (
 )
 from newswatch.fetch.http import Fetcher, FetchResult
 from newswatch.fetch.netguard import NetGuard
-from newswatch.fetch.poll import BodyResult, Poller, handle_feed
+from newswatch.fetch.poll import BodyResult, Poller, count_fetch, handle_feed
 from newswatch.fetch.robots import RobotsCache
 from newswatch.fetch.seen import already_seen, is_lasting, record_seen
 from newswatch.fetch.urls import canonical_url
 from newswatch.logging import get_logger
-from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 from newswatch.store.sources import SourceSnapshot
@@ -236,7 +235,7 @@ class PageSupport:
             batch.fetched.append((candidate, result, extracted))
             if is_lasting(result):
                 batch.done[key] = result.outcome
-            _count(source, result)
+            count_fetch("article fetch", source.name, result, result.outcome, result.error)
         return batch
 
     async def _fetch_one(
@@ -254,23 +253,6 @@ class PageSupport:
             result.error = extracted.error
             return result, None
         return result, extracted
-
-
-def _count(source: SourceSnapshot, result: FetchResult) -> None:
-    """Metrics and a log line for an article fetch, like the source's own fetches."""
-    FETCHES.labels(source.name, result.outcome).inc()
-    FETCH_SECONDS.observe(result.duration)
-    FETCH_BYTES.inc(result.bytes_read)
-    log.info(
-        "article fetch",
-        source=source.name,
-        url=result.final_url,
-        status=result.status,
-        outcome=result.outcome,
-        bytes=result.bytes_read,
-        duration_ms=round(result.duration * 1000),
-        error=result.error,
-    )
 
 
 def entries_of(batch: ArticleBatch) -> list[ParsedEntry]:

@@ -239,20 +239,14 @@ class Poller:
         recorder = FetchRecorder(source, result, body, self.settings)
         ingest = await self.writer.write(source.id, body.entries, recorder.apply)
         outcome = recorder.outcome
-        FETCHES.labels(source.name, outcome).inc()
-        FETCH_SECONDS.observe(result.duration)
-        FETCH_BYTES.inc(result.bytes_read)
-        log.info(
+        count_fetch(
             "fetch",
-            source=source.name,
-            url=result.final_url,
-            status=result.status,
-            outcome=outcome,
-            bytes=result.bytes_read,
-            duration_ms=round(result.duration * 1000),
+            source.name,
+            result,
+            outcome,
+            recorder.error,
             entries=len(body.entries),
             new_articles=ingest.new,
-            error=recorder.error,
         )
         return PollOutcome(
             source=source.name,
@@ -265,6 +259,31 @@ class Poller:
             new=ingest.new,
             error=recorder.error,
         )
+
+
+def count_fetch(
+    event: str,
+    source_name: str,
+    result: FetchResult,
+    outcome: str,
+    error: str | None,
+    **extra: object,
+) -> None:
+    """Metrics and a log line for one fetch (a source's own, or an article page's)."""
+    FETCHES.labels(source_name, outcome).inc()
+    FETCH_SECONDS.observe(result.duration)
+    FETCH_BYTES.inc(result.bytes_read)
+    log.info(
+        event,
+        source=source_name,
+        url=result.final_url,
+        status=result.status,
+        outcome=outcome,
+        bytes=result.bytes_read,
+        duration_ms=round(result.duration * 1000),
+        error=error,
+        **extra,
+    )
 
 
 class FetchRecorder:

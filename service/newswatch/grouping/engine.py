@@ -8,7 +8,7 @@ the last time window, so a restart continues the same events.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from newswatch.grouping.cluster import Clusterer, Decision
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.metrics import EVENTS_MERGED, EVENTS_OPENED
 from newswatch.store.articles import StoredArticle
-from newswatch.store.columns import utcnow
+from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.models import Article, Event, Sighting
 
 ARTICLES = Article.__table__  # type: ignore[attr-defined]
@@ -161,7 +161,7 @@ class EventGrouper:
                 "b_stage": d.stage,
                 "b_score": round(float(d.score), 4),
                 "b_explain": _explanation(d),
-                "b_fp": self._fingerprint(a.id, d),
+                "b_fp": _fingerprint(d),
             }
             for a, d, _w in decisions
         ]
@@ -178,11 +178,6 @@ class EventGrouper:
             )
         )
         session.connection().execute(statement, rows)
-
-    def _fingerprint(self, article_id: int, decision: Decision) -> bytes | None:
-        if decision.signature is None:
-            return None
-        return decision.signature.astype("<u4").tobytes()
 
     def _write_merges(
         self, session: Session, decisions: list[tuple[StoredArticle, Decision, datetime]],
@@ -229,9 +224,9 @@ class EventGrouper:
                     "b_id": r.event_id,
                     "b_articles": r.articles,
                     "b_sources": max(r.sources, 1),
-                    "b_first": _aware(r.first),
-                    "b_last": _aware(r.last),
-                    "b_entities": self._top_entities(r.event_id),
+                    "b_first": as_utc(r.first),
+                    "b_last": as_utc(r.last),
+                    "b_entities": self.clusterer.top_entities(r.event_id),
                     "b_now": now,
                 }
                 for r in session.execute(query)
@@ -253,15 +248,11 @@ class EventGrouper:
             )
             session.connection().execute(statement, rows)
 
-    def _top_entities(self, event_id: int) -> list[str]:
-        return self.clusterer.top_entities(event_id)
 
-
-def _aware(value: datetime | str) -> datetime:
-    """Aggregates over a TypeDecorator column come back raw (naive, or text on SQLite)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _fingerprint(decision: Decision) -> bytes | None:
+    if decision.signature is None:
+        return None
+    return decision.signature.astype("<u4").tobytes()
 
 
 def _explanation(decision: Decision) -> dict[str, Any]:

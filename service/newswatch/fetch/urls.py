@@ -98,8 +98,9 @@ def canonical_url(url: str) -> str:
 
 
 def _normalise_text(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(text.split())
+    if not text.isascii():  # NFKC leaves ASCII as it is; skip the pass over the text
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.casefold().split())
 
 
 def content_hash(title: str, text: str) -> str:

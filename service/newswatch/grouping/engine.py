@@ -63,8 +63,16 @@ class EventGrouper:
         since = latest - timedelta(hours=self.settings.window_hours)
         when = func.coalesce(A.published, A.first_seen)
         query = (
-            select(A.id, A.event_id, A.title, A.text, A.summary, A.published, A.first_seen,
-                   A.fingerprint)
+            select(
+                A.id,
+                A.event_id,
+                A.title,
+                A.text,
+                A.summary,
+                A.published,
+                A.first_seen,
+                A.fingerprint,
+            )
             .where(A.event_id.is_not(None), or_(A.first_seen >= since, when >= since))
             .order_by(A.id)
             .execution_options(yield_per=LOAD_CHUNK)
@@ -125,7 +133,9 @@ class EventGrouper:
         return changes
 
     def _write_new_events(
-        self, session: Session, decisions: list[tuple[StoredArticle, Decision, datetime]],
+        self,
+        session: Session,
+        decisions: list[tuple[StoredArticle, Decision, datetime]],
         now: datetime,
     ) -> None:
         rows = [
@@ -180,7 +190,9 @@ class EventGrouper:
         session.connection().execute(statement, rows)
 
     def _write_merges(
-        self, session: Session, decisions: list[tuple[StoredArticle, Decision, datetime]],
+        self,
+        session: Session,
+        decisions: list[tuple[StoredArticle, Decision, datetime]],
         now: datetime,
     ) -> None:
         """Absorbed events keep their row (merged_into) and hand their articles over."""

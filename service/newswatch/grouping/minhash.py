@@ -1,20 +1,56 @@
 """Near-duplicate detection: MinHash over word 3-shingles with an LSH band index.
 
-Token hashes are CRC32 (stable across processes, so stored signatures stay comparable after
-a restart); shingle hashing and the permutations are numpy operations on the whole document.
+Tokens are runs of non-space bytes of the lowercased UTF-8 text, hashed all at once with a
+polynomial prefix sum (numpy, no Python loop over words, stable across processes so stored
+signatures stay comparable after a restart); shingles and the permutation are numpy
+operations on the whole document too.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 
 import numpy as np
 
-_TOKEN_CACHE_MAX = 500_000
-
-
 EMPTY = np.uint32(0xFFFFFFFF)  # a bin no shingle fell into (never counted as a match)
+# Bytes of text hashed at most (the beginning of a copy is enough to recognise it).
+MAX_BYTES = 8192
+_M64 = (1 << 64) - 1
+_BASE = 0x100000001B3  # odd, so it has an inverse modulo 2**64
+_POW = np.empty(MAX_BYTES + 1, dtype=np.uint64)
+_INV = np.empty(MAX_BYTES + 1, dtype=np.uint64)
+_inverse = pow(_BASE, -1, 1 << 64)
+_p = _q = 1
+for _i in range(MAX_BYTES + 1):
+    _POW[_i], _INV[_i] = _p, _q
+    _p, _q = _p * _BASE & _M64, _q * _inverse & _M64
+_ONE = np.uint64(1)
+_K1 = np.uint64(0x9E3779B97F4A7C15)
+_K2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_NOT_EMPTY = np.uint32(0xFFFFFFFE)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """Spread every input bit over the word (the finaliser of SplitMix64)."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def token_hashes(text: str) -> np.ndarray:
+    """A 64-bit hash of each white-space separated token of `text`, in order.
+
+    Token j spanning bytes [s, e) hashes to sum(b[i] * BASE**(i - s)): the difference of two
+    prefix sums of b[i] * BASE**i, scaled back by BASE**-s (all modulo 2**64)."""
+    raw = np.frombuffer(text.encode("utf-8")[:MAX_BYTES], dtype=np.uint8)
+    n = len(raw)
+    word = np.zeros(n + 2, dtype=np.bool_)
+    word[1:-1] = raw > 32  # white space and control bytes separate tokens
+    edges = np.flatnonzero(word[1:] != word[:-1])
+    starts, ends = edges[::2], edges[1::2]
+    prefix = np.zeros(n + 1, dtype=np.uint64)
+    np.cumsum(raw * _POW[:n], out=prefix[1:])
+    return _mix((prefix[ends] - prefix[starts]) * _INV[starts])
 
 
 class MinHasher:
@@ -29,38 +65,23 @@ class MinHasher:
         rng = np.random.default_rng(seed)
         self.num_perm = num_perm
         self.shift = np.uint64(64 - (num_perm.bit_length() - 1))
-        self.mult = rng.integers(1 << 40, 1 << 63, dtype=np.uint64) | np.uint64(1)
-        self.bins = np.arange(num_perm, dtype=np.uint64)
-        self._ids: dict[str, int] = {}
+        self.mult = rng.integers(1 << 40, 1 << 63, dtype=np.uint64) | _ONE
 
-    def _token_ids(self, tokens: list[str]) -> np.ndarray:
-        ids = self._ids
-        if len(ids) > _TOKEN_CACHE_MAX:
-            ids.clear()
-        out = list(map(ids.get, tokens))
-        if None in out:
-            for i, v in enumerate(out):
-                if v is None:
-                    t = tokens[i]
-                    v = ids.get(t)
-                    if v is None:
-                        v = ids[t] = zlib.crc32(t.encode())
-                    out[i] = v
-        return np.fromiter(out, dtype=np.uint64, count=len(out))
-
-    def signature(self, tokens: list[str]) -> np.ndarray | None:
-        """The signature of the token 3-shingles; None when there are too few to mean much."""
-        if len(tokens) < 3:
+    def signature(self, t: np.ndarray) -> np.ndarray | None:
+        """The signature of the 3-shingles of a text's token hashes (`token_hashes`); None
+        when there are too few to mean much."""
+        if len(t) < 3:
             return None
-        t = self._token_ids(tokens)
-        shingles = (t[:-2] << np.uint64(42)) ^ (t[1:-1] << np.uint64(21)) ^ t[2:]
-        hashed = np.sort(shingles * self.mult)  # so each bin's first value is its minimum
+        # Order matters in a shingle: each position has its own odd multiplier. (Integer
+        # arrays wrap around silently; no errstate needed, and it costs more than the math.)
+        shingles = t[:-2] * _K1 + t[1:-1] * _K2 + t[2:]
+        hashed = np.sort(shingles * self.mult)  # so each bin starts with its minimum
         bins = hashed >> self.shift
-        first = np.searchsorted(bins, self.bins)
+        first = np.empty(len(bins), dtype=np.bool_)
+        first[0] = True
+        np.not_equal(bins[1:], bins[:-1], out=first[1:])
         sig = np.full(self.num_perm, EMPTY, dtype=np.uint32)
-        found = first < len(hashed)
-        found[found] = bins[first[found]] == self.bins[found]
-        sig[found] = (hashed[first[found]] & np.uint64(0xFFFFFFFE)).astype(np.uint32)
+        sig[bins[first]] = hashed[first].astype(np.uint32) & _NOT_EMPTY
         return sig
 
 

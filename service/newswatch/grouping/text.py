@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
 
 WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’\-][^\W\d_][^\W_]*)*", re.UNICODE)
 # Figures with at least two digits, or a decimal: "24", "6.1", "2013", "15,000" (not "3").
@@ -142,32 +144,42 @@ def _term(word: str) -> str:
     return term
 
 
+def _add_terms(terms: dict[str, float], words: list[str], weight: float) -> None:
+    """Add `weight` to each word's term; counted in C (Counter) with the memo of _term."""
+    found = list(map(_TERMS.get, words))
+    if None in found:
+        found = [_term(w) if t is None else t for w, t in zip(words, found, strict=True)]
+    get = terms.get
+    for term, n in Counter(found).items():
+        if term:
+            terms[term] = get(term, 0.0) + n * weight
+
+
 def strip_tail(text: str) -> tuple[str, int]:
     """The text without a trailing link list; and how many lines were cut.
 
     A tail is at least TAIL_MIN_LINES consecutive final lines that are short, do not end a
     sentence, and start with a capital letter or digit — headlines of other stories.
     """
-    lines = [ln.strip() for ln in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
+    # Lines are read from the end, one at a time: most texts stop at their last line, and
+    # splitting the whole text cost more than grouping read of it.
     cut = 0
-    i = len(lines)
-    while i > 0:
-        ln = lines[i - 1]
+    keep = end = len(text.rstrip())
+    while end > 0:
+        start = text.rfind("\n", 0, end) + 1
+        ln = text[start:end].strip()
+        end = start - 1
         if not ln:
-            i -= 1
             continue
-        words = ln.split()
-        short = len(words) <= TAIL_MAX_WORDS
+        short = len(ln.split()) <= TAIL_MAX_WORDS
         headline = short and not SENTENCE_END.search(ln) and ln[0].isupper()
         if not (headline or (short and ln[0].isdigit())):
             break
         cut += 1
-        i -= 1
+        keep = max(start - 1, 0)
     if cut < TAIL_MIN_LINES:
         return text, 0
-    return "\n".join(lines[:i]), cut
+    return text[:keep].rstrip(), cut
 
 
 @dataclass
@@ -176,35 +188,51 @@ class Features:
 
     terms: dict[str, float] = field(default_factory=dict)  # term -> weighted frequency
     entities: dict[str, str] = field(default_factory=dict)  # key -> surface form
-    tokens: list[str] = field(default_factory=list)  # all lowercased tokens, for MinHash
+    shingle_text: str = ""  # lowercased beginning of title and body, for MinHash
+    words: int = -1  # white-space separated words of shingle_text (-1: not counted yet)
     tail_lines: int = 0
+
+
+def _entity_key(word: str) -> str:
+    """The entity key of a word, memoised: "@key" for a name, "" for no entity, and a "+"
+    in front when an alias phrase may start here ("North" of "North Korea")."""
+    key = _NAME_KEYS.get(word)
+    if key is None:
+        key = ""
+        if word[0].isupper():
+            low = fold(word)
+            if low not in STOPWORDS and len(low) > 1 and not (word.isupper() and len(word) > 5):
+                key = "@" + name_key(word)
+            if low in ALIAS_FIRST_WORDS:
+                key = "+" + key
+        if len(_NAME_KEYS) > _TERMS_MAX:
+            _NAME_KEYS.clear()
+        _NAME_KEYS[word] = key
+    return key
 
 
 def _entities(words: list[str], out: dict[str, str]) -> None:
     """Capitalised runs as entities; alias phrases canonicalised, other names by name key."""
-    n = len(words)
-    i = 0
-    while i < n:
-        w = words[i]
-        if not w[0].isupper():
-            i += 1
+    keys = list(map(_NAME_KEYS.get, words))
+    if None in keys:
+        keys = [_entity_key(w) if k is None else k for w, k in zip(words, keys, strict=True)]
+    after = 0  # the end of the last alias phrase
+    # compress() walks the words in C and stops only at the capitalised ones.
+    for i in compress(range(len(words)), keys):
+        if i < after:
             continue
-        low = fold(w)
-        if low in ALIAS_FIRST_WORDS:  # only then can an alias phrase start here
+        key = keys[i]
+        if key[0] == "+":
             size = _alias_at(words, i)
             if size:
                 phrase = " ".join(words[i : i + size])
                 out.setdefault("@" + ALIASES[fold(phrase)], phrase)
-                i += size
+                after = i + size
                 continue
-        if low not in STOPWORDS and len(low) > 1 and not (w.isupper() and len(w) > 5):
-            key = _NAME_KEYS.get(w)
-            if key is None:
-                key = _NAME_KEYS[w] = "@" + name_key(w)
-                if len(_NAME_KEYS) > _TERMS_MAX:
-                    _NAME_KEYS.clear()
-            out.setdefault(key, w)
-        i += 1
+            key = key[1:]
+            if not key:
+                continue
+        out.setdefault(key, words[i])
 
 
 def _alias_at(words: list[str], i: int) -> int:
@@ -250,22 +278,17 @@ def extract(
         (1.0, body_tokens[:lead_words]),
         (body_weight, body_tokens[lead_words:body_words]),
     ):
-        if not words or weight <= 0:
-            continue
-        for w in words:
-            s = _term(w)
-            if s:
-                terms[s] = terms.get(s, 0.0) + weight
+        if words and weight > 0:
+            _add_terms(terms, words, weight)
     _entities(title_words, feats.entities)
     _entities(body_tokens[:lead_words], feats.entities)
     if number_weight > 0:
         # Figures tell apart two events of one kind: a 6.1 quake from a 7.0, 24 dead from 3.
-        lead_chars = len(title) + 1 + _lead_chars(body, lead_words)
-        for n in NUMBER.findall(f"{title} {body}"[:lead_chars]):
+        for n in NUMBER.findall(f"{title} {body[: _lead_chars(body, lead_words)]}"):
             key = "#" + n.replace(",", "")
             terms[key] = terms.get(key, 0.0) + number_weight
     # A copy of a report shares its beginning: the first words are enough for near-duplicate
     # shingles, and lowercasing, splitting and hashing a whole long page was a third of the
     # cost of grouping it.
-    feats.tokens = f"{title} {body[:SHINGLE_CHARS]}".lower().split()
+    feats.shingle_text = f"{title} {body[:SHINGLE_CHARS]}".lower()
     return feats

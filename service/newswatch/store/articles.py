@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import and_, insert, literal, or_, select, union_all
+from sqlalchemy import TextClause, insert, literal, select, text, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -90,6 +91,15 @@ def _chunks(values: list[str]) -> list[list[str]]:
     return [values[i : i + LOOKUP_CHUNK] for i in range(0, len(values), LOOKUP_CHUNK)]
 
 
+@lru_cache(maxsize=4)
+def _pairs_query(size: int) -> TextClause:
+    """SELECT … WHERE (source_id = :s0 AND guid = :g0) OR … for `size` pairs, built once: a
+    statement of SQLAlchemy expressions cost more to build and cache-key each batch than
+    the query itself."""
+    terms = " OR ".join(f"(source_id = :s{i} AND guid = :g{i})" for i in range(size))
+    return text(f"SELECT source_id, guid, article_id FROM sightings WHERE {terms}")
+
+
 def _lookup_source_guids(
     session: Session, pairs: set[tuple[int, str]]
 ) -> dict[tuple[int, str], int]:
@@ -98,16 +108,18 @@ def _lookup_source_guids(
     One OR of (source_id = ? AND guid = ?) terms: SQLite seeks the (source_id, guid) index
     once a pair. Two IN lists made it seek every source x GUID combination (a batch of 250
     entries from 200 sources: 50,000 seeks), and a row-value IN made it scan the table.
+    Chunks are padded (repeating their last pair) to one of two sizes, so two statements
+    serve every batch.
     """
     found: dict[tuple[int, str], int] = {}
     ordered = sorted(pairs)
-    c = SIGHTINGS.c
     for start in range(0, len(ordered), PAIR_CHUNK):
         chunk = ordered[start : start + PAIR_CHUNK]
-        query = select(c.source_id, c.guid, c.article_id).where(
-            or_(*(and_(c.source_id == source_id, c.guid == guid) for source_id, guid in chunk))
-        )
-        for source_id, guid, article_id in session.execute(query):
+        size = PAIR_CHUNK if len(chunk) > PAIR_CHUNK // 8 else PAIR_CHUNK // 8
+        chunk += [chunk[-1]] * (size - len(chunk))
+        params = {f"s{i}": source_id for i, (source_id, _) in enumerate(chunk)}
+        params.update({f"g{i}": guid for i, (_, guid) in enumerate(chunk)})
+        for source_id, guid, article_id in session.execute(_pairs_query(size), params):
             found.setdefault((source_id, guid), article_id)
     return found
 
@@ -124,7 +136,8 @@ class _Known:
         self.by_guid: dict[str, int] = {}
         self.by_hash: dict[str, int] = {}
         self.by_source_guid = _lookup_source_guids(
-            session, {(k.source.id, k.guid) for k in keys if k.guid}  # type: ignore[misc]
+            session,
+            {(k.source.id, k.guid) for k in keys if k.guid},  # type: ignore[misc]
         )
         # One round trip for the three keys; UNION ALL keeps each part on its index (an OR
         # of three IN lists makes SQLite scan the table).

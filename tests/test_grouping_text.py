@@ -19,6 +19,11 @@ def test_transliterations_share_a_name_key() -> None:
     assert name_key("Belousov") != name_key("Shoigu")
 
 
+def test_possessive_is_the_name() -> None:
+    assert name_key("Bush's") == name_key("Bush’s") == name_key("Bush")
+    assert name_key("Thomas's") == name_key("Thomas") != name_key("Thom")
+
+
 def test_state_aliases_meet_on_one_key() -> None:
     keys = [
         set(features(t).entities)

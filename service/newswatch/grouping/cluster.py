@@ -229,6 +229,7 @@ class Clusterer:
         for event_id in old:
             del self.events[event_id]
             self.entity_names.pop(event_id, None)
+            self._top_cache.pop(event_id, None)
         # Posting lists that point only at forgotten events go too.
         events = self.events
         stale = [t for t, posting in self.postings.items() if not any(e in events for e in posting)]
@@ -238,7 +239,6 @@ class Clusterer:
             # Words seen once are most of a growing vocabulary (names, typos); forgetting
             # them moves their IDF by log(2) and keeps memory flat over months.
             self.df = {t: n for t, n in self.df.items() if n > 1}
-            self._top_cache.pop(event_id, None)
 
     # --- the entry point ------------------------------------------------------------
     def add(

@@ -94,9 +94,13 @@ def name_key(token: str) -> str:
     """A transliteration-tolerant key of a name token: "Kwang"/"Gwan" and "Chol"/"Chul" agree.
 
     Voiced/unvoiced pairs fold together (g/k, d/t, b/p), vowels and h/w/y after the first
-    letter are dropped, a final "ng" becomes "n", doubled letters collapse.
+    letter are dropped, a final "ng" becomes "n", doubled letters collapse, and a possessive
+    "'s" goes ("Bush's" is Bush).
     """
-    t = fold(token).replace("'", "").replace("’", "").replace("-", "")
+    t = fold(token)
+    if t.endswith(("'s", "’s")):
+        t = t[:-2]
+    t = t.replace("'", "").replace("’", "").replace("-", "")
     if t.endswith("ng"):
         t = t[:-1]
     t = t.replace("ph", "f").replace("ch", "c").replace("sh", "s").replace("kh", "k")

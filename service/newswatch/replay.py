@@ -23,7 +23,7 @@ from newswatch.store.db import session_scope
 from newswatch.store.models import Article
 
 # Lines per transaction: large enough for group commit, small enough to keep memory flat.
-BATCH_LINES = 250
+BATCH_LINES = 500
 UNKNOWN_SOURCE = "replay"
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain, compress, islice, repeat
 from operator import add, itemgetter, mul
 
 import numpy as np
@@ -122,14 +123,19 @@ class Clusterer:
         return math.log((self.docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
 
     def vector(self, feats: Features) -> dict[str, float]:
-        """Unit-length TF-IDF vector; entities are extra features weighted entity_weight.
+        """Unit-length TF-IDF vector, heaviest terms first; entities are extra features
+        weighted entity_weight."""
+        return self._vector(feats)[0]
+
+    def _vector(self, feats: Features) -> tuple[dict[str, float], list[str]]:
+        """The vector, and its rare terms (the ones that look up candidates), heaviest first.
 
         idf = log((docs + 1) / (df + 1)) + 1; numpy over the ~100 terms of an article, as
         a Python loop calling log for each was a tenth of the cost of grouping."""
         terms, entities = feats.terms, feats.entities
         keys = [*terms, *entities]
         if not keys:
-            return {}
+            return {}, []
         n_terms = len(terms)
         df = np.fromiter(map(self.df.get, keys, repeat(0)), dtype=np.float64, count=len(keys))
         weight = (math.log(self.docs + 1) + 1.0) - np.log1p(df)
@@ -142,7 +148,11 @@ class Clusterer:
         top = np.argsort(-weight, kind="stable")[: self.s.vector_terms]
         chosen = weight[top]
         chosen /= math.sqrt(float(chosen @ chosen)) or 1.0
-        return dict(zip([keys[i] for i in top.tolist()], chosen.tolist(), strict=True))
+        kept = [keys[i] for i in top.tolist()]
+        # A term in more than RARE_SHARE of documents is too common to find candidates by.
+        limit = max(2.0, RARE_SHARE * self.docs) if self.docs >= IDF_WARMUP else math.inf
+        rare = list(islice(compress(kept, (df[top] <= limit).tolist()), CANDIDATE_TERMS))
+        return dict(zip(kept, chosen.tolist(), strict=True)), rare
 
     def _learn(self, feats: Features) -> None:
         self.docs += 1
@@ -158,14 +168,10 @@ class Clusterer:
             event = self.events.get(event_id)
         return event_id
 
-    def _candidates(self, vec: dict[str, float], when: float) -> list[Event]:
-        rare_limit = max(2.0, RARE_SHARE * self.docs) if self.docs >= IDF_WARMUP else math.inf
-        df, postings = self.df.get, self.postings.get
-        rare = [(t, w) for t, w in vec.items() if df(t, 0) <= rare_limit]
-        if len(rare) > CANDIDATE_TERMS:  # the heaviest rare terms find the events
-            rare = _top(rare, CANDIDATE_TERMS)
-        # Events sharing the most rare terms; counted in C.
-        votes = Counter(chain.from_iterable(map(postings, [t for t, _ in rare], repeat(()))))
+    def _candidates(self, rare: list[str], when: float) -> list[Event]:
+        """Recent events that share the most of the article's rare terms (votes counted in
+        C over the posting lists)."""
+        votes = Counter(chain.from_iterable(map(self.postings.get, rare, repeat(()))))
         best = _top(votes.items(), self.s.candidates * 2)
         out: list[Event] = []
         seen: set[int] = set()
@@ -183,12 +189,13 @@ class Clusterer:
         return _dot(vec, event.centroid) / math.sqrt(event.norm2) if event.norm2 else 0.0
 
     # --- updates --------------------------------------------------------------------
-    def _post(self, event_id: int, vec: dict[str, float]) -> None:
-        top = _top(vec.items(), POSTED_FEATURES)
-        for term, _ in top:
-            posting = self.postings.get(term)
+    def _post(self, event_id: int, terms: Iterable[str]) -> None:
+        """Index the event under `terms` (its newest article's heaviest ones)."""
+        postings = self.postings
+        for term in terms:
+            posting = postings.get(term)
             if posting is None:
-                posting = self.postings[term] = deque(maxlen=POSTING_DEPTH)
+                posting = postings[term] = deque(maxlen=POSTING_DEPTH)
             if not posting or posting[-1] != event_id:
                 posting.append(event_id)
 
@@ -200,7 +207,7 @@ class Clusterer:
         event.size += 1
         event.last_seen = max(event.last_seen, when)
         event.first_seen = min(event.first_seen, when)
-        self._post(event.id, vec)
+        self._post(event.id, islice(vec, POSTED_FEATURES))  # vectors are heaviest first
 
     def _merge(self, keep: Event, gone: Event) -> None:
         c = keep.centroid
@@ -215,7 +222,7 @@ class Clusterer:
         names = self.entity_names.setdefault(keep.id, {})
         for key, surface in self.entity_names.pop(gone.id, {}).items():
             names.setdefault(key, surface)
-        self._post(keep.id, {k: v / keep.size for k, v in c.items()})
+        self._post(keep.id, [k for k, _ in _top(c.items(), POSTED_FEATURES)])
 
     def expire(self, now: float) -> None:
         """Forget articles and events older than the window, so memory stays flat however
@@ -257,8 +264,8 @@ class Clusterer:
         if signature is None and feats.words >= self.s.duplicate_min_tokens:
             signature = self.hasher.signature(tokens)
         self._learn(feats)
-        vec = self.vector(feats)
-        decision = self._decide(article_id, feats, vec, when, signature)
+        vec, rare = self._vector(feats)
+        decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
         self._remember(article_id, decision.event_id, when, signature, feats)
         return decision
@@ -324,6 +331,7 @@ class Clusterer:
         article_id: int,
         feats: Features,
         vec: dict[str, float],
+        rare: list[str],
         when: float,
         signature: np.ndarray | None,
     ) -> Decision:
@@ -335,7 +343,7 @@ class Clusterer:
                     self._join(event, vec, when)
                     return Decision(event.id, False, "duplicate", hit[1], duplicate_of=hit[0])
         scored = sorted(
-            ((self._score(vec, e), e) for e in self._candidates(vec, when)),
+            ((self._score(vec, e), e) for e in self._candidates(rare, when)),
             key=lambda se: (-se[0], se[1].id),
         )
         short = feats.words < self.s.short_text_words

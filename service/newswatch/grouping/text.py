@@ -73,8 +73,9 @@ _NAME_KEYS: dict[str, str] = {}
 # Link-list tails: a run of short lines without sentence punctuation at the end of a page.
 TAIL_MIN_LINES = 5
 TAIL_MAX_WORDS = 14
-# Characters of the body shingled for near-duplicates (about 400 words).
-SHINGLE_CHARS = 2500
+# Characters of the body shingled for near-duplicates (about 250 words: a copy shares its
+# beginning).
+SHINGLE_CHARS = 1500
 
 
 def fold(text: str) -> str:

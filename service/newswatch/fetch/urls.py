@@ -97,13 +97,21 @@ def canonical_url(url: str) -> str:
     return urlunsplit((scheme, host, path, urlencode(query, doseq=True), ""))
 
 
-def _normalise_text(text: str) -> str:
-    if not text.isascii():  # NFKC leaves ASCII as it is; skip the pass over the text
-        text = unicodedata.normalize("NFKC", text)
-    return " ".join(text.casefold().split())
+# ASCII text folds in one bytes.translate: upper case to lower, and the four separator
+# controls that str.split() counts as white space (bytes.split() does not) to spaces.
+_FOLD_ASCII = bytes(
+    c + 32 if 65 <= c <= 90 else 32 if 0x1C <= c <= 0x1F else c for c in range(256)
+)
+
+
+def _normalise_text(text: str) -> bytes:
+    """Case-folded text with white-space runs as one space, UTF-8 encoded."""
+    if text.isascii():  # the common case, in C without a str object per word
+        return b" ".join(text.encode("ascii").translate(_FOLD_ASCII).split())
+    text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.casefold().split()).encode("utf-8")
 
 
 def content_hash(title: str, text: str) -> str:
     """SHA-256 over the case-folded, whitespace-normalised title and text."""
-    basis = f"{_normalise_text(title)}\n{_normalise_text(text)}"
-    return hashlib.sha256(basis.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_normalise_text(title) + b"\n" + _normalise_text(text)).hexdigest()

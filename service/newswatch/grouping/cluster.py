@@ -199,9 +199,14 @@ class Clusterer:
             if not posting or posting[-1] != event_id:
                 posting.append(event_id)
 
-    def _join(self, event: Event, vec: dict[str, float], when: float) -> None:
+    def _join(
+        self, event: Event, vec: dict[str, float], when: float, cross: float | None = None
+    ) -> None:
+        """Add the article's vector to the event; `cross` is vec · centroid when the caller
+        has it already (scoring computed it)."""
         c = event.centroid
-        cross = _dot(vec, c)
+        if cross is None:
+            cross = _dot(vec, c)
         c.update(zip(vec, map(add, map(c.get, vec, repeat(0.0)), vec.values()), strict=True))
         event.norm2 += 2 * cross + 1.0
         event.size += 1
@@ -355,7 +360,7 @@ class Clusterer:
             return Decision(article_id, True, "new", scored[0][0] if scored else 0.0)
         score, event = scored[0]
         shared = sorted(feats.entities[k] for k in feats.entities if event.centroid.get(k, 0.0) > 0)
-        self._join(event, vec, when)
+        self._join(event, vec, when, cross=score * math.sqrt(event.norm2))
         merged = []
         for other_score, other in scored[1 : 1 + MERGE_CHECKS]:
             if other_score < threshold:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from newswatch.grouping.text import extract, fold, name_key, stem, strip_tail
+from newswatch.grouping.text import NUMBER, extract, fold, name_key, stem, strip_tail
 
 WEIGHTS = dict(lead_words=80, body_words=150, title_weight=3.0, body_weight=0.3)
 
@@ -73,6 +73,11 @@ def test_figures_are_features_and_stopwords_are_not() -> None:
     feats = features("Quake of 6.1 kills 24", "About 15,000 people fled.", number_weight=2.0)
     assert {"#6.1", "#24", "#15000"} <= set(feats.terms)
     assert "the" not in feats.terms and "of" not in feats.terms
+
+
+def test_what_counts_as_a_figure() -> None:
+    text = "3 x12 12a A4 7.0.1 .5 1,000,000 2,5 _12 (2013) 4.5; é12 99"
+    assert NUMBER.findall(text) == ["7.0", "1,000,000", "2,5", "2013", "4.5", "99"]
 
 
 def test_fold_and_stem() -> None:

@@ -13,7 +13,9 @@ from itertools import compress
 
 WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’\-][^\W\d_][^\W_]*)*", re.UNICODE)
 # Figures with at least two digits, or a decimal: "24", "6.1", "2013", "15,000" (not "3").
-NUMBER = re.compile(r"(?<![\w.])(?:\d[\d,]*\d|\d\.\d+)(?![\w])")
+# (The look-behind sits after the first digit: most positions fail on \d at once, twice as
+# fast as asserting before it at every position.)
+NUMBER = re.compile(r"\d(?<![\w.]\d)(?:[\d,]*\d|\.\d+)(?!\w)")
 SENTENCE_END = re.compile(r"[.!?…:;\"'”»)]\s*$")
 
 STOPWORDS = frozenset(

@@ -27,6 +27,8 @@ RARE_SHARE = 0.05
 POSTED_FEATURES = 24
 # Postings keep the most recent events per feature: old ones fall out of the window anyway.
 POSTING_DEPTH = 32
+# Terms an event's centroid keeps (pruned back to this when it doubles).
+CENTROID_TERMS = 256
 # Events besides the best one checked for a merge at each article.
 MERGE_CHECKS = 2
 # Rare terms of an article that look up candidate events.
@@ -210,6 +212,11 @@ class Clusterer:
         c.update(zip(vec, map(add, map(c.get, vec, repeat(0.0)), vec.values()), strict=True))
         event.norm2 += 2 * cross + 1.0
         event.size += 1
+        if len(c) > 2 * CENTROID_TERMS:
+            # A big event's light terms barely move its scores but make every look-up
+            # slower: keep the heaviest.
+            event.centroid = c = dict(_top(c.items(), CENTROID_TERMS))
+            event.norm2 = sum(map(mul, c.values(), c.values()))
         event.last_seen = max(event.last_seen, when)
         event.first_seen = min(event.first_seen, when)
         self._post(event.id, islice(vec, POSTED_FEATURES))  # vectors are heaviest first

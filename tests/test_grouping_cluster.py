@@ -118,8 +118,12 @@ def test_memory_is_bounded_by_the_window(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_a_report_bridging_two_events_merges_them() -> None:
     c = clusterer()
-    others = ["Parliament passes budget bill", "Storm cuts power to thousands",
-              "Bank raises interest rates", "Film festival opens in Venice"]
+    others = [
+        "Parliament passes budget bill",
+        "Storm cuts power to thousands",
+        "Bank raises interest rates",
+        "Film festival opens in Venice",
+    ]
     for n, headline in enumerate(others * 3, start=100):  # some IDF to go by
         c.add(n, f"{headline} {n}", "", T0)
     a = c.add(1, "Rotterdam dockers strike", "", T0 + 60)
@@ -137,6 +141,10 @@ def test_same_input_same_events() -> None:
     runs = []
     for _ in range(2):
         c = clusterer()
-        runs.append([c.add(n, *text, T0 + n).event_id for n, text in
-                     enumerate([QUAKE, ELECTION, QUAKE_2, ELECTION])])
+        runs.append(
+            [
+                c.add(n, *text, T0 + n).event_id
+                for n, text in enumerate([QUAKE, ELECTION, QUAKE_2, ELECTION])
+            ]
+        )
     assert runs[0] == runs[1] == [0, 1, 0, 1]

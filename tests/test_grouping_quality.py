@@ -66,8 +66,7 @@ def test_three_outlets_report_one_meeting() -> None:
     # Interleaved as a stream would deliver them, ten minutes apart.
     stream = [unrelated[0], meeting[0], unrelated[1], meeting[1], unrelated[2], meeting[2]]
     decisions: list[Decision] = [
-        clusterer.add(n, item["title"], item["text"], T0 + 600 * n)
-        for n, item in enumerate(stream)
+        clusterer.add(n, item["title"], item["text"], T0 + 600 * n) for n, item in enumerate(stream)
     ]
     meeting_events = {clusterer.resolve(decisions[n].event_id) for n in (1, 3, 5)}
     assert meeting_events == {1}, decisions

@@ -99,9 +99,7 @@ def canonical_url(url: str) -> str:
 
 # ASCII text folds in one bytes.translate: upper case to lower, and the four separator
 # controls that str.split() counts as white space (bytes.split() does not) to spaces.
-_FOLD_ASCII = bytes(
-    c + 32 if 65 <= c <= 90 else 32 if 0x1C <= c <= 0x1F else c for c in range(256)
-)
+_FOLD_ASCII = bytes(c + 32 if 65 <= c <= 90 else 32 if 0x1C <= c <= 0x1F else c for c in range(256))
 
 
 def _normalise_text(text: str) -> bytes:

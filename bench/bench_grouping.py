@@ -72,7 +72,7 @@ def state(clusterer: Clusterer, rss_growth: float) -> str:
         f"peak RSS +{rss_growth:.0f} MB, {len(clusterer.events)} events, "
         f"{len(clusterer.lsh)} signatures, {len(clusterer.postings)} posting lists, "
         f"{len(clusterer.df)} document frequencies; capped caches: "
-        f"{len(clusterer.hasher._ids)} token hashes, {len(text._TERMS)} terms, "
+        f"{len(text._TERMS)} terms, "
         f"{len(text._NAME_KEYS)} name keys"
     )
 

@@ -72,6 +72,14 @@ def test_signature_survives_bytes_and_a_restart() -> None:
     assert copy.stage == "duplicate" and copy.duplicate_of == 1
 
 
+def test_restore_without_a_stored_signature_hashes_the_text() -> None:
+    # What the store's loader does: copies of articles seen before a restart are still copies.
+    restarted = clusterer()
+    restarted.restore(1, 1, *QUAKE, T0)
+    copy = restarted.add(5, *QUAKE, T0 + 60)
+    assert copy.stage == "duplicate" and copy.duplicate_of == 1 and copy.event_id == 1
+
+
 def test_restore_continues_the_stored_events_without_deciding() -> None:
     c = clusterer()
     # Stored as one event although unrelated: restore obeys the store.

@@ -271,16 +271,22 @@ class Clusterer:
     ) -> Decision:
         """Assign one article; the event id of a new event is the article's id."""
         feats = feats or self.features(title, body)
-        tokens = token_hashes(feats.shingle_text)
-        feats.words = len(tokens)
-        if signature is None and feats.words >= self.s.duplicate_min_tokens:
-            signature = self.hasher.signature(tokens)
+        computed = self._signature(feats)
+        signature = computed if signature is None else signature
         self._learn(feats)
         vec, rare = self._vector(feats)
         decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
         self._remember(article_id, decision.event_id, when, signature, feats)
         return decision
+
+    def _signature(self, feats: Features) -> np.ndarray | None:
+        """MinHash of the text's beginning (None for short texts); counts its words."""
+        tokens = token_hashes(feats.shingle_text)
+        feats.words = len(tokens)
+        if feats.words < self.s.duplicate_min_tokens:
+            return None
+        return self.hasher.signature(tokens)
 
     def restore(
         self,
@@ -292,8 +298,11 @@ class Clusterer:
         signature: np.ndarray | None = None,
     ) -> None:
         """Replay a stored assignment (at start): learn the article and put it in `event_id`
-        without deciding anything, so a restarted process continues the same events."""
+        without deciding anything, so a restarted process continues the same events. The
+        near-duplicate signature is computed from the text unless given."""
         feats = self.features(title, body)
+        if signature is None:
+            signature = self._signature(feats)
         self._learn(feats)
         vec = self.vector(feats)
         event = self.events.get(event_id)

@@ -8,11 +8,11 @@ the last time window, so a restart continues the same events.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
-from sqlalchemy import bindparam, distinct, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from newswatch.grouping.api import EventChange
@@ -45,18 +45,31 @@ def body_of(text: str | None, summary: str | None) -> str:
     return text or summary or ""
 
 
+@dataclass
+class EventStats:
+    """What the events table counts of an event, kept in memory for live events so a batch
+    updates it by its own articles instead of recounting every member of a big event."""
+
+    articles: int
+    first: datetime
+    last: datetime
+    sources: set[int] = field(default_factory=set)
+
+
 class EventGrouper:
     """Assigns articles to events; one instance per process (the state is in memory)."""
 
     def __init__(self, settings: GroupingSettings | None = None):
         self.settings = settings or GroupingSettings()
         self.clusterer = Clusterer(self.settings)
+        self.stats: dict[int, EventStats] = {}
 
     # --- start and rollback -------------------------------------------------------------
     def load(self, session: Session) -> int:
         """Rebuild the in-memory state from the articles of the last window; returns how many
         articles were read."""
         self.clusterer = Clusterer(self.settings)
+        self.stats = {}
         latest = session.execute(select(func.max(A.first_seen))).scalar()
         if latest is None:
             return 0
@@ -71,7 +84,6 @@ class EventGrouper:
                 A.summary,
                 A.published,
                 A.first_seen,
-                A.fingerprint,
             )
             .where(A.event_id.is_not(None), or_(A.first_seen >= since, when >= since))
             .order_by(A.id)
@@ -80,14 +92,14 @@ class EventGrouper:
         restore = self.clusterer.restore
         count = 0
         for row in session.execute(query):
-            signature = np.frombuffer(row.fingerprint, dtype="<u4") if row.fingerprint else None
+            # Signatures are recomputed from the text rather than read from `fingerprint`:
+            # always comparable with new ones, whichever version stored them.
             restore(
                 row.id,
                 row.event_id,
                 row.title,
                 body_of(row.text, row.summary),
                 article_time(row.published, row.first_seen).timestamp(),
-                signature=signature,
             )
             count += 1
         return count
@@ -121,13 +133,23 @@ class EventGrouper:
         self._write_new_events(session, decisions, now)
         self._write_articles(session, decisions)
         self._write_merges(session, decisions, now)
+        # What each touched event gains: (source, time, whether a new member).
+        gains: dict[int, list[tuple[int | None, datetime | None, bool]]] = {}
+        for (a, _d, _w), change in zip(decisions, changes, strict=True):
+            gains.setdefault(change.event_id, []).append((a.source_id, _stats_time(a), True))
         # Known articles seen at one more source: their events may have one more source.
-        sighted = [a.id for a in stored if not a.is_new and a.new_sighting]
-        for article_id, event_id in self._events_of(session, sighted).items():
+        sighted = {a.id: a for a in stored if not a.is_new and a.new_sighting}
+        for article_id, event_id in self._events_of(session, list(sighted)).items():
             changes.append(
                 EventChange(article_id=article_id, event_id=event_id, opened=False, sighting=True)
             )
-        self.refresh_events(session, {c.event_id for c in changes}, now)
+            gains.setdefault(event_id, []).append((sighted[article_id].source_id, None, False))
+        merged = {resolve(g) for _a, d, _w in decisions for g in d.merged}
+        for _a, d, _w in decisions:
+            for gone in d.merged:
+                self.stats.pop(gone, None)
+        self._count(session, gains, merged)
+        self._write_stats(session, gains, now)
         EVENTS_OPENED.inc(sum(1 for c in changes if c.opened))
         EVENTS_MERGED.inc(sum(len(c.merged_event_ids) for c in changes))
         return changes
@@ -213,52 +235,105 @@ class EventGrouper:
         query = select(A.id, A.event_id).where(A.id.in_(article_ids), A.event_id.is_not(None))
         return {row.id: row.event_id for row in session.execute(query)}
 
-    def refresh_events(self, session: Session, event_ids: Iterable[int], now: datetime) -> None:
-        """Recount articles and distinct sources, time span and top entities of events."""
+    def _count(
+        self,
+        session: Session,
+        gains: dict[int, list[tuple[int | None, datetime | None, bool]]],
+        recount: set[int],
+    ) -> None:
+        """Bring `self.stats` up to date with this batch: events not in memory yet (or just
+        merged) are counted from the store, which already holds the batch; the others add
+        what the batch gave them."""
+        missing = {e for e in gains if e not in self.stats} | (recount & set(gains))
+        self.stats.update(self._recount(session, missing))
+        for event_id, items in gains.items():
+            if event_id in missing:
+                continue
+            st = self.stats[event_id]
+            for source_id, when, new in items:
+                if new:
+                    st.articles += 1
+                if source_id is not None:
+                    st.sources.add(source_id)
+                if when is not None:
+                    st.first, st.last = min(st.first, when), max(st.last, when)
+        if len(self.stats) > 2 * len(self.clusterer.events) + STATS_CHUNK:
+            # Events the clustering forgot (out of the window) are counted afresh if needed.
+            live = self.clusterer.events
+            self.stats = {e: st for e, st in self.stats.items() if e in live}
+
+    def _recount(self, session: Session, event_ids: Iterable[int]) -> dict[int, EventStats]:
+        """Articles, distinct sources and time span of events, counted in the store."""
         ids = sorted(set(event_ids))
+        out: dict[int, EventStats] = {}
+        when = func.coalesce(A.published, A.first_seen)
         for start in range(0, len(ids), STATS_CHUNK):
             chunk = ids[start : start + STATS_CHUNK]
-            when = func.coalesce(A.published, A.first_seen)
             query = (
                 select(
                     A.event_id,
-                    func.count(distinct(A.id)).label("articles"),
-                    func.count(distinct(SIGHTINGS.c.source_id)).label("sources"),
+                    func.count(A.id).label("articles"),
                     func.min(when).label("first"),
                     func.max(when).label("last"),
                 )
-                .select_from(ARTICLES.outerjoin(SIGHTINGS, SIGHTINGS.c.article_id == A.id))
                 .where(A.event_id.in_(chunk))
                 .group_by(A.event_id)
             )
-            rows = [
-                {
-                    "b_id": r.event_id,
-                    "b_articles": r.articles,
-                    "b_sources": max(r.sources, 1),
-                    "b_first": as_utc(r.first),
-                    "b_last": as_utc(r.last),
-                    "b_entities": self.clusterer.top_entities(r.event_id),
-                    "b_now": now,
-                }
-                for r in session.execute(query)
-            ]
-            if not rows:
-                continue
-            statement = (
-                update(EVENTS)
-                .where(E.id == bindparam("b_id"))
-                .values(
-                    article_count=bindparam("b_articles"),
-                    source_count=bindparam("b_sources"),
-                    first_seen=bindparam("b_first"),
-                    last_seen=bindparam("b_last"),
-                    top_entities=bindparam("b_entities"),
-                    updated_at=bindparam("b_now"),
-                    revision=E.revision + 1,
-                )
+            for r in session.execute(query):
+                out[r.event_id] = EventStats(r.articles, as_utc(r.first), as_utc(r.last))
+            pairs = (
+                select(A.event_id, SIGHTINGS.c.source_id)
+                .select_from(ARTICLES.join(SIGHTINGS, SIGHTINGS.c.article_id == A.id))
+                .where(A.event_id.in_(chunk))
+                .distinct()
             )
-            session.connection().execute(statement, rows)
+            for event_id, source_id in session.execute(pairs):
+                if event_id in out:
+                    out[event_id].sources.add(source_id)
+        return out
+
+    def _write_stats(self, session: Session, event_ids: Iterable[int], now: datetime) -> None:
+        rows = [
+            {
+                "b_id": event_id,
+                "b_articles": st.articles,
+                "b_sources": max(len(st.sources), 1),
+                "b_first": st.first,
+                "b_last": st.last,
+                "b_entities": self.clusterer.top_entities(event_id),
+                "b_now": now,
+            }
+            for event_id in sorted(event_ids)
+            if (st := self.stats.get(event_id)) is not None
+        ]
+        if not rows:
+            return
+        statement = (
+            update(EVENTS)
+            .where(E.id == bindparam("b_id"))
+            .values(
+                article_count=bindparam("b_articles"),
+                source_count=bindparam("b_sources"),
+                first_seen=bindparam("b_first"),
+                last_seen=bindparam("b_last"),
+                top_entities=bindparam("b_entities"),
+                updated_at=bindparam("b_now"),
+                revision=E.revision + 1,
+            )
+        )
+        session.connection().execute(statement, rows)
+
+    def refresh_events(self, session: Session, event_ids: Iterable[int], now: datetime) -> None:
+        """Recount articles and distinct sources, time span and top entities of events from
+        the store (after changes made outside ingest)."""
+        ids = set(event_ids)
+        self.stats.update(self._recount(session, ids))
+        self._write_stats(session, ids, now)
+
+
+def _stats_time(article: StoredArticle) -> datetime:
+    """The time the events table spans: publication, else first seen (as the recount)."""
+    return as_utc(article.published if article.published is not None else article.first_seen)
 
 
 def _fingerprint(decision: Decision) -> bytes | None:

@@ -26,6 +26,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
+SQLITE_CACHE_MB = 64
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     # WAL lets readers (CLI, API) work while the service writes; the busy timeout makes
@@ -34,6 +37,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # SQLite's default page cache is 2 MiB; the indexes of a store of 100,000 articles are far
+    # larger, and inserts with random keys (hashes, GUIDs) then read a page from the OS for
+    # each. With 64 MiB a connection (allocated as used) the cost per article stays flat.
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_MB * 1024}")
     cursor.close()
 
 

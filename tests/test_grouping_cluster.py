@@ -124,6 +124,20 @@ def test_memory_is_bounded_by_the_window(monkeypatch: pytest.MonkeyPatch) -> Non
     assert c.df["harbour"] == 2500
 
 
+def test_a_long_running_event_stays_bounded() -> None:
+    # A story that keeps its event alive for days: every report brings new names and words,
+    # but the event keeps only its heaviest terms and their names.
+    c = clusterer()
+    for n in range(400):
+        extra = " ".join(f"Witness{n}x{k} word{n}y{k}" for k in range(4))
+        c.add(n, QUAKE[0], f"{QUAKE[1]} {extra}", T0 + 60 * n)
+    event = max(c.events.values(), key=lambda e: e.size)
+    assert event.size >= 390
+    assert len(event.centroid) <= 2 * cluster.CENTROID_TERMS
+    assert len(c.entity_names[event.id]) <= 2 * cluster.CENTROID_TERMS
+    assert "Kermadec" in c.top_entities(event.id)
+
+
 def test_a_report_bridging_two_events_merges_them() -> None:
     c = clusterer()
     others = [

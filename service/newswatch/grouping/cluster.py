@@ -217,6 +217,9 @@ class Clusterer:
             # slower: keep the heaviest.
             event.centroid = c = dict(_top(c.items(), CENTROID_TERMS))
             event.norm2 = sum(map(mul, c.values(), c.values()))
+            names = self.entity_names.get(event.id)
+            if names:  # and the surface forms of entities no longer in it
+                self.entity_names[event.id] = {k: v for k, v in names.items() if k in c}
         event.last_seen = max(event.last_seen, when)
         event.first_seen = min(event.first_seen, when)
         self._post(event.id, islice(vec, POSTED_FEATURES))  # vectors are heaviest first

@@ -118,3 +118,35 @@ def test_missing_robots_allows_and_failing_robots_forbids(server: LocalServer, s
     assert (reason is None) == allowed
     if not allowed:
         assert reason and "unreachable" in reason
+
+
+@pytest.mark.parametrize(("robots", "gap"), [("Crawl-delay: 3", 3.0), ("Crawl-delay: 3600", 60.0)])
+def test_crawl_delay_spaces_the_hosts_requests(server: LocalServer, robots: str, gap: float):
+    server.routes["/robots.txt"] = static(
+        f"User-agent: *\nDisallow: /private/\n{robots}\n", content_type="text/plain"
+    )
+    settings = Settings(NEWSWATCH_HTTP_MIN_HOST_DELAY=0)  # type: ignore[call-arg]
+
+    async def run() -> tuple[float, float, str | None]:
+        async with Fetcher(settings) as fetcher:
+            before = fetcher.gate(server.url("/news/a")).min_delay
+            reason = await RobotsCache(fetcher).check(server.url("/news/a"))
+            return before, fetcher.gate(server.url("/news/b")).min_delay, reason
+
+    before, after, reason = asyncio.run(run())
+    # The host's gate now spaces request starts by the Crawl-delay (capped), for every request.
+    assert (before, after, reason) == (0.0, gap, None)
+
+
+def test_a_configured_delay_longer_than_crawl_delay_stays(server: LocalServer):
+    server.routes["/robots.txt"] = static(
+        "User-agent: *\nCrawl-delay: 1\n", content_type="text/plain"
+    )
+    settings = Settings(NEWSWATCH_HTTP_MIN_HOST_DELAY=5)  # type: ignore[call-arg]
+
+    async def run() -> float:
+        async with Fetcher(settings) as fetcher:
+            await RobotsCache(fetcher).check(server.url("/news/a"))
+            return fetcher.gate(server.url("/news/a")).min_delay
+
+    assert asyncio.run(run()) == 5.0

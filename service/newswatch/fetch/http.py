@@ -107,6 +107,14 @@ class HostGate:
     async def __aexit__(self, *exc: object) -> None:
         self._semaphore.release()
 
+    @property
+    def min_delay(self) -> float:
+        return self._min_delay
+
+    def slow_to(self, seconds: float) -> None:
+        """At least `seconds` between request starts from now on (a site's Crawl-delay)."""
+        self._min_delay = max(self._min_delay, seconds)
+
     def block_for(self, seconds: float) -> None:
         self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
 

@@ -2,7 +2,8 @@
 
 Per RFC 9309: a 4xx robots.txt (none there) allows everything; a 5xx or an unreachable one
 disallows everything for a while (the site may be down); rules are matched by the most
-specific path (protego). Entries are kept for a day at most.
+specific path (protego). Entries are kept for a day at most. A Crawl-delay (not in RFC 9309,
+but widely used) becomes the host's minimum gap between requests, up to MAX_CRAWL_DELAY.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ CACHE_SECONDS = 24 * 3600.0
 RETRY_UNREACHABLE_SECONDS = 600.0
 MAX_ROBOTS_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
 MAX_CACHED_ORIGINS = 10_000
+# A larger Crawl-delay would starve a news source (a feed polled every few minutes needs a
+# handful of requests each time); such sites are better polled by feed alone.
+MAX_CRAWL_DELAY = 60.0
 
 
 @dataclass
@@ -82,7 +86,11 @@ class RobotsCache:
         now = time.monotonic()
         if result.outcome == http.OK:
             text = result.body[:MAX_ROBOTS_BYTES].decode("utf-8", "replace")
-            return _Entry(Protego.parse(text), None, now + CACHE_SECONDS)
+            rules = Protego.parse(text)
+            delay = rules.crawl_delay(self.agent)
+            if delay:
+                self.fetcher.gate(where).slow_to(min(float(delay), MAX_CRAWL_DELAY))
+            return _Entry(rules, None, now + CACHE_SECONDS)
         if result.status is not None and 400 <= result.status < 500 and result.status != 429:
             return _Entry(None, None, now + CACHE_SECONDS)
         reason = f"robots.txt unreachable ({result.error or result.outcome}); not fetching"

@@ -124,3 +124,21 @@ def test_parse_line_errors_name_the_field():
         else:
             raise AssertionError(f"accepted {raw}")
     assert len(gold_labels(STREAM)) == 7
+
+
+def test_a_lone_surrogate_does_not_fail_the_batch(cli_env, tmp_path):
+    # "\ud800" is valid JSON but no UTF-8 can hold it: stored as U+FFFD, the rest unharmed.
+    body = "A strong quake hit the coast on Monday and many people fled, officials said. " * 3
+    lines = [
+        f'{{"id": "s1", "source": "x", "title": "Quake \\ud800 hits", "text": "{body} \\udc00"}}',
+        json.dumps({"id": "s2", "source": "x", "title": "Budget passes", "text": "Parliament."}),
+    ]
+    stream = tmp_path / "odd.jsonl"
+    stream.write_text("\n".join(lines) + "\n")
+    result = newswatch("replay", str(stream), "--no-alerts", env=cli_env)
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(cli_env["DATABASE_URL"])
+    with engine.connect() as conn:
+        titles = conn.execute(text("SELECT title FROM articles ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert titles == ["Quake \ufffd hits", "Budget passes"]

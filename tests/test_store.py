@@ -28,6 +28,7 @@ def test_sqlite_pragmas(sqlite_engine):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+        assert conn.execute(text("PRAGMA cache_size")).scalar() == -64 * 1024  # 64 MiB
 
 
 def test_postgres_url_forms_accepted(tmp_path):

@@ -7,7 +7,8 @@ hash. Writes use SQLAlchemy Core in bulk: several times faster than the ORM here
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -65,6 +66,22 @@ class _Keys:
     guid: str | None
     hash: str
     hashable: bool
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TEXT_FIELDS = ("url", "guid", "title", "summary", "text", "author", "language", "canonical_url")
+
+
+def _encodable(entry: ParsedEntry) -> ParsedEntry:
+    """The entry with lone surrogates (from a broken \\u escape in JSON, or a bad decoder)
+    replaced by U+FFFD: neither the database nor UTF-8 can hold them, and one such character
+    must not fail the whole batch."""
+    changes = {}
+    for name in _TEXT_FIELDS:
+        value = getattr(entry, name)
+        if value and not value.isascii() and _SURROGATE.search(value):
+            changes[name] = _SURROGATE.sub("\ufffd", value)
+    return replace(entry, **changes) if changes else entry
 
 
 def _global_guid(guid: str | None) -> bool:
@@ -248,7 +265,7 @@ def store_batch(
     if any(source.id is None for source, _ in items):
         raise ValueError("sources must be stored before their entries")
     now = now or utcnow()
-    keys = [_keys(source, e) for source, e in items]
+    keys = [_keys(source, _encodable(e)) for source, e in items]
     known = _Known(session, keys)
     # First decide, for each entry, "new" or "the same as X"; X may be an entry earlier in
     # this batch, whose id is known only after the bulk insert.

@@ -274,8 +274,7 @@ class Clusterer:
     ) -> Decision:
         """Assign one article; the event id of a new event is the article's id."""
         feats = feats or self.features(title, body)
-        computed = self._signature(feats)
-        signature = computed if signature is None else signature
+        signature = self._signature(feats, signature)
         self._learn(feats)
         vec, rare = self._vector(feats)
         decision = self._decide(article_id, feats, vec, rare, when, signature)
@@ -283,12 +282,13 @@ class Clusterer:
         self._remember(article_id, decision.event_id, when, signature, feats)
         return decision
 
-    def _signature(self, feats: Features) -> np.ndarray | None:
-        """MinHash of the text's beginning (None for short texts); counts its words."""
+    def _signature(self, feats: Features, given: np.ndarray | None) -> np.ndarray | None:
+        """Counts the text's words; the `given` signature, else the MinHash of the text's
+        beginning (None for short texts)."""
         tokens = token_hashes(feats.shingle_text)
         feats.words = len(tokens)
-        if feats.words < self.s.duplicate_min_tokens:
-            return None
+        if given is not None or feats.words < self.s.duplicate_min_tokens:
+            return given
         return self.hasher.signature(tokens)
 
     def restore(
@@ -304,8 +304,7 @@ class Clusterer:
         without deciding anything, so a restarted process continues the same events. The
         near-duplicate signature is computed from the text unless given."""
         feats = self.features(title, body)
-        if signature is None:
-            signature = self._signature(feats)
+        signature = self._signature(feats, signature)
         self._learn(feats)
         vec = self.vector(feats)
         event = self.events.get(event_id)

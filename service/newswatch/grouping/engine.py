@@ -144,11 +144,10 @@ class EventGrouper:
                 EventChange(article_id=article_id, event_id=event_id, opened=False, sighting=True)
             )
             gains.setdefault(event_id, []).append((sighted[article_id].source_id, None, False))
-        merged = {resolve(g) for _a, d, _w in decisions for g in d.merged}
-        for _a, d, _w in decisions:
-            for gone in d.merged:
-                self.stats.pop(gone, None)
-        self._count(session, gains, merged)
+        absorbed = [g for _a, d, _w in decisions for g in d.merged]
+        for gone in absorbed:
+            self.stats.pop(gone, None)
+        self._count(session, gains, {resolve(g) for g in absorbed})
         self._write_stats(session, gains, now)
         EVENTS_OPENED.inc(sum(1 for c in changes if c.opened))
         EVENTS_MERGED.inc(sum(len(c.merged_event_ids) for c in changes))
@@ -170,7 +169,7 @@ class EventGrouper:
                 "source_count": 1,
                 "top_entities": [],
                 "merged_into": None,
-                "revision": 0,  # refresh_events makes it 1
+                "revision": 0,  # _write_stats makes it 1
                 "created_at": now,
                 "updated_at": now,
             }
@@ -322,13 +321,6 @@ class EventGrouper:
             )
         )
         session.connection().execute(statement, rows)
-
-    def refresh_events(self, session: Session, event_ids: Iterable[int], now: datetime) -> None:
-        """Recount articles and distinct sources, time span and top entities of events from
-        the store (after changes made outside ingest)."""
-        ids = set(event_ids)
-        self.stats.update(self._recount(session, ids))
-        self._write_stats(session, ids, now)
 
 
 def _stats_time(article: StoredArticle) -> datetime:

@@ -8,8 +8,9 @@ engine is handed the EventChanges, so every case controls exactly which event gr
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
@@ -477,6 +478,61 @@ def _t(day: int, hour: int, minute: int = 0) -> datetime:
 def test_quiet_end(span: str, now: datetime, end: datetime | None) -> None:
     start, stop = (datetime.strptime(p, "%H:%M").time() for p in span.split("-"))
     assert quiet_end(now, (start, stop)) == end
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("now", "end"),
+    [
+        # Winter (UTC+1): 22:00-07:00 Berlin is 21:00-06:00 UTC.
+        (_t(22, 21, 30), _t(23, 6)),
+        (_t(22, 20, 59), None),
+        (_t(23, 5, 59), _t(23, 6)),
+        (_t(23, 6), None),
+    ],
+)
+def test_quiet_end_on_a_local_clock(now: datetime, end: datetime | None) -> None:
+    assert quiet_end(now, (time(22), time(7)), BERLIN) == end
+
+
+def test_quiet_end_across_a_change_of_daylight_saving() -> None:
+    # Berlin leaves summer time at 03:00 on 2026-10-25: a night that starts at 22:00 CEST
+    # (20:00 UTC) ends at 07:00 CET (06:00 UTC), ten hours later, not nine.
+    start = datetime(2026, 10, 24, 20, 0, tzinfo=UTC)
+    assert quiet_end(start, (time(22), time(7)), BERLIN) == datetime(2026, 10, 25, 6, 0, tzinfo=UTC)
+    assert quiet_end(start - timedelta(minutes=1), (time(22), time(7)), BERLIN) is None
+
+
+def test_schedule_digest_and_quiet_hours_in_a_time_zone() -> None:
+    now = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)  # 00:30 on the 23rd in Berlin
+    berlin = ChannelConfig(
+        name="b", type="email", to=["a@b.c"], digest="daily", timezone="Europe/Berlin"
+    )
+    # The local day 23 Nov runs 23:00 UTC on the 22nd to 23:00 UTC on the 23rd.
+    assert schedule(rule(), berlin, now) == (
+        datetime(2026, 11, 23, 23, tzinfo=UTC),
+        "channel:b:digest:2026-11-22T23:00:00+00:00",
+    )
+    # A rule's own zone wins over the channel's; India is UTC+5:30, so its hours start at :30.
+    india = rule(digest="hourly", timezone="Asia/Kolkata")
+    assert schedule(india, berlin, now) == (
+        datetime(2026, 11, 23, 0, 30, tzinfo=UTC),
+        "dprk:digest:2026-11-22T23:30:00+00:00",
+    )
+    # Without a zone of its own the rule's quiet hours follow the channel's clock.
+    quiet = ChannelConfig(name="q", type="email", to=["a@b.c"], timezone="Europe/Berlin")
+    when, key = schedule(rule(quiet_hours="22:00-07:00"), quiet, now)
+    assert when == datetime(2026, 11, 23, 6, tzinfo=UTC) and key is not None
+    assert schedule(rule(quiet_hours="22:00-07:00"), quiet, now + timedelta(hours=7))[1] is None
+
+
+def test_an_unknown_time_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown time zone 'Europe/Berln'"):
+        ChannelConfig(name="b", type="email", to=["a@b.c"], timezone="Europe/Berln")
+    with pytest.raises(ValueError, match="timezone"):
+        rule(timezone="../etc/passwd")
 
 
 def test_schedule_repeat_interval_and_channel_defaults() -> None:

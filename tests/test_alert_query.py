@@ -216,12 +216,14 @@ def test_config_rejects_unknown_channel_and_bad_settings(tmp_path: Path) -> None
         "  - name: a\n    query: x\n    channels: [ops, pager]\n"
         "  - name: b\n    query: x\n    channels: [ops]\n    quiet_hours: '25:00-07:00'\n"
         "  - name: c\n    query: x\n    channels: [ops]\n    window: soon\n"
+        "  - name: d\n    query: x\n    channels: [ops]\n    timezone: Mars/Olympus\n"
     )
     with pytest.raises(ConfigError) as info:
         load_config(_config(tmp_path, rules))
     message = str(info.value)
     assert "rules[1].quiet_hours" in message and "not a time of day" in message
     assert "rules[2].window" in message
+    assert "rules[3].timezone" in message and "unknown time zone 'Mars/Olympus'" in message
 
 
 def test_config_rejects_unknown_channel(tmp_path: Path) -> None:

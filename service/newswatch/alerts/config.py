@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,6 +19,24 @@ def _quiet_hours(value: str | None) -> str | None:
     if value is not None:
         quiet_span(value)
     return value
+
+
+def _timezone(value: str | None) -> str | None:
+    if value is not None:
+        zone(value)
+    return value
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The IANA time zone `name` ("Europe/Berlin"); UTC when None."""
+    if name is None:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"timezone: unknown time zone {name!r} (an IANA name such as Europe/Berlin or UTC)"
+        ) from None
 
 
 def _duration(value: Any) -> Any:
@@ -52,10 +71,12 @@ class ChannelConfig(BaseModel):
     group_wait: timedelta | None = None
     quiet_hours: str | None = None
     digest: Literal["hourly", "daily"] | None = None
+    timezone: str | None = None  # of quiet_hours and digests (IANA name); default UTC
 
     _duration = field_validator("group_wait", mode="before")(_duration)
 
     _quiet = field_validator("quiet_hours")(_quiet_hours)
+    _zone = field_validator("timezone")(_timezone)
 
     @model_validator(mode="after")
     def _needs(self) -> ChannelConfig:
@@ -85,8 +106,9 @@ class RuleConfig(BaseModel):
     updates: bool = False  # follow-ups when more sources join (at 2x, 4x, ... min_sources)
     group_wait: timedelta | None = None
     repeat_interval: timedelta | None = None  # least time between two notifications
-    quiet_hours: str | None = None  # "22:00-07:00" (UTC): deferred into one digest
+    quiet_hours: str | None = None  # "22:00-07:00": deferred into one digest
     digest: Literal["hourly", "daily"] | None = None
+    timezone: str | None = None  # of quiet_hours and digests; default the channel's, else UTC
     enabled: bool = True
 
     _duration = field_validator("window", "group_wait", "repeat_interval", mode="before")(_duration)
@@ -101,6 +123,7 @@ class RuleConfig(BaseModel):
         return value
 
     _quiet = field_validator("quiet_hours")(_quiet_hours)
+    _zone = field_validator("timezone")(_timezone)
 
     def compiled(self) -> Node:
         return parse(self.query)

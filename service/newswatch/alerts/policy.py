@@ -4,6 +4,8 @@ Returns (not_before, batch_key); the delivery worker sends rows sharing a batch 
 message once they are due.
 - digest hourly/daily: everything of the period goes out at its end, together;
 - quiet hours: deferred to the end of the quiet span, together (a digest, never dropped);
+- quiet hours and digest periods are read on the clock of the rule's (else the channel's)
+  `timezone`, UTC by default, so "22:00-07:00" in Europe/Berlin follows daylight saving;
 - group_wait: matches of a rule within one wait window go out together at its end;
 - repeat_interval: a follow-up about the same event waits until the interval has passed.
 """
@@ -11,8 +13,9 @@ message once they are due.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from newswatch.alerts.config import ChannelConfig, RuleConfig, quiet_span
+from newswatch.alerts.config import ChannelConfig, RuleConfig, quiet_span, zone
 
 
 def _floor(now: datetime, step: timedelta) -> datetime:
@@ -21,18 +24,42 @@ def _floor(now: datetime, step: timedelta) -> datetime:
     return epoch + steps * step
 
 
-def quiet_end(now: datetime, span: tuple[time, time]) -> datetime | None:
-    """The end of the quiet span `now` falls in (UTC), or None when not quiet."""
+def _period(now: datetime, digest: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The start and end (UTC) of the local hour or day `now` falls in."""
+    local = now.astimezone(tz)
+    if digest == "hourly":
+        start = local.replace(minute=0, second=0, microsecond=0)
+        # An hour is an hour in UTC too (also across a daylight-saving change).
+        start_utc = start.astimezone(UTC)
+        return start_utc, start_utc + timedelta(hours=1)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Adding a day to an aware time is wall-clock arithmetic: the next local midnight, also
+    # when that day has 23 or 25 hours.
+    return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+
+
+def quiet_end(
+    now: datetime, span: tuple[time, time], tz: ZoneInfo | None = None
+) -> datetime | None:
+    """The end (UTC) of the quiet span `now` falls in, the span read on the clock of `tz`
+    (UTC by default); None when not quiet."""
+    local = now.astimezone(tz or UTC)
     start, end = span
-    t = now.timetz().replace(tzinfo=None)
-    today_end = now.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    t = local.time()
+    # Wall-clock arithmetic in the zone, so an end at 07:00 stays 07:00 across a change of
+    # daylight saving time in between.
+    today_end = local.replace(
+        hour=end.hour, minute=end.minute, second=0, microsecond=0, tzinfo=None
+    )
     if start <= end:  # e.g. 12:00-14:00
-        return today_end if start <= t < end else None
-    if t >= start:  # wrapped, e.g. 22:00-07:00, evening part
-        return today_end + timedelta(days=1)
-    if t < end:  # wrapped, morning part
-        return today_end
-    return None
+        found = today_end if start <= t < end else None
+    elif t >= start:  # wrapped, e.g. 22:00-07:00, evening part
+        found = today_end + timedelta(days=1)
+    elif t < end:  # wrapped, morning part
+        found = today_end
+    else:
+        found = None
+    return None if found is None else found.replace(tzinfo=local.tzinfo).astimezone(UTC)
 
 
 def schedule(
@@ -43,15 +70,15 @@ def schedule(
 ) -> tuple[datetime, str | None]:
     # A rule's own digest or quiet hours batch its notifications; a channel's batch every
     # rule's notifications to that channel into one message.
+    tz = zone(rule.timezone or channel.timezone)
     digest = rule.digest or channel.digest
     if digest is not None:
-        step = timedelta(hours=1) if digest == "hourly" else timedelta(days=1)
-        start = _floor(now, step)
+        start, end = _period(now, digest, tz)
         owner = rule.name if rule.digest else f"channel:{channel.name}"
-        return start + step, f"{owner}:digest:{start.isoformat()}"
+        return end, f"{owner}:digest:{start.isoformat()}"
     quiet = rule.quiet_hours or channel.quiet_hours
     if quiet is not None:
-        end = quiet_end(now, quiet_span(quiet))
+        end = quiet_end(now, quiet_span(quiet), tz)
         if end is not None:
             owner = rule.name if rule.quiet_hours else f"channel:{channel.name}"
             return end, f"{owner}:quiet:{end.isoformat()}"

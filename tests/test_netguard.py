@@ -150,3 +150,52 @@ def test_a_configured_delay_longer_than_crawl_delay_stays(server: LocalServer):
             return fetcher.gate(server.url("/news/a")).min_delay
 
     assert asyncio.run(run()) == 5.0
+
+
+def test_a_host_that_rebinds_to_loopback_after_the_check_is_refused_when_connecting(
+    server: LocalServer,
+):
+    """DNS rebinding: the guard's lookup of the discovered host says public, the connection's
+    own lookup (the real resolver: localhost is 127.0.0.1) says loopback. The connection is
+    refused and the server never sees the request; the source's own host and a fetch after
+    it are not affected."""
+    server.routes["/admin"] = static("secret", content_type="text/plain")
+    server.routes["/news/"] = static("front page", content_type="text/plain")
+    port = server.port
+    rebinding = f"http://localhost:{port}/admin"
+
+    async def first_answer_public(host: str) -> list[str]:
+        return ["93.184.216.34"]
+
+    guard = NetGuard(server.url("/news/"), resolver=first_answer_public)
+    settings = Settings(NEWSWATCH_HTTP_MIN_HOST_DELAY=0)  # type: ignore[call-arg]
+
+    async def run() -> tuple[str | None, object, object, object]:
+        async with Fetcher(settings) as fetcher:
+            assert await guard.check(rebinding) is None  # the check alone is fooled
+            refused = await fetcher.get(rebinding, check_url=[guard])
+            own = await fetcher.get(server.url("/news/"), check_url=[guard])
+            # A fetch without the guard (an operator's configured source) reaches it.
+            trusted = await fetcher.get(rebinding)
+            return refused.error, refused.outcome, own.outcome, trusted.outcome
+
+    error, outcome, own, trusted = asyncio.run(run())
+    assert outcome == "blocked", error
+    assert error and "loopback" in error and "when connecting" in error
+    assert own == "ok" and trusted == "ok"
+    assert len(server.hits("/admin")) == 1  # only the unguarded fetch arrived
+
+
+def test_the_httpx_transport_still_checks_urls_before_requesting(server: LocalServer):
+    server.routes["/admin"] = static("secret", content_type="text/plain")
+    settings = Settings(NEWSWATCH_HTTP_MIN_HOST_DELAY=0, NEWSWATCH_HTTP_TRANSPORT="httpx")  # type: ignore[call-arg]
+    port = server.port
+
+    async def run() -> str | None:
+        async with Fetcher(settings) as fetcher:
+            guard = NetGuard("http://news.example/")
+            return (await fetcher.get(f"http://localhost:{port}/admin", check_url=[guard])).error
+
+    error = asyncio.run(run())
+    assert error and "loopback" in error
+    assert server.hits("/admin") == []

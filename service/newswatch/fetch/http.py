@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from newswatch.config import Settings
+from newswatch.fetch.netguard import GUARDED_HOSTS, UnsafeAddress, guarded_resolver
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 PERMANENT_REDIRECTS = {301, 308}
@@ -133,8 +135,28 @@ def make_transport(kind: str, max_connections: int) -> httpx.AsyncBaseTransport:
         # concurrency (encode/httpx#3215; figures in docs/benchmarks.md).
         from httpx_aiohttp import AiohttpTransport
 
-        return AiohttpTransport(limits=limits)
+        # The TLS context is made now: loading the CA bundle inside the first request would
+        # hold up that request, and the host's next one behind it.
+        tls = httpx.create_ssl_context()
+        return AiohttpTransport(limits=limits, client=lambda: _aiohttp_session(limits, tls))
+    # httpx's own transport has no resolver hook: the private-network guard checks each URL
+    # before it is requested, but cannot re-check the connection's own lookup.
     return httpx.AsyncHTTPTransport(limits=limits)
+
+
+def _aiohttp_session(limits: httpx.Limits, tls: ssl.SSLContext) -> object:
+    """The aiohttp session of the transport (as httpx-aiohttp builds it), resolving through
+    the private-network guard with its DNS cache off (see fetch/netguard.py)."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(
+        limit=limits.max_connections or 0,
+        keepalive_timeout=limits.keepalive_expiry,
+        ssl=tls,
+        resolver=guarded_resolver(),
+        use_dns_cache=False,
+    )
+    return aiohttp.ClientSession(connector=connector)
 
 
 class Fetcher:
@@ -202,6 +224,8 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         if accept:
             headers["Accept"] = accept
+        # The hosts the private-network guard checks are guarded for this fetch only.
+        guarded = GUARDED_HOSTS.set(frozenset())
         try:
             async with asyncio.timeout(self.deadline):
                 result = await self._follow(url, headers, list(check_url))
@@ -209,6 +233,8 @@ class Fetcher:
             result = FetchResult(
                 url, url, TIMEOUT, error=f"no complete answer in {self.deadline:g}s"
             )
+        finally:
+            GUARDED_HOSTS.reset(guarded)
         result.duration = time.monotonic() - started
         return result
 
@@ -291,13 +317,31 @@ class Fetcher:
                 result.bytes_read = size
                 return result
         except httpx.TimeoutException as exc:
+            unsafe = _unsafe(exc)
+            if unsafe is not None:
+                return FetchResult(url, current, BLOCKED, error=str(unsafe))
             if _refused(exc):
                 return FetchResult(url, current, NETWORK_ERROR, error=f"cannot connect: {exc}")
             return FetchResult(url, current, TIMEOUT, error=f"timeout: {exc or type(exc).__name__}")
         except httpx.DecodingError as exc:
             return FetchResult(url, current, NETWORK_ERROR, error=f"bad content encoding: {exc}")
         except (httpx.HTTPError, OSError) as exc:
+            unsafe = _unsafe(exc)
+            if unsafe is not None:
+                return FetchResult(url, current, BLOCKED, error=str(unsafe))
             return FetchResult(url, current, NETWORK_ERROR, error=f"{type(exc).__name__}: {exc}")
+
+
+def _unsafe(exc: BaseException) -> UnsafeAddress | None:
+    """The guard's refusal at connection time, wherever the transport wrapped it."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, UnsafeAddress):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _refused(exc: BaseException) -> bool:

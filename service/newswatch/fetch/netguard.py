@@ -5,6 +5,13 @@ host than the source's own and that host resolves to a loopback, private, link-l
 multicast, reserved or cloud-metadata address (unless the source allows private networks).
 The source's configured URL and links on its own host are trusted: the operator chose them.
 Only http and https are ever fetched. The check runs on every redirect hop.
+
+DNS rebinding: a host can answer the guard's lookup with a public address and the
+connection's own lookup, a moment later, with a private one. So the hosts the guard checked
+are also checked where the connection is made: the aiohttp transport resolves through
+`GuardedResolver`, which refuses any address of a guarded host that the guard would refuse
+(its DNS cache is off, so every connection is resolved and checked). The set of guarded hosts
+lives in a context variable that `Fetcher.get` scopes to one fetch.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
 from urllib.parse import urlsplit
 
 Resolver = Callable[[str], Awaitable[list[str]]]
@@ -24,6 +33,14 @@ METADATA_ADDRESSES = frozenset(
     {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
 )
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# Hosts of the current fetch that the guard checked: their connections must reach only
+# addresses the guard allows.
+GUARDED_HOSTS: ContextVar[frozenset[str]] = ContextVar("guarded_hosts", default=frozenset())
+
+
+class UnsafeAddress(OSError):
+    """A guarded host resolved to a refused address when the connection was made."""
 
 
 async def resolve(host: str) -> list[str]:
@@ -107,6 +124,40 @@ class NetGuard:
             reason = unsafe_reason(address)
             if reason:
                 return f"unsafe address: {host} resolves to a {reason}"
+        GUARDED_HOSTS.set(GUARDED_HOSTS.get() | {host})
         return None
 
     __call__ = check
+
+
+def _normal_host(host: str) -> str:
+    return host.lower().rstrip(".")
+
+
+def guarded_resolver() -> Any:
+    """An aiohttp resolver that applies the guard to the addresses a connection will use."""
+    import aiohttp
+    from aiohttp.abc import AbstractResolver
+
+    class GuardedResolver(AbstractResolver):
+        def __init__(self) -> None:
+            self.inner = aiohttp.DefaultResolver()
+
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[Any]:
+            results = await self.inner.resolve(host, port, family)
+            if _normal_host(host) in GUARDED_HOSTS.get():
+                for result in results:
+                    reason = unsafe_reason(str(result["host"]))
+                    if reason:
+                        raise UnsafeAddress(
+                            f"unsafe address: {host} resolved to a {reason} when connecting"
+                            " (DNS rebinding?)"
+                        )
+            return results
+
+        async def close(self) -> None:
+            await self.inner.close()
+
+    return GuardedResolver()

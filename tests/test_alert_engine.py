@@ -437,20 +437,22 @@ def test_quiet_hours_defer_into_one_digest(engine: Engine) -> None:
 
 def test_group_wait_batches_and_digest_periods(engine: Engine) -> None:
     at = datetime(2026, 11, 22, 10, 17, tzinfo=UTC)
+    clock = [at]
     waiting = rule(name="wait", group_wait=timedelta(minutes=5))
     hourly = rule(name="hourly", digest="hourly")
-    alerts = make_engine(waiting, hourly, now=at)
+    alerts = AlertEngine([waiting, hourly], channels(), clock=lambda: clock[0])
     with Session(engine) as session:
         w = World(session)
         alerts.on_changes(session, [w.article("s1"), w.article("s2")])
         rows = {
             (n.rule, n.batch_key, n.not_before.replace(tzinfo=UTC)) for n in notifications(session)
         }
+        # The first match opens the group: it collects for the whole 5 minutes from 10:17.
         assert rows == {
             (
                 "wait",
-                "wait:wait:2026-11-22T10:15:00+00:00",
-                datetime(2026, 11, 22, 10, 20, tzinfo=UTC),
+                "wait:wait:2026-11-22T10:17:00+00:00",
+                datetime(2026, 11, 22, 10, 22, tzinfo=UTC),
             ),
             (
                 "hourly",
@@ -458,6 +460,21 @@ def test_group_wait_batches_and_digest_periods(engine: Engine) -> None:
                 datetime(2026, 11, 22, 11, tzinfo=UTC),
             ),
         }
+        # A match of another event at 10:21 joins the open group; one at 10:23 opens the next.
+        for minute in (21, 23):
+            clock[0] = at.replace(minute=minute)
+            alerts.on_changes(session, [w.article(f"late{minute}")])
+        waits = sorted(
+            (n.not_before.replace(tzinfo=UTC), n.batch_key)
+            for n in notifications(session)
+            if n.rule == "wait"
+        )
+        # (two events at 10:17, one at 10:21, one at 10:23)
+        assert [key for _, key in waits] == 3 * ["wait:wait:2026-11-22T10:17:00+00:00"] + [
+            "wait:wait:2026-11-22T10:23:00+00:00"
+        ]
+        assert {when for when, _ in waits[:3]} == {datetime(2026, 11, 22, 10, 22, tzinfo=UTC)}
+        assert waits[3][0] == datetime(2026, 11, 22, 10, 28, tzinfo=UTC)
 
 
 def _t(day: int, hour: int, minute: int = 0) -> datetime:

@@ -136,7 +136,18 @@ def test_schedule_digest_quiet_hours_group_wait_repeat():
     when, key = schedule(rule(quiet_hours="22:00-07:00"), channel, now)
     assert when == datetime(2026, 11, 23, 7, 0, tzinfo=UTC) and key.startswith("r:quiet:")
     when, key = schedule(rule(group_wait=timedelta(minutes=5)), channel, now)
-    assert when == datetime(2026, 11, 22, 23, 20, tzinfo=UTC) and key.startswith("r:wait:")
+    assert when == datetime(2026, 11, 22, 23, 22, tzinfo=UTC) and key == (
+        "r:wait:2026-11-22T23:17:00+00:00"
+    )
+    # A group still collecting takes the match; a closed one does not.
+    group = (when, key)
+    later = now + timedelta(minutes=4)
+    assert schedule(rule(group_wait=timedelta(minutes=5)), channel, later, None, group) == group
+    after = now + timedelta(minutes=5)
+    assert schedule(rule(group_wait=timedelta(minutes=5)), channel, after, None, group) == (
+        after + timedelta(minutes=5),
+        f"r:wait:{after.isoformat()}",
+    )
     last = now - timedelta(minutes=10)
     when, _ = schedule(rule(repeat_interval=timedelta(hours=1)), channel, now, last)
     assert when == last + timedelta(hours=1)

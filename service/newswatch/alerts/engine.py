@@ -21,8 +21,8 @@ from sqlmodel import Session
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.models import AlertState, RuleMatch
-from newswatch.alerts.outbox import enqueue
-from newswatch.alerts.policy import schedule
+from newswatch.alerts.outbox import enqueue, open_wait_group
+from newswatch.alerts.policy import group_wait, schedule
 from newswatch.alerts.query import Document, matched_terms
 from newswatch.alerts.silences import list_silences
 from newswatch.grouping.api import EventChange
@@ -245,7 +245,10 @@ class AlertEngine:
         )
         for channel_name in rule.channels:
             channel = self.channels[channel_name]
-            not_before, batch_key = schedule(rule, channel, now, last_sent)
+            group = None
+            if group_wait(rule, channel):
+                group = open_wait_group(session, rule.name, channel_name, now)
+            not_before, batch_key = schedule(rule, channel, now, last_sent, group)
             if enqueue(
                 session,
                 rule=rule.name,

@@ -64,6 +64,27 @@ def enqueue(
     return session.execute(statement).first() is not None
 
 
+def open_wait_group(
+    session: Session, rule: str, channel: str, now: datetime
+) -> tuple[datetime, str] | None:
+    """The (send time, batch key) of the rule's group_wait group to `channel` that is still
+    collecting at `now`, if one is: later matches join it instead of opening their own."""
+    row = session.execute(
+        select(N.not_before, N.batch_key)
+        .where(
+            N.rule == rule,
+            N.channel == channel,
+            N.status == "pending",
+            N.attempts == 0,
+            N.batch_key.like(f"{rule}:wait:%"),
+            N.not_before > now,
+        )
+        .order_by(N.not_before.desc())
+        .limit(1)
+    ).first()
+    return (as_utc(row[0]), row[1]) if row is not None else None
+
+
 def outbox_stats(session: Session) -> tuple[int, datetime | None]:
     """Notifications waiting (pending or being sent) and the creation time of the oldest."""
     row = session.execute(

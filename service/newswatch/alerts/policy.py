@@ -6,7 +6,8 @@ message once they are due.
 - quiet hours: deferred to the end of the quiet span, together (a digest, never dropped);
 - quiet hours and digest periods are read on the clock of the rule's (else the channel's)
   `timezone`, UTC by default, so "22:00-07:00" in Europe/Berlin follows daylight saving;
-- group_wait: matches of a rule within one wait window go out together at its end;
+- group_wait: the first match of a rule opens a group that collects its matches for the
+  wait and goes out, together, at its end (a later match joins the open group);
 - repeat_interval: a follow-up about the same event waits until the interval has passed.
 """
 
@@ -16,12 +17,6 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig, quiet_span, zone
-
-
-def _floor(now: datetime, step: timedelta) -> datetime:
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    steps = (now - epoch) // step
-    return epoch + steps * step
 
 
 def _period(now: datetime, digest: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -36,6 +31,11 @@ def _period(now: datetime, digest: str, tz: ZoneInfo) -> tuple[datetime, datetim
     # Adding a day to an aware time is wall-clock arithmetic: the next local midnight, also
     # when that day has 23 or 25 hours.
     return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+
+
+def group_wait(rule: RuleConfig, channel: ChannelConfig) -> timedelta | None:
+    """The rule's group_wait, else its channel's (the rule's own setting wins, also 0)."""
+    return rule.group_wait if rule.group_wait is not None else channel.group_wait
 
 
 def quiet_end(
@@ -67,7 +67,10 @@ def schedule(
     channel: ChannelConfig,
     now: datetime,
     last_sent: datetime | None = None,
+    open_group: tuple[datetime, str] | None = None,
 ) -> tuple[datetime, str | None]:
+    """When the notification may go out and the batch it goes out with; `open_group` is the
+    rule's group_wait group to this channel still collecting (`outbox.open_wait_group`)."""
     # A rule's own digest or quiet hours batch its notifications; a channel's batch every
     # rule's notifications to that channel into one message.
     tz = zone(rule.timezone or channel.timezone)
@@ -83,10 +86,12 @@ def schedule(
             owner = rule.name if rule.quiet_hours else f"channel:{channel.name}"
             return end, f"{owner}:quiet:{end.isoformat()}"
     not_before, batch_key = now, None
-    wait = rule.group_wait if rule.group_wait is not None else channel.group_wait
+    wait = group_wait(rule, channel)
     if wait:
-        start = _floor(now, wait)
-        not_before, batch_key = start + wait, f"{rule.name}:wait:{start.isoformat()}"
+        if open_group is not None and open_group[0] > now:
+            not_before, batch_key = open_group
+        else:
+            not_before, batch_key = now + wait, f"{rule.name}:wait:{now.isoformat()}"
     if rule.repeat_interval and last_sent is not None:
         not_before = max(not_before, last_sent + rule.repeat_interval)
     return not_before, batch_key

@@ -273,7 +273,9 @@ def tls_smtp(
     def authenticate(server, session, envelope, mechanism, data):  # type: ignore[no-untyped-def]
         assert isinstance(data, LoginPassword)
         logins.append(data.login.decode())
-        return AuthResult(success=data.password == b"s3cret")
+        # handled=False: aiosmtpd answers a refusal with 535 itself (its default, handled=True,
+        # sends no answer at all and the client times out).
+        return AuthResult(success=data.password == b"s3cret", handled=False)
 
     inbox, port = _Inbox(), free_port()
     tls = {"ssl_context": context} if implicit else {"tls_context": context}
@@ -307,6 +309,23 @@ def test_email_over_tls_with_login(
     assert len(inbox.messages) == 1 and logins == ["alerts"]
     message = email.message_from_bytes(inbox.messages[0], policy=email.policy.default)
     assert message["X-Newswatch-Idempotency-Key"] == "quake:7:1"
+
+
+def test_email_with_a_wrong_password_fails_permanently_and_names_no_secret(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    with tls_smtp(certificate, implicit=False) as (inbox, port, logins):
+        settings = smtp_settings(
+            port, SMTP_SECURITY="starttls", SMTP_USERNAME="alerts", SMTP_PASSWORD="wr0ng-pass"
+        )
+        result = send(mailer(settings), [payload()])
+    # The server saw the login (once per mechanism it offers) and refused it (535); nothing
+    # was delivered, and retrying with the same password cannot help, so the row goes dead at
+    # once, for the operator to see in `deliveries list --failed` and retry when it is fixed.
+    assert logins and set(logins) == {"alerts"} and inbox.messages == []
+    assert not result.ok and result.status == 535 and result.permanent
+    assert result.error and "535" in result.error and "wr0ng-pass" not in result.error
 
 
 # --- apprise -----------------------------------------------------------------------------------

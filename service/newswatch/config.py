@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     # New and overdue sources are first polled at a random time within this many seconds.
     first_run_spread: float = Field(60.0, validation_alias="NEWSWATCH_FIRST_RUN_SPREAD")
 
+    # Retention in days (0 keeps forever); see newswatch/retention.py. Articles are kept.
+    retain_fetches_days: float = Field(30.0, ge=0, validation_alias="NEWSWATCH_RETAIN_FETCHES_DAYS")
+    retain_page_urls_days: float = Field(
+        180.0, ge=0, validation_alias="NEWSWATCH_RETAIN_PAGE_URLS_DAYS"
+    )
+    retain_deliveries_days: float = Field(
+        90.0, ge=0, validation_alias="NEWSWATCH_RETAIN_DELIVERIES_DAYS"
+    )
+
     http_host: str = Field("0.0.0.0", validation_alias="NEWSWATCH_HTTP_HOST")
     http_port: int = Field(8080, validation_alias="NEWSWATCH_HTTP_PORT")
     api_token: str | None = Field(None, validation_alias="NEWSWATCH_API_TOKEN")

@@ -47,6 +47,12 @@ NOTIFICATIONS = Counter(
     ["channel", "outcome"],
     registry=REGISTRY,
 )
+PRUNED_ROWS = Counter(
+    "newswatch_pruned_rows_total",
+    "Rows deleted by retention (fetch log, page URLs, delivered notifications)",
+    ["table"],
+    registry=REGISTRY,
+)
 SOURCES_IN_ERROR = Gauge(
     "newswatch_sources_in_error", "Sources whose last fetch failed", registry=REGISTRY
 )

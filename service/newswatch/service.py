@@ -29,6 +29,7 @@ from newswatch.fetch.poll import Poller, PollOutcome
 from newswatch.logging import get_logger
 from newswatch.metrics import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.pipeline import Pipeline
+from newswatch.retention import prune
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
@@ -36,6 +37,8 @@ from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_co
 log = get_logger("newswatch.service")
 
 RESYNC_SECONDS = 60  # how often sources added or changed elsewhere (CLI) are picked up
+PRUNE_EVERY = timedelta(days=1)  # retention (newswatch/retention.py)
+PRUNE_FIRST_AFTER = timedelta(minutes=10)  # after start, when the first polls have settled
 SHUTDOWN_GRACE_SECONDS = 60
 
 
@@ -149,6 +152,14 @@ class Service:
                 max_instances=1,
                 coalesce=True,
             )
+            self.scheduler.add_job(
+                self._prune_job,
+                IntervalTrigger(seconds=PRUNE_EVERY.total_seconds()),
+                id="retention",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC) + PRUNE_FIRST_AFTER,
+            )
             self.status.tick()
             log.info("service started", sources=len(sources))
             companions = [asyncio.create_task(c(self.stop_event)) for c in self.companions]
@@ -222,6 +233,13 @@ class Service:
         sources = await asyncio.to_thread(self.load_sources)
         self._reschedule(sources)
         self._update_error_gauge()
+
+    async def _prune_job(self) -> None:
+        self.status.tick()
+        try:
+            await asyncio.to_thread(prune, self.engine, self.settings)
+        except Exception:
+            log.exception("retention failed; tried again tomorrow")
 
     async def _poll_job(self, source_id: int) -> None:
         self.status.tick()

@@ -80,6 +80,20 @@ def db_upgrade(app: AppContext) -> None:
     click.echo(f"schema at {head_revision()} (was {before or 'empty'})")
 
 
+@db.command("prune")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@pass_app
+def db_prune(app: AppContext, dry_run: bool) -> None:
+    """Delete old fetch-log rows, page URLs and delivered notifications now (the service does
+    it daily): NEWSWATCH_RETAIN_FETCHES_DAYS, _PAGE_URLS_DAYS, _DELIVERIES_DAYS; 0 keeps."""
+    from newswatch.retention import prune
+
+    pruned = prune(app.engine(), app.settings, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    counts = ", ".join(f"{n} {table}" for table, n in pruned.as_dict().items())
+    click.echo(f"{verb}: {counts}")
+
+
 def register(main: click.Group) -> None:
     main.add_command(run)
     main.add_command(check_config)

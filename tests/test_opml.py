@@ -87,3 +87,56 @@ def test_import_opml_command(store_url, tmp_path, server):
     assert polled.returncode == 0, polled.stderr
     articles = run("articles", "list", "--json", "--limit", "500").stdout.splitlines()
     assert len(articles) > 50
+
+
+def test_write_opml_round_trips_through_the_parser():
+    from newswatch.fetch.opml import OpmlFeed, write_opml
+
+    feeds = [
+        OpmlFeed('Le Monde & "Libé" <fr>', "https://a.example/rss?x=1&y=2", None, None),
+        OpmlFeed("Heise", "https://h.example/atom", "https://h.example/", None),
+    ]
+    back, problems = parse_opml(write_opml(feeds))
+    assert problems == []
+    assert [(f.name, f.url, f.html_url) for f in back] == [
+        (f.name, f.url, f.html_url) for f in feeds
+    ]
+
+
+def test_export_opml_command_then_import_elsewhere(store_url, tmp_path):
+    env = dict(os.environ, DATABASE_URL=store_url)
+    env.pop("NEWSWATCH_CONFIG", None)
+
+    def run(*args: str, url: str = store_url) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "newswatch", *args],
+            env={**env, "DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    for name, url, kind in (
+        ("wire", "https://wire.example/feed", "feed"),
+        ("desk & co", "https://desk.example/rss", "auto"),
+        ("front", "https://front.example/", "page"),
+        ("paused", "https://paused.example/rss", "feed"),
+    ):
+        added = run("sources", "add", name, url, "--kind", kind)
+        assert added.returncode == 0, added.stderr
+    assert run("sources", "remove", "paused").returncode == 0  # disabled, history kept
+    printed = run("sources", "export-opml")
+    assert printed.returncode == 0, printed.stderr
+    feeds, problems = parse_opml(printed.stdout.encode())
+    # Feeds only (a page source is not one), disabled ones only with --all.
+    assert problems == [] and [(f.name, f.url) for f in feeds] == [
+        ("desk & co", "https://desk.example/rss"),
+        ("wire", "https://wire.example/feed"),
+    ]
+    path = tmp_path / "all.opml"
+    assert run("sources", "export-opml", str(path), "--all").returncode == 0
+    assert [f.name for f in parse_opml(path.read_bytes())[0]] == ["desk & co", "paused", "wire"]
+    # Another store imports the file as it is.
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    imported = run("sources", "import-opml", str(path), url=other)
+    assert imported.returncode == 0 and "imported 3 sources" in imported.stdout

@@ -197,6 +197,31 @@ def import_opml(app: AppContext, file: Path, interval: str | None) -> None:
         raise SystemExit(1)
 
 
+@sources.command("export-opml")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--all", "include_all", is_flag=True, help="Also disabled sources.")
+@pass_app
+def export_opml(app: AppContext, file: Path | None, include_all: bool) -> None:
+    """Write the feed sources as OPML (to FILE, or standard output): for a feed reader, a
+    backup, or `import-opml` elsewhere. Page and sitemap sources are not feeds and stay out."""
+    from newswatch.fetch.opml import OpmlFeed, write_opml
+
+    with session_scope(app.engine()) as session:
+        query = select(Source).where(Source.kind.in_(("auto", "feed"))).order_by(Source.name)  # type: ignore[attr-defined]
+        if not include_all:
+            query = query.where(Source.enabled)
+        feeds = [
+            OpmlFeed(name=s.name, url=s.configured_url, html_url=None, line=None)
+            for s in session.exec(query)
+        ]
+    document = write_opml(feeds)
+    if file is None:
+        click.echo(document.decode("utf-8"), nl=False)
+    else:
+        file.write_bytes(document)
+        click.echo(f"exported {len(feeds)} sources to {file}", err=True)
+
+
 def _unique_name(base: str, taken: set[str]) -> str:
     base = base.strip()[:190] or "source"
     name, n = base, 2

@@ -1,9 +1,14 @@
-"""OPML import: the feeds of an OPML file (nested outlines included), with the line of each
-problem so a user can fix the file."""
+"""OPML import and export: the feeds of an OPML file (nested outlines included), with the line
+of each problem so a user can fix the file; and an OPML file of the sources, for another reader
+or a later import."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from xml.sax.saxutils import quoteattr
 
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
@@ -74,3 +79,29 @@ def parse_opml(data: bytes) -> tuple[list[OpmlFeed], list[str]]:
             )
         )
     return feeds, problems
+
+
+def write_opml(feeds: Iterable[OpmlFeed], title: str = "newswatch sources") -> bytes:
+    """An OPML 2.0 document with one `rss` outline a feed (`text`/`title` its name)."""
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<opml version="2.0">',
+        "  <head>",
+        f"    <title>{_text(title)}</title>",
+        f"    <dateCreated>{format_datetime(datetime.now(UTC), usegmt=True)}</dateCreated>",
+        "  </head>",
+        "  <body>",
+    ]
+    for feed in feeds:
+        name = feed.name or feed.url
+        attrs = f'type="rss" text={quoteattr(name)} title={quoteattr(name)}'
+        attrs += f" xmlUrl={quoteattr(feed.url)}"
+        if feed.html_url:
+            attrs += f" htmlUrl={quoteattr(feed.html_url)}"
+        lines.append(f"    <outline {attrs}/>")
+    lines += ["  </body>", "</opml>", ""]
+    return "\n".join(lines).encode("utf-8")
+
+
+def _text(value: str) -> str:
+    return quoteattr(value)[1:-1]

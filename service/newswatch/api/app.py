@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from newswatch import __version__
-from newswatch.api import delivery_routes, event_routes, pages, routes, system
+from newswatch.api import delivery_routes, event_routes, feeds, pages, routes, system
 from newswatch.api.auth import TokenMiddleware
 from newswatch.api.errors import install_error_handlers
 from newswatch.api.health import DEFAULT_TICK_MAX_AGE, Readiness, SchedulerStatus
@@ -57,5 +57,6 @@ def create_app(
     app.include_router(delivery_routes.api)
     app.include_router(pages.router)
     app.include_router(event_routes.pages)
+    app.include_router(feeds.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,7 +1,8 @@
 """The optional bearer token (NEWSWATCH_API_TOKEN) that guards all but the health endpoints.
 
 API clients send `Authorization: Bearer <token>`. A browser opens a page once with
-`?token=<token>`: the token is kept in an HttpOnly cookie and the URL is cleaned.
+`?token=<token>`: the token is kept in an HttpOnly cookie and the URL is cleaned. Feed readers
+keep `?token=<token>` in the URL of an Atom feed (/feeds/…).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from newswatch.api.errors import error_body
 
 COOKIE = "newswatch_token"
 OPEN_PATHS = ("/healthz", "/readyz", "/static/")
+# Feed readers send neither an Authorization header nor cookies back: `?token=` is taken as
+# it is on feeds, without the redirect that sets the cookie.
+TOKEN_IN_QUERY_PATHS = ("/feeds/",)
 
 
 def _matches(given: str | None, token: str) -> bool:
@@ -41,8 +45,13 @@ class TokenMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if _matches(_bearer(request), self.token) or _matches(
-            request.cookies.get(COOKIE), self.token
+        if (
+            _matches(_bearer(request), self.token)
+            or _matches(request.cookies.get(COOKIE), self.token)
+            or (
+                scope["path"].startswith(TOKEN_IN_QUERY_PATHS)
+                and _matches(request.query_params.get("token"), self.token)
+            )
         ):
             await self.app(scope, receive, send)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -92,6 +93,25 @@ def db_prune(app: AppContext, dry_run: bool) -> None:
     verb = "would delete" if dry_run else "deleted"
     counts = ", ".join(f"{n} {table}" for table, n in pruned.as_dict().items())
     click.echo(f"{verb}: {counts}")
+
+
+@db.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def db_backup(app: AppContext, target: Path) -> None:
+    """Copy the SQLite store to TARGET while the service runs (SQLite's online backup: a
+    consistent snapshot, writers wait only for moments). For Postgres use pg_dump."""
+    from newswatch.store.backup import backup_sqlite
+
+    engine = app.engine(migrate=False)
+    if engine.dialect.name != "sqlite":
+        raise click.ClickException(
+            "db backup copies an SQLite store; for Postgres use pg_dump (docs/operations.md)"
+        )
+    if target.exists():
+        raise click.ClickException(f"{target} exists; name a new file")
+    pages = backup_sqlite(engine, target)
+    click.echo(f"backed up {pages} pages to {target}")
 
 
 def register(main: click.Group) -> None:

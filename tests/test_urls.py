@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import unicodedata
 
 import pytest
@@ -78,3 +79,83 @@ def test_content_hash_follows_its_definition(ascii_text: str, any_text: str) -> 
     # including the separator controls \x1c-\x1f that str.split() treats as white space.
     for title, text in ((ascii_text, any_text), (any_text, ascii_text), ("A\x1cB", " x\x1fY ")):
         assert content_hash(title, text) == _reference_hash(title, text)
+
+
+def test_the_white_space_lists_are_str_splits():
+    from newswatch.fetch import urls
+
+    every = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    ascii_space = {c for c in every if c.isascii()}
+    assert set(urls._ASCII_SPACE.decode("ascii")) == ascii_space
+    assert every - ascii_space == urls._OTHER_SPACE
+
+
+# Text that exercises every branch: white space of each kind in runs, letters that casefold
+# to themselves and ones that do not (ß, Σ, K), characters NFKC changes (ﬁ, ½, ¨).
+_TRICKY = st.text(
+    alphabet=st.sampled_from(
+        list("aZ \t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u1680\u2003\u2028\u2029\u3000")
+        + list("’“—éßΣςKİﬁ½¨\u0301Ǆ")
+    )
+)
+
+
+@given(_TRICKY, _TRICKY)
+def test_content_hash_follows_its_definition_on_tricky_text(title: str, text: str) -> None:
+    assert content_hash(title, text) == _reference_hash(title, text)
+
+
+_URLISH = st.builds(
+    "".join,
+    st.lists(
+        st.sampled_from(
+            [
+                "http",
+                "https",
+                "HTTP",
+                "://",
+                "/",
+                "//",
+                "a",
+                "Z",
+                "0",
+                ".",
+                "-",
+                "_",
+                "~",
+                ":",
+                "80",
+                "?",
+                "=",
+                "&",
+                "#",
+                "%41",
+                "%2F",
+                "é",
+                " ",
+                "\t",
+                "@",
+                "[",
+                "utm_x=1",
+            ]
+        ),
+        max_size=14,
+    ),
+)
+
+
+@given(_URLISH)
+def test_the_plain_url_shortcut_agrees_with_the_parser(url: str) -> None:
+    from newswatch.fetch.urls import _canonical_url
+
+    for candidate in (url, "https://" + url, "http://ex.ample/" + url):
+        assert canonical_url(candidate) == _canonical_url(candidate.strip())
+
+
+@pytest.mark.parametrize(
+    "url", ["https://ex.ample", "https://ex.ample/", "http://a.b/c/d.html", "https://a/b/"]
+)
+def test_plain_urls_take_the_shortcut_unchanged(url):
+    from newswatch.fetch.urls import _PLAIN, _canonical_url
+
+    assert _PLAIN.fullmatch(url) and canonical_url(url) == _canonical_url(url)

@@ -69,6 +69,12 @@ def _host(host: str) -> str:
         return host
 
 
+# A URL already in canonical form but for an empty path: lower-case http(s) scheme and host,
+# no port, user, query or fragment, a path of unreserved characters without "//". Most
+# article URLs; they skip the parsing below (which returns them unchanged, tested).
+_PLAIN = re.compile(r"https?://[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?:/[A-Za-z0-9._~-]+)*/?")
+
+
 def canonical_url(url: str) -> str:
     """The canonical form used to recognise the same article under different URLs.
 
@@ -77,6 +83,12 @@ def canonical_url(url: str) -> str:
     back stripped rather than raising.
     """
     url = (url or "").strip()
+    if _PLAIN.fullmatch(url):
+        return url if url.count("/") > 2 else url + "/"
+    return _canonical_url(url)
+
+
+def _canonical_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -97,17 +109,42 @@ def canonical_url(url: str) -> str:
     return urlunsplit((scheme, host, path, urlencode(query, doseq=True), ""))
 
 
-# ASCII text folds in one bytes.translate: upper case to lower, and the four separator
-# controls that str.split() counts as white space (bytes.split() does not) to spaces.
-_FOLD_ASCII = bytes(c + 32 if 65 <= c <= 90 else 32 if 0x1C <= c <= 0x1F else c for c in range(256))
+# White space as str.split() knows it (str.isspace), ASCII and not; tests check the lists.
+_ASCII_SPACE = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
+_OTHER_SPACE = frozenset(
+    "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# One bytes.translate folds ASCII upper case to lower and every ASCII white space to a space;
+# bytes of multi-byte UTF-8 sequences (>= 0x80) are left alone.
+_FOLD_ASCII = bytes(c + 32 if 65 <= c <= 90 else 32 if c in _ASCII_SPACE else c for c in range(256))
+_ASCII_BYTES = bytes(range(128))
 
 
 def _normalise_text(text: str) -> bytes:
-    """Case-folded text with white-space runs as one space, UTF-8 encoded."""
-    if text.isascii():  # the common case, in C without a str object per word
-        return b" ".join(text.encode("ascii").translate(_FOLD_ASCII).split())
-    text = unicodedata.normalize("NFKC", text)
-    return " ".join(text.casefold().split()).encode("utf-8")
+    """Case-folded (NFKC first) text with white-space runs as one space, UTF-8 encoded:
+    " ".join(NFKC(text).casefold().split()).encode().
+
+    Done on bytes, in C, without a str object per word: white space becomes spaces, runs of
+    spaces are collapsed. Text whose non-ASCII characters casefold to themselves (quotes,
+    dashes, lower-case accented letters: most news text) is folded by the ASCII
+    table alone."""
+    if text.isascii():
+        data = text.encode("ascii")
+    else:
+        text = unicodedata.normalize("NFKC", text)
+        data = text.encode("utf-8")
+        others = data.translate(None, _ASCII_BYTES).decode("utf-8")
+        if others.casefold() != others:
+            data = text.casefold().encode("utf-8")
+            others = data.translate(None, _ASCII_BYTES).decode("utf-8")
+        if not _OTHER_SPACE.isdisjoint(others):
+            for space in _OTHER_SPACE.intersection(others):
+                data = data.replace(space.encode("utf-8"), b" ")
+    data = data.translate(_FOLD_ASCII)
+    while b"  " in data:
+        data = data.replace(b"  ", b" ")
+    return data.strip(b" ")
 
 
 def content_hash(title: str, text: str) -> str:

@@ -17,7 +17,7 @@ from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.grouping.api import EventChange
-from newswatch.grouping.engine import EventGrouper
+from newswatch.grouping.engine import EventGrouper, Placement
 from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.store.articles import StoredArticle, store_batch
 from newswatch.store.db import session_scope
@@ -145,7 +145,22 @@ class Pipeline:
         """Entries of several sources through every stage at once, inside the caller's
         transaction: a few statements for the whole batch, in the order given."""
         items = [(source, entry) for source, entries in jobs for entry in entries]
-        stored = store_batch(session, items) if items else []
+        grouper = self.grouper
+        # The grouping decides on the new articles before they are inserted (their ids
+        # reserved), so each row is written once with its event columns.
+        placed: list[Placement] = []
+
+        def assign(new: list[StoredArticle]) -> list[dict[str, object]]:
+            assert grouper is not None
+            decisions = grouper.decide(new)
+            placed.extend(decisions)
+            return grouper.article_columns(decisions)
+
+        stored = (
+            store_batch(session, items, assign=assign if grouper is not None else None)
+            if items
+            else []
+        )
         results: list[IngestResult] = []
         start = 0
         for _source, entries in jobs:
@@ -157,7 +172,7 @@ class Pipeline:
         ARTICLES_STORED.inc(sum(1 for a in stored if a.is_new))
         changes: list[EventChange] = []
         if self.grouper is not None and stored:
-            changes = self.grouper.assign_batch(session, stored)
+            changes = self.grouper.finish(session, stored, placed)
             NEAR_DUPLICATES.inc(sum(1 for c in changes if c.duplicate_of is not None))
             _share_changes(results, changes)
         if self.alert_engine is not None and changes:

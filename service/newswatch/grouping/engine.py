@@ -45,6 +45,10 @@ def body_of(text: str | None, summary: str | None) -> str:
     return text or summary or ""
 
 
+# A new article, where it went, and the time it counts at.
+Placement = tuple[StoredArticle, Decision, datetime]
+
+
 @dataclass
 class EventStats:
     """What the events table counts of an event, kept in memory for live events so a batch
@@ -106,19 +110,46 @@ class EventGrouper:
 
     # --- ingest -------------------------------------------------------------------------
     def assign_batch(self, session: Session, stored: list[StoredArticle]) -> list[EventChange]:
-        """Group the new articles of `stored` and refresh the events that any of `stored`
-        (new ones and new sightings of known ones) belongs to; the changes are in the order
-        of `stored`, new articles first."""
-        now = utcnow()
-        decisions: list[tuple[StoredArticle, Decision, datetime]] = []
-        for article in stored:
-            if not article.is_new:
-                continue
+        """Group the new articles of `stored` (inserted already) and refresh the events that
+        any of `stored` (new ones and new sightings of known ones) belongs to; the changes
+        are in the order of `stored`, new articles first."""
+        decisions = self.decide([a for a in stored if a.is_new])
+        self._write_articles(session, decisions)
+        return self.finish(session, stored, decisions)
+
+    def decide(self, new: list[StoredArticle]) -> list[Placement]:
+        """Assign new articles (ids known, rows maybe not inserted yet) to events in memory."""
+        out: list[Placement] = []
+        add = self.clusterer.add
+        for article in new:
             when = article_time(article.published, article.first_seen)
-            decision = self.clusterer.add(
+            decision = add(
                 article.id, article.title, body_of(article.text, article.summary), when.timestamp()
             )
-            decisions.append((article, decision, when))
+            out.append((article, decision, when))
+        return out
+
+    @staticmethod
+    def article_columns(decisions: list[Placement]) -> list[dict[str, object]]:
+        """The articles' event columns for each decision, as written with their INSERT."""
+        return [
+            {
+                "event_id": d.event_id,
+                "duplicate_of": d.duplicate_of,
+                "group_stage": d.stage,
+                "group_score": round(float(d.score), 4),
+                "group_explain": _explanation(d),
+                "fingerprint": _fingerprint(d),
+            }
+            for _a, d, _w in decisions
+        ]
+
+    def finish(
+        self, session: Session, stored: list[StoredArticle], decisions: list[Placement]
+    ) -> list[EventChange]:
+        """After the articles of `decisions` are stored with their event columns: the events'
+        rows, merges and counts; the changes (see assign_batch)."""
+        now = utcnow()
         resolve = self.clusterer.resolve
         changes = [
             EventChange(
@@ -131,7 +162,6 @@ class EventGrouper:
             for a, d, _w in decisions
         ]
         self._write_new_events(session, decisions, now)
-        self._write_articles(session, decisions)
         self._write_merges(session, decisions, now)
         # What each touched event gains: (source, time, whether a new member).
         gains: dict[int, list[tuple[int | None, datetime | None, bool]]] = {}
@@ -179,9 +209,7 @@ class EventGrouper:
         if rows:
             session.execute(insert(EVENTS), rows)
 
-    def _write_articles(
-        self, session: Session, decisions: list[tuple[StoredArticle, Decision, datetime]]
-    ) -> None:
+    def _write_articles(self, session: Session, decisions: list[Placement]) -> None:
         if not decisions:
             return
         rows = [

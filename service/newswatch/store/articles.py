@@ -8,6 +8,7 @@ hash. Writes use SQLAlchemy Core in bulk: several times faster than the ORM here
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
@@ -231,6 +232,32 @@ def _insert_articles(session: Session, rows: list[dict[str, object]]) -> list[in
     return sorted(session.execute(statement, rows).scalars())
 
 
+def reserve_article_ids(session: Session, count: int) -> list[int]:
+    """`count` ids for articles this transaction will insert, ascending.
+
+    SQLite: max(id) + 1 onward, read under the write lock (taken with BEGIN IMMEDIATE unless
+    the transaction already wrote, which took it), so no other writer can use them before
+    our commit. Postgres: the id sequence's next values (never handed out twice).
+    """
+    if count <= 0:
+        return []
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        query = text(
+            "SELECT nextval(pg_get_serial_sequence('articles', 'id')) FROM generate_series(1, :n)"
+        )
+        return sorted(connection.execute(query, {"n": count}).scalars())
+    if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        # pysqlite begins a transaction only before its first write; begin it ourselves,
+        # taking the write lock at once.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    first = connection.execute(_MAX_ID).scalar_one() + 1
+    return list(range(first, first + count))
+
+
+_MAX_ID = text("SELECT coalesce(max(id), 0) FROM articles")
+
+
 def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> set[tuple[int, int]]:
     """Insert the sightings not stored yet; returns the (article, source) pairs inserted."""
     unique = {(r["article_id"], r["source_id"]): r for r in reversed(rows)}
@@ -257,11 +284,23 @@ def store_entries(
     return store_batch(session, [(source, e) for e in entries], now)
 
 
+# Given the new articles of a batch (ids reserved, not inserted yet), the values of further
+# article columns for each, in the same order: written with the article's INSERT.
+Assign = Callable[[list["StoredArticle"]], list[dict[str, object]]]
+
+
 def store_batch(
-    session: Session, items: list[tuple[Source, ParsedEntry]], now: datetime | None = None
+    session: Session,
+    items: list[tuple[Source, ParsedEntry]],
+    now: datetime | None = None,
+    assign: Assign | None = None,
 ) -> list[StoredArticle]:
     """Store entries of one or several sources in a few statements; one StoredArticle per
-    item, in order. Runs in the caller's transaction (no commit)."""
+    item, in order. Runs in the caller's transaction (no commit).
+
+    With `assign`, the new articles' ids are reserved first and `assign` is called with
+    them before the INSERT, so that what it returns (the grouping stage's event columns) is
+    written in the same statement rather than by an UPDATE of each row afterwards."""
     if any(source.id is None for source, _ in items):
         raise ValueError("sources must be stored before their entries")
     now = now or utcnow()
@@ -284,7 +323,13 @@ def store_batch(
             known.add(k, -i - 1)
             new_rows.append(_article_row(k, now))
             new_index.append(i)
-    ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))
+    if assign is None:
+        ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))
+    else:
+        reserved = reserve_article_ids(session, len(new_rows))
+        for row, article_id in zip(new_rows, reserved, strict=True):
+            row["id"] = article_id
+        ids = dict(zip(new_index, reserved, strict=True))
     results: list[StoredArticle] = []
     sightings: list[dict[str, object]] = []
     for i, k in enumerate(keys):
@@ -321,6 +366,11 @@ def store_batch(
                 duplicate_reason=reason,
             )
         )
+    if assign is not None and new_rows:
+        extra = assign([results[i] for i in new_index])
+        for row, columns in zip(new_rows, extra, strict=True):
+            row.update(columns)
+        session.execute(insert(ARTICLES), new_rows)
     inserted = _insert_sightings(session, sightings)
     for article in results:
         article.new_sighting = (article.id, article.source_id) in inserted

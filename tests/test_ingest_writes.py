@@ -1,0 +1,137 @@
+"""The pipeline writes each new article once, with its event columns, under ids reserved
+before the INSERT; the result is the same as inserting first and updating afterwards."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, text
+
+from newswatch.config import FileConfig, Settings
+from newswatch.fetch.entries import ParsedEntry
+from newswatch.grouping.engine import EventGrouper
+from newswatch.pipeline import Pipeline
+from newswatch.store.articles import ensure_source, reserve_article_ids, store_batch
+from newswatch.store.db import session_scope
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+STORY = (
+    "Firefighters in Valparaiso battled a wildfire that destroyed hundreds of homes on the "
+    "hills above the port on Saturday, officials said, as strong winds spread the flames. "
+)
+OTHER = (
+    "The central bank of Norway raised its policy rate by a quarter point in Oslo on "
+    "Thursday and signalled another increase before the end of the year. "
+)
+COLUMNS = "event_id, duplicate_of, group_stage, group_score, group_explain, fingerprint"
+
+
+def _entries() -> list[tuple[str, ParsedEntry]]:
+    """A story, a copy of it elsewhere (near-duplicate), another story, the first again under
+    its own URL at a second outlet (a sighting, not a new article)."""
+    story = STORY * 8
+    return [
+        ("a", ParsedEntry(url="https://a.example/1", title="Wildfire in Valparaiso", text=story,
+                          published=T0)),
+        ("b", ParsedEntry(url="https://b.example/9", title="Valparaiso wildfire",
+                          text=story + "Reporting by B.", published=T0 + timedelta(minutes=5))),
+        ("a", ParsedEntry(url="https://a.example/2", title="Norway raises rates",
+                          text=OTHER * 8, published=T0 + timedelta(minutes=9))),
+        ("c", ParsedEntry(url="https://a.example/1", title="Wildfire in Valparaiso", text=story,
+                          published=T0)),
+    ]  # fmt: skip
+
+
+def _rows(engine) -> list[tuple]:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT id, {COLUMNS} FROM articles ORDER BY id")).all()
+    # JSON comes back as text from SQLite, parsed from Postgres; bytes as memoryview or bytes.
+    return [
+        (*r[:5], json.loads(r[5]) if isinstance(r[5], str) else r[5], bytes(r[6] or b""))
+        for r in rows
+    ]
+
+
+def test_new_articles_are_inserted_with_their_event_columns(engine) -> None:  # type: ignore[no-untyped-def]
+    pipeline = Pipeline(engine, FileConfig(), Settings(_env_file=None))  # type: ignore[call-arg]
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()).upper())
+
+    with session_scope(engine) as session:
+        ids = {n: ensure_source(session, n).id for n in "abc"}
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        results = pipeline.ingest_many([(ids[s], [e], None) for s, e in _entries()])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert not [s for s in statements if s.startswith("UPDATE ARTICLES")]
+    assert [r.new for r in results] == [1, 1, 1, 0]  # type: ignore[union-attr]
+    rows = _rows(engine)
+    assert len(rows) == 3
+    (first, e1, dup1, stage1, _s, explain1, fp1), copy, other = rows
+    assert (e1, dup1, stage1, explain1["stage"]) == (first, None, "new", "new")
+    assert fp1 is not None and len(fp1) > 0
+    assert (copy[1], copy[2], copy[3]) == (first, first, "duplicate")
+    assert (other[1], other[3]) == (other[0], "new")
+
+    # The same entries stored first and grouped afterwards (an UPDATE of each row) give the
+    # same rows: the single INSERT changes nothing but the statements.
+    with engine.connect() as conn:
+        for table in ("sightings", "events", "articles"):
+            conn.execute(text(f"DELETE FROM {table}"))
+        conn.commit()
+    grouper = EventGrouper(FileConfig().grouping)
+    with session_scope(engine) as session:
+        sources = {n: ensure_source(session, n) for n in "abc"}
+        stored = store_batch(session, [(sources[s], e) for s, e in _entries()])
+        grouper.assign_batch(session, stored)
+    offset = _rows(engine)[0][0] - first
+
+    def shifted(row: tuple) -> tuple:
+        ids = tuple(v - offset if isinstance(v, int) else v for v in row[:3])
+        explain = dict(row[5])
+        if "duplicate_of" in explain:
+            explain["duplicate_of"] -= offset
+        return (*ids, row[3], row[4], explain, row[6])
+
+    assert [shifted(r) for r in _rows(engine)] == rows
+
+
+def test_reserved_ids_follow_the_stored_ones_and_are_used_by_the_insert(engine) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as session:
+        source = ensure_source(session, "a")
+        first = store_batch(session, [(source, _entries()[0][1])])
+    with session_scope(engine) as session:
+        reserved = reserve_article_ids(session, 3)
+        assert reserved == sorted(reserved) and len(set(reserved)) == 3
+        assert reserved[0] > first[0].id
+        source = ensure_source(session, "a")
+        items = [(source, e) for _s, e in _entries()[1:3]]
+        stored = store_batch(session, items, assign=lambda new: [{} for _ in new])
+    assert [a.id for a in stored] > reserved[:1]
+    assert [r[0] for r in _rows(engine)] == [first[0].id, *(a.id for a in stored)]
+
+
+def test_sqlite_reservation_holds_the_write_lock(sqlite_engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Between the reservation and the commit no other writer can insert (it would take the
+    same ids): the reserving transaction holds SQLite's write lock from the reservation on."""
+    path = sqlite_engine.url.database
+    with session_scope(sqlite_engine) as session:
+        reserve_article_ids(session, 2)
+        other = sqlite3.connect(path, timeout=0)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("INSERT INTO sources (name) VALUES ('x')")
+        finally:
+            other.close()
+    other = sqlite3.connect(path, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # free again after the commit
+        other.rollback()
+    finally:
+        other.close()

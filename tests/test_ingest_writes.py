@@ -14,7 +14,12 @@ from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.grouping.engine import EventGrouper
 from newswatch.pipeline import Pipeline
-from newswatch.store.articles import ensure_source, reserve_article_ids, store_batch
+from newswatch.store.articles import (
+    ensure_source,
+    ensure_sources,
+    reserve_article_ids,
+    store_batch,
+)
 from newswatch.store.db import session_scope
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -135,3 +140,19 @@ def test_sqlite_reservation_holds_the_write_lock(sqlite_engine, tmp_path) -> Non
         other.rollback()
     finally:
         other.close()
+
+
+def test_ensure_sources_finds_stored_ones_and_adds_the_rest_in_order(engine) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as session:
+        known = ensure_source(session, "known").id
+    with session_scope(engine) as session:
+        found = ensure_sources(session, ["new-b", "known", "new-a", "new-b"])
+        assert list(found) == ["new-b", "known", "new-a"]
+        assert found["known"].id == known
+        assert known < found["new-b"].id < found["new-a"].id  # type: ignore[operator]
+        assert (found["new-a"].kind, found["new-a"].enabled) == ("replay", False)
+    with session_scope(engine) as session:
+        assert {n: s.id for n, s in ensure_sources(session, ["new-a", "known"]).items()} == {
+            "new-a": found["new-a"].id,
+            "known": known,
+        }

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlmodel import Session
 
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.pipeline import Pipeline
-from newswatch.store.articles import ensure_source
+from newswatch.store.articles import ensure_sources
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article
 
@@ -159,11 +158,14 @@ def _ingest_batch(
 ) -> None:
     """One transaction; consecutive lines of one source go in together, in file order."""
     with session_scope(engine) as session:
+        unknown = [item.source for item in batch if item.source not in sources]
+        if unknown:
+            for name, source in ensure_sources(session, unknown).items():
+                assert source.id is not None
+                sources[name] = source.id
         runs: list[tuple[int, list[ReplayLine]]] = []
         for item in batch:
-            source_id = sources.get(item.source)
-            if source_id is None:
-                source_id = sources[item.source] = _ensure_source_id(session, item.source)
+            source_id = sources[item.source]
             if runs and runs[-1][0] == source_id:
                 runs[-1][1].append(item)
             else:
@@ -179,12 +181,6 @@ def _ingest_batch(
         result.new_articles += outcome.new
         for item, stored in zip(items, outcome.stored, strict=True):
             result.article_of[item.id] = stored.id
-
-
-def _ensure_source_id(session: Session, name: str) -> int:
-    source = ensure_source(session, name)
-    assert source.id is not None
-    return source.id
 
 
 def final_events(engine: Engine, article_of: dict[str, int]) -> dict[str, int | None]:

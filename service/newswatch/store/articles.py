@@ -80,8 +80,11 @@ def _encodable(entry: ParsedEntry) -> ParsedEntry:
     changes = {}
     for name in _TEXT_FIELDS:
         value = getattr(entry, name)
-        if value and not value.isascii() and _SURROGATE.search(value):
-            changes[name] = _SURROGATE.sub("\ufffd", value)
+        if value and not value.isascii():
+            try:  # only a surrogate fails to encode; cheaper than searching for one
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                changes[name] = _SURROGATE.sub("\ufffd", value)
     return replace(entry, **changes) if changes else entry
 
 
@@ -377,6 +380,35 @@ def store_batch(
     return results
 
 
+def ensure_sources(session: Session, names: list[str], origin: str = "replay") -> dict[str, Source]:
+    """ensure_source for several names, in their order: one query finds the stored ones, one
+    flush adds the missing ones (in order)."""
+    wanted = list(dict.fromkeys(names))
+    found: dict[str, Source] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        query = select_model(Source).where(Source.name.in_(chunk))  # type: ignore[attr-defined]
+        found.update({s.name: s for s in session.exec(query)})
+    missing = [_new_source(name, None, origin) for name in wanted if name not in found]
+    if missing:
+        session.add_all(missing)
+        session.flush()
+        found.update({s.name: s for s in missing})
+    return {name: found[name] for name in wanted}
+
+
+def _new_source(name: str, url: str | None, origin: str) -> Source:
+    location = url or f"replay:{name}"
+    return Source(
+        name=name,
+        url=location,
+        configured_url=location,
+        origin=origin,
+        enabled=False,
+        kind="replay",
+    )
+
+
 def ensure_source(
     session: Session, name: str, url: str | None = None, origin: str = "replay"
 ) -> Source:
@@ -387,15 +419,7 @@ def ensure_source(
     """
     source = session.exec(select_model(Source).where(Source.name == name)).first()
     if source is None:
-        location = url or f"replay:{name}"
-        source = Source(
-            name=name,
-            url=location,
-            configured_url=location,
-            origin=origin,
-            enabled=False,
-            kind="replay",
-        )
+        source = _new_source(name, url, origin)
         session.add(source)
         session.flush()
     return source

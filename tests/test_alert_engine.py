@@ -28,7 +28,7 @@ from newswatch.alerts.silences import (
     silenced,
     suppressed_counts,
 )
-from newswatch.grouping.api import EventChange
+from newswatch.grouping.api import EventChange, EventSplit
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store.models import Article, Event, Sighting, Source
 
@@ -124,6 +124,20 @@ class World:
         absorbed.merged_into = keep
         self.session.flush()
         return EventChange(via.article_id, keep, False, merged_event_ids=(gone,))
+
+    def split(self, event_id: int, moved: list[int], via: EventChange) -> EventChange:
+        """The `moved` articles of `event_id` split off into an event of their own when
+        `via` arrived (its id: the first moved article)."""
+        new_id = min(moved)
+        self.session.add(Event(id=new_id, title="split", first_seen=T0, last_seen=T0))
+        self.session.flush()
+        for article_id in moved:
+            article = self.session.get(Article, article_id)
+            assert article is not None
+            article.event_id = new_id
+        self.session.flush()
+        split = EventSplit(event_id, new_id, tuple(moved))
+        return EventChange(via.article_id, via.event_id, False, split=split)
 
 
 def notifications(session: Session) -> list[Notification]:
@@ -322,6 +336,29 @@ def test_merge_can_complete_corroboration(engine: Engine) -> None:
         via = w.article("s1", "Unrelated weather", event=a.event_id)
         fired = alerts.on_changes(session, [w.merge(b.event_id, a.event_id, via)])
         assert [(f.event_id, f.sources) for f in fired] == [(a.event_id, 2)]
+
+
+def test_a_part_split_off_is_a_new_event_to_the_rules(engine: Engine) -> None:
+    alerts = make_engine(rule(min_sources=2))
+    with Session(engine) as session:
+        w = World(session)
+        a = w.article("s1")
+        assert len(alerts.on_changes(session, [a, w.article("s2", event=a.event_id)])) == 1
+        # Two more outlets' reports join: the event was notified already.
+        c, d = w.article("s3", event=a.event_id), w.article("s4", event=a.event_id)
+        assert alerts.on_changes(session, [c, d]) == []
+        # They prove to be another event of the same kind and split off: it is notified
+        # on its own, with its own sources; the first event's history stays with it.
+        fired = alerts.on_changes(session, [w.split(a.event_id, [c.article_id, d.article_id], d)])
+        assert [(f.event_id, f.sources) for f in fired] == [(c.article_id, 2)]
+        assert [n.event_id for n in notifications(session)] == [a.event_id, c.article_id]
+        moved = session.execute(
+            select(RuleMatch.event_id).where(RuleMatch.article_id.in_([c.article_id, d.article_id]))  # type: ignore[attr-defined]
+        ).scalars()
+        assert set(moved) == {c.article_id}
+        # Once notified, the part split off is not notified again.
+        e = w.article("s5", event=c.article_id)
+        assert alerts.on_changes(session, [e]) == []
 
 
 # --- silences --------------------------------------------------------------------------------

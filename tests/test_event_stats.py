@@ -1,6 +1,7 @@
 """The events table's counts stay equal to a recount of the store, though ingest updates
 them from each batch's own articles (kept in memory) instead of recounting big events: across
-batches, merges, new sightings of known articles and a restart, on SQLite and Postgres."""
+batches, merges, splits, new sightings of known articles and a restart, on SQLite and
+Postgres. And every article's stored event is the one the in-memory clustering holds."""
 
 from __future__ import annotations
 
@@ -65,7 +66,14 @@ def test_event_counts_equal_a_recount(engine, tmp_path: Path, monkeypatch) -> No
         merged = conn.execute(
             text("SELECT count(*) FROM events WHERE merged_into IS NOT NULL")
         ).scalar()
+        split = conn.execute(text("SELECT count(*) FROM events WHERE split_from IS NOT NULL"))
+        stored = dict(conn.execute(text("SELECT id, event_id FROM articles")).all())
     assert len(events) > 20 and merged >= 1  # the stream exercised merges
+    assert split.scalar() >= 2  # and splits
+    clusterer = restarted.grouper.clusterer  # type: ignore[union-attr]
+    assert len(clusterer.article_event) == len(stored)
+    for article_id, event_id in clusterer.article_event.items():
+        assert stored[article_id] == clusterer.resolve(event_id), article_id
     assert max(e["source_count"] for e in events) > 3  # and sightings at other outlets
     for e in events:
         assert e["article_count"] == e["articles"], dict(e)

@@ -9,9 +9,11 @@ from sqlalchemy import text
 
 from newswatch.replay import bcubed, gold_labels, parse_line
 from newswatch.store.db import make_engine
+from tests.conftest import SHARED_DATA
 from tests.test_cli import newswatch
 
 STREAM = Path(__file__).parent / "fixtures" / "replay" / "stream.jsonl"
+ECB = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"
 
 
 def _assignments(path: Path) -> dict[str, int]:
@@ -76,6 +78,32 @@ def test_events_list_and_show_explain(cli_env, tmp_path):
 
     missing = newswatch("events", "show", "999999", env=cli_env)
     assert missing.returncode == 1 and "no event with id 999999" in missing.stderr
+
+
+def test_a_split_shows_in_events_show_and_the_assignments(cli_env, tmp_path):
+    """Two drink-driving arrests of Chargers players (ECB+ topic 35) mix, then split: the
+    assignments end in two pure events and `events show` tells how."""
+    rows = [json.loads(x) for x in ECB.read_text(encoding="utf-8").splitlines()]
+    topic = tmp_path / "topic.jsonl"
+    topic.write_text("".join(json.dumps(r) + "\n" for r in rows if r["event"][:7] == "ecb-35_"))
+    out = tmp_path / "a.jsonl"
+    assert newswatch("replay", str(topic), "--assignments", str(out), env=cli_env).returncode == 0
+    assigned = _assignments(out)
+    labels = gold_labels(topic)
+    groups: dict[int, set[str]] = {}
+    for key, event_id in assigned.items():
+        groups.setdefault(event_id, set()).add(labels[key])
+    assert len(groups) == 2 and all(len(g) == 1 for g in groups.values())
+
+    kept, new = sorted(groups)
+    shown = json.loads(newswatch("events", "show", str(new), "--json", env=cli_env).stdout)
+    assert shown["split_from"] == kept and shown["split_off"] == []
+    old_text = newswatch("events", "show", str(kept), "--explain", env=cli_env).stdout
+    new_text = newswatch("events", "show", str(new), "--explain", env=cli_env).stdout
+    assert f"events split off this one: {new}" in old_text
+    assert f"split off event {kept}: a different event of the same kind" in new_text
+    # On the article whose arrival split the event (in one part or the other):
+    assert f"split off into event {new}" in old_text + new_text
 
 
 def test_restart_continues_the_same_events(cli_env, tmp_path):

@@ -33,6 +33,9 @@ DUPLICATES_DROPPED = Counter(
 )
 EVENTS_OPENED = Counter("newswatch_events_opened_total", "Events opened", registry=REGISTRY)
 EVENTS_MERGED = Counter("newswatch_events_merged_total", "Events merged", registry=REGISTRY)
+EVENTS_SPLIT = Counter(
+    "newswatch_events_split_total", "Events that proved to hold two and split", registry=REGISTRY
+)
 NEAR_DUPLICATES = Counter(
     "newswatch_near_duplicates_total",
     "Articles marked as near-duplicate copies",

@@ -112,19 +112,25 @@ class AlertEngine:
     def on_changes(self, session: Session, changes: list[EventChange]) -> list[Firing]:
         if not self.rules or not changes:
             return []
-        for change in changes:
+        for change in changes:  # merges and splits in the order they happened
             for gone in change.merged_event_ids:
                 _move_event(session, gone, change.event_id)
+            if change.split is not None:
+                _move_articles(session, change.split.moved, change.split.new_event_id)
         new_ids = [c.article_id for c in changes if not c.sighting]
         rows = [row for view in load_articles(session, new_ids) for row in self._match_rows(view)]
         _insert_matches(session, rows)
         touched = {(r["rule"], r["event_id"]) for r in rows}
         sighted = [c.article_id for c in changes if c.sighting]
         touched |= self._copy_matches(session, sighted)
-        # Events that grew by a merge are judged again with their new members.
+        # Events that grew by a merge are judged again with their new members; both parts
+        # of a split too (the part split off is a new event to its rules).
         for change in changes:
             if change.merged_event_ids:
                 touched |= {(r, change.event_id) for r in self._rules_on(session, change.event_id)}
+            if change.split is not None:
+                for event_id in (change.split.event_id, change.split.new_event_id):
+                    touched |= {(r, event_id) for r in self._rules_on(session, event_id)}
         return self._decide(session, touched)
 
     def _match_rows(self, view: ArticleView) -> list[dict]:
@@ -357,6 +363,14 @@ def _move_event(session: Session, gone: int, keep: int) -> None:
     if kept:
         session.execute(delete(AlertState).where(states.event_id == gone, states.rule.in_(kept)))
     session.execute(update(AlertState).where(states.event_id == gone).values(event_id=keep))
+
+
+def _move_articles(session: Session, article_ids: tuple[int, ...], event_id: int) -> None:
+    """Articles split off into `event_id` take their matches along; the notification
+    history stays with the event they left."""
+    for start in range(0, len(article_ids), 500):
+        chunk = article_ids[start : start + 500]
+        session.execute(update(MATCHES).where(M.article_id.in_(chunk)).values(event_id=event_id))
 
 
 def load_articles(session: Session, ids: list[int]) -> list[ArticleView]:

@@ -41,6 +41,7 @@ EVENTS = table(
     column("source_count", Integer),
     column("top_entities", JSON),
     column("merged_into", Integer),
+    column("split_from", Integer),
 )
 E = EVENTS.c
 A = Article.__table__.c  # type: ignore[attr-defined]
@@ -166,6 +167,7 @@ def get_event(session: Session, event_id: int) -> EventDetail | None:
         return None
     row = session.execute(select(EVENTS).where(E.id == final)).one()
     merged_from = session.execute(select(E.id).where(E.merged_into == final).order_by(E.id))
+    split_off = session.execute(select(E.id).where(E.split_from == final).order_by(E.id))
     pairs = event_articles(session, [final]).get(final, [])
     ids = [a.id for a, _ in pairs if a.id is not None]
     carriers = sources_by_article(session, ids)
@@ -183,6 +185,8 @@ def get_event(session: Session, event_id: int) -> EventDetail | None:
     return EventDetail(
         **_event_out(row).model_dump(),
         merged_from=list(merged_from.scalars()),
+        split_from=row.split_from,
+        split_off=list(split_off.scalars()),
         sources=all_sources,
         articles=articles,
     )

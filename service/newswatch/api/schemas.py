@@ -111,6 +111,10 @@ class EventArticle(ArticleOut):
 
 class EventDetail(EventOut):
     merged_from: list[int] = Field([], description="events merged into this one")
+    split_from: int | None = Field(
+        None, description="the event these reports were split off (it held two events)"
+    )
+    split_off: list[int] = Field([], description="events split off this one")
     sources: list[str] = []
     articles: list[EventArticle] = []
 

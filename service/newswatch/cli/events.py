@@ -79,6 +79,10 @@ def _print_event(event: EventDetail, *, requested: int, explain: bool) -> None:
         click.echo(f"  entities: {', '.join(map(str, event.top_entities))}")
     if event.merged_from:
         click.echo(f"  merged from: {', '.join(map(str, event.merged_from))}")
+    if event.split_from is not None:
+        click.echo(f"  split off event {event.split_from}: a different event of the same kind")
+    if event.split_off:
+        click.echo(f"  events split off this one: {', '.join(map(str, event.split_off))}")
     click.echo("  timeline:")
     for article in event.articles:
         when = _when(article.published or article.first_seen)
@@ -107,6 +111,12 @@ def _explain(explanation: object) -> str:
         text += f"; shared entities: {', '.join(shared)}"
     if explanation.get("merged"):
         text += f"; merged events {', '.join(map(str, explanation['merged']))} into it"
+    split = explanation.get("split")
+    if isinstance(split, dict):
+        text += (
+            f"; with it the event proved to hold two (normalised cut {split.get('ncut')}): "
+            f"{split.get('moved')} articles split off into event {split.get('new_event')}"
+        )
     return text
 
 

@@ -4,6 +4,12 @@ Each article becomes a sparse vector (TF-IDF of title, lead and body with online
 normalised entities) and joins the most similar recent event whose centroid is close enough,
 or opens a new one. Candidates come from an inverted index over entities and rare terms,
 restricted to the time window: the cost per article does not grow with the store.
+
+A join is decided on one article, and the first report of a second event of the same kind
+(the second injured-reserve placement of one team) can look as close to the first event as
+its own reports do. Such a mix shows only once both sides have several reports: at a few
+sizes a young event checks whether its members fall in two groups (a normalised cut of their
+similarity graph) and, if they clearly do, the later group splits off as an event of its own.
 """
 
 from __future__ import annotations
@@ -39,6 +45,25 @@ EXPIRE_EVERY = 1000
 DF_MAX = 500_000
 # Before this many documents the IDF is too young to call terms rare.
 IDF_WARMUP = 50
+# Member counts at which an event checks whether it holds two events. Geometric: a check
+# costs O(n^2), and a mix shows early (both events of a kind get their reports at once).
+SPLIT_CHECKS = frozenset((6, 9, 13, 19, 28, 40, 58))
+# Past the last check an event keeps no member vectors.
+SPLIT_MAX_MEMBERS = max(SPLIT_CHECKS)
+# Original reports (not copies) each side of a split needs.
+SPLIT_MIN_SIDE = 3
+
+
+@dataclass
+class Member:
+    """What a young event remembers of each article, to check it for a split."""
+
+    article_id: int
+    vector: dict[str, float]
+    when: float
+    short: bool  # a headline or a short summary: too sparse to judge a split on
+    opened: bool  # the article opened an event (its id is an event id)
+    copy_of: int | None = None  # a near-duplicate follows its original
 
 
 @dataclass
@@ -50,6 +75,18 @@ class Event:
     norm2: float = 0.0
     size: int = 0
     merged_into: int | None = None
+    # Members while the event may still split (None once past SPLIT_MAX_MEMBERS).
+    members: list[Member] | None = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Event `event_id` held two events: `moved` articles now form `new_event_id`."""
+
+    event_id: int
+    new_event_id: int
+    moved: tuple[int, ...]
+    score: float  # the normalised cut between the two groups (lower: more apart)
 
 
 @dataclass
@@ -64,6 +101,7 @@ class Decision:
     shared_entities: list[str] = field(default_factory=list)
     merged: list[int] = field(default_factory=list)
     signature: np.ndarray | None = None  # the article's MinHash signature, to be stored
+    split: Split | None = None  # the event this article joined split after it joined
 
 
 _BY_VALUE = itemgetter(1)
@@ -88,6 +126,52 @@ def _cosine(a: Event, b: Event) -> float:
     return _dot(a.centroid, b.centroid) / math.sqrt(a.norm2 * b.norm2)
 
 
+def _affinity(vectors: list[dict[str, float]]) -> np.ndarray:
+    """Pairwise similarity of unit vectors: the cosine of the whole vectors plus the cosine
+    of their entity and figure features alone (names tell two events of a kind apart more
+    than their shared vocabulary), zero on the diagonal."""
+    columns = {key: i for i, key in enumerate(dict.fromkeys(chain.from_iterable(vectors)))}
+    x = np.zeros((len(vectors), len(columns)))
+    rows = np.repeat(np.arange(len(vectors)), [len(v) for v in vectors])
+    cols = np.fromiter(map(columns.__getitem__, chain.from_iterable(vectors)), dtype=np.intp)
+    x[rows, cols] = np.fromiter(chain.from_iterable(v.values() for v in vectors), np.float64)
+    named = x * np.fromiter((k[0] in "@#" for k in columns), dtype=np.bool_, count=len(columns))
+    norms = np.sqrt(np.einsum("ij,ij->i", named, named))
+    named /= np.where(norms > 0, norms, 1.0)[:, None]
+    w = x @ x.T + named @ named.T
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+def bipartition(w: np.ndarray, min_side: int) -> tuple[float, np.ndarray | None]:
+    """The best split of a similarity graph in two, as (normalised cut, mask of one side);
+    (inf, None) when no split leaves min_side nodes each side.
+
+    Spectral: nodes ordered by the Fiedler vector of the normalised Laplacian, then the
+    threshold along that order with the lowest normalised cut (Shi & Malik): cut/vol(A) +
+    cut/vol(B), which is 2 for a random halving of a uniform graph and near 0 for two
+    groups with nothing in common."""
+    n = len(w)
+    if n < 2 * min_side:
+        return math.inf, None
+    degree = w.sum(axis=1) + 1e-12
+    scale = 1.0 / np.sqrt(degree)
+    laplacian = np.eye(n) - scale[:, None] * w * scale[None, :]
+    _, vectors = np.linalg.eigh(laplacian)
+    order = np.argsort(scale * vectors[:, 1], kind="stable")
+    ordered = w[np.ix_(order, order)]
+    # For the first k nodes in order: their volume, and the weight inside them.
+    volume = np.cumsum(degree[order])
+    inside = np.diagonal(np.cumsum(np.cumsum(ordered, axis=0), axis=1))
+    cut = volume - inside
+    ncut = cut / volume + cut / np.maximum(volume[-1] - volume, 1e-12)
+    ks = np.arange(min_side, n - min_side + 1)
+    best = int(ks[np.argmin(ncut[ks - 1])])
+    mask = np.zeros(n, dtype=np.bool_)
+    mask[order[:best]] = True
+    return float(ncut[best - 1]), mask
+
+
 class Clusterer:
     """Assigns articles to events one at a time; `when` is a POSIX timestamp."""
 
@@ -107,6 +191,8 @@ class Clusterer:
         self._top_cache: dict[int, tuple[int, list[str]]] = {}
         # Surface forms of each event's entities ("DPRK" for key "@north korea").
         self.entity_names: dict[int, dict[str, str]] = {}
+        # Events split apart, never merged again: (smaller id, larger id).
+        self.apart: set[tuple[int, int]] = set()
 
     # --- features -------------------------------------------------------------------
     def features(self, title: str | None, body: str | None) -> Features:
@@ -234,6 +320,13 @@ class Clusterer:
         keep.last_seen = max(keep.last_seen, gone.last_seen)
         gone.merged_into = keep.id
         gone.centroid = {}
+        if keep.members is not None and gone.members is not None:
+            keep.members.extend(gone.members)
+            if len(keep.members) > SPLIT_MAX_MEMBERS:
+                keep.members = None
+        else:
+            keep.members = None
+        gone.members = None
         names = self.entity_names.setdefault(keep.id, {})
         for key, surface in self.entity_names.pop(gone.id, {}).items():
             names.setdefault(key, surface)
@@ -252,6 +345,8 @@ class Clusterer:
             del self.events[event_id]
             self.entity_names.pop(event_id, None)
             self._top_cache.pop(event_id, None)
+        if old:
+            self.apart = {p for p in self.apart if p[0] in self.events or p[1] in self.events}
         # Posting lists that point only at forgotten events go too.
         events = self.events
         stale = [t for t, posting in self.postings.items() if not any(e in events for e in posting)]
@@ -279,7 +374,17 @@ class Clusterer:
         vec, rare = self._vector(feats)
         decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
-        self._remember(article_id, decision.event_id, when, signature, feats)
+        member = Member(
+            article_id,
+            vec,
+            when,
+            short=feats.words < self.s.short_text_words,
+            opened=decision.opened,
+            copy_of=decision.duplicate_of,
+        )
+        self._remember(member, decision.event_id, signature, feats)
+        if self.s.split_ncut > 0:
+            decision.split = self._check_split(self.events[decision.event_id])
         return decision
 
     def _signature(self, feats: Features, given: np.ndarray | None) -> np.ndarray | None:
@@ -299,10 +404,14 @@ class Clusterer:
         body: str | None,
         when: float,
         signature: np.ndarray | None = None,
+        *,
+        opened: bool = False,
+        duplicate_of: int | None = None,
     ) -> None:
         """Replay a stored assignment (at start): learn the article and put it in `event_id`
         without deciding anything, so a restarted process continues the same events. The
-        near-duplicate signature is computed from the text unless given."""
+        near-duplicate signature is computed from the text unless given. `opened`: the
+        article opened an event; `duplicate_of`: the article it copies."""
         feats = self.features(title, body)
         signature = self._signature(feats, signature)
         self._learn(feats)
@@ -311,16 +420,81 @@ class Clusterer:
         if event is None:
             event = self.events[event_id] = Event(event_id, when, when)
         self._join(event, vec, when)
-        self._remember(article_id, event_id, when, signature, feats)
+        short = feats.words < self.s.short_text_words
+        member = Member(article_id, vec, when, short, opened, duplicate_of)
+        self._remember(member, event_id, signature, feats)
+
+    # --- splits -----------------------------------------------------------------------
+    def _check_split(self, event: Event) -> Split | None:
+        """At the sizes of SPLIT_CHECKS, split the event if its original reports (copies
+        follow their originals) fall in two groups with a normalised cut below split_ncut.
+        The group holding the event's opening article keeps the id; the other becomes an
+        event whose id is its earliest article that opened no event (ids stay unique)."""
+        members = event.members
+        if members is None or len(members) not in SPLIT_CHECKS:
+            return None
+        originals = [m for m in members if m.copy_of is None]
+        if sum(m.short for m in originals) * 2 > len(originals):
+            return None  # headlines: too few words to tell two events of a kind apart
+        score, side = bipartition(_affinity([m.vector for m in originals]), SPLIT_MIN_SIDE)
+        if side is None or score >= self.s.split_ncut:
+            return None
+        in_side = {m.article_id: bool(s) for m, s in zip(originals, side.tolist(), strict=True)}
+        for m in members:  # copies go where their original went (else they stay)
+            if m.copy_of is not None:
+                in_side[m.article_id] = in_side.get(m.copy_of, in_side.get(event.id, True))
+        stays = in_side.get(event.id, in_side[min(in_side)])
+        kept = [m for m in members if in_side[m.article_id] == stays]
+        moved = [m for m in members if in_side[m.article_id] != stays]
+        new_id = min((m.article_id for m in moved if not m.opened), default=None)
+        if new_id is None or new_id in self.events:
+            return None
+        self._rebuild(event, kept, event.size - len(moved))
+        new = self.events[new_id] = Event(new_id, moved[0].when, moved[0].when)
+        self._rebuild(new, moved, len(moved))
+        for m in moved:
+            if m.article_id in self.article_event:
+                self.article_event[m.article_id] = new_id
+            self._post(new_id, islice(m.vector, POSTED_FEATURES))
+        names = self.entity_names.get(event.id, {})
+        self.entity_names[new_id] = {k: v for k, v in names.items() if k in new.centroid}
+        self._top_cache.pop(event.id, None)
+        self.keep_apart(event.id, new_id)
+        return Split(event.id, new_id, tuple(m.article_id for m in moved), round(score, 4))
+
+    @staticmethod
+    def _rebuild(event: Event, members: list[Member], size: int) -> None:
+        """The event's centroid and time span from `members` alone."""
+        c: dict[str, float] = {}
+        for m in members:
+            v = m.vector
+            c.update(zip(v, map(add, map(c.get, v, repeat(0.0)), v.values()), strict=True))
+        if len(c) > 2 * CENTROID_TERMS:
+            c = dict(_top(c.items(), CENTROID_TERMS))
+        event.centroid = c
+        event.norm2 = sum(map(mul, c.values(), c.values()))
+        event.members = members
+        event.size = size
+        event.first_seen = min(m.when for m in members)
+        event.last_seen = max(m.when for m in members)
+
+    def keep_apart(self, a: int, b: int) -> None:
+        """Events `a` and `b` were split apart: never merge them again (restored at start)."""
+        self.apart.add((min(a, b), max(a, b)))
 
     def _remember(
         self,
-        article_id: int,
+        member: Member,
         event_id: int,
-        when: float,
         signature: np.ndarray | None,
         feats: Features,
     ) -> None:
+        article_id, when = member.article_id, member.when
+        event = self.events[event_id]
+        if event.members is not None:
+            event.members.append(member)
+            if len(event.members) > SPLIT_MAX_MEMBERS:
+                event.members = None  # past its last check: the vectors only cost memory
         self.article_event[article_id] = event_id
         self.lsh_times.append((when, article_id))
         self.latest = max(self.latest, when)
@@ -393,7 +567,9 @@ class Clusterer:
     def _mergeable(self, a: Event, b: Event, short: bool) -> bool:
         """Two events are one when their term profiles are close and their named entities
         agree: two earthquakes, or two injured players of one team, share vocabulary but not
-        places and names."""
+        places and names. Events split apart stay apart."""
+        if (min(a.id, b.id), max(a.id, b.id)) in self.apart:
+            return False
         similarity = _cosine(a, b)
         if short:  # headlines: sparse vectors, lower similarities, entities unreliable
             return similarity >= self.s.short_merge_threshold

@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
-from newswatch.grouping.api import EventChange
-from newswatch.grouping.cluster import Clusterer, Decision
+from newswatch.grouping.api import EventChange, EventSplit
+from newswatch.grouping.cluster import Clusterer, Decision, Split
 from newswatch.grouping.settings import GroupingSettings
-from newswatch.metrics import EVENTS_MERGED, EVENTS_OPENED
+from newswatch.metrics import EVENTS_MERGED, EVENTS_OPENED, EVENTS_SPLIT
 from newswatch.store.articles import StoredArticle
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.models import Article, Event, Sighting
@@ -88,6 +89,8 @@ class EventGrouper:
                 A.summary,
                 A.published,
                 A.first_seen,
+                A.group_stage,
+                A.duplicate_of,
             )
             .where(A.event_id.is_not(None), or_(A.first_seen >= since, when >= since))
             .order_by(A.id)
@@ -104,8 +107,16 @@ class EventGrouper:
                 row.title,
                 body_of(row.text, row.summary),
                 article_time(row.published, row.first_seen).timestamp(),
+                opened=row.group_stage == "new",
+                duplicate_of=row.duplicate_of,
             )
             count += 1
+        # Events split apart stay apart after a restart.
+        live = self.clusterer.events
+        pairs = select(E.id, E.split_from).where(E.split_from.is_not(None), E.last_seen >= since)
+        for event_id, split_from in session.execute(pairs):
+            if event_id in live or split_from in live:
+                self.clusterer.keep_apart(event_id, split_from)
         return count
 
     # --- ingest -------------------------------------------------------------------------
@@ -151,18 +162,21 @@ class EventGrouper:
         rows, merges and counts; the changes (see assign_batch)."""
         now = utcnow()
         resolve = self.clusterer.resolve
+        # Where each article is now: a split later in the batch may have moved it.
+        event_of = self.clusterer.article_event.get
         changes = [
             EventChange(
                 article_id=a.id,
-                event_id=resolve(d.event_id),
+                event_id=resolve(event_of(a.id, d.event_id)),
                 opened=d.opened,
                 duplicate_of=d.duplicate_of,
                 merged_event_ids=tuple(d.merged),
+                split=_event_split(d.split),
             )
             for a, d, _w in decisions
         ]
         self._write_new_events(session, decisions, now)
-        self._write_merges(session, decisions, now)
+        self._write_regroupings(session, decisions, now)
         # What each touched event gains: (source, time, whether a new member).
         gains: dict[int, list[tuple[int | None, datetime | None, bool]]] = {}
         for (a, _d, _w), change in zip(decisions, changes, strict=True):
@@ -175,12 +189,15 @@ class EventGrouper:
             )
             gains.setdefault(event_id, []).append((sighted[article_id].source_id, None, False))
         absorbed = [g for _a, d, _w in decisions for g in d.merged]
-        for gone in absorbed:
-            self.stats.pop(gone, None)
-        self._count(session, gains, {resolve(g) for g in absorbed})
-        self._write_stats(session, gains, now)
+        split = [e for _a, d, _w in decisions if d.split for e in _split_events(d.split)]
+        for event_id in chain(absorbed, split):
+            self.stats.pop(event_id, None)
+        recount = {resolve(e) for e in chain(absorbed, split)}
+        self._count(session, gains, recount)
+        self._write_stats(session, set(gains) | recount, now)
         EVENTS_OPENED.inc(sum(1 for c in changes if c.opened))
         EVENTS_MERGED.inc(sum(len(c.merged_event_ids) for c in changes))
+        EVENTS_SPLIT.inc(sum(1 for c in changes if c.split))
         return changes
 
     def _write_new_events(
@@ -238,13 +255,15 @@ class EventGrouper:
         )
         session.connection().execute(statement, rows)
 
-    def _write_merges(
+    def _write_regroupings(
         self,
         session: Session,
         decisions: list[tuple[StoredArticle, Decision, datetime]],
         now: datetime,
     ) -> None:
-        """Absorbed events keep their row (merged_into) and hand their articles over."""
+        """Merges and splits, in the order they happened. Absorbed events keep their row
+        (merged_into) and hand their articles over; a split opens a row for the moved
+        articles (split_from) and moves them by id."""
         resolve = self.clusterer.resolve
         for _a, d, _w in decisions:
             for gone in d.merged:
@@ -255,6 +274,31 @@ class EventGrouper:
                     .where(or_(E.id == gone, E.merged_into == gone))
                     .values(merged_into=keep, updated_at=now, revision=E.revision + 1)
                 )
+            if d.split is not None:
+                self._write_split(session, d.split, now)
+
+    @staticmethod
+    def _write_split(session: Session, split: Split, now: datetime) -> None:
+        new_id = split.new_event_id
+        title = session.execute(select(A.title).where(A.id == new_id)).scalar()
+        row = {
+            "id": new_id,
+            "title": title,
+            "first_seen": now,  # _write_stats sets the counts and the span
+            "last_seen": now,
+            "article_count": len(split.moved),
+            "source_count": 1,
+            "top_entities": [],
+            "merged_into": None,
+            "split_from": split.event_id,
+            "revision": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        session.execute(insert(EVENTS), [row])
+        for start in range(0, len(split.moved), STATS_CHUNK):
+            moved = split.moved[start : start + STATS_CHUNK]
+            session.execute(update(ARTICLES).where(A.id.in_(moved)).values(event_id=new_id))
 
     def _events_of(self, session: Session, article_ids: list[int]) -> dict[int, int]:
         if not article_ids:
@@ -271,7 +315,7 @@ class EventGrouper:
         """Bring `self.stats` up to date with this batch: events not in memory yet (or just
         merged) are counted from the store, which already holds the batch; the others add
         what the batch gave them."""
-        missing = {e for e in gains if e not in self.stats} | (recount & set(gains))
+        missing = {e for e in gains if e not in self.stats} | recount
         self.stats.update(self._recount(session, missing))
         for event_id, items in gains.items():
             if event_id in missing:
@@ -356,6 +400,16 @@ def _stats_time(article: StoredArticle) -> datetime:
     return as_utc(article.published if article.published is not None else article.first_seen)
 
 
+def _split_events(split: Split) -> tuple[int, int]:
+    return split.event_id, split.new_event_id
+
+
+def _event_split(split: Split | None) -> EventSplit | None:
+    if split is None:
+        return None
+    return EventSplit(split.event_id, split.new_event_id, split.moved)
+
+
 def _fingerprint(decision: Decision) -> bytes | None:
     if decision.signature is None:
         return None
@@ -370,4 +424,11 @@ def _explanation(decision: Decision) -> dict[str, Any]:
         out["shared_entities"] = list(decision.shared_entities)
     if decision.merged:
         out["merged"] = list(decision.merged)
+    if decision.split is not None:
+        out["split"] = {
+            "event": decision.split.event_id,
+            "new_event": decision.split.new_event_id,
+            "moved": len(decision.split.moved),
+            "ncut": decision.split.score,
+        }
     return out

@@ -23,6 +23,13 @@ class GroupingSettings(BaseModel):
     merge_entity_threshold: float = Field(
         0.5, ge=0, le=1, description="entity similarity two events need to merge"
     )
+    split_ncut: float = Field(
+        0.8,
+        ge=0,
+        le=2,
+        description="a young event whose reports fall in two groups with a normalised cut "
+        "below this splits in two (0: never)",
+    )
     # Headline-only articles (or very short texts) have sparse vectors whose similarities run
     # lower; they get thresholds of their own.
     short_text_words: int = Field(40, ge=0, description="texts with fewer words are short")

@@ -107,6 +107,8 @@ class Event(SQLModel, table=True):
     merged_into: int | None = Field(
         default=None, foreign_key="events.id", ondelete="SET NULL", index=True
     )
+    # The event this one's reports were split off (it held two events); an events.id.
+    split_from: int | None = None
     revision: int = 1
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)

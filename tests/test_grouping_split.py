@@ -1,0 +1,135 @@
+"""Splits: an event that turns out to hold two events of one kind splits in two.
+
+Real reports from the shared ECB+ corpus: topic 35 holds two drink-driving arrests of San
+Diego Chargers players (Vincent Jackson, then Jamal Williams a month later). Their reports
+score as close to the other arrest as to their own, so the joins mix them; the split
+separates them once both sides have reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from newswatch.grouping.cluster import Clusterer, Decision, bipartition
+from newswatch.grouping.settings import GroupingSettings
+from tests.conftest import SHARED_DATA
+
+T0 = 1_763_700_000.0
+ECB = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"
+
+
+def topic(name: str) -> list[dict[str, str]]:
+    if not ECB.exists():
+        pytest.fail(f"shared corpus missing: {ECB}")
+    rows = [json.loads(line) for line in ECB.read_text(encoding="utf-8").splitlines()]
+    return [r for r in rows if r["event"].startswith(name + "_")]
+
+
+def feed(c: Clusterer, rows: list[dict[str, str]]) -> list[Decision]:
+    return [c.add(n, r["title"], r["text"], T0 + 60 * n) for n, r in enumerate(rows)]
+
+
+def final_groups(c: Clusterer, rows: list[dict[str, str]]) -> dict[int, set[str]]:
+    """Gold labels of each event the articles are in now."""
+    groups: dict[int, set[str]] = {}
+    for n, r in enumerate(rows):
+        groups.setdefault(c.resolve(c.article_event[n]), set()).add(r["event"])
+    return groups
+
+
+def test_bipartition_finds_two_groups_and_no_split_in_one() -> None:
+    rng = np.random.default_rng(3)
+    two = np.full((8, 8), 0.05)
+    two[:4, :4] = two[4:, 4:] = 0.6
+    two += rng.uniform(0, 0.02, (8, 8))
+    two = (two + two.T) / 2
+    np.fill_diagonal(two, 0)
+    score, side = bipartition(two, 3)
+    assert side is not None and score < 0.3
+    assert set(np.flatnonzero(side)) in ({0, 1, 2, 3}, {4, 5, 6, 7})
+    one = np.full((8, 8), 0.5) + rng.uniform(0, 0.02, (8, 8))
+    one = (one + one.T) / 2
+    np.fill_diagonal(one, 0)
+    assert bipartition(one, 3)[0] > 0.9  # about 1 for any halving of a uniform graph
+    assert bipartition(two[:5, :5], 3) == (float("inf"), None)  # too small for two sides
+
+
+def test_two_events_of_a_kind_are_mixed_then_split() -> None:
+    rows = topic("ecb-35")
+    assert len({r["event"] for r in rows}) == 2
+    mixed = Clusterer(GroupingSettings(split_ncut=0))
+    feed(mixed, rows)
+    assert any(len(g) == 2 for g in final_groups(mixed, rows).values())  # without splits
+
+    c = Clusterer(GroupingSettings())
+    decisions = feed(c, rows)
+    splits = [d.split for d in decisions if d.split is not None]
+    assert len(splits) == 1
+    split = splits[0]
+    assert 0 < split.score < GroupingSettings().split_ncut
+    # Each part holds one event's reports; the event that opened first keeps its id.
+    groups = final_groups(c, rows)
+    assert all(len(g) == 1 for g in groups.values()) and len(groups) == 2
+    assert c.resolve(c.article_event[0]) == split.event_id == decisions[0].event_id
+    moved_events = {rows[a]["event"] for a in split.moved}
+    assert len(moved_events) == 1 and split.new_event_id == min(split.moved)
+    assert not decisions[split.new_event_id].opened  # the new id is no other event's
+    # The parts never merge again, and later reports go to their own part.
+    parts = c.events[split.event_id], c.events[split.new_event_id]
+    assert not c._mergeable(*parts, short=False)
+    assert sum(e.size for e in parts) == len(rows)
+
+
+def test_a_restart_keeps_the_parts_apart() -> None:
+    rows = topic("ecb-35")
+    c = Clusterer(GroupingSettings())
+    decisions = feed(c, rows)
+    split = next(d.split for d in decisions if d.split is not None)
+    restarted = Clusterer(GroupingSettings())
+    for n, r in enumerate(rows):
+        restarted.restore(
+            n,
+            c.resolve(c.article_event[n]),
+            r["title"],
+            r["text"],
+            T0 + 60 * n,
+            opened=decisions[n].opened,
+        )
+    restarted.keep_apart(split.event_id, split.new_event_id)
+    parts = restarted.events[split.event_id], restarted.events[split.new_event_id]
+    assert not restarted._mergeable(*parts, short=False)
+    members = [n for n in range(len(rows)) if c.resolve(c.article_event[n]) == parts[1].id]
+    assert [m.article_id for m in parts[1].members or []] == members
+    assert set(split.moved) < set(members)  # later reports joined the part split off
+
+
+def test_copies_follow_their_originals() -> None:
+    rows = topic("ecb-35")
+    c = Clusterer(GroupingSettings())
+    stream = []
+    for r in rows:
+        stream.append(r)
+        if len(stream) % 4 == 0:  # a syndicated copy of every fourth report
+            stream.append(dict(r, title=r["title"] + " (wire)", text=r["text"] + " More soon."))
+    decisions = feed(c, stream)
+    copies = [(n, d.duplicate_of) for n, d in enumerate(decisions) if d.duplicate_of is not None]
+    assert len(copies) >= 5
+    assert any(d.split for d in decisions)
+    for n, original in copies:
+        assert c.resolve(c.article_event[n]) == c.resolve(c.article_event[original])
+
+
+def test_headlines_alone_never_split() -> None:
+    rows = [dict(r, text="") for r in topic("ecb-35")]
+    c = Clusterer(GroupingSettings())
+    assert not any(d.split for d in feed(c, rows))
+
+
+def test_members_are_dropped_past_the_last_check() -> None:
+    rows = topic("ecb-1")  # one event of 21 reports and another of 18
+    c = Clusterer(GroupingSettings())
+    feed(c, rows * 4)  # the same reports again: copies join their originals' events
+    big = max(c.events.values(), key=lambda e: e.size)
+    assert big.size > 58 and big.members is None

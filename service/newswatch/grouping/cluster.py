@@ -18,7 +18,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain, compress, islice, repeat
+from itertools import chain, compress, count, islice, repeat
 from operator import add, itemgetter, mul
 
 import numpy as np
@@ -54,16 +54,31 @@ SPLIT_MAX_MEMBERS = max(SPLIT_CHECKS)
 SPLIT_MIN_SIDE = 3
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
-    """What a young event remembers of each article, to check it for a split."""
+    """What a young event remembers of each article, to check it for a split: its vector as
+    a tuple of terms and an array of weights (a fifth of a dict's memory)."""
 
     article_id: int
-    vector: dict[str, float]
+    terms: tuple[str, ...]
+    weights: np.ndarray
     when: float
     short: bool  # a headline or a short summary: too sparse to judge a split on
     opened: bool  # the article opened an event (its id is an event id)
     copy_of: int | None = None  # a near-duplicate follows its original
+
+    @classmethod
+    def of(
+        cls,
+        article_id: int,
+        vec: dict[str, float],
+        when: float,
+        short: bool,
+        opened: bool,
+        copy_of: int | None = None,
+    ) -> Member:
+        weights = np.fromiter(vec.values(), dtype=np.float64, count=len(vec))
+        return cls(article_id, tuple(vec), weights, when, short, opened, copy_of)
 
 
 @dataclass
@@ -126,15 +141,16 @@ def _cosine(a: Event, b: Event) -> float:
     return _dot(a.centroid, b.centroid) / math.sqrt(a.norm2 * b.norm2)
 
 
-def _affinity(vectors: list[dict[str, float]]) -> np.ndarray:
-    """Pairwise similarity of unit vectors: the cosine of the whole vectors plus the cosine
-    of their entity and figure features alone (names tell two events of a kind apart more
-    than their shared vocabulary), zero on the diagonal."""
-    columns = {key: i for i, key in enumerate(dict.fromkeys(chain.from_iterable(vectors)))}
-    x = np.zeros((len(vectors), len(columns)))
-    rows = np.repeat(np.arange(len(vectors)), [len(v) for v in vectors])
-    cols = np.fromiter(map(columns.__getitem__, chain.from_iterable(vectors)), dtype=np.intp)
-    x[rows, cols] = np.fromiter(chain.from_iterable(v.values() for v in vectors), np.float64)
+def _affinity(members: list[Member]) -> np.ndarray:
+    """Pairwise similarity of the members' unit vectors: the cosine of the whole vectors plus
+    the cosine of their entity and figure features alone (names tell two events of a kind
+    apart more than their shared vocabulary), zero on the diagonal."""
+    terms = [m.terms for m in members]
+    columns = dict(zip(dict.fromkeys(chain.from_iterable(terms)), count()))
+    x = np.zeros((len(members), len(columns)))
+    rows = np.repeat(np.arange(len(members)), [len(t) for t in terms])
+    cols = np.fromiter(map(columns.__getitem__, chain.from_iterable(terms)), dtype=np.intp)
+    x[rows, cols] = np.concatenate([m.weights for m in members])
     named = x * np.fromiter((k[0] in "@#" for k in columns), dtype=np.bool_, count=len(columns))
     norms = np.sqrt(np.einsum("ij,ij->i", named, named))
     named /= np.where(norms > 0, norms, 1.0)[:, None]
@@ -374,14 +390,8 @@ class Clusterer:
         vec, rare = self._vector(feats)
         decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
-        member = Member(
-            article_id,
-            vec,
-            when,
-            short=feats.words < self.s.short_text_words,
-            opened=decision.opened,
-            copy_of=decision.duplicate_of,
-        )
+        short = feats.words < self.s.short_text_words
+        member = Member.of(article_id, vec, when, short, decision.opened, decision.duplicate_of)
         self._remember(member, decision.event_id, signature, feats)
         if self.s.split_ncut > 0:
             decision.split = self._check_split(self.events[decision.event_id])
@@ -421,7 +431,7 @@ class Clusterer:
             event = self.events[event_id] = Event(event_id, when, when)
         self._join(event, vec, when)
         short = feats.words < self.s.short_text_words
-        member = Member(article_id, vec, when, short, opened, duplicate_of)
+        member = Member.of(article_id, vec, when, short, opened, duplicate_of)
         self._remember(member, event_id, signature, feats)
 
     # --- splits -----------------------------------------------------------------------
@@ -436,7 +446,7 @@ class Clusterer:
         originals = [m for m in members if m.copy_of is None]
         if sum(m.short for m in originals) * 2 > len(originals):
             return None  # headlines: too few words to tell two events of a kind apart
-        score, side = bipartition(_affinity([m.vector for m in originals]), SPLIT_MIN_SIDE)
+        score, side = bipartition(_affinity(originals), SPLIT_MIN_SIDE)
         if side is None or score >= self.s.split_ncut:
             return None
         in_side = {m.article_id: bool(s) for m, s in zip(originals, side.tolist(), strict=True)}
@@ -455,7 +465,7 @@ class Clusterer:
         for m in moved:
             if m.article_id in self.article_event:
                 self.article_event[m.article_id] = new_id
-            self._post(new_id, islice(m.vector, POSTED_FEATURES))
+            self._post(new_id, m.terms[:POSTED_FEATURES])
         names = self.entity_names.get(event.id, {})
         self.entity_names[new_id] = {k: v for k, v in names.items() if k in new.centroid}
         self._top_cache.pop(event.id, None)
@@ -467,8 +477,8 @@ class Clusterer:
         """The event's centroid and time span from `members` alone."""
         c: dict[str, float] = {}
         for m in members:
-            v = m.vector
-            c.update(zip(v, map(add, map(c.get, v, repeat(0.0)), v.values()), strict=True))
+            t = m.terms
+            c.update(zip(t, map(add, map(c.get, t, repeat(0.0)), m.weights.tolist()), strict=True))
         if len(c) > 2 * CENTROID_TERMS:
             c = dict(_top(c.items(), CENTROID_TERMS))
         event.centroid = c

@@ -15,6 +15,7 @@ similarity graph) and, if they clearly do, the later group splits off as an even
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,19 +59,18 @@ SPLIT_MIN_SIDE = 3
 @dataclass(slots=True)
 class Member:
     """What a young event remembers of each article, to check it for a split: its vector as
-    a tuple of terms and arrays of their weights, their hashes (column keys of the check's
-    matrix, without a Python dictionary per check) and whether each is an entity or a
-    figure (a third of a dict's memory)."""
+    a tuple of terms and an array of weights (a fifth of a dict's memory). Most events never
+    reach a check: the arrays a check needs are made at its first."""
 
     article_id: int
     terms: tuple[str, ...]
-    weights: np.ndarray
-    keys: np.ndarray
-    named: np.ndarray
+    weights: array[float]
     when: float
     short: bool  # a headline or a short summary: too sparse to judge a split on
     opened: bool  # the article opened an event (its id is an event id)
     copy_of: int | None = None  # a near-duplicate follows its original
+    _keys: np.ndarray | None = None
+    _named: np.ndarray | None = None
 
     @classmethod
     def of(
@@ -82,13 +82,22 @@ class Member:
         opened: bool,
         copy_of: int | None = None,
     ) -> Member:
-        n = len(vec)
-        weights = np.fromiter(vec.values(), dtype=np.float64, count=n)
-        # str hashes are cached on the strings; a collision of two terms in one event is
-        # as likely as a 64-bit hash collision.
-        keys = np.fromiter(map(hash, vec), dtype=np.int64, count=n)
-        named = np.fromiter(map(str.startswith, vec, repeat(("@", "#"))), np.bool_, count=n)
-        return cls(article_id, tuple(vec), weights, keys, named, when, short, opened, copy_of)
+        return cls(article_id, tuple(vec), array("d", vec.values()), when, short, opened, copy_of)
+
+    def keys(self) -> np.ndarray:
+        """A hash of each term: the columns of a check's matrix without a dictionary. (str
+        hashes are cached on the strings; two terms of one event colliding is as likely as
+        a 64-bit hash collision.)"""
+        if self._keys is None:
+            self._keys = np.fromiter(map(hash, self.terms), np.int64, len(self.terms))
+        return self._keys
+
+    def named(self) -> np.ndarray:
+        """Which terms are entities or figures."""
+        if self._named is None:
+            starts = map(str.startswith, self.terms, repeat(("@", "#")))
+            self._named = np.fromiter(starts, np.bool_, len(self.terms))
+        return self._named
 
 
 @dataclass
@@ -156,10 +165,10 @@ def _affinity(members: list[Member]) -> np.ndarray:
     the cosine of their entity and figure features alone (names tell two events of a kind
     apart more than their shared vocabulary), zero on the diagonal."""
     n = len(members)
-    keys = np.concatenate([m.keys for m in members])
-    weights = np.concatenate([m.weights for m in members])
-    named = np.concatenate([m.named for m in members])
-    rows = np.repeat(np.arange(n), [len(m.keys) for m in members])
+    keys = np.concatenate([m.keys() for m in members])
+    weights = np.concatenate([np.frombuffer(m.weights) for m in members])
+    named = np.concatenate([m.named() for m in members])
+    rows = np.repeat(np.arange(n), [len(m.terms) for m in members])
     # Entity vectors are normalised on all their entries...
     named_weights = np.where(named, weights, 0.0)
     norms = np.sqrt(np.bincount(rows, weights=named_weights * named_weights, minlength=n))
@@ -516,7 +525,7 @@ class Clusterer:
         c: dict[str, float] = {}
         for m in members:
             t = m.terms
-            c.update(zip(t, map(add, map(c.get, t, repeat(0.0)), m.weights.tolist()), strict=True))
+            c.update(zip(t, map(add, map(c.get, t, repeat(0.0)), m.weights), strict=True))
         if len(c) > 2 * CENTROID_TERMS:
             c = dict(_top(c.items(), CENTROID_TERMS))
         event.centroid = c

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from newswatch.grouping.cluster import Clusterer, Decision, bipartition
+from newswatch.grouping.cluster import Clusterer, Decision, _affinity, bipartition
 from newswatch.grouping.settings import GroupingSettings
 from tests.conftest import SHARED_DATA
 
@@ -133,3 +133,54 @@ def test_members_are_dropped_past_the_last_check() -> None:
     feed(c, rows * 4)  # the same reports again: copies join their originals' events
     big = max(c.events.values(), key=lambda e: e.size)
     assert big.size > 58 and big.members is None
+
+
+ENGLISH = [
+    "Wladimir Klitschko stopped Tony Thompson in the sixth round in Bern on Saturday night and "
+    "kept his IBF and WBO heavyweight titles before a crowd at the Stade de Suisse.",
+    "Klitschko retained his heavyweight belts with a knockout of Thompson in Bern, the "
+    "champion's fourth defence in Switzerland, the referee stopping the bout in the sixth.",
+    "A right hand from Wladimir Klitschko floored Tony Thompson and the fight in Bern was "
+    "stopped in round six; the IBF and WBO champion said he wants to fight again in autumn.",
+    "Thompson, forty, could not survive the sixth round against Klitschko at the Stade de "
+    "Suisse in Bern, where the heavyweight champion defended the IBF and WBO titles.",
+]
+GERMAN = [
+    "Wladimir Klitschko hat Tony Thompson in Bern in der sechsten Runde besiegt und seine "
+    "Weltmeistertitel der IBF und WBO im Stade de Suisse verteidigt, berichten Zuschauer.",
+    "Der Weltmeister Klitschko schlug Thompson im Stade de Suisse in Bern k.o.; der "
+    "Ringrichter brach den Kampf in der sechsten Runde ab, die Titel bleiben bei ihm.",
+    "In Bern verteidigte Wladimir Klitschko die Guertel von IBF und WBO gegen Tony Thompson, "
+    "der nach einer rechten Hand in der sechsten Runde nicht mehr weiterkaempfen konnte.",
+    "Tony Thompson verlor in Bern gegen Klitschko, der im Stade de Suisse seine Titel der "
+    "IBF und WBO erfolgreich verteidigte und einen weiteren Kampf im Herbst ankuendigte.",
+]
+
+
+def test_one_event_told_in_two_languages_is_not_split() -> None:
+    """Reports in two languages share few words but name the same people and places: their
+    entities bind them in the similarity graph, and even when a cut is allowed at any score
+    the parts' agreeing entities keep the event whole."""
+    # Full texts (two sentences each: headlines are never split anyway).
+    english = [f"{a} {b}" for a, b in zip(ENGLISH, ENGLISH[1:] + ENGLISH[:1], strict=True)]
+    german = [f"{a} {b}" for a, b in zip(GERMAN, GERMAN[1:] + GERMAN[:1], strict=True)]
+    reports = [x for pair in zip(english, german, strict=True) for x in pair][:6]
+    for settings in (GroupingSettings(), GroupingSettings(split_ncut=2.0)):
+        c = Clusterer(settings)
+        for n, text in enumerate(reports):
+            c.restore(n, 0, text[:60], text, T0 + n, opened=n == 0)
+        event = c.events[0]
+        members = event.members or []
+        assert len(members) == 6
+        score, side = bipartition(_affinity(members), 3)
+        assert side is not None and score > GroupingSettings().split_ncut
+        assert c._check_split(event) is None
+        assert c.events[0].size == 6 and set(c.events) == {0}
+
+
+def test_a_cut_at_any_score_splits_events_that_name_different_people() -> None:
+    """The counterpart: with every cut allowed, the Chargers' two arrests split at once."""
+    rows = topic("ecb-35")
+    c = Clusterer(GroupingSettings(split_ncut=2.0))
+    decisions = feed(c, rows)
+    assert any(d.split for d in decisions[:9])

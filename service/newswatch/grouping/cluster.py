@@ -191,6 +191,16 @@ def _gram(n: int, rows: np.ndarray, columns: np.ndarray, values: np.ndarray) -> 
     return x @ x.T
 
 
+def _names(members: list[Member]) -> dict[str, float]:
+    """The summed weights of the members' entities."""
+    out: dict[str, float] = {}
+    for m in members:
+        for term, weight in zip(m.terms, m.weights, strict=True):
+            if term[0] == "@":
+                out[term] = out.get(term, 0.0) + weight
+    return out
+
+
 def bipartition(w: np.ndarray, min_side: int) -> tuple[float, np.ndarray | None]:
     """The best split of a similarity graph in two, as (normalised cut, mask of one side);
     (inf, None) when no split leaves min_side nodes each side.
@@ -506,6 +516,13 @@ class Clusterer:
         new_id = min((m.article_id for m in moved if not m.opened), default=None)
         if new_id is None or new_id in self.events:
             return None
+        # Two events of a kind name different people and places. Two groups that name the
+        # same ones are one event told two ways (two languages, two angles): not split.
+        kept_names, moved_names = _names(kept), _names(moved)
+        if kept_names and moved_names:
+            agreement = _dot(self._unit(kept_names), self._unit(moved_names))
+            if agreement >= self.s.merge_entity_threshold:
+                return None
         self._rebuild(event, kept, event.size - len(moved))
         new = self.events[new_id] = Event(new_id, moved[0].when, moved[0].when)
         self._rebuild(new, moved, len(moved))

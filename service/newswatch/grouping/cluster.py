@@ -493,36 +493,20 @@ class Clusterer:
 
     # --- splits -----------------------------------------------------------------------
     def _check_split(self, event: Event) -> Split | None:
-        """At the sizes of SPLIT_CHECKS, split the event if its original reports (copies
-        follow their originals) fall in two groups with a normalised cut below split_ncut.
-        The group holding the event's opening article keeps the id; the other becomes an
-        event whose id is its earliest article that opened no event (ids stay unique)."""
+        """At the sizes of SPLIT_CHECKS, split the event if its reports fall in two groups
+        that are two events (see _two_events). The group holding the event's opening article
+        keeps the id; the other becomes an event whose id is its earliest article that opened
+        no event (so ids stay unique)."""
         members = event.members
         if members is None or len(members) not in SPLIT_CHECKS:
             return None
-        originals = [m for m in members if m.copy_of is None]
-        if sum(m.short for m in originals) * 2 > len(originals):
-            return None  # headlines: too few words to tell two events of a kind apart
-        score, side = bipartition(_affinity(originals), SPLIT_MIN_SIDE)
-        if side is None or score >= self.s.split_ncut:
+        found = self._two_events(event, members)
+        if found is None:
             return None
-        in_side = {m.article_id: bool(s) for m, s in zip(originals, side.tolist(), strict=True)}
-        for m in members:  # copies go where their original went (else they stay)
-            if m.copy_of is not None:
-                in_side[m.article_id] = in_side.get(m.copy_of, in_side.get(event.id, True))
-        stays = in_side.get(event.id, in_side[min(in_side)])
-        kept = [m for m in members if in_side[m.article_id] == stays]
-        moved = [m for m in members if in_side[m.article_id] != stays]
+        kept, moved, score = found
         new_id = min((m.article_id for m in moved if not m.opened), default=None)
         if new_id is None or new_id in self.events:
             return None
-        # Two events of a kind name different people and places. Two groups that name the
-        # same ones are one event told two ways (two languages, two angles): not split.
-        kept_names, moved_names = _names(kept), _names(moved)
-        if kept_names and moved_names:
-            agreement = _dot(self._unit(kept_names), self._unit(moved_names))
-            if agreement >= self.s.merge_entity_threshold:
-                return None
         self._rebuild(event, kept, event.size - len(moved))
         new = self.events[new_id] = Event(new_id, moved[0].when, moved[0].when)
         self._rebuild(new, moved, len(moved))
@@ -535,6 +519,33 @@ class Clusterer:
         self._top_cache.pop(event.id, None)
         self.keep_apart(event.id, new_id)
         return Split(event.id, new_id, tuple(m.article_id for m in moved), round(score, 4))
+
+    def _two_events(
+        self, event: Event, members: list[Member]
+    ) -> tuple[list[Member], list[Member], float] | None:
+        """(kept, moved, normalised cut) when the original reports (copies follow their
+        originals) fall in two groups with a cut below split_ncut whose entities disagree."""
+        originals = [m for m in members if m.copy_of is None]
+        if sum(m.short for m in originals) * 2 > len(originals):
+            return None  # headlines: too few words to tell two events of a kind apart
+        score, side = bipartition(_affinity(originals), SPLIT_MIN_SIDE)
+        if side is None or score >= self.s.split_ncut:
+            return None
+        in_side = {m.article_id: s for m, s in zip(originals, side.tolist(), strict=True)}
+        for m in members:  # copies go where their original went (else they stay)
+            if m.copy_of is not None:
+                in_side[m.article_id] = in_side.get(m.copy_of, in_side.get(event.id, True))
+        stays = in_side[event.id] if event.id in in_side else in_side[min(in_side)]
+        kept = [m for m in members if in_side[m.article_id] == stays]
+        moved = [m for m in members if in_side[m.article_id] != stays]
+        # Two events of a kind name different people and places. Two groups that name the
+        # same ones are one event told two ways (two languages, two angles): not split.
+        kept_names, moved_names = _names(kept), _names(moved)
+        if kept_names and moved_names:
+            agreement = _dot(self._unit(kept_names), self._unit(moved_names))
+            if agreement >= self.s.merge_entity_threshold:
+                return None
+        return kept, moved, score
 
     @staticmethod
     def _rebuild(event: Event, members: list[Member], size: int) -> None:

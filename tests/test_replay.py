@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
-from newswatch.replay import bcubed, gold_labels, parse_line
+from newswatch.config import FileConfig, Settings
+from newswatch.pipeline import Pipeline
+from newswatch.replay import bcubed, gold_labels, parse_line, replay
 from newswatch.store.db import make_engine
 from tests.conftest import SHARED_DATA
 from tests.test_cli import newswatch
@@ -170,3 +174,30 @@ def test_a_lone_surrogate_does_not_fail_the_batch(cli_env, tmp_path):
         titles = conn.execute(text("SELECT title FROM articles ORDER BY id")).scalars().all()
     engine.dispose()
     assert titles == ["Quake \ufffd hits", "Budget passes"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_replay_pauses_garbage_collection_per_batch(sqlite_engine, enabled):
+    """Automatic collection is off while a batch is ingested and back as it was afterwards,
+    also when the batch fails."""
+    pipeline = Pipeline(sqlite_engine, FileConfig(), Settings(_env_file=None))  # type: ignore[call-arg]
+    seen: list[bool] = []
+    ingest_many = pipeline.ingest_many
+
+    def spy(jobs):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        if len(seen) > 1:
+            raise RuntimeError("boom")
+        return ingest_many(jobs)
+
+    pipeline.ingest_many = spy  # type: ignore[method-assign]
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        replay(sqlite_engine, pipeline, STREAM)
+        assert seen == [False] and gc.isenabled() is enabled
+        with pytest.raises(RuntimeError):
+            replay(sqlite_engine, pipeline, STREAM)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

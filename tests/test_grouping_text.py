@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from newswatch.grouping.text import NUMBER, extract, fold, name_key, stem, strip_tail
+import random
+
+from newswatch.grouping.text import (
+    NUMBER,
+    TAIL_MAX_WORDS,
+    WORD,
+    extract,
+    fold,
+    name_key,
+    stem,
+    strip_tail,
+    words_of,
+)
 
 WEIGHTS = dict(lead_words=80, body_words=150, title_weight=3.0, body_weight=0.3)
 
@@ -90,3 +102,30 @@ def test_empty_and_missing_text_give_empty_features() -> None:
     for title, body in ((None, None), ("", ""), ("   ", "\n\n")):
         feats = extract(title, body, **WEIGHTS)
         assert not feats.terms and not feats.entities and feats.tail_lines == 0
+
+
+# Letters, digits (decimal and not), joiners, edge punctuation, underscores, combining marks,
+# and white space of several kinds, including characters str.split() does not split on.
+TRICKY = (
+    "a Z é ß Ω ж 中 ' ’ - _ 7 ٣ ² ½ \u0301 . , “ ” « » ( ) / * ! … — – $ % "
+    "\t \n \xa0 \u2009 \x1c \u200b"
+)
+
+
+def test_words_of_is_the_word_regex() -> None:
+    rng = random.Random(5)
+    alphabet = TRICKY.split(" ") + [" "] * 6
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert words_of(text) == WORD.findall(text), repr(text)
+        limit = rng.randint(0, 8)
+        assert words_of(text, limit) == WORD.findall(text)[:limit], (repr(text), limit)
+    prose = "“Don’t,” said O'Neil-Smith (76ers), on 3rd/4th May—twice: U.S. ²nd _x_ Ж1ж."
+    assert words_of(prose) == WORD.findall(prose)
+
+
+def test_a_long_last_line_is_not_a_tail_line() -> None:
+    headlines = "\n".join(f"Headline number {n} of the list" for n in "ABCDEF")
+    line = " ".join(["Word"] * TAIL_MAX_WORDS)
+    assert strip_tail(f"Prose.\n{headlines}\n{line}")[1] == 7
+    assert strip_tail(f"Prose.\n{headlines}\n{line} Word")[1] == 0

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from itertools import compress
 
 WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’\-][^\W\d_][^\W_]*)*", re.UNICODE)
+# Punctuation that news text puts around words: no character here can be part of a WORD
+# match at the edge of a white-space separated token.
+_EDGE = "\"'“”‘’«»„()[]{}<>.,;:!?…-–—/*"
 # Figures with at least two digits, or a decimal: "24", "6.1", "2013", "15,000" (not "3").
 # (The look-behind sits after the first digit: most positions fail on \d at once, twice as
 # fast as asserting before it at every position.)
@@ -178,7 +181,8 @@ def strip_tail(text: str) -> tuple[str, int]:
         end = start - 1
         if not ln:
             continue
-        short = len(ln.split()) <= TAIL_MAX_WORDS
+        # Counting stops past the limit: the last line is most often a long paragraph.
+        short = len(ln.split(None, TAIL_MAX_WORDS)) <= TAIL_MAX_WORDS
         headline = short and not SENTENCE_END.search(ln) and ln[0].isupper()
         if not (headline or (short and ln[0].isdigit())):
             break
@@ -250,6 +254,38 @@ def _alias_at(words: list[str], i: int) -> int:
     return 0
 
 
+def words_of(text: str, limit: int | None = None) -> list[str]:
+    """WORD.findall(text)[:limit], about twice as fast: white-space separated tokens that are
+    letters once the punctuation around them is stripped (nine in ten in news prose) are
+    words as they are; only the others go through the regex. Exact, since no match spans
+    white space and none has a character of _EDGE at its ends. Tokens past the limit are
+    left unsplit."""
+    out: list[str] = []
+    while True:
+        if limit is None:
+            tokens, text = text.split(), ""
+        else:
+            wanted = limit - len(out)
+            tokens = text.split(None, wanted)
+            text = tokens.pop() if len(tokens) > wanted else ""
+        _collect_words(tokens, out)
+        if not text or (limit is not None and len(out) >= limit):
+            return out if limit is None else out[:limit]
+
+
+def _collect_words(tokens: list[str], out: list[str]) -> None:
+    append = out.append
+    for token in tokens:
+        if token.isalpha():
+            append(token)
+            continue
+        core = token.strip(_EDGE)
+        if core.isalpha():
+            append(core)
+        elif core and not core.isdecimal():  # decimal digits alone hold no word
+            out += WORD.findall(core)
+
+
 def _lead_chars(body: str, words: int) -> int:
     """Enough characters of `body` to hold its first `words` words (news prose averages
     about six characters a word with its space; eight leaves room)."""
@@ -272,10 +308,11 @@ def extract(
     title = title or ""
     body = body or ""
     body, feats.tail_lines = strip_tail(body) if "\n" in body else (body, 0)
-    title_words = WORD.findall(title)
+    title_words = words_of(title)
     # Terms and entities come from the first `body_words` words only; the near-duplicate
     # shingles use every word (split on white space: C speed, and copies split alike).
-    body_tokens = WORD.findall(body[: _lead_chars(body, body_words + len(title_words))])
+    wanted = body_words + len(title_words)
+    body_tokens = words_of(body[: _lead_chars(body, wanted)], wanted)
     # ECB+-like bodies repeat the title as their first line.
     if title_words and body_tokens[: len(title_words)] == title_words:
         body_tokens = body_tokens[len(title_words) :]

@@ -1,0 +1,87 @@
+"""Near-duplicate hashing: the numpy code against plain-Python definitions, and the LSH index."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from newswatch.grouping.minhash import (
+    EMPTY,
+    MAX_BYTES,
+    LSHIndex,
+    MinHasher,
+    jaccard,
+    token_hashes,
+)
+
+M64 = (1 << 64) - 1
+BASE = 0x100000001B3
+
+
+def mix(h: int) -> int:
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & M64
+    return h ^ (h >> 31)
+
+
+def reference_hashes(text: str) -> list[int]:
+    """Runs of bytes above 32 in the first MAX_BYTES of the UTF-8 text; each token's
+    polynomial sum(b[i] * BASE**i), mixed."""
+    raw = text.encode("utf-8")[:MAX_BYTES]
+    tokens = bytes(b if b > 32 else 32 for b in raw).split(b" ")
+    out = []
+    for token in filter(None, tokens):
+        h = sum(b * pow(BASE, i, 1 << 64) for i, b in enumerate(token)) & M64
+        out.append(mix(h))
+    return out
+
+
+def reference_signature(hasher: MinHasher, hashes: list[int]) -> list[int]:
+    """Each bin (top bits of the permuted shingle hash) keeps its smallest hash."""
+    mult = int(hasher.mult)
+    shift = 64 - (hasher.num_perm.bit_length() - 1)
+    k1, k2 = 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F
+    low: dict[int, int] = {}
+    for a, b, c in zip(hashes, hashes[1:], hashes[2:], strict=False):
+        h = ((a * k1 + b * k2 + c) & M64) * mult & M64
+        low[h >> shift] = min(low.get(h >> shift, M64 + 1), h)
+    return [(low[i] & 0xFFFFFFFE) if i in low else int(EMPTY) for i in range(hasher.num_perm)]
+
+
+def test_token_hashes_and_signature_match_their_definition() -> None:
+    rng = random.Random(3)
+    words = ["quake", "Ölpreis", "東京", "a", "x\x01y", "tab\there", "9,000", "—"]
+    texts = ["", " ", "one", "one two", "  lead and trail  ", "é" * (MAX_BYTES // 2 + 7)]
+    texts += [" ".join(rng.choice(words) for _ in range(rng.randint(0, 300))) for _ in range(40)]
+    hasher = MinHasher()
+    for text in texts:
+        hashes = reference_hashes(text)
+        assert token_hashes(text).tolist() == hashes, text[:40]
+        sig = hasher.signature(token_hashes(text))
+        if len(hashes) < 3:
+            assert sig is None
+        else:
+            assert sig is not None and sig.dtype == np.uint32
+            assert sig.tolist() == reference_signature(hasher, hashes), text[:40]
+
+
+def test_lsh_finds_a_copy_and_forgets_removed_keys() -> None:
+    hasher = MinHasher()
+    text = " ".join(f"word{i}" for i in range(200))
+    sig = hasher.signature(token_hashes(text))
+    copy = hasher.signature(token_hashes(text + " with a short tail"))
+    other = hasher.signature(token_hashes(" ".join(f"other{i}" for i in range(200))))
+    assert sig is not None and copy is not None and other is not None
+    assert jaccard(sig, copy) > 0.9 and jaccard(sig, other) < 0.1
+    lsh = LSHIndex()
+    lsh.insert(1, sig)
+    lsh.insert(2, sig)  # the same signature: every band bucket holds both
+    lsh.insert(3, other)
+    assert lsh.query(copy, 0.5) == (1, jaccard(sig, copy))  # the oldest on ties
+    lsh.remove(1)
+    assert lsh.query(copy, 0.5) == (2, jaccard(sig, copy))
+    lsh.remove(2)
+    lsh.remove(2)  # unknown keys are ignored
+    assert lsh.query(copy, 0.5) is None and len(lsh) == 1
+    assert all(len(table) == 1 for table in lsh.tables)  # empty buckets are dropped

@@ -110,6 +110,7 @@ def test_beyond_the_window_a_similar_report_opens_a_new_event() -> None:
 
 def test_memory_is_bounded_by_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster, "DF_MAX", 500)  # so that a short test reaches the cap
+    monkeypatch.setattr(cluster, "POSTINGS_SWEEP_EVERY", 2)  # and a sweep of postings
     c = clusterer(window_hours=1)
     for n in range(2500):  # one distinct report a minute for 40 hours
         body = f"Crane {n} moved containers at berth {n % 97} of the harbour. " * 4

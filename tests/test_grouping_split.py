@@ -8,6 +8,7 @@ separates them once both sides have reports."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -54,6 +55,36 @@ def test_bipartition_finds_two_groups_and_no_split_in_one() -> None:
     np.fill_diagonal(one, 0)
     assert bipartition(one, 3)[0] > 0.9  # about 1 for any halving of a uniform graph
     assert bipartition(two[:5, :5], 3) == (float("inf"), None)  # too small for two sides
+
+
+def test_affinity_is_the_cosine_of_vectors_plus_that_of_their_entities() -> None:
+    """The matrix built from shared term hashes equals its plain definition."""
+    c = Clusterer()
+    rows = topic("ecb-35")[:12]
+    feed(c, rows)
+    members = [m for e in c.events.values() for m in (e.members or [])]
+    assert len(members) == len(rows) == 12
+
+    def dot(a: dict[str, float], b: dict[str, float]) -> float:
+        return sum(w * b.get(t, 0.0) for t, w in a.items())
+
+    def unit(v: dict[str, float]) -> dict[str, float]:
+        norm = math.sqrt(dot(v, v)) or 1.0
+        return {t: w / norm for t, w in v.items()}
+
+    vectors = [dict(zip(m.terms, m.weights, strict=True)) for m in members]
+    names = [unit({t: w for t, w in v.items() if t[0] in "@#"}) for v in vectors]
+    expected = np.array(
+        [
+            [
+                0.0 if i == j else dot(vectors[i], vectors[j]) + dot(names[i], names[j])
+                for j in range(len(members))
+            ]
+            for i in range(len(members))
+        ]
+    )
+    assert np.allclose(_affinity(members), expected)
+    assert expected[~np.eye(len(members), dtype=bool)].max() > 0.3  # they do share terms
 
 
 def test_two_events_of_a_kind_are_mixed_then_split() -> None:

@@ -166,32 +166,37 @@ def _cosine(a: Event, b: Event) -> float:
 def _affinity(members: list[Member]) -> np.ndarray:
     """Pairwise similarity of the members' unit vectors: the cosine of the whole vectors plus
     the cosine of their entity and figure features alone (names tell two events of a kind
-    apart more than their shared vocabulary), zero on the diagonal."""
+    apart more than their shared vocabulary), zero on the diagonal.
+
+    Only the terms two members share add to a product, so the matrices keep only those
+    columns: one sort of the members' term hashes finds them (a member holds a term once)."""
     n = len(members)
     keys = np.concatenate([m.keys() for m in members])
     weights = np.concatenate([np.frombuffer(m.weights) for m in members])
     named = np.concatenate([m.named() for m in members])
     rows = np.repeat(np.arange(n), [len(m.terms) for m in members])
-    # Entity vectors are normalised on all their entries...
+    # Entity vectors are normalised on all their entries, shared or not.
     named_weights = np.where(named, weights, 0.0)
     norms = np.sqrt(np.bincount(rows, weights=named_weights * named_weights, minlength=n))
     named_weights /= np.where(norms > 0, norms, 1.0)[rows]
-    # ...but only the terms two members share add to a product: the matrices keep those.
-    _, column, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    shared = counts[column] > 1
-    w = _gram(n, rows[shared], column[shared], weights[shared])
-    shared &= named
-    w += _gram(n, rows[shared], column[shared], named_weights[shared])
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    same = ordered[1:] == ordered[:-1]  # an entry and the next hold one term
+    shared = np.zeros(len(keys), dtype=np.bool_)
+    shared[1:] = same
+    shared[:-1] |= same
+    entries = order[shared]
+    # Each shared term a column: a new one wherever the sorted term changes.
+    starts = np.ones(len(keys), dtype=np.bool_)
+    starts[1:] = ~same
+    column = np.cumsum(starts[shared]) - 1
+    x = np.zeros((n, int(column[-1]) + 1 if len(column) else 0))
+    x[rows[entries], column] = weights[entries]
+    w = x @ x.T
+    x[rows[entries], column] = named_weights[entries]
+    w += x @ x.T
     np.fill_diagonal(w, 0.0)
     return w
-
-
-def _gram(n: int, rows: np.ndarray, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """X @ X.T of the n-row matrix X with `values` at (`rows`, `columns`)."""
-    used, column = np.unique(columns, return_inverse=True)
-    x = np.zeros((n, len(used)))
-    x[rows, column] = values
-    return x @ x.T
 
 
 def _names(members: list[Member]) -> dict[str, float]:

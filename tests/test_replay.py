@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import text
 
 from newswatch.config import FileConfig, Settings
+from newswatch.fetch.entries import ParsedEntry
 from newswatch.pipeline import Pipeline
 from newswatch.replay import bcubed, gold_labels, parse_line, replay
-from newswatch.store.db import make_engine
+from newswatch.store.articles import ensure_source
+from newswatch.store.db import make_engine, session_scope
 from tests.conftest import SHARED_DATA
 from tests.test_cli import newswatch
 
@@ -201,3 +203,24 @@ def test_replay_pauses_garbage_collection_per_batch(sqlite_engine, enabled):
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_the_pipeline_pauses_garbage_collection_while_it_ingests(sqlite_engine):
+    """The service's polls get the pause too: collection is off inside ingest_many (seen by a
+    job's after-callback), back on afterwards, and back on when a job fails."""
+    pipeline = Pipeline(sqlite_engine, FileConfig(), Settings(_env_file=None))  # type: ignore[call-arg]
+    with session_scope(sqlite_engine) as session:
+        source_id = ensure_source(session, "wire").id
+    seen: list[bool] = []
+
+    def after(_session, _source, _result):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+
+    assert gc.isenabled()
+    entries = [ParsedEntry(url="https://wire.example/1", title="Quake hits", text="A quake.")]
+    results = pipeline.ingest_many([(source_id, entries, after)])
+    assert seen == [False] and gc.isenabled()
+    assert not isinstance(results[0], Exception) and results[0].new == 1
+    with pytest.raises(LookupError):  # no such source
+        pipeline.ingest_many([(source_id + 99, entries, None)])
+    assert gc.isenabled()

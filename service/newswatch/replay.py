@@ -6,10 +6,8 @@ a gold `event` label, are ignored by the replay and used only by `evaluate`).
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from newswatch.fetch.entries import ParsedEntry
-from newswatch.pipeline import Pipeline
+from newswatch.pipeline import Pipeline, collector_paused
 from newswatch.store.articles import ensure_sources
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article
@@ -152,23 +150,6 @@ def replay(
     return result
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No automatic garbage collection inside: a batch's thousands of short-lived objects
-    (lines, entries, rows, decisions) would otherwise survive the collections that run while
-    it is processed, reach the oldest generation and trigger a full collection of the whole
-    in-memory grouping state every ~1,500 articles (a tenth of the replay's time). They are
-    freed by reference counting when the batch ends; the few cycles by the next collection."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def _ingest_batch(
     engine: Engine,
     pipeline: Pipeline,
@@ -178,7 +159,7 @@ def _ingest_batch(
     sources: dict[str, int],
 ) -> None:
     """One transaction; consecutive lines of one source go in together, in file order."""
-    with _collector_paused():
+    with collector_paused():
         _ingest_lines(engine, pipeline, batch, result, path, sources)
 
 

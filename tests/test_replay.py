@@ -184,7 +184,7 @@ def test_replay_pauses_garbage_collection_per_batch(sqlite_engine, enabled):
     also when the batch fails."""
     pipeline = Pipeline(sqlite_engine, FileConfig(), Settings(_env_file=None))  # type: ignore[call-arg]
     seen: list[bool] = []
-    ingest_many = pipeline.ingest_many
+    ingest_many = pipeline._ingest_many  # what ingest_many runs with collection paused
 
     def spy(jobs):  # type: ignore[no-untyped-def]
         seen.append(gc.isenabled())
@@ -192,7 +192,7 @@ def test_replay_pauses_garbage_collection_per_batch(sqlite_engine, enabled):
             raise RuntimeError("boom")
         return ingest_many(jobs)
 
-    pipeline.ingest_many = spy  # type: ignore[method-assign]
+    pipeline._ingest_many = spy  # type: ignore[method-assign]
     was = gc.isenabled()
     (gc.enable if enabled else gc.disable)()
     try:

@@ -46,7 +46,7 @@ AfterIngest = Callable[[Session, Source, IngestResult], None]
 
 
 @contextmanager
-def collector_paused() -> Iterator[None]:
+def _collector_paused() -> Iterator[None]:
     """No automatic garbage collection inside: a batch's thousands of short-lived objects
     (entries, rows, decisions) would otherwise survive the collections that run while it is
     processed, reach the oldest generation and trigger a full collection of the whole
@@ -106,7 +106,7 @@ class Pipeline:
     ) -> list[IngestResult | Exception]:
         """Several sources' entries in one transaction (group commit: one fsync for many
         polls). If the batch fails, each job is retried alone so one bad job fails alone."""
-        with collector_paused():
+        with _collector_paused():
             return self._ingest_many(jobs)
 
     def _ingest_many(

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from newswatch.fetch.entries import ParsedEntry
-from newswatch.pipeline import Pipeline, collector_paused
+from newswatch.pipeline import Pipeline
 from newswatch.store.articles import ensure_sources
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article
@@ -159,18 +159,6 @@ def _ingest_batch(
     sources: dict[str, int],
 ) -> None:
     """One transaction; consecutive lines of one source go in together, in file order."""
-    with collector_paused():
-        _ingest_lines(engine, pipeline, batch, result, path, sources)
-
-
-def _ingest_lines(
-    engine: Engine,
-    pipeline: Pipeline,
-    batch: list[ReplayLine],
-    result: ReplayResult,
-    path: str,
-    sources: dict[str, int],
-) -> None:
     with session_scope(engine) as session:
         unknown = [item.source for item in batch if item.source not in sources]
         if unknown:

@@ -15,6 +15,7 @@ similarity graph) and, if they clearly do, the later group splits off as an even
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -25,7 +26,8 @@ from operator import add, itemgetter, mul
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from newswatch.grouping.minhash import LSHIndex, MinHasher, token_hashes
+from newswatch.grouping.minhash import LSHIndex, MinHasher
+from newswatch.grouping.native import speedups
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.text import Features, extract
 
@@ -150,10 +152,85 @@ def _top(items, n: int) -> list:  # type: ignore[no-untyped-def]
     return sorted(items, key=_BY_VALUE, reverse=True)[:n]
 
 
-def _dot(a: dict[str, float], b: dict[str, float]) -> float:
+def _dot_py(a: dict[str, float], b: dict[str, float]) -> float:
+    """sum(a[k] * b[k]) over the keys both hold, looked up from the smaller dict."""
     if len(a) > len(b):
         a, b = b, a
     return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
+
+
+def _accumulate_py(target: dict[str, float], source: dict[str, float]) -> None:
+    """target[k] += v for each entry of source (0.0 for keys target lacks)."""
+    sums = map(add, map(target.get, source, repeat(0.0)), source.values())
+    target.update(zip(source, sums, strict=True))
+
+
+def _count_keys_py(counts: dict[str, int], sources: tuple[dict, ...]) -> None:
+    """counts[k] += 1 for each key of each of the sources."""
+    for keys in sources:
+        counts.update(zip(keys, map(add, map(counts.get, keys, repeat(0)), repeat(1)), strict=True))
+
+
+def _unit(vec: dict[str, float]) -> dict[str, float]:
+    norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
+    return {k: v / norm for k, v in vec.items()}
+
+
+def _prefixed_cosine_py(a: dict[str, float], b: dict[str, float], prefix: str) -> float:
+    """The cosine of the entries of a and b whose keys start with `prefix`; -1.0 when either
+    side has none."""
+    pa = {k: v for k, v in a.items() if k[0] == prefix}
+    pb = {k: v for k, v in b.items() if k[0] == prefix}
+    if not pa or not pb:
+        return -1.0
+    return _dot_py(_unit(pa), _unit(pb))
+
+
+def _top_votes_py(postings: dict[str, deque[int]], keys: list[str], n: int) -> list[int]:
+    """The n ids found most often in the postings of `keys`, most first (ties: the first
+    found first), counted in C by Counter."""
+    votes = Counter(chain.from_iterable(map(postings.get, keys, repeat(()))))
+    return [k for k, _ in _top(votes.items(), n)]
+
+
+def _tfidf_py(
+    terms: dict[str, float],
+    entities: dict[str, str],
+    df: dict[str, int],
+    docs: int,
+    entity_weight: float,
+    size: int,
+    rare_count: int,
+    rare_limit: float,
+) -> tuple[dict[str, float], list[str]]:
+    """The twin of speedups.tfidf (see Clusterer._vector), in numpy over the ~100 terms."""
+    keys = [*terms, *entities]
+    if not keys:
+        return {}, []
+    n_terms = len(terms)
+    counts = np.fromiter(map(df.get, keys, repeat(0)), dtype=np.float64, count=len(keys))
+    weight = (math.log(docs + 1) + 1.0) - np.log1p(counts)
+    tf = np.fromiter(terms.values(), dtype=np.float64, count=n_terms)
+    weight[:n_terms] *= np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1.0)), tf)
+    weight[n_terms:] *= entity_weight
+    top = np.argsort(-weight, kind="stable")[:size]
+    chosen = weight[top]
+    chosen /= math.sqrt(float(chosen @ chosen)) or 1.0
+    kept = [keys[i] for i in top.tolist()]
+    rare = list(islice(compress(kept, (counts[top] <= rare_limit).tolist()), rare_count))
+    return dict(zip(kept, chosen.tolist(), strict=True)), rare
+
+
+if speedups is not None:
+    _dot = speedups.dot
+    _accumulate = speedups.accumulate
+    _count_keys = speedups.count_keys
+    _prefixed_cosine = speedups.prefixed_cosine
+    _top_votes = speedups.top_votes
+    _tfidf = speedups.tfidf
+else:
+    _dot, _accumulate, _count_keys = _dot_py, _accumulate_py, _count_keys_py
+    _prefixed_cosine, _top_votes, _tfidf = _prefixed_cosine_py, _top_votes_py, _tfidf_py
 
 
 def _cosine(a: Event, b: Event) -> float:
@@ -300,35 +377,26 @@ class Clusterer:
     def _vector(self, feats: Features) -> tuple[dict[str, float], list[str]]:
         """The vector, and its rare terms (the ones that look up candidates), heaviest first.
 
-        idf = log((docs + 1) / (df + 1)) + 1; numpy over the ~100 terms of an article, as
-        a Python loop calling log for each was a tenth of the cost of grouping."""
-        terms, entities = feats.terms, feats.entities
-        keys = [*terms, *entities]
-        if not keys:
-            return {}, []
-        n_terms = len(terms)
-        df = np.fromiter(map(self.df.get, keys, repeat(0)), dtype=np.float64, count=len(keys))
-        weight = (math.log(self.docs + 1) + 1.0) - np.log1p(df)
-        tf = np.fromiter(terms.values(), dtype=np.float64, count=n_terms)
-        # Sub-linear tf; a term seen only with a weight below 1 (body words) keeps it.
-        weight[:n_terms] *= np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1.0)), tf)
-        weight[n_terms:] *= self.s.entity_weight
-        # The heaviest terms carry the similarity; the long tail only costs time. (A stable
-        # sort: ties keep the order of the text.)
-        top = np.argsort(-weight, kind="stable")[: self.s.vector_terms]
-        chosen = weight[top]
-        chosen /= math.sqrt(float(chosen @ chosen)) or 1.0
-        kept = [keys[i] for i in top.tolist()]
-        # A term in more than RARE_SHARE of documents is too common to find candidates by.
+        idf = log((docs + 1) / (df + 1)) + 1, tf sub-linear (1 + log tf; a term seen only
+        with a weight below 1, a body word, keeps it), entities weigh entity_weight. Only the
+        heaviest vector_terms are kept: they carry the similarity, the long tail only costs
+        time (ties keep the order of the text). A term in more than RARE_SHARE of documents
+        is too common to find candidates by."""
         limit = max(2.0, RARE_SHARE * self.docs) if self.docs >= IDF_WARMUP else math.inf
-        rare = list(islice(compress(kept, (df[top] <= limit).tolist()), CANDIDATE_TERMS))
-        return dict(zip(kept, chosen.tolist(), strict=True)), rare
+        return _tfidf(
+            feats.terms,
+            feats.entities,
+            self.df,
+            self.docs,
+            self.s.entity_weight,
+            self.s.vector_terms,
+            CANDIDATE_TERMS,
+            limit,
+        )
 
     def _learn(self, feats: Features) -> None:
         self.docs += 1
-        df = self.df
-        for keys in (feats.terms, feats.entities):
-            df.update(zip(keys, map(add, map(df.get, keys, repeat(0)), repeat(1)), strict=True))
+        _count_keys(self.df, (feats.terms, feats.entities))
 
     # --- candidates -----------------------------------------------------------------
     def resolve(self, event_id: int) -> int:
@@ -341,11 +409,9 @@ class Clusterer:
     def _candidates(self, rare: list[str], when: float) -> list[Event]:
         """Recent events that share the most of the article's rare terms (votes counted in
         C over the posting lists)."""
-        votes = Counter(chain.from_iterable(map(self.postings.get, rare, repeat(()))))
-        best = _top(votes.items(), self.s.candidates * 2)
         out: list[Event] = []
         seen: set[int] = set()
-        for event_id, _ in best:
+        for event_id in _top_votes(self.postings, rare, self.s.candidates * 2):
             event = self.events.get(self.resolve(event_id))
             if event is None or event.id in seen or when - event.last_seen > self.window:
                 continue
@@ -377,7 +443,7 @@ class Clusterer:
         c = event.centroid
         if cross is None:
             cross = _dot(vec, c)
-        c.update(zip(vec, map(add, map(c.get, vec, repeat(0.0)), vec.values()), strict=True))
+        _accumulate(c, vec)
         event.norm2 += 2 * cross + 1.0
         event.size += 1
         if len(c) > 2 * CENTROID_TERMS:
@@ -395,8 +461,7 @@ class Clusterer:
     def _merge(self, keep: Event, gone: Event) -> None:
         c = keep.centroid
         keep.norm2 += 2 * _dot(gone.centroid, c) + gone.norm2
-        g = gone.centroid
-        c.update(zip(g, map(add, map(c.get, g, repeat(0.0)), g.values()), strict=True))
+        _accumulate(c, gone.centroid)
         keep.size += gone.size
         keep.first_seen = min(keep.first_seen, gone.first_seen)
         keep.last_seen = max(keep.last_seen, gone.last_seen)
@@ -476,11 +541,9 @@ class Clusterer:
     def _signature(self, feats: Features, given: np.ndarray | None) -> np.ndarray | None:
         """Counts the text's words; the `given` signature, else the MinHash of the text's
         beginning (None for short texts)."""
-        tokens = token_hashes(feats.shingle_text)
-        feats.words = len(tokens)
-        if given is not None or feats.words < self.s.duplicate_min_tokens:
-            return given
-        return self.hasher.signature(tokens)
+        wanted = sys.maxsize if given is not None else self.s.duplicate_min_tokens
+        feats.words, signature = self.hasher.of_text(feats.shingle_text, wanted)
+        return given if given is not None else signature
 
     def restore(
         self,
@@ -561,7 +624,7 @@ class Clusterer:
         # same ones are one event told two ways (two languages, two angles): not split.
         kept_names, moved_names = _names(kept), _names(moved)
         if kept_names and moved_names:
-            agreement = _dot(self._unit(kept_names), self._unit(moved_names))
+            agreement = _dot(_unit(kept_names), _unit(moved_names))
             if agreement >= self.s.merge_entity_threshold:
                 return None
         return kept, moved, score
@@ -679,13 +742,6 @@ class Clusterer:
             return similarity >= self.s.short_merge_threshold
         if similarity < self.s.merge_threshold:
             return False
-        ea = {k: v for k, v in a.centroid.items() if k[0] == "@"}
-        eb = {k: v for k, v in b.centroid.items() if k[0] == "@"}
-        if not ea or not eb:
-            return True
-        return _dot(self._unit(ea), self._unit(eb)) >= self.s.merge_entity_threshold
-
-    @staticmethod
-    def _unit(vec: dict[str, float]) -> dict[str, float]:
-        norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
-        return {k: v / norm for k, v in vec.items()}
+        # Entity agreement (-1: one side names no one).
+        agreement = _prefixed_cosine(a.centroid, b.centroid, "@")
+        return agreement < 0 or agreement >= self.s.merge_entity_threshold

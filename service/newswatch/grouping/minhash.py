@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from newswatch.grouping.native import speedups
+
 EMPTY = np.uint32(0xFFFFFFFF)  # a bin no shingle fell into (never counted as a match)
 # Bytes of text hashed at most (the beginning of a copy is enough to recognise it).
 MAX_BYTES = 8192
@@ -75,6 +77,21 @@ class MinHasher:
         self.num_perm = num_perm
         self.shift = np.uint64(64 - (num_perm.bit_length() - 1))
         self.mult = rng.integers(1 << 40, 1 << 63, dtype=np.uint64) | _ONE
+
+    def of_text(self, text: str, min_tokens: int) -> tuple[int, np.ndarray | None]:
+        """How many tokens `text` holds (in its first MAX_BYTES bytes), and its signature
+        when they are at least `min_tokens` (else None)."""
+        if speedups is not None:
+            count, raw = speedups.minhash(
+                text, int(self.mult), int(self.shift), self.num_perm, min_tokens
+            )
+            return count, None if raw is None else np.frombuffer(raw, dtype=np.uint32)
+        return self._of_text_py(text, min_tokens)
+
+    def _of_text_py(self, text: str, min_tokens: int) -> tuple[int, np.ndarray | None]:
+        """The twin of speedups.minhash."""
+        tokens = token_hashes(text)
+        return len(tokens), self.signature(tokens) if len(tokens) >= min_tokens else None
 
     def signature(self, t: np.ndarray) -> np.ndarray | None:
         """The signature of the 3-shingles of a text's token hashes (`token_hashes`); None

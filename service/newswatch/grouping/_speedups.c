@@ -254,9 +254,9 @@ fail:
 /* ---- candidate votes ----------------------------------------------------------------- */
 
 typedef struct {
+    long long id;
     Py_ssize_t count;
     Py_ssize_t order; /* first appearance */
-    PyObject *key;    /* borrowed from the `seen` dict */
 } Vote;
 
 static int
@@ -268,8 +268,60 @@ vote_cmp(const void *x, const void *y)
     return a->order < b->order ? -1 : (a->order > b->order);
 }
 
-/* The n keys found most often in the iterables postings.get(k) for k in `keys`, most first;
- * ties in the order first found (Counter + a stable sort by count). */
+/* Open addressing over int ids: a slot holds 1 + an index into the votes (0: empty). */
+typedef struct {
+    Vote *votes;
+    Py_ssize_t *slots;
+    Py_ssize_t used, mask;
+} Tally;
+
+static int
+tally_grow(Tally *t)
+{
+    Py_ssize_t size = t->mask ? (t->mask + 1) * 2 : 1024;
+    Py_ssize_t *slots = PyMem_Calloc(size, sizeof(Py_ssize_t));
+    Vote *votes = PyMem_Realloc(t->votes, (size / 2) * sizeof(Vote));
+    if (slots == NULL || votes == NULL) {
+        PyMem_Free(slots);
+        if (votes != NULL)
+            t->votes = votes;
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->votes = votes;
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->mask = size - 1;
+    for (Py_ssize_t i = 0; i < t->used; i++) {
+        size_t h = (size_t)(t->votes[i].id * 0x9E3779B97F4A7C15ULL) & t->mask;
+        while (slots[h])
+            h = (h + 1) & t->mask;
+        slots[h] = i + 1;
+    }
+    return 0;
+}
+
+static int
+tally_add(Tally *t, long long id)
+{
+    if (2 * (t->used + 1) > t->mask + 1 && tally_grow(t) < 0)
+        return -1;
+    size_t h = (size_t)(id * 0x9E3779B97F4A7C15ULL) & t->mask;
+    while (t->slots[h]) {
+        Vote *v = &t->votes[t->slots[h] - 1];
+        if (v->id == id) {
+            v->count++;
+            return 0;
+        }
+        h = (h + 1) & t->mask;
+    }
+    t->votes[t->used] = (Vote){id, 1, t->used};
+    t->slots[h] = ++t->used;
+    return 0;
+}
+
+/* The n int ids found most often in the iterables postings.get(k) for k in `keys`, most
+ * first; ties in the order first found (as Counter and a stable sort by count). */
 static PyObject *
 speed_top_votes(PyObject *self, PyObject *args)
 {
@@ -278,12 +330,10 @@ speed_top_votes(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "O!O!n:top_votes", &PyDict_Type, &postings, &PyList_Type, &keys,
                           &n))
         return NULL;
-    PyObject *seen = PyDict_New(); /* key -> index into votes */
-    Vote *votes = NULL;
-    Py_ssize_t used = 0, capacity = 0;
+    Tally t = {NULL, NULL, 0, 0};
     PyObject *out = NULL;
-    if (seen == NULL)
-        return NULL;
+    if (tally_grow(&t) < 0)
+        goto done;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
         PyObject *posting = PyDict_GetItemWithError(postings, PyList_GET_ITEM(keys, i));
         if (posting == NULL) {
@@ -296,59 +346,35 @@ speed_top_votes(PyObject *self, PyObject *args)
             goto done;
         PyObject *item;
         while ((item = PyIter_Next(it)) != NULL) {
-            PyObject *index = PyDict_GetItemWithError(seen, item);
-            if (index != NULL) {
-                votes[PyLong_AsSsize_t(index)].count++;
-                Py_DECREF(item);
-                continue;
-            }
-            if (PyErr_Occurred()) {
-                Py_DECREF(item);
-                break;
-            }
-            if (used == capacity) {
-                capacity = capacity ? capacity * 2 : 256;
-                Vote *grown = PyMem_Realloc(votes, capacity * sizeof(Vote));
-                if (grown == NULL) {
-                    PyErr_NoMemory();
-                    Py_DECREF(item);
-                    break;
-                }
-                votes = grown;
-            }
-            PyObject *at = PyLong_FromSsize_t(used);
-            int bad = at == NULL || PyDict_SetItem(seen, item, at) < 0;
-            Py_XDECREF(at);
-            if (bad) {
-                Py_DECREF(item);
-                break;
-            }
-            votes[used].count = 1;
-            votes[used].order = used;
-            votes[used].key = item; /* `seen` holds a reference */
-            used++;
+            long long id = PyLong_AsLongLong(item);
             Py_DECREF(item);
+            if ((id == -1 && PyErr_Occurred()) || tally_add(&t, id) < 0)
+                break;
         }
         Py_DECREF(it);
         if (PyErr_Occurred())
             goto done;
     }
-    if (used > 1)
-        qsort(votes, used, sizeof(Vote), vote_cmp);
-    if (n > used)
-        n = used;
+    if (t.used > 1)
+        qsort(t.votes, t.used, sizeof(Vote), vote_cmp);
+    if (n > t.used)
+        n = t.used;
     if (n < 0)
         n = 0;
     out = PyList_New(n);
     if (out == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_INCREF(votes[i].key);
-        PyList_SET_ITEM(out, i, votes[i].key);
+        PyObject *id = PyLong_FromLongLong(t.votes[i].id);
+        if (id == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, id);
     }
 done:
-    PyMem_Free(votes);
-    Py_DECREF(seen);
+    PyMem_Free(t.votes);
+    PyMem_Free(t.slots);
     return out;
 }
 
@@ -369,16 +395,19 @@ ranked_cmp(const void *x, const void *y)
 }
 
 /* The unit TF-IDF vector of an article's terms and entities, heaviest `size` entries first,
- * and its first `rare_count` keys whose document frequency is at most rare_limit. */
+ * and its first `rare_count` keys whose document frequency is at most rare_limit. With
+ * `learn`, each key's count in df goes up by one first (the article is one of the `docs`):
+ * one look-up of each key in a large, cold dict instead of two. */
 static PyObject *
 speed_tfidf(PyObject *self, PyObject *args)
 {
     PyObject *terms, *entities, *df;
     Py_ssize_t docs, size, rare_count;
     double entity_weight, rare_limit;
-    if (!PyArg_ParseTuple(args, "O!O!O!ndnnd:tfidf", &PyDict_Type, &terms, &PyDict_Type,
+    int learn;
+    if (!PyArg_ParseTuple(args, "O!O!O!ndnndp:tfidf", &PyDict_Type, &terms, &PyDict_Type,
                           &entities, &PyDict_Type, &df, &docs, &entity_weight, &size,
-                          &rare_count, &rare_limit))
+                          &rare_count, &rare_limit, &learn))
         return NULL;
     Py_ssize_t n_terms = PyDict_GET_SIZE(terms), total = n_terms + PyDict_GET_SIZE(entities);
     PyObject *vec = PyDict_New(), *rare = PyList_New(0), *result = NULL;
@@ -398,15 +427,22 @@ speed_tfidf(PyObject *self, PyObject *args)
         pos = 0;
         while (PyDict_Next(source, &pos, &key, &value)) {
             PyObject *count = PyDict_GetItemWithError(df, key);
-            double d = 0.0;
+            long long d = 0;
             if (count == NULL && PyErr_Occurred())
                 goto done;
             if (count != NULL) {
-                d = PyFloat_AsDouble(count);
-                if (d == -1.0 && PyErr_Occurred())
+                d = PyLong_AsLongLong(count);
+                if (d == -1 && PyErr_Occurred())
                     goto done;
             }
-            double w = base - log1p(d);
+            if (learn) {
+                PyObject *next = PyLong_FromLongLong(++d);
+                int bad = next == NULL || PyDict_SetItem(df, key, next) < 0;
+                Py_XDECREF(next);
+                if (bad)
+                    goto done;
+            }
+            double w = base - log1p((double)d);
             if (part == 0) {
                 double tf = PyFloat_AsDouble(value);
                 if (tf == -1.0 && PyErr_Occurred())
@@ -417,7 +453,7 @@ speed_tfidf(PyObject *self, PyObject *args)
                 w *= entity_weight;
             }
             keys[i] = key;
-            dfs[i] = d;
+            dfs[i] = (double)d;
             ranked[i].weight = w;
             ranked[i].index = i;
             i++;
@@ -453,6 +489,285 @@ done:
     Py_XDECREF(vec);
     Py_XDECREF(rare);
     return result;
+}
+
+/* ---- centroids and postings ---------------------------------------------------------- */
+
+/* A dict of the n entries of d with the largest values, largest first; ties in d's order
+ * (a stable sort by value). */
+static PyObject *
+speed_top_items(PyObject *self, PyObject *args)
+{
+    PyObject *d;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "O!n:top_items", &PyDict_Type, &d, &n))
+        return NULL;
+    Py_ssize_t size = PyDict_GET_SIZE(d);
+    Ranked *ranked = PyMem_Malloc((size + 1) * sizeof(Ranked));
+    PyObject **keys = PyMem_Malloc((size + 1) * sizeof(PyObject *) * 2);
+    PyObject *out = PyDict_New();
+    if (ranked == NULL || keys == NULL || out == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        goto fail;
+    }
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(d, &pos, &key, &value)) {
+        double v = PyFloat_AsDouble(value);
+        if (v == -1.0 && PyErr_Occurred())
+            goto fail;
+        ranked[i].weight = v;
+        ranked[i].index = i;
+        keys[2 * i] = key;
+        keys[2 * i + 1] = value;
+        i++;
+    }
+    qsort(ranked, size, sizeof(Ranked), ranked_cmp);
+    if (n > size)
+        n = size;
+    for (i = 0; i < n; i++) {
+        Py_ssize_t at = ranked[i].index;
+        if (PyDict_SetItem(out, keys[2 * at], keys[2 * at + 1]) < 0)
+            goto fail;
+    }
+    PyMem_Free(ranked);
+    PyMem_Free(keys);
+    return out;
+fail:
+    PyMem_Free(ranked);
+    PyMem_Free(keys);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+static PyObject *append_name; /* "append", interned at import */
+
+/* For each term: postings[term] (made by new_posting() when missing) gets event_id appended,
+ * unless it ends with event_id already. */
+static PyObject *
+speed_post(PyObject *self, PyObject *args)
+{
+    PyObject *postings, *event_id, *terms, *new_posting;
+    if (!PyArg_ParseTuple(args, "O!OOO:post", &PyDict_Type, &postings, &event_id, &terms,
+                          &new_posting))
+        return NULL;
+    PyObject *it = PyObject_GetIter(terms);
+    if (it == NULL)
+        return NULL;
+    PyObject *term;
+    while ((term = PyIter_Next(it)) != NULL) {
+        PyObject *posting = PyDict_GetItemWithError(postings, term);
+        int fresh = 0;
+        if (posting == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            posting = PyObject_CallNoArgs(new_posting);
+            if (posting == NULL || PyDict_SetItem(postings, term, posting) < 0) {
+                Py_XDECREF(posting);
+                goto fail;
+            }
+            fresh = 1;
+        } else {
+            Py_INCREF(posting);
+        }
+        int needed = 1;
+        if (!fresh) {
+            Py_ssize_t len = PyObject_Length(posting);
+            if (len < 0) {
+                Py_DECREF(posting);
+                goto fail;
+            }
+            if (len > 0) {
+                PyObject *last = PySequence_GetItem(posting, len - 1);
+                needed = last == NULL ? -1 : PyObject_RichCompareBool(last, event_id, Py_NE);
+                Py_XDECREF(last);
+            }
+        }
+        PyObject *done = NULL;
+        if (needed == 1)
+            done = PyObject_CallMethodOneArg(posting, append_name, event_id);
+        Py_DECREF(posting);
+        if (needed < 0 || (needed == 1 && done == NULL))
+            goto fail;
+        Py_XDECREF(done);
+        Py_DECREF(term);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(term);
+    Py_DECREF(it);
+    return NULL;
+}
+
+/* ---- words and entities -------------------------------------------------------------- */
+
+static int
+all_alpha(PyObject *s, Py_ssize_t start, Py_ssize_t end)
+{
+    if (start >= end)
+        return 0;
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = start; i < end; i++)
+        if (!Py_UNICODE_ISALPHA(PyUnicode_READ(kind, data, i)))
+            return 0;
+    return 1;
+}
+
+static int
+all_decimal(PyObject *s, Py_ssize_t start, Py_ssize_t end)
+{
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = start; i < end; i++)
+        if (!Py_UNICODE_ISDECIMAL(PyUnicode_READ(kind, data, i)))
+            return 0;
+    return 1;
+}
+
+static int
+in_set(PyObject *set_str, Py_UCS4 ch)
+{
+    int kind = PyUnicode_KIND(set_str);
+    const void *data = PyUnicode_DATA(set_str);
+    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(set_str); i++)
+        if (PyUnicode_READ(kind, data, i) == ch)
+            return 1;
+    return 0;
+}
+
+/* For each white-space separated token: the token when it is all letters; else the token
+ * stripped of the characters of `edge` when that is all letters; else, unless it is empty
+ * or all decimal digits, the words find_words(stripped) returns. Appended to `out`. */
+static PyObject *
+speed_collect_words(PyObject *self, PyObject *args)
+{
+    PyObject *tokens, *out, *edge, *find_words;
+    if (!PyArg_ParseTuple(args, "O!O!UO:collect_words", &PyList_Type, &tokens, &PyList_Type, &out,
+                          &edge, &find_words))
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tokens); i++) {
+        PyObject *token = PyList_GET_ITEM(tokens, i);
+        if (!PyUnicode_Check(token)) {
+            PyErr_SetString(PyExc_TypeError, "collect_words: tokens must be str");
+            return NULL;
+        }
+        Py_ssize_t start = 0, end = PyUnicode_GET_LENGTH(token);
+        if (all_alpha(token, start, end)) {
+            if (PyList_Append(out, token) < 0)
+                return NULL;
+            continue;
+        }
+        int kind = PyUnicode_KIND(token);
+        const void *data = PyUnicode_DATA(token);
+        while (start < end && in_set(edge, PyUnicode_READ(kind, data, start)))
+            start++;
+        while (end > start && in_set(edge, PyUnicode_READ(kind, data, end - 1)))
+            end--;
+        if (start == end || all_decimal(token, start, end))
+            continue;
+        PyObject *core = PyUnicode_Substring(token, start, end);
+        if (core == NULL)
+            return NULL;
+        if (all_alpha(core, 0, PyUnicode_GET_LENGTH(core))) {
+            int bad = PyList_Append(out, core) < 0;
+            Py_DECREF(core);
+            if (bad)
+                return NULL;
+            continue;
+        }
+        PyObject *found = PyObject_CallOneArg(find_words, core);
+        Py_DECREF(core);
+        if (found == NULL)
+            return NULL;
+        PyObject *ext = PySequence_InPlaceConcat(out, found);
+        Py_DECREF(found);
+        if (ext == NULL)
+            return NULL;
+        Py_DECREF(ext);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Named entities of a list of words into `out` (key -> first surface form). Each word's key
+ * comes from `memo`, else key_of(word): "" for no entity, "@..." for a name, and a "+" in
+ * front where an alias phrase may start; there alias_at(words, i) gives (words in the
+ * phrase, key, surface) or None. Words inside an alias phrase are not looked at again. */
+static PyObject *
+speed_entities(PyObject *self, PyObject *args)
+{
+    PyObject *words, *out, *memo, *key_of, *alias_at;
+    if (!PyArg_ParseTuple(args, "O!O!O!OO:entities", &PyList_Type, &words, &PyDict_Type, &out,
+                          &PyDict_Type, &memo, &key_of, &alias_at))
+        return NULL;
+    Py_ssize_t after = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(words); i++) {
+        PyObject *word = PyList_GET_ITEM(words, i);
+        PyObject *key = PyDict_GetItemWithError(memo, word);
+        if (key == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            key = PyObject_CallOneArg(key_of, word);
+            if (key == NULL)
+                return NULL;
+        } else {
+            Py_INCREF(key);
+        }
+        if (!PyUnicode_Check(key)) {
+            Py_DECREF(key);
+            PyErr_SetString(PyExc_TypeError, "entities: keys must be str");
+            return NULL;
+        }
+        Py_ssize_t len = PyUnicode_GET_LENGTH(key);
+        if (len == 0 || i < after) {
+            Py_DECREF(key);
+            continue;
+        }
+        if (PyUnicode_READ_CHAR(key, 0) == '+') {
+            PyObject *index = PyLong_FromSsize_t(i);
+            PyObject *found = index == NULL ? NULL
+                                            : PyObject_CallFunctionObjArgs(alias_at, words, index,
+                                                                           NULL);
+            Py_XDECREF(index);
+            if (found == NULL) {
+                Py_DECREF(key);
+                return NULL;
+            }
+            if (found != Py_None) {
+                Py_ssize_t size;
+                PyObject *alias_key, *surface;
+                if (!PyArg_ParseTuple(found, "nOO:alias_at", &size, &alias_key, &surface) ||
+                    PyDict_SetDefault(out, alias_key, surface) == NULL) {
+                    Py_DECREF(found);
+                    Py_DECREF(key);
+                    return NULL;
+                }
+                Py_DECREF(found);
+                Py_DECREF(key);
+                after = i + size;
+                continue;
+            }
+            Py_DECREF(found);
+            PyObject *rest = PyUnicode_Substring(key, 1, len);
+            Py_DECREF(key);
+            if (rest == NULL)
+                return NULL;
+            key = rest;
+            if (PyUnicode_GET_LENGTH(key) == 0) {
+                Py_DECREF(key);
+                continue;
+            }
+        }
+        PyObject *set = PyDict_SetDefault(out, key, word);
+        Py_DECREF(key);
+        if (set == NULL)
+            return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* ---- MinHash ------------------------------------------------------------------------- */
@@ -555,6 +870,10 @@ static PyMethodDef methods[] = {
     {"add_terms", speed_add_terms, METH_VARARGS, "Count the words' terms into a dict."},
     {"top_votes", speed_top_votes, METH_VARARGS, "Keys found most often in postings."},
     {"tfidf", speed_tfidf, METH_VARARGS, "Unit TF-IDF vector and its rare keys."},
+    {"top_items", speed_top_items, METH_VARARGS, "The n entries of largest value, as a dict."},
+    {"post", speed_post, METH_VARARGS, "Append an event id to the postings of terms."},
+    {"collect_words", speed_collect_words, METH_VARARGS, "Words of white-space tokens."},
+    {"entities", speed_entities, METH_VARARGS, "Named entities of a list of words."},
     {"minhash", speed_minhash, METH_VARARGS, "Token count and MinHash signature of a text."},
     {NULL, NULL, 0, NULL},
 };
@@ -567,5 +886,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    append_name = PyUnicode_InternFromString("append");
+    if (append_name == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }

@@ -18,8 +18,9 @@ import math
 import sys
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain, compress, islice, repeat
 from operator import add, itemgetter, mul
 
@@ -152,6 +153,26 @@ def _top(items, n: int) -> list:  # type: ignore[no-untyped-def]
     return sorted(items, key=_BY_VALUE, reverse=True)[:n]
 
 
+def _top_items_py(d: dict[str, float], n: int) -> dict[str, float]:
+    """The n entries of d with the largest values, largest first (ties in d's order)."""
+    return dict(_top(d.items(), n))
+
+
+def _post_py(
+    postings: dict[str, deque[int]],
+    event_id: int,
+    terms: Iterable[str],
+    new_posting: Callable[[], deque[int]],
+) -> None:
+    """Append event_id to the posting of each term, unless it is its last entry already."""
+    for term in terms:
+        posting = postings.get(term)
+        if posting is None:
+            posting = postings[term] = new_posting()
+        if not posting or posting[-1] != event_id:
+            posting.append(event_id)
+
+
 def _dot_py(a: dict[str, float], b: dict[str, float]) -> float:
     """sum(a[k] * b[k]) over the keys both hold, looked up from the smaller dict."""
     if len(a) > len(b):
@@ -202,8 +223,12 @@ def _tfidf_py(
     size: int,
     rare_count: int,
     rare_limit: float,
+    learn: bool,
 ) -> tuple[dict[str, float], list[str]]:
-    """The twin of speedups.tfidf (see Clusterer._vector), in numpy over the ~100 terms."""
+    """The twin of speedups.tfidf (see Clusterer._vector), in numpy over the ~100 terms.
+    With `learn`, the article's terms and entities are counted in df first."""
+    if learn:
+        _count_keys(df, (terms, entities))
     keys = [*terms, *entities]
     if not keys:
         return {}, []
@@ -228,9 +253,12 @@ if speedups is not None:
     _prefixed_cosine = speedups.prefixed_cosine
     _top_votes = speedups.top_votes
     _tfidf = speedups.tfidf
+    _top_items, _post_terms = speedups.top_items, speedups.post
 else:
     _dot, _accumulate, _count_keys = _dot_py, _accumulate_py, _count_keys_py
     _prefixed_cosine, _top_votes, _tfidf = _prefixed_cosine_py, _top_votes_py, _tfidf_py
+    _top_items, _post_terms = _top_items_py, _post_py
+_new_posting = partial(deque, maxlen=POSTING_DEPTH)
 
 
 def _cosine(a: Event, b: Event) -> float:
@@ -369,19 +397,16 @@ class Clusterer:
     def _idf(self, term: str) -> float:
         return math.log((self.docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
 
-    def vector(self, feats: Features) -> dict[str, float]:
-        """Unit-length TF-IDF vector, heaviest terms first; entities are extra features
-        weighted entity_weight."""
-        return self._vector(feats)[0]
-
-    def _vector(self, feats: Features) -> tuple[dict[str, float], list[str]]:
-        """The vector, and its rare terms (the ones that look up candidates), heaviest first.
+    def _learn_vector(self, feats: Features) -> tuple[dict[str, float], list[str]]:
+        """Count the article in the document frequencies; then its unit-length TF-IDF
+        vector, heaviest terms first, and its rare terms (the ones that look up candidates).
 
         idf = log((docs + 1) / (df + 1)) + 1, tf sub-linear (1 + log tf; a term seen only
-        with a weight below 1, a body word, keeps it), entities weigh entity_weight. Only the
-        heaviest vector_terms are kept: they carry the similarity, the long tail only costs
-        time (ties keep the order of the text). A term in more than RARE_SHARE of documents
-        is too common to find candidates by."""
+        with a weight below 1, a body word, keeps it), entities are extra features weighted
+        entity_weight. Only the heaviest vector_terms are kept: they carry the similarity,
+        the long tail only costs time (ties keep the order of the text). A term in more than
+        RARE_SHARE of documents is too common to find candidates by."""
+        self.docs += 1
         limit = max(2.0, RARE_SHARE * self.docs) if self.docs >= IDF_WARMUP else math.inf
         return _tfidf(
             feats.terms,
@@ -392,11 +417,8 @@ class Clusterer:
             self.s.vector_terms,
             CANDIDATE_TERMS,
             limit,
+            True,
         )
-
-    def _learn(self, feats: Features) -> None:
-        self.docs += 1
-        _count_keys(self.df, (feats.terms, feats.entities))
 
     # --- candidates -----------------------------------------------------------------
     def resolve(self, event_id: int) -> int:
@@ -427,13 +449,7 @@ class Clusterer:
     # --- updates --------------------------------------------------------------------
     def _post(self, event_id: int, terms: Iterable[str]) -> None:
         """Index the event under `terms` (its newest article's heaviest ones)."""
-        postings = self.postings
-        for term in terms:
-            posting = postings.get(term)
-            if posting is None:
-                posting = postings[term] = deque(maxlen=POSTING_DEPTH)
-            if not posting or posting[-1] != event_id:
-                posting.append(event_id)
+        _post_terms(self.postings, event_id, terms, _new_posting)
 
     def _join(
         self, event: Event, vec: dict[str, float], when: float, cross: float | None = None
@@ -449,7 +465,7 @@ class Clusterer:
         if len(c) > 2 * CENTROID_TERMS:
             # A big event's light terms barely move its scores but make every look-up
             # slower: keep the heaviest.
-            event.centroid = c = dict(_top(c.items(), CENTROID_TERMS))
+            event.centroid = c = _top_items(c, CENTROID_TERMS)
             event.norm2 = sum(map(mul, c.values(), c.values()))
             names = self.entity_names.get(event.id)
             if names:  # and the surface forms of entities no longer in it
@@ -477,7 +493,7 @@ class Clusterer:
         names = self.entity_names.setdefault(keep.id, {})
         for key, surface in self.entity_names.pop(gone.id, {}).items():
             names.setdefault(key, surface)
-        self._post(keep.id, [k for k, _ in _top(c.items(), POSTED_FEATURES)])
+        self._post(keep.id, _top_items(c, POSTED_FEATURES))
 
     def expire(self, now: float) -> None:
         """Forget articles and events older than the window, so memory stays flat however
@@ -527,8 +543,7 @@ class Clusterer:
         """Assign one article; the event id of a new event is the article's id."""
         feats = feats or self.features(title, body)
         signature = self._signature(feats, signature)
-        self._learn(feats)
-        vec, rare = self._vector(feats)
+        vec, rare = self._learn_vector(feats)
         decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
         short = feats.words < self.s.short_text_words
@@ -563,8 +578,7 @@ class Clusterer:
         article opened an event; `duplicate_of`: the article it copies."""
         feats = self.features(title, body)
         signature = self._signature(feats, signature)
-        self._learn(feats)
-        vec = self.vector(feats)
+        vec, _ = self._learn_vector(feats)
         event = self.events.get(event_id)
         if event is None:
             event = self.events[event_id] = Event(event_id, when, when)
@@ -637,7 +651,7 @@ class Clusterer:
             t = m.terms
             c.update(zip(t, map(add, map(c.get, t, repeat(0.0)), m.weights), strict=True))
         if len(c) > 2 * CENTROID_TERMS:
-            c = dict(_top(c.items(), CENTROID_TERMS))
+            c = _top_items(c, CENTROID_TERMS)
         event.centroid = c
         event.norm2 = sum(map(mul, c.values(), c.values()))
         event.members = members

@@ -234,6 +234,14 @@ def _entity_key(word: str) -> str:
 
 def _entities(words: list[str], out: dict[str, str]) -> None:
     """Capitalised runs as entities; alias phrases canonicalised, other names by name key."""
+    if speedups is not None:
+        speedups.entities(words, out, _NAME_KEYS, _entity_key, _alias_entity)
+    else:
+        _entities_py(words, out)
+
+
+def _entities_py(words: list[str], out: dict[str, str]) -> None:
+    """The twin of speedups.entities."""
     keys = list(map(_NAME_KEYS.get, words))
     if None in keys:
         keys = [_entity_key(w) if k is None else k for w, k in zip(words, keys, strict=True)]
@@ -244,10 +252,10 @@ def _entities(words: list[str], out: dict[str, str]) -> None:
             continue
         key = keys[i]
         if key[0] == "+":
-            size = _alias_at(words, i)
-            if size:
-                phrase = " ".join(words[i : i + size])
-                out.setdefault("@" + ALIASES[fold(phrase)], phrase)
+            alias = _alias_entity(words, i)
+            if alias:
+                size, alias_key, phrase = alias
+                out.setdefault(alias_key, phrase)
                 after = i + size
                 continue
             key = key[1:]
@@ -256,12 +264,15 @@ def _entities(words: list[str], out: dict[str, str]) -> None:
         out.setdefault(key, words[i])
 
 
-def _alias_at(words: list[str], i: int) -> int:
-    """Words in the longest alias phrase starting at words[i] (0: none)."""
+def _alias_entity(words: list[str], i: int) -> tuple[int, str, str] | None:
+    """The longest alias phrase starting at words[i]: (its words, entity key, the phrase);
+    None when there is none."""
     for size in range(min(MAX_ALIAS_WORDS, len(words) - i), 0, -1):
-        if fold(" ".join(words[i : i + size])) in ALIASES:
-            return size
-    return 0
+        phrase = " ".join(words[i : i + size])
+        canonical = ALIASES.get(fold(phrase))
+        if canonical is not None:
+            return size, "@" + canonical, phrase
+    return None
 
 
 def words_of(text: str, limit: int | None = None) -> list[str]:
@@ -284,6 +295,14 @@ def words_of(text: str, limit: int | None = None) -> list[str]:
 
 
 def _collect_words(tokens: list[str], out: list[str]) -> None:
+    if speedups is not None:
+        speedups.collect_words(tokens, out, _EDGE, WORD.findall)
+    else:
+        _collect_words_py(tokens, out)
+
+
+def _collect_words_py(tokens: list[str], out: list[str]) -> None:
+    """The twin of speedups.collect_words."""
     append = out.append
     for token in tokens:
         if token.isalpha():

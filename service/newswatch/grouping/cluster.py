@@ -20,7 +20,6 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import chain, compress, islice, repeat
 from operator import add, itemgetter, mul
 
@@ -158,19 +157,27 @@ def _top_items_py(d: dict[str, float], n: int) -> dict[str, float]:
     return dict(_top(d.items(), n))
 
 
+def _new_posting(event_id: int) -> array[int]:
+    return array("q", (event_id,))
+
+
 def _post_py(
-    postings: dict[str, deque[int]],
+    postings: dict[str, array[int]],
     event_id: int,
     terms: Iterable[str],
-    new_posting: Callable[[], deque[int]],
+    new_posting: Callable[[int], array[int]],
+    depth: int,
 ) -> None:
-    """Append event_id to the posting of each term, unless it is its last entry already."""
+    """Append event_id to the posting of each term, unless it is its last entry already;
+    a posting keeps its `depth` newest entries."""
     for term in terms:
         posting = postings.get(term)
         if posting is None:
-            posting = postings[term] = new_posting()
-        if not posting or posting[-1] != event_id:
+            postings[term] = new_posting(event_id)
+        elif posting[-1] != event_id:
             posting.append(event_id)
+            if len(posting) > depth:
+                del posting[0]
 
 
 def _dot_py(a: dict[str, float], b: dict[str, float]) -> float:
@@ -207,7 +214,7 @@ def _prefixed_cosine_py(a: dict[str, float], b: dict[str, float], prefix: str) -
     return _dot_py(_unit(pa), _unit(pb))
 
 
-def _top_votes_py(postings: dict[str, deque[int]], keys: list[str], n: int) -> list[int]:
+def _top_votes_py(postings: dict[str, array[int]], keys: list[str], n: int) -> list[int]:
     """The n ids found most often in the postings of `keys`, most first (ties: the first
     found first), counted in C by Counter."""
     votes = Counter(chain.from_iterable(map(postings.get, keys, repeat(()))))
@@ -258,7 +265,6 @@ else:
     _dot, _accumulate, _count_keys = _dot_py, _accumulate_py, _count_keys_py
     _prefixed_cosine, _top_votes, _tfidf = _prefixed_cosine_py, _top_votes_py, _tfidf_py
     _top_items, _post_terms = _top_items_py, _post_py
-_new_posting = partial(deque, maxlen=POSTING_DEPTH)
 
 
 def _cosine(a: Event, b: Event) -> float:
@@ -369,7 +375,10 @@ class Clusterer:
         self.df: dict[str, int] = {}
         self.docs = 0
         self.events: dict[int, Event] = {}
-        self.postings: dict[str, deque[int]] = {}
+        # Feature -> the events most recently posted under it, newest last: int64 arrays,
+        # whose ids lie side by side (counting votes read a cold int object per entry of a
+        # list or deque).
+        self.postings: dict[str, array[int]] = {}
         self.article_event: dict[int, int] = {}
         self.lsh_times: deque[tuple[float, int]] = deque()
         self.latest = 0.0  # the latest article time seen (the stream's "now")
@@ -449,7 +458,7 @@ class Clusterer:
     # --- updates --------------------------------------------------------------------
     def _post(self, event_id: int, terms: Iterable[str]) -> None:
         """Index the event under `terms` (its newest article's heaviest ones)."""
-        _post_terms(self.postings, event_id, terms, _new_posting)
+        _post_terms(self.postings, event_id, terms, _new_posting, POSTING_DEPTH)
 
     def _join(
         self, event: Event, vec: dict[str, float], when: float, cross: float | None = None

@@ -1,0 +1,236 @@
+"""The compiled inner loops of grouping (newswatch/grouping/_speedups.c) against their
+pure-Python twins, on the same inputs: real articles from the dev corpora, edge cases and
+wrong types; and the whole clusterer both ways on a corpus (same events)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from array import array
+from collections import deque
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from newswatch.grouping import cluster, minhash, native, text
+from newswatch.grouping.cluster import Clusterer
+from newswatch.grouping.minhash import MinHasher
+from newswatch.grouping.settings import GroupingSettings
+from tests.conftest import SHARED_DATA
+
+fast = native.speedups
+CORPUS = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"
+
+
+def test_the_extension_is_built() -> None:
+    # make/CI build it (gcc is there); without it grouping is about a third slower.
+    assert fast is not None, "newswatch.grouping._speedups did not build or import"
+
+
+def articles(limit: int = 150) -> list[dict]:
+    if not CORPUS.exists():
+        pytest.fail(f"shared corpus missing: {CORPUS}")
+    with CORPUS.open(encoding="utf-8") as f:
+        return [json.loads(line) for _, line in zip(range(limit), f, strict=False)]
+
+
+EDGE_TEXTS = [
+    "",
+    "   \n\t ",
+    "one",
+    "one two",
+    "one two three",
+    "Ünïcödé wörds — «quoted» “text” 2013 6.1 15,000 U.S. D.P.R.K. rock'n'roll l’été",
+    "Ünïcödé " * 3000,  # past the bytes hashed
+    "\x00\x01 control \x1f bytes \x7f",
+    "مرحبا بالعالم هذا نص عربي " * 5,
+    "中文文本没有空格但是有标点，。" * 3,
+]
+
+
+@pytest.fixture
+def pure(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Grouping with every compiled function replaced by its twin."""
+    monkeypatch.setattr(text, "speedups", None)
+    monkeypatch.setattr(minhash, "speedups", None)
+    for name in (
+        "_dot",
+        "_accumulate",
+        "_count_keys",
+        "_prefixed_cosine",
+        "_top_votes",
+        "_tfidf",
+        "_top_items",
+    ):
+        monkeypatch.setattr(cluster, name, getattr(cluster, name + "_py"))
+    monkeypatch.setattr(cluster, "_post_terms", cluster._post_py)
+    yield
+
+
+def test_words_and_terms_match_the_twins() -> None:
+    for row in articles():
+        for source in (row["title"], row["text"]):
+            tokens = source.split()
+            words, words_py = [], []
+            fast.collect_words(tokens, words, text._EDGE, text.WORD.findall)
+            text._collect_words_py(tokens, words_py)
+            assert words == words_py == text.WORD.findall(source)
+            for weight in (3.0, 1.0, 0.3):
+                terms = {"seed": 1.0}
+                terms_py = {"seed": 1.0}
+                fast.add_terms(terms, words, weight, text._TERMS, text._term)
+                text._add_terms_py(terms_py, words, weight)
+                assert list(terms.items()) == list(terms_py.items())
+            found: dict[str, str] = {}
+            found_py: dict[str, str] = {}
+            fast.entities(words, found, text._NAME_KEYS, text._entity_key, text._alias_entity)
+            text._entities_py(words, found_py)
+            assert list(found.items()) == list(found_py.items())
+    for source in EDGE_TEXTS:
+        words, words_py = [], []
+        fast.collect_words(source.split(), words, text._EDGE, text.WORD.findall)
+        text._collect_words_py(source.split(), words_py)
+        assert words == words_py, source[:30]
+
+
+def test_aliases_are_found_by_both() -> None:
+    words = text.words_of("Talks between North Korea and the DPRK envoy in Seoul, said the UN")
+    found: dict[str, str] = {}
+    fast.entities(words, found, text._NAME_KEYS, text._entity_key, text._alias_entity)
+    found_py: dict[str, str] = {}
+    text._entities_py(words, found_py)
+    assert found == found_py
+    assert found["@north korea"] == "North Korea" and found["@south korea"] == "Seoul"
+    assert "@united nations" in found
+
+
+def test_minhash_matches_the_numpy_twin() -> None:
+    hasher = MinHasher()
+    texts = [f"{r['title']} {r['text']}".lower() for r in articles()] + EDGE_TEXTS
+    for source in texts:
+        for wanted in (3, 30, 10**9):
+            count, sig = hasher.of_text(source, wanted)
+            count_py, sig_py = hasher._of_text_py(source, wanted)
+            assert count == count_py
+            if sig_py is None:
+                assert sig is None
+            else:
+                assert sig is not None and sig.dtype == sig_py.dtype
+                assert sig.tolist() == sig_py.tolist()
+    with pytest.raises(ValueError):
+        fast.minhash("a b c d", 3, 58, 48, 3)  # 48 bins is not 2 ** (64 - 58)
+
+
+def test_tfidf_matches_the_numpy_twin() -> None:
+    clusterer = Clusterer(GroupingSettings())
+    df: dict[str, int] = {}
+    df_py: dict[str, int] = {}
+    docs = 0
+    for row in articles():
+        feats = clusterer.features(row["title"], row["text"])
+        docs += 1
+        limit = max(2.0, 0.05 * docs) if docs >= 50 else math.inf
+        args = (1.5, 64, 16, limit, True)
+        vec, rare = fast.tfidf(feats.terms, feats.entities, df, docs, *args)
+        vec_py, rare_py = cluster._tfidf_py(feats.terms, feats.entities, df_py, docs, *args)
+        assert df == df_py
+        assert list(vec) == list(vec_py) and rare == rare_py
+        assert list(vec.values()) == pytest.approx(list(vec_py.values()), rel=1e-12)
+        assert sum(v * v for v in vec.values()) == pytest.approx(1.0)
+    # Without learning, df is left alone.
+    before = dict(df)
+    fast.tfidf(feats.terms, feats.entities, df, docs, 1.5, 64, 16, 2.0, False)
+    assert df == before
+    assert fast.tfidf({}, {}, df, docs, 1.5, 64, 16, 2.0, False) == ({}, [])
+
+
+def test_dict_arithmetic_matches_the_twins() -> None:
+    rng = random.Random(7)
+    keys = [f"t{i}" for i in range(300)] + [f"@n{i}" for i in range(40)]
+    for _ in range(200):
+        a = {k: rng.random() for k in rng.sample(keys, rng.randint(0, 120))}
+        b = {k: rng.random() for k in rng.sample(keys, rng.randint(0, 200))}
+        assert fast.dot(a, b) == pytest.approx(cluster._dot_py(a, b), rel=1e-12)
+        cos = fast.prefixed_cosine(a, b, "@")
+        assert cos == pytest.approx(cluster._prefixed_cosine_py(a, b, "@"), rel=1e-12)
+        target, target_py = dict(b), dict(b)
+        fast.accumulate(target, a)
+        cluster._accumulate_py(target_py, a)
+        assert list(target) == list(target_py)
+        assert list(target.values()) == pytest.approx(list(target_py.values()), rel=1e-15)
+        counts, counts_py = {"t1": 5}, {"t1": 5}
+        fast.count_keys(counts, (a, b))
+        cluster._count_keys_py(counts_py, (a, b))
+        assert counts == counts_py
+        ties = {k: float(rng.randint(0, 5)) for k in a}
+        for n in (0, 3, 64, 1000):
+            assert list(fast.top_items(ties, n).items()) == list(
+                cluster._top_items_py(ties, n).items()
+            )
+    assert fast.prefixed_cosine({"a": 1.0}, {"@x": 1.0}, "@") == -1.0
+    assert fast.prefixed_cosine({"@x": 0.0}, {"@x": 1.0}, "@") == 0.0
+
+
+def test_postings_and_votes_match_the_twins() -> None:
+    rng = random.Random(11)
+    postings: dict[str, array[int]] = {}
+    postings_py: dict[str, array[int]] = {}
+    terms = [f"t{i}" for i in range(50)]
+    for _ in range(2000):
+        event = rng.randint(1, 400) * 10**9  # ids past 32 bits
+        chosen = rng.sample(terms, rng.randint(1, 8))
+        fast.post(postings, event, iter(chosen), cluster._new_posting, 32)
+        cluster._post_py(postings_py, event, chosen, cluster._new_posting, 32)
+    assert postings == postings_py
+    assert all(1 <= len(p) <= 32 for p in postings.values())
+    for _ in range(200):
+        asked = rng.sample([*terms, "absent"], rng.randint(0, 20))
+        for n in (0, 1, 12, 10_000):
+            votes = fast.top_votes(postings, asked, n)
+            assert votes == cluster._top_votes_py(postings, asked, n)
+    # Any iterable of ints counts (lists, deques), ties in the order first found.
+    plain = {"a": [3, 1, 2, 2], "b": deque([1, 5])}
+    assert fast.top_votes(plain, ["a", "b"], 10) == [1, 2, 3, 5]
+    assert cluster._top_votes_py(plain, ["a", "b"], 10) == [1, 2, 3, 5]
+
+
+def test_wrong_types_raise_instead_of_crashing() -> None:
+    with pytest.raises(TypeError):
+        fast.dot({"a": 1.0}, [("a", 1.0)])
+    with pytest.raises(TypeError):
+        fast.dot({"a": "x"}, {"a": 1.0})
+    with pytest.raises(TypeError):
+        fast.top_votes({"a": ["x"]}, ["a"], 3)
+    with pytest.raises(TypeError):
+        fast.post({"a": [1, 2]}, 3, ["a"], cluster._new_posting, 32)
+    with pytest.raises(TypeError):
+        fast.collect_words(["ok", 3], [], text._EDGE, text.WORD.findall)
+    with pytest.raises(TypeError):
+        fast.add_terms({}, ["word"], 1.0, {"word": 3}, text._term)
+    with pytest.raises(ZeroDivisionError):
+        fast.add_terms({}, ["new-word"], 1.0, {}, lambda w: 1 / 0)
+
+
+def test_the_clusterer_decides_the_same_both_ways(pure: None) -> None:
+    rows = articles(500)
+
+    def run() -> list[tuple[int, str, int | None, tuple[int, ...]]]:
+        c = Clusterer(GroupingSettings())
+        out = []
+        for i, row in enumerate(rows):
+            d = c.add(i, row["title"], row["text"], 1_763_700_000.0 + 60 * i)
+            out.append((d.event_id, d.stage, d.duplicate_of, tuple(d.merged)))
+        return out + [(i, "final", c.resolve(c.article_event[i]), ()) for i in range(len(rows))]
+
+    with_twins = run()
+    # Undo the fixture for the second run: the compiled functions.
+    for name in ("_dot", "_accumulate", "_count_keys", "_prefixed_cosine", "_top_votes"):
+        setattr(cluster, name, getattr(fast, name.lstrip("_")))
+    cluster._tfidf, cluster._top_items, cluster._post_terms = fast.tfidf, fast.top_items, fast.post
+    text.speedups = minhash.speedups = fast
+    compiled = run()
+    assert compiled == with_twins
+    assert len({e for e, *_ in compiled[: len(rows)]}) > 20  # events were formed, not one blob
+    assert np.mean([s == "similar" for _, s, *_ in compiled[: len(rows)]]) > 0.3

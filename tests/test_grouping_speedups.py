@@ -55,6 +55,7 @@ def pure(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Grouping with every compiled function replaced by its twin."""
     monkeypatch.setattr(text, "speedups", None)
     monkeypatch.setattr(minhash, "speedups", None)
+    monkeypatch.setattr(cluster, "speedups", None)
     for name in (
         "_dot",
         "_accumulate",
@@ -229,8 +230,44 @@ def test_the_clusterer_decides_the_same_both_ways(pure: None) -> None:
     for name in ("_dot", "_accumulate", "_count_keys", "_prefixed_cosine", "_top_votes"):
         setattr(cluster, name, getattr(fast, name.lstrip("_")))
     cluster._tfidf, cluster._top_items, cluster._post_terms = fast.tfidf, fast.top_items, fast.post
-    text.speedups = minhash.speedups = fast
+    text.speedups = minhash.speedups = cluster.speedups = fast
     compiled = run()
     assert compiled == with_twins
     assert len({e for e, *_ in compiled[: len(rows)]}) > 20  # events were formed, not one blob
     assert np.mean([s == "similar" for _, s, *_ in compiled[: len(rows)]]) > 0.3
+
+
+def test_split_arithmetic_matches_the_numpy_twins() -> None:
+    clusterer = Clusterer(GroupingSettings())
+    members = []
+    for i, row in enumerate(articles(60)):
+        feats = clusterer.features(row["title"], row["text"])
+        vec, _ = clusterer._learn_vector(feats)
+        members.append(cluster.Member.of(i, vec, 0.0, False, False))
+    rng = random.Random(3)
+    for _ in range(40):
+        group = rng.sample(members, rng.randint(2, 40))
+        w = cluster._affinity(group)
+        assert w == pytest.approx(cluster._affinity_py(group), abs=1e-12)
+        assert np.all(np.diagonal(w) == 0) and np.allclose(w, w.T)
+        for min_side in (1, 3):
+            if len(group) < 2 * min_side:
+                continue
+            score, side = cluster.bipartition(w, min_side)
+            score_py, side_py = cluster._bipartition_py(w, min_side)
+            assert score == pytest.approx(score_py, rel=1e-9)
+            assert side is not None and side_py is not None
+            assert side.tolist() == side_py.tolist() or side.tolist() == (~side_py).tolist()
+            assert min_side <= side.sum() <= len(group) - min_side
+    # Two clear groups: the cut finds them.
+    w = np.zeros((6, 6))
+    w[:3, :3] = w[3:, 3:] = 1.0
+    w[0, 3] = w[3, 0] = 0.01
+    np.fill_diagonal(w, 0.0)
+    score, side = cluster.bipartition(w, 3)
+    assert side is not None and sorted(np.flatnonzero(side).tolist()) in ([0, 1, 2], [3, 4, 5])
+    assert score < 0.01
+    with pytest.raises(TypeError):
+        fast.laplacian(np.zeros((3, 3), dtype=np.float32), 3)
+    with pytest.raises(ValueError):
+        fast.best_cut(w, 6, np.zeros(6), 4)

@@ -648,6 +648,264 @@ speed_post(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- split checks -------------------------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t column, row;
+    double weight, named; /* named: the weight over the norm of the member's named entries */
+} Entry;
+
+static int
+entry_cmp(const void *x, const void *y)
+{
+    const Entry *a = x, *b = y;
+    if (a->column != b->column)
+        return a->column < b->column ? -1 : 1;
+    return a->row < b->row ? -1 : (a->row > b->row);
+}
+
+static int
+is_named(PyObject *term)
+{
+    if (PyUnicode_GET_LENGTH(term) == 0)
+        return 0;
+    Py_UCS4 first = PyUnicode_READ_CHAR(term, 0);
+    return first == '@' || first == '#';
+}
+
+/* Pairwise similarity of members given as (terms, weights) pairs (a tuple of str and an
+ * array('d') of one length; each term once per member): the dot product of their whole
+ * vectors plus that of their entity and figure entries ("@", "#") once each member's are
+ * scaled to unit length; zero on the diagonal. Returned as n * n native doubles, row by row.
+ * Only the terms two members share add to a product: entries are grouped by term, and each
+ * group adds its pairs. */
+static PyObject *
+speed_affinity(PyObject *self, PyObject *args)
+{
+    PyObject *members;
+    if (!PyArg_ParseTuple(args, "O!:affinity", &PyList_Type, &members))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(members), total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = PyList_GET_ITEM(members, i);
+        if (!PyTuple_Check(m) || PyTuple_GET_SIZE(m) != 2 || !PyTuple_Check(PyTuple_GET_ITEM(m, 0))) {
+            PyErr_SetString(PyExc_TypeError, "affinity: members must be (terms tuple, weights)");
+            return NULL;
+        }
+        total += PyTuple_GET_SIZE(PyTuple_GET_ITEM(m, 0));
+    }
+    PyObject *columns = PyDict_New(), *out = NULL;
+    Entry *entries = PyMem_Malloc((total + 1) * sizeof(Entry));
+    double *w = PyMem_Calloc((size_t)(n * n + 1), sizeof(double));
+    if (columns == NULL || entries == NULL || w == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t e = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *m = PyList_GET_ITEM(members, i);
+        PyObject *terms = PyTuple_GET_ITEM(m, 0);
+        Py_ssize_t count = PyTuple_GET_SIZE(terms);
+        Py_buffer view;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(m, 1), &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        if (view.itemsize != 8 || view.format == NULL || strcmp(view.format, "d") != 0 ||
+            view.len / 8 != count) {
+            PyBuffer_Release(&view);
+            PyErr_SetString(PyExc_TypeError, "affinity: weights must be array('d') of the terms");
+            goto done;
+        }
+        const double *weights = view.buf;
+        double norm2 = 0.0;
+        Py_ssize_t first = e;
+        for (Py_ssize_t k = 0; k < count; k++) {
+            PyObject *term = PyTuple_GET_ITEM(terms, k);
+            if (!PyUnicode_Check(term)) {
+                PyBuffer_Release(&view);
+                PyErr_SetString(PyExc_TypeError, "affinity: terms must be str");
+                goto done;
+            }
+            PyObject *column = PyDict_GetItemWithError(columns, term);
+            if (column == NULL) {
+                if (PyErr_Occurred()) {
+                    PyBuffer_Release(&view);
+                    goto done;
+                }
+                column = PyLong_FromSsize_t(PyDict_GET_SIZE(columns));
+                int bad = column == NULL || PyDict_SetItem(columns, term, column) < 0;
+                Py_XDECREF(column);
+                if (bad) {
+                    PyBuffer_Release(&view);
+                    goto done;
+                }
+            }
+            int named = is_named(term);
+            entries[e] = (Entry){PyLong_AsSsize_t(column), i, weights[k], named ? weights[k] : 0.0};
+            if (named)
+                norm2 += weights[k] * weights[k];
+            e++;
+        }
+        PyBuffer_Release(&view);
+        double norm = norm2 > 0.0 ? sqrt(norm2) : 1.0;
+        for (Py_ssize_t k = first; k < e; k++)
+            entries[k].named /= norm;
+    }
+    qsort(entries, e, sizeof(Entry), entry_cmp);
+    for (Py_ssize_t start = 0, end; start < e; start = end) {
+        for (end = start + 1; end < e && entries[end].column == entries[start].column; end++)
+            ;
+        for (Py_ssize_t a = start; a < end; a++)
+            for (Py_ssize_t b = a + 1; b < end; b++) {
+                double v = entries[a].weight * entries[b].weight +
+                           entries[a].named * entries[b].named;
+                w[entries[a].row * n + entries[b].row] += v;
+                w[entries[b].row * n + entries[a].row] += v;
+            }
+    }
+    out = PyBytes_FromStringAndSize((const char *)w, (Py_ssize_t)(n * n * sizeof(double)));
+done:
+    Py_XDECREF(columns);
+    PyMem_Free(entries);
+    PyMem_Free(w);
+    return out;
+}
+
+/* A read-only view of an n x n (or length-n) buffer of native doubles; 0 and an exception
+ * when obj is not one. */
+static int
+doubles_view(PyObject *obj, Py_ssize_t count, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return 0;
+    if (view->itemsize != 8 || view->format == NULL || strcmp(view->format, "d") != 0 ||
+        view->len != count * 8) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_TypeError, "expected a contiguous buffer of float64 of that size");
+        return 0;
+    }
+    return 1;
+}
+
+static void
+degrees(const double *w, Py_ssize_t n, double *degree)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double sum = 0.0;
+        for (Py_ssize_t j = 0; j < n; j++)
+            sum += w[i * n + j];
+        degree[i] = sum + 1e-12;
+    }
+}
+
+/* The normalised Laplacian I - D^-1/2 W D^-1/2 of an n x n similarity matrix (bytes). */
+static PyObject *
+speed_laplacian(PyObject *self, PyObject *args)
+{
+    PyObject *matrix;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "On:laplacian", &matrix, &n))
+        return NULL;
+    Py_buffer view;
+    if (n < 0 || !doubles_view(matrix, n * n, &view))
+        return NULL;
+    const double *w = view.buf;
+    double *degree = PyMem_Malloc((n + 1) * sizeof(double));
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * n * 8);
+    if (degree == NULL || out == NULL) {
+        PyMem_Free(degree);
+        Py_XDECREF(out);
+        PyBuffer_Release(&view);
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    }
+    double *lap = (double *)PyBytes_AS_STRING(out);
+    degrees(w, n, degree);
+    for (Py_ssize_t i = 0; i < n; i++)
+        degree[i] = 1.0 / sqrt(degree[i]);
+    for (Py_ssize_t i = 0; i < n; i++)
+        for (Py_ssize_t j = 0; j < n; j++)
+            lap[i * n + j] = (i == j ? 1.0 : 0.0) - degree[i] * w[i * n + j] * degree[j];
+    PyMem_Free(degree);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* The best threshold along the nodes ordered by D^-1/2 times the Fiedler vector: (normalised
+ * cut, the nodes before it) among those leaving at least min_side nodes each side. */
+static PyObject *
+speed_best_cut(PyObject *self, PyObject *args)
+{
+    PyObject *matrix, *fiedler;
+    Py_ssize_t n, min_side;
+    if (!PyArg_ParseTuple(args, "OnOn:best_cut", &matrix, &n, &fiedler, &min_side))
+        return NULL;
+    if (n < 2 * min_side || min_side < 1) {
+        PyErr_SetString(PyExc_ValueError, "best_cut: fewer than 2 * min_side nodes");
+        return NULL;
+    }
+    Py_buffer wv, fv;
+    if (!doubles_view(matrix, n * n, &wv))
+        return NULL;
+    if (!doubles_view(fiedler, n, &fv)) {
+        PyBuffer_Release(&wv);
+        return NULL;
+    }
+    const double *w = wv.buf, *f = fv.buf;
+    double *degree = PyMem_Malloc(n * sizeof(double) * 3);
+    Ranked *order = PyMem_Malloc(n * sizeof(Ranked));
+    PyObject *side = NULL;
+    double best_ncut = INFINITY;
+    Py_ssize_t best = min_side;
+    if (degree == NULL || order == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double *volume = degree + n, *inside = degree + 2 * n;
+    degrees(w, n, degree);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* ranked_cmp sorts by weight descending: negate for ascending, ties by index. */
+        order[i].weight = -(f[i] / sqrt(degree[i]));
+        order[i].index = i;
+    }
+    qsort(order, n, sizeof(Ranked), ranked_cmp);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t node = order[k].index;
+        double across = 0.0;
+        for (Py_ssize_t j = 0; j < k; j++)
+            across += w[order[j].index * n + node] + w[node * n + order[j].index];
+        volume[k] = (k ? volume[k - 1] : 0.0) + degree[node];
+        inside[k] = (k ? inside[k - 1] : 0.0) + across + w[node * n + node];
+    }
+    for (Py_ssize_t k = min_side; k <= n - min_side; k++) {
+        double cut = volume[k - 1] - inside[k - 1];
+        double rest = volume[n - 1] - volume[k - 1];
+        double ncut = cut / volume[k - 1] + cut / (rest > 1e-12 ? rest : 1e-12);
+        if (ncut < best_ncut) {
+            best_ncut = ncut;
+            best = k;
+        }
+    }
+    side = PyList_New(best);
+    if (side == NULL)
+        goto done;
+    for (Py_ssize_t k = 0; k < best; k++) {
+        PyObject *node = PyLong_FromSsize_t(order[k].index);
+        if (node == NULL) {
+            Py_CLEAR(side);
+            goto done;
+        }
+        PyList_SET_ITEM(side, k, node);
+    }
+done:
+    PyMem_Free(degree);
+    PyMem_Free(order);
+    PyBuffer_Release(&wv);
+    PyBuffer_Release(&fv);
+    if (side == NULL)
+        return NULL;
+    return Py_BuildValue("dN", best_ncut, side);
+}
+
 /* ---- words and entities -------------------------------------------------------------- */
 
 static int
@@ -919,6 +1177,9 @@ static PyMethodDef methods[] = {
     {"post", speed_post, METH_VARARGS, "Append an event id to the postings of terms."},
     {"collect_words", speed_collect_words, METH_VARARGS, "Words of white-space tokens."},
     {"entities", speed_entities, METH_VARARGS, "Named entities of a list of words."},
+    {"affinity", speed_affinity, METH_VARARGS, "Pairwise similarity of split-check members."},
+    {"laplacian", speed_laplacian, METH_VARARGS, "Normalised Laplacian of a similarity matrix."},
+    {"best_cut", speed_best_cut, METH_VARARGS, "Lowest normalised cut along a Fiedler order."},
     {"minhash", speed_minhash, METH_VARARGS, "Token count and MinHash signature of a text."},
     {NULL, NULL, 0, NULL},
 };

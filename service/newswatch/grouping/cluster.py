@@ -275,6 +275,15 @@ def _cosine(a: Event, b: Event) -> float:
 
 
 def _affinity(members: list[Member]) -> np.ndarray:
+    """Pairwise similarity of the members (see _affinity_py)."""
+    if speedups is None:
+        return _affinity_py(members)
+    n = len(members)
+    raw = speedups.affinity([(m.terms, m.weights) for m in members])
+    return np.frombuffer(raw, dtype=np.float64).reshape(n, n).copy()
+
+
+def _affinity_py(members: list[Member]) -> np.ndarray:
     """Pairwise similarity of the members' unit vectors: the cosine of the whole vectors plus
     the cosine of their entity and figure features alone (names tell two events of a kind
     apart more than their shared vocabulary), zero on the diagonal.
@@ -331,6 +340,22 @@ def bipartition(w: np.ndarray, min_side: int) -> tuple[float, np.ndarray | None]
     n = len(w)
     if n < 2 * min_side:
         return math.inf, None
+    if speedups is None:
+        return _bipartition_py(w, min_side)
+    # Compiled but for the eigenvectors: each numpy call on these small matrices cost tens
+    # of µs amid the grouping's working set, more than the arithmetic.
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    laplacian = np.frombuffer(speedups.laplacian(w, n), dtype=np.float64).reshape(n, n)
+    fiedler = np.ascontiguousarray(np.linalg.eigh(laplacian)[1][:, 1])
+    score, side = speedups.best_cut(w, n, fiedler, min_side)
+    mask = np.zeros(n, dtype=np.bool_)
+    mask[side] = True
+    return score, mask
+
+
+def _bipartition_py(w: np.ndarray, min_side: int) -> tuple[float, np.ndarray | None]:
+    """The twin of bipartition's compiled part, in numpy."""
+    n = len(w)
     degree = w.sum(axis=1) + 1e-12
     scale = 1.0 / np.sqrt(degree)
     laplacian = np.eye(n) - scale[:, None] * w * scale[None, :]

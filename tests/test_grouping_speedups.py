@@ -271,3 +271,31 @@ def test_split_arithmetic_matches_the_numpy_twins() -> None:
         fast.laplacian(np.zeros((3, 3), dtype=np.float32), 3)
     with pytest.raises(ValueError):
         fast.best_cut(w, 6, np.zeros(6), 4)
+
+
+def test_lsh_bands_match_the_twin(monkeypatch: pytest.MonkeyPatch) -> None:
+    hasher = MinHasher()
+    texts = [f"{r['title']} {r['text']}".lower() for r in articles(120)]
+    # Copies with small edits, so that bands collide.
+    texts += [t[: len(t) // 2] + " an edit " + t[len(t) // 2 :] for t in texts[:40]]
+    signatures = [sig for t in texts if (sig := hasher.of_text(t, 30)[1]) is not None]
+    compiled, twin = minhash.LSHIndex(), minhash.LSHIndex()
+    for key, sig in enumerate(signatures):
+        assert compiled.candidates(sig) == _without_speedups(monkeypatch, twin.candidates, sig)
+        compiled.insert(key, sig)
+        _without_speedups(monkeypatch, twin.insert, key, sig)
+    assert compiled.tables == twin.tables
+    assert sum(len(compiled.candidates(s)) > 1 for s in signatures) >= 30
+    for key in range(0, len(signatures), 3):
+        compiled.remove(key)
+        twin.remove(key)
+    for sig in signatures:
+        assert compiled.candidates(sig) == _without_speedups(monkeypatch, twin.candidates, sig)
+    with pytest.raises(ValueError):
+        fast.lsh_candidates(compiled.tables, signatures[0][:10], 4)
+
+
+def _without_speedups(monkeypatch: pytest.MonkeyPatch, fn, *args):  # type: ignore[no-untyped-def]
+    with monkeypatch.context() as m:
+        m.setattr(minhash, "speedups", None)
+        return fn(*args)

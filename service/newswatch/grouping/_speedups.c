@@ -1164,6 +1164,119 @@ speed_minhash(PyObject *self, PyObject *args)
     return Py_BuildValue("nN", n, bytes);
 }
 
+/* ---- LSH bands ----------------------------------------------------------------------- */
+
+/* The signature's bands as bytes keys: band b is bytes rows * 4 of the uint32 signature,
+ * one per table. Returns a new list, or NULL. */
+static PyObject *
+band_keys(PyObject *signature, Py_ssize_t bands, Py_ssize_t rows)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(signature, &view, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (view.len != bands * rows * 4) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "lsh: the signature does not fill the bands");
+        return NULL;
+    }
+    PyObject *keys = PyList_New(bands);
+    for (Py_ssize_t b = 0; keys != NULL && b < bands; b++) {
+        PyObject *key = PyBytes_FromStringAndSize((const char *)view.buf + b * rows * 4, rows * 4);
+        if (key == NULL)
+            Py_CLEAR(keys);
+        else
+            PyList_SET_ITEM(keys, b, key);
+    }
+    PyBuffer_Release(&view);
+    return keys;
+}
+
+/* The keys stored under any band of the signature: tables[b][band bytes] holds a tuple. */
+static PyObject *
+speed_lsh_candidates(PyObject *self, PyObject *args)
+{
+    PyObject *tables, *signature;
+    Py_ssize_t rows;
+    if (!PyArg_ParseTuple(args, "O!On:lsh_candidates", &PyList_Type, &tables, &signature, &rows))
+        return NULL;
+    Py_ssize_t bands = PyList_GET_SIZE(tables);
+    PyObject *keys = band_keys(signature, bands, rows);
+    if (keys == NULL)
+        return NULL;
+    PyObject *found = PySet_New(NULL);
+    for (Py_ssize_t b = 0; found != NULL && b < bands; b++) {
+        PyObject *table = PyList_GET_ITEM(tables, b);
+        PyObject *members = PyDict_Check(table)
+                                ? PyDict_GetItemWithError(table, PyList_GET_ITEM(keys, b))
+                                : NULL;
+        if (!PyDict_Check(table))
+            PyErr_SetString(PyExc_TypeError, "lsh: tables must be dicts");
+        if (members == NULL) {
+            if (PyErr_Occurred())
+                Py_CLEAR(found);
+            continue;
+        }
+        if (!PyTuple_Check(members)) {
+            PyErr_SetString(PyExc_TypeError, "lsh: buckets must be tuples");
+            Py_CLEAR(found);
+            continue;
+        }
+        for (Py_ssize_t i = 0; found != NULL && i < PyTuple_GET_SIZE(members); i++)
+            if (PySet_Add(found, PyTuple_GET_ITEM(members, i)) < 0)
+                Py_CLEAR(found);
+    }
+    Py_DECREF(keys);
+    return found;
+}
+
+/* tables[b][band bytes] += (key,) for each band of the signature. */
+static PyObject *
+speed_lsh_insert(PyObject *self, PyObject *args)
+{
+    PyObject *tables, *signature, *key;
+    Py_ssize_t rows;
+    if (!PyArg_ParseTuple(args, "O!OnO:lsh_insert", &PyList_Type, &tables, &signature, &rows,
+                          &key))
+        return NULL;
+    Py_ssize_t bands = PyList_GET_SIZE(tables);
+    PyObject *keys = band_keys(signature, bands, rows);
+    if (keys == NULL)
+        return NULL;
+    for (Py_ssize_t b = 0; b < bands; b++) {
+        PyObject *table = PyList_GET_ITEM(tables, b), *band = PyList_GET_ITEM(keys, b);
+        if (!PyDict_Check(table)) {
+            PyErr_SetString(PyExc_TypeError, "lsh: tables must be dicts");
+            goto fail;
+        }
+        PyObject *old = PyDict_GetItemWithError(table, band);
+        if (old == NULL && PyErr_Occurred())
+            goto fail;
+        if (old != NULL && !PyTuple_Check(old)) {
+            PyErr_SetString(PyExc_TypeError, "lsh: buckets must be tuples");
+            goto fail;
+        }
+        Py_ssize_t size = old == NULL ? 0 : PyTuple_GET_SIZE(old);
+        PyObject *bucket = PyTuple_New(size + 1);
+        if (bucket == NULL)
+            goto fail;
+        for (Py_ssize_t i = 0; i < size; i++) {
+            Py_INCREF(PyTuple_GET_ITEM(old, i));
+            PyTuple_SET_ITEM(bucket, i, PyTuple_GET_ITEM(old, i));
+        }
+        Py_INCREF(key);
+        PyTuple_SET_ITEM(bucket, size, key);
+        int bad = PyDict_SetItem(table, band, bucket) < 0;
+        Py_DECREF(bucket);
+        if (bad)
+            goto fail;
+    }
+    Py_DECREF(keys);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(keys);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"dot", speed_dot, METH_VARARGS, "sum(a[k] * b.get(k, 0.0) for k in a)."},
     {"accumulate", speed_accumulate, METH_VARARGS, "target[k] += v for k, v in source."},
@@ -1180,6 +1293,8 @@ static PyMethodDef methods[] = {
     {"affinity", speed_affinity, METH_VARARGS, "Pairwise similarity of split-check members."},
     {"laplacian", speed_laplacian, METH_VARARGS, "Normalised Laplacian of a similarity matrix."},
     {"best_cut", speed_best_cut, METH_VARARGS, "Lowest normalised cut along a Fiedler order."},
+    {"lsh_candidates", speed_lsh_candidates, METH_VARARGS, "Keys sharing a band."},
+    {"lsh_insert", speed_lsh_insert, METH_VARARGS, "Add a key under each band."},
     {"minhash", speed_minhash, METH_VARARGS, "Token count and MinHash signature of a text."},
     {NULL, NULL, 0, NULL},
 };
@@ -1187,6 +1302,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_speedups",
     "Compiled inner loops of grouping (pure-Python twins in newswatch.grouping).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

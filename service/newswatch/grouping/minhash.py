@@ -151,11 +151,7 @@ class LSHIndex:
 
         The candidates are compared in one numpy operation: boilerplate-heavy pages can share
         bands with hundreds of others, and comparing them one by one cost milliseconds."""
-        found: set[int] = set()
-        for table, key in zip(self.tables, self._keys(sig), strict=True):
-            members = table.get(key)
-            if members:
-                found.update(members)
+        found = self.candidates(sig)
         if not found:
             return None
         keys = sorted(found)
@@ -167,8 +163,22 @@ class LSHIndex:
         score = float(scores[best])
         return (keys[best], score) if score >= threshold else None
 
+    def candidates(self, sig: np.ndarray) -> set[int]:
+        """The keys that share at least one band with `sig`."""
+        if speedups is not None:
+            return speedups.lsh_candidates(self.tables, sig, self.rows)
+        found: set[int] = set()
+        for table, key in zip(self.tables, self._keys(sig), strict=True):
+            members = table.get(key)
+            if members:
+                found.update(members)
+        return found
+
     def insert(self, key: int, sig: np.ndarray) -> None:
         self.signatures[key] = sig
+        if speedups is not None:
+            speedups.lsh_insert(self.tables, sig, self.rows, key)
+            return
         for table, band in zip(self.tables, self._keys(sig), strict=True):
             table[band] = (*table.get(band, ()), key)
 

@@ -1010,6 +1010,14 @@ speed_entities(PyObject *self, PyObject *args)
     Py_ssize_t after = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(words); i++) {
         PyObject *word = PyList_GET_ITEM(words, i);
+        /* Only a capitalised word can be an entity (key_of gives "" for the others): most
+         * words skip the look-up in the large memo. */
+        if (!PyUnicode_Check(word) || PyUnicode_GET_LENGTH(word) == 0) {
+            PyErr_SetString(PyExc_TypeError, "entities: words must be non-empty str");
+            return NULL;
+        }
+        if (!Py_UNICODE_ISUPPER(PyUnicode_READ_CHAR(word, 0)))
+            continue;
         PyObject *key = PyDict_GetItemWithError(memo, word);
         if (key == NULL) {
             if (PyErr_Occurred())

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
-$(BIN)/newswatch: pyproject.toml
+$(BIN)/newswatch: pyproject.toml setup.py service/newswatch/grouping/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -28,6 +28,10 @@ def test_dockerfile_essentials():
     assert "HEALTHCHECK" in text and "/readyz" in text
     assert 'CMD ["newswatch", "run"]' in text
     assert 'VOLUME ["/data"]' in text and "sqlite:////data/newswatch.db" in text
+    # The build stage compiles grouping's extension (setup.py); the image gets the venv only.
+    _, build, image = text.split("\nFROM ", 2)
+    assert "gcc" in build and "setup.py" in build and "gcc" not in image
+    assert "COPY --from=build /opt/newswatch /opt/newswatch" in image
 
 
 def test_compose_file_runs_postgres_and_newswatch():

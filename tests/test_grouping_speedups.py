@@ -64,6 +64,7 @@ def pure(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "_top_votes",
         "_tfidf",
         "_top_items",
+        "_setdefaults",
     ):
         monkeypatch.setattr(cluster, name, getattr(cluster, name + "_py"))
     monkeypatch.setattr(cluster, "_post_terms", cluster._post_py)
@@ -89,6 +90,16 @@ def test_words_and_terms_match_the_twins() -> None:
             fast.entities(words, found, text._NAME_KEYS, text._entity_key, text._alias_entity)
             text._entities_py(words, found_py)
             assert list(found.items()) == list(found_py.items())
+    for source in EDGE_TEXTS + [r["text"] for r in articles(40)]:
+        for limit in (None, 0, 1, 7, 100, 10**6):
+            expected = text.WORD.findall(source)[:limit]
+            assert (
+                fast.words(source, -1 if limit is None else limit, text._EDGE, text.WORD.findall)
+                == expected
+            )
+            with pytest.MonkeyPatch.context() as m:
+                m.setattr(text, "speedups", None)
+                assert text.words_of(source, limit) == expected
     for source in EDGE_TEXTS:
         words, words_py = [], []
         fast.collect_words(source.split(), words, text._EDGE, text.WORD.findall)
@@ -161,6 +172,10 @@ def test_dict_arithmetic_matches_the_twins() -> None:
         cluster._accumulate_py(target_py, a)
         assert list(target) == list(target_py)
         assert list(target.values()) == pytest.approx(list(target_py.values()), rel=1e-15)
+        names, names_py = dict(b), dict(b)
+        fast.setdefaults(names, a)
+        cluster._setdefaults_py(names_py, a)
+        assert list(names.items()) == list(names_py.items())
         counts, counts_py = {"t1": 5}, {"t1": 5}
         fast.count_keys(counts, (a, b))
         cluster._count_keys_py(counts_py, (a, b))
@@ -230,6 +245,7 @@ def test_the_clusterer_decides_the_same_both_ways(pure: None) -> None:
     for name in ("_dot", "_accumulate", "_count_keys", "_prefixed_cosine", "_top_votes"):
         setattr(cluster, name, getattr(fast, name.lstrip("_")))
     cluster._tfidf, cluster._top_items, cluster._post_terms = fast.tfidf, fast.top_items, fast.post
+    cluster._setdefaults = fast.setdefaults
     text.speedups = minhash.speedups = cluster.speedups = fast
     compiled = run()
     assert compiled == with_twins

@@ -77,6 +77,21 @@ speed_accumulate(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* target.setdefault(k, v) for k, v in source.items(). */
+static PyObject *
+speed_setdefaults(PyObject *self, PyObject *args)
+{
+    PyObject *target, *source;
+    if (!PyArg_ParseTuple(args, "O!O!:setdefaults", &PyDict_Type, &target, &PyDict_Type, &source))
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(source, &pos, &key, &value))
+        if (PyDict_SetDefault(target, key, value) == NULL)
+            return NULL;
+    Py_RETURN_NONE;
+}
+
 /* counts[k] = counts.get(k, 0) + 1 for each key of each dict in `sources`. */
 static PyObject *
 speed_count_keys(PyObject *self, PyObject *args)
@@ -996,6 +1011,80 @@ speed_collect_words(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The words of one token text[start:end] (see collect_words) appended to out; -1 on error. */
+static int
+token_words(PyObject *text, Py_ssize_t start, Py_ssize_t end, PyObject *edge,
+            PyObject *find_words, PyObject *out)
+{
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (!all_alpha(text, start, end)) {
+        while (start < end && in_set(edge, PyUnicode_READ(kind, data, start)))
+            start++;
+        while (end > start && in_set(edge, PyUnicode_READ(kind, data, end - 1)))
+            end--;
+        if (start == end || all_decimal(text, start, end))
+            return 0;
+        if (!all_alpha(text, start, end)) {
+            PyObject *core = PyUnicode_Substring(text, start, end);
+            if (core == NULL)
+                return -1;
+            PyObject *found = PyObject_CallOneArg(find_words, core);
+            Py_DECREF(core);
+            if (found == NULL)
+                return -1;
+            PyObject *ext = PySequence_InPlaceConcat(out, found);
+            Py_DECREF(found);
+            if (ext == NULL)
+                return -1;
+            Py_DECREF(ext);
+            return 0;
+        }
+    }
+    PyObject *word = PyUnicode_Substring(text, start, end);
+    if (word == NULL)
+        return -1;
+    int bad = PyList_Append(out, word) < 0;
+    Py_DECREF(word);
+    return bad ? -1 : 0;
+}
+
+/* The words of a text: collect_words over its white-space separated tokens (str.split()),
+ * stopping once `limit` words are found (the list cut there); limit < 0: no limit. Tokens
+ * past the limit are never made into objects. */
+static PyObject *
+speed_words(PyObject *self, PyObject *args)
+{
+    PyObject *text, *edge, *find_words;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "UnUO:words", &text, &limit, &edge, &find_words))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t len = PyUnicode_GET_LENGTH(text), i = 0;
+    while (i < len && (limit < 0 || PyList_GET_SIZE(out) < limit)) {
+        while (i < len && Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i)))
+            i++;
+        if (i >= len)
+            break;
+        Py_ssize_t start = i;
+        while (i < len && !Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i)))
+            i++;
+        if (token_words(text, start, i, edge, find_words, out) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    if (limit >= 0 && PyList_GET_SIZE(out) > limit && PyList_SetSlice(out, limit, PY_SSIZE_T_MAX, NULL) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
 /* Named entities of a list of words into `out` (key -> first surface form). Each word's key
  * comes from `memo`, else key_of(word): "" for no entity, "@..." for a name, and a "+" in
  * front where an alias phrase may start; there alias_at(words, i) gives (words in the
@@ -1288,6 +1377,7 @@ fail:
 static PyMethodDef methods[] = {
     {"dot", speed_dot, METH_VARARGS, "sum(a[k] * b.get(k, 0.0) for k in a)."},
     {"accumulate", speed_accumulate, METH_VARARGS, "target[k] += v for k, v in source."},
+    {"setdefaults", speed_setdefaults, METH_VARARGS, "target.setdefault(k, v) for source."},
     {"count_keys", speed_count_keys, METH_VARARGS, "counts[k] += 1 for each key of each dict."},
     {"prefixed_cosine", speed_prefixed_cosine, METH_VARARGS,
      "Cosine of the entries whose keys start with prefix; -1.0 when a side has none."},
@@ -1297,6 +1387,7 @@ static PyMethodDef methods[] = {
     {"top_items", speed_top_items, METH_VARARGS, "The n entries of largest value, as a dict."},
     {"post", speed_post, METH_VARARGS, "Append an event id to the postings of terms."},
     {"collect_words", speed_collect_words, METH_VARARGS, "Words of white-space tokens."},
+    {"words", speed_words, METH_VARARGS, "Words of a text, up to a limit."},
     {"entities", speed_entities, METH_VARARGS, "Named entities of a list of words."},
     {"affinity", speed_affinity, METH_VARARGS, "Pairwise similarity of split-check members."},
     {"laplacian", speed_laplacian, METH_VARARGS, "Normalised Laplacian of a similarity matrix."},

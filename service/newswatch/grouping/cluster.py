@@ -193,6 +193,12 @@ def _accumulate_py(target: dict[str, float], source: dict[str, float]) -> None:
     target.update(zip(source, sums, strict=True))
 
 
+def _setdefaults_py(target: dict[str, str], source: dict[str, str]) -> None:
+    """target.setdefault(k, v) for each entry of source."""
+    for key, value in source.items():
+        target.setdefault(key, value)
+
+
 def _count_keys_py(counts: dict[str, int], sources: tuple[dict, ...]) -> None:
     """counts[k] += 1 for each key of each of the sources."""
     for keys in sources:
@@ -261,10 +267,12 @@ if speedups is not None:
     _top_votes = speedups.top_votes
     _tfidf = speedups.tfidf
     _top_items, _post_terms = speedups.top_items, speedups.post
+    _setdefaults = speedups.setdefaults
 else:
     _dot, _accumulate, _count_keys = _dot_py, _accumulate_py, _count_keys_py
     _prefixed_cosine, _top_votes, _tfidf = _prefixed_cosine_py, _top_votes_py, _tfidf_py
     _top_items, _post_terms = _top_items_py, _post_py
+    _setdefaults = _setdefaults_py
 
 
 def _cosine(a: Event, b: Event) -> float:
@@ -525,8 +533,7 @@ class Clusterer:
             keep.members = None
         gone.members = None
         names = self.entity_names.setdefault(keep.id, {})
-        for key, surface in self.entity_names.pop(gone.id, {}).items():
-            names.setdefault(key, surface)
+        _setdefaults(names, self.entity_names.pop(gone.id, {}))
         self._post(keep.id, _top_items(c, POSTED_FEATURES))
 
     def expire(self, now: float) -> None:
@@ -716,9 +723,7 @@ class Clusterer:
         self.added += 1
         if self.added % EXPIRE_EVERY == 0:
             self.expire(self.latest)
-        names = self.entity_names.setdefault(event_id, {})
-        for key, surface in feats.entities.items():
-            names.setdefault(key, surface)
+        _setdefaults(self.entity_names.setdefault(event_id, {}), feats.entities)
         if signature is not None:
             self.lsh.insert(article_id, signature)
 

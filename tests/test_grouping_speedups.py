@@ -315,3 +315,47 @@ def _without_speedups(monkeypatch: pytest.MonkeyPatch, fn, *args):  # type: igno
     with monkeypatch.context() as m:
         m.setattr(minhash, "speedups", None)
         return fn(*args)
+
+
+def test_key_masks_spare_look_ups_but_not_results() -> None:
+    rng = random.Random(13)
+    keys = [f"term{i}" for i in range(3000)]
+    for _ in range(300):
+        a = {k: rng.random() for k in rng.sample(keys, rng.randint(0, 80))}
+        b = {k: rng.random() for k in rng.sample(keys, rng.randint(0, 600))}
+        mask_a, mask_b = bytearray(cluster.MASK_BYTES), bytearray(cluster.MASK_BYTES)
+        target: dict[str, float] = {}
+        fast.accumulate(target, b, mask_b)  # marks b's keys, as joining does
+        assert target == b
+        cluster._mark(mask_a, a)
+        # Exactly the unmasked sum, both ways round.
+        assert fast.dot(a, b, mask_a, mask_b) == fast.dot(a, b)
+        assert fast.dot(a, b) == pytest.approx(cluster._dot_py(a, b), rel=1e-12)
+        assert fast.dot(b, a, mask_b, mask_a) == fast.dot(b, a)
+    # A clear bit means "not there": an unmarked mask hides every key.
+    assert fast.dot({"x": 1.0}, {"x": 2.0}, None, bytearray(64)) == 0.0
+    assert fast.dot({"x": 1.0}, {"x": 2.0}, None, bytearray(b"\xff" * 64)) == 2.0
+    with pytest.raises(ValueError):
+        fast.dot({"x": 1.0}, {"x": 2.0}, None, bytearray(3))
+    with pytest.raises(BufferError):
+        fast.accumulate({}, {"x": 1.0}, b"\x00" * 64)  # read-only
+
+
+def test_every_centroid_key_is_marked(pure: None) -> None:
+    """After a corpus run in each mode (merges and splits included), each event's mask holds
+    the bit of each key of its centroid, and both modes built the same masks."""
+
+    def run() -> dict[int, tuple[bytes, list[str]]]:
+        c = Clusterer(GroupingSettings())
+        for i, row in enumerate(articles(500)):
+            c.add(i, row["title"], row["text"], 1_763_700_000.0 + 60 * i)
+        return {e.id: (bytes(e.mask), list(e.centroid)) for e in c.events.values()}
+
+    twins = run()
+    cluster._dot, cluster._accumulate = fast.dot, fast.accumulate
+    compiled = run()
+    assert compiled == twins
+    for mask, keys in compiled.values():
+        expected = bytearray(len(mask))
+        cluster._mark(expected, keys)
+        assert all(m & e == e for m, e in zip(mask, expected, strict=True))

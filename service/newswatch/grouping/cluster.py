@@ -39,6 +39,8 @@ POSTED_FEATURES = 24
 POSTING_DEPTH = 32
 # Terms an event's centroid keeps (pruned back to this when it doubles).
 CENTROID_TERMS = 256
+# Bytes of an event's key mask (a bit per key hash: see _mark); 4,096 bits for up to 512 keys.
+MASK_BYTES = 512
 # Events besides the best one checked for a merge at each article.
 MERGE_CHECKS = 2
 # Rare terms of an article that look up candidate events.
@@ -116,6 +118,12 @@ class Event:
     merged_into: int | None = None
     # Members while the event may still split (None once past SPLIT_MAX_MEMBERS).
     members: list[Member] | None = field(default_factory=list)
+    # A bit set for each key of the centroid (others may be set too): scoring skips the
+    # look-ups of an article's terms the centroid cannot hold.
+    mask: bytearray = field(default_factory=lambda: bytearray(MASK_BYTES))
+
+    def __post_init__(self) -> None:
+        _mark(self.mask, self.centroid)
 
 
 @dataclass(frozen=True)
@@ -180,17 +188,37 @@ def _post_py(
                 del posting[0]
 
 
-def _dot_py(a: dict[str, float], b: dict[str, float]) -> float:
-    """sum(a[k] * b[k]) over the keys both hold, looked up from the smaller dict."""
+def _mark(mask: bytearray, keys: Iterable[str]) -> None:
+    """Set each key's bit in a key mask: the low bits of its hash (the compiled functions
+    take the same bits of the same hash)."""
+    bits = len(mask) * 8 - 1
+    for key in keys:
+        bit = hash(key) & bits
+        mask[bit >> 3] |= 1 << (bit & 7)
+
+
+def _dot_py(
+    a: dict[str, float],
+    b: dict[str, float],
+    mask_a: bytearray | None = None,
+    mask_b: bytearray | None = None,
+) -> float:
+    """sum(a[k] * b[k]) over the keys both hold, looked up from the smaller dict. (The
+    masks, which only spare the compiled twin look-ups, change nothing here.)"""
     if len(a) > len(b):
         a, b = b, a
     return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
 
 
-def _accumulate_py(target: dict[str, float], source: dict[str, float]) -> None:
-    """target[k] += v for each entry of source (0.0 for keys target lacks)."""
+def _accumulate_py(
+    target: dict[str, float], source: dict[str, float], mask: bytearray | None = None
+) -> None:
+    """target[k] += v for each entry of source (0.0 for keys target lacks); the keys marked
+    in target's key mask when one is given."""
     sums = map(add, map(target.get, source, repeat(0.0)), source.values())
     target.update(zip(source, sums, strict=True))
+    if mask is not None:
+        _mark(mask, source)
 
 
 def _setdefaults_py(target: dict[str, str], source: dict[str, str]) -> None:
@@ -279,7 +307,7 @@ def _cosine(a: Event, b: Event) -> float:
     """Cosine of two events' centroids (their squared norms are kept up to date)."""
     if not a.norm2 or not b.norm2:
         return 0.0
-    return _dot(a.centroid, b.centroid) / math.sqrt(a.norm2 * b.norm2)
+    return _dot(a.centroid, b.centroid, a.mask, b.mask) / math.sqrt(a.norm2 * b.norm2)
 
 
 def _affinity(members: list[Member]) -> np.ndarray:
@@ -486,7 +514,9 @@ class Clusterer:
         return out
 
     def _score(self, vec: dict[str, float], event: Event) -> float:
-        return _dot(vec, event.centroid) / math.sqrt(event.norm2) if event.norm2 else 0.0
+        if not event.norm2:
+            return 0.0
+        return _dot(vec, event.centroid, None, event.mask) / math.sqrt(event.norm2)
 
     # --- updates --------------------------------------------------------------------
     def _post(self, event_id: int, terms: Iterable[str]) -> None:
@@ -500,8 +530,8 @@ class Clusterer:
         has it already (scoring computed it)."""
         c = event.centroid
         if cross is None:
-            cross = _dot(vec, c)
-        _accumulate(c, vec)
+            cross = _dot(vec, c, None, event.mask)
+        _accumulate(c, vec, event.mask)
         event.norm2 += 2 * cross + 1.0
         event.size += 1
         if len(c) > 2 * CENTROID_TERMS:
@@ -518,8 +548,8 @@ class Clusterer:
 
     def _merge(self, keep: Event, gone: Event) -> None:
         c = keep.centroid
-        keep.norm2 += 2 * _dot(gone.centroid, c) + gone.norm2
-        _accumulate(c, gone.centroid)
+        keep.norm2 += 2 * _dot(gone.centroid, c, gone.mask, keep.mask) + gone.norm2
+        _accumulate(c, gone.centroid, keep.mask)
         keep.size += gone.size
         keep.first_seen = min(keep.first_seen, gone.first_seen)
         keep.last_seen = max(keep.last_seen, gone.last_seen)
@@ -694,6 +724,8 @@ class Clusterer:
         if len(c) > 2 * CENTROID_TERMS:
             c = _top_items(c, CENTROID_TERMS)
         event.centroid = c
+        event.mask = bytearray(MASK_BYTES)
+        _mark(event.mask, c)
         event.norm2 = sum(map(mul, c.values(), c.values()))
         event.members = members
         event.size = size

@@ -20,9 +20,9 @@
  * a large dict that does not hold it costs cache misses; testing its bit in 512 contiguous
  * bytes mostly does not. */
 static int
-mask_view(PyObject *mask, Py_buffer *view)
+mask_view(PyObject *mask, Py_buffer *view, int flags)
 {
-    if (PyObject_GetBuffer(mask, view, PyBUF_SIMPLE) < 0)
+    if (PyObject_GetBuffer(mask, view, flags) < 0)
         return 0;
     if (view->len < 1 || (view->len & (view->len - 1)) != 0) {
         PyBuffer_Release(view);
@@ -74,7 +74,7 @@ speed_dot(PyObject *self, PyObject *args)
     }
     Py_buffer view, *mask = NULL;
     if (mask_b != Py_None) {
-        if (!mask_view(mask_b, &view))
+        if (!mask_view(mask_b, &view, PyBUF_SIMPLE))
             return NULL;
         mask = &view;
     }
@@ -116,14 +116,9 @@ speed_accumulate(PyObject *self, PyObject *args)
         return NULL;
     Py_buffer view, *mask = NULL;
     if (mask_obj != Py_None) {
-        if (PyObject_GetBuffer(mask_obj, &view, PyBUF_WRITABLE) < 0)
+        if (!mask_view(mask_obj, &view, PyBUF_WRITABLE))
             return NULL;
         mask = &view;
-        if (view.len < 1 || (view.len & (view.len - 1)) != 0) {
-            PyBuffer_Release(mask);
-            PyErr_SetString(PyExc_ValueError, "a key mask must be a power-of-two number of bytes");
-            return NULL;
-        }
     }
     Py_ssize_t pos = 0;
     PyObject *key, *value, *result = NULL;
@@ -270,6 +265,24 @@ speed_prefixed_cosine(PyObject *self, PyObject *args)
 
 /* ---- term counting ------------------------------------------------------------------- */
 
+/* memo[word], else compute(word) (which may fill the memo): a new reference to a str, or
+ * NULL with an exception. */
+static PyObject *
+memoised_str(PyObject *memo, PyObject *word, PyObject *compute, const char *what)
+{
+    PyObject *value = PyDict_GetItemWithError(memo, word); /* borrowed */
+    if (value != NULL)
+        Py_INCREF(value);
+    else if (PyErr_Occurred() || (value = PyObject_CallOneArg(compute, word)) == NULL)
+        return NULL;
+    if (!PyUnicode_Check(value)) {
+        Py_DECREF(value);
+        PyErr_Format(PyExc_TypeError, "%s must be str", what);
+        return NULL;
+    }
+    return value;
+}
+
 /* For each word: its term from `memo` (or term_of(word) when not there; "" skips it); then
  * terms[t] = terms.get(t, 0.0) + n * weight for each term t seen n times, in the order terms
  * first appear. */
@@ -285,22 +298,9 @@ speed_add_terms(PyObject *self, PyObject *args)
     if (seen == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(words); i++) {
-        PyObject *word = PyList_GET_ITEM(words, i);
-        PyObject *term = PyDict_GetItemWithError(memo, word); /* borrowed */
-        if (term == NULL) {
-            if (PyErr_Occurred())
-                goto fail;
-            term = PyObject_CallOneArg(term_of, word);
-            if (term == NULL)
-                goto fail;
-        } else {
-            Py_INCREF(term);
-        }
-        if (!PyUnicode_Check(term)) {
-            Py_DECREF(term);
-            PyErr_SetString(PyExc_TypeError, "add_terms: terms must be str");
+        PyObject *term = memoised_str(memo, PyList_GET_ITEM(words, i), term_of, "add_terms: terms");
+        if (term == NULL)
             goto fail;
-        }
         if (PyUnicode_GET_LENGTH(term) == 0) {
             Py_DECREF(term);
             continue;
@@ -1038,60 +1038,10 @@ in_set(PyObject *set_str, Py_UCS4 ch)
     return 0;
 }
 
-/* For each white-space separated token: the token when it is all letters; else the token
- * stripped of the characters of `edge` when that is all letters; else, unless it is empty
- * or all decimal digits, the words find_words(stripped) returns. Appended to `out`. */
-static PyObject *
-speed_collect_words(PyObject *self, PyObject *args)
-{
-    PyObject *tokens, *out, *edge, *find_words;
-    if (!PyArg_ParseTuple(args, "O!O!UO:collect_words", &PyList_Type, &tokens, &PyList_Type, &out,
-                          &edge, &find_words))
-        return NULL;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(tokens); i++) {
-        PyObject *token = PyList_GET_ITEM(tokens, i);
-        if (!PyUnicode_Check(token)) {
-            PyErr_SetString(PyExc_TypeError, "collect_words: tokens must be str");
-            return NULL;
-        }
-        Py_ssize_t start = 0, end = PyUnicode_GET_LENGTH(token);
-        if (all_alpha(token, start, end)) {
-            if (PyList_Append(out, token) < 0)
-                return NULL;
-            continue;
-        }
-        int kind = PyUnicode_KIND(token);
-        const void *data = PyUnicode_DATA(token);
-        while (start < end && in_set(edge, PyUnicode_READ(kind, data, start)))
-            start++;
-        while (end > start && in_set(edge, PyUnicode_READ(kind, data, end - 1)))
-            end--;
-        if (start == end || all_decimal(token, start, end))
-            continue;
-        PyObject *core = PyUnicode_Substring(token, start, end);
-        if (core == NULL)
-            return NULL;
-        if (all_alpha(core, 0, PyUnicode_GET_LENGTH(core))) {
-            int bad = PyList_Append(out, core) < 0;
-            Py_DECREF(core);
-            if (bad)
-                return NULL;
-            continue;
-        }
-        PyObject *found = PyObject_CallOneArg(find_words, core);
-        Py_DECREF(core);
-        if (found == NULL)
-            return NULL;
-        PyObject *ext = PySequence_InPlaceConcat(out, found);
-        Py_DECREF(found);
-        if (ext == NULL)
-            return NULL;
-        Py_DECREF(ext);
-    }
-    Py_RETURN_NONE;
-}
-
-/* The words of one token text[start:end] (see collect_words) appended to out; -1 on error. */
+/* The words of one white-space separated token text[start:end], appended to out: the token
+ * when it is all letters; else the token stripped of the characters of `edge` when that is
+ * all letters; else, unless it is empty or all decimal digits, the words find_words(stripped)
+ * returns. 0, or -1 with an exception. */
 static int
 token_words(PyObject *text, Py_ssize_t start, Py_ssize_t end, PyObject *edge,
             PyObject *find_words, PyObject *out)
@@ -1129,7 +1079,7 @@ token_words(PyObject *text, Py_ssize_t start, Py_ssize_t end, PyObject *edge,
     return bad ? -1 : 0;
 }
 
-/* The words of a text: collect_words over its white-space separated tokens (str.split()),
+/* The words of a text: token_words over its white-space separated tokens (str.split()),
  * stopping once `limit` words are found (the list cut there); limit < 0: no limit. Tokens
  * past the limit are never made into objects. */
 static PyObject *
@@ -1187,21 +1137,9 @@ speed_entities(PyObject *self, PyObject *args)
         }
         if (!Py_UNICODE_ISUPPER(PyUnicode_READ_CHAR(word, 0)))
             continue;
-        PyObject *key = PyDict_GetItemWithError(memo, word);
-        if (key == NULL) {
-            if (PyErr_Occurred())
-                return NULL;
-            key = PyObject_CallOneArg(key_of, word);
-            if (key == NULL)
-                return NULL;
-        } else {
-            Py_INCREF(key);
-        }
-        if (!PyUnicode_Check(key)) {
-            Py_DECREF(key);
-            PyErr_SetString(PyExc_TypeError, "entities: keys must be str");
+        PyObject *key = memoised_str(memo, word, key_of, "entities: keys");
+        if (key == NULL)
             return NULL;
-        }
         Py_ssize_t len = PyUnicode_GET_LENGTH(key);
         if (len == 0 || i < after) {
             Py_DECREF(key);
@@ -1466,7 +1404,6 @@ static PyMethodDef methods[] = {
     {"tfidf", speed_tfidf, METH_VARARGS, "Unit TF-IDF vector and its rare keys."},
     {"top_items", speed_top_items, METH_VARARGS, "The n entries of largest value, as a dict."},
     {"post", speed_post, METH_VARARGS, "Append an event id to the postings of terms."},
-    {"collect_words", speed_collect_words, METH_VARARGS, "Words of white-space tokens."},
     {"words", speed_words, METH_VARARGS, "Words of a text, up to a limit."},
     {"entities", speed_entities, METH_VARARGS, "Named entities of a list of words."},
     {"affinity", speed_affinity, METH_VARARGS, "Pairwise similarity of split-check members."},

@@ -266,7 +266,7 @@ def _tfidf_py(
     rare_limit: float,
     learn: bool,
 ) -> tuple[dict[str, float], list[str]]:
-    """The twin of speedups.tfidf (see Clusterer._vector), in numpy over the ~100 terms.
+    """The twin of speedups.tfidf (see Clusterer._learn_vector), in numpy over ~100 terms.
     With `learn`, the article's terms and entities are counted in df first."""
     if learn:
         _count_keys(df, (terms, entities))

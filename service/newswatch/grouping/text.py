@@ -297,14 +297,7 @@ def words_of(text: str, limit: int | None = None) -> list[str]:
 
 
 def _collect_words(tokens: list[str], out: list[str]) -> None:
-    if speedups is not None:
-        speedups.collect_words(tokens, out, _EDGE, WORD.findall)
-    else:
-        _collect_words_py(tokens, out)
-
-
-def _collect_words_py(tokens: list[str], out: list[str]) -> None:
-    """The twin of speedups.collect_words."""
+    """The words of white-space separated tokens (words_of's twin of speedups.words)."""
     append = out.append
     for token in tokens:
         if token.isalpha():

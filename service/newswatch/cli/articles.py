@@ -21,6 +21,7 @@ def article_row(a: Article, sources: list[str]) -> dict[str, object]:
         "guid": a.guid,
         "author": a.author,
         "language": a.language,
+        "language_source": a.language_source,
         "published": a.published.isoformat() if a.published else None,
         "first_seen": a.first_seen.isoformat(),
         "event_id": a.event_id,

@@ -40,6 +40,9 @@ MIN_LETTERS = 10
 # Below this confidence the guess is more often wrong than a reader would accept: store none.
 MIN_CONFIDENCE = 0.5
 _LABEL = "__label__"
+# How an article's language is known (articles.language_source).
+DECLARED = "declared"
+DETECTED = "detected"
 _MODEL_FILE = ("resources", "lid.176.ftz")
 
 
@@ -70,9 +73,11 @@ def detect_language(title: str | None, body: str | None) -> str | None:
     return normalise_language(labels[0].removeprefix(_LABEL))
 
 
-def language_of(entry: ParsedEntry) -> str | None:
-    """The entry's declared language, normalised; else the detected one; else None."""
+def language_of(entry: ParsedEntry) -> tuple[str | None, str | None]:
+    """(language, how it is known): the entry's declared language, normalised, and DECLARED;
+    else the detected one and DETECTED; else (None, None)."""
     declared = normalise_language(entry.language)
     if declared is not None:
-        return declared
-    return detect_language(entry.title, entry.summary or entry.text)
+        return declared, DECLARED
+    detected = detect_language(entry.title, entry.summary or entry.text)
+    return detected, DETECTED if detected is not None else None

@@ -20,6 +20,7 @@ from sqlmodel import Session
 from sqlmodel import select as select_model
 
 from newswatch.fetch.entries import ParsedEntry
+from newswatch.fetch.language import DECLARED
 from newswatch.fetch.urls import canonical_url, content_hash
 from newswatch.store.columns import utcnow
 from newswatch.store.models import Article, Sighting, Source
@@ -287,8 +288,9 @@ def store_entries(
     return store_batch(session, [(source, e) for e in entries], now)
 
 
-# The language to store for a new article's entry (declared or detected), or None.
-LanguageOf = Callable[[ParsedEntry], str | None]
+# The language to store for a new article's entry and how it is known (DECLARED or
+# DETECTED), or (None, None).
+LanguageOf = Callable[[ParsedEntry], tuple[str | None, str | None]]
 
 # Given the new articles of a batch (ids reserved, not inserted yet), the values of further
 # article columns for each, in the same order: written with the article's INSERT.
@@ -331,9 +333,11 @@ def store_batch(
         matches.append(match)
         if match is None:
             known.add(k, -i - 1)
+            how = DECLARED if k.entry.language else None
             if language_of is not None:
-                k.entry = replace(k.entry, language=language_of(k.entry))
-            new_rows.append(_article_row(k, now))
+                language, how = language_of(k.entry)
+                k.entry = replace(k.entry, language=language)
+            new_rows.append(_article_row(k, now) | {"language_source": how})
             new_index.append(i)
     if assign is None:
         ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))

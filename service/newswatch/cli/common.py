@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from newswatch.config import ConfigError, FileConfig, Settings, load_config, load_settings
 from newswatch.durations import parse_duration
 from newswatch.logging import configure_logging
-from newswatch.store.db import open_store
+from newswatch.store.db import StoreUnavailable, open_store
 
 T = TypeVar("T")
 
@@ -52,7 +52,10 @@ class AppContext:
 
     def engine(self, migrate: bool = True) -> Engine:
         if self._engine is None:
-            self._engine = open_store(self.settings.database_url, migrate=migrate)
+            try:
+                self._engine = open_store(self.settings.database_url, migrate=migrate)
+            except StoreUnavailable as exc:
+                raise click.ClickException(str(exc)) from None
         return self._engine
 
 

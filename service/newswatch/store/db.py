@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -113,9 +115,40 @@ def migrations_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be opened; the message is one line: the URL (password hidden) and
+    the cause."""
+
+
+def display_url(url: str) -> str:
+    """`url` with its password hidden: everything between the user's colon and the last
+    "@" (a password may hold ":" and "@"; so may a URL no parser accepts)."""
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, on one line: the driver's message without SQLAlchemy's additions."""
+    if isinstance(exc, NoSuchModuleError):
+        return "unknown kind of database (newswatch uses sqlite:/// or postgresql://)"
+    if isinstance(exc, ArgumentError | ValueError):
+        return "not a database URL (sqlite:///PATH or postgresql://USER@HOST/DATABASE)"
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+    return "; ".join(line for line in lines if line) or type(exc).__name__
+
+
 def open_store(url: str, migrate: bool = True) -> Engine:
-    """Engine for `url`, with the schema brought up to date unless `migrate` is False."""
-    engine = make_engine(url)
-    if migrate:
-        upgrade(engine)
+    """Engine for `url`, with the schema brought up to date unless `migrate` is False; the
+    store is reached once either way, so that a wrong URL fails here, in one line
+    (StoreUnavailable), rather than with a traceback at the first query."""
+    try:
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        else:
+            with engine.connect():
+                pass
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot open the store {display_url(url)}: {_cause(exc)}") from exc
     return engine

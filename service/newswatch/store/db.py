@@ -12,7 +12,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Table, create_engine, event, insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Session
 
@@ -46,6 +46,24 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+SQLITE_READONLY = 8  # the primary result code; extended ones (moved, recovery ...) share it
+PG_READ_ONLY_TRANSACTION = "25006"
+
+
+def _reopen_after_readonly(context: ExceptionContext) -> None:
+    """A connection that refused a write as read-only is thrown away, with every other
+    pooled one: SQLite opens a file it may not write read-only and the connection stays so
+    after the file is writable again (until a restart, before this); a Postgres session
+    begun read-only (a standby, default_transaction_read_only) stays read-only too. The
+    statement still fails; the next one gets a fresh connection."""
+    error = context.original_exception
+    code = getattr(error, "sqlite_errorcode", None)
+    state = getattr(error, "sqlstate", None)
+    if (code is not None and code & 0xFF == SQLITE_READONLY) or state == PG_READ_ONLY_TRANSACTION:
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = True
+
+
 def make_engine(url: str, **kw: object) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
@@ -55,8 +73,10 @@ def make_engine(url: str, **kw: object) -> Engine:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kw)
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kw)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kw)
+    event.listen(engine, "handle_error", _reopen_after_readonly)
+    return engine
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -11,9 +11,9 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy import Engine, Table, create_engine, event, insert, text
 from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -29,6 +29,7 @@ def normalise_url(url: str) -> str:
 
 
 SQLITE_CACHE_MB = 64
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -36,7 +37,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     # WAL lets readers (CLI, API) work while the service writes; the busy timeout makes
     # writers wait for each other instead of failing at once.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # SQLite's default page cache is 2 MiB; the indexes of a store of 100,000 articles are far
@@ -46,8 +47,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+SQLITE_BUSY = 5
 SQLITE_READONLY = 8  # the primary result code; extended ones (moved, recovery ...) share it
 PG_READ_ONLY_TRANSACTION = "25006"
+PG_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def _reopen_after_readonly(context: ExceptionContext) -> None:
@@ -81,6 +84,39 @@ def make_engine(url: str, **kw: object) -> Engine:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+# A write the schema allows at any time and that changes nothing: a row rewritten as it is.
+_WRITE_PROBE = text("UPDATE alembic_version SET version_num = version_num")
+PROBE_LOCK_WAIT_MS = 1000
+
+
+def probe_writes(engine: Engine) -> bool:
+    """Write and commit one row, unchanged: raises when the store cannot take writes (a
+    read-only file or session, a full disk); False when another writer held the lock for
+    longer than PROBE_LOCK_WAIT_MS (busy is not broken), True when the write went through."""
+    sqlite = is_sqlite(engine)
+    with engine.connect() as conn:
+        if sqlite:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={PROBE_LOCK_WAIT_MS}")
+            conn.commit()  # ends the transaction the PRAGMA began; nothing written
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {PROBE_LOCK_WAIT_MS}")
+                conn.execute(_WRITE_PROBE)
+        except OperationalError as exc:
+            code = getattr(exc.orig, "sqlite_errorcode", 0) or 0
+            if code & 0xFF == SQLITE_BUSY or getattr(exc.orig, "sqlstate", None) == (
+                PG_LOCK_NOT_AVAILABLE
+            ):
+                return False
+            raise
+        finally:
+            if sqlite and not conn.invalidated:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                conn.commit()
+    return True
 
 
 def defer_insert(session: Session, table: Table, rows: list[dict[str, object]]) -> None:

@@ -41,6 +41,7 @@ def source_row(s: Source) -> dict[str, object]:
         "last_outcome": s.last_outcome,
         "consecutive_errors": s.consecutive_errors,
         "last_error": s.last_error,
+        "pending_entries": s.pending_entries,
         "next_fetch_at": s.next_fetch_at.isoformat() if s.next_fetch_at else None,
     }
 
@@ -74,6 +75,8 @@ def list_sources(app: AppContext, as_json: bool, errors: bool) -> None:
         )
         if s.last_error and s.consecutive_errors:
             click.echo(f"{'':24} error: {s.last_error[:200]}")
+        if s.pending_entries:
+            click.echo(f"{'':24} {s.pending_entries} entries wait for the next polls")
 
 
 def _source_config(**fields: object) -> SourceConfig:

@@ -95,7 +95,7 @@ class PollOutcome:
 class _WriteJob:
     source_id: int
     entries: list[ParsedEntry]
-    after: Callable[..., None]
+    after: Callable[..., None] | None
     done: asyncio.Future[IngestResult]
 
 
@@ -115,6 +115,23 @@ class GroupWriter:
     async def write(
         self, source_id: int, entries: list[ParsedEntry], after: Callable[..., None]
     ) -> IngestResult:
+        """Write a poll's entries; `after` runs in the transaction of the last ones, given
+        the result of all. Beyond NEWSWATCH_WRITE_BATCH_ENTRIES they are written in several
+        transactions, one after the other, and other polls' writes go in between: a huge
+        feed neither holds the store's lock for minutes nor keeps every row in memory."""
+        size = self.pipeline.settings.write_batch_entries
+        batches = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
+        done = [await self._write(source_id, batch, None) for batch in batches[:-1]]
+
+        def last(session: Session, source: Source, result: IngestResult) -> None:
+            after(session, source, IngestResult.combine([*done, result]))
+
+        done.append(await self._write(source_id, batches[-1], last))
+        return IngestResult.combine(done)
+
+    async def _write(
+        self, source_id: int, entries: list[ParsedEntry], after: Callable[..., None] | None
+    ) -> IngestResult:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         job = _WriteJob(source_id, entries, after, asyncio.get_running_loop().create_future())
@@ -124,8 +141,11 @@ class GroupWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
+            entries = len(batch[0].entries)
+            limit = self.pipeline.settings.write_batch_entries
+            while len(batch) < self.max_batch and entries < limit and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+                entries += len(batch[-1].entries)
             jobs = [(j.source_id, j.entries, j.after) for j in batch]
             try:
                 if sum(len(j.entries) for j in batch) <= INLINE_WRITE_ENTRIES:
@@ -212,6 +232,16 @@ class Poller:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def _entries_to_write(
+        self, source: SourceSnapshot, entries: list[ParsedEntry]
+    ) -> tuple[list[ParsedEntry], int]:
+        """At most NEWSWATCH_MAX_ENTRIES_PER_POLL entries not stored yet, newest first, and
+        how many others wait (Pipeline.entries_for_poll: a read, beside the writer)."""
+        cap = self.settings.max_entries_per_poll
+        if len(entries) <= cap:
+            return entries, 0
+        return await asyncio.to_thread(self.pipeline.entries_for_poll, source.id, entries, cap)
+
     async def _record_store_error(self, recorder: FetchRecorder, exc: Exception) -> IngestResult:
         """The entries could not be written: record that on the source and in the fetch log
         (a write of its own), so the source shows the error and backs off."""
@@ -252,7 +282,8 @@ class Poller:
                 body = BodyResult(error=f"internal error while parsing: {exc!r}")
         recorder = FetchRecorder(source, result, body, self.settings)
         try:
-            ingest = await self.writer.write(source.id, body.entries, recorder.apply)
+            entries, recorder.pending = await self._entries_to_write(source, body.entries)
+            ingest = await self.writer.write(source.id, entries, recorder.apply)
         except Exception as exc:
             ingest = await self._record_store_error(recorder, exc)
         outcome = recorder.outcome
@@ -319,6 +350,7 @@ class FetchRecorder:
             self.outcome = PARSE_ERROR
         self.failed = self.outcome not in (http.OK, http.NOT_MODIFIED)
         self.stored = True  # False once the entries' write failed (store_failed)
+        self.pending = 0  # entries left for later polls (a capped poll of a huge feed)
 
     def store_failed(self, exc: Exception) -> None:
         """The entries' write failed: what `apply` records instead (nothing stored)."""
@@ -367,8 +399,11 @@ class FetchRecorder:
             source.consecutive_errors = 0
             source.last_success_at = now
             if r.outcome == http.OK:
-                source.etag = r.etag
-                source.last_modified = r.last_modified
+                source.pending_entries = self.pending
+                # Validators only once every entry is stored: else the unchanged feed would
+                # answer 304 and the entries left would never come.
+                source.etag = None if self.pending else r.etag
+                source.last_modified = None if self.pending else r.last_modified
             source.next_fetch_at = now + interval
             return
         source.consecutive_errors += 1

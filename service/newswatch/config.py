@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     # over (its sender died). Longer than any channel's timeout.
     delivery_lease: float = Field(120.0, ge=0, validation_alias="NEWSWATCH_DELIVERY_LEASE")
 
+    # At most this many notifications per rule in each window of this many seconds; the
+    # events beyond are told in one summary per rule, channel and window (docs/alerts.md).
+    alert_max_per_rule: int = Field(100, ge=1, validation_alias="NEWSWATCH_ALERT_MAX_PER_RULE")
+    alert_cap_window: float = Field(3600.0, gt=0, validation_alias="NEWSWATCH_ALERT_CAP_WINDOW")
+
     # `newswatch replay` waits this long for queued notifications to be sent before it exits.
     replay_drain_timeout: float = Field(
         60.0, ge=0, validation_alias="NEWSWATCH_REPLAY_DRAIN_TIMEOUT"

@@ -35,7 +35,8 @@ def _rss(count: int) -> str:
         "</pubDate></item>"
         for i in range(count)
     )
-    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>{items}</channel></rss>'
+    channel = f"<channel><title>Big</title>{items}</channel>"
+    return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'
 
 
 def _poll(engine, url: str) -> None:  # type: ignore[no-untyped-def]

@@ -344,7 +344,8 @@ class FetchRecorder:
         self.result = result
         self.body = body
         self.settings = settings
-        self.error = result.error or body.error
+        self.fetch_error = result.error or body.error  # the fetch's or the parser's
+        self.error = self.fetch_error  # and the entries rejected, once written (apply)
         self.outcome = result.outcome
         if result.outcome == http.OK and body.error and not body.entries:
             self.outcome = PARSE_ERROR
@@ -356,21 +357,19 @@ class FetchRecorder:
         """The entries' write failed: what `apply` records instead (nothing stored)."""
         first_line = (str(exc).strip().splitlines() or [""])[0]
         self.outcome = STORE_ERROR
-        self.error = f"the store refused the entries: {type(exc).__name__}: {first_line}"
+        self.fetch_error = f"the store refused the entries: {type(exc).__name__}: {first_line}"
+        self.error = self.fetch_error
         self.failed = True
         self.stored = False
 
     def apply(self, session: Session, source: Source, ingest: IngestResult) -> None:
         now = utcnow()
         r = self.result
-        if ingest.rejected:
-            for rejected in ingest.rejected:
-                log.warning("entry rejected", source=source.name, entry=str(rejected))
-            self.error = "; ".join(
-                e for e in (self.error, describe_rejections(ingest.rejected)) if e
-            )
-        if self.error:
-            self.error = storable_text(self.error)
+        for rejected in ingest.rejected:
+            log.warning("entry rejected", source=source.name, entry=str(rejected))
+        # Assigned, not appended to: a batch that failed runs this again, job by job.
+        errors = (self.fetch_error, describe_rejections(ingest.rejected))
+        self.error = storable_text("; ".join(e for e in errors if e)) or None
         rows = [_fetch_row(source, extra, now) for extra in self.body.extra_fetches]
         row = _fetch_row(source, r, now, outcome=self.outcome, error=self.error)
         row["entries"] = len(self.body.entries)

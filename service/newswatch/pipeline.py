@@ -126,7 +126,9 @@ class Pipeline:
                 raise LookupError(f"no source with id {source_id}")
             todo = [admitted[i] for i in unstored_entries(session, source, admitted)]
         todo.sort(key=_newest_first)
-        return [entries[r.index] for r in rejected] + todo[:cap], max(0, len(todo) - cap)
+        # The newest are chosen, and written oldest first: grouping takes a stream in time.
+        chosen = todo[:cap][::-1]
+        return [entries[r.index] for r in rejected] + chosen, max(0, len(todo) - cap)
 
     def ingest(
         self, source_id: int, entries: list[ParsedEntry], after: AfterIngest | None = None

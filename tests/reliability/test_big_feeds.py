@@ -7,11 +7,14 @@ wait. SQLite and Postgres; a real feed server; the CLI as a child process."""
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, func, select
 
 from newswatch.config import FileConfig, Settings, SourceConfig
+from newswatch.grouping.cluster import EXPIRE_EVERY, Clusterer
+from newswatch.grouping.settings import GroupingSettings
 from newswatch.service import Service
 from newswatch.store.models import Article, Fetch, Source
 from tests.localserver import conditional
@@ -93,3 +96,19 @@ def test_a_huge_feed_is_stored_newest_first_over_several_polls(engine, server, c
     source, stored, fetch = _state(engine)
     assert fetch.outcome == "not_modified" and len(stored) == ITEMS
     assert server.hits("/big.rss")[-1].headers.get("If-None-Match") == '"v1"'
+
+
+def test_grouping_takes_an_archive_newest_first():
+    """Backfilled entries come newest first, older than the grouping window: the periodic
+    expiry (every EXPIRE_EVERY articles) could forget an article's event while it was being
+    added, and the split check then failed with KeyError (every later poll of the source
+    failing with it)."""
+    clusterer = Clusterer(GroupingSettings())
+    rng = random.Random(5)
+    latest = START.timestamp() + 3600 * ITEMS * 3
+    for i in range(EXPIRE_EVERY + 5):
+        words = ["".join(rng.choice("bdfgklmnprstvz") + "aeiou"[j % 5] for j in range(4))]
+        words += ["".join(rng.choice("bdfgklmnprstvz") + "ou"[j % 2] for j in range(3))]
+        when = latest - 3600 * 3 * i  # three hours older each: past the window soon
+        clusterer.add(i + 1, " ".join(words), None, when)
+    assert len(clusterer.events) < EXPIRE_EVERY  # the old ones were forgotten

@@ -8,14 +8,15 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from newswatch.api import create_app
 from newswatch.api.health import Readiness
@@ -94,6 +95,49 @@ class FakeClock:
 def _readiness(engine: Engine) -> tuple[Readiness, FakeClock]:
     clock = FakeClock()
     return Readiness(engine, clock=clock), clock
+
+
+@contextmanager
+def _postgres_role(engine: Engine) -> Iterator[tuple[str, str]]:
+    """A login role of its own with every right on the test's schema; its name, password."""
+    role = "nw_" + uuid.uuid4().hex[:12]
+    with engine.begin() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{role}'"))
+        conn.execute(text(f'GRANT ALL ON SCHEMA "{schema}" TO {role}'))
+        conn.execute(text(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO {role}'))
+        conn.execute(text(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO {role}'))
+    try:
+        yield role, role
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM {role}'))
+            conn.execute(text(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA "{schema}" FROM {role}'))
+            conn.execute(text(f'REVOKE ALL ON SCHEMA "{schema}" FROM {role}'))
+            conn.execute(text(f"DROP ROLE {role}"))
+
+
+def test_writes_resume_when_postgres_sessions_are_writable_again(store_url):
+    """Sessions begun read-only (a standby after a failover; here the role's
+    default_transaction_read_only) stay so: after the primary is back, pooled connections
+    refused every write until a restart."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("Postgres sessions")
+    admin = make_engine(store_url)
+    upgrade(admin)
+    with _postgres_role(admin) as (role, password):
+        url = store_url.replace("postgres@", f"{role}:{password}@", 1)
+        engine = make_engine(url)
+        with admin.begin() as conn:
+            conn.execute(text(f"ALTER ROLE {role} SET default_transaction_read_only = on"))
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            _write(engine, "during")
+        with admin.begin() as conn:
+            conn.execute(text(f"ALTER ROLE {role} RESET default_transaction_read_only"))
+        _write(engine, "after")
+        _write(engine, "and after")
+        engine.dispose()
+    admin.dispose()
 
 
 def test_readiness_fails_while_a_sqlite_store_is_read_only(store_dir):

@@ -56,15 +56,15 @@ class IngestResult:
             offset += len(result.stored) + len(result.rejected)
         return out
 
+    @property
+    def duplicates(self) -> int:
+        return len(self.stored) - self.new
+
 
 def _newest_first(entry: ParsedEntry) -> tuple[bool, float]:
     """Sort key: dated entries newest first, then undated ones (in their feed order)."""
     published: datetime | None = entry.published
     return (published is None, -published.timestamp() if published is not None else 0.0)
-
-    @property
-    def duplicates(self) -> int:
-        return len(self.stored) - self.new
 
 
 # Called inside the transaction after the entries are stored: the fetch stage records the

@@ -24,6 +24,7 @@ from newswatch.config import Settings
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import make_engine, session_scope, upgrade
 from tests.api_support import running
+from tests.conftest import empty_database
 
 NOBODY = 65534
 
@@ -35,6 +36,13 @@ def store_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """An empty Postgres database (a schema of its own); skipped without one."""
+    with empty_database("postgres", tmp_path) as url:
+        yield url
 
 
 @contextmanager
@@ -117,16 +125,14 @@ def _postgres_role(engine: Engine) -> Iterator[tuple[str, str]]:
             conn.execute(text(f"DROP ROLE {role}"))
 
 
-def test_writes_resume_when_postgres_sessions_are_writable_again(store_url):
+def test_writes_resume_when_postgres_sessions_are_writable_again(postgres_url):
     """Sessions begun read-only (a standby after a failover; here the role's
     default_transaction_read_only) stay so: after the primary is back, pooled connections
     refused every write until a restart."""
-    if not store_url.startswith("postgresql"):
-        pytest.skip("Postgres sessions")
-    admin = make_engine(store_url)
+    admin = make_engine(postgres_url)
     upgrade(admin)
     with _postgres_role(admin) as (role, password):
-        url = store_url.replace("postgres@", f"{role}:{password}@", 1)
+        url = postgres_url.replace("postgres@", f"{role}:{password}@", 1)
         engine = make_engine(url)
         with admin.begin() as conn:
             conn.execute(text(f"ALTER ROLE {role} SET default_transaction_read_only = on"))
@@ -176,14 +182,12 @@ def test_the_write_probe_is_rate_limited_and_sees_recovery(store_dir):
     engine.dispose()
 
 
-def test_readiness_fails_while_a_postgres_session_is_read_only(store_url):
+def test_readiness_fails_while_a_postgres_session_is_read_only(postgres_url):
     """A session that cannot write (a standby, default_transaction_read_only) is not ready."""
-    if not store_url.startswith("postgresql"):
-        pytest.skip("a Postgres session setting")
-    engine = make_engine(store_url)
+    engine = make_engine(postgres_url)
     upgrade(engine)
     engine.dispose()
-    read_only_url = store_url + "%20-cdefault_transaction_read_only%3Don"
+    read_only_url = postgres_url + "%20-cdefault_transaction_read_only%3Don"
     standby = make_engine(read_only_url)
     try:
         ready, body = _readiness(standby)[0].check()

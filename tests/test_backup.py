@@ -11,8 +11,8 @@ from sqlmodel import Session
 
 from newswatch.store.db import current_revision, head_revision, make_engine, open_store
 from newswatch.store.models import Source
+from tests.cli_support import newswatch
 from tests.conftest import PG_URL
-from tests.test_cli import newswatch
 
 
 def env_for(url: str) -> dict[str, str]:

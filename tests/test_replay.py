@@ -15,8 +15,8 @@ from newswatch.pipeline import Pipeline
 from newswatch.replay import bcubed, gold_labels, parse_line, replay
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import make_engine, session_scope
+from tests.cli_support import newswatch
 from tests.conftest import SHARED_DATA
-from tests.test_cli import newswatch
 
 STREAM = Path(__file__).parent / "fixtures" / "replay" / "stream.jsonl"
 ECB = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"

@@ -14,7 +14,7 @@ import pytest
 
 from newswatch.fetch.extract import decode_html, extract_article
 from tests import cli_support
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, shared_corpus
 from tests.localserver import LocalServer, static
 from tests.test_pages import GOLD, JS_SHELL, PNG, cp1251_page, gold_start, page
 
@@ -111,7 +111,7 @@ def score(gold: dict[str, str], predicted: dict[str, str]) -> tuple[float, float
 
 
 def _gold() -> dict[str, str]:
-    data = json.loads((BENCHMARK / "ground-truth.json").read_text(encoding="utf-8"))
+    data = json.loads((shared_corpus(BENCHMARK) / "ground-truth.json").read_text(encoding="utf-8"))
     return {key: value["articleBody"] for key, value in data.items()}
 
 

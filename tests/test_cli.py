@@ -12,6 +12,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from newswatch.store.db import session_scope
+from newswatch.store.models import Article
+from tests.api_support import add_articles, hours_ago
 from tests.cli_support import newswatch, newswatch_process
 from tests.localserver import conditional, static
 
@@ -192,3 +195,30 @@ def test_the_command_list_matches_the_commands_modules():
         for name, command in group.commands.items():
             want = click.Command(name, help=COMMANDS[name][1]).get_short_help_str(1000)
             assert command.get_short_help_str(1000) == want, name
+
+
+def test_articles_list_names_its_clocks_and_since_chooses_one(engine, cli_env):
+    """Old news found late, a report seen when published, one without a date: --since works
+    on the first-seen time unless --by published says otherwise."""
+    (late,) = add_articles(engine, "wire", ["Old news found late"], hours_ago(0.5))
+    (prompt,) = add_articles(engine, "wire", ["Seen when published"], hours_ago(2))
+    (undated,) = add_articles(engine, "wire", ["No date given"], hours_ago(0.25))
+    with session_scope(engine) as session:
+        session.get(Article, late).published = hours_ago(48)  # type: ignore[union-attr]
+        session.get(Article, undated).published = None  # type: ignore[union-attr]
+
+    def ids(*args: str) -> list[int]:
+        listed = newswatch("articles", "list", "--json", *args, env=cli_env)
+        assert listed.returncode == 0, listed.stderr
+        return [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+
+    assert ids("--since", "1h") == [undated, late]
+    assert ids("--since", "1h", "--by", "seen") == [undated, late]
+    assert ids("--since", "1h", "--by", "published") == [undated]
+    assert ids("--since", "3h", "--by", "published") == [undated, prompt]
+    table = newswatch("articles", "list", env=cli_env).stdout.splitlines()
+    assert table[0].split() == ["id", "published", "first", "seen", "[sources]", "title"]
+    undated_row = next(line for line in table if line.startswith(f"{undated:>7}"))
+    assert undated_row.split()[1] == "-"
+    bad = newswatch("articles", "list", "--by", "fetched", env=cli_env)
+    assert bad.returncode == 2 and "--by" in bad.stderr

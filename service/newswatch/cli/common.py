@@ -78,6 +78,11 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
+def format_time(value: datetime | None) -> str:
+    """A stored time (UTC) to the minute, or "-" for none."""
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
 def parse_since(value: str | None) -> datetime | None:
     """--since accepts an age ("24h", "7d") or an ISO date/time."""
     if value is None:

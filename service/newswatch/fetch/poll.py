@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import multiprocessing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -273,7 +274,8 @@ def count_fetch(
     FETCHES.labels(source_name, outcome).inc()
     FETCH_SECONDS.observe(result.duration)
     FETCH_BYTES.inc(result.bytes_read)
-    log.info(
+    log.log(
+        fetch_log_level(outcome, result.status),
         event,
         source=source_name,
         url=result.final_url,
@@ -284,6 +286,16 @@ def count_fetch(
         error=error,
         **extra,
     )
+
+
+def fetch_log_level(outcome: str, status: int | None) -> int:
+    """INFO for a fetch that worked, WARNING for one that failed (so NEWSWATCH_LOG_LEVEL=WARNING
+    shows problems only), ERROR for 410 Gone: the address is gone for good; someone has to act."""
+    if status == 410:
+        return logging.ERROR
+    if outcome in (http.OK, http.NOT_MODIFIED):
+        return logging.INFO
+    return logging.WARNING
 
 
 class FetchRecorder:

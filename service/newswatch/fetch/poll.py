@@ -24,6 +24,7 @@ from newswatch.fetch import http
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, backoff_delay
+from newswatch.fetch.netguard import NetGuard
 from newswatch.logging import get_logger
 from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.pipeline import IngestResult, Pipeline
@@ -222,7 +223,7 @@ class Poller:
         return self.handlers.get(kind, handle_feed)
 
     async def poll(self, source: SourceSnapshot) -> PollOutcome:
-        checks = [check for make in self.url_checks for check in make(source)]
+        checks = [own_guard(source), *(check for make in self.url_checks for check in make(source))]
         result = await self.fetcher.get(
             source.url,
             etag=source.etag,
@@ -260,6 +261,16 @@ class Poller:
             new=ingest.new,
             error=recorder.error,
         )
+
+
+def own_guard(source: SourceSnapshot) -> object:
+    """The private-network guard on a source's own fetch. The operator chose the configured
+    URL, so its host is trusted; every redirect to another host is a discovered URL and is
+    checked at each hop. Only what the guard let through can become a permanent redirect's
+    new `sources.url`. (Trusting the configured host, not the current URL, also stops a
+    source that an earlier redirect moved to an internal address.)"""
+    allow_private = bool(source.options.get("allow_private_networks"))
+    return NetGuard(source.configured_url, allow_private=allow_private).check
 
 
 def count_fetch(

@@ -233,7 +233,7 @@ def test_language_is_shown_in_the_api_the_event_page_and_the_cli(engine, cli_env
     listed = newswatch("articles", "list", env=cli_env)
     assert listed.returncode == 0, listed.stderr
     header, row = listed.stdout.splitlines()
-    assert row.split()[header.split().index("lang")] == "de"  # dates and headers: two words
+    assert row.split()[header.split().index("lang")] == "de"  # "-", date time: as the header
     assert row.endswith(f"[heise] {GERMAN.title}")
     as_json = json.loads(newswatch("articles", "list", "--json", env=cli_env).stdout)
     assert (as_json["language"], as_json["language_source"]) == ("de", "detected")

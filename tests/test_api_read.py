@@ -55,7 +55,7 @@ def test_healthz_and_readyz_without_scheduler(api: Running) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "ready" and body["failed"] == []
-    assert set(body["checks"]) == {"store", "migrations"}
+    assert set(body["checks"]) == {"store", "migrations", "store_writes"}
     assert body["checks"]["migrations"]["current"] == body["checks"]["migrations"]["head"]
 
 

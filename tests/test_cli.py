@@ -219,7 +219,7 @@ def test_articles_list_names_its_clocks_and_since_chooses_one(engine, cli_env):
     assert ids("--since", "1h", "--by", "published") == [undated]
     assert ids("--since", "3h", "--by", "published") == [undated, prompt]
     table = newswatch("articles", "list", env=cli_env).stdout.splitlines()
-    assert table[0].split() == ["id", "published", "first", "seen", "[sources]", "title"]
+    assert table[0].split() == ["id", "published", "first", "seen", "lang", "[sources]", "title"]
     undated_row = next(line for line in table if line.startswith(f"{undated:>7}"))
     assert undated_row.split()[1] == "-"
     bad = newswatch("articles", "list", "--by", "fetched", env=cli_env)

@@ -23,6 +23,7 @@ def article_row(a: Article, sources: list[str]) -> dict[str, object]:
         "guid": a.guid,
         "author": a.author,
         "language": a.language,
+        "language_source": a.language_source,
         "published": a.published.isoformat() if a.published else None,
         "first_seen": a.first_seen.isoformat(),
         "event_id": a.event_id,
@@ -96,14 +97,15 @@ def list_articles(
     with session_scope(app.engine()) as session:
         rows = query_articles(session, parse_since(since), source, limit, by)
     if not as_json and rows:
-        click.echo(f"{'id':>7}  {'published':16}  {'first seen':16}  [sources] title")
+        click.echo(f"{'id':>7}  {'published':16}  {'first seen':16}  {'lang':4}  [sources] title")
     for article, names in rows:
         if as_json:
             click.echo(json.dumps(article_row(article, names), ensure_ascii=False))
             continue
         published, seen = format_time(article.published), format_time(article.first_seen)
+        language = article.language or "-"
         click.echo(
-            f"{article.id:>7}  {published:16}  {seen:16}  "
+            f"{article.id:>7}  {published:16}  {seen:16}  {language:<4}  "
             f"[{', '.join(names)}] {article.title or article.url}"
         )
 

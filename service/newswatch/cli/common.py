@@ -62,9 +62,12 @@ class AppContext:
 
     def engine(self, migrate: bool = True) -> Engine:
         if self._engine is None:
-            from newswatch.store.db import open_store
+            from newswatch.store.db import StoreUnavailable, open_store
 
-            self._engine = open_store(self.settings.database_url, migrate=migrate)
+            try:
+                self._engine = open_store(self.settings.database_url, migrate=migrate)
+            except StoreUnavailable as exc:
+                raise click.ClickException(str(exc)) from None
         return self._engine
 
     def close(self) -> None:

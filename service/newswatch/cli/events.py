@@ -84,7 +84,8 @@ def _print_event(event: EventDetail, *, requested: int, explain: bool) -> None:
     for article in event.articles:
         when = format_time(article.published or article.first_seen)
         sources = ", ".join(article.sources) or article.source_name or "-"
-        click.echo(f"    {when}  [{sources}]  {article.title or '(no title)'}")
+        language = article.language or "-"
+        click.echo(f"    {when}  {language:<3} [{sources}]  {article.title or '(no title)'}")
         if article.url:
             click.echo(f"        {article.url}")
         if explain:

@@ -31,6 +31,8 @@ class SourceSnapshot:
     id: int
     name: str
     url: str
+    # The URL the operator gave: the private-network guard trusts its host (fetch/poll.py).
+    configured_url: str
     kind: str
     etag: str | None
     last_modified: str | None
@@ -48,6 +50,7 @@ class SourceSnapshot:
             id=s.id,
             name=s.name,
             url=s.url,
+            configured_url=s.configured_url,
             kind=s.kind,
             etag=s.etag,
             last_modified=s.last_modified,

@@ -4,6 +4,7 @@ process where the command is tested, as a real process where the process is the 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -137,8 +138,9 @@ def test_sigterm_finishes_in_flight_fetch_and_exits(cli_env, server, tmp_path):
     assert fetch_lines and fetch_lines[0]["new_articles"] > 0
 
 
-def test_the_installed_command_exits_with_its_status(cli_env, tmp_path):
+def test_the_installed_command_exits_with_its_status(tmp_path):
     """The console script a user runs: 0 on success, 1 for a bad config, 2 for bad usage."""
+    cli_env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'newswatch.db'}"}
     command = str(Path(sys.executable).parent / "newswatch")
     version = subprocess.run([command, "--version"], env=cli_env, capture_output=True, text=True)
     assert version.returncode == 0 and "newswatch, version" in version.stdout

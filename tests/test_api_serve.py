@@ -13,8 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
+from newswatch.api import create_app
+from newswatch.api.server import page_url
+from newswatch.config import Settings
 from newswatch.store.db import make_engine, upgrade
+from tests.api_support import running
 
 NEWSWATCH = str(Path(sys.executable).parent / "newswatch")  # the installed console script
 
@@ -77,6 +82,29 @@ def test_serve_reports_a_port_in_use(store_url: str) -> None:
         )
     assert result.returncode == 1
     assert f"could not start on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+def test_the_start_log_names_the_web_page_and_the_token_to_open_it(
+    sqlite_engine, token: str | None
+) -> None:
+    settings = Settings(_env_file=None, NEWSWATCH_API_TOKEN=token)  # type: ignore[call-arg]
+    with capture_logs() as logs, running(create_app(sqlite_engine, settings)) as srv:
+        pass
+    (started,) = [e for e in logs if e["event"] == "http server listening"]
+    assert started["web_page"] == f"{srv.base_url}/"
+    if token:
+        assert f"open {srv.base_url}/?token=<NEWSWATCH_API_TOKEN> once" in started["token"]
+        assert token not in str(started)
+    else:
+        assert "NEWSWATCH_API_TOKEN is not set" in started["token"]
+
+
+def test_a_wildcard_address_is_shown_as_this_machine() -> None:
+    assert page_url("0.0.0.0", 8080) == "http://localhost:8080/"
+    assert page_url("::", 8080) == "http://localhost:8080/"
+    assert page_url("::1", 80) == "http://[::1]:80/"
+    assert page_url("192.0.2.7", 8080) == "http://192.0.2.7:8080/"
 
 
 RULES_CONFIG = """\

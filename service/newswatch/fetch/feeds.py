@@ -99,6 +99,19 @@ def _describe(exc: BaseException | None) -> str | None:
     return f"{where}{text or name}"
 
 
+def _entry_language(e: Any) -> str | None:
+    """The language an entry declares itself: RSS `dc:language`, else Atom `xml:lang` on its
+    title, summary or content (feedparser gives these the feed's `xml:lang` when the entry
+    has none of its own)."""
+    if e.get("language"):
+        return str(e["language"])
+    details = [e.get("title_detail"), e.get("summary_detail"), *(e.get("content") or [])]
+    for detail in details:
+        if detail and detail.get("language"):
+            return str(detail["language"])
+    return None
+
+
 def _feedparser_entry(e: Any, base: str, language: str | None) -> ParsedEntry:
     summary_html = e.get("summary")
     content_html = None
@@ -121,7 +134,7 @@ def _feedparser_entry(e: Any, base: str, language: str | None) -> ParsedEntry:
         text=text,
         author=e.get("author") or None,
         published=_when(e.get("published_parsed") or e.get("updated_parsed")),
-        language=language,
+        language=_entry_language(e) or language,
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -109,6 +110,23 @@ class Settings(BaseSettings):
         "starttls", validation_alias="SMTP_SECURITY"
     )
     smtp_timeout: float = Field(30.0, validation_alias="SMTP_TIMEOUT")
+
+    # The base URL users reach the service at (behind a proxy, not the address it binds):
+    # emails, webhooks (`url`) and Atom entries link each event's page under it.
+    public_url: str | None = Field(None, validation_alias="NEWSWATCH_PUBLIC_URL")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_base(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"NEWSWATCH_PUBLIC_URL must be an http(s) URL such as "
+                f"https://news.example.org, not {value!r}"
+            )
+        return value.strip().rstrip("/")
 
     @property
     def user_agent(self) -> str:

@@ -95,7 +95,7 @@ def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | No
 class AlertEngine:
     """Decides, inside the ingest transaction, which (rule, event) pairs are notified and
     when; writes matches, state and outbox rows. `settings` is accepted for the shared
-    interface (nothing in it concerns the rules yet); `clock` is for tests."""
+    interface (its public URL makes the payloads' event links); `clock` is for tests."""
 
     def __init__(
         self,
@@ -106,6 +106,7 @@ class AlertEngine:
         clock: Callable[[], datetime] = utcnow,
     ):
         self.settings = settings
+        self.public_url = settings.public_url if settings is not None else None
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
@@ -195,7 +196,9 @@ class AlertEngine:
             for row in rows:
                 if row.rule != rule_name or row.status != "pending" or row.attempts:
                     continue
-                payload = event_payload(session, rule, firing, row.revision, matched)
+                payload = event_payload(
+                    session, rule, firing, row.revision, matched, public_url=self.public_url
+                )
                 key = idempotency_key(rule_name, event_id, row.revision)
                 rewrite_notification(session, row.id, event_id, key, payload)
             state = session.get(AlertState, (rule_name, event_id))
@@ -316,7 +319,13 @@ class AlertEngine:
         state.status = "notified"
         state.revision += 1
         payload = event_payload(
-            session, rule, firing, state.revision, matched, self._round["views"]
+            session,
+            rule,
+            firing,
+            state.revision,
+            matched,
+            self._round["views"],
+            public_url=self.public_url,
         )
         for channel_name in rule.channels:
             channel = self.channels[channel_name]
@@ -491,10 +500,13 @@ def event_payload(
     revision: int,
     matched_ids: list[int] | None = None,
     cache: dict[int, ArticleView] | None = None,
+    *,
+    public_url: str | None = None,
 ) -> dict[str, Any]:
     """What a notification says about an event: documented in docs/webhooks.md.
     `matched_ids`: the event's articles that matched the rule, when the caller knows them;
-    `cache`: articles loaded already, by id (missing ones are loaded and added)."""
+    `cache`: articles loaded already, by id (missing ones are loaded and added);
+    `public_url`: the service's base URL (NEWSWATCH_PUBLIC_URL), for the event page's link."""
     event = session.get(Event, firing.event_id)
     if matched_ids is None:
         query = select(M.article_id).where(M.rule == rule.name, M.event_id == firing.event_id)
@@ -517,6 +529,7 @@ def event_payload(
         "event_id": firing.event_id,
         "revision": revision,
         "kind": "event" if revision == 1 else "update",
+        "url": event_page(public_url, firing.event_id),
         "title": event.title if event else None,
         "first_seen": event.first_seen.isoformat() if event else None,
         "last_seen": event.last_seen.isoformat() if event else None,
@@ -542,3 +555,8 @@ def event_payload(
             "window": rule.window.total_seconds() if rule.window else None,
         },
     }
+
+
+def event_page(public_url: str | None, event_id: int) -> str | None:
+    """The event's page as users reach it; None without NEWSWATCH_PUBLIC_URL."""
+    return f"{public_url}/events/{event_id}" if public_url else None

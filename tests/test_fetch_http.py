@@ -278,6 +278,8 @@ async def test_waiting_for_the_host_is_not_a_timeout(server):
         results = await asyncio.gather(*(fetcher.get(server.url("/s")) for _ in range(12)))
     assert [r.outcome for r in results] == [http.OK] * 12
     assert len(arrivals) == 12
-    assert all(b - a >= 0.09 for a, b in itertools.pairwise(arrivals))
+    # The server's view adds the client's jitter to the gate's exact gaps (see test_host_gate).
+    assert arrivals[-1] - arrivals[0] >= 11 * 0.1 * 0.98
+    assert all(b - a >= 0.05 for a, b in itertools.pairwise(arrivals))
     # The wait is reported apart from the request's own duration.
     assert max(r.queued for r in results) >= 0.9

@@ -175,7 +175,7 @@ async def test_a_waiter_cancelled_as_it_is_released_gives_its_start_back():
     await host.clock.settle()
     # At +10 "b" is released, and cancelled before it runs a line (a timeout that very moment).
     assert host.clock.fire_next(host.start + 10)
-    assert host.gate.active == 1 and host.gate.next_start == host.start + 20
+    assert host.gate.active == 1
     second.cancel()
     await host.clock.settle()
     # Its slot and its start went back: "c" goes at +10, not +20.
@@ -183,4 +183,19 @@ async def test_a_waiter_cancelled_as_it_is_released_gives_its_start_back():
     assert host.starts() == pytest.approx([host.start, host.start + 10])
     await host.clock.run_until(host.start + 20)
     await asyncio.gather(first, second, third, return_exceptions=True)
+    assert host.gate.waiting == 0 and host.gate.active == 0
+
+
+async def test_cancel_waiting_drops_only_what_was_not_sent():
+    """At shutdown the polls waiting for a saturated host end at once; the one being sent
+    finishes."""
+    host = Host(concurrency=1, gap=1.0, request_seconds=0.5)
+    tasks = [asyncio.create_task(host.request(f"source:{n}")) for n in range(5)]
+    await host.clock.run_until(host.start + 0.1)
+    assert host.gate.cancel_waiting() == 4
+    await host.clock.run_until(host.start + 10)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert results[0] is None
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[1:])
+    assert [key for _, key in host.sent] == ["source:0"]
     assert host.gate.waiting == 0 and host.gate.active == 0

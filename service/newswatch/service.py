@@ -171,6 +171,9 @@ class Service:
             log.info("stopping: waiting for in-flight fetches", inflight=len(self._inflight))
             # Pause first: APScheduler's shutdown cancels running coroutine jobs.
             self.scheduler.pause()
+            # Polls still waiting for their host's turn have sent nothing: drop them now
+            # rather than serve a saturated host's queue through the grace period.
+            fetcher.cancel_waiting()
             if self._inflight:
                 await asyncio.wait(self._inflight, timeout=SHUTDOWN_GRACE_SECONDS)
             self.scheduler.shutdown(wait=False)

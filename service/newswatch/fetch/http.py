@@ -99,8 +99,7 @@ class _Waiter:
     round: int  # the key's turn: its first waiter is served in the next round, its second after
     seq: int  # arrival order within a round
     key: str = field(compare=False)
-    # Set to (the previous start, this start) when released.
-    released: asyncio.Future[tuple[float | None, float]] = field(compare=False)
+    released: asyncio.Future[None] = field(compare=False)
 
 
 class HostGate:
@@ -111,14 +110,17 @@ class HostGate:
     turns (start-time fair queuing: a key's n-th waiter is served in the n-th round from when it
     came), so a source's many article pages cannot starve the host's other sources; with one
     waiter per key it is first come, first served. A start is reserved only at the moment a
-    request is released: a waiter that gives up takes nothing with it, and the next start is
-    never more than one gap ahead of the clock (docs/decisions/0011-fair-host-queue.md).
+    request goes (its task runs on, released): a waiter that gives up takes nothing with it,
+    the next start is never more than one gap ahead of the clock, and a busy event loop that
+    wakes a released waiter late cannot squeeze the gap on the wire
+    (docs/decisions/0011-fair-host-queue.md).
     """
 
     def __init__(self, concurrency: int, min_delay: float, clock: Clock = MONOTONIC):
         self.clock = clock
         self._slots = max(1, concurrency)
-        self._active = 0
+        self._active = 0  # released and not yet done, including the one about to start
+        self._starting = False  # a waiter is released and has not run on yet
         self._min_delay = min_delay
         self._last_start: float | None = None
         self.blocked_until = 0.0
@@ -174,22 +176,31 @@ class HostGate:
         HOST_QUEUE_WAITING.inc()
         self._release_due()
         try:
-            _previous, released_at = await waiter.released
+            await waiter.released
         except asyncio.CancelledError:
             self._withdraw(waiter)
             raise
-        HOST_QUEUE_SECONDS.observe(released_at - asked)
+        # The request starts now: the gap to the next one counts from here.
+        self._starting = False
+        self._last_start = self.clock.now()
+        HOST_QUEUE_SECONDS.observe(self._last_start - asked)
+        self._release_due()
+
+    def cancel_waiting(self) -> int:
+        """Cancel the requests waiting for their turn (they have sent nothing); say how many."""
+        waiting = [w for w in self._queue if not w.released.done()]
+        for waiter in waiting:
+            waiter.released.cancel()  # its task withdraws it (_withdraw) as it wakes
+        return len(waiting)
 
     def _withdraw(self, waiter: _Waiter) -> None:
         """A waiter gave up (cancelled): it leaves the queue, or, released in the same instant,
-        gives its slot and its reserved start back: no time is held for a request not sent."""
+        gives its slot back; it had taken no start: no time is held for a request not sent."""
         if waiter.released.cancelled():
             self._forget(waiter.key)  # its entry stays in the heap, skipped when popped
         else:
-            previous_start, released_at = waiter.released.result()
+            self._starting = False
             self._active -= 1
-            if self._last_start == released_at:
-                self._last_start = previous_start
         self._release_due()
 
     def _forget(self, key: str) -> None:
@@ -204,7 +215,8 @@ class HostGate:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._active < self._slots:
+        # One release at a time: the next waits for the released one to start (and the gap).
+        while self._active < self._slots and not self._starting:
             while self._queue and self._queue[0].released.done():
                 heapq.heappop(self._queue)  # gave up (already forgotten)
             if not self._queue:
@@ -217,9 +229,9 @@ class HostGate:
             waiter = heapq.heappop(self._queue)
             self._forget(waiter.key)
             self._round = waiter.round
-            previous_start, self._last_start = self._last_start, now
             self._active += 1
-            waiter.released.set_result((previous_start, now))
+            self._starting = True
+            waiter.released.set_result(None)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -303,6 +315,11 @@ class Fetcher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def cancel_waiting(self) -> int:
+        """Cancel every fetch still waiting for its host's turn (at shutdown: they have sent
+        nothing, so nothing is lost; their sources are due first after a restart)."""
+        return sum(gate.cancel_waiting() for gate in self._gates.values())
 
     def gate(self, url: str) -> HostGate:
         key = host_key(url)

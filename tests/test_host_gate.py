@@ -199,3 +199,31 @@ async def test_cancel_waiting_drops_only_what_was_not_sent():
     assert all(isinstance(r, asyncio.CancelledError) for r in results[1:])
     assert [key for _, key in host.sent] == ["source:0"]
     assert host.gate.waiting == 0 and host.gate.active == 0
+
+
+async def test_asks_during_a_poll_run_it_once_more_unless_it_failed():
+    release: dict[int, asyncio.Future[bool]] = {}
+    polls: list[int] = []
+
+    async def poll(source_id: int) -> bool:
+        polls.append(source_id)
+        release[source_id] = asyncio.get_running_loop().create_future()
+        return await release[source_id]
+
+    runs = PollRuns(poll)
+    runs.ask(1)
+    runs.ask(2)
+    await asyncio.sleep(0)
+    for _ in range(3):  # due three times while waiting: one more poll, not three
+        runs.ask(1)
+        runs.ask(2)
+    assert polls == [1, 2] and runs.under_way(1)
+    release[1].set_result(True)  # went well: polled again at once
+    release[2].set_result(False)  # failed: its back-off decides, no poll now
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert polls == [1, 2, 1]
+    assert runs.under_way(1) and not runs.under_way(2)
+    release[1].set_result(True)
+    await asyncio.gather(*runs.tasks)
+    assert polls == [1, 2, 1] and not runs.tasks

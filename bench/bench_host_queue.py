@@ -10,7 +10,8 @@ request start per gap serves each of N sources at best once per N * gap seconds 
 share; no schedule does better for all of them). Measured from the farm's request log after
 the first round: per source, the longest time between two of its fetches as a multiple of
 N * gap (target <= 1.2); the shortest time between two requests the host saw (>= the gap,
-less the farm's own jitter); the host's request rate as a share of 1/gap;
+less the farm's own jitter) and the share closer than 0.9 gap; the host's request rate as a
+share of 1/gap, and the lag against the round at that rate (the queue's fairness alone);
 from the fetch log, the outcomes (target: no `timeout`); from the service's log, jobs the
 scheduler skipped. Each run is the real service in a process of its own (`newswatch run`),
 stopped by SIGTERM.
@@ -91,10 +92,12 @@ def measure(args: argparse.Namespace, workdir: Path, limit: float) -> dict[str, 
     every.sort()
     steady = every[0] + limit  # after the first round
     in_steady = [t for t in every if t >= steady]
+    rate_share = (len(in_steady) - 1) / (in_steady[-1] - in_steady[0]) * args.gap
     worst = []
     for n in range(args.sources):
         gaps = [b - a for a, b in itertools.pairwise(arrivals.get(n, [])) if b >= steady]
         worst.append(max(gaps) / limit if gaps else float("inf"))
+    host_gaps = [b - a for a, b in itertools.pairwise(every)]
     with sqlite3.connect(workdir / "newswatch.db") as db:
         outcomes = dict(db.execute("SELECT outcome, COUNT(*) FROM fetches GROUP BY outcome"))
         waits = [w for (w,) in db.execute("SELECT host_wait_seconds FROM sources") if w is not None]
@@ -105,11 +108,17 @@ def measure(args: argparse.Namespace, workdir: Path, limit: float) -> dict[str, 
         "not_ok": sum(n for o, n in outcomes.items() if o not in ("ok", "not_modified")),
         "skipped_jobs": skipped,
         "sources_fetched": len(arrivals),
-        "min_host_gap": min(b - a for a, b in itertools.pairwise(every)),
-        # Requests a second the host saw once saturated, against the gap's 1/gap.
-        "host_rate_share": (len(in_steady) - 1) / (in_steady[-1] - in_steady[0]) * args.gap,
+        "min_host_gap": min(host_gaps),
+        # Arrivals closer than 0.9 gap: the farm's own loop stalls bunch what it logs.
+        "close_gap_share": sum(g < 0.9 * args.gap for g in host_gaps) / len(host_gaps),
+        # Requests a second the host saw once saturated, as a share of 1/gap: below 1 by the
+        # event loop's lateness in waking each release (a gap is never shortened to make up).
+        "host_rate_share": rate_share,
         "lag_ratio_median": statistics.median(worst),
         "lag_ratio_max": max(worst),
+        # The same against the round at the rate the host achieved: the queue's own fairness.
+        "fair_ratio_median": statistics.median(worst) * rate_share,
+        "fair_ratio_max": max(worst) * rate_share,
         "host_wait_median": statistics.median(waits) if waits else float("nan"),
         "host_wait_max": max(waits) if waits else float("nan"),
     }

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from newswatch.config import FileConfig, Settings, SourceConfig
 from newswatch.fetch import http
+from newswatch.metrics import REGISTRY
 from newswatch.service import Service
 from newswatch.store.models import Fetch, Source
 
@@ -38,6 +39,7 @@ def test_one_pass_over_a_saturated_host_fetches_every_source_without_timeouts(en
         NEWSWATCH_HTTP_READ_TIMEOUT=0.2,
     )
     sources = [SourceConfig(name=f"s{n}", url=server.url(f"/feed/{n}")) for n in range(SOURCES)]
+    waits_before = REGISTRY.get_sample_value("newswatch_host_queue_seconds_count") or 0
     outcomes = asyncio.run(Service(engine, FileConfig(sources=sources), settings).run_once())
     assert [o.outcome for o in outcomes] == [http.OK] * SOURCES
     assert len(arrivals) == SOURCES
@@ -48,5 +50,8 @@ def test_one_pass_over_a_saturated_host_fetches_every_source_without_timeouts(en
     with Session(engine) as s:
         assert s.exec(select(Fetch).where(Fetch.outcome == http.TIMEOUT)).all() == []
         waits = sorted(w or 0.0 for w in s.exec(select(Source.host_wait_seconds)).all())
-    # The lag is recorded: the last source waited about 39 gaps for its turn.
+    # The lag is recorded: the last source waited about 39 gaps for its turn; /metrics has
+    # every wait.
     assert waits[-1] >= (SOURCES - 2) * GAP
+    waits_after = REGISTRY.get_sample_value("newswatch_host_queue_seconds_count") or 0
+    assert waits_after - waits_before == SOURCES

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import itertools
+import statistics
 import time
 import zlib
 
@@ -278,8 +279,9 @@ async def test_waiting_for_the_host_is_not_a_timeout(server):
         results = await asyncio.gather(*(fetcher.get(server.url("/s")) for _ in range(12)))
     assert [r.outcome for r in results] == [http.OK] * 12
     assert len(arrivals) == 12
-    # The server's view adds the client's jitter to the gate's exact gaps (see test_host_gate).
-    assert arrivals[-1] - arrivals[0] >= 11 * 0.1 * 0.98
-    assert all(b - a >= 0.05 for a, b in itertools.pairwise(arrivals))
+    # The server's view adds jitter (the first connection, a loaded machine) to the gate's
+    # exact gaps (tests/test_host_gate.py): the span, with one gap of slack, and the median.
+    assert arrivals[-1] - arrivals[0] >= 10 * 0.1
+    assert statistics.median(b - a for a, b in itertools.pairwise(arrivals)) >= 0.09
     # The wait is reported apart from the request's own duration.
     assert max(r.queued for r in results) >= 0.9

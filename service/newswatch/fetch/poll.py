@@ -91,6 +91,7 @@ class PollOutcome:
     entries: int = 0
     new: int = 0
     error: str | None = None
+    queued: float = 0.0  # seconds waited for the host's turn
 
 
 @dataclass
@@ -237,21 +238,13 @@ class Poller:
         return self.handlers.get(kind, handle_feed)
 
     async def poll(self, source: SourceSnapshot) -> PollOutcome:
-        checks = [own_guard(source), *(check for make in self.url_checks for check in make(source))]
-        result = await self.fetcher.get(
-            source.url,
-            etag=source.etag,
-            last_modified=source.last_modified,
-            accept=FEED_ACCEPT,
-            check_url=checks,
-        )
-        body = BodyResult()
-        if result.outcome == http.OK:
-            try:
-                body = await self._handler_for(source, result)(self, source, result)
-            except Exception as exc:  # a bug in a handler must not stop the source
-                log.exception("handler failed", source=source.name)
-                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        # Every fetch of this poll (feed, article pages, robots.txt) waits in this source's
+        # turn at its host, so the host's sources are served round-robin.
+        queue_key = http.QUEUE_KEY.set(f"source:{source.id}")
+        try:
+            result, body = await self._fetch_and_handle(source)
+        finally:
+            http.QUEUE_KEY.reset(queue_key)
         recorder = FetchRecorder(source, result, body, self.settings)
         try:
             ingest = await self.writer.write(source.id, body.entries, recorder.apply)
@@ -277,7 +270,26 @@ class Poller:
             entries=len(body.entries),
             new=ingest.new,
             error=recorder.error,
+            queued=result.queued,
         )
+
+    async def _fetch_and_handle(self, source: SourceSnapshot) -> tuple[FetchResult, BodyResult]:
+        checks = [own_guard(source), *(check for make in self.url_checks for check in make(source))]
+        result = await self.fetcher.get(
+            source.url,
+            etag=source.etag,
+            last_modified=source.last_modified,
+            accept=FEED_ACCEPT,
+            check_url=checks,
+        )
+        body = BodyResult()
+        if result.outcome == http.OK:
+            try:
+                body = await self._handler_for(source, result)(self, source, result)
+            except Exception as exc:  # a bug in a handler must not stop the source
+                log.exception("handler failed", source=source.name)
+                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        return result, body
 
 
 def own_guard(source: SourceSnapshot) -> object:
@@ -311,6 +323,7 @@ def count_fetch(
         outcome=outcome,
         bytes=result.bytes_read,
         duration_ms=round(result.duration * 1000),
+        queued_ms=round(result.queued * 1000),
         error=error,
         **extra,
     )
@@ -373,6 +386,7 @@ class FetchRecorder:
                 hook(session, source, ingest)
 
         source.last_fetch_at = now
+        source.host_wait_seconds = round(r.queued, 3)
         source.last_status = r.status
         source.last_outcome = self.outcome
         source.last_error = self.error

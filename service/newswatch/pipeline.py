@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
+from newswatch.fetch.language import language_of
 from newswatch.grouping.api import EventChange
 from newswatch.grouping.engine import EventGrouper, Placement
 from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
@@ -231,7 +232,12 @@ class Pipeline:
             return grouper.article_columns(decisions)
 
         stored = (
-            store_batch(session, items, assign=assign if grouper is not None else None)
+            store_batch(
+                session,
+                items,
+                assign=assign if grouper is not None else None,
+                language_of=language_of,
+            )
             if items
             else []
         )

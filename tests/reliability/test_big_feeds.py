@@ -2,7 +2,7 @@
 NEWSWATCH_MAX_ENTRIES_PER_POLL entries a poll, newest first, written in transactions of at
 most NEWSWATCH_WRITE_BATCH_ENTRIES; the rest at later polls, also when the feed is unchanged
 (its validators are kept back until every entry is stored), and `sources list` says how many
-wait. SQLite and Postgres; a real feed server; the CLI as a child process."""
+wait. SQLite and Postgres; a real feed server; `sources list` through the CLI."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from newswatch.grouping.cluster import EXPIRE_EVERY, Clusterer
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.service import Service
 from newswatch.store.models import Article, Fetch, Source
+from tests.cli_support import newswatch
 from tests.localserver import conditional
-from tests.test_cli import newswatch
 
 ITEMS = 250
 CAP = 100

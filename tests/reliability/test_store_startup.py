@@ -8,8 +8,8 @@ import os
 
 import pytest
 
+from tests.cli_support import newswatch_process as newswatch  # what the user sees: a process
 from tests.conftest import PG_URL
-from tests.test_cli import newswatch
 
 
 def _env(url: str) -> dict[str, str]:

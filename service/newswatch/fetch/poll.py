@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import multiprocessing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from newswatch.fetch import http
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, backoff_delay
+from newswatch.fetch.netguard import NetGuard
 from newswatch.logging import get_logger
 from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.pipeline import IngestResult, Pipeline
@@ -89,6 +91,7 @@ class PollOutcome:
     entries: int = 0
     new: int = 0
     error: str | None = None
+    queued: float = 0.0  # seconds waited for the host's turn
 
 
 @dataclass
@@ -265,21 +268,13 @@ class Poller:
         return self.handlers.get(kind, handle_feed)
 
     async def poll(self, source: SourceSnapshot) -> PollOutcome:
-        checks = [check for make in self.url_checks for check in make(source)]
-        result = await self.fetcher.get(
-            source.url,
-            etag=source.etag,
-            last_modified=source.last_modified,
-            accept=FEED_ACCEPT,
-            check_url=checks,
-        )
-        body = BodyResult()
-        if result.outcome == http.OK:
-            try:
-                body = await self._handler_for(source, result)(self, source, result)
-            except Exception as exc:  # a bug in a handler must not stop the source
-                log.exception("handler failed", source=source.name)
-                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        # Every fetch of this poll (feed, article pages, robots.txt) waits in this source's
+        # turn at its host, so the host's sources are served round-robin.
+        queue_key = http.QUEUE_KEY.set(f"source:{source.id}")
+        try:
+            result, body = await self._fetch_and_handle(source)
+        finally:
+            http.QUEUE_KEY.reset(queue_key)
         recorder = FetchRecorder(source, result, body, self.settings)
         try:
             entries, recorder.pending = await self._entries_to_write(source, body.entries)
@@ -306,7 +301,36 @@ class Poller:
             entries=len(body.entries),
             new=ingest.new,
             error=recorder.error,
+            queued=result.queued,
         )
+
+    async def _fetch_and_handle(self, source: SourceSnapshot) -> tuple[FetchResult, BodyResult]:
+        checks = [own_guard(source), *(check for make in self.url_checks for check in make(source))]
+        result = await self.fetcher.get(
+            source.url,
+            etag=source.etag,
+            last_modified=source.last_modified,
+            accept=FEED_ACCEPT,
+            check_url=checks,
+        )
+        body = BodyResult()
+        if result.outcome == http.OK:
+            try:
+                body = await self._handler_for(source, result)(self, source, result)
+            except Exception as exc:  # a bug in a handler must not stop the source
+                log.exception("handler failed", source=source.name)
+                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        return result, body
+
+
+def own_guard(source: SourceSnapshot) -> object:
+    """The private-network guard on a source's own fetch. The operator chose the configured
+    URL, so its host is trusted; every redirect to another host is a discovered URL and is
+    checked at each hop. Only what the guard let through can become a permanent redirect's
+    new `sources.url`. (Trusting the configured host, not the current URL, also stops a
+    source that an earlier redirect moved to an internal address.)"""
+    allow_private = bool(source.options.get("allow_private_networks"))
+    return NetGuard(source.configured_url, allow_private=allow_private).check
 
 
 def count_fetch(
@@ -321,7 +345,8 @@ def count_fetch(
     FETCHES.labels(source_name, outcome).inc()
     FETCH_SECONDS.observe(result.duration)
     FETCH_BYTES.inc(result.bytes_read)
-    log.info(
+    log.log(
+        fetch_log_level(outcome, result.status),
         event,
         source=source_name,
         url=result.final_url,
@@ -329,9 +354,20 @@ def count_fetch(
         outcome=outcome,
         bytes=result.bytes_read,
         duration_ms=round(result.duration * 1000),
+        queued_ms=round(result.queued * 1000),
         error=error,
         **extra,
     )
+
+
+def fetch_log_level(outcome: str, status: int | None) -> int:
+    """INFO for a fetch that worked, WARNING for one that failed (so NEWSWATCH_LOG_LEVEL=WARNING
+    shows problems only), ERROR for 410 Gone: the address is gone for good; someone has to act."""
+    if status == 410:
+        return logging.ERROR
+    if outcome in (http.OK, http.NOT_MODIFIED):
+        return logging.INFO
+    return logging.WARNING
 
 
 class FetchRecorder:
@@ -381,6 +417,7 @@ class FetchRecorder:
                 hook(session, source, ingest)
 
         source.last_fetch_at = now
+        source.host_wait_seconds = round(r.queued, 3)
         source.last_status = r.status
         source.last_outcome = self.outcome
         source.last_error = self.error

@@ -19,6 +19,7 @@ from sqlmodel import Session
 from sqlmodel import select as select_model
 
 from newswatch.fetch.entries import ParsedEntry
+from newswatch.fetch.language import DECLARED
 from newswatch.fetch.urls import canonical_url, content_hash
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.models import Article, Sighting, Source
@@ -353,6 +354,10 @@ def store_entries(
     return store_batch(session, [(source, e) for e in entries], now)
 
 
+# The language to store for a new article's entry and how it is known (DECLARED or
+# DETECTED), or (None, None).
+LanguageOf = Callable[[ParsedEntry], tuple[str | None, str | None]]
+
 # Given the new articles of a batch (ids reserved, not inserted yet), the values of further
 # article columns for each, in the same order: written with the article's INSERT.
 Assign = Callable[[list["StoredArticle"]], list[dict[str, object]]]
@@ -363,6 +368,7 @@ def store_batch(
     items: list[tuple[Source, ParsedEntry]],
     now: datetime | None = None,
     assign: Assign | None = None,
+    language_of: LanguageOf | None = None,
 ) -> list[StoredArticle]:
     """Store entries of one or several sources in a few statements; one StoredArticle per
     item, in order. Runs in the caller's transaction (no commit). The entries are those
@@ -370,7 +376,10 @@ def store_batch(
 
     With `assign`, the new articles' ids are reserved first and `assign` is called with
     them before the INSERT, so that what it returns (the grouping stage's event columns) is
-    written in the same statement rather than by an UPDATE of each row afterwards."""
+    written in the same statement rather than by an UPDATE of each row afterwards.
+
+    With `language_of`, each new article's language is what it returns for the entry: called
+    once per new article, never for an entry found to be stored already."""
     if any(source.id is None for source, _ in items):
         raise ValueError("sources must be stored before their entries")
     now = now or utcnow()
@@ -391,7 +400,11 @@ def store_batch(
         matches.append(match)
         if match is None:
             known.add(k, -i - 1)
-            new_rows.append(_article_row(k, now))
+            how = DECLARED if k.entry.language else None
+            if language_of is not None:
+                language, how = language_of(k.entry)
+                k.entry = replace(k.entry, language=language)
+            new_rows.append(_article_row(k, now) | {"language_source": how})
             new_index.append(i)
     if assign is None:
         ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))

@@ -234,7 +234,9 @@ def test_language_is_shown_in_the_api_the_event_page_and_the_cli(engine, cli_env
         assert 'lang="de"' in page and '<span class="lang">de</span> (detected)' in page
     listed = newswatch("articles", "list", env=cli_env)
     assert listed.returncode == 0, listed.stderr
-    assert f" de  [heise] {GERMAN.title}" in listed.stdout
+    header, row = listed.stdout.splitlines()
+    assert row.split()[header.split().index("lang")] == "de"  # "-", date time: as the header
+    assert row.endswith(f"[heise] {GERMAN.title}")
     as_json = json.loads(newswatch("articles", "list", "--json", env=cli_env).stdout)
     assert (as_json["language"], as_json["language_source"]) == ("de", "detected")
     shown = newswatch("events", "show", str(event_id), env=cli_env)

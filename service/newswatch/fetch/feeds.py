@@ -228,9 +228,9 @@ def _jsonfeed_date(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+01:00 in UTC
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _jsonfeed_author(item: dict[str, Any], feed: dict[str, Any]) -> str | None:
@@ -255,6 +255,8 @@ def _parse_jsonfeed(body: bytes, url: str) -> ParsedFeed:
         data = json.loads(body.decode("utf-8-sig", errors="replace"))
     except json.JSONDecodeError as exc:
         return ParsedFeed(is_feed=False, error=f"line {exc.lineno}, col {exc.colno}: {exc.msg}")
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        return ParsedFeed(is_feed=False, error="JSON nested too deeply to be a feed")
     if not isinstance(data, dict) or not (
         "jsonfeed.org" in str(data.get("version", "")) or isinstance(data.get("items"), list)
     ):

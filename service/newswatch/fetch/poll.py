@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import multiprocessing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from newswatch.fetch import http
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, backoff_delay
+from newswatch.fetch.netguard import NetGuard
 from newswatch.logging import get_logger
 from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.pipeline import IngestResult, Pipeline
-from newswatch.store.columns import utcnow
+from newswatch.store.articles import describe_rejections
+from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert
 from newswatch.store.models import Fetch, Source
 from newswatch.store.sources import SourceSnapshot
@@ -41,6 +44,8 @@ FEED_ACCEPT = (
     "application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.5, */*;q=0.1"
 )
 PARSE_ERROR = "parse_error"
+# The store refused the poll's write (it is recorded alone, in a transaction of its own).
+STORE_ERROR = "store_error"
 # Write batches with at most this many entries run in the event loop, larger ones in a thread.
 INLINE_WRITE_ENTRIES = 40
 
@@ -86,13 +91,14 @@ class PollOutcome:
     entries: int = 0
     new: int = 0
     error: str | None = None
+    queued: float = 0.0  # seconds waited for the host's turn
 
 
 @dataclass
 class _WriteJob:
     source_id: int
     entries: list[ParsedEntry]
-    after: Callable[..., None]
+    after: Callable[..., None] | None
     done: asyncio.Future[IngestResult]
 
 
@@ -112,6 +118,23 @@ class GroupWriter:
     async def write(
         self, source_id: int, entries: list[ParsedEntry], after: Callable[..., None]
     ) -> IngestResult:
+        """Write a poll's entries; `after` runs in the transaction of the last ones, given
+        the result of all. Beyond NEWSWATCH_WRITE_BATCH_ENTRIES they are written in several
+        transactions, one after the other, and other polls' writes go in between: a huge
+        feed neither holds the store's lock for minutes nor keeps every row in memory."""
+        size = self.pipeline.settings.write_batch_entries
+        batches = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
+        done = [await self._write(source_id, batch, None) for batch in batches[:-1]]
+
+        def last(session: Session, source: Source, result: IngestResult) -> None:
+            after(session, source, IngestResult.combine([*done, result]))
+
+        done.append(await self._write(source_id, batches[-1], last))
+        return IngestResult.combine(done)
+
+    async def _write(
+        self, source_id: int, entries: list[ParsedEntry], after: Callable[..., None] | None
+    ) -> IngestResult:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         job = _WriteJob(source_id, entries, after, asyncio.get_running_loop().create_future())
@@ -121,8 +144,11 @@ class GroupWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
+            entries = len(batch[0].entries)
+            limit = self.pipeline.settings.write_batch_entries
+            while len(batch) < self.max_batch and entries < limit and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+                entries += len(batch[-1].entries)
             jobs = [(j.source_id, j.entries, j.after) for j in batch]
             try:
                 if sum(len(j.entries) for j in batch) <= INLINE_WRITE_ENTRIES:
@@ -209,6 +235,27 @@ class Poller:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def _entries_to_write(
+        self, source: SourceSnapshot, entries: list[ParsedEntry]
+    ) -> tuple[list[ParsedEntry], int]:
+        """At most NEWSWATCH_MAX_ENTRIES_PER_POLL entries not stored yet, newest first, and
+        how many others wait (Pipeline.entries_for_poll: a read, beside the writer)."""
+        cap = self.settings.max_entries_per_poll
+        if len(entries) <= cap:
+            return entries, 0
+        return await asyncio.to_thread(self.pipeline.entries_for_poll, source.id, entries, cap)
+
+    async def _record_store_error(self, recorder: FetchRecorder, exc: Exception) -> IngestResult:
+        """The entries could not be written: record that on the source and in the fetch log
+        (a write of its own), so the source shows the error and backs off."""
+        recorder.store_failed(exc)
+        log.error("storing a poll failed", source=recorder.snapshot.name, error=recorder.error)
+        try:
+            return await self.writer.write(recorder.snapshot.id, [], recorder.apply)
+        except Exception:
+            log.exception("recording a failed poll failed", source=recorder.snapshot.name)
+            return IngestResult()
+
     def _handler_for(self, source: SourceSnapshot, result: FetchResult) -> Handler:
         kind = source.kind
         if kind == "auto":
@@ -221,23 +268,19 @@ class Poller:
         return self.handlers.get(kind, handle_feed)
 
     async def poll(self, source: SourceSnapshot) -> PollOutcome:
-        checks = [check for make in self.url_checks for check in make(source)]
-        result = await self.fetcher.get(
-            source.url,
-            etag=source.etag,
-            last_modified=source.last_modified,
-            accept=FEED_ACCEPT,
-            check_url=checks,
-        )
-        body = BodyResult()
-        if result.outcome == http.OK:
-            try:
-                body = await self._handler_for(source, result)(self, source, result)
-            except Exception as exc:  # a bug in a handler must not stop the source
-                log.exception("handler failed", source=source.name)
-                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        # Every fetch of this poll (feed, article pages, robots.txt) waits in this source's
+        # turn at its host, so the host's sources are served round-robin.
+        queue_key = http.QUEUE_KEY.set(f"source:{source.id}")
+        try:
+            result, body = await self._fetch_and_handle(source)
+        finally:
+            http.QUEUE_KEY.reset(queue_key)
         recorder = FetchRecorder(source, result, body, self.settings)
-        ingest = await self.writer.write(source.id, body.entries, recorder.apply)
+        try:
+            entries, recorder.pending = await self._entries_to_write(source, body.entries)
+            ingest = await self.writer.write(source.id, entries, recorder.apply)
+        except Exception as exc:
+            ingest = await self._record_store_error(recorder, exc)
         outcome = recorder.outcome
         count_fetch(
             "fetch",
@@ -258,7 +301,36 @@ class Poller:
             entries=len(body.entries),
             new=ingest.new,
             error=recorder.error,
+            queued=result.queued,
         )
+
+    async def _fetch_and_handle(self, source: SourceSnapshot) -> tuple[FetchResult, BodyResult]:
+        checks = [own_guard(source), *(check for make in self.url_checks for check in make(source))]
+        result = await self.fetcher.get(
+            source.url,
+            etag=source.etag,
+            last_modified=source.last_modified,
+            accept=FEED_ACCEPT,
+            check_url=checks,
+        )
+        body = BodyResult()
+        if result.outcome == http.OK:
+            try:
+                body = await self._handler_for(source, result)(self, source, result)
+            except Exception as exc:  # a bug in a handler must not stop the source
+                log.exception("handler failed", source=source.name)
+                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        return result, body
+
+
+def own_guard(source: SourceSnapshot) -> object:
+    """The private-network guard on a source's own fetch. The operator chose the configured
+    URL, so its host is trusted; every redirect to another host is a discovered URL and is
+    checked at each hop. Only what the guard let through can become a permanent redirect's
+    new `sources.url`. (Trusting the configured host, not the current URL, also stops a
+    source that an earlier redirect moved to an internal address.)"""
+    allow_private = bool(source.options.get("allow_private_networks"))
+    return NetGuard(source.configured_url, allow_private=allow_private).check
 
 
 def count_fetch(
@@ -273,7 +345,8 @@ def count_fetch(
     FETCHES.labels(source_name, outcome).inc()
     FETCH_SECONDS.observe(result.duration)
     FETCH_BYTES.inc(result.bytes_read)
-    log.info(
+    log.log(
+        fetch_log_level(outcome, result.status),
         event,
         source=source_name,
         url=result.final_url,
@@ -281,9 +354,20 @@ def count_fetch(
         outcome=outcome,
         bytes=result.bytes_read,
         duration_ms=round(result.duration * 1000),
+        queued_ms=round(result.queued * 1000),
         error=error,
         **extra,
     )
+
+
+def fetch_log_level(outcome: str, status: int | None) -> int:
+    """INFO for a fetch that worked, WARNING for one that failed (so NEWSWATCH_LOG_LEVEL=WARNING
+    shows problems only), ERROR for 410 Gone: the address is gone for good; someone has to act."""
+    if status == 410:
+        return logging.ERROR
+    if outcome in (http.OK, http.NOT_MODIFIED):
+        return logging.INFO
+    return logging.WARNING
 
 
 class FetchRecorder:
@@ -296,30 +380,49 @@ class FetchRecorder:
         self.result = result
         self.body = body
         self.settings = settings
-        self.error = result.error or body.error
+        self.fetch_error = result.error or body.error  # the fetch's or the parser's
+        self.error = self.fetch_error  # and the entries rejected, once written (apply)
         self.outcome = result.outcome
         if result.outcome == http.OK and body.error and not body.entries:
             self.outcome = PARSE_ERROR
         self.failed = self.outcome not in (http.OK, http.NOT_MODIFIED)
+        self.stored = True  # False once the entries' write failed (store_failed)
+        self.pending = 0  # entries left for later polls (a capped poll of a huge feed)
+
+    def store_failed(self, exc: Exception) -> None:
+        """The entries' write failed: what `apply` records instead (nothing stored)."""
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        self.outcome = STORE_ERROR
+        self.fetch_error = f"the store refused the entries: {type(exc).__name__}: {first_line}"
+        self.error = self.fetch_error
+        self.failed = True
+        self.stored = False
 
     def apply(self, session: Session, source: Source, ingest: IngestResult) -> None:
         now = utcnow()
         r = self.result
+        for rejected in ingest.rejected:
+            log.warning("entry rejected", source=source.name, entry=str(rejected))
+        # Assigned, not appended to: a batch that failed runs this again, job by job.
+        errors = (self.fetch_error, describe_rejections(ingest.rejected))
+        self.error = storable_text("; ".join(e for e in errors if e)) or None
         rows = [_fetch_row(source, extra, now) for extra in self.body.extra_fetches]
         row = _fetch_row(source, r, now, outcome=self.outcome, error=self.error)
         row["entries"] = len(self.body.entries)
         row["new_articles"] = ingest.new
         # Written at commit with the rest of the batch's log rows: no ORM bookkeeping.
         defer_insert(session, FETCH_LOG, [*rows, row])
-        for hook in self.body.after_ingest:
-            hook(session, source, ingest)
+        if self.stored:  # hooks record what was stored (seen article URLs)
+            for hook in self.body.after_ingest:
+                hook(session, source, ingest)
 
         source.last_fetch_at = now
+        source.host_wait_seconds = round(r.queued, 3)
         source.last_status = r.status
         source.last_outcome = self.outcome
         source.last_error = self.error
         if self.body.title:
-            source.title = self.body.title[:500]
+            source.title = storable_text(self.body.title[:500])
         if self.body.detected_kind and source.kind == "auto":
             source.options = {**(source.options or {}), "detected_kind": self.body.detected_kind}
         if r.permanent_redirect:
@@ -332,8 +435,11 @@ class FetchRecorder:
             source.consecutive_errors = 0
             source.last_success_at = now
             if r.outcome == http.OK:
-                source.etag = r.etag
-                source.last_modified = r.last_modified
+                source.pending_entries = self.pending
+                # Validators only once every entry is stored: else the unchanged feed would
+                # answer 304 and the entries left would never come.
+                source.etag = None if self.pending else r.etag
+                source.last_modified = None if self.pending else r.last_modified
             source.next_fetch_at = now + interval
             return
         source.consecutive_errors += 1

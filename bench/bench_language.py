@@ -388,9 +388,8 @@ def replay_rate(path: Path, detect: bool) -> tuple[float, float]:
 def replay_comparison(rounds: int) -> None:
     """The detector in context: each grouping corpus (ECB+ full texts, UCI headlines)
     replayed with and without detection, interleaved, and the share of the replay spent in
-    detection (measured inside the same replay: robust to a busy machine). (Each corpus
-    alone: the two in one file put undated 2026 articles before 2014 headlines, which no real
-    stream does.)"""
+    detection (measured inside the same replay: robust to a busy machine). Each corpus
+    alone: a headline and a full-text article cost the detector differently."""
     for name in REPLAYED:
         rates: dict[bool, list[float]] = {True: [], False: []}
         shares: list[float] = []

@@ -10,9 +10,28 @@ import click
 
 from newswatch import __version__
 from newswatch.cli.common import AppContext
+from newswatch.lifecycle import fatal_exit_logged
+
+COMMAND_KEY = "newswatch.command"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group whose every command logs a fatal exit (an exception nobody caught,
+    a signal during start-up) before the process ends."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with fatal_exit_logged(lambda: ctx.meta.get(COMMAND_KEY)):
+            return super().invoke(ctx)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[COMMAND_KEY] = name  # for the fatal-exit line
+        return name, command, rest
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="newswatch")
 @click.option(
     "--config",

@@ -11,6 +11,7 @@ import click
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
+from newswatch.lifecycle import STOP, exit_on_signal
 from newswatch.store.db import current_revision, head_revision, upgrade
 
 if TYPE_CHECKING:
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 @click.option("--once", is_flag=True, help="Poll every enabled source once, then exit.")
 @pass_app
 def run(app: AppContext, once: bool) -> None:
-    """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly)."""
+    """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly: exit status 0;
+    `--once` stopped that way exits with 128 + the signal's number)."""
+    STOP.install()  # from the start: a signal during start-up stops it too, with a log line
     from newswatch.service import build_service  # the service's imports are heavy
 
     service = build_service(app.engine(), app.config, app.settings, serve_http=not once)
@@ -34,6 +37,7 @@ def run(app: AppContext, once: bool) -> None:
             f"{len(outcomes)} sources polled, {new} new articles, {len(failed)} with errors",
             err=True,
         )
+        exit_on_signal()  # what was queued is sent by the next run, not now
         drain_alerts(app.engine(), app.config, app.settings)
         return
     asyncio.run(service.run())

@@ -28,6 +28,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -42,8 +43,16 @@ from feedfarm import ENTRIES_PER_FEED, FeedFarm  # noqa: E402
 
 ORPHAN_SECONDS = 10.0
 LIFE_SECONDS = (1.0, 20.0)
-CATCH_UP_SECONDS = 300.0
+CATCH_UP_SECONDS = 180.0
 FARM_URL = re.compile(r"^https://farm\.example/(\d+)/(\d+)/(\d+)$")
+
+
+def check_farm(farm: FeedFarm) -> None:
+    """The farm's port was free when picked, not necessarily when bound: make sure the feeds
+    come from the farm and not from another program that took the port meanwhile."""
+    with urllib.request.urlopen(farm.url(0), timeout=10) as response:
+        if b"Farm feed 0" not in response.read():
+            raise RuntimeError(f"{farm.url(0)} is not the feed farm")
 
 
 def write_config(folder: Path, farm: FeedFarm, hook: str) -> Path:
@@ -153,6 +162,7 @@ def run(minutes: float, feeds: int, seed: int) -> dict[str, object]:
     report: dict[str, object] = {"minutes": minutes, "feeds": feeds, "seed": seed}
     lives: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="newswatch-chaos-") as tmp, FeedFarm(feeds) as farm:
+        check_farm(farm)
         folder = Path(tmp)
         db = folder / "chaos.db"
         env = service_env(folder, write_config(folder, farm, receiver.url))
@@ -210,7 +220,8 @@ def clean_life(
                 "the store to catch up and the outbox to drain",
             )
         except AssertionError as exc:
-            print(f"final life: {exc}", file=sys.stderr)
+            print(f"final life: {exc}; its log ends:", file=sys.stderr)
+            print("\n".join(nw.log_text().splitlines()[-20:]), file=sys.stderr)
         nw.signal(signal.SIGTERM)
         code = nw.wait(60)
         wait_for(lambda: not nw.family(), ORPHAN_SECONDS, "the children to exit")

@@ -113,21 +113,26 @@ class Service:
         """Poll every enabled source once, concurrently; return when all are done. After
         SIGTERM/SIGINT (or `stop_event`) no new poll starts; those in flight finish."""
         with stop_on_signal(self.stop_event):
-            sources = self.sync_sources()
-            async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:
-                self.poller = poller
-                limit = asyncio.Semaphore(self.settings.http_max_connections)
+            return await self._poll_once(on_done)
 
-                async def one(source: SourceSnapshot) -> PollOutcome | None:
-                    async with limit:
-                        if self.stop_event.is_set():
-                            return None
-                        outcome = await poller.poll(source)
-                    if on_done:
-                        on_done(outcome)
-                    return outcome
+    async def _poll_once(
+        self, on_done: Callable[[PollOutcome], None] | None = None
+    ) -> list[PollOutcome]:
+        sources = self.sync_sources()
+        async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:
+            self.poller = poller
+            limit = asyncio.Semaphore(self.settings.http_max_connections)
 
-                outcomes = await asyncio.gather(*(one(s) for s in sources))
+            async def one(source: SourceSnapshot) -> PollOutcome | None:
+                async with limit:
+                    if self.stop_event.is_set():
+                        return None
+                    outcome = await poller.poll(source)
+                if on_done:
+                    on_done(outcome)
+                return outcome
+
+            outcomes = await asyncio.gather(*(one(s) for s in sources))
         self._update_error_gauge()
         polled = [o for o in outcomes if o is not None]
         if len(polled) < len(sources):

@@ -154,7 +154,7 @@ def _write_replay(path: Path, lines: int) -> None:
 def test_replay_sigterm_keeps_what_it_read_and_a_second_replay_adds_the_rest(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    lines = 6 * BATCH_LINES
+    lines = 3 * BATCH_LINES
     data = tmp_path / "stream.jsonl"
     _write_replay(data, lines)
     url = cli_env["DATABASE_URL"]

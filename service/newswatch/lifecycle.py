@@ -128,8 +128,14 @@ def fatal_exit_logged(command: Callable[[], str | None]) -> Iterator[None]:
     except SignalExit as exc:
         _ensure_logging()
         code = signal_exit_code(exc.signum)
+        # Start-up (or the last clean-up, after the mode stopped listening): the work was
+        # interrupted where it stood, not finished.
         log.warning(
-            "stopped on signal during start-up", command=command(), signal=str(exc), exit_code=code
+            "stopped on signal",
+            command=command(),
+            signal=str(exc),
+            exit_code=code,
+            interrupted=True,
         )
         raise SystemExit(code) from None
     except (SystemExit, KeyboardInterrupt):

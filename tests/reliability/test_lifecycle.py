@@ -9,6 +9,8 @@ import os
 import signal
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -76,17 +78,30 @@ def _pool_started(nw: Newswatch) -> bool:
     return len(nw.children()) >= PARSE_WORKERS + 1
 
 
-def test_run_once_sigterm_finishes_in_flight_fetch_and_stops_children(
-    service_env: dict[str, str], server: LocalServer, tmp_path: Path
-) -> None:
+@contextmanager
+def _once_with_fetch_in_flight(
+    env: dict[str, str], server: LocalServer, tmp_path: Path
+) -> Iterator[tuple[Newswatch, HeldResponse]]:
+    """`newswatch run --once` with its parse pool up and one fetch held by the server, after
+    a first SIGTERM it has seen."""
     held = HeldResponse()
     server.routes["/slow"] = held
     config = _write_config(tmp_path, server, slow=True)
-    env = service_env | {"NEWSWATCH_CONFIG": str(config)}
+    env = env | {"NEWSWATCH_CONFIG": str(config)}
     with Newswatch(["run", "--once"], env, tmp_path / "once.log") as nw:
-        wait_for(lambda: held.arrived.is_set() and _pool_started(nw), 60, "the parse pool")
-        nw.signal(signal.SIGTERM)
-        wait_for(lambda: nw.logged("signal received"), STOP_SECONDS, "the signal to be seen")
+        try:
+            wait_for(lambda: held.arrived.is_set() and _pool_started(nw), 60, "the parse pool")
+            nw.signal(signal.SIGTERM)
+            wait_for(lambda: nw.logged("signal received"), STOP_SECONDS, "the signal to be seen")
+            yield nw, held
+        finally:
+            held.release.set()
+
+
+def test_run_once_sigterm_finishes_in_flight_fetch_and_stops_children(
+    service_env: dict[str, str], server: LocalServer, tmp_path: Path
+) -> None:
+    with _once_with_fetch_in_flight(service_env, server, tmp_path) as (nw, held):
         held.release.set()
         code = nw.wait(STOP_SECONDS)
         wait_for(lambda: not nw.family(), ORPHAN_SECONDS, "the children to exit")
@@ -97,13 +112,33 @@ def test_run_once_sigterm_finishes_in_flight_fetch_and_stops_children(
 
 
 @sqlite_only
+def test_a_second_signal_exits_at_once(
+    service_env: dict[str, str], server: LocalServer, tmp_path: Path
+) -> None:
+    with _once_with_fetch_in_flight(service_env, server, tmp_path) as (nw, _held):
+        nw.signal(signal.SIGINT)  # the fetch is still held: only this ends the process
+        code = nw.wait(STOP_SECONDS)
+        wait_for(lambda: not nw.family(), ORPHAN_SECONDS, "the children to exit")
+        assert code == 128 + signal.SIGINT, nw.log_text()
+        assert nw.logged("second signal: exiting now")
+
+
+@contextmanager
+def _service_with_pool(
+    env: dict[str, str], server: LocalServer, tmp_path: Path
+) -> Iterator[Newswatch]:
+    """`newswatch run` polling FEEDS feeds, once its parse pool is up."""
+    config = _write_config(tmp_path, server, slow=False)
+    with Newswatch(["run"], env | {"NEWSWATCH_CONFIG": str(config)}, tmp_path / "run.log") as nw:
+        wait_for(lambda: _pool_started(nw), 60, "the parse pool")
+        yield nw
+
+
+@sqlite_only
 def test_run_sigterm_stops_children(
     service_env: dict[str, str], server: LocalServer, tmp_path: Path
 ) -> None:
-    config = _write_config(tmp_path, server, slow=False)
-    env = service_env | {"NEWSWATCH_CONFIG": str(config)}
-    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
-        wait_for(lambda: _pool_started(nw), 60, "the parse pool")
+    with _service_with_pool(service_env, server, tmp_path) as nw:
         nw.signal(signal.SIGTERM)
         code = nw.wait(STOP_SECONDS)
         wait_for(lambda: not nw.family(), ORPHAN_SECONDS, "the children to exit")
@@ -114,17 +149,14 @@ def test_run_sigterm_stops_children(
 def test_children_die_with_a_killed_service(
     service_env: dict[str, str], server: LocalServer, tmp_path: Path
 ) -> None:
-    config = _write_config(tmp_path, server, slow=False)
-    env = service_env | {"NEWSWATCH_CONFIG": str(config)}
-    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
-        wait_for(lambda: _pool_started(nw), 60, "the parse pool")
+    with _service_with_pool(service_env, server, tmp_path) as nw:
         children = nw.children()
         nw.signal(signal.SIGKILL)
         assert nw.wait(STOP_SECONDS) == -signal.SIGKILL
         wait_for(lambda: not nw.family(), ORPHAN_SECONDS, f"orphans {children} to exit")
-    if env["DATABASE_URL"].startswith("sqlite"):
-        path = env["DATABASE_URL"].split("///", 1)[1]
-        with sqlite3.connect(path) as db:
+    url = service_env["DATABASE_URL"]
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split("///", 1)[1]) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
@@ -199,7 +231,7 @@ def test_a_signal_during_start_up_is_logged(
         nw.signal(signal.SIGTERM)
         code = nw.wait(STOP_SECONDS)
         wait_for(lambda: not nw.family(), ORPHAN_SECONDS, "the children to exit")
-        started = nw.logged("stopped on signal during start-up")
+        started = [line for line in nw.logged("stopped on signal") if line.get("interrupted")]
         assert (code, bool(started)) in {(128 + signal.SIGTERM, True), (0, False)}, nw.log_text()
         assert started or nw.logged("service stopped")
 

@@ -122,7 +122,10 @@ def stop_on_signal(event: asyncio.Event) -> Iterator[None]:
 def fatal_exit_logged(command: Callable[[], str | None]) -> Iterator[None]:
     """Log why the process ends when it ends by an exception or a signal; deliberate exits
     (click's errors, SystemExit) pass through untouched. `command()` names what ran."""
-    faulthandler.enable()  # a crash of the interpreter itself prints its stack to stderr
+    # A crash of the interpreter itself prints its stack to stderr (when stderr is a file:
+    # not under click's test runner).
+    with contextlib.suppress(AttributeError, ValueError, OSError, RuntimeError):
+        faulthandler.enable()
     try:
         yield
     except SignalExit as exc:

@@ -14,17 +14,17 @@ import random
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 from xml.sax.saxutils import escape
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "grouping"
+from shared_data import shared_corpus
+
 ENTRIES_PER_FEED = 20
 
 
 def corpus() -> list[tuple[str, str]]:
     rows = []
     for name in ("ecbplus-dev.jsonl", "uci-headlines-dev.jsonl"):
-        with open(SHARED / name, encoding="utf-8") as f:
+        with shared_corpus(f"grouping/{name}").open(encoding="utf-8") as f:
             for line in f:
                 r = json.loads(line)
                 rows.append((r["title"], (r.get("text") or r["title"])[:600]))

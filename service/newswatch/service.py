@@ -320,7 +320,8 @@ def build_service(
         from newswatch.api.app import create_app
         from newswatch.api.server import serve
 
-        app = create_app(engine, settings, status=service.status)
+        # The config too: /api/rules and the rule feeds list its rules, as under `serve`.
+        app = create_app(engine, settings, status=service.status, config=config)
         service.companions.append(
             lambda stop: serve(app, settings.http_host, settings.http_port, stop)
         )

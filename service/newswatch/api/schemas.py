@@ -55,7 +55,10 @@ class ArticleOut(BaseModel):
     summary: str | None = None
     published: datetime | None = None
     first_seen: datetime
-    language: str | None = None
+    language: str | None = Field(None, description="ISO 639 code, e.g. en, de, pt")
+    language_source: str | None = Field(
+        None, description="declared (by the feed or page) or detected (from the text)"
+    )
     source_id: int | None = None
     source_name: str | None = None
     event_id: int | None = None

@@ -12,7 +12,6 @@ import click
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
 from newswatch.lifecycle import STOP, exit_on_signal
-from newswatch.store.db import current_revision, head_revision, upgrade
 
 if TYPE_CHECKING:
     from newswatch.fetch.poll import PollOutcome
@@ -79,6 +78,8 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: AppContext) -> None:
     """Apply the schema migrations (also done at every start)."""
+    from newswatch.store.db import current_revision, head_revision, upgrade
+
     engine = app.engine(migrate=False)
     before = current_revision(engine)
     upgrade(engine)

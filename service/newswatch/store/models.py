@@ -78,6 +78,8 @@ class Article(SQLModel, table=True):
     published: datetime | None = _ts(default=None, index=True)
     first_seen: datetime = _ts(default_factory=utcnow, index=True)
     language: str | None = Field(default=None, max_length=16)
+    # "declared" (by the feed, entry or page) or "detected" (from the text); None with no language.
+    language_source: str | None = Field(default=None, max_length=8)
     content_hash: str = Field(max_length=64, index=True)
     source_id: int | None = Field(default=None, foreign_key="sources.id", ondelete="SET NULL")
     event_id: int | None = Field(default=None, index=True)

@@ -14,10 +14,9 @@ faulthandler prints the Python stack on a crash of the interpreter itself.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ctypes
 import faulthandler
+import functools
 import os
 import signal
 import sys
@@ -25,16 +24,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import structlog
 
 from newswatch.logging import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = get_logger("newswatch.lifecycle")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 ORPHAN_CHECK_SECONDS = 1.0
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def signal_exit_code(signum: int) -> int:
@@ -74,6 +79,20 @@ class StopRequest:
             signal.signal(sig, self._on_signal)
 
     @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Handle SIGTERM/SIGINT while inside; then the previous handlers again and no
+        request (a command run in-process, as the tests do, leaves the process as it was)."""
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        self.install()
+        try:
+            yield
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            self.signum = None
+
+    @contextlib.contextmanager
     def listen(self, listener: Callable[[], None]) -> Iterator[None]:
         """Call `listener` (in the main thread, from a signal handler: it must only set a
         flag or wake a loop) when a stop is requested; at once if one already was."""
@@ -100,10 +119,24 @@ class StopRequest:
 STOP = StopRequest()
 
 
+def stops_on_signal(command: Callable[P, T]) -> Callable[P, T]:
+    """Decorator of a long-running command: SIGTERM/SIGINT are STOP's from its first line
+    (a signal during start-up stops it too, with a log line) to its last."""
+
+    @functools.wraps(command)
+    def handled(*args: P.args, **kwargs: P.kwargs) -> T:
+        with STOP.handling():
+            return command(*args, **kwargs)
+
+    return handled
+
+
 @contextlib.contextmanager
 def stop_on_signal(event: asyncio.Event) -> Iterator[None]:
     """While inside (in a running event loop): a stop request logs the signal and sets
     `event` in its loop, where the mode finishes what is in flight."""
+    import asyncio  # here: the CLI imports this module at every start (decision 0041)
+
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -200,6 +233,8 @@ def bind_to_parent(parent_pid: int) -> None:
 def _parent_death_signal(signum: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)) == 0

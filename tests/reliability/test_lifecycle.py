@@ -260,3 +260,19 @@ def test_workers_exit_when_their_parent_is_gone(tmp_path: Path) -> None:
 
     done = subprocess.run([sys.executable, "-c", code], timeout=STOP_SECONDS)
     assert done.returncode == 1
+
+
+@sqlite_only
+def test_a_command_run_in_process_gives_the_signal_handlers_back(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Tests (and programs embedding the CLI) run commands in their own process: the command
+    must not leave its SIGTERM/SIGINT handling behind."""
+    from tests.cli_support import newswatch
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    config = tmp_path / "empty.yaml"
+    config.write_text("sources: []\n")
+    done = newswatch("run", "--once", env=cli_env | {"NEWSWATCH_CONFIG": str(config)})
+    assert done.returncode == 0, done.stderr
+    assert {sig: signal.getsignal(sig) for sig in before} == before

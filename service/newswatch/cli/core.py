@@ -11,7 +11,7 @@ import click
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
-from newswatch.lifecycle import STOP, exit_on_signal
+from newswatch.lifecycle import exit_on_signal, stops_on_signal
 
 if TYPE_CHECKING:
     from newswatch.fetch.poll import PollOutcome
@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 @click.command("run")
 @click.option("--once", is_flag=True, help="Poll every enabled source once, then exit.")
 @pass_app
+@stops_on_signal
 def run(app: AppContext, once: bool) -> None:
-    """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly: exit status 0;
-    `--once` stopped that way exits with 128 + the signal's number)."""
-    STOP.install()  # from the start: a signal during start-up stops it too, with a log line
+    """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly).
+
+    Stopped so, `run` exits 0 and `run --once` with 128 + the signal's number."""
     from newswatch.service import build_service  # the service's imports are heavy
 
     service = build_service(app.engine(), app.config, app.settings, serve_http=not once)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import FileConfig, Settings
-from newswatch.lifecycle import STOP, exit_on_signal
+from newswatch.lifecycle import STOP, exit_on_signal, stops_on_signal
 from newswatch.replay import ReplayResult, bcubed, count_lines, gold_labels, replay
 from newswatch.store.db import open_store
 
@@ -51,6 +51,7 @@ def _report_errors(result: ReplayResult) -> None:
 )
 @click.option("--no-alerts", is_flag=True, help="Do not run alert rules or send anything.")
 @pass_app
+@stops_on_signal
 def replay_command(app: AppContext, path: Path, assignments: Path | None, no_alerts: bool) -> None:
     """Feed articles from a JSONL file through the pipeline, in file order, into the store.
 
@@ -58,7 +59,6 @@ def replay_command(app: AppContext, path: Path, assignments: Path | None, no_ale
     ignored. Bad lines are reported with their line number and skipped (exit status 1).
     SIGTERM/SIGINT stop it after the lines read so far (exit status 128 + the signal's number).
     """
-    STOP.install()  # from the start: a signal during start-up stops it too, with a log line
     engine = app.engine()
     alerts = not no_alerts
     with STOP.listen(lambda: None):  # the replay looks at STOP.requested between lines

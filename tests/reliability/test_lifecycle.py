@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -238,14 +239,24 @@ def test_a_signal_during_start_up_is_logged(
 
 @sqlite_only
 def test_a_fatal_error_is_logged(cli_env: dict[str, str], tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    env = cli_env | {"DATABASE_URL": f"sqlite:///{blocker}/newswatch.db"}
-    with Newswatch(["run", "--once"], env, tmp_path / "run.log") as nw:
-        assert nw.wait(STOP_SECONDS) == 1
-        [fatal] = nw.logged("fatal error")
-        assert fatal["level"] == "critical" and fatal["command"] == "run"
-        assert str(blocker) in str(fatal["exception"])
+    """A part of the service failing (here its HTTP port is taken) ends the process: one
+    critical line says so, with the traceback."""
+    config = tmp_path / "empty.yaml"
+    config.write_text("sources: []\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = cli_env | {
+            "NEWSWATCH_CONFIG": str(config),
+            "NEWSWATCH_HTTP_HOST": "127.0.0.1",
+            "NEWSWATCH_HTTP_PORT": str(port),
+        }
+        with Newswatch(["run"], env, tmp_path / "run.log") as nw:
+            assert nw.wait(STOP_SECONDS) == 1, nw.log_text()
+            [fatal] = nw.logged("fatal error")
+            assert fatal["level"] == "critical" and fatal["command"] == "run"
+            assert f"could not start on 127.0.0.1:{port}" in str(fatal["exception"])
 
 
 def test_workers_exit_when_their_parent_is_gone(tmp_path: Path) -> None:

@@ -215,7 +215,11 @@ def clean_life(
     with Newswatch(["run"], env, log) as nw:
         try:
             wait_for(
-                lambda: generation_stored(db, feeds, generations - 1) and not due_notifications(db),
+                lambda: (
+                    nw.logged("service started")  # a SIGTERM before its handler: -15
+                    and generation_stored(db, feeds, generations - 1)
+                    and not due_notifications(db)
+                ),
                 CATCH_UP_SECONDS,
                 "the store to catch up and the outbox to drain",
             )

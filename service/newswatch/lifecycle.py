@@ -1,10 +1,12 @@
 """How a newswatch process ends.
 
-SIGTERM and SIGINT ask the long-running modes (`run`, `run --once`, `replay`, `serve`) to stop:
-once a mode's main loop listens (`STOP.listen`), the signal only tells it, and it finishes
-what is in flight, stops its children and returns. A signal that arrives before anything
-listens (start-up: migrations, loading the config) raises `SignalExit` where the process is,
-which rolls back any open transaction, like Ctrl-C does for any Python program. A second
+Every command handles SIGTERM and SIGINT through `STOP` while it runs (the command group
+installs it). The long-running modes (`run`, `run --once`, `replay`, `serve`) listen
+(`STOP.listen`) once their main loop runs: the signal only tells them, and they finish what
+is in flight, stop their children and return. A signal that arrives while nothing listens
+(start-up: migrations, loading the config; any short command) raises `SignalExit` where the
+process is, which rolls back any open transaction, like Ctrl-C does for any Python program,
+and ends the process with a log line. A second
 signal exits at once (the operator does not want to wait; the store's transactions and the
 parse workers' parent-death signal keep that safe).
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import functools
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -38,8 +39,6 @@ log = get_logger("newswatch.lifecycle")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 ORPHAN_CHECK_SECONDS = 1.0
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 def signal_exit_code(signum: int) -> int:
@@ -117,18 +116,6 @@ class StopRequest:
 
 
 STOP = StopRequest()
-
-
-def stops_on_signal(command: Callable[P, T]) -> Callable[P, T]:
-    """Decorator of a long-running command: SIGTERM/SIGINT are STOP's from its first line
-    (a signal during start-up stops it too, with a log line) to its last."""
-
-    @functools.wraps(command)
-    def handled(*args: P.args, **kwargs: P.kwargs) -> T:
-        with STOP.handling():
-            return command(*args, **kwargs)
-
-    return handled
 
 
 @contextlib.contextmanager

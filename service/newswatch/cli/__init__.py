@@ -16,7 +16,7 @@ import click
 
 from newswatch import __version__
 from newswatch.cli.common import AppContext
-from newswatch.lifecycle import fatal_exit_logged
+from newswatch.lifecycle import STOP, fatal_exit_logged
 
 COMMAND_KEY = "newswatch.command"
 
@@ -61,12 +61,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 class LazyGroup(click.Group):
     """A group that imports a command's module when the command is looked up (to run it, or
-    for its own --help), and lists every command from COMMANDS without importing any. Every
-    command logs a fatal exit (an exception nobody caught, a signal during start-up) before
-    the process ends."""
+    for its own --help), and lists every command from COMMANDS without importing any.
+
+    Every command handles SIGTERM/SIGINT through `lifecycle.STOP` from its first line to its
+    last (the long-running ones stop cleanly; the others end with a log line, as soon as a
+    signal can be handled at all), and logs a fatal exit before the process ends."""
 
     def invoke(self, ctx: click.Context) -> object:
-        with fatal_exit_logged(lambda: ctx.meta.get(COMMAND_KEY)):
+        with fatal_exit_logged(lambda: ctx.meta.get(COMMAND_KEY)), STOP.handling():
             return super().invoke(ctx)
 
     def resolve_command(

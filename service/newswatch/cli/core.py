@@ -11,7 +11,7 @@ import click
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
-from newswatch.lifecycle import exit_on_signal, stops_on_signal
+from newswatch.lifecycle import exit_on_signal
 
 if TYPE_CHECKING:
     from newswatch.fetch.poll import PollOutcome
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 @click.command("run")
 @click.option("--once", is_flag=True, help="Poll every enabled source once, then exit.")
 @pass_app
-@stops_on_signal
 def run(app: AppContext, once: bool) -> None:
     """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly).
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import FileConfig, Settings
-from newswatch.lifecycle import STOP, exit_on_signal, stops_on_signal
+from newswatch.lifecycle import STOP, exit_on_signal
 from newswatch.replay import ReplayResult, bcubed, count_lines, gold_labels, replay
 from newswatch.store.db import open_store
 
@@ -51,7 +51,6 @@ def _report_errors(result: ReplayResult) -> None:
 )
 @click.option("--no-alerts", is_flag=True, help="Do not run alert rules or send anything.")
 @pass_app
-@stops_on_signal
 def replay_command(app: AppContext, path: Path, assignments: Path | None, no_alerts: bool) -> None:
     """Feed articles from a JSONL file through the pipeline, in file order, into the store.
 

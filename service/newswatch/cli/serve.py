@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from newswatch.cli.common import AppContext, pass_app
-from newswatch.lifecycle import stop_on_signal, stops_on_signal
+from newswatch.lifecycle import stop_on_signal
 
 
 async def _serve_until_signal(app_ctx: AppContext, host: str, port: int) -> None:
@@ -24,7 +24,6 @@ async def _serve_until_signal(app_ctx: AppContext, host: str, port: int) -> None
 @click.option("--host", help="address to listen on [env: NEWSWATCH_HTTP_HOST, default 0.0.0.0]")
 @click.option("--port", type=click.IntRange(0, 65535), help="[env: NEWSWATCH_HTTP_PORT, 8080]")
 @pass_app
-@stops_on_signal
 def serve_command(app: AppContext, host: str | None, port: int | None) -> None:
     """Serve health, metrics, the read API and the live pages over an existing store."""
     settings = app.settings

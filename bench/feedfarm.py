@@ -14,6 +14,7 @@ import random
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 from shared_data import shared_corpus
@@ -53,14 +54,19 @@ def render(feed: int, generation: int, texts: list[tuple[str, str]]) -> bytes:
     ).encode()
 
 
-def _serve(port: int, feeds: int, generation, ready) -> None:  # type: ignore[no-untyped-def]
+def _serve(port: int, feeds: int, generation, ready, log_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
     from aiohttp import web
 
     texts = corpus()
     cache: dict[tuple[int, int], bytes] = {}
+    log = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else None  # noqa: SIM115
 
     async def handler(request: web.Request) -> web.Response:
         feed = int(request.match_info["n"])
+        if log is not None:
+            log.write(f"{time.time():.6f} {feed}\n")  # when each request arrived, for a bench
         if feed >= feeds:
             return web.Response(status=404)
         gen = generation.value
@@ -89,10 +95,13 @@ def _serve(port: int, feeds: int, generation, ready) -> None:  # type: ignore[no
 
 
 class FeedFarm:
-    """`with FeedFarm(2000) as farm: farm.url(i); farm.bump()`"""
+    """`with FeedFarm(2000) as farm: farm.url(i); farm.bump()`
 
-    def __init__(self, feeds: int):
+    With `log_path`, the farm appends "<unix time> <feed number>" for every request it gets."""
+
+    def __init__(self, feeds: int, log_path: Path | None = None):
         self.feeds = feeds
+        self.log_path = log_path
         self.port = _free_port()
         self._generation = mp.Value("i", 0)
         self._ready = mp.Event()
@@ -112,7 +121,7 @@ class FeedFarm:
         self._ready = ctx.Event()
         self._proc = ctx.Process(
             target=_serve,
-            args=(self.port, self.feeds, self._generation, self._ready),
+            args=(self.port, self.feeds, self._generation, self._ready, self.log_path),
             daemon=True,
         )
         self._proc.start()

@@ -667,7 +667,8 @@ def test_fragments_merged_during_group_wait_go_out_as_one_notification(engine: E
     decided = utcnow() - timedelta(minutes=10)
     with webhook_receiver() as receiver:
         ops = ChannelConfig(name="ops", type="webhook", url=receiver.url(), secret=SECRET)
-        alerts = AlertEngine([waiting], [ops], clock=lambda: decided)
+        public = Settings(_env_file=None, NEWSWATCH_PUBLIC_URL="https://news.example.org")  # type: ignore[call-arg]
+        alerts = AlertEngine([waiting], [ops], public, clock=lambda: decided)
         with Session(engine) as session:
             w = World(session)
             a, b, c = w.article("s1"), w.article("s2"), w.article("s3")
@@ -691,6 +692,7 @@ def test_fragments_merged_during_group_wait_go_out_as_one_notification(engine: E
     assert message["type"] == "notification"
     assert (message["event_id"], message["revision"], message["kind"]) == (a.event_id, 1, "event")
     assert message["idempotency_key"] == f"dprk:{a.event_id}:1"
+    assert message["url"] == f"https://news.example.org/events/{a.event_id}"
     assert message["sources"] == ["s1", "s2", "s3", "s4", "s5"]
     assert message["why"]["matching_articles"] == 5
 
@@ -774,3 +776,16 @@ def test_merged_fragments_keep_the_first_due_notification(engine: Engine) -> Non
         assert row.payload["sources"] == ["s1", "s2", "s3"]
         state = session.get(AlertState, ("dprk", b.event_id))
         assert state is not None and (state.revision, state.sources_notified) == (1, 3)
+
+
+def test_payload_links_the_event_page_under_the_public_url(engine: Engine) -> None:
+    public = Settings(_env_file=None, NEWSWATCH_PUBLIC_URL="https://news.example.org/watch/")  # type: ignore[call-arg]
+    linked = AlertEngine([rule(name="linked")], channels(), public, clock=lambda: NOW)
+    plain = AlertEngine([rule(name="plain")], channels(), clock=lambda: NOW)
+    with Session(engine) as session:
+        w = World(session)
+        a = w.article("s1")
+        linked.on_changes(session, [a])
+        plain.on_changes(session, [a])
+        urls = {n.rule: n.payload["url"] for n in notifications(session)}
+    assert urls == {"linked": f"https://news.example.org/watch/events/{a.event_id}", "plain": None}

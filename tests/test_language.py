@@ -42,7 +42,9 @@ PAGES = SHARED_DATA / "extraction" / "article-extraction-benchmark"
         ("zh-Hant-TW", "zh"),
         ("fr, en", "fr"),
         ("iw", "he"),  # withdrawn code still found in feeds
-        ("gsw", "gsw"),
+        ("gsw", "gsw"),  # Swiss German has no two-letter code
+        ("eng", "en"),  # ISO 639-2, as some feeds write it
+        ("ger", "de"),
         ("und", None),
         ("", None),
         (None, None),

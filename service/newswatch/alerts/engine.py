@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from newswatch.alerts.cap import RuleCap
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.models import AlertState, RuleMatch
@@ -95,7 +96,7 @@ def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | No
 class AlertEngine:
     """Decides, inside the ingest transaction, which (rule, event) pairs are notified and
     when; writes matches, state and outbox rows. `settings` is accepted for the shared
-    interface (nothing in it concerns the rules yet); `clock` is for tests."""
+    interface (its public URL makes the payloads' event links); `clock` is for tests."""
 
     def __init__(
         self,
@@ -106,10 +107,12 @@ class AlertEngine:
         clock: Callable[[], datetime] = utcnow,
     ):
         self.settings = settings
+        self.public_url = settings.public_url if settings is not None else None
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
         self.clock = clock
+        self.cap = RuleCap.from_settings(settings)
         # Called after a transaction that queued notifications commits (wakes the worker).
         self.enqueued = False
         self._silences: set[str | None] | None = None
@@ -195,7 +198,9 @@ class AlertEngine:
             for row in rows:
                 if row.rule != rule_name or row.status != "pending" or row.attempts:
                     continue
-                payload = event_payload(session, rule, firing, row.revision, matched)
+                payload = event_payload(
+                    session, rule, firing, row.revision, matched, public_url=self.public_url
+                )
                 key = idempotency_key(rule_name, event_id, row.revision)
                 rewrite_notification(session, row.id, event_id, key, payload)
             state = session.get(AlertState, (rule_name, event_id))
@@ -264,6 +269,7 @@ class AlertEngine:
         if not open_pairs:
             return []
         self._silences = None  # loaded when first needed, once per round
+        self.cap.new_round()
         # The events in play, loaded at once (session.get then finds them without a query).
         events = session.execute(
             select(Event).where(Event.id.in_({e for _, e in open_pairs}))  # type: ignore[attr-defined]
@@ -313,10 +319,24 @@ class AlertEngine:
         if self._silenced(session, rule.name, now):
             state.status = "silenced"  # recorded, so the silence is visible; nothing queued
             return False
+        if self.cap.full(session, rule.name, now):
+            state.status = "capped"  # counted in the window's summary (alerts/cap.py)
+            if self.cap.overflow(
+                session, rule, self.channels, firing.event_id, firing.sources, now
+            ):
+                self.enqueued = True
+            return False
+        self.cap.counted(rule.name, now)
         state.status = "notified"
         state.revision += 1
         payload = event_payload(
-            session, rule, firing, state.revision, matched, self._round["views"]
+            session,
+            rule,
+            firing,
+            state.revision,
+            matched,
+            self._round["views"],
+            public_url=self.public_url,
         )
         for channel_name in rule.channels:
             channel = self.channels[channel_name]
@@ -491,10 +511,13 @@ def event_payload(
     revision: int,
     matched_ids: list[int] | None = None,
     cache: dict[int, ArticleView] | None = None,
+    *,
+    public_url: str | None = None,
 ) -> dict[str, Any]:
     """What a notification says about an event: documented in docs/webhooks.md.
     `matched_ids`: the event's articles that matched the rule, when the caller knows them;
-    `cache`: articles loaded already, by id (missing ones are loaded and added)."""
+    `cache`: articles loaded already, by id (missing ones are loaded and added);
+    `public_url`: the service's base URL (NEWSWATCH_PUBLIC_URL), for the event page's link."""
     event = session.get(Event, firing.event_id)
     if matched_ids is None:
         query = select(M.article_id).where(M.rule == rule.name, M.event_id == firing.event_id)
@@ -517,6 +540,7 @@ def event_payload(
         "event_id": firing.event_id,
         "revision": revision,
         "kind": "event" if revision == 1 else "update",
+        "url": event_page(public_url, firing.event_id),
         "title": event.title if event else None,
         "first_seen": event.first_seen.isoformat() if event else None,
         "last_seen": event.last_seen.isoformat() if event else None,
@@ -542,3 +566,8 @@ def event_payload(
             "window": rule.window.total_seconds() if rule.window else None,
         },
     }
+
+
+def event_page(public_url: str | None, event_id: int) -> str | None:
+    """The event's page as users reach it; None without NEWSWATCH_PUBLIC_URL."""
+    return f"{public_url}/events/{event_id}" if public_url else None

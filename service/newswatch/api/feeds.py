@@ -27,7 +27,7 @@ from newswatch.api.errors import ApiError
 from newswatch.api.params import clean_text, parse_since
 from newswatch.api.routes import SessionDep
 from newswatch.api.schemas import EventOut
-from newswatch.store.columns import as_utc
+from newswatch.store.columns import as_utc, storable_text
 
 router = APIRouter(prefix="/feeds", include_in_schema=False)
 
@@ -43,9 +43,11 @@ def _iso(when: datetime) -> str:
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, attrs)
+    el = ET.SubElement(parent, tag, {k: storable_text(v) for k, v in attrs.items()})
     if text is not None:
-        el.text = text
+        # XML cannot carry control characters: text stored before they were removed at the
+        # store's boundary (SQLite kept a NUL of a feed's title) must not break the feed.
+        el.text = storable_text(text)
     return el
 
 
@@ -73,13 +75,17 @@ def render_feed(
     articles: dict[int, list[tuple[object, str | None]]],
     updated: dict[int, datetime] | None = None,
 ) -> Response:
-    """The Atom document of `items` (each entry updated at `updated[id]`, else last_seen)."""
-    base = str(request.base_url).rstrip("/")
+    """The Atom document of `items` (each entry updated at `updated[id]`, else last_seen).
+    Links go to NEWSWATCH_PUBLIC_URL when set (behind a proxy the request's own address is
+    not the one readers can reach), else to the address the request came to."""
+    public = request.app.state.settings.public_url
+    base = public or str(request.base_url).rstrip("/")
+    query = f"?{request.url.query}" if request.url.query else ""
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     _sub(feed, f"{{{ATOM}}}title", feed_title)
     _sub(feed, f"{{{ATOM}}}id", feed_id)
-    _sub(feed, f"{{{ATOM}}}link", rel="self", href=str(request.url))
+    _sub(feed, f"{{{ATOM}}}link", rel="self", href=f"{base}{request.url.path}{query}")
     _sub(feed, f"{{{ATOM}}}link", rel="alternate", href=f"{base}/")
     _sub(feed, f"{{{ATOM}}}generator", "newswatch")
     times = {e.id: (updated or {}).get(e.id, e.last_seen) for e in items}

@@ -25,6 +25,9 @@ class SourceOut(BaseModel):
     last_error: str | None = None
     consecutive_errors: int = 0
     next_fetch_at: datetime | None = None
+    host_wait_seconds: float | None = Field(
+        None, description="how long the last fetch waited for its host's turn (politeness)"
+    )
     articles: int = Field(0, description="articles first seen at this source")
     fetches_24h: int = Field(0, description="fetches in the last 24 hours")
     errors_24h: int = Field(0, description="failed fetches in the last 24 hours")

@@ -14,8 +14,18 @@ from newswatch.fetch.entries import ParsedEntry
 
 # The primary subtag of a BCP 47 / ISO 639 code ("en" of "en-US", "pt" of "pt_BR").
 _PRIMARY = re.compile(r"[a-z]{2,3}")
-# Withdrawn ISO 639-1 codes still found in feeds, and their current ones.
-_RENAMED = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "mo": "ro"}
+# Withdrawn ISO 639-1 codes still found in feeds, and their current ones; and the
+# three-letter ISO 639-2 codes (bibliographic and terminology) of the languages most news is
+# written in, which some feeds use, so that `lang:en` matches `eng` as well.
+_THREE_LETTER = (
+    "ar ara, bg bul, cs ces cze, da dan, de deu ger, el ell gre, en eng, es spa, fa fas per, "
+    "fi fin, fr fra fre, he heb, hi hin, hr hrv, hu hun, id ind, it ita, ja jpn, ko kor, "
+    "nl nld dut, no nor, pl pol, pt por, ro ron rum, ru rus, sk slk slo, sr srp, sv swe, "
+    "th tha, tr tur, uk ukr, vi vie, zh zho chi"
+)
+_RENAMED = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "mo": "ro"} | {
+    three: codes.split()[0] for codes in _THREE_LETTER.split(", ") for three in codes.split()[1:]
+}
 # "undetermined", "multiple", "no linguistic content": declare nothing.
 _NO_LANGUAGE = {"und", "mul", "zxx", "mis"}
 
@@ -62,12 +72,14 @@ def _model() -> Any:
 def detect_language(title: str | None, body: str | None) -> str | None:
     """The language of a title and body (summary or text), or None when the text is too
     short or the detector not confident enough to say."""
-    text = " ".join(part for part in (title, body) if part)[:DETECT_CHARS]
+    text = " ".join(part[:DETECT_CHARS] for part in (title, body) if part)[:DETECT_CHARS]
     if sum(1 for c in text if c.isalpha()) < MIN_LETTERS:
         return None
-    # fastText reads one line; lower case: capitals mislead it (an all-capital headline
-    # reads as German), and lowering all text was more accurate on real headlines.
-    labels, scores = _model().predict(" ".join(text.lower().split()), k=1)
+    # fastText reads one line of UTF-8: whitespace (line breaks too) collapsed, a lone
+    # surrogate (from a broken \u escape) replaced. Lower case: capitals mislead it (an
+    # all-capital headline reads as German); lowering all text was more accurate on headlines.
+    line = " ".join(text.lower().split()).encode("utf-8", "replace").decode("utf-8")
+    labels, scores = _model().predict(line, k=1)
     if not labels or scores[0] < MIN_CONFIDENCE:
         return None
     return normalise_language(labels[0].removeprefix(_LABEL))

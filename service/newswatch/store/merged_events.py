@@ -66,11 +66,16 @@ def rewrite_notification(
     payload: dict[str, Any] | None = None,
 ) -> None:
     """A waiting outbox row now about `event_id` under idempotency key `key`, saying
-    `payload` (its payload unchanged when None)."""
+    `payload` (its payload unchanged when None). A row a delivery worker claimed meanwhile
+    is left as it is being sent."""
     values: dict[str, Any] = {"event_id": event_id, "idempotency_key": key}
     if payload is not None:
         values["payload"] = {**payload, "idempotency_key": key}
-    session.execute(update(Notification).where(N.id == notification_id).values(**values))
+    session.execute(
+        update(Notification)
+        .where(N.id == notification_id, N.attempts == 0, N.status == "pending")
+        .values(**values)
+    )
 
 
 def matches_of(session: Session, rule: str, event_id: int) -> Sequence[Row[Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 from typing import Any
 
 import aiosmtplib
@@ -24,6 +24,7 @@ _HTML = Environment(autoescape=select_autoescape(default=True)).from_string(
 <li>{% if a.url %}<a href="{{ a.url }}">{{ a.title or a.url }}</a>{% else %}{{ a.title }}{% endif %}
 ({{ a.sources | join(", ") }})</li>{% endfor %}</ul>
 <p>Matched: {{ p.why.matched_terms | join(", ") }}</p>
+{% if p.url %}<p>Event page: <a href="{{ p.url }}">{{ p.url }}</a></p>{% endif %}
 {% endfor %}
 </body></html>"""
 )
@@ -43,6 +44,8 @@ def plain_text(payloads: list[dict[str, Any]]) -> str:
             if a.get("url"):
                 lines.append(f"  {a['url']}")
         lines += ["", f"Matched: {', '.join(p.get('why', {}).get('matched_terms', []))}"]
+        if p.get("url"):  # the event's page (NEWSWATCH_PUBLIC_URL)
+            lines.append(f"Event page: {p['url']}")
         parts.append("\n".join(lines))
     return "\n\n----\n\n".join(parts) + "\n"
 
@@ -68,6 +71,7 @@ def build_message(
     message["Subject"] = header_value(f"{config.subject_prefix} {subject}")
     message["From"] = header_value(sender)
     message["To"] = ", ".join(header_value(address) for address in config.to)
+    message["Date"] = formatdate(usegmt=True)  # RFC 5322 requires it; filters check it
     message["Message-ID"] = make_msgid(domain="newswatch")
     keys = ",".join(p["idempotency_key"] for p in payloads)
     message["X-Newswatch-Idempotency-Key"] = header_value(keys[:900])

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,10 +42,12 @@ from newswatch.store.db import make_engine, session_scope, upgrade
 
 
 class Receiver:
-    """Records when each Idempotency-Key arrived (perf_counter, shared by all threads)."""
+    """Records when each Idempotency-Key arrived (perf_counter, shared by all threads) and
+    how many times (bench/chaos.py: a repeat after a kill is allowed, a missing key not)."""
 
     def __init__(self) -> None:
         self.arrived: dict[str, float] = {}
+        self.received: Counter[str] = Counter()
         self.taken = 0  # arrivals already handed out by next_arrival
         self.cond = threading.Condition()
         receiver = self
@@ -54,6 +57,7 @@ class Receiver:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 with receiver.cond:
                     receiver.arrived[self.headers["Idempotency-Key"]] = time.perf_counter()
+                    receiver.received[self.headers["Idempotency-Key"]] += 1
                     receiver.cond.notify_all()
                 self.send_response(204)
                 self.end_headers()

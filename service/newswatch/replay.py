@@ -55,6 +55,7 @@ class ReplayResult:
     article_of: dict[str, int] = field(default_factory=dict)
     # input id -> the event the article is in at the end of the replay
     event_of: dict[str, int | None] = field(default_factory=dict)
+    stopped: bool = False  # `stop` said so before the end of the file
 
 
 def _parse_time(value: object, where: str) -> datetime | None:
@@ -135,12 +136,18 @@ def replay(
     path: str | Path,
     *,
     on_line: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> ReplayResult:
-    """Ingest every good line of `path`, in file order; bad lines are collected, not fatal."""
+    """Ingest every good line of `path`, in file order; bad lines are collected, not fatal.
+    When `stop()` turns true the lines read so far are ingested and the replay ends there
+    (a replay of the same file later adds the rest: copies are stored once)."""
     result = ReplayResult()
     sources: dict[str, int] = {}  # source name -> id, across batches
     batch: list[ReplayLine] = []
     for item in read_lines(path):
+        if stop is not None and stop():
+            result.stopped = True
+            break
         result.lines += 1
         if isinstance(item, LineError):
             result.errors.append(item)

@@ -8,8 +8,8 @@ runs twice at once. SIGTERM/SIGINT stop new work, let in-flight polls finish, th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from newswatch.config import FileConfig, Settings
 from newswatch.fetch.http import Fetcher
 from newswatch.fetch.pages import register as register_pages
 from newswatch.fetch.poll import Poller, PollOutcome
+from newswatch.lifecycle import STOP, stop_on_signal
 from newswatch.logging import get_logger
 from newswatch.metrics import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.pipeline import Pipeline
@@ -111,14 +112,23 @@ class Service:
     async def run_once(
         self, on_done: Callable[[PollOutcome], None] | None = None
     ) -> list[PollOutcome]:
-        """Poll every enabled source once, concurrently; return when all are done."""
+        """Poll every enabled source once, concurrently; return when all are done. After
+        SIGTERM/SIGINT (or `stop_event`) no new poll starts; those in flight finish."""
+        with stop_on_signal(self.stop_event):
+            return await self._poll_once(on_done)
+
+    async def _poll_once(
+        self, on_done: Callable[[PollOutcome], None] | None = None
+    ) -> list[PollOutcome]:
         sources = self.sync_sources()
         async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:
             self.poller = poller
             limit = asyncio.Semaphore(self.settings.http_max_connections)
 
-            async def one(source: SourceSnapshot) -> PollOutcome:
+            async def one(source: SourceSnapshot) -> PollOutcome | None:
                 async with limit:
+                    if self.stop_event.is_set():
+                        return None
                     outcome = await poller.poll(source)
                 if on_done:
                     on_done(outcome)
@@ -126,7 +136,10 @@ class Service:
 
             outcomes = await asyncio.gather(*(one(s) for s in sources))
         self._update_error_gauge()
-        return list(outcomes)
+        polled = [o for o in outcomes if o is not None]
+        if len(polled) < len(sources):
+            log.info("stopped before polling every source", skipped=len(sources) - len(polled))
+        return polled
 
     def _make_poller(self, fetcher: Fetcher) -> Poller:
         poller = Poller(fetcher, self.pipeline, self.settings)
@@ -135,11 +148,14 @@ class Service:
         return poller
 
     async def run(self, install_signals: bool = True) -> None:
-        """Run until SIGTERM/SIGINT (or `stop_event` is set)."""
-        loop = asyncio.get_running_loop()
+        """Run until SIGTERM/SIGINT (or `stop_event` is set). `install_signals=False` leaves
+        the process's signal handlers alone (an embedding program owns them)."""
         if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+            STOP.install()
+        with stop_on_signal(self.stop_event) if install_signals else contextlib.nullcontext():
+            await self._run()
+
+    async def _run(self) -> None:
         sources = self.sync_sources()
         async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:
             self.poller = poller
@@ -195,10 +211,6 @@ class Service:
         exc = task.exception()
         self.failure = RuntimeError(f"a part of the service stopped: {exc!r}")
         log.error("companion failed; stopping", error=repr(exc))
-        self.stop_event.set()
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        log.info("signal received", signal=sig.name)
         self.stop_event.set()
 
     def _reschedule(self, sources: list[SourceSnapshot]) -> None:

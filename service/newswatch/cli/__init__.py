@@ -16,6 +16,9 @@ import click
 
 from newswatch import __version__
 from newswatch.cli.common import AppContext
+from newswatch.lifecycle import STOP, fatal_exit_logged
+
+COMMAND_KEY = "newswatch.command"
 
 # Every top-level command: the module of this package whose register(main) adds it, and its
 # one-line help for `newswatch --help` (a test checks both against the modules).
@@ -58,7 +61,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 class LazyGroup(click.Group):
     """A group that imports a command's module when the command is looked up (to run it, or
-    for its own --help), and lists every command from COMMANDS without importing any."""
+    for its own --help), and lists every command from COMMANDS without importing any.
+
+    Every command handles SIGTERM/SIGINT through `lifecycle.STOP` from its first line to its
+    last (the long-running ones stop cleanly; the others end with a log line, as soon as a
+    signal can be handled at all), and logs a fatal exit before the process ends."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with fatal_exit_logged(lambda: ctx.meta.get(COMMAND_KEY)), STOP.handling():
+            return super().invoke(ctx)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[COMMAND_KEY] = name  # for the fatal-exit line
+        return name, command, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(COMMANDS) | set(self.commands))

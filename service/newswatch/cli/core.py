@@ -11,6 +11,7 @@ import click
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
+from newswatch.lifecycle import exit_on_signal
 
 if TYPE_CHECKING:
     from newswatch.fetch.poll import PollOutcome
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
 @click.option("--once", is_flag=True, help="Poll every enabled source once, then exit.")
 @pass_app
 def run(app: AppContext, once: bool) -> None:
-    """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly)."""
+    """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly).
+
+    Stopped so, `run` exits 0 and `run --once` with 128 + the signal's number."""
     from newswatch.service import build_service  # the service's imports are heavy
 
     service = build_service(app.engine(), app.config, app.settings, serve_http=not once)
@@ -33,6 +36,7 @@ def run(app: AppContext, once: bool) -> None:
             f"{len(outcomes)} sources polled, {new} new articles, {len(failed)} with errors",
             err=True,
         )
+        exit_on_signal()  # what was queued is sent by the next run, not now
         drain_alerts(app.engine(), app.config, app.settings)
         return
     asyncio.run(service.run())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import FileConfig, Settings
+from newswatch.lifecycle import STOP, exit_on_signal
 from newswatch.replay import ReplayResult, bcubed, count_lines, gold_labels, replay
 from newswatch.store.db import open_store
 
@@ -19,15 +21,20 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _replay_with_progress(
-    engine: Engine, config: FileConfig, settings: Settings, path: Path, alerts: bool
+    engine: Engine,
+    config: FileConfig,
+    settings: Settings,
+    path: Path,
+    alerts: bool,
+    stop: Callable[[], bool] | None = None,
 ) -> ReplayResult:
     from newswatch.pipeline import Pipeline  # heavy imports only when replaying
 
     pipeline = Pipeline(engine, config, settings, alerts=alerts)
     if not sys.stderr.isatty():
-        return replay(engine, pipeline, path)
+        return replay(engine, pipeline, path, stop=stop)
     with click.progressbar(length=count_lines(path), label="replaying", file=sys.stderr) as bar:
-        return replay(engine, pipeline, path, on_line=lambda: bar.update(1))
+        return replay(engine, pipeline, path, on_line=lambda: bar.update(1), stop=stop)
 
 
 def _report_errors(result: ReplayResult) -> None:
@@ -49,15 +56,19 @@ def replay_command(app: AppContext, path: Path, assignments: Path | None, no_ale
 
     Each line: {"id", "url", "source", "title", "text", "published"}; other fields are
     ignored. Bad lines are reported with their line number and skipped (exit status 1).
+    SIGTERM/SIGINT stop it after the lines read so far (exit status 128 + the signal's number).
     """
     engine = app.engine()
     alerts = not no_alerts
-    result = _replay_with_progress(engine, app.config, app.settings, path, alerts)
+    with STOP.listen(lambda: None):  # the replay looks at STOP.requested between lines
+        result = _replay_with_progress(
+            engine, app.config, app.settings, path, alerts, stop=lambda: STOP.requested
+        )
     if assignments is not None:
         with assignments.open("w", encoding="utf-8") as out:
             for key, event_id in result.event_of.items():
                 out.write(json.dumps({"id": key, "event_id": event_id}) + "\n")
-    if alerts:
+    if alerts and not STOP.requested:  # what was queued is sent by the next run, not now
         drain_alerts(engine, app.config, app.settings)
     _report_errors(result)
     click.echo(
@@ -65,6 +76,7 @@ def replay_command(app: AppContext, path: Path, assignments: Path | None, no_ale
         f"{len(set(result.event_of.values()) - {None})} events, {len(result.errors)} errors",
         err=True,
     )
+    exit_on_signal()
     if result.errors:
         raise SystemExit(1)
 

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import click
 
 from newswatch.cli.common import AppContext, pass_app
+from newswatch.lifecycle import stop_on_signal
 
 
 async def _serve_until_signal(app_ctx: AppContext, host: str, port: int) -> None:
     from newswatch.api import create_app, serve
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # Read-only use: the schema is not migrated here; /readyz reports a stale one.
-    app = create_app(app_ctx.engine(migrate=False), app_ctx.settings, config=app_ctx.config)
-    await serve(app, host, port, stop)
+    with stop_on_signal(stop):
+        # Read-only use: the schema is not migrated here; /readyz reports a stale one.
+        app = create_app(app_ctx.engine(migrate=False), app_ctx.settings, config=app_ctx.config)
+        await serve(app, host, port, stop)
 
 
 @click.command("serve")

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, backoff_delay
 from newswatch.fetch.netguard import NetGuard
+from newswatch.lifecycle import bind_to_parent
 from newswatch.logging import get_logger
 from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.pipeline import IngestResult, Pipeline
@@ -178,8 +180,12 @@ def _cpu_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
     if workers <= 0:
         return None
     # spawn: forking a process that runs threads (the event loop's helpers) is unsafe.
+    # Workers die with this process, even when it is killed (docs/decisions/0051).
     return concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=bind_to_parent,
+        initargs=(os.getpid(),),
     )
 
 
@@ -227,7 +233,9 @@ class Poller:
     async def aclose(self) -> None:
         await self.writer.aclose()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # Wait for the workers to exit: a process that returns leaves no child behind.
+            await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+            self._pool = None
 
     async def __aenter__(self) -> Poller:
         return self

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     http_host: str = Field("0.0.0.0", validation_alias="NEWSWATCH_HTTP_HOST")
     http_port: int = Field(8080, validation_alias="NEWSWATCH_HTTP_PORT")
     api_token: str | None = Field(None, validation_alias="NEWSWATCH_API_TOKEN")
+    # The HTTP API's share of the store: requests that read it at once (each with a connection
+    # of its own pool; more wait a moment, then get 503 + Retry-After) and the longest a
+    # statement of theirs may run. Ingestion keeps its own connections.
+    api_max_concurrent: int = Field(4, ge=1, validation_alias="NEWSWATCH_API_MAX_CONCURRENT")
+    api_statement_timeout: float = Field(
+        5.0, gt=0, validation_alias="NEWSWATCH_API_STATEMENT_TIMEOUT"
+    )
 
     smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
     smtp_port: int = Field(587, validation_alias="SMTP_PORT")

@@ -56,6 +56,11 @@ PRUNED_ROWS = Counter(
     ["table"],
     registry=REGISTRY,
 )
+API_REJECTED = Counter(
+    "newswatch_api_rejected_total",
+    "API requests answered 503 because the API's share of the store was busy",
+    registry=REGISTRY,
+)
 SOURCES_IN_ERROR = Gauge(
     "newswatch_sources_in_error", "Sources whose last fetch failed", registry=REGISTRY
 )

@@ -204,10 +204,12 @@ class DeliveryWorker:
                 result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
             if result.ok:
                 _crash_if("after_send")
-        return self.record(group, result, utcnow())
+        return await asyncio.to_thread(self.record, group, result, utcnow())
 
+    # The store work runs in threads: it may wait (a connection, SQLite's lock) and the event
+    # loop polls sources and answers health checks meanwhile.
     async def run_once(self) -> list[str]:
-        groups = self.claim(utcnow())
+        groups = await asyncio.to_thread(self.claim, utcnow())
         if not groups:
             return []
         return list(await asyncio.gather(*(self._send(g) for g in groups)))
@@ -216,10 +218,10 @@ class DeliveryWorker:
         """Until `stop` is set: send what is due, then sleep until woken or a second passes."""
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        self.recover()
+        await asyncio.to_thread(self.recover)
         while not stop.is_set():
             try:
-                self._recover_now_and_then()
+                await asyncio.to_thread(self._recover_now_and_then)
                 if await self.run_once():
                     continue
             except Exception:  # the store may be briefly unavailable; try again shortly

@@ -53,17 +53,21 @@ def render(feed: int, generation: int, texts: list[tuple[str, str]]) -> bytes:
     ).encode()
 
 
-def _serve(port: int, feeds: int, generation, ready) -> None:  # type: ignore[no-untyped-def]
+def _serve(port: int, feeds: int, generation, ready, tick: float | None = None) -> None:  # type: ignore[no-untyped-def]
+    import time
+
     from aiohttp import web
 
     texts = corpus()
+    started = time.monotonic()
     cache: dict[tuple[int, int], bytes] = {}
 
     async def handler(request: web.Request) -> web.Response:
         feed = int(request.match_info["n"])
         if feed >= feeds:
             return web.Response(status=404)
-        gen = generation.value
+        # With a tick the generation follows the clock: 20 new entries every `tick` seconds.
+        gen = int((time.monotonic() - started) // tick) if tick else generation.value
         etag = f'"{feed}-{gen}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
@@ -89,10 +93,12 @@ def _serve(port: int, feeds: int, generation, ready) -> None:  # type: ignore[no
 
 
 class FeedFarm:
-    """`with FeedFarm(2000) as farm: farm.url(i); farm.bump()`"""
+    """`with FeedFarm(2000) as farm: farm.url(i); farm.bump()`; with `tick` the feeds change
+    by themselves every `tick` seconds."""
 
-    def __init__(self, feeds: int):
+    def __init__(self, feeds: int, tick: float | None = None):
         self.feeds = feeds
+        self.tick = tick
         self.port = _free_port()
         self._generation = mp.Value("i", 0)
         self._ready = mp.Event()
@@ -112,7 +118,7 @@ class FeedFarm:
         self._ready = ctx.Event()
         self._proc = ctx.Process(
             target=_serve,
-            args=(self.port, self.feeds, self._generation, self._ready),
+            args=(self.port, self.feeds, self._generation, self._ready, self.tick),
             daemon=True,
         )
         self._proc.start()

@@ -68,8 +68,15 @@ class Settings(BaseSettings):
         validation_alias="NEWSWATCH_PARSE_WORKERS",
     )
 
-    # Alert delivery: attempts before a notification is dead, and the retry backoff (seconds).
-    delivery_max_attempts: int = Field(8, ge=1, validation_alias="NEWSWATCH_DELIVERY_MAX_ATTEMPTS")
+    # Alert delivery: a notification that fails is retried (backoff base * 2**n, capped, in
+    # seconds) until its retry budget is spent, counted from the first failure (a channel's
+    # `retry_budget` overrides it); then it is dead. An attempt cap is optional.
+    delivery_retry_budget: float = Field(
+        24 * 3600.0, gt=0, validation_alias="NEWSWATCH_DELIVERY_RETRY_BUDGET"
+    )
+    delivery_max_attempts: int | None = Field(
+        None, ge=1, validation_alias="NEWSWATCH_DELIVERY_MAX_ATTEMPTS"
+    )
     delivery_backoff_base: float = Field(
         30.0, gt=0, validation_alias="NEWSWATCH_DELIVERY_BACKOFF_BASE"
     )

@@ -79,6 +79,11 @@ OUTBOX_OLDEST_AGE = Gauge(
     "Age of the oldest notification waiting in the outbox (0 when empty)",
     registry=REGISTRY,
 )
+DEAD_LETTERS = Gauge(
+    "newswatch_outbox_dead",
+    "Notifications dead-lettered (retry budget spent or a permanent error), in the store",
+    registry=REGISTRY,
+)
 NOT_MODIFIED_SHARE = Gauge(
     "newswatch_fetch_not_modified_ratio",
     "Share of the fetches of the last hour answered 304 Not Modified",

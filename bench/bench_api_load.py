@@ -95,6 +95,7 @@ def start_service(farm: FeedFarm, tmp: Path, interval: int) -> tuple[subprocess.
         if proc.poll() is not None:
             break
         time.sleep(0.2)
+    proc.kill()
     raise SystemExit(f"newswatch run did not start:\n{log.read_text()[-3000:]}")
 
 

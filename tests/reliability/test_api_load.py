@@ -1,6 +1,6 @@
 """API load must not starve ingestion or health checks (issue 20, item 1).
 
-A real `newswatch run` (SQLite, API token set) polls a farm of feeds on 127.0.0.1 whose
+A real `newswatch run` (SQLite and Postgres, API token set) polls a farm of feeds on 127.0.0.1 whose
 entries change every second, while 50 concurrent clients read the API and the pages. During
 the load: no 5xx but 503 (with Retry-After), /healthz answers, articles keep being stored;
 SIGTERM sent under load ends the process within 10 s. Bounds are generous (a loaded CI machine
@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,7 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
+from newswatch.store.db import make_engine
 from tests.localserver import LocalServer
 
 FEEDS = 60
@@ -64,7 +66,7 @@ def farm() -> Iterator[LocalServer]:
 class Running:
     proc: subprocess.Popen[bytes]
     base: str
-    db: Path
+    store: Engine  # the test's own connection to the service's store
     log: Path
 
 
@@ -81,7 +83,7 @@ def wait_for_port(log: Path, proc: subprocess.Popen[bytes], timeout: float = 60)
 
 
 @pytest.fixture
-def service(farm: LocalServer, tmp_path: Path) -> Iterator[Running]:
+def service(farm: LocalServer, store_url: str, tmp_path: Path) -> Iterator[Running]:
     config = tmp_path / "newswatch.yaml"
     config.write_text(
         "sources:\n"
@@ -90,9 +92,8 @@ def service(farm: LocalServer, tmp_path: Path) -> Iterator[Running]:
             for n in range(FEEDS)
         )
     )
-    db = tmp_path / "newswatch.db"
     env = dict(os.environ) | {
-        "DATABASE_URL": f"sqlite:///{db}",
+        "DATABASE_URL": store_url,
         "NEWSWATCH_CONFIG": str(config),
         "NEWSWATCH_API_TOKEN": TOKEN,
         "NEWSWATCH_HTTP_HOST": "127.0.0.1",
@@ -108,26 +109,29 @@ def service(farm: LocalServer, tmp_path: Path) -> Iterator[Running]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "newswatch", "run"], env=env, stdout=out, stderr=out
         )
+    store = make_engine(store_url)
     try:
         port = wait_for_port(log, proc)
-        yield Running(proc, f"http://127.0.0.1:{port}", db, log)
+        yield Running(proc, f"http://127.0.0.1:{port}", store, log)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        store.dispose()
 
 
-def articles_stored(db: Path) -> int:
-    with sqlite3.connect(db, timeout=30) as conn:
-        return int(conn.execute("SELECT count(*) FROM articles").fetchone()[0])
+def articles_stored(store: Engine) -> int:
+    with store.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM articles")).scalar_one())
 
 
-def wait_for_articles(db: Path, at_least: int, timeout: float = 60) -> int:
+def wait_for_articles(store: Engine, at_least: int, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
+    count = 0
     while time.monotonic() < deadline:
         try:
-            count = articles_stored(db)
-        except sqlite3.OperationalError:  # tables not created yet
+            count = articles_stored(store)
+        except DBAPIError:  # tables not created yet
             count = 0
         if count >= at_least:
             return count
@@ -199,9 +203,9 @@ async def run_load(running: Running, seconds: float) -> tuple[Load, float | None
 
 def test_api_load_does_not_starve_ingestion_or_health(service: Running) -> None:
     # The first round of polls is done: what is stored during the load, the next rounds stored.
-    before = wait_for_articles(service.db, at_least=FEEDS * 5)
+    before = wait_for_articles(service.store, at_least=FEEDS * 5)
     load, exited = asyncio.run(run_load(service, LOAD_SECONDS))
-    after = articles_stored(service.db)
+    after = articles_stored(service.store)
     log_tail = service.log.read_text(errors="replace")[-3000:]
 
     server_errors = {s: n for s, n in load.statuses.items() if s >= 500 and s != 503}

@@ -1,26 +1,34 @@
-# Two set-up commands for a fresh machine; each makes its own virtualenv.
-#   make run   - the service on the embedded default (SQLite + deploy/newswatch.example.yaml)
-#   make test  - the whole test suite (Postgres tests run when NEWSWATCH_TEST_DATABASE_URL is set)
+# Two set-up commands for a fresh machine; both use one virtualenv.
+#   make run   - the service on the embedded default (SQLite + deploy/newswatch.example.yaml);
+#                installs only what the service needs
+#   make test  - the whole test suite (Postgres tests run when NEWSWATCH_TEST_DATABASE_URL is set);
+#                adds the test tools (pytest, ruff, selenium, schemathesis, ...) to the same venv
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Stamp of the test tools: `make run` then `make test` adds them without rebuilding the rest.
+TEST_TOOLS := $(VENV)/.test-tools
 
 .PHONY: run test lint bench clean
 
 $(BIN)/newswatch: pyproject.toml setup.py service/newswatch/grouping/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_TOOLS): $(BIN)/newswatch
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 run: $(BIN)/newswatch
 	NEWSWATCH_CONFIG=$${NEWSWATCH_CONFIG:-deploy/newswatch.example.yaml} $(BIN)/newswatch run
 
-test: $(BIN)/newswatch
+test: $(TEST_TOOLS)
 	$(BIN)/ruff check service tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: $(BIN)/newswatch
+lint: $(TEST_TOOLS)
 	$(BIN)/ruff check service tests bench
 	$(BIN)/ruff format --check service tests bench
 

@@ -17,14 +17,15 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "grouping"
+from shared_data import shared_corpus
+
 ENTRIES_PER_FEED = 20
 
 
 def corpus() -> list[tuple[str, str]]:
     rows = []
     for name in ("ecbplus-dev.jsonl", "uci-headlines-dev.jsonl"):
-        with open(SHARED / name, encoding="utf-8") as f:
+        with shared_corpus(f"grouping/{name}").open(encoding="utf-8") as f:
             for line in f:
                 r = json.loads(line)
                 rows.append((r["title"], (r.get("text") or r["title"])[:600]))
@@ -53,7 +54,7 @@ def render(feed: int, generation: int, texts: list[tuple[str, str]]) -> bytes:
     ).encode()
 
 
-def _serve(port: int, feeds: int, generation, ready, tick: float | None = None) -> None:  # type: ignore[no-untyped-def]
+def _serve(port: int, feeds: int, generation, ready, log_path, tick) -> None:  # type: ignore[no-untyped-def]
     import time
 
     from aiohttp import web
@@ -61,9 +62,12 @@ def _serve(port: int, feeds: int, generation, ready, tick: float | None = None) 
     texts = corpus()
     started = time.monotonic()
     cache: dict[tuple[int, int], bytes] = {}
+    log = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else None  # noqa: SIM115
 
     async def handler(request: web.Request) -> web.Response:
         feed = int(request.match_info["n"])
+        if log is not None:
+            log.write(f"{time.time():.6f} {feed}\n")  # when each request arrived, for a bench
         if feed >= feeds:
             return web.Response(status=404)
         # With a tick the generation follows the clock: 20 new entries every `tick` seconds.
@@ -93,11 +97,14 @@ def _serve(port: int, feeds: int, generation, ready, tick: float | None = None) 
 
 
 class FeedFarm:
-    """`with FeedFarm(2000) as farm: farm.url(i); farm.bump()`; with `tick` the feeds change
-    by themselves every `tick` seconds."""
+    """`with FeedFarm(2000) as farm: farm.url(i); farm.bump()`
 
-    def __init__(self, feeds: int, tick: float | None = None):
+    With `log_path`, the farm appends "<unix time> <feed number>" for every request it gets;
+    with `tick` the feeds change by themselves every `tick` seconds."""
+
+    def __init__(self, feeds: int, log_path: Path | None = None, tick: float | None = None):
         self.feeds = feeds
+        self.log_path = log_path
         self.tick = tick
         self.port = _free_port()
         self._generation = mp.Value("i", 0)
@@ -118,7 +125,7 @@ class FeedFarm:
         self._ready = ctx.Event()
         self._proc = ctx.Process(
             target=_serve,
-            args=(self.port, self.feeds, self._generation, self._ready, self.tick),
+            args=(self.port, self.feeds, self._generation, self._ready, self.log_path, self.tick),
             daemon=True,
         )
         self._proc.start()

@@ -15,17 +15,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-ECB = SHARED / "grouping" / "ecbplus-dev.jsonl"
-if not ECB.exists():  # a CI clone may live elsewhere
-    ECB = Path("/work/shared/data/grouping/ecbplus-dev.jsonl")
+from shared_data import shared_corpus
+
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 SYLLABLES = "ka lo mi ren tas vo gri dan el sor pa ni qu ber lin ot za hu".split()
 
 
 def _sentences() -> list[str]:
     out: list[str] = []
-    with ECB.open(encoding="utf-8") as f:
+    with shared_corpus("grouping/ecbplus-dev.jsonl").open(encoding="utf-8") as f:
         for line in f:
             record = json.loads(line)
             for s in SENTENCE.split(record.get("text") or ""):

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -20,21 +21,31 @@ from tests.localserver import LocalServer
 PG_URL = os.environ.get("NEWSWATCH_TEST_DATABASE_URL")
 
 
-def _shared_data() -> Path:
-    """The shared corpora: $NEWSWATCH_SHARED_DATA, else ../shared/data beside the checkout,
-    else the workplace's fixed location (a CI clone may live elsewhere)."""
-    candidates = [
-        os.environ.get("NEWSWATCH_SHARED_DATA"),
-        Path(__file__).resolve().parents[2] / "shared" / "data",
-        "/work/shared/data",
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+# The shared corpora: $NEWSWATCH_SHARED_DATA, else ../shared/data beside the checkout.
+SHARED_DATA = Path(
+    os.environ.get("NEWSWATCH_SHARED_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 
 
-SHARED_DATA = _shared_data()
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip a test whose outside requirement is missing; in CI (`CI` set), fail it: CI runs
+    every test."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def shared_corpus(path: Path) -> Path:
+    """`path`, a file or folder of the shared corpora; or skip (fail in CI) when it is absent."""
+    if not path.exists():
+        skip_or_fail(
+            f"shared corpus missing: {path} (put the corpora at ../shared/data beside the "
+            "checkout or set NEWSWATCH_SHARED_DATA)"
+        )
+    return path
+
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 BACKENDS = ["sqlite", "postgres"]
@@ -63,9 +74,7 @@ def empty_database(backend: str, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'newswatch.db'}"
         return
     if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("NEWSWATCH_TEST_DATABASE_URL must be set in CI")
-        pytest.skip("NEWSWATCH_TEST_DATABASE_URL not set")
+        skip_or_fail("NEWSWATCH_TEST_DATABASE_URL not set (CI must set it)")
     base, schema = _postgres_schema_url(PG_URL)
     sep = "&" if "?" in base else "?"
     try:

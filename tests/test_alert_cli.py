@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.test_cli import newswatch
+from tests.cli_support import newswatch
 from tests.test_replay import STREAM
 
 CONFIG = """

@@ -7,6 +7,7 @@ engine is handed the EventChanges, so every case controls exactly which event gr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
+from newswatch.alerts.delivery import DeliveryWorker
 from newswatch.alerts.engine import AlertEngine, corroboration
 from newswatch.alerts.models import AlertState, Notification, RuleMatch, Silence
 from newswatch.alerts.policy import quiet_end, schedule
@@ -28,9 +30,12 @@ from newswatch.alerts.silences import (
     silenced,
     suppressed_counts,
 )
+from newswatch.config import FileConfig, Settings
 from newswatch.grouping.api import EventChange, EventSplit
 from newswatch.metrics import RULE_MATCHES
+from newswatch.store.columns import utcnow
 from newswatch.store.models import Article, Event, Sighting, Source
+from tests.alert_support import SECRET, webhook_receiver
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -644,3 +649,143 @@ def test_query_compiles_once_per_rule() -> None:
     alerts = make_engine(rule(name="a"), rule(name="b", enabled=False))
     assert list(alerts.rules) == ["a"]
     assert alerts.ruleset.rules[0].query == parse(QUERY)
+
+
+# --- fragments of one story: group_wait looks again before sending -----------------------
+def _sent(session: Session, *rows: Notification) -> None:
+    """What the delivery worker records once a notification went out."""
+    for row in rows:
+        row.status, row.attempts = "sent", 1
+    session.flush()
+
+
+def test_fragments_merged_during_group_wait_go_out_as_one_notification(engine: Engine) -> None:
+    """Issue 14, item 3: three events (67, 166, 704 in production) each fired, were merged
+    during the rule's group_wait, and still went out as three notifications."""
+    waiting = rule(min_sources=1, group_wait=timedelta(minutes=5))
+    # The rule decided ten minutes ago: its group is due when the worker looks.
+    decided = utcnow() - timedelta(minutes=10)
+    with webhook_receiver() as receiver:
+        ops = ChannelConfig(name="ops", type="webhook", url=receiver.url(), secret=SECRET)
+        public = Settings(_env_file=None, NEWSWATCH_PUBLIC_URL="https://news.example.org")  # type: ignore[call-arg]
+        alerts = AlertEngine([waiting], [ops], public, clock=lambda: decided)
+        with Session(engine) as session:
+            w = World(session)
+            a, b, c = w.article("s1"), w.article("s2"), w.article("s3")
+            fired = alerts.on_changes(session, [a, b, c])
+            assert [f.event_id for f in fired] == [a.event_id, b.event_id, c.event_id]
+            assert len({n.batch_key for n in notifications(session)}) == 1  # one wait group
+            # Within the wait, reports bridging them merge the three into one event.
+            m1 = w.merge(b.event_id, a.event_id, w.article("s4", event=a.event_id))
+            m2 = w.merge(c.event_id, a.event_id, w.article("s5", event=a.event_id))
+            assert alerts.on_changes(session, [m1, m2]) == []
+            session.commit()
+        worker = DeliveryWorker.from_config(
+            engine,
+            FileConfig.model_construct(channels=[ops], rules=[], sources=[]),
+            Settings(_env_file=None),  # type: ignore[call-arg]
+        )
+        result = asyncio.run(worker.drain(timeout=30))
+    assert result.sent == 1
+    (message,) = receiver.accepted
+    # One notification, about the surviving event, with every fragment's sources.
+    assert message["type"] == "notification"
+    assert (message["event_id"], message["revision"], message["kind"]) == (a.event_id, 1, "event")
+    assert message["idempotency_key"] == f"dprk:{a.event_id}:1"
+    assert message["url"] == f"https://news.example.org/events/{a.event_id}"
+    assert message["sources"] == ["s1", "s2", "s3", "s4", "s5"]
+    assert message["why"]["matching_articles"] == 5
+
+
+@pytest.mark.parametrize("survivor", ["notified", "pending"])
+@pytest.mark.parametrize("updates", [False, True])
+def test_a_merge_after_a_notification_sends_no_second_new_alert(
+    engine: Engine, survivor: str, updates: bool
+) -> None:
+    alerts = make_engine(rule(min_sources=1, updates=updates))
+    with Session(engine) as session:
+        w = World(session)
+        a = w.article("s1")
+        alerts.on_changes(session, [a])
+        _sent(session, *notifications(session))  # event A's notification went out
+        b = w.article("s2")
+        alerts.on_changes(session, [b])  # event B's is queued, not sent yet
+        assert [n.status for n in notifications(session)] == ["sent", "pending"]
+        # They prove one story; either survives.
+        keep, gone = (a, b) if survivor == "notified" else (b, a)
+        via = w.article("s3", "Unrelated weather", event=keep.event_id)
+        fired = alerts.on_changes(session, [w.merge(gone.event_id, keep.event_id, via)])
+        rows = [(n.event_id, n.revision, n.payload["kind"]) for n in notifications(session)]
+        # The story was announced: B's "new" alert is not sent. With updates the survivor,
+        # now at 2 sources (2x min_sources), gets an update.
+        assert rows[0] == (a.event_id, 1, "event")
+        if updates:
+            assert [(f.event_id, f.sources) for f in fired] == [(keep.event_id, 2)]
+            assert rows[1:] == [(keep.event_id, 2, "update")]
+        else:
+            assert fired == [] and rows[1:] == []
+        state = session.get(AlertState, ("dprk", keep.event_id))
+        assert state is not None and state.revision == (2 if updates else 1)
+
+
+def test_a_silenced_survivor_does_not_announce_a_story_notified_under_the_other_id(
+    engine: Engine,
+) -> None:
+    alerts = make_engine(rule(min_sources=1))
+    with Session(engine) as session:
+        w = World(session)
+        silence = add_silence(session, "dprk", timedelta(hours=1), now=NOW)
+        b = w.article("s2")
+        alerts.on_changes(session, [b])  # silenced: recorded, not sent
+        remove_silence(session, silence.id)
+        a = w.article("s1")
+        alerts.on_changes(session, [a])  # notified, and sent
+        _sent(session, *notifications(session))
+        assert [n.event_id for n in notifications(session)] == [a.event_id]
+        # A (notified) is absorbed into B (silenced): B inherits the notification.
+        via = w.article("s3", event=b.event_id)
+        assert alerts.on_changes(session, [w.merge(a.event_id, b.event_id, via)]) == []
+        assert [n.event_id for n in notifications(session)] == [a.event_id]
+        state = session.get(AlertState, ("dprk", b.event_id))
+        assert state is not None and (state.status, state.revision) == ("notified", 1)
+
+
+def test_merged_fragments_keep_the_first_due_notification(engine: Engine) -> None:
+    clock = [datetime(2026, 11, 22, 10, 17, tzinfo=UTC)]
+    alerts = AlertEngine(
+        [rule(min_sources=1, group_wait=timedelta(minutes=5))],
+        channels(),
+        clock=lambda: clock[0],
+    )
+    with Session(engine) as session:
+        w = World(session)
+        a = w.article("s1")
+        alerts.on_changes(session, [a])  # its group goes out at 10:22
+        clock[0] = clock[0].replace(minute=23)
+        b = w.article("s2")
+        alerts.on_changes(session, [b])  # the next group, at 10:28
+        clock[0] = clock[0].replace(minute=24)
+        via = w.article("s3", event=b.event_id)
+        alerts.on_changes(session, [w.merge(a.event_id, b.event_id, via)])
+        (row,) = notifications(session)
+        # The survivor is told of at A's time, under its own id and key, with all sources.
+        assert (row.event_id, row.idempotency_key) == (b.event_id, f"dprk:{b.event_id}:1")
+        assert row.not_before.replace(tzinfo=UTC) == datetime(2026, 11, 22, 10, 22, tzinfo=UTC)
+        assert row.payload["event_id"] == b.event_id
+        assert row.payload["idempotency_key"] == row.idempotency_key
+        assert row.payload["sources"] == ["s1", "s2", "s3"]
+        state = session.get(AlertState, ("dprk", b.event_id))
+        assert state is not None and (state.revision, state.sources_notified) == (1, 3)
+
+
+def test_payload_links_the_event_page_under_the_public_url(engine: Engine) -> None:
+    public = Settings(_env_file=None, NEWSWATCH_PUBLIC_URL="https://news.example.org/watch/")  # type: ignore[call-arg]
+    linked = AlertEngine([rule(name="linked")], channels(), public, clock=lambda: NOW)
+    plain = AlertEngine([rule(name="plain")], channels(), clock=lambda: NOW)
+    with Session(engine) as session:
+        w = World(session)
+        a = w.article("s1")
+        linked.on_changes(session, [a])
+        plain.on_changes(session, [a])
+        urls = {n.rule: n.payload["url"] for n in notifications(session)}
+    assert urls == {"linked": f"https://news.example.org/watch/events/{a.event_id}", "plain": None}

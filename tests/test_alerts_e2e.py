@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests.alert_support import SECRET, smtp_server, webhook_receiver
-from tests.test_cli import newswatch
+from tests.cli_support import newswatch
 from tests.test_replay import STREAM
 
 SUMMIT_QUERY = '(Belousov OR "defence minister") AND (DPRK OR "North Korea" OR Pyongyang)'

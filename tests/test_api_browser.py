@@ -6,7 +6,6 @@ page is saved under test-artifacts/.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from newswatch.api import create_app
 from newswatch.config import Settings
 from newswatch.store.columns import utcnow
 from tests.api_support import Running, load_corpus, replay_corpus, running
+from tests.conftest import skip_or_fail
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM_FLAGS = [
@@ -40,10 +40,7 @@ def _browser_paths() -> tuple[str, str]:
     driver = shutil.which("chromedriver")
     if chromium and driver:
         return chromium, driver
-    message = "chromium and chromedriver are needed (apt-get install chromium chromium-driver)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail("chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
 
 
 @pytest.fixture

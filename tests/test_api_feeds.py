@@ -109,3 +109,17 @@ def test_feeds_take_the_token_in_the_url(corpus) -> None:  # type: ignore[no-unt
         # Elsewhere the query token still only sets the cookie (a redirect), as before.
         page = srv.get("/api/events", params={"token": "s3cret"})
         assert page.status_code == 303
+
+
+def test_entries_link_the_event_pages_under_the_public_url(corpus) -> None:  # type: ignore[no-untyped-def]
+    """Behind a proxy the service sees its own address; readers need the public one."""
+    public = "https://news.example.org/watch"
+    for srv in serve(corpus[0], NEWSWATCH_PUBLIC_URL=public + "/"):
+        feed = parse(srv.get("/feeds/events.atom", params={"min_sources": 1}))
+        assert feed.entries
+        for entry in feed.entries:
+            event_id = entry.id.rsplit(":", 1)[1]
+            assert entry.link == f"{public}/events/{event_id}"
+        assert feed.feed.link == f"{public}/"
+        self_link = next(link.href for link in feed.feed.links if link.rel == "self")
+        assert self_link == f"{public}/feeds/events.atom?min_sources=1"

@@ -12,9 +12,10 @@ from sqlalchemy import Engine
 
 from newswatch.api import create_app
 from newswatch.api.params import MAX_LIMIT
-from newswatch.config import Settings, parse_config_text
+from newswatch.config import Settings, SourceConfig, parse_config_text
 from newswatch.fetch.http import HTTP_ERROR, NOT_MODIFIED, OK
-from newswatch.store.db import make_engine
+from newswatch.store.db import make_engine, session_scope
+from newswatch.store.sources import add_source, find_source
 from tests.api_support import Running, add_articles, hours_ago, record_fetch, running, source_id
 
 
@@ -54,7 +55,7 @@ def test_healthz_and_readyz_without_scheduler(api: Running) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "ready" and body["failed"] == []
-    assert set(body["checks"]) == {"store", "migrations"}
+    assert set(body["checks"]) == {"store", "migrations", "store_writes"}
     assert body["checks"]["migrations"]["current"] == body["checks"]["migrations"]["head"]
 
 
@@ -215,6 +216,27 @@ def test_no_events_yet(engine: Engine) -> None:
     assert listed.status_code == 200 and listed.json()["items"] == []
     assert page.status_code == 200 and "No events in the last 24 hours" in page.text
     assert missing.status_code == 404
+
+
+def test_no_events_while_sources_fail_says_so(engine: Engine) -> None:
+    """An empty events page names the failing sources: the news is not quiet, the feeds are."""
+    with session_scope(engine) as session:
+        for name in ("a", "b", "c", "off"):
+            add_source(session, SourceConfig(name=name, url=f"https://{name}.example/feed"))
+        for name in ("a", "b", "off"):
+            source = find_source(session, name)
+            assert source is not None
+            source.consecutive_errors = 3
+            source.enabled = name != "off"  # a disabled source is not polled: not counted
+    record_fetch(engine, "replayed", HTTP_ERROR, status=500, error="a replay source")
+    with running(create_app(engine, settings())) as srv:
+        failing = srv.get("/").text
+        with session_scope(engine) as session:
+            for name in ("a", "b"):
+                find_source(session, name).consecutive_errors = 0  # type: ignore[union-attr]
+        healthy = srv.get("/").text
+    assert '2 of 3 sources failing</strong> — see <a href="/sources">Sources</a>' in failing
+    assert "failing" not in healthy and "No events in the last 24 hours yet" in healthy
 
 
 # --- sources -----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from sqlmodel import Session
 
 from newswatch.store.db import current_revision, head_revision, make_engine, open_store
 from newswatch.store.models import Source
-from tests.conftest import PG_URL
-from tests.test_cli import newswatch
+from tests.cli_support import newswatch
+from tests.conftest import PG_URL, skip_or_fail
 
 
 def env_for(url: str) -> dict[str, str]:
@@ -63,11 +63,7 @@ def test_backup_while_a_writer_holds_a_transaction_open(tmp_path: Path) -> None:
 
 def test_backup_of_postgres_points_to_pg_dump(tmp_path: Path) -> None:
     if not PG_URL:
-        import pytest
-
-        if os.environ.get("CI"):
-            pytest.fail("NEWSWATCH_TEST_DATABASE_URL must be set in CI")
-        pytest.skip("NEWSWATCH_TEST_DATABASE_URL not set")
+        skip_or_fail("NEWSWATCH_TEST_DATABASE_URL not set (CI must set it)")
     refused = newswatch("db", "backup", str(tmp_path / "x.db"), env=env_for(PG_URL))
     assert refused.returncode == 1 and "pg_dump" in refused.stderr
     assert not (tmp_path / "x.db").exists()

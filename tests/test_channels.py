@@ -361,3 +361,22 @@ def test_apprise_failure_is_retryable() -> None:
         config = ChannelConfig(name="chat", type="apprise", urls=[url])
         result = send(build_channel(config, Settings(_env_file=None)), [payload()])  # type: ignore[call-arg]
     assert not result.ok and not result.permanent and "apprise" in (result.error or "")
+
+
+def test_email_has_a_date_and_the_event_link() -> None:
+    """Issue 14, item 5: RFC 5322 requires Date (spam filters and clients rely on it), and a
+    reader needs the way back to the event (its page under NEWSWATCH_PUBLIC_URL)."""
+    linked = payload() | {"url": "https://news.example.org/watch/events/7"}
+    with smtp_server() as (inbox, port):
+        before = time.time()
+        assert send(mailer(smtp_settings(port)), [linked, payload(8, "Storm")]).ok
+        after = time.time()
+        (raw,) = inbox.messages
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    date = message["Date"].datetime
+    assert date.tzinfo is not None and before - 1 <= date.timestamp() <= after + 1
+    body = parts(message)
+    assert "https://news.example.org/watch/events/7" in body["text/plain"]
+    assert '<a href="https://news.example.org/watch/events/7">' in body["text/html"]
+    # Without a public URL there is no link (and no dangling label).
+    assert body["text/plain"].count("Event page:") == 1

@@ -1,8 +1,10 @@
-"""The `newswatch` command as a user runs it: a real process, a local feed server, a store."""
+"""The `newswatch` command as a user runs it, with a local feed server and a store: in this
+process where the command is tested, as a real process where the process is the point."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,20 +13,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from newswatch.store.db import session_scope
+from newswatch.store.models import Article
+from tests.api_support import add_articles, hours_ago
+from tests.cli_support import newswatch, newswatch_process
 from tests.localserver import conditional, static
 
 FIXTURES = Path(__file__).parent / "fixtures" / "poll"
 GUARDIAN = (FIXTURES / "guardian.rss").read_bytes()
-
-
-def newswatch(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "newswatch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def write_config(tmp_path: Path, server, extra: str = "") -> Path:
@@ -140,3 +136,91 @@ def test_sigterm_finishes_in_flight_fetch_and_exits(cli_env, server, tmp_path):
     assert '"service stopped"' in err
     fetch_lines = [json.loads(line) for line in err.splitlines() if '"event": "fetch"' in line]
     assert fetch_lines and fetch_lines[0]["new_articles"] > 0
+
+
+def test_the_installed_command_exits_with_its_status(tmp_path):
+    """The console script a user runs: 0 on success, 1 for a bad config, 2 for bad usage."""
+    cli_env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'newswatch.db'}"}
+    command = str(Path(sys.executable).parent / "newswatch")
+    version = subprocess.run([command, "--version"], env=cli_env, capture_output=True, text=True)
+    assert version.returncode == 0 and "newswatch, version" in version.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - name: a\n    url: https://x.org\n    interval: 1x\n")
+    checked = newswatch_process("check-config", str(bad), env=cli_env)
+    assert checked.returncode == 1 and "sources[0].interval" in checked.stderr
+    usage = subprocess.run(
+        [command, "articles", "list", "--since", "yesterday-ish"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
+    assert usage.returncode == 2 and "--since" in usage.stderr
+
+
+HEAVY_MODULES = ["sqlalchemy", "sqlmodel", "pydantic", "fastapi", "numpy", "trafilatura"]
+
+
+def test_the_command_line_loads_a_commands_dependencies_only_when_it_runs():
+    """`newswatch --help` (and importing newswatch.cli) imports none of the application's heavy
+    libraries; a command's own help loads what that command needs."""
+    probe = (
+        "import sys\n"
+        "from newswatch.cli import main\n"
+        "for args in (['--help'], ['--version'], ['articles', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    print(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *HEAVY_MODULES], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert loaded[:2] == ["[]", "[]"]
+    assert "sqlalchemy" in loaded[2]  # articles reads the store
+
+
+def test_the_command_list_matches_the_commands_modules():
+    """`newswatch --help` lists the commands from a table; each module registers exactly the
+    commands the table gives it, with the same one-line help."""
+    import click
+
+    from newswatch.cli import COMMANDS, load_module
+
+    for module in {m for m, _ in COMMANDS.values()}:
+        group = click.Group()
+        load_module(module).register(group)
+        listed = {name for name, (m, _) in COMMANDS.items() if m == module}
+        assert set(group.commands) == listed, module
+        for name, command in group.commands.items():
+            want = click.Command(name, help=COMMANDS[name][1]).get_short_help_str(1000)
+            assert command.get_short_help_str(1000) == want, name
+
+
+def test_articles_list_names_its_clocks_and_since_chooses_one(engine, cli_env):
+    """Old news found late, a report seen when published, one without a date: --since works
+    on the first-seen time unless --by published says otherwise."""
+    (late,) = add_articles(engine, "wire", ["Old news found late"], hours_ago(0.5))
+    (prompt,) = add_articles(engine, "wire", ["Seen when published"], hours_ago(2))
+    (undated,) = add_articles(engine, "wire", ["No date given"], hours_ago(0.25))
+    with session_scope(engine) as session:
+        session.get(Article, late).published = hours_ago(48)  # type: ignore[union-attr]
+        session.get(Article, undated).published = None  # type: ignore[union-attr]
+
+    def ids(*args: str) -> list[int]:
+        listed = newswatch("articles", "list", "--json", *args, env=cli_env)
+        assert listed.returncode == 0, listed.stderr
+        return [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+
+    assert ids("--since", "1h") == [undated, late]
+    assert ids("--since", "1h", "--by", "seen") == [undated, late]
+    assert ids("--since", "1h", "--by", "published") == [undated]
+    assert ids("--since", "3h", "--by", "published") == [undated, prompt]
+    table = newswatch("articles", "list", env=cli_env).stdout.splitlines()
+    assert table[0].split() == ["id", "published", "first", "seen", "lang", "[sources]", "title"]
+    undated_row = next(line for line in table if line.startswith(f"{undated:>7}"))
+    assert undated_row.split()[1] == "-"
+    bad = newswatch("articles", "list", "--by", "fetched", env=cli_env)
+    assert bad.returncode == 2 and "--by" in bad.stderr

@@ -138,3 +138,14 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_public_url_is_an_http_base_without_a_trailing_slash(monkeypatch):
+    monkeypatch.setenv("NEWSWATCH_PUBLIC_URL", "https://news.example.org/watch/")
+    assert Settings(_env_file=None).public_url == "https://news.example.org/watch"
+    monkeypatch.delenv("NEWSWATCH_PUBLIC_URL")
+    assert Settings(_env_file=None).public_url is None
+    for bad in ("news.example.org", "ftp://news.example.org", "https://"):
+        monkeypatch.setenv("NEWSWATCH_PUBLIC_URL", bad)
+        with pytest.raises(ValueError, match="NEWSWATCH_PUBLIC_URL"):
+            Settings(_env_file=None)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from newswatch.config import FileConfig, Settings
 from newswatch.pipeline import Pipeline
 from newswatch.replay import replay
 from newswatch.store.columns import as_utc
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, shared_corpus
 
 ECB = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"
 
@@ -43,8 +42,7 @@ def _pipeline(engine) -> Pipeline:  # type: ignore[no-untyped-def]
 
 
 def test_event_counts_equal_a_recount(engine, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    if not ECB.exists():
-        pytest.fail(f"shared corpus missing: {ECB}")
+    shared_corpus(ECB)
     monkeypatch.setattr("newswatch.replay.BATCH_LINES", 60)  # many batches
     rows = [json.loads(line) for line in ECB.read_text(encoding="utf-8").splitlines()]
     for n, row in enumerate(rows):

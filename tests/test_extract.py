@@ -7,14 +7,14 @@ import gzip
 import json
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from newswatch.fetch.extract import decode_html, extract_article
-from tests.conftest import SHARED_DATA
+from tests import cli_support
+from tests.conftest import SHARED_DATA, shared_corpus
 from tests.localserver import LocalServer, static
 from tests.test_pages import GOLD, JS_SHELL, PNG, cp1251_page, gold_start, page
 
@@ -111,7 +111,7 @@ def score(gold: dict[str, str], predicted: dict[str, str]) -> tuple[float, float
 
 
 def _gold() -> dict[str, str]:
-    data = json.loads((BENCHMARK / "ground-truth.json").read_text(encoding="utf-8"))
+    data = json.loads((shared_corpus(BENCHMARK) / "ground-truth.json").read_text(encoding="utf-8"))
     return {key: value["articleBody"] for key, value in data.items()}
 
 
@@ -143,12 +143,8 @@ def test_extraction_quality_on_the_181_benchmark_pages():
 
 
 def newswatch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "newswatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"NEWSWATCH_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"},
+    return cli_support.newswatch(
+        *args, env={"NEWSWATCH_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"}
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import html_to_text, parse_feed
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, shared_corpus
 
 FEEDS = SHARED_DATA / "feeds"
 MANIFEST = FEEDS / "MANIFEST.tsv"
@@ -18,8 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def manifest() -> list[dict[str, str]]:
-    if not MANIFEST.exists():
-        pytest.fail(f"shared data missing: {MANIFEST}")
+    shared_corpus(MANIFEST)
     lines = MANIFEST.read_text(encoding="utf-8").splitlines()
     header = lines[0].split("\t")
     return [dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:] if line]

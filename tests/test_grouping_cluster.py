@@ -171,3 +171,44 @@ def test_same_input_same_events() -> None:
             ]
         )
     assert runs[0] == runs[1] == [0, 1, 0, 1]
+
+
+# --- the window: nothing joins an event whose span is more than window_hours away -----------
+YEARS_AGO = T0 - 20 * 365 * 24 * HOUR  # an archive article republished in a feed
+
+
+def test_an_article_far_in_the_past_opens_its_own_event() -> None:
+    c = clusterer()
+    c.add(1, *QUAKE, T0)
+    old = c.add(2, *QUAKE_2, YEARS_AGO)
+    assert (old.event_id, old.opened) == (2, True)
+    assert c.events[1].first_seen == T0  # today's event keeps its span
+
+
+def test_the_window_holds_before_an_events_span_as_after_it() -> None:
+    c = clusterer(window_hours=24)
+    c.add(1, *QUAKE, T0)
+    earlier = c.add(2, *QUAKE_2, T0 - 30 * HOUR)
+    assert (earlier.event_id, earlier.opened) == (2, True)
+    # Within the window on either side, a report joins.
+    c2 = clusterer(window_hours=24)
+    c2.add(1, *QUAKE, T0)
+    assert c2.add(2, *QUAKE_2, T0 - 20 * HOUR).event_id == 1
+    assert c2.add(3, *ELECTION, T0).opened
+    assert c2.add(4, *QUAKE_2, T0 + 20 * HOUR).event_id == 1  # 40 h after its first report
+
+
+def test_a_copy_joins_no_event_outside_the_window() -> None:
+    c = clusterer()
+    c.add(1, *QUAKE, YEARS_AGO)  # the archive original
+    # A copy of it today (or one without a publication time, counted at its first-seen
+    # time): MinHash finds the original, but its event is decades away.
+    today = c.add(2, QUAKE[0] + " - update", QUAKE[1] + " More to follow.", T0)
+    assert (today.event_id, today.opened, today.duplicate_of) == (2, True, None)
+    # A later exact copy of the original is nearest to it, but joins today's copy instead.
+    again = c.add(3, *QUAKE, T0 + HOUR)
+    assert (again.event_id, again.stage, again.duplicate_of) == (2, "duplicate", 2)
+    # A copy of today's report dated far back starts its own event too.
+    back = c.add(4, *QUAKE, YEARS_AGO - 30 * 24 * HOUR)
+    assert (back.event_id, back.opened) == (4, True)
+    assert c.events[1].size == 1 and c.events[2].size == 2

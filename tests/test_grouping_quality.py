@@ -17,7 +17,7 @@ import pytest
 from newswatch.grouping.cluster import Clusterer, Decision
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.replay import bcubed
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, shared_corpus
 
 GROUPING = SHARED_DATA / "grouping"
 FIXTURE = Path(__file__).parent / "fixtures" / "grouping" / "defence_meeting.json"
@@ -26,8 +26,7 @@ T0 = 1_763_700_000.0
 
 def replay(name: str) -> tuple[float, float, float]:
     path = GROUPING / name
-    if not path.exists():
-        pytest.fail(f"shared corpus missing: {path}")
+    shared_corpus(path)
     clusterer = Clusterer(GroupingSettings())
     gold, article = {}, {}
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):

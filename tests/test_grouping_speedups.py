@@ -18,7 +18,7 @@ from newswatch.grouping import cluster, minhash, native, text
 from newswatch.grouping.cluster import Clusterer
 from newswatch.grouping.minhash import MinHasher
 from newswatch.grouping.settings import GroupingSettings
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, shared_corpus
 
 fast = native.speedups
 CORPUS = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"
@@ -30,8 +30,7 @@ def test_the_extension_is_built() -> None:
 
 
 def articles(limit: int = 150) -> list[dict]:
-    if not CORPUS.exists():
-        pytest.fail(f"shared corpus missing: {CORPUS}")
+    shared_corpus(CORPUS)
     with CORPUS.open(encoding="utf-8") as f:
         return [json.loads(line) for _, line in zip(range(limit), f, strict=False)]
 

@@ -11,19 +11,17 @@ import json
 import math
 
 import numpy as np
-import pytest
 
 from newswatch.grouping.cluster import Clusterer, Decision, _affinity, bipartition
 from newswatch.grouping.settings import GroupingSettings
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, shared_corpus
 
 T0 = 1_763_700_000.0
 ECB = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"
 
 
 def topic(name: str) -> list[dict[str, str]]:
-    if not ECB.exists():
-        pytest.fail(f"shared corpus missing: {ECB}")
+    shared_corpus(ECB)
     rows = [json.loads(line) for line in ECB.read_text(encoding="utf-8").splitlines()]
     return [r for r in rows if r["event"].startswith(name + "_")]
 

@@ -20,6 +20,7 @@ from newswatch.store.articles import (
     reserve_article_ids,
     store_batch,
 )
+from newswatch.store.columns import as_utc
 from newswatch.store.db import session_scope
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -156,3 +157,38 @@ def test_ensure_sources_finds_stored_ones_and_adds_the_rest_in_order(engine) -> 
             "new-a": found["new-a"].id,
             "known": known,
         }
+
+
+def test_an_archive_article_and_its_copies_stay_out_of_each_others_events(engine) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14, item 3: an article published in 2006 sat in an event of 2026 reports. An
+    article counts at its publication time, else at its first-seen time; nothing joins an
+    event more than window_hours away from that time, near-duplicate copies included."""
+    pipeline = Pipeline(engine, FileConfig(), Settings(_env_file=None))  # type: ignore[call-arg]
+    story, now = STORY * 8, datetime.now(UTC)
+    with session_scope(engine) as session:
+        ids = {n: ensure_source(session, n).id for n in "abcd"}
+    jobs = [
+        ("a", ParsedEntry(url="https://a.example/archive", title="Wildfire in Valparaiso",
+                          text=story, published=datetime(2006, 2, 3, tzinfo=UTC))),
+        # Copies: without a publication time (counted now), and dated an hour ago.
+        ("b", ParsedEntry(url="https://b.example/1", title="Wildfire in Valparaiso",
+                          text=story + "Reporting by B.")),
+        ("c", ParsedEntry(url="https://c.example/1", title="Valparaiso wildfire",
+                          text=story + "Reporting by C.", published=now - timedelta(hours=1))),
+        # A copy dated back a year: no event is near it.
+        ("d", ParsedEntry(url="https://d.example/1", title="Wildfire in Valparaiso",
+                          text=story + "Reporting by D.", published=now - timedelta(days=365))),
+    ]  # fmt: skip
+    pipeline.ingest_many([(ids[s], [e], None) for s, e in jobs])
+    archive, undated, recent, year_ago = (row[:4] for row in _rows(engine))
+    assert (archive[1], archive[3]) == (archive[0], "new")
+    assert (undated[1], undated[3]) == (undated[0], "new")  # not the archive's event
+    assert (recent[1], recent[2], recent[3]) == (undated[0], undated[0], "duplicate")
+    assert (year_ago[1], year_ago[3]) == (year_ago[0], "new")
+    with engine.connect() as conn:
+        spans = {
+            r[0]: (as_utc(r[1]), as_utc(r[2]))
+            for r in conn.execute(text("SELECT id, first_seen, last_seen FROM events"))
+        }
+    assert {first.year for first in spans[archive[0]]} == {2006}
+    assert min(spans[undated[0]]) >= now - timedelta(hours=2)  # the archive's time is not in it

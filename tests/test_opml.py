@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from newswatch.fetch.opml import parse_opml
+from tests.cli_support import newswatch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "opml" / "subscriptions.opml"
 
@@ -64,13 +64,7 @@ def test_import_opml_command(store_url, tmp_path, server):
     env.pop("NEWSWATCH_CONFIG", None)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "newswatch", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return newswatch(*args, env=env)
 
     imported = run("sources", "import-opml", str(path))
     # Two feeds imported (the duplicate URL once), the broken outlines named by line; exit 1
@@ -108,13 +102,7 @@ def test_export_opml_command_then_import_elsewhere(store_url, tmp_path):
     env.pop("NEWSWATCH_CONFIG", None)
 
     def run(*args: str, url: str = store_url) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "newswatch", *args],
-            env={**env, "DATABASE_URL": url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return newswatch(*args, env={**env, "DATABASE_URL": url})
 
     for name, url, kind in (
         ("wire", "https://wire.example/feed", "feed"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import structlog.testing
 from aiohttp import web
 from sqlmodel import Session, func, select
 
@@ -133,3 +134,16 @@ def test_permanent_redirect_updates_the_stored_url(engine, server):
         assert source.configured_url == server.url("/old-home")
     asyncio.run(service(engine, cfg).run_once())
     assert len(server.hits("/old-home")) == 1  # the second pass went straight to the new URL
+
+
+def test_the_fetch_log_line_is_a_warning_when_a_source_fails(sqlite_engine, server):
+    """NEWSWATCH_LOG_LEVEL=WARNING shows the failing sources only; a 410 is an error."""
+    server.routes["/ok"] = static(GUARDIAN)
+    server.routes["/broken"] = static("oops", status=500)
+    server.routes["/gone"] = static("gone", status=410)
+    server.routes["/junk"] = static("no feed here", content_type="application/rss+xml")
+    cfg = [SourceConfig(name=n, url=server.url(f"/{n}")) for n in ("ok", "broken", "gone", "junk")]
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(service(sqlite_engine, cfg).run_once())
+    levels = {e["source"]: e["log_level"] for e in logs if e["event"] == "fetch"}
+    assert levels == {"ok": "info", "broken": "warning", "gone": "error", "junk": "warning"}

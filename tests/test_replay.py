@@ -15,8 +15,8 @@ from newswatch.pipeline import Pipeline
 from newswatch.replay import bcubed, gold_labels, parse_line, replay
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import make_engine, session_scope
-from tests.conftest import SHARED_DATA
-from tests.test_cli import newswatch
+from tests.cli_support import newswatch
+from tests.conftest import SHARED_DATA, shared_corpus
 
 STREAM = Path(__file__).parent / "fixtures" / "replay" / "stream.jsonl"
 ECB = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"
@@ -89,7 +89,7 @@ def test_events_list_and_show_explain(cli_env, tmp_path):
 def test_a_split_shows_in_events_show_and_the_assignments(cli_env, tmp_path):
     """Two drink-driving arrests of Chargers players (ECB+ topic 35) mix, then split: the
     assignments end in two pure events and `events show` tells how."""
-    rows = [json.loads(x) for x in ECB.read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(x) for x in shared_corpus(ECB).read_text(encoding="utf-8").splitlines()]
     topic = tmp_path / "topic.jsonl"
     topic.write_text("".join(json.dumps(r) + "\n" for r in rows if r["event"][:7] == "ecb-35_"))
     out = tmp_path / "a.jsonl"

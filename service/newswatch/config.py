@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-import yaml
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from newswatch import __version__
+from newswatch import __version__, safeyaml
 from newswatch.alerts.config import ChannelConfig, RuleConfig, check_rule_channels
 from newswatch.durations import parse_duration
 from newswatch.grouping.settings import GroupingSettings
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     # The HTTP API's share of the store: requests that read it at once (each with a connection
     # of its own pool; more wait a moment, then get 503 + Retry-After) and the longest a
     # statement of theirs may run. Ingestion keeps its own connections.
-    api_max_concurrent: int = Field(4, ge=1, validation_alias="NEWSWATCH_API_MAX_CONCURRENT")
+    api_max_concurrent: int = Field(2, ge=1, validation_alias="NEWSWATCH_API_MAX_CONCURRENT")
     api_statement_timeout: float = Field(
         5.0, gt=0, validation_alias="NEWSWATCH_API_STATEMENT_TIMEOUT"
     )
@@ -124,6 +124,23 @@ class Settings(BaseSettings):
         "starttls", validation_alias="SMTP_SECURITY"
     )
     smtp_timeout: float = Field(30.0, validation_alias="SMTP_TIMEOUT")
+
+    # The base URL users reach the service at (behind a proxy, not the address it binds):
+    # emails, webhooks (`url`) and Atom entries link each event's page under it.
+    public_url: str | None = Field(None, validation_alias="NEWSWATCH_PUBLIC_URL")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_base(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"NEWSWATCH_PUBLIC_URL must be an http(s) URL such as "
+                f"https://news.example.org, not {value!r}"
+            )
+        return value.strip().rstrip("/")
 
     @property
     def user_agent(self) -> str:
@@ -295,81 +312,61 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _line_index(text: str) -> dict[tuple[Any, ...], int]:
-    """Map each YAML path to its 1-based line, so errors can point into the file."""
-    index: dict[tuple[Any, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return index
+class _Lines:
+    """The line of a path in the file, found only when an error needs one: reading the file
+    builds no line map (composing it is a second parse, see newswatch/safeyaml.py)."""
 
-    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
-        index[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                walk(value, (*path, key.value))
-                index[(*path, key.value)] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
+    def __init__(self, text: str):
+        self.text = text
+        self._index: dict[tuple[Any, ...], int] | None = None
 
-    if root is not None:
-        walk(root, ())
-    return index
+    def of(self, loc: tuple[Any, ...]) -> int | None:
+        if self._index is None:
+            self._index = safeyaml.line_index(self.text)
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self._index:
+                return self._index[loc[:end]]
+        return None
 
 
-def _nearest_line(index: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in index:
-            return index[loc[:end]]
-    return None
-
-
-def _expand_values(
-    data: Any, path: tuple[Any, ...], problems: list[ConfigProblem], lines: dict
-) -> Any:
+def _expand_values(data: Any, path: tuple[Any, ...], missing: list[tuple[tuple, str]]) -> Any:
     """Expand ${VAR} inside string values only: comments are left alone, and a variable's
     value can never change the file's structure."""
     if isinstance(data, str):
-        expanded, missing = expand_env(data)
-        for name in missing:
-            problems.append(
-                ConfigProblem(
-                    format_loc(path), f"variable ${{{name}}} is not set", _nearest_line(lines, path)
-                )
-            )
+        expanded, names = expand_env(data)
+        missing.extend((path, name) for name in names)
         return expanded
     if isinstance(data, dict):
-        return {k: _expand_values(v, (*path, k), problems, lines) for k, v in data.items()}
+        return {k: _expand_values(v, (*path, k), missing) for k, v in data.items()}
     if isinstance(data, list):
-        return [_expand_values(v, (*path, i), problems, lines) for i, v in enumerate(data)]
+        return [_expand_values(v, (*path, i), missing) for i, v in enumerate(data)]
     return data
 
 
 def parse_config_text(text: str, file: str = "<config>") -> FileConfig:
     """Validate config text; raise ConfigError listing every problem with its path and line."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        col = f", col {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(file, [ConfigProblem("(yaml)", f"{problem}{col}", line)]) from None
+        data = safeyaml.load(text)
+    except safeyaml.YamlProblem as exc:
+        raise ConfigError(file, [ConfigProblem("(yaml)", exc.message, exc.line)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(file, [ConfigProblem("(top level)", "must be a mapping")])
-    lines = _line_index(text)
-    problems: list[ConfigProblem] = []
-    data = _expand_values(data, (), problems, lines)
+    lines = _Lines(text)
+    missing: list[tuple[tuple, str]] = []
+    data = _expand_values(data, (), missing)
+    problems = [
+        ConfigProblem(format_loc(path), f"variable ${{{name}}} is not set", lines.of(path))
+        for path, name in missing
+    ]
     try:
         config = FileConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
             message = err["msg"].removeprefix("Value error, ")
-            problems.append(ConfigProblem(format_loc(loc), message, _nearest_line(lines, loc)))
+            problems.append(ConfigProblem(format_loc(loc), message, lines.of(loc)))
         raise ConfigError(file, problems) from None
     if problems:
         raise ConfigError(file, problems)

@@ -21,10 +21,10 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"duration must not be negative: {value!r}")
-        return timedelta(seconds=value)
+        return _seconds(value, value)
     text = str(value).strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return timedelta(seconds=float(text))
+        return _seconds(float(text), value)
     pos = 0
     total = 0.0
     for match in _PART.finditer(text):
@@ -34,4 +34,11 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
         pos = match.end()
     if pos == 0 or text[pos:].strip():
         raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 10m, 1h30m, 7d)")
-    return timedelta(seconds=total)
+    return _seconds(total, value)
+
+
+def _seconds(seconds: float, value: object) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # past 999,999,999 days, infinite, NaN
+        raise ValueError(f"not a duration: {value!r} (out of range)") from None

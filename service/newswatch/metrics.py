@@ -21,6 +21,17 @@ FETCH_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+HOST_QUEUE_SECONDS = Histogram(
+    "newswatch_host_queue_seconds",
+    "Time a request waited for its host's turn (per-host politeness) before it was sent",
+    buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 15, 60, 300, 900, 3600),
+    registry=REGISTRY,
+)
+HOST_QUEUE_WAITING = Gauge(
+    "newswatch_host_queue_waiting",
+    "Requests waiting for their host's turn now (all hosts)",
+    registry=REGISTRY,
+)
 FETCH_BYTES = Counter("newswatch_fetch_bytes_total", "Body bytes fetched", registry=REGISTRY)
 ARTICLES_STORED = Counter(
     "newswatch_articles_stored_total", "New articles stored", registry=REGISTRY

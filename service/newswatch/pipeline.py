@@ -18,10 +18,11 @@ from sqlmodel import Session, select
 from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
+from newswatch.fetch.language import language_of
 from newswatch.grouping.api import EventChange
 from newswatch.grouping.engine import EventGrouper, Placement
 from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
-from newswatch.store.articles import StoredArticle, store_batch
+from newswatch.store.articles import RejectedEntry, StoredArticle, admit_entries, store_batch
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 
@@ -30,6 +31,8 @@ from newswatch.store.models import Source
 class IngestResult:
     stored: list[StoredArticle] = field(default_factory=list)
     changes: list[EventChange] = field(default_factory=list)
+    # Entries the store cannot hold (rejected alone; the others are stored).
+    rejected: list[RejectedEntry] = field(default_factory=list)
 
     @property
     def new(self) -> int:
@@ -170,7 +173,8 @@ class Pipeline:
     ) -> list[IngestResult]:
         """Entries of several sources through every stage at once, inside the caller's
         transaction: a few statements for the whole batch, in the order given."""
-        items = [(source, entry) for source, entries in jobs for entry in entries]
+        admitted = [(source, *admit_entries(entries)) for source, entries in jobs]
+        items = [(source, entry) for source, entries, _r in admitted for entry in entries]
         grouper = self.grouper
         # The grouping decides on the new articles before they are inserted (their ids
         # reserved), so each row is written once with its event columns.
@@ -183,14 +187,21 @@ class Pipeline:
             return grouper.article_columns(decisions)
 
         stored = (
-            store_batch(session, items, assign=assign if grouper is not None else None)
+            store_batch(
+                session,
+                items,
+                assign=assign if grouper is not None else None,
+                language_of=language_of,
+            )
             if items
             else []
         )
         results: list[IngestResult] = []
         start = 0
-        for _source, entries in jobs:
-            results.append(IngestResult(stored=stored[start : start + len(entries)]))
+        for _source, entries, rejected in admitted:
+            results.append(
+                IngestResult(stored=stored[start : start + len(entries)], rejected=rejected)
+            )
             start += len(entries)
         for article in stored:
             if article.duplicate_reason:

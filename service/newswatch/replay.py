@@ -66,7 +66,12 @@ def _parse_time(value: object, where: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{where}: not an ISO 8601 time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        # In UTC now: the store does it anyway, and 0001-01-01T00:00+01:00 has no UTC time
+        # (an OverflowError there would fail the whole batch of lines).
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"{where}: out of range in UTC: {value!r}") from None
 
 
 def _text_field(record: dict[str, Any], name: str) -> str | None:
@@ -84,6 +89,8 @@ def parse_line(path: str, number: int, text: str) -> ReplayLine:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LineError(path, number, f"col {exc.colno}: not JSON: {exc.msg}") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise LineError(path, number, "JSON nested too deeply to be an article") from None
     if not isinstance(record, dict):
         raise LineError(path, number, "not a JSON object")
     try:

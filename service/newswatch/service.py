@@ -29,6 +29,7 @@ from newswatch.fetch.poll import Poller, PollOutcome
 from newswatch.logging import get_logger
 from newswatch.metrics import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.pipeline import Pipeline
+from newswatch.poll_runs import PollRuns
 from newswatch.retention import prune
 from newswatch.store.db import bounded_engine, session_scope
 from newswatch.store.models import Source
@@ -87,7 +88,8 @@ class Service:
         self.pipeline = pipeline or Pipeline(engine, config, settings)
         self.status = ServiceStatus()
         self.stop_event = asyncio.Event()
-        self._inflight: set[asyncio.Task[PollOutcome | None]] = set()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._runs = PollRuns(self._poll_source, self._inflight)
         self._scheduled: dict[int, SourceSnapshot] = {}
         self.scheduler: AsyncIOScheduler | None = None
         self.poller: Poller | None = None
@@ -169,6 +171,9 @@ class Service:
             log.info("stopping: waiting for in-flight fetches", inflight=len(self._inflight))
             # Pause first: APScheduler's shutdown cancels running coroutine jobs.
             self.scheduler.pause()
+            # Polls still waiting for their host's turn have sent nothing: drop them now
+            # rather than serve a saturated host's queue through the grace period.
+            fetcher.cancel_waiting()
             if self._inflight:
                 await asyncio.wait(self._inflight, timeout=SHUTDOWN_GRACE_SECONDS)
             self.scheduler.shutdown(wait=False)
@@ -245,28 +250,38 @@ class Service:
         self.status.tick()
         if self.stop_event.is_set() or self.poller is None:
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)  # type: ignore[arg-type]
+        # Returns at once: a poll waiting for its host's turn must not hold the job, or the
+        # scheduler skips the source's next runs ("maximum number of running instances").
+        self._runs.ask(source_id)
+
+    async def _poll_source(self, source_id: int) -> bool:
+        """Poll once; True when it went well (an ask that came meanwhile may run now)."""
+        if self.stop_event.is_set() or self.poller is None:
+            return False
         try:
             fresh = await asyncio.to_thread(self._fresh_snapshot, source_id)
             if fresh is None:
-                return
-            if fresh.next_fetch_at and fresh.next_fetch_at > datetime.now(UTC) + timedelta(
-                seconds=5
+                return False
+            if (
+                fresh.consecutive_errors
+                and fresh.next_fetch_at
+                and fresh.next_fetch_at > datetime.now(UTC) + timedelta(seconds=5)
             ):
-                # Backing off (errors or Retry-After): run when the wait is over instead.
+                # Backing off (errors or Retry-After): run when the wait is over instead. (A
+                # source without errors runs when asked: its next_fetch_at, counted from its
+                # last answer, runs behind its trigger when it waited for its host's turn.)
                 self._move_next_run(source_id, fresh.next_fetch_at)
-                return
+                return False
             outcome = await self.poller.poll(fresh)
             if outcome.error and self.scheduler is not None:
                 after = await asyncio.to_thread(self._fresh_snapshot, source_id)
                 if after and after.next_fetch_at:
                     self._move_next_run(source_id, after.next_fetch_at)
+                return False
+            return True
         except Exception:
             log.exception("poll failed", source_id=source_id)
-        finally:
-            self._inflight.discard(task)  # type: ignore[arg-type]
+            return False
 
     def _move_next_run(self, source_id: int, when: datetime) -> None:
         if self.scheduler is None or not self.scheduler.running:
@@ -312,7 +327,8 @@ def build_service(
         api_engine = bounded_engine(
             engine, settings.api_max_concurrent, settings.api_statement_timeout
         )
-        app = create_app(api_engine, settings, status=service.status)
+        # The config too: /api/rules and the rule feeds list its rules, as under `serve`.
+        app = create_app(api_engine, settings, status=service.status, config=config)
         service.companions.append(
             lambda stop: serve(app, settings.http_host, settings.http_port, stop)
         )

@@ -42,10 +42,8 @@ def zone(name: str | None) -> ZoneInfo:
 def _duration(value: Any) -> Any:
     if value is None or isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
     try:
-        return parse_duration(str(value))
+        return parse_duration(value if isinstance(value, int | float) else str(value))
     except ValueError as exc:
         raise ValueError(str(exc)) from None
 

@@ -76,6 +76,22 @@ def backoff_delay(attempts: int, base: float, cap: float) -> float:
     return min(cap, step * (0.5 + random.random()))
 
 
+def escaped_failure(channel: str, exc: Exception) -> SendResult:
+    """The outcome of an exception a channel did not turn into a SendResult itself.
+
+    Channels classify what receivers and networks do; an exception that escapes is I/O
+    trouble they missed (OSError, TimeoutError: worth a retry) or a defect in our code
+    (ValueError, TypeError, ...) that fails the same way every time: permanent, and an error
+    in the log rather than a retry budget spent on it.
+    """
+    error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError):
+        log.warning("channel failed", channel=channel, error=error)
+        return SendResult(False, error=error)
+    log.exception("channel failed", channel=channel, error=error)
+    return SendResult(False, error=error, permanent=True)
+
+
 def _crash_if(point: str) -> None:
     if os.environ.get(CRASH_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -248,8 +264,7 @@ class DeliveryWorker:
             try:
                 result = await channel.send(group.payloads)
             except Exception as exc:  # a channel bug must not stop the worker
-                log.exception("channel failed", channel=group.channel)
-                result = SendResult(False, error=f"{type(exc).__name__}: {exc}")
+                result = escaped_failure(group.channel, exc)
             if result.ok:
                 _crash_if("after_send")
         return await asyncio.to_thread(self.record, group, result, self.clock())

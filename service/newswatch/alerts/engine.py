@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -21,13 +21,20 @@ from sqlmodel import Session
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.models import AlertState, RuleMatch
-from newswatch.alerts.outbox import enqueue, open_wait_group
+from newswatch.alerts.outbox import enqueue, idempotency_key, open_wait_group
 from newswatch.alerts.policy import group_wait, schedule
 from newswatch.alerts.query import Document, matched_terms
 from newswatch.alerts.silences import list_silences
 from newswatch.grouping.api import EventChange
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store.columns import as_utc, utcnow
+from newswatch.store.merged_events import (
+    drop_notifications,
+    matches_of,
+    merge_alert_states,
+    notifications_of,
+    rewrite_notification,
+)
 from newswatch.store.models import Article, Event, Sighting, Source
 
 if TYPE_CHECKING:
@@ -88,7 +95,7 @@ def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | No
 class AlertEngine:
     """Decides, inside the ingest transaction, which (rule, event) pairs are notified and
     when; writes matches, state and outbox rows. `settings` is accepted for the shared
-    interface (nothing in it concerns the rules yet); `clock` is for tests."""
+    interface (its public URL makes the payloads' event links); `clock` is for tests."""
 
     def __init__(
         self,
@@ -99,6 +106,7 @@ class AlertEngine:
         clock: Callable[[], datetime] = utcnow,
     ):
         self.settings = settings
+        self.public_url = settings.public_url if settings is not None else None
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
@@ -112,9 +120,11 @@ class AlertEngine:
     def on_changes(self, session: Session, changes: list[EventChange]) -> list[Firing]:
         if not self.rules or not changes:
             return []
+        waiting: set[tuple[str, int]] = set()  # (rule, event) whose queued news is re-told
         for change in changes:  # merges and splits in the order they happened
             for gone in change.merged_event_ids:
                 _move_event(session, gone, change.event_id)
+                waiting |= self._fold_outbox(session, gone, change.event_id)
             if change.split is not None:
                 _move_articles(session, change.split.moved, change.split.new_event_id)
         new_ids = [c.article_id for c in changes if not c.sighting]
@@ -131,7 +141,69 @@ class AlertEngine:
             if change.split is not None:
                 for event_id in (change.split.event_id, change.split.new_event_id):
                     touched |= {(r, event_id) for r in self._rules_on(session, event_id)}
+        self._retell(session, waiting)
         return self._decide(session, touched)
+
+    # --- merges: fragments of one story -----------------------------------------------
+    def _fold_outbox(self, session: Session, gone: int, keep: int) -> set[tuple[str, int]]:
+        """Event `gone` was absorbed into `keep`: their queued notifications (never
+        attempted: waiting out a group_wait, a digest or quiet hours, or not yet picked up)
+        become one per (rule, channel) about the survivor. If a notification of either went
+        out already, the story was announced: no second "new" alert waits, only the
+        survivor's updates. Returns the (rule, keep) pairs whose waiting rows need the
+        survivor's news (see _retell)."""
+        groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        for row in notifications_of(session, (gone, keep)):
+            if row.rule in self.rules:
+                groups[(row.rule, row.channel)].append(row)
+        retell: set[tuple[str, int]] = set()
+        for (rule, _channel), rows in groups.items():
+            waiting = [r for r in rows if r.status == "pending" and r.attempts == 0]
+            announced = len(waiting) < len(rows)
+            if announced:  # only the survivor's updates wait
+                kept = [r for r in waiting if r.event_id == keep and r.revision > 1]
+            elif waiting:  # one notification: the first due (the survivor's own on a tie)
+                kept = [min(waiting, key=lambda r: (r.not_before, r.event_id != keep, r.revision))]
+            else:
+                continue
+            drop_notifications(session, [r.id for r in waiting if r not in kept])
+            if not announced:  # (after the drop: the survivor's key may be free only now)
+                self._adopt(session, rule, keep, kept[0])
+            if kept:
+                retell.add((rule, keep))
+        return retell
+
+    def _adopt(self, session: Session, rule: str, keep: int, row: Any) -> None:
+        """The survivor's one waiting notification is `row` (maybe the absorbed event's,
+        moved over): the survivor's state counts it as its latest."""
+        if row.event_id != keep:
+            key = idempotency_key(rule, keep, row.revision)
+            rewrite_notification(session, row.id, keep, key)  # _retell rewrites the news
+        state = session.get(AlertState, (rule, keep))
+        if state is not None:
+            state.revision, state.status = row.revision, "notified"
+
+    def _retell(self, session: Session, pairs: set[tuple[str, int]]) -> None:
+        """The waiting notifications of merged events say what the survivor holds now:
+        its title, sources and articles (so the one notification covers every fragment)."""
+        for rule_name, event_id in sorted(pairs):
+            rule = self.rules[rule_name]
+            judged = _judge(rule, event_id, matches_of(session, rule_name, event_id))
+            if judged is None:
+                continue
+            firing, matched = judged
+            rows = notifications_of(session, (event_id,))
+            for row in rows:
+                if row.rule != rule_name or row.status != "pending" or row.attempts:
+                    continue
+                payload = event_payload(
+                    session, rule, firing, row.revision, matched, public_url=self.public_url
+                )
+                key = idempotency_key(rule_name, event_id, row.revision)
+                rewrite_notification(session, row.id, event_id, key, payload)
+            state = session.get(AlertState, (rule_name, event_id))
+            if state is not None:
+                state.sources_notified = firing.sources
 
     def _match_rows(self, view: ArticleView) -> list[dict]:
         """A match row per rule the article matches and per source carrying it that counts."""
@@ -247,7 +319,13 @@ class AlertEngine:
         state.status = "notified"
         state.revision += 1
         payload = event_payload(
-            session, rule, firing, state.revision, matched, self._round["views"]
+            session,
+            rule,
+            firing,
+            state.revision,
+            matched,
+            self._round["views"],
+            public_url=self.public_url,
         )
         for channel_name in rule.channels:
             channel = self.channels[channel_name]
@@ -356,13 +434,7 @@ def _insert_matches(session: Session, rows: list[dict]) -> None:
 def _move_event(session: Session, gone: int, keep: int) -> None:
     """A merged event's matches and notification history belong to the survivor."""
     session.execute(update(MATCHES).where(M.event_id == gone).values(event_id=keep))
-    states = AlertState.__table__.c  # type: ignore[attr-defined]
-    kept = {
-        r for r in session.execute(select(states.rule).where(states.event_id == keep)).scalars()
-    }
-    if kept:
-        session.execute(delete(AlertState).where(states.event_id == gone, states.rule.in_(kept)))
-    session.execute(update(AlertState).where(states.event_id == gone).values(event_id=keep))
+    merge_alert_states(session, gone, keep)
 
 
 def _move_articles(session: Session, article_ids: tuple[int, ...], event_id: int) -> None:
@@ -428,10 +500,13 @@ def event_payload(
     revision: int,
     matched_ids: list[int] | None = None,
     cache: dict[int, ArticleView] | None = None,
+    *,
+    public_url: str | None = None,
 ) -> dict[str, Any]:
     """What a notification says about an event: documented in docs/webhooks.md.
     `matched_ids`: the event's articles that matched the rule, when the caller knows them;
-    `cache`: articles loaded already, by id (missing ones are loaded and added)."""
+    `cache`: articles loaded already, by id (missing ones are loaded and added);
+    `public_url`: the service's base URL (NEWSWATCH_PUBLIC_URL), for the event page's link."""
     event = session.get(Event, firing.event_id)
     if matched_ids is None:
         query = select(M.article_id).where(M.rule == rule.name, M.event_id == firing.event_id)
@@ -454,6 +529,7 @@ def event_payload(
         "event_id": firing.event_id,
         "revision": revision,
         "kind": "event" if revision == 1 else "update",
+        "url": event_page(public_url, firing.event_id),
         "title": event.title if event else None,
         "first_seen": event.first_seen.isoformat() if event else None,
         "last_seen": event.last_seen.isoformat() if event else None,
@@ -479,3 +555,8 @@ def event_payload(
             "window": rule.window.total_seconds() if rule.window else None,
         },
     }
+
+
+def event_page(public_url: str | None, event_id: int) -> str | None:
+    """The event's page as users reach it; None without NEWSWATCH_PUBLIC_URL."""
+    return f"{public_url}/events/{event_id}" if public_url else None

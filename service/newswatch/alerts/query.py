@@ -223,6 +223,11 @@ def _tokens(query: str) -> list[_Token]:
     return out
 
 
+# Parentheses and NOTs nest at most this deep: the parser and `evaluate` recurse once a level
+# (5,000 "(" were a RecursionError); no rule a person writes comes near it.
+MAX_NESTING = 100
+
+
 class _Parser:
     """query := or ; or := and (OR and)* ; and := unary (AND? unary)* ;
     unary := NOT unary | ( or ) | WORD | PHRASE"""
@@ -231,6 +236,7 @@ class _Parser:
         self.query = query
         self.tokens = _tokens(query)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -273,18 +279,12 @@ class _Parser:
         token = self.peek()
         if token is None:
             raise QueryError(self.end_column(), "expected a term at the end of the query")
-        if token.kind == "NOT":
-            self.take()
-            return Not(self.parse_unary())
-        if token.kind == "(":
-            self.take()
-            if (inner := self.peek()) is not None and inner.kind == ")":
-                raise QueryError(inner.column, "empty parentheses")
-            node = self.parse_or()
-            closing = self.peek()
-            if closing is None or closing.kind != ")":
-                raise QueryError(token.column, 'unmatched "("')
-            self.take()
+        if token.kind in ("NOT", "("):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise QueryError(token.column, f"nested deeper than {MAX_NESTING} levels")
+            node = self.parse_not() if token.kind == "NOT" else self.parse_group()
+            self.depth -= 1
             return node
         if token.kind in ("AND", "OR", ")"):
             what = 'unmatched ")"' if token.kind == ")" else f"{token.text} needs a term before it"
@@ -297,6 +297,21 @@ class _Parser:
                 raise QueryError(token.column, "empty phrase")
             return Phrase(fields, phrase)
         return self.word(token, fields)
+
+    def parse_not(self) -> Node:
+        self.take()
+        return Not(self.parse_unary())
+
+    def parse_group(self) -> Node:
+        opening = self.take()
+        if (inner := self.peek()) is not None and inner.kind == ")":
+            raise QueryError(inner.column, "empty parentheses")
+        node = self.parse_or()
+        closing = self.peek()
+        if closing is None or closing.kind != ")":
+            raise QueryError(opening.column, 'unmatched "("')
+        self.take()
+        return node
 
     def word(self, token: _Token, fields: tuple[str, ...]) -> Node:
         text = token.text

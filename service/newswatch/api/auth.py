@@ -33,6 +33,12 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else None
 
 
+def local_path(path: str) -> str:
+    """`path` as a Location that stays on this server: a path starting `//` (or a
+    backslash, which browsers read as a slash) would be scheme-relative, another host."""
+    return "/" + path.lstrip("/\\")
+
+
 class TokenMiddleware:
     """Pure ASGI middleware: answers 401 unless the request carries the token."""
 
@@ -62,7 +68,7 @@ class TokenMiddleware:
         given = request.query_params.get("token")
         if request.method == "GET" and _matches(given, self.token):
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+            target = local_path(request.url.path) + (f"?{urlencode(rest)}" if rest else "")
             response: Response = RedirectResponse(target, status_code=303)
             response.set_cookie(
                 COOKIE,

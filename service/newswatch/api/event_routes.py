@@ -20,6 +20,7 @@ from newswatch.api.routes import CursorParam, Id, Limit, SessionDep, Since, not_
 from newswatch.api.routes import router as api_router
 from newswatch.api.schemas import EventDetail, EventOut, EventPage
 from newswatch.store.models import Article
+from newswatch.store.sources import polled_source_health
 
 api = APIRouter(
     prefix=api_router.prefix, dependencies=api_router.dependencies, responses=api_router.responses
@@ -119,11 +120,16 @@ def live_page(request: Request, session: Session = Depends(get_session)) -> HTML
     now = datetime.now(UTC)
     q = clean_text((request.query_params.get("q") or "")[:200])
     min_sources = _page_int(request.query_params.get("min_sources"), 2, 100_000)
+    views = live_events(session, now, q=q, min_sources=min_sources)
+    # With no events to show, say when the cause may be the sources, not the news.
+    failing, polled = polled_source_health(session) if not views else (0, 0)
     return render(
         request,
         "events.html",
         now=now,
-        events=live_events(session, now, q=q, min_sources=min_sources),
+        events=views,
+        failing=failing,
+        polled=polled,
         width=TIMELINE_WIDTH,
         refresh=60,
         q=q or "",

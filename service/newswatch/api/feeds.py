@@ -73,13 +73,17 @@ def render_feed(
     articles: dict[int, list[tuple[object, str | None]]],
     updated: dict[int, datetime] | None = None,
 ) -> Response:
-    """The Atom document of `items` (each entry updated at `updated[id]`, else last_seen)."""
-    base = str(request.base_url).rstrip("/")
+    """The Atom document of `items` (each entry updated at `updated[id]`, else last_seen).
+    Links go to NEWSWATCH_PUBLIC_URL when set (behind a proxy the request's own address is
+    not the one readers can reach), else to the address the request came to."""
+    public = request.app.state.settings.public_url
+    base = public or str(request.base_url).rstrip("/")
+    query = f"?{request.url.query}" if request.url.query else ""
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     _sub(feed, f"{{{ATOM}}}title", feed_title)
     _sub(feed, f"{{{ATOM}}}id", feed_id)
-    _sub(feed, f"{{{ATOM}}}link", rel="self", href=str(request.url))
+    _sub(feed, f"{{{ATOM}}}link", rel="self", href=f"{base}{request.url.path}{query}")
     _sub(feed, f"{{{ATOM}}}link", rel="alternate", href=f"{base}/")
     _sub(feed, f"{{{ATOM}}}generator", "newswatch")
     times = {e.id: (updated or {}).get(e.id, e.last_seen) for e in items}

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
 
-from newswatch.store.db import current_revision, head_revision
+from newswatch.store.db import current_revision, head_revision, probe_writes
 
 # The scheduler's resync job ticks every minute; three missed ticks mean it is stuck.
 DEFAULT_TICK_MAX_AGE = 180.0
+# The write probe runs at most this often (seconds); probes in between repeat its result.
+WRITE_PROBE_EVERY = 30.0
 
 
 class SchedulerStatus(Protocol):
@@ -28,12 +32,18 @@ class Readiness:
     tick_max_age: float = DEFAULT_TICK_MAX_AGE
     timeout: float = 4.0  # seconds; below the Dockerfile HEALTHCHECK timeout (5 s)
     head: str | None = field(default_factory=head_revision)
+    write_probe_every: float = WRITE_PROBE_EVERY
+    clock: Callable[[], float] = time.monotonic
+    _last_write_probe: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
+    _probe_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, dict[str, Any]] = {"store": self._store()}
         checks["migrations"] = (
             self._migrations() if checks["store"]["ok"] else {"ok": False, "error": "no store"}
         )
+        if checks["migrations"].get("current") is not None:  # a schema to write to
+            checks["store_writes"] = self._writes()
         if self.status is not None:
             checks["scheduler"] = self._scheduler(self.status)
         failed = [name for name, result in checks.items() if not result["ok"]]
@@ -51,6 +61,24 @@ class Readiness:
         except Exception as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
         return {"ok": True}
+
+    def _writes(self) -> dict[str, Any]:
+        """Whether the store takes a write (read-only file, full disk): one committed write at
+        most every `write_probe_every` seconds, the result repeated in between."""
+        with self._probe_lock:
+            now = self.clock()
+            last = self._last_write_probe
+            if last is not None and now - last[0] < self.write_probe_every:
+                return last[1]
+            try:
+                result: dict[str, Any] = {"ok": True}
+                if not probe_writes(self.engine):
+                    result["busy"] = True  # another writer held the lock: busy, not broken
+            except Exception as exc:
+                first_line = (str(exc).splitlines() or [""])[0]
+                result = {"ok": False, "error": f"the store takes no writes: {first_line}"}
+            self._last_write_probe = (now, result)
+            return result
 
     def _migrations(self) -> dict[str, Any]:
         try:

@@ -25,6 +25,9 @@ class SourceOut(BaseModel):
     last_error: str | None = None
     consecutive_errors: int = 0
     next_fetch_at: datetime | None = None
+    host_wait_seconds: float | None = Field(
+        None, description="how long the last fetch waited for its host's turn (politeness)"
+    )
     articles: int = Field(0, description="articles first seen at this source")
     fetches_24h: int = Field(0, description="fetches in the last 24 hours")
     errors_24h: int = Field(0, description="failed fetches in the last 24 hours")
@@ -55,7 +58,10 @@ class ArticleOut(BaseModel):
     summary: str | None = None
     published: datetime | None = None
     first_seen: datetime
-    language: str | None = None
+    language: str | None = Field(None, description="ISO 639 code, e.g. en, de, pt")
+    language_source: str | None = Field(
+        None, description="declared (by the feed or page) or detected (from the text)"
+    )
     source_id: int | None = None
     source_name: str | None = None
     event_id: int | None = None

@@ -30,7 +30,30 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:  # the bound port matters when port 0 was asked for
-            log.info("http server listening", host=self.config.host, port=bound_port(self))
+            port = bound_port(self)
+            url = page_url(self.config.host, port)
+            log.info(
+                "http server listening",
+                host=self.config.host,
+                port=port,
+                web_page=url,
+                token=token_hint(url, bool(self.config.app.state.settings.api_token)),
+            )
+
+
+def page_url(host: str, port: int | None) -> str:
+    """The address to open in a browser: a wildcard host means this machine."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def token_hint(url: str, required: bool) -> str:
+    if required:
+        return f"open {url}?token=<NEWSWATCH_API_TOKEN> once; the browser keeps it"
+    return "none: NEWSWATCH_API_TOKEN is not set, anyone who reaches the port can read"
 
 
 def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import click
+from sqlalchemy import func
 from sqlmodel import Session, select
 
-from newswatch.cli.common import AppContext, parse_since, pass_app
+from newswatch.cli.common import AppContext, format_time, parse_since, pass_app
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article, Sighting, Source
 
@@ -21,6 +23,7 @@ def article_row(a: Article, sources: list[str]) -> dict[str, object]:
         "guid": a.guid,
         "author": a.author,
         "language": a.language,
+        "language_source": a.language_source,
         "published": a.published.isoformat() if a.published else None,
         "first_seen": a.first_seen.isoformat(),
         "event_id": a.event_id,
@@ -31,16 +34,26 @@ def article_row(a: Article, sources: list[str]) -> dict[str, object]:
     }
 
 
+# The two clocks of an article: when its source says it was published (absent for some; the
+# first-seen time stands in), and when newswatch first saw it.
+CLOCKS = ("seen", "published")
+
+
 def query_articles(
     session: Session,
-    since=None,
+    since: datetime | None = None,
     source: str | None = None,
-    limit: int = 100,  # type: ignore[no-untyped-def]
+    limit: int = 100,
+    by: str = "seen",
 ) -> list[tuple[Article, list[str]]]:
-    """Newest first; with the names of the sources that carried each article."""
-    query = select(Article).order_by(Article.first_seen.desc(), Article.id.desc()).limit(limit)  # type: ignore[union-attr,attr-defined]
+    """Newest first by the clock `by` ("seen" or "published"), `since` on that clock; with the
+    names of the sources that carried each article."""
+    when = Article.first_seen
+    if by == "published":
+        when = func.coalesce(Article.published, Article.first_seen)
+    query = select(Article).order_by(when.desc(), Article.id.desc()).limit(limit)  # type: ignore[union-attr,attr-defined]
     if since is not None:
-        query = query.where(Article.first_seen >= since)
+        query = query.where(when >= since)
     if source is not None:
         carried = select(Sighting.article_id).join(Source).where(Source.name == source)
         query = query.where(Article.id.in_(carried))  # type: ignore[union-attr]
@@ -64,25 +77,37 @@ def articles() -> None:
 
 
 @articles.command("list")
-@click.option("--since", help="age (24h, 7d) or ISO date")
+@click.option("--since", help="age (24h, 7d) or ISO date, on the clock of --by")
+@click.option(
+    "--by",
+    type=click.Choice(CLOCKS),
+    default="seen",
+    show_default=True,
+    help="the clock of --since and of the order: first seen by newswatch, or published "
+    "(first seen where the source gives no date)",
+)
 @click.option("--source", help="only articles carried by this source (name)")
 @click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 @pass_app
 def list_articles(
-    app: AppContext, since: str | None, source: str | None, limit: int, as_json: bool
+    app: AppContext, since: str | None, by: str, source: str | None, limit: int, as_json: bool
 ) -> None:
-    """List articles, newest first."""
+    """List articles, newest first on the clock of --by; times in UTC."""
     with session_scope(app.engine()) as session:
-        rows = query_articles(session, parse_since(since), source, limit)
+        rows = query_articles(session, parse_since(since), source, limit, by)
+    if not as_json and rows:
+        click.echo(f"{'id':>7}  {'published':16}  {'first seen':16}  {'lang':4}  [sources] title")
     for article, names in rows:
         if as_json:
             click.echo(json.dumps(article_row(article, names), ensure_ascii=False))
-        else:
-            when = (article.published or article.first_seen).strftime("%Y-%m-%d %H:%M")
-            click.echo(
-                f"{article.id:>7} {when} [{', '.join(names)}] {article.title or article.url}"
-            )
+            continue
+        published, seen = format_time(article.published), format_time(article.first_seen)
+        language = article.language or "-"
+        click.echo(
+            f"{article.id:>7}  {published:16}  {seen:16}  {language:<4}  "
+            f"[{', '.join(names)}] {article.title or article.url}"
+        )
 
 
 def register(main: click.Group) -> None:

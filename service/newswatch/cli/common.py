@@ -1,4 +1,8 @@
-"""What every command needs: settings, the config file, the store, and error reporting."""
+"""What every command needs: settings, the config file, the store, and error reporting.
+
+Imported by `newswatch --help`: what a command needs (config, store) is imported when the
+command asks for it, not here.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
-from sqlalchemy import Engine
 
-from newswatch.config import ConfigError, FileConfig, Settings, load_config, load_settings
 from newswatch.durations import parse_duration
-from newswatch.logging import configure_logging
-from newswatch.store.db import open_store
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from newswatch.config import FileConfig, Settings
 
 T = TypeVar("T")
 
@@ -31,6 +36,9 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from newswatch.config import load_settings
+            from newswatch.logging import configure_logging
+
             overrides = {}
             if self.database_url:
                 overrides["DATABASE_URL"] = self.database_url
@@ -44,6 +52,8 @@ class AppContext:
     def config(self) -> FileConfig:
         """The config file, or exit 1 with every problem listed."""
         if self._config is None:
+            from newswatch.config import ConfigError, load_config
+
             try:
                 self._config = load_config(self.settings.config_path)
             except ConfigError as exc:
@@ -52,11 +62,28 @@ class AppContext:
 
     def engine(self, migrate: bool = True) -> Engine:
         if self._engine is None:
-            self._engine = open_store(self.settings.database_url, migrate=migrate)
+            from newswatch.store.db import StoreUnavailable, open_store
+
+            try:
+                self._engine = open_store(self.settings.database_url, migrate=migrate)
+            except StoreUnavailable as exc:
+                raise click.ClickException(str(exc)) from None
         return self._engine
+
+    def close(self) -> None:
+        """Close the store's connections when the command ends (the CLI's tests run many
+        commands in one process)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+def format_time(value: datetime | None) -> str:
+    """A stored time (UTC) to the minute, or "-" for none."""
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def parse_since(value: str | None) -> datetime | None:

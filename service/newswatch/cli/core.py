@@ -11,7 +11,6 @@ import click
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
-from newswatch.store.db import current_revision, head_revision, upgrade
 
 if TYPE_CHECKING:
     from newswatch.fetch.poll import PollOutcome
@@ -82,6 +81,8 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: AppContext) -> None:
     """Apply the schema migrations (also done at every start)."""
+    from newswatch.store.db import current_revision, head_revision, upgrade
+
     engine = app.engine(migrate=False)
     before = current_revision(engine)
     upgrade(engine)

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import click
 
 from newswatch.api.events import get_event, list_events
 from newswatch.api.schemas import EventDetail
-from newswatch.cli.common import AppContext, parse_since, pass_app
+from newswatch.cli.common import AppContext, format_time, parse_since, pass_app
 from newswatch.store.db import session_scope
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 @click.group("events")
@@ -47,7 +42,7 @@ def list_command(
             click.echo(event.model_dump_json())
             continue
         click.echo(
-            f"{event.id:>8}  {_when(event.last_seen)}  {event.source_count:>3} sources "
+            f"{event.id:>8}  {format_time(event.last_seen)}  {event.source_count:>3} sources "
             f"{event.article_count:>4} articles  {event.title or '(no title)'}"
         )
 
@@ -73,7 +68,9 @@ def _print_event(event: EventDetail, *, requested: int, explain: bool) -> None:
     if event.id != requested:
         click.echo(f"event {requested} was merged into {event.id}")
     click.echo(f"event {event.id}: {event.title or '(no title)'}")
-    click.echo(f"  first seen {_when(event.first_seen)}, last seen {_when(event.last_seen)}")
+    click.echo(
+        f"  first seen {format_time(event.first_seen)}, last seen {format_time(event.last_seen)}"
+    )
     click.echo(f"  {event.article_count} articles from {event.source_count} sources")
     if event.top_entities:
         click.echo(f"  entities: {', '.join(map(str, event.top_entities))}")
@@ -85,9 +82,10 @@ def _print_event(event: EventDetail, *, requested: int, explain: bool) -> None:
         click.echo(f"  events split off this one: {', '.join(map(str, event.split_off))}")
     click.echo("  timeline:")
     for article in event.articles:
-        when = _when(article.published or article.first_seen)
+        when = format_time(article.published or article.first_seen)
         sources = ", ".join(article.sources) or article.source_name or "-"
-        click.echo(f"    {when}  [{sources}]  {article.title or '(no title)'}")
+        language = article.language or "-"
+        click.echo(f"    {when}  {language:<3} [{sources}]  {article.title or '(no title)'}")
         if article.url:
             click.echo(f"        {article.url}")
         if explain:

@@ -26,6 +26,62 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
+def _wait(seconds: float | None) -> str:
+    """How long the last fetch waited for its host's turn: "-", "0.4s", "4m58s", "2h05m"."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def _state(s: Source) -> str:
+    state = "disabled" if not s.enabled else (s.last_outcome or "new")
+    if s.last_status and s.last_outcome not in ("ok", "not_modified"):
+        state = f"{state} {s.last_status}"
+    return state
+
+
+TABLE_HEADERS = ("NAME", "KIND", "STATE", "ERRS", "LAST FETCH", "NEXT", "HOST WAIT", "URL")
+RIGHT_ALIGNED = {"ERRS", "HOST WAIT"}
+
+
+def source_table(rows: list[Source]) -> list[str]:
+    """The `sources list` table: each column as wide as its widest cell (names are never cut),
+    the last fetch's error on a line of its own under a failing source."""
+    cells = [
+        (
+            s.name,
+            s.kind,
+            _state(s),
+            str(s.consecutive_errors),
+            _when(s.last_fetch_at),
+            _when(s.next_fetch_at),
+            _wait(s.host_wait_seconds),
+            s.url,
+        )
+        for s in rows
+    ]
+    widths = [max(len(c) for c in column) for column in zip(TABLE_HEADERS, *cells, strict=True)]
+
+    def line(values: tuple[str, ...]) -> str:
+        parts = [
+            value.rjust(width) if header in RIGHT_ALIGNED else value.ljust(width)
+            for header, value, width in zip(TABLE_HEADERS, values, widths, strict=True)
+        ]
+        return " ".join(parts[:-1]) + " " + values[-1]  # no padding after the last column
+
+    lines = [line(TABLE_HEADERS)]
+    for s, row in zip(rows, cells, strict=True):
+        lines.append(line(row))
+        if s.last_error and s.consecutive_errors:
+            lines.append(f"  error: {s.last_error[:200]}")
+    return lines
+
+
 def source_row(s: Source) -> dict[str, object]:
     return {
         "id": s.id,
@@ -42,6 +98,7 @@ def source_row(s: Source) -> dict[str, object]:
         "consecutive_errors": s.consecutive_errors,
         "last_error": s.last_error,
         "next_fetch_at": s.next_fetch_at.isoformat() if s.next_fetch_at else None,
+        "host_wait_seconds": s.host_wait_seconds,
     }
 
 
@@ -50,7 +107,9 @@ def source_row(s: Source) -> dict[str, object]:
 @click.option("--errors", is_flag=True, help="Only sources whose last fetch failed.")
 @pass_app
 def list_sources(app: AppContext, as_json: bool, errors: bool) -> None:
-    """List sources with their fetch state and errors."""
+    """List sources with their fetch state and errors. HOST WAIT is how long the last fetch
+    waited for its host's turn: a host with more sources than its politeness gap allows
+    serves them in turn, late."""
     with session_scope(app.engine()) as session:
         query = select(Source).order_by(Source.name)
         if errors:
@@ -63,17 +122,8 @@ def list_sources(app: AppContext, as_json: bool, errors: bool) -> None:
     if not rows:
         click.echo("no sources", err=True)
         return
-    click.echo(f"{'NAME':24} {'KIND':7} {'STATE':16} {'ERRS':>4} {'LAST FETCH':16} {'NEXT':16} URL")
-    for s in rows:
-        state = "disabled" if not s.enabled else (s.last_outcome or "new")
-        if s.last_status and s.last_outcome not in ("ok", "not_modified"):
-            state = f"{state} {s.last_status}"
-        click.echo(
-            f"{s.name[:24]:24} {s.kind[:7]:7} {state[:16]:16} {s.consecutive_errors:>4} "
-            f"{_when(s.last_fetch_at):16} {_when(s.next_fetch_at):16} {s.url}"
-        )
-        if s.last_error and s.consecutive_errors:
-            click.echo(f"{'':24} error: {s.last_error[:200]}")
+    for line in source_table(list(rows)):
+        click.echo(line)
 
 
 def _source_config(**fields: object) -> SourceConfig:

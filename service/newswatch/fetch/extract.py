@@ -20,6 +20,8 @@ import lxml.html
 import trafilatura
 from lxml.etree import ParserError
 
+from newswatch.fetch.language import normalise_language
+
 # Below this many characters of main text a page is taken to have none (a JavaScript shell,
 # a paywall stub, an error page).
 MIN_TEXT_CHARS = 200
@@ -167,9 +169,7 @@ def _language(tree: Any, found: str | None) -> str | None:
             '//meta[@http-equiv="content-language"]/@content'
         )
         lang = str(values[0]) if values else None
-    if not lang:
-        return None
-    return lang.strip().replace("_", "-").split(",")[0][:16].lower() or None
+    return normalise_language(lang)
 
 
 def _trafilatura(tree: Any, url: str | None) -> Any:

@@ -99,6 +99,19 @@ def _describe(exc: BaseException | None) -> str | None:
     return f"{where}{text or name}"
 
 
+def _entry_language(e: Any) -> str | None:
+    """The language an entry declares itself: RSS `dc:language`, else Atom `xml:lang` on its
+    title, summary or content (feedparser gives these the feed's `xml:lang` when the entry
+    has none of its own)."""
+    if e.get("language"):
+        return str(e["language"])
+    details = [e.get("title_detail"), e.get("summary_detail"), *(e.get("content") or [])]
+    for detail in details:
+        if detail and detail.get("language"):
+            return str(detail["language"])
+    return None
+
+
 def _feedparser_entry(e: Any, base: str, language: str | None) -> ParsedEntry:
     summary_html = e.get("summary")
     content_html = None
@@ -121,7 +134,7 @@ def _feedparser_entry(e: Any, base: str, language: str | None) -> ParsedEntry:
         text=text,
         author=e.get("author") or None,
         published=_when(e.get("published_parsed") or e.get("updated_parsed")),
-        language=language,
+        language=_entry_language(e) or language,
     )
 
 
@@ -215,9 +228,9 @@ def _jsonfeed_date(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+01:00 in UTC
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _jsonfeed_author(item: dict[str, Any], feed: dict[str, Any]) -> str | None:
@@ -242,6 +255,8 @@ def _parse_jsonfeed(body: bytes, url: str) -> ParsedFeed:
         data = json.loads(body.decode("utf-8-sig", errors="replace"))
     except json.JSONDecodeError as exc:
         return ParsedFeed(is_feed=False, error=f"line {exc.lineno}, col {exc.colno}: {exc.msg}")
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        return ParsedFeed(is_feed=False, error="JSON nested too deeply to be a feed")
     if not isinstance(data, dict) or not (
         "jsonfeed.org" in str(data.get("version", "")) or isinstance(data.get("items"), list)
     ):

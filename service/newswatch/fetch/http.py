@@ -7,18 +7,25 @@ comes back as a `FetchResult` whose `outcome` says what happened, so callers rec
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
+import math
 import random
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from newswatch.clock import MONOTONIC, Clock, Timer
 from newswatch.config import Settings
 from newswatch.fetch.netguard import GUARDED_HOSTS, UnsafeAddress, guarded_resolver
+from newswatch.metrics import HOST_QUEUE_SECONDS, HOST_QUEUE_WAITING
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 PERMANENT_REDIRECTS = {301, 308}
@@ -48,7 +55,8 @@ class FetchResult:
     error: str | None = None
     permanent_redirect: str | None = None  # new URL to store, if every hop was permanent
     retry_after: float | None = None  # seconds, from a 429/503
-    duration: float = 0.0
+    duration: float = 0.0  # on the wire: from sending the first request to the last answer
+    queued: float = 0.0  # waiting for the host's turn (politeness), before any request was sent
     bytes_read: int = 0  # bytes on the wire (before decompression) are not exposed by httpx
 
     @property
@@ -81,44 +89,153 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
 
 
+# The fairness key of the fetches made in this context: a poll sets it to its source, so
+# every fetch of that poll (the feed, its article pages, robots.txt) takes that source's turns.
+QUEUE_KEY: ContextVar[str | None] = ContextVar("newswatch_queue_key", default=None)
+
+
+@dataclass(order=True)
+class _Waiter:
+    round: int  # the key's turn: its first waiter is served in the next round, its second after
+    seq: int  # arrival order within a round
+    key: str = field(compare=False)
+    released: asyncio.Future[None] = field(compare=False)
+
+
 class HostGate:
     """Per-host politeness: at most N requests at once, a minimum gap between request starts,
-    and no request before a host's Retry-After has passed."""
+    and no request before a host's Retry-After has passed; the waiters served in turn.
 
-    def __init__(self, concurrency: int, min_delay: float):
-        self._semaphore = asyncio.Semaphore(max(1, concurrency))
+    Waiters queue per key (the source polling; the URL when there is none) and the keys take
+    turns (start-time fair queuing: a key's n-th waiter is served in the n-th round from when it
+    came), so a source's many article pages cannot starve the host's other sources; with one
+    waiter per key it is first come, first served. A start is reserved only at the moment a
+    request goes (its task runs on, released): a waiter that gives up takes nothing with it,
+    the next start is never more than one gap ahead of the clock, and a busy event loop that
+    wakes a released waiter late cannot squeeze the gap on the wire
+    (docs/decisions/0011-fair-host-queue.md).
+    """
+
+    def __init__(self, concurrency: int, min_delay: float, clock: Clock = MONOTONIC):
+        self.clock = clock
+        self._slots = max(1, concurrency)
+        self._active = 0  # released and not yet done, including the one about to start
+        self._starting = False  # a waiter is released and has not run on yet
         self._min_delay = min_delay
-        self._next_start = 0.0
-        self._lock = asyncio.Lock()
+        self._last_start: float | None = None
         self.blocked_until = 0.0
-
-    async def __aenter__(self) -> HostGate:
-        await self._semaphore.acquire()
-        try:
-            async with self._lock:
-                now = time.monotonic()
-                start = max(now, self._next_start, self.blocked_until)
-                self._next_start = start + self._min_delay
-            if start > now:
-                await asyncio.sleep(start - now)
-        except BaseException:
-            self._semaphore.release()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._semaphore.release()
+        self._queue: list[_Waiter] = []  # a heap; waiters that gave up are skipped when popped
+        self._round = 0  # the round of the waiter released last
+        self._last_round: dict[str, int] = {}  # per key with waiters: the round of its last
+        self._pending: dict[str, int] = {}  # per key: waiters in the queue
+        self._seq = itertools.count()
+        self._timer: Timer | None = None
 
     @property
     def min_delay(self) -> float:
         return self._min_delay
+
+    @property
+    def next_start(self) -> float:
+        """The earliest moment the next request may be released."""
+        after_last = -math.inf if self._last_start is None else self._last_start + self._min_delay
+        return max(after_last, self.blocked_until)
+
+    @property
+    def waiting(self) -> int:
+        return sum(self._pending.values())
+
+    @property
+    def active(self) -> int:
+        return self._active
 
     def slow_to(self, seconds: float) -> None:
         """At least `seconds` between request starts from now on (a site's Crawl-delay)."""
         self._min_delay = max(self._min_delay, seconds)
 
     def block_for(self, seconds: float) -> None:
-        self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+        self.blocked_until = max(self.blocked_until, self.clock.now() + seconds)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        """Wait for this host's next free start, in `key`'s turn; hold a slot while inside."""
+        await self._acquire(key)
+        try:
+            yield
+        finally:
+            self._active -= 1
+            self._release_due()
+
+    async def _acquire(self, key: str) -> None:
+        asked = self.clock.now()
+        turn = max(self._round, self._last_round.get(key, 0)) + 1
+        waiter = _Waiter(turn, next(self._seq), key, asyncio.get_running_loop().create_future())
+        self._last_round[key] = turn
+        self._pending[key] = self._pending.get(key, 0) + 1
+        heapq.heappush(self._queue, waiter)
+        HOST_QUEUE_WAITING.inc()
+        self._release_due()
+        try:
+            await waiter.released
+        except asyncio.CancelledError:
+            self._withdraw(waiter)
+            raise
+        # The request starts now: the gap to the next one counts from here.
+        self._starting = False
+        self._last_start = self.clock.now()
+        HOST_QUEUE_SECONDS.observe(self._last_start - asked)
+        self._release_due()
+
+    def cancel_waiting(self) -> int:
+        """Cancel the requests waiting for their turn (they have sent nothing); say how many."""
+        waiting = [w for w in self._queue if not w.released.done()]
+        for waiter in waiting:
+            waiter.released.cancel()  # its task withdraws it (_withdraw) as it wakes
+        return len(waiting)
+
+    def _withdraw(self, waiter: _Waiter) -> None:
+        """A waiter gave up (cancelled): it leaves the queue, or, released in the same instant,
+        gives its slot back; it had taken no start: no time is held for a request not sent."""
+        if waiter.released.cancelled():
+            self._forget(waiter.key)  # its entry stays in the heap, skipped when popped
+        else:
+            self._starting = False
+            self._active -= 1
+        self._release_due()
+
+    def _forget(self, key: str) -> None:
+        HOST_QUEUE_WAITING.dec()
+        self._pending[key] -= 1
+        if not self._pending[key]:
+            del self._pending[key]
+            del self._last_round[key]
+
+    def _release_due(self) -> None:
+        """Release waiters while a slot is free and the gap has passed; else set a timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # One release at a time: the next waits for the released one to start (and the gap).
+        while self._active < self._slots and not self._starting:
+            while self._queue and self._queue[0].released.done():
+                heapq.heappop(self._queue)  # gave up (already forgotten)
+            if not self._queue:
+                return
+            now = self.clock.now()
+            start = self.next_start
+            if start > now:
+                self._timer = self.clock.call_at(start, self._on_timer)
+                return
+            waiter = heapq.heappop(self._queue)
+            self._forget(waiter.key)
+            self._round = waiter.round
+            self._active += 1
+            self._starting = True
+            waiter.released.set_result(None)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._release_due()
 
 
 def host_key(url: str) -> str:
@@ -160,8 +277,14 @@ def _aiohttp_session(limits: httpx.Limits, tls: ssl.SSLContext) -> object:
 
 
 class Fetcher:
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = MONOTONIC,
+    ):
         self.settings = settings
+        self.clock = clock
         self.max_body = settings.http_max_body_bytes
         self.timeout = httpx.Timeout(
             connect=settings.http_connect_timeout,
@@ -169,7 +292,8 @@ class Fetcher:
             write=settings.http_read_timeout,
             pool=None,
         )
-        # A server that trickles bytes never trips the read timeout; this caps the whole fetch.
+        # A server that trickles bytes never trips the read timeout; this caps the time the
+        # fetch's requests take (all hops together; waiting for a host's turn is no part of it).
         self.deadline = settings.http_connect_timeout + 2 * settings.http_read_timeout
         self._client = httpx.AsyncClient(
             transport=transport
@@ -192,12 +316,19 @@ class Fetcher:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def cancel_waiting(self) -> int:
+        """Cancel every fetch still waiting for its host's turn (at shutdown: they have sent
+        nothing, so nothing is lost; their sources are due first after a restart)."""
+        return sum(gate.cancel_waiting() for gate in self._gates.values())
+
     def gate(self, url: str) -> HostGate:
         key = host_key(url)
         gate = self._gates.get(key)
         if gate is None:
             gate = HostGate(
-                self.settings.http_per_host_concurrency, self.settings.http_min_host_delay
+                self.settings.http_per_host_concurrency,
+                self.settings.http_min_host_delay,
+                self.clock,
             )
             self._gates[key] = gate
         return gate
@@ -216,7 +347,6 @@ class Fetcher:
         `check_url`: callables `(url) -> str | None` run on every URL before it is requested
         (robots.txt, address safety); a returned string blocks the request with that reason.
         """
-        started = time.monotonic()
         headers: dict[str, str] = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -227,20 +357,14 @@ class Fetcher:
         # The hosts the private-network guard checks are guarded for this fetch only.
         guarded = GUARDED_HOSTS.set(frozenset())
         try:
-            async with asyncio.timeout(self.deadline):
-                result = await self._follow(url, headers, list(check_url))
-        except TimeoutError:
-            result = FetchResult(
-                url, url, TIMEOUT, error=f"no complete answer in {self.deadline:g}s"
-            )
+            return await self._follow(url, headers, list(check_url))
         finally:
             GUARDED_HOSTS.reset(guarded)
-        result.duration = time.monotonic() - started
-        return result
 
     async def _follow(self, url: str, headers: dict[str, str], checks: list[object]) -> FetchResult:
         current = url
         all_permanent = True
+        queued = spent = 0.0
         for _hop in range(MAX_REDIRECTS + 1):
             if not current.lower().startswith(("http://", "https://")):
                 return FetchResult(
@@ -251,10 +375,10 @@ class Fetcher:
                 if reason:
                     return FetchResult(url, current, BLOCKED, error=reason)
             gate = self.gate(current)
-            wait = gate.blocked_until - time.monotonic()
+            wait = gate.blocked_until - gate.clock.now()
             if wait > self.deadline:
-                # The host asked everyone to wait (Retry-After) longer than this fetch may take:
-                # say so now instead of sleeping into a timeout.
+                # The host asked everyone to wait (Retry-After) longer than a fetch may take:
+                # say so now instead of holding the poll (and its source's turn) for hours.
                 return FetchResult(
                     url,
                     current,
@@ -262,8 +386,13 @@ class Fetcher:
                     error=f"host asked to wait {wait:.0f}s more (Retry-After)",
                     retry_after=wait,
                 )
-            async with gate:
-                result = await self._request_once(url, current, headers)
+            asked = time.monotonic()
+            async with gate.turn(QUEUE_KEY.get() or url):
+                sent = time.monotonic()
+                result = await self._request_within(self.deadline - spent, url, current, headers)
+            spent += time.monotonic() - sent
+            queued += sent - asked
+            result.duration, result.queued = spent, queued
             if result.retry_after is not None:
                 gate.block_for(result.retry_after)
             if result.status in REDIRECT_STATUSES and result.outcome == HTTP_ERROR:
@@ -278,6 +407,18 @@ class Fetcher:
                 result.permanent_redirect = current
             return result
         return FetchResult(url, current, HTTP_ERROR, error=f"more than {MAX_REDIRECTS} redirects")
+
+    async def _request_within(
+        self, budget: float, url: str, current: str, headers: dict[str, str]
+    ) -> FetchResult:
+        """One request, given what is left of the fetch's deadline (from when it is sent)."""
+        try:
+            async with asyncio.timeout(budget):
+                return await self._request_once(url, current, headers)
+        except TimeoutError:
+            return FetchResult(
+                url, current, TIMEOUT, error=f"no complete answer in {self.deadline:g}s"
+            )
 
     async def _request_once(self, url: str, current: str, headers: dict[str, str]) -> FetchResult:
         try:

@@ -3,7 +3,9 @@
 URLs *discovered* in pages, sitemaps and feed entries are refused when they point to another
 host than the source's own and that host resolves to a loopback, private, link-local,
 multicast, reserved or cloud-metadata address (unless the source allows private networks).
-The source's configured URL and links on its own host are trusted: the operator chose them.
+The source's configured URL and links on its host are trusted: the operator chose them. A
+redirect of the source's own fetch to another host is a discovered URL too (fetch/poll.py
+`own_guard`), so a permanent redirect never moves a source where the guard would not go.
 Only http and https are ever fetched. The check runs on every redirect hop.
 
 DNS rebinding: a host can answer the guard's lookup with a public address and the

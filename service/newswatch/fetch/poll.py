@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import multiprocessing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,10 +24,12 @@ from newswatch.fetch import http
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, backoff_delay
+from newswatch.fetch.netguard import NetGuard
 from newswatch.logging import get_logger
 from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.pipeline import IngestResult, Pipeline
-from newswatch.store.columns import utcnow
+from newswatch.store.articles import describe_rejections
+from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert
 from newswatch.store.models import Fetch, Source
 from newswatch.store.sources import SourceSnapshot
@@ -41,6 +44,8 @@ FEED_ACCEPT = (
     "application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.5, */*;q=0.1"
 )
 PARSE_ERROR = "parse_error"
+# The store refused the poll's write (it is recorded alone, in a transaction of its own).
+STORE_ERROR = "store_error"
 
 
 @dataclass
@@ -84,6 +89,7 @@ class PollOutcome:
     entries: int = 0
     new: int = 0
     error: str | None = None
+    queued: float = 0.0  # seconds waited for the host's turn
 
 
 @dataclass
@@ -210,6 +216,17 @@ class Poller:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def _record_store_error(self, recorder: FetchRecorder, exc: Exception) -> IngestResult:
+        """The entries could not be written: record that on the source and in the fetch log
+        (a write of its own), so the source shows the error and backs off."""
+        recorder.store_failed(exc)
+        log.error("storing a poll failed", source=recorder.snapshot.name, error=recorder.error)
+        try:
+            return await self.writer.write(recorder.snapshot.id, [], recorder.apply)
+        except Exception:
+            log.exception("recording a failed poll failed", source=recorder.snapshot.name)
+            return IngestResult()
+
     def _handler_for(self, source: SourceSnapshot, result: FetchResult) -> Handler:
         kind = source.kind
         if kind == "auto":
@@ -222,23 +239,18 @@ class Poller:
         return self.handlers.get(kind, handle_feed)
 
     async def poll(self, source: SourceSnapshot) -> PollOutcome:
-        checks = [check for make in self.url_checks for check in make(source)]
-        result = await self.fetcher.get(
-            source.url,
-            etag=source.etag,
-            last_modified=source.last_modified,
-            accept=FEED_ACCEPT,
-            check_url=checks,
-        )
-        body = BodyResult()
-        if result.outcome == http.OK:
-            try:
-                body = await self._handler_for(source, result)(self, source, result)
-            except Exception as exc:  # a bug in a handler must not stop the source
-                log.exception("handler failed", source=source.name)
-                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        # Every fetch of this poll (feed, article pages, robots.txt) waits in this source's
+        # turn at its host, so the host's sources are served round-robin.
+        queue_key = http.QUEUE_KEY.set(f"source:{source.id}")
+        try:
+            result, body = await self._fetch_and_handle(source)
+        finally:
+            http.QUEUE_KEY.reset(queue_key)
         recorder = FetchRecorder(source, result, body, self.settings)
-        ingest = await self.writer.write(source.id, body.entries, recorder.apply)
+        try:
+            ingest = await self.writer.write(source.id, body.entries, recorder.apply)
+        except Exception as exc:
+            ingest = await self._record_store_error(recorder, exc)
         outcome = recorder.outcome
         count_fetch(
             "fetch",
@@ -259,7 +271,36 @@ class Poller:
             entries=len(body.entries),
             new=ingest.new,
             error=recorder.error,
+            queued=result.queued,
         )
+
+    async def _fetch_and_handle(self, source: SourceSnapshot) -> tuple[FetchResult, BodyResult]:
+        checks = [own_guard(source), *(check for make in self.url_checks for check in make(source))]
+        result = await self.fetcher.get(
+            source.url,
+            etag=source.etag,
+            last_modified=source.last_modified,
+            accept=FEED_ACCEPT,
+            check_url=checks,
+        )
+        body = BodyResult()
+        if result.outcome == http.OK:
+            try:
+                body = await self._handler_for(source, result)(self, source, result)
+            except Exception as exc:  # a bug in a handler must not stop the source
+                log.exception("handler failed", source=source.name)
+                body = BodyResult(error=f"internal error while parsing: {exc!r}")
+        return result, body
+
+
+def own_guard(source: SourceSnapshot) -> object:
+    """The private-network guard on a source's own fetch. The operator chose the configured
+    URL, so its host is trusted; every redirect to another host is a discovered URL and is
+    checked at each hop. Only what the guard let through can become a permanent redirect's
+    new `sources.url`. (Trusting the configured host, not the current URL, also stops a
+    source that an earlier redirect moved to an internal address.)"""
+    allow_private = bool(source.options.get("allow_private_networks"))
+    return NetGuard(source.configured_url, allow_private=allow_private).check
 
 
 def count_fetch(
@@ -274,7 +315,8 @@ def count_fetch(
     FETCHES.labels(source_name, outcome).inc()
     FETCH_SECONDS.observe(result.duration)
     FETCH_BYTES.inc(result.bytes_read)
-    log.info(
+    log.log(
+        fetch_log_level(outcome, result.status),
         event,
         source=source_name,
         url=result.final_url,
@@ -282,9 +324,20 @@ def count_fetch(
         outcome=outcome,
         bytes=result.bytes_read,
         duration_ms=round(result.duration * 1000),
+        queued_ms=round(result.queued * 1000),
         error=error,
         **extra,
     )
+
+
+def fetch_log_level(outcome: str, status: int | None) -> int:
+    """INFO for a fetch that worked, WARNING for one that failed (so NEWSWATCH_LOG_LEVEL=WARNING
+    shows problems only), ERROR for 410 Gone: the address is gone for good; someone has to act."""
+    if status == 410:
+        return logging.ERROR
+    if outcome in (http.OK, http.NOT_MODIFIED):
+        return logging.INFO
+    return logging.WARNING
 
 
 class FetchRecorder:
@@ -302,25 +355,44 @@ class FetchRecorder:
         if result.outcome == http.OK and body.error and not body.entries:
             self.outcome = PARSE_ERROR
         self.failed = self.outcome not in (http.OK, http.NOT_MODIFIED)
+        self.stored = True  # False once the entries' write failed (store_failed)
+
+    def store_failed(self, exc: Exception) -> None:
+        """The entries' write failed: what `apply` records instead (nothing stored)."""
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        self.outcome = STORE_ERROR
+        self.error = f"the store refused the entries: {type(exc).__name__}: {first_line}"
+        self.failed = True
+        self.stored = False
 
     def apply(self, session: Session, source: Source, ingest: IngestResult) -> None:
         now = utcnow()
         r = self.result
+        if ingest.rejected:
+            for rejected in ingest.rejected:
+                log.warning("entry rejected", source=source.name, entry=str(rejected))
+            self.error = "; ".join(
+                e for e in (self.error, describe_rejections(ingest.rejected)) if e
+            )
+        if self.error:
+            self.error = storable_text(self.error)
         rows = [_fetch_row(source, extra, now) for extra in self.body.extra_fetches]
         row = _fetch_row(source, r, now, outcome=self.outcome, error=self.error)
         row["entries"] = len(self.body.entries)
         row["new_articles"] = ingest.new
         # Written at commit with the rest of the batch's log rows: no ORM bookkeeping.
         defer_insert(session, FETCH_LOG, [*rows, row])
-        for hook in self.body.after_ingest:
-            hook(session, source, ingest)
+        if self.stored:  # hooks record what was stored (seen article URLs)
+            for hook in self.body.after_ingest:
+                hook(session, source, ingest)
 
         source.last_fetch_at = now
+        source.host_wait_seconds = round(r.queued, 3)
         source.last_status = r.status
         source.last_outcome = self.outcome
         source.last_error = self.error
         if self.body.title:
-            source.title = self.body.title[:500]
+            source.title = storable_text(self.body.title[:500])
         if self.body.detected_kind and source.kind == "auto":
             source.options = {**(source.options or {}), "detected_kind": self.body.detected_kind}
         if r.permanent_redirect:

@@ -505,13 +505,46 @@ class Clusterer:
         seen: set[int] = set()
         for event_id in _top_votes(self.postings, rare, self.s.candidates * 2):
             event = self.events.get(self.resolve(event_id))
-            if event is None or event.id in seen or when - event.last_seen > self.window:
+            if event is None or event.id in seen or not self._within(event, when):
                 continue
             seen.add(event.id)
             out.append(event)
             if len(out) >= self.s.candidates:
                 break
         return out
+
+    def _within(self, event: Event, when: float) -> bool:
+        """Whether an article at `when` may join `event`: its active span (first to last
+        report) is at most the window away, before as after (an archive article republished
+        today must not join today's story, nor a copy of it the archive's event)."""
+        return event.first_seen - self.window <= when <= event.last_seen + self.window
+
+    def _copy_event(self, signature: np.ndarray, when: float) -> tuple[Event, int, float] | None:
+        """The event of the nearest earlier copy (MinHash) whose event is within the window,
+        with that copy's id and estimated Jaccard."""
+        threshold = self.s.duplicate_jaccard
+        hit = self.lsh.query(signature, threshold)
+        if hit is None:
+            return None
+        event = self._event_of(hit[0])
+        if event is not None and self._within(event, when):
+            return event, *hit
+        # The nearest copy's event is out of the window (an old story again): the nearest
+        # copy inside it, if any. Rare, so the common case pays for no filter.
+        hit = self.lsh.query(signature, threshold, accept=lambda key: self._joinable(key, when))
+        if hit is None:
+            return None
+        event = self._event_of(hit[0])
+        assert event is not None
+        return event, *hit
+
+    def _event_of(self, article_id: int) -> Event | None:
+        event_id = self.article_event.get(article_id)
+        return None if event_id is None else self.events.get(self.resolve(event_id))
+
+    def _joinable(self, article_id: int, when: float) -> bool:
+        event = self._event_of(article_id)
+        return event is not None and self._within(event, when)
 
     def _score(self, vec: dict[str, float], event: Event) -> float:
         if not event.norm2:
@@ -785,12 +818,11 @@ class Clusterer:
         signature: np.ndarray | None,
     ) -> Decision:
         if signature is not None:
-            hit = self.lsh.query(signature, self.s.duplicate_jaccard)
-            if hit is not None and hit[0] in self.article_event:
-                event = self.events.get(self.resolve(self.article_event[hit[0]]))
-                if event is not None:
-                    self._join(event, vec, when)
-                    return Decision(event.id, False, "duplicate", hit[1], duplicate_of=hit[0])
+            found = self._copy_event(signature, when)
+            if found is not None:
+                event, original, score = found
+                self._join(event, vec, when)
+                return Decision(event.id, False, "duplicate", score, duplicate_of=original)
         scored = sorted(
             ((self._score(vec, e), e) for e in self._candidates(rare, when)),
             key=lambda se: (-se[0], se[1].id),

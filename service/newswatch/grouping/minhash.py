@@ -8,6 +8,8 @@ operations on the whole document too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from newswatch.grouping.native import speedups
@@ -146,15 +148,18 @@ class LSHIndex:
         slicing them in Python)."""
         return np.frombuffer(sig.tobytes(), dtype=self._band, count=self.bands).tolist()
 
-    def query(self, sig: np.ndarray, threshold: float) -> tuple[int, float] | None:
-        """The most similar stored key at estimated Jaccard ≥ threshold (the oldest on ties).
+    def query(
+        self, sig: np.ndarray, threshold: float, accept: Callable[[int], bool] | None = None
+    ) -> tuple[int, float] | None:
+        """The most similar stored key at estimated Jaccard ≥ threshold (the oldest on ties),
+        among the keys `accept` accepts (all when None).
 
         The candidates are compared in one numpy operation: boilerplate-heavy pages can share
         bands with hundreds of others, and comparing them one by one cost milliseconds."""
         found = self.candidates(sig)
-        if not found:
+        keys = sorted(found if accept is None else filter(accept, found))
+        if not keys:
             return None
-        keys = sorted(found)
         stack = np.stack([self.signatures[k] for k in keys])
         used = (stack != EMPTY) | (sig != EMPTY)
         same = np.count_nonzero((stack == sig) & used, axis=1)

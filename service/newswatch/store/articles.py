@@ -7,7 +7,6 @@ hash. Writes use SQLAlchemy Core in bulk: several times faster than the ORM here
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -20,8 +19,9 @@ from sqlmodel import Session
 from sqlmodel import select as select_model
 
 from newswatch.fetch.entries import ParsedEntry
+from newswatch.fetch.language import DECLARED
 from newswatch.fetch.urls import canonical_url, content_hash
-from newswatch.store.columns import utcnow
+from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.models import Article, Sighting, Source
 
 ARTICLES = Article.__table__
@@ -69,23 +69,73 @@ class _Keys:
     hashable: bool
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _TEXT_FIELDS = ("url", "guid", "title", "summary", "text", "author", "language", "canonical_url")
+# Columns of bounded length that entries fill: Postgres refuses a longer value (SQLite would
+# store it), so an entry with one is rejected before the batch's INSERT can fail.
+_BOUNDED = {
+    name: length
+    for name in _TEXT_FIELDS
+    if (length := getattr(ARTICLES.c[name].type, "length", None)) is not None
+}
+# Rejections named in a fetch log's error, each; the rest are counted.
+REJECTIONS_SHOWN = 3
 
 
-def _encodable(entry: ParsedEntry) -> ParsedEntry:
-    """The entry with lone surrogates (from a broken \\u escape in JSON, or a bad decoder)
-    replaced by U+FFFD: neither the database nor UTF-8 can hold them, and one such character
-    must not fail the whole batch."""
+@dataclass(frozen=True)
+class RejectedEntry:
+    """An entry the store cannot hold, and why (for the fetch log and the source)."""
+
+    index: int  # its position among the entries of its poll, from 0
+    label: str  # its GUID, URL or title
+    reason: str
+
+    def __str__(self) -> str:
+        return f"entry {self.index + 1} ({self.label}) rejected: {self.reason}"
+
+
+def describe_rejections(rejected: list[RejectedEntry]) -> str | None:
+    """One line for the fetch log: the first few rejections and how many more."""
+    if not rejected:
+        return None
+    shown = "; ".join(str(r) for r in rejected[:REJECTIONS_SHOWN])
+    more = len(rejected) - REJECTIONS_SHOWN
+    return f"{shown}; and {more} more" if more > 0 else shown
+
+
+def _storable(entry: ParsedEntry) -> ParsedEntry:
+    """The entry with its text made storable (store.columns.storable_text)."""
     changes = {}
     for name in _TEXT_FIELDS:
         value = getattr(entry, name)
-        if value and not value.isascii():
-            try:  # only a surrogate fails to encode; cheaper than searching for one
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                changes[name] = _SURROGATE.sub("\ufffd", value)
+        if value:
+            clean = storable_text(value)
+            if clean is not value:
+                changes[name] = clean
     return replace(entry, **changes) if changes else entry
+
+
+def _rejection(entry: ParsedEntry) -> str | None:
+    for name, length in _BOUNDED.items():
+        value = getattr(entry, name)
+        if value is not None and len(value) > length:
+            return f"{name} has {len(value)} characters, the store holds at most {length}"
+    return None
+
+
+def admit_entries(entries: list[ParsedEntry]) -> tuple[list[ParsedEntry], list[RejectedEntry]]:
+    """The entries as the store can hold them (text cleaned, see storable_text), and those
+    it cannot hold even so, each with its reason: one bad entry must not fail its poll."""
+    admitted: list[ParsedEntry] = []
+    rejected: list[RejectedEntry] = []
+    for index, entry in enumerate(entries):
+        entry = _storable(entry)
+        reason = _rejection(entry)
+        if reason is None:
+            admitted.append(entry)
+        else:
+            label = entry.guid or entry.url or repr((entry.title or "")[:80])
+            rejected.append(RejectedEntry(index, label, reason))
+    return admitted, rejected
 
 
 def _global_guid(guid: str | None) -> bool:
@@ -287,6 +337,10 @@ def store_entries(
     return store_batch(session, [(source, e) for e in entries], now)
 
 
+# The language to store for a new article's entry and how it is known (DECLARED or
+# DETECTED), or (None, None).
+LanguageOf = Callable[[ParsedEntry], tuple[str | None, str | None]]
+
 # Given the new articles of a batch (ids reserved, not inserted yet), the values of further
 # article columns for each, in the same order: written with the article's INSERT.
 Assign = Callable[[list["StoredArticle"]], list[dict[str, object]]]
@@ -297,17 +351,22 @@ def store_batch(
     items: list[tuple[Source, ParsedEntry]],
     now: datetime | None = None,
     assign: Assign | None = None,
+    language_of: LanguageOf | None = None,
 ) -> list[StoredArticle]:
     """Store entries of one or several sources in a few statements; one StoredArticle per
-    item, in order. Runs in the caller's transaction (no commit).
+    item, in order. Runs in the caller's transaction (no commit). The entries are those
+    admit_entries admitted.
 
     With `assign`, the new articles' ids are reserved first and `assign` is called with
     them before the INSERT, so that what it returns (the grouping stage's event columns) is
-    written in the same statement rather than by an UPDATE of each row afterwards."""
+    written in the same statement rather than by an UPDATE of each row afterwards.
+
+    With `language_of`, each new article's language is what it returns for the entry: called
+    once per new article, never for an entry found to be stored already."""
     if any(source.id is None for source, _ in items):
         raise ValueError("sources must be stored before their entries")
     now = now or utcnow()
-    keys = [_keys(source, _encodable(e)) for source, e in items]
+    keys = [_keys(source, e) for source, e in items]
     known = _Known(session, keys)
     # First decide, for each entry, "new" or "the same as X"; X may be an entry earlier in
     # this batch, whose id is known only after the bulk insert.
@@ -324,7 +383,11 @@ def store_batch(
         matches.append(match)
         if match is None:
             known.add(k, -i - 1)
-            new_rows.append(_article_row(k, now))
+            how = DECLARED if k.entry.language else None
+            if language_of is not None:
+                language, how = language_of(k.entry)
+                k.entry = replace(k.entry, language=language)
+            new_rows.append(_article_row(k, now) | {"language_source": how})
             new_index.append(i)
     if assign is None:
         ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from sqlalchemy.dialects import sqlite
@@ -59,3 +60,21 @@ def as_utc(value: datetime | str) -> datetime:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# What no text column may hold: control characters other than tab and newline (C0, DEL, C1;
+# Postgres refuses NUL, and XML 1.0, the Atom feeds, cannot carry most of them), the
+# non-characters U+FFFE and U+FFFF (not XML either) and lone surrogates (not UTF-8).
+_UNSTORABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """`value` as every store and every reader can hold it: line ends as newlines, other
+    control characters removed, lone surrogates (a broken \\u escape in JSON, a bad decoder)
+    replaced by U+FFFD. The usual text has none, and costs one regex search."""
+    if _UNSTORABLE.search(value) is None:
+        return value
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", value))

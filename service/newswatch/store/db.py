@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +14,9 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, event, insert
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, Table, create_engine, event, insert, text
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -30,19 +32,19 @@ def normalise_url(url: str) -> str:
 
 
 SQLITE_CACHE_MB = 64
-SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another
 # SQLite calls the statement-deadline check every this many virtual-machine steps (~1 ms).
 SQLITE_DEADLINE_STEPS = 10_000
 
 
 def _sqlite_pragmas(  # type: ignore[no-untyped-def]
-    dbapi_connection, _record, busy_timeout: float = SQLITE_BUSY_TIMEOUT
+    dbapi_connection, _record, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
 ) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (CLI, API) work while the service writes; the busy timeout makes
     # writers wait for each other instead of failing at once.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # SQLite's default page cache is 2 MiB; the indexes of a store of 100,000 articles are far
@@ -50,6 +52,26 @@ def _sqlite_pragmas(  # type: ignore[no-untyped-def]
     # each. With 64 MiB a connection (allocated as used) the cost per article stays flat.
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_MB * 1024}")
     cursor.close()
+
+
+SQLITE_BUSY = 5
+SQLITE_READONLY = 8  # the primary result code; extended ones (moved, recovery ...) share it
+PG_READ_ONLY_TRANSACTION = "25006"
+PG_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _reopen_after_readonly(context: ExceptionContext) -> None:
+    """A connection that refused a write as read-only is thrown away, with every other
+    pooled one: SQLite opens a file it may not write read-only and the connection stays so
+    after the file is writable again (until a restart, before this); a Postgres session
+    begun read-only (a standby, default_transaction_read_only) stays read-only too. The
+    statement still fails; the next one gets a fresh connection."""
+    error = context.original_exception
+    code = getattr(error, "sqlite_errorcode", None)
+    state = getattr(error, "sqlstate", None)
+    if (code is not None and code & 0xFF == SQLITE_READONLY) or state == PG_READ_ONLY_TRANSACTION:
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = True
 
 
 def _sqlite_statement_deadline(engine: Engine, seconds: float) -> None:
@@ -86,14 +108,17 @@ def make_engine(url: str, *, statement_timeout: float | None = None, **kw: Any) 
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kw)
-        busy = min(SQLITE_BUSY_TIMEOUT, statement_timeout or SQLITE_BUSY_TIMEOUT)
-        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout=busy))
+        busy_ms = SQLITE_BUSY_TIMEOUT_MS
+        if statement_timeout:
+            busy_ms = min(busy_ms, round(statement_timeout * 1000))
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout_ms=busy_ms))
         if statement_timeout:
             _sqlite_statement_deadline(engine, statement_timeout)
-        return engine
-    engine = create_engine(url, pool_pre_ping=True, **kw)
-    if statement_timeout:
-        _postgres_statement_timeout(engine, statement_timeout)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kw)
+        if statement_timeout:
+            _postgres_statement_timeout(engine, statement_timeout)
+    event.listen(engine, "handle_error", _reopen_after_readonly)
     return engine
 
 
@@ -112,6 +137,39 @@ def bounded_engine(engine: Engine, connections: int, statement_timeout: float) -
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+# A write the schema allows at any time and that changes nothing: a row rewritten as it is.
+_WRITE_PROBE = text("UPDATE alembic_version SET version_num = version_num")
+PROBE_LOCK_WAIT_MS = 1000
+
+
+def probe_writes(engine: Engine) -> bool:
+    """Write and commit one row, unchanged: raises when the store cannot take writes (a
+    read-only file or session, a full disk); False when another writer held the lock for
+    longer than PROBE_LOCK_WAIT_MS (busy is not broken), True when the write went through."""
+    sqlite = is_sqlite(engine)
+    with engine.connect() as conn:
+        if sqlite:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={PROBE_LOCK_WAIT_MS}")
+            conn.commit()  # ends the transaction the PRAGMA began; nothing written
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {PROBE_LOCK_WAIT_MS}")
+                conn.execute(_WRITE_PROBE)
+        except OperationalError as exc:
+            code = getattr(exc.orig, "sqlite_errorcode", 0) or 0
+            if code & 0xFF == SQLITE_BUSY or getattr(exc.orig, "sqlstate", None) == (
+                PG_LOCK_NOT_AVAILABLE
+            ):
+                return False
+            raise
+        finally:
+            if sqlite and not conn.invalidated:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                conn.commit()
+    return True
 
 
 def defer_insert(session: Session, table: Table, rows: list[dict[str, object]]) -> None:
@@ -166,9 +224,40 @@ def migrations_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be opened; the message is one line: the URL (password hidden) and
+    the cause."""
+
+
+def display_url(url: str) -> str:
+    """`url` with its password hidden: everything between the user's colon and the last
+    "@" (a password may hold ":" and "@"; so may a URL no parser accepts)."""
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, on one line: the driver's message without SQLAlchemy's additions."""
+    if isinstance(exc, NoSuchModuleError):
+        return "unknown kind of database (newswatch uses sqlite:/// or postgresql://)"
+    if isinstance(exc, ArgumentError | ValueError):
+        return "not a database URL (sqlite:///PATH or postgresql://USER@HOST/DATABASE)"
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+    return "; ".join(line for line in lines if line) or type(exc).__name__
+
+
 def open_store(url: str, migrate: bool = True) -> Engine:
-    """Engine for `url`, with the schema brought up to date unless `migrate` is False."""
-    engine = make_engine(url)
-    if migrate:
-        upgrade(engine)
+    """Engine for `url`, with the schema brought up to date unless `migrate` is False; the
+    store is reached once either way, so that a wrong URL fails here, in one line
+    (StoreUnavailable), rather than with a traceback at the first query."""
+    try:
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        else:
+            with engine.connect():
+                pass
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot open the store {display_url(url)}: {_cause(exc)}") from exc
     return engine

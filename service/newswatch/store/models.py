@@ -41,6 +41,9 @@ class Source(SQLModel, table=True):
     last_outcome: str | None = Field(default=None, max_length=32)
     last_error: str | None = Field(default=None, sa_type=Text)
     consecutive_errors: int = 0
+    # How long the last fetch waited for its host's turn (per-host politeness): the lag of a
+    # source whose host has more sources than its gap allows (fetch/http.py HostGate).
+    host_wait_seconds: float | None = None
     next_fetch_at: datetime | None = _ts(default=None, index=True)
     created_at: datetime = _ts(default_factory=utcnow)
 
@@ -78,6 +81,8 @@ class Article(SQLModel, table=True):
     published: datetime | None = _ts(default=None, index=True)
     first_seen: datetime = _ts(default_factory=utcnow, index=True)
     language: str | None = Field(default=None, max_length=16)
+    # "declared" (by the feed, entry or page) or "detected" (from the text); None with no language.
+    language_source: str | None = Field(default=None, max_length=8)
     content_hash: str = Field(max_length=64, index=True)
     source_id: int | None = Field(default=None, foreign_key="sources.id", ondelete="SET NULL")
     event_id: int | None = Field(default=None, index=True)

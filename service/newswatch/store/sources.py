@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import case, func
 from sqlmodel import Session, select
 
 from newswatch.config import DEFAULT_INTERVAL, SourceConfig
@@ -30,6 +31,8 @@ class SourceSnapshot:
     id: int
     name: str
     url: str
+    # The URL the operator gave: the private-network guard trusts its host (fetch/poll.py).
+    configured_url: str
     kind: str
     etag: str | None
     last_modified: str | None
@@ -47,6 +50,7 @@ class SourceSnapshot:
             id=s.id,
             name=s.name,
             url=s.url,
+            configured_url=s.configured_url,
             kind=s.kind,
             etag=s.etag,
             last_modified=s.last_modified,
@@ -144,3 +148,14 @@ def schedulable_sources(session: Session) -> list[SourceSnapshot]:
         select(Source).where(Source.enabled == True, Source.kind != "replay")  # noqa: E712
     ).all()
     return [SourceSnapshot.of(s) for s in rows]
+
+
+def polled_source_health(session: Session) -> tuple[int, int]:
+    """(failing, polled): how many of the sources the service polls failed their last fetch."""
+    failing = func.count(case((Source.consecutive_errors > 0, 1)))
+    polled = select(failing, func.count()).where(
+        Source.enabled == True,  # noqa: E712
+        Source.kind != "replay",
+    )
+    found, total = session.exec(polled).one()
+    return int(found), int(total)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 from typing import Any
 
 import aiosmtplib
@@ -23,6 +24,7 @@ _HTML = Environment(autoescape=select_autoescape(default=True)).from_string(
 <li>{% if a.url %}<a href="{{ a.url }}">{{ a.title or a.url }}</a>{% else %}{{ a.title }}{% endif %}
 ({{ a.sources | join(", ") }})</li>{% endfor %}</ul>
 <p>Matched: {{ p.why.matched_terms | join(", ") }}</p>
+{% if p.url %}<p>Event page: <a href="{{ p.url }}">{{ p.url }}</a></p>{% endif %}
 {% endfor %}
 </body></html>"""
 )
@@ -42,8 +44,20 @@ def plain_text(payloads: list[dict[str, Any]]) -> str:
             if a.get("url"):
                 lines.append(f"  {a['url']}")
         lines += ["", f"Matched: {', '.join(p.get('why', {}).get('matched_terms', []))}"]
+        if p.get("url"):  # the event's page (NEWSWATCH_PUBLIC_URL)
+            lines.append(f"Event page: {p['url']}")
         parts.append("\n".join(lines))
     return "\n\n----\n\n".join(parts) + "\n"
+
+
+# Line breaks (ASCII and Unicode) and other control characters: a header value holds none.
+_NOT_IN_HEADERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def header_value(text: str) -> str:
+    """`text` on one line. Titles come from feeds: a CR or LF in one would end the header
+    (the email library refuses it, a ValueError that no retry can cure)."""
+    return " ".join(_NOT_IN_HEADERS.sub(" ", text).split())
 
 
 def build_message(
@@ -54,12 +68,13 @@ def build_message(
         subject = summary_line(payloads[0])
     else:
         subject = f"{len(payloads)} events: {summary_line(payloads[0])} and more"
-    message["Subject"] = f"{config.subject_prefix} {subject}".strip()
-    message["From"] = sender
-    message["To"] = ", ".join(config.to)
+    message["Subject"] = header_value(f"{config.subject_prefix} {subject}")
+    message["From"] = header_value(sender)
+    message["To"] = ", ".join(header_value(address) for address in config.to)
+    message["Date"] = formatdate(usegmt=True)  # RFC 5322 requires it; filters check it
     message["Message-ID"] = make_msgid(domain="newswatch")
     keys = ",".join(p["idempotency_key"] for p in payloads)
-    message["X-Newswatch-Idempotency-Key"] = keys[:900]
+    message["X-Newswatch-Idempotency-Key"] = header_value(keys[:900])
     message.set_content(plain_text(payloads))
     message.add_alternative(_HTML.render(payloads=payloads), subtype="html")
     return message

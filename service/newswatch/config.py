@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     error_backoff_base: float = Field(60.0, validation_alias="NEWSWATCH_ERROR_BACKOFF_BASE")
     error_backoff_max: float = Field(6 * 3600.0, validation_alias="NEWSWATCH_ERROR_BACKOFF_MAX")
 
+    # A poll stores at most this many of a feed's entries not stored yet, newest first; the
+    # rest wait for the next polls (sources.pending_entries).
+    max_entries_per_poll: int = Field(1000, ge=1, validation_alias="NEWSWATCH_MAX_ENTRIES_PER_POLL")
+    # Entries written in one transaction: a poll's entries beyond are written in several, and
+    # other sources' writes go in between.
+    write_batch_entries: int = Field(500, ge=1, validation_alias="NEWSWATCH_WRITE_BATCH_ENTRIES")
+
     # Processes that parse feeds and pages beside the writer; 0 parses in a thread.
     parse_workers: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1),
@@ -86,6 +93,11 @@ class Settings(BaseSettings):
     # A claimed notification belongs to its worker this long; then another worker may take it
     # over (its sender died). Longer than any channel's timeout.
     delivery_lease: float = Field(120.0, ge=0, validation_alias="NEWSWATCH_DELIVERY_LEASE")
+
+    # At most this many notifications per rule in each window of this many seconds; the
+    # events beyond are told in one summary per rule, channel and window (docs/alerts.md).
+    alert_max_per_rule: int = Field(100, ge=1, validation_alias="NEWSWATCH_ALERT_MAX_PER_RULE")
+    alert_cap_window: float = Field(3600.0, gt=0, validation_alias="NEWSWATCH_ALERT_CAP_WINDOW")
 
     # `newswatch replay` waits this long for queued notifications to be sent before it exits.
     replay_drain_timeout: float = Field(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -22,7 +23,13 @@ from newswatch.fetch.language import language_of
 from newswatch.grouping.api import EventChange
 from newswatch.grouping.engine import EventGrouper, Placement
 from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
-from newswatch.store.articles import RejectedEntry, StoredArticle, admit_entries, store_batch
+from newswatch.store.articles import (
+    RejectedEntry,
+    StoredArticle,
+    admit_entries,
+    store_batch,
+    unstored_entries,
+)
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 
@@ -38,9 +45,27 @@ class IngestResult:
     def new(self) -> int:
         return sum(1 for a in self.stored if a.is_new)
 
+    @classmethod
+    def combine(cls, results: list[IngestResult]) -> IngestResult:
+        """The results of one poll's entries written in several batches, as one."""
+        out = cls()
+        offset = 0  # rejected entries are numbered among all the poll's entries
+        for result in results:
+            out.stored += result.stored
+            out.changes += result.changes
+            out.rejected += [replace(r, index=r.index + offset) for r in result.rejected]
+            offset += len(result.stored) + len(result.rejected)
+        return out
+
     @property
     def duplicates(self) -> int:
         return len(self.stored) - self.new
+
+
+def _newest_first(entry: ParsedEntry) -> tuple[bool, float]:
+    """Sort key: dated entries newest first, then undated ones (in their feed order)."""
+    published: datetime | None = entry.published
+    return (published is None, -published.timestamp() if published is not None else 0.0)
 
 
 # Called inside the transaction after the entries are stored: the fetch stage records the
@@ -85,6 +110,26 @@ class Pipeline:
             self.alert_engine = AlertEngine(config.rules, config.channels, settings)
         # Called after a commit that queued notifications (the delivery worker's wake-up).
         self.on_enqueued: list[Callable[[], None]] = []
+
+    def entries_for_poll(
+        self, source_id: int, entries: list[ParsedEntry], cap: int
+    ) -> tuple[list[ParsedEntry], int]:
+        """What a poll of source `source_id` writes of `entries`, and how many entries wait for
+        later polls: all of them when they are at most `cap`; else the newest `cap` that the
+        source has not carried yet (and those the store rejects, to report them again).
+        A huge feed is so stored over several polls, each in bounded time and memory."""
+        if len(entries) <= cap:
+            return entries, 0
+        admitted, rejected = admit_entries(entries)
+        with session_scope(self.engine) as session:
+            source = session.get(Source, source_id)
+            if source is None:
+                raise LookupError(f"no source with id {source_id}")
+            todo = [admitted[i] for i in unstored_entries(session, source, admitted)]
+        todo.sort(key=_newest_first)
+        # The newest are chosen, and written oldest first: grouping takes a stream in time.
+        chosen = todo[:cap][::-1]
+        return [entries[r.index] for r in rejected] + chosen, max(0, len(todo) - cap)
 
     def ingest(
         self, source_id: int, entries: list[ParsedEntry], after: AfterIngest | None = None

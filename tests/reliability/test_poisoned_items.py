@@ -135,3 +135,19 @@ def _refuse_article_inserts(engine) -> None:  # type: ignore[no-untyped-def]
                 "FOR EACH ROW EXECUTE FUNCTION refuse()"
             )
         )
+
+
+def test_text_stored_before_the_cleaning_does_not_break_the_atom_feed(sqlite_engine, server):
+    """SQLite kept a NUL of a title before the store's boundary removed them: the events feed
+    stays well-formed XML over such rows."""
+    server.routes["/feed.json"] = static(_json_feed(_item(1)), content_type="application/feed+json")
+    _poll(sqlite_engine, server.url("/feed.json"))
+    with sqlite_engine.begin() as conn:
+        conn.execute(text("UPDATE events SET title = 'Old' || char(0) || ' title' || char(27)"))
+        conn.execute(text("UPDATE articles SET title = 'Old' || char(0) || ' article'"))
+    with running(create_app(sqlite_engine, Settings(_env_file=None))) as api:  # type: ignore[call-arg]
+        response = api.get("/feeds/events.atom")
+    feed = feedparser.parse(response.content)
+    assert response.status_code == 200 and not feed.bozo, feed.get("bozo_exception")
+    assert [entry.title for entry in feed.entries] == ["Old title (1 sources)"]
+    assert "Old article" in feed.entries[0].summary

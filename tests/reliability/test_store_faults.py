@@ -8,14 +8,15 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from newswatch.api import create_app
 from newswatch.api.health import Readiness
@@ -23,6 +24,7 @@ from newswatch.config import Settings
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import make_engine, session_scope, upgrade
 from tests.api_support import running
+from tests.conftest import empty_database
 
 NOBODY = 65534
 
@@ -34,6 +36,13 @@ def store_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """An empty Postgres database (a schema of its own); skipped without one."""
+    with empty_database("postgres", tmp_path) as url:
+        yield url
 
 
 @contextmanager
@@ -96,6 +105,47 @@ def _readiness(engine: Engine) -> tuple[Readiness, FakeClock]:
     return Readiness(engine, clock=clock), clock
 
 
+@contextmanager
+def _postgres_role(engine: Engine) -> Iterator[tuple[str, str]]:
+    """A login role of its own with every right on the test's schema; its name, password."""
+    role = "nw_" + uuid.uuid4().hex[:12]
+    with engine.begin() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD '{role}'"))
+        conn.execute(text(f'GRANT ALL ON SCHEMA "{schema}" TO {role}'))
+        conn.execute(text(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO {role}'))
+        conn.execute(text(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO {role}'))
+    try:
+        yield role, role
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM {role}'))
+            conn.execute(text(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA "{schema}" FROM {role}'))
+            conn.execute(text(f'REVOKE ALL ON SCHEMA "{schema}" FROM {role}'))
+            conn.execute(text(f"DROP ROLE {role}"))
+
+
+def test_writes_resume_when_postgres_sessions_are_writable_again(postgres_url):
+    """Sessions begun read-only (a standby after a failover; here the role's
+    default_transaction_read_only) stay so: after the primary is back, pooled connections
+    refused every write until a restart."""
+    admin = make_engine(postgres_url)
+    upgrade(admin)
+    with _postgres_role(admin) as (role, password):
+        url = postgres_url.replace("postgres@", f"{role}:{password}@", 1)
+        engine = make_engine(url)
+        with admin.begin() as conn:
+            conn.execute(text(f"ALTER ROLE {role} SET default_transaction_read_only = on"))
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            _write(engine, "during")
+        with admin.begin() as conn:
+            conn.execute(text(f"ALTER ROLE {role} RESET default_transaction_read_only"))
+        _write(engine, "after")
+        _write(engine, "and after")
+        engine.dispose()
+    admin.dispose()
+
+
 def test_readiness_fails_while_a_sqlite_store_is_read_only(store_dir):
     engine, db = _sqlite(store_dir)
     app = create_app(engine, Settings(_env_file=None))  # type: ignore[call-arg]
@@ -132,14 +182,12 @@ def test_the_write_probe_is_rate_limited_and_sees_recovery(store_dir):
     engine.dispose()
 
 
-def test_readiness_fails_while_a_postgres_session_is_read_only(store_url):
+def test_readiness_fails_while_a_postgres_session_is_read_only(postgres_url):
     """A session that cannot write (a standby, default_transaction_read_only) is not ready."""
-    if not store_url.startswith("postgresql"):
-        pytest.skip("a Postgres session setting")
-    engine = make_engine(store_url)
+    engine = make_engine(postgres_url)
     upgrade(engine)
     engine.dispose()
-    read_only_url = store_url + "%20-cdefault_transaction_read_only%3Don"
+    read_only_url = postgres_url + "%20-cdefault_transaction_read_only%3Don"
     standby = make_engine(read_only_url)
     try:
         ready, body = _readiness(standby)[0].check()

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from newswatch.alerts.cap import RuleCap
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.models import AlertState, RuleMatch
@@ -111,6 +112,7 @@ class AlertEngine:
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
         self.clock = clock
+        self.cap = RuleCap.from_settings(settings)
         # Called after a transaction that queued notifications commits (wakes the worker).
         self.enqueued = False
         self._silences: set[str | None] | None = None
@@ -267,6 +269,7 @@ class AlertEngine:
         if not open_pairs:
             return []
         self._silences = None  # loaded when first needed, once per round
+        self.cap.new_round()
         # The events in play, loaded at once (session.get then finds them without a query).
         events = session.execute(
             select(Event).where(Event.id.in_({e for _, e in open_pairs}))  # type: ignore[attr-defined]
@@ -316,6 +319,14 @@ class AlertEngine:
         if self._silenced(session, rule.name, now):
             state.status = "silenced"  # recorded, so the silence is visible; nothing queued
             return False
+        if self.cap.full(session, rule.name, now):
+            state.status = "capped"  # counted in the window's summary (alerts/cap.py)
+            if self.cap.overflow(
+                session, rule, self.channels, firing.event_id, firing.sources, now
+            ):
+                self.enqueued = True
+            return False
+        self.cap.counted(rule.name, now)
         state.status = "notified"
         state.revision += 1
         payload = event_payload(

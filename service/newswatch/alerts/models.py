@@ -46,7 +46,7 @@ class AlertState(SQLModel, table=True):
     event_id: int = Field(primary_key=True, foreign_key="events.id", ondelete="CASCADE")
     revision: int = 0
     sources_notified: int = 0
-    status: str = Field(default="notified", max_length=16)  # notified | silenced
+    status: str = Field(default="notified", max_length=16)  # notified | silenced | capped
     first_at: datetime = _ts(default_factory=utcnow)
     last_at: datetime = _ts(default_factory=utcnow)
 

@@ -6,10 +6,11 @@ nothing: the delivery worker finds the row when it starts again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -62,6 +63,47 @@ def enqueue(
         .returning(N.id)
     )
     return session.execute(statement).first() is not None
+
+
+def enqueue_summary(
+    session: Session,
+    *,
+    rule: str,
+    channel: str,
+    key: str,
+    first: Callable[[], dict[str, Any]],
+    grow: Callable[[dict[str, Any]], dict[str, Any]],
+    not_before: datetime,
+    batch_key: str | None,
+    now: datetime,
+) -> bool:
+    """A summary notification (alerts/cap.py), one per (channel, `key`): queued with payload
+    `first()`, or, queued already and not sent yet, its payload replaced by `grow(payload)`.
+    Its event_id is 0: it is about no single event. False if it went out already."""
+    row = session.execute(
+        select(N.id, N.payload, N.status).where(N.channel == channel, N.idempotency_key == key)
+    ).first()
+    if row is None:
+        values = {
+            "rule": rule,
+            "channel": channel,
+            "event_id": 0,
+            "revision": 1,
+            "idempotency_key": key,
+            "payload": {**first(), "idempotency_key": key},
+            "status": "pending",
+            "attempts": 0,
+            "not_before": not_before,
+            "batch_key": batch_key,
+            "created_at": now,
+        }
+        session.execute(insert(NOTIFICATIONS).values(**values))
+        return True
+    if row.status != "pending":
+        return False
+    payload = {**grow(dict(row.payload)), "idempotency_key": key}
+    session.execute(update(NOTIFICATIONS).where(N.id == row.id).values(payload=payload))
+    return True
 
 
 def open_wait_group(

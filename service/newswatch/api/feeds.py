@@ -27,7 +27,7 @@ from newswatch.api.errors import ApiError
 from newswatch.api.params import clean_text, parse_since
 from newswatch.api.routes import SessionDep
 from newswatch.api.schemas import EventOut
-from newswatch.store.columns import as_utc
+from newswatch.store.columns import as_utc, storable_text
 
 router = APIRouter(prefix="/feeds", include_in_schema=False)
 
@@ -43,9 +43,11 @@ def _iso(when: datetime) -> str:
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, attrs)
+    el = ET.SubElement(parent, tag, {k: storable_text(v) for k, v in attrs.items()})
     if text is not None:
-        el.text = text
+        # XML cannot carry control characters: text stored before they were removed at the
+        # store's boundary (SQLite kept a NUL of a feed's title) must not break the feed.
+        el.text = storable_text(text)
     return el
 
 

@@ -79,6 +79,8 @@ def source_table(rows: list[Source]) -> list[str]:
         lines.append(line(row))
         if s.last_error and s.consecutive_errors:
             lines.append(f"  error: {s.last_error[:200]}")
+        if s.pending_entries:
+            lines.append(f"  {s.pending_entries} entries wait for the next polls")
     return lines
 
 
@@ -97,6 +99,7 @@ def source_row(s: Source) -> dict[str, object]:
         "last_outcome": s.last_outcome,
         "consecutive_errors": s.consecutive_errors,
         "last_error": s.last_error,
+        "pending_entries": s.pending_entries,
         "next_fetch_at": s.next_fetch_at.isoformat() if s.next_fetch_at else None,
         "host_wait_seconds": s.host_wait_seconds,
     }

@@ -96,7 +96,7 @@ class PollOutcome:
 class _WriteJob:
     source_id: int
     entries: list[ParsedEntry]
-    after: Callable[..., None]
+    after: Callable[..., None] | None
     done: asyncio.Future[IngestResult]
 
 
@@ -120,6 +120,23 @@ class GroupWriter:
     async def write(
         self, source_id: int, entries: list[ParsedEntry], after: Callable[..., None]
     ) -> IngestResult:
+        """Write a poll's entries; `after` runs in the transaction of the last ones, given
+        the result of all. Beyond NEWSWATCH_WRITE_BATCH_ENTRIES they are written in several
+        transactions, one after the other, and other polls' writes go in between: a huge
+        feed neither holds the store's lock for minutes nor keeps every row in memory."""
+        size = self.pipeline.settings.write_batch_entries
+        batches = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
+        done = [await self._write(source_id, batch, None) for batch in batches[:-1]]
+
+        def last(session: Session, source: Source, result: IngestResult) -> None:
+            after(session, source, IngestResult.combine([*done, result]))
+
+        done.append(await self._write(source_id, batches[-1], last))
+        return IngestResult.combine(done)
+
+    async def _write(
+        self, source_id: int, entries: list[ParsedEntry], after: Callable[..., None] | None
+    ) -> IngestResult:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         job = _WriteJob(source_id, entries, after, asyncio.get_running_loop().create_future())
@@ -129,8 +146,11 @@ class GroupWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
+            entries = len(batch[0].entries)
+            limit = self.pipeline.settings.write_batch_entries
+            while len(batch) < self.max_batch and entries < limit and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+                entries += len(batch[-1].entries)
             jobs = [(j.source_id, j.entries, j.after) for j in batch]
             try:
                 results = await asyncio.get_running_loop().run_in_executor(
@@ -216,6 +236,16 @@ class Poller:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def _entries_to_write(
+        self, source: SourceSnapshot, entries: list[ParsedEntry]
+    ) -> tuple[list[ParsedEntry], int]:
+        """At most NEWSWATCH_MAX_ENTRIES_PER_POLL entries not stored yet, newest first, and
+        how many others wait (Pipeline.entries_for_poll: a read, beside the writer)."""
+        cap = self.settings.max_entries_per_poll
+        if len(entries) <= cap:
+            return entries, 0
+        return await asyncio.to_thread(self.pipeline.entries_for_poll, source.id, entries, cap)
+
     async def _record_store_error(self, recorder: FetchRecorder, exc: Exception) -> IngestResult:
         """The entries could not be written: record that on the source and in the fetch log
         (a write of its own), so the source shows the error and backs off."""
@@ -248,7 +278,8 @@ class Poller:
             http.QUEUE_KEY.reset(queue_key)
         recorder = FetchRecorder(source, result, body, self.settings)
         try:
-            ingest = await self.writer.write(source.id, body.entries, recorder.apply)
+            entries, recorder.pending = await self._entries_to_write(source, body.entries)
+            ingest = await self.writer.write(source.id, entries, recorder.apply)
         except Exception as exc:
             ingest = await self._record_store_error(recorder, exc)
         outcome = recorder.outcome
@@ -350,32 +381,32 @@ class FetchRecorder:
         self.result = result
         self.body = body
         self.settings = settings
-        self.error = result.error or body.error
+        self.fetch_error = result.error or body.error  # the fetch's or the parser's
+        self.error = self.fetch_error  # and the entries rejected, once written (apply)
         self.outcome = result.outcome
         if result.outcome == http.OK and body.error and not body.entries:
             self.outcome = PARSE_ERROR
         self.failed = self.outcome not in (http.OK, http.NOT_MODIFIED)
         self.stored = True  # False once the entries' write failed (store_failed)
+        self.pending = 0  # entries left for later polls (a capped poll of a huge feed)
 
     def store_failed(self, exc: Exception) -> None:
         """The entries' write failed: what `apply` records instead (nothing stored)."""
         first_line = (str(exc).strip().splitlines() or [""])[0]
         self.outcome = STORE_ERROR
-        self.error = f"the store refused the entries: {type(exc).__name__}: {first_line}"
+        self.fetch_error = f"the store refused the entries: {type(exc).__name__}: {first_line}"
+        self.error = self.fetch_error
         self.failed = True
         self.stored = False
 
     def apply(self, session: Session, source: Source, ingest: IngestResult) -> None:
         now = utcnow()
         r = self.result
-        if ingest.rejected:
-            for rejected in ingest.rejected:
-                log.warning("entry rejected", source=source.name, entry=str(rejected))
-            self.error = "; ".join(
-                e for e in (self.error, describe_rejections(ingest.rejected)) if e
-            )
-        if self.error:
-            self.error = storable_text(self.error)
+        for rejected in ingest.rejected:
+            log.warning("entry rejected", source=source.name, entry=str(rejected))
+        # Assigned, not appended to: a batch that failed runs this again, job by job.
+        errors = (self.fetch_error, describe_rejections(ingest.rejected))
+        self.error = storable_text("; ".join(e for e in errors if e)) or None
         rows = [_fetch_row(source, extra, now) for extra in self.body.extra_fetches]
         row = _fetch_row(source, r, now, outcome=self.outcome, error=self.error)
         row["entries"] = len(self.body.entries)
@@ -405,8 +436,11 @@ class FetchRecorder:
             source.consecutive_errors = 0
             source.last_success_at = now
             if r.outcome == http.OK:
-                source.etag = r.etag
-                source.last_modified = r.last_modified
+                source.pending_entries = self.pending
+                # Validators only once every entry is stored: else the unchanged feed would
+                # answer 304 and the entries left would never come.
+                source.etag = None if self.pending else r.etag
+                source.last_modified = None if self.pending else r.last_modified
             source.next_fetch_at = now + interval
             return
         source.consecutive_errors += 1

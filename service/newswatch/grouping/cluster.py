@@ -653,8 +653,11 @@ class Clusterer:
         short = feats.words < self.s.short_text_words
         member = Member.of(article_id, vec, when, short, decision.opened, decision.duplicate_of)
         self._remember(member, decision.event_id, signature, feats)
-        if self.s.split_ncut > 0:
-            decision.split = self._check_split(self.events[decision.event_id])
+        # The event is gone when the expiry that _remember runs now and then found it older
+        # than the window: an archive backfilled newest first. Nothing to split then.
+        event = self.events.get(decision.event_id)
+        if self.s.split_ncut > 0 and event is not None:
+            decision.split = self._check_split(event)
         return decision
 
     def _signature(self, feats: Features, given: np.ndarray | None) -> np.ndarray | None:

@@ -138,6 +138,23 @@ def admit_entries(entries: list[ParsedEntry]) -> tuple[list[ParsedEntry], list[R
     return admitted, rejected
 
 
+def unstored_entries(session: Session, source: Source, entries: list[ParsedEntry]) -> list[int]:
+    """The positions of the (admitted) `entries` that `source` has not carried yet: new
+    articles, or stored ones without a sighting at `source`. What is left of a big feed."""
+    keys = [_keys(source, e) for e in entries]
+    known = _Known(session, keys)
+    matched = {i: match[0] for i, k in enumerate(keys) if (match := known.match(k)) is not None}
+    sighted: set[int] = set()
+    ids = sorted(set(matched.values()))
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        query = select(SIGHTINGS.c.article_id).where(
+            SIGHTINGS.c.source_id == source.id,
+            SIGHTINGS.c.article_id.in_(ids[start : start + LOOKUP_CHUNK]),
+        )
+        sighted.update(session.execute(query).scalars())
+    return [i for i in range(len(keys)) if matched.get(i) not in sighted]
+
+
 def _global_guid(guid: str | None) -> bool:
     """GUIDs like "123" are unique only within one feed; URLs and URNs are unique anywhere."""
     return bool(guid) and (":" in guid)  # type: ignore[operator]

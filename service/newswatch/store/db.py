@@ -235,12 +235,16 @@ def display_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
 
 
-def _cause(exc: BaseException) -> str:
-    """What went wrong, on one line: the driver's message without SQLAlchemy's additions."""
+def _url_problem(exc: BaseException) -> str:
     if isinstance(exc, NoSuchModuleError):
         return "unknown kind of database (newswatch uses sqlite:/// or postgresql://)"
     if isinstance(exc, ArgumentError | ValueError):
         return "not a database URL (sqlite:///PATH or postgresql://USER@HOST/DATABASE)"
+    return _cause(exc)  # an SQLite directory that cannot be made
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong, on one line: the driver's message without SQLAlchemy's additions."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         exc = exc.orig
     lines = [" ".join(line.split()) for line in str(exc).splitlines()]
@@ -251,13 +255,18 @@ def open_store(url: str, migrate: bool = True) -> Engine:
     """Engine for `url`, with the schema brought up to date unless `migrate` is False; the
     store is reached once either way, so that a wrong URL fails here, in one line
     (StoreUnavailable), rather than with a traceback at the first query."""
+    where = f"cannot open the store {display_url(url)}"
     try:
         engine = make_engine(url)
+    except Exception as exc:
+        raise StoreUnavailable(f"{where}: {_url_problem(exc)}") from exc
+    try:
         if migrate:
             upgrade(engine)
         else:
             with engine.connect():
                 pass
     except Exception as exc:
-        raise StoreUnavailable(f"cannot open the store {display_url(url)}: {_cause(exc)}") from exc
+        engine.dispose()
+        raise StoreUnavailable(f"{where}: {_cause(exc)}") from exc
     return engine

@@ -44,6 +44,8 @@ class Source(SQLModel, table=True):
     # How long the last fetch waited for its host's turn (per-host politeness): the lag of a
     # source whose host has more sources than its gap allows (fetch/http.py HostGate).
     host_wait_seconds: float | None = None
+    # Entries of the feed not stored yet: a poll stores at most NEWSWATCH_MAX_ENTRIES_PER_POLL.
+    pending_entries: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     next_fetch_at: datetime | None = _ts(default=None, index=True)
     created_at: datetime = _ts(default_factory=utcnow)
 

@@ -1,0 +1,162 @@
+"""At most NEWSWATCH_ALERT_MAX_PER_RULE notifications per rule in each window of
+NEWSWATCH_ALERT_CAP_WINDOW; the events beyond are told in one summary notification per
+rule, channel and window, sent when the window ends.
+
+A flood (a 60,000-entry feed opening as many events) queued 119,932 notifications before;
+nobody reads them, and they hold up the ones that matter. Windows are fixed (aligned to the
+epoch), so the count is one query per rule per decision round, and a restart keeps it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from newswatch.alerts.config import ChannelConfig, RuleConfig
+from newswatch.alerts.models import AlertState
+from newswatch.alerts.outbox import enqueue_summary
+from newswatch.alerts.policy import schedule
+from newswatch.store.models import Event
+
+if TYPE_CHECKING:
+    from newswatch.config import Settings
+
+DEFAULT_LIMIT = 100
+DEFAULT_WINDOW = timedelta(hours=1)
+# Events listed by name in a summary; the rest are counted.
+LISTED = 20
+OVERFLOW = "overflow"  # the summary's payload "kind"; its event_id is 0 (no event)
+S = AlertState.__table__.c  # type: ignore[attr-defined]
+
+
+class RuleCap:
+    """Counts each rule's notified events in the current window; past the limit, an event is
+    recorded as capped (alert_state.status) and added to the window's summary."""
+
+    def __init__(self, limit: int = DEFAULT_LIMIT, window: timedelta = DEFAULT_WINDOW):
+        self.limit = limit
+        self.window = window
+        self._counts: dict[tuple[str, datetime], int] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None) -> RuleCap:
+        if settings is None:
+            return cls()
+        return cls(settings.alert_max_per_rule, timedelta(seconds=settings.alert_cap_window))
+
+    def new_round(self) -> None:
+        """Forget the counts: the store has them (a round may follow another process's)."""
+        self._counts = {}
+
+    def window_of(self, now: datetime) -> tuple[datetime, datetime]:
+        seconds = self.window.total_seconds()
+        start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, UTC)
+        return start, start + self.window
+
+    def full(self, session: Session, rule: str, now: datetime) -> bool:
+        """Whether `rule` has had its notifications of the window containing `now`."""
+        key = (rule, self.window_of(now)[0])
+        if key not in self._counts:
+            query = select(func.count()).where(
+                S.rule == rule, S.status == "notified", S.revision > 0, S.last_at >= key[1]
+            )
+            self._counts[key] = session.execute(query).scalar_one()
+        return self._counts[key] >= self.limit
+
+    def counted(self, rule: str, now: datetime) -> None:
+        """A notification of `rule` was decided at `now`."""
+        key = (rule, self.window_of(now)[0])
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def overflow(
+        self,
+        session: Session,
+        rule: RuleConfig,
+        channels: dict[str, ChannelConfig],
+        event_id: int,
+        sources: int,
+        now: datetime,
+    ) -> bool:
+        """Add event `event_id` to the rule's summary of the window, to each of its channels;
+        True if a summary was queued or grown."""
+        start, end = self.window_of(now)
+        event = session.get(Event, event_id)
+        line = {
+            "id": None,
+            "event_id": event_id,
+            "title": event.title if event is not None else None,
+            "url": None,
+            "sources": [],
+            "source_count": sources,
+            "published": (event.first_seen if event is not None else now).isoformat(),
+        }
+        key = f"{rule.name}:{OVERFLOW}:{start.isoformat()}"
+        queued = False
+        for channel_name in rule.channels:
+            # Sent when the window ends, or later when the channel defers (quiet hours, digest).
+            not_before, batch_key = schedule(rule, channels[channel_name], end, None, None)
+            queued |= enqueue_summary(
+                session,
+                rule=rule.name,
+                channel=channel_name,
+                key=key,
+                first=lambda: self._summary(rule, start, end, line),
+                grow=lambda payload: _grown(payload, line, self.limit),
+                not_before=max(not_before, end),
+                batch_key=batch_key,
+                now=now,
+            )
+        return queued
+
+    def _summary(
+        self, rule: RuleConfig, start: datetime, end: datetime, line: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The summary's payload: shaped like an event's (docs/webhooks.md), so that every
+        channel renders it; kind "overflow", the events as its lines."""
+        return _retitled(
+            {
+                "rule": rule.name,
+                "event_id": 0,
+                "revision": 1,
+                "kind": OVERFLOW,
+                "first_seen": start.isoformat(),
+                "last_seen": end.isoformat(),
+                "article_count": 0,
+                "source_count": line["source_count"],
+                "sources": [],
+                "articles": [line],
+                "suppressed_events": 1,
+                "limit": self.limit,
+                "window_seconds": self.window.total_seconds(),
+                "why": {
+                    "query": rule.query,
+                    "matched_terms": [],
+                    "matching_articles": 0,
+                    "sources_in_window": line["source_count"],
+                    "min_sources": rule.min_sources,
+                    "window": rule.window.total_seconds() if rule.window else None,
+                },
+            }
+        )
+
+
+def _retitled(payload: dict[str, Any]) -> dict[str, Any]:
+    count, limit = payload["suppressed_events"], payload["limit"]
+    hours = payload["window_seconds"] / 3600
+    payload["title"] = (
+        f"{count} more events matched rule {payload['rule']}: not notified one by one "
+        f"(at most {limit} in {hours:g} h)"
+    )
+    return payload
+
+
+def _grown(payload: dict[str, Any], line: dict[str, Any], limit: int) -> dict[str, Any]:
+    grown = dict(payload)
+    grown["suppressed_events"] += 1
+    grown["source_count"] = max(grown["source_count"], line["source_count"])
+    if len(grown["articles"]) < LISTED:
+        grown["articles"] = [*grown["articles"], line]
+    return _retitled(grown)

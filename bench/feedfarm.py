@@ -54,12 +54,13 @@ def render(feed: int, generation: int, texts: list[tuple[str, str]]) -> bytes:
     ).encode()
 
 
-def _serve(port: int, feeds: int, generation, ready, log_path) -> None:  # type: ignore[no-untyped-def]
+def _serve(port: int, feeds: int, generation, ready, log_path, tick) -> None:  # type: ignore[no-untyped-def]
     import time
 
     from aiohttp import web
 
     texts = corpus()
+    started = time.monotonic()
     cache: dict[tuple[int, int], bytes] = {}
     log = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else None  # noqa: SIM115
 
@@ -69,7 +70,8 @@ def _serve(port: int, feeds: int, generation, ready, log_path) -> None:  # type:
             log.write(f"{time.time():.6f} {feed}\n")  # when each request arrived, for a bench
         if feed >= feeds:
             return web.Response(status=404)
-        gen = generation.value
+        # With a tick the generation follows the clock: 20 new entries every `tick` seconds.
+        gen = int((time.monotonic() - started) // tick) if tick else generation.value
         etag = f'"{feed}-{gen}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
@@ -97,11 +99,13 @@ def _serve(port: int, feeds: int, generation, ready, log_path) -> None:  # type:
 class FeedFarm:
     """`with FeedFarm(2000) as farm: farm.url(i); farm.bump()`
 
-    With `log_path`, the farm appends "<unix time> <feed number>" for every request it gets."""
+    With `log_path`, the farm appends "<unix time> <feed number>" for every request it gets;
+    with `tick` the feeds change by themselves every `tick` seconds."""
 
-    def __init__(self, feeds: int, log_path: Path | None = None):
+    def __init__(self, feeds: int, log_path: Path | None = None, tick: float | None = None):
         self.feeds = feeds
         self.log_path = log_path
+        self.tick = tick
         self.port = _free_port()
         self._generation = mp.Value("i", 0)
         self._ready = mp.Event()
@@ -121,7 +125,7 @@ class FeedFarm:
         self._ready = ctx.Event()
         self._proc = ctx.Process(
             target=_serve,
-            args=(self.port, self.feeds, self._generation, self._ready, self.log_path),
+            args=(self.port, self.feeds, self._generation, self._ready, self.log_path, self.tick),
             daemon=True,
         )
         self._proc.start()

@@ -75,8 +75,15 @@ class Settings(BaseSettings):
         validation_alias="NEWSWATCH_PARSE_WORKERS",
     )
 
-    # Alert delivery: attempts before a notification is dead, and the retry backoff (seconds).
-    delivery_max_attempts: int = Field(8, ge=1, validation_alias="NEWSWATCH_DELIVERY_MAX_ATTEMPTS")
+    # Alert delivery: a notification that fails is retried (backoff base * 2**n, capped, in
+    # seconds) until its retry budget is spent, counted from the first failure (a channel's
+    # `retry_budget` overrides it); then it is dead. An attempt cap is optional.
+    delivery_retry_budget: float = Field(
+        24 * 3600.0, gt=0, validation_alias="NEWSWATCH_DELIVERY_RETRY_BUDGET"
+    )
+    delivery_max_attempts: int | None = Field(
+        None, ge=1, validation_alias="NEWSWATCH_DELIVERY_MAX_ATTEMPTS"
+    )
     delivery_backoff_base: float = Field(
         30.0, gt=0, validation_alias="NEWSWATCH_DELIVERY_BACKOFF_BASE"
     )
@@ -112,6 +119,13 @@ class Settings(BaseSettings):
     http_host: str = Field("0.0.0.0", validation_alias="NEWSWATCH_HTTP_HOST")
     http_port: int = Field(8080, validation_alias="NEWSWATCH_HTTP_PORT")
     api_token: str | None = Field(None, validation_alias="NEWSWATCH_API_TOKEN")
+    # The HTTP API's share of the store: requests that read it at once (each with a connection
+    # of its own pool; more wait a moment, then get 503 + Retry-After) and the longest a
+    # statement of theirs may run. Ingestion keeps its own connections.
+    api_max_concurrent: int = Field(2, ge=1, validation_alias="NEWSWATCH_API_MAX_CONCURRENT")
+    api_statement_timeout: float = Field(
+        5.0, gt=0, validation_alias="NEWSWATCH_API_STATEMENT_TIMEOUT"
+    )
 
     smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
     smtp_port: int = Field(587, validation_alias="SMTP_PORT")

@@ -67,6 +67,11 @@ PRUNED_ROWS = Counter(
     ["table"],
     registry=REGISTRY,
 )
+API_REJECTED = Counter(
+    "newswatch_api_rejected_total",
+    "API requests answered 503 because the API's share of the store was busy",
+    registry=REGISTRY,
+)
 SOURCES_IN_ERROR = Gauge(
     "newswatch_sources_in_error", "Sources whose last fetch failed", registry=REGISTRY
 )
@@ -83,6 +88,11 @@ OUTBOX_DEPTH = Gauge(
 OUTBOX_OLDEST_AGE = Gauge(
     "newswatch_outbox_oldest_pending_age_seconds",
     "Age of the oldest notification waiting in the outbox (0 when empty)",
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Gauge(
+    "newswatch_outbox_dead",
+    "Notifications dead-lettered (retry budget spent or a permanent error), in the store",
     registry=REGISTRY,
 )
 NOT_MODIFIED_SHARE = Gauge(

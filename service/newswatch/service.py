@@ -32,7 +32,7 @@ from newswatch.metrics import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.pipeline import Pipeline
 from newswatch.poll_runs import PollRuns
 from newswatch.retention import prune
-from newswatch.store.db import session_scope
+from newswatch.store.db import bounded_engine, session_scope
 from newswatch.store.models import Source
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
 
@@ -249,7 +249,7 @@ class Service:
         self.status.tick()
         sources = await asyncio.to_thread(self.load_sources)
         self._reschedule(sources)
-        self._update_error_gauge()
+        await asyncio.to_thread(self._update_error_gauge)
 
     async def _prune_job(self) -> None:
         self.status.tick()
@@ -335,8 +335,12 @@ def build_service(
         from newswatch.api.app import create_app
         from newswatch.api.server import serve
 
+        # The API reads through a pool of its own: its load cannot take ingestion's connections.
+        api_engine = bounded_engine(
+            engine, settings.api_max_concurrent, settings.api_statement_timeout
+        )
         # The config too: /api/rules and the rule feeds list its rules, as under `serve`.
-        app = create_app(engine, settings, status=service.status, config=config)
+        app = create_app(api_engine, settings, status=service.status, config=config)
         service.companions.append(
             lambda stop: serve(app, settings.http_host, settings.http_port, stop)
         )

@@ -70,8 +70,11 @@ class ChannelConfig(BaseModel):
     quiet_hours: str | None = None
     digest: Literal["hourly", "daily"] | None = None
     timezone: str | None = None  # of quiet_hours and digests (IANA name); default UTC
+    # How long a failing notification is retried, from its first failure ("24h", "3d");
+    # default NEWSWATCH_DELIVERY_RETRY_BUDGET.
+    retry_budget: timedelta | None = None
 
-    _duration = field_validator("group_wait", mode="before")(_duration)
+    _duration = field_validator("group_wait", "retry_budget", mode="before")(_duration)
 
     _quiet = field_validator("quiet_hours")(_quiet_hours)
     _zone = field_validator("timezone")(_timezone)
@@ -86,6 +89,8 @@ class ChannelConfig(BaseModel):
             raise ValueError("an email channel needs to: [addresses]")
         if self.type == "apprise" and not self.urls:
             raise ValueError("an apprise channel needs urls: [...]")
+        if self.retry_budget is not None and self.retry_budget.total_seconds() <= 0:
+            raise ValueError("retry_budget must be longer than zero")
         return self
 
 

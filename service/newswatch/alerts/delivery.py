@@ -1,7 +1,11 @@
 """The delivery worker: sends what the outbox holds, with retries, and records the outcome.
 
 Life of a row: pending -> sending (claimed) -> sent, or back to pending with a later
-`not_before` after a failure, or dead after the last attempt. A process killed while a row is
+`not_before` after a failure, or dead once its retry budget is spent. The budget is a time
+(default 24 hours, per channel `retry_budget`) counted from the first failure, not a number of
+attempts: a receiver down for hours still gets every notification when it is back. Backoff
+doubles up to NEWSWATCH_DELIVERY_BACKOFF_MAX (1 hour), and the last retry falls at the end of
+the budget. A dead row is logged at `error` and counted in /metrics. A process killed while a row is
 "sending" leaves it claimed; once the claim is older than the lease (NEWSWATCH_DELIVERY_LEASE,
 longer than any send may take) a worker puts it back to pending (the receiver may see that
 notification twice, with the same Idempotency-Key). A row being sent by another live process
@@ -17,6 +21,7 @@ import random
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +33,7 @@ from newswatch.alerts.channels import Channel, SendResult, build_channel
 from newswatch.alerts.models import Notification
 from newswatch.config import FileConfig, Settings
 from newswatch.metrics import NOTIFICATIONS as SENT_METRIC
-from newswatch.store.columns import utcnow
+from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.db import session_scope
 
 log = structlog.get_logger(__name__)
@@ -47,6 +52,7 @@ class Claimed:
     ids: list[int]
     payloads: list[dict[str, Any]]
     attempts: int
+    retry_until: datetime | None = None  # the earliest of the rows' (None: none failed yet)
 
 
 @dataclass
@@ -94,18 +100,38 @@ def _crash_if(point: str) -> None:
 class DeliveryWorker:
     poll_interval = 1.0  # seconds between looks at the outbox when nobody wakes the worker
 
-    def __init__(self, engine: Engine, channels: dict[str, Channel], settings: Settings):
+    def __init__(
+        self,
+        engine: Engine,
+        channels: dict[str, Channel],
+        settings: Settings,
+        *,
+        retry_budgets: dict[str, float] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
         self.engine = engine
         self.channels = channels
         self.settings = settings
+        # Seconds of retrying per channel name (others: NEWSWATCH_DELIVERY_RETRY_BUDGET).
+        self.retry_budgets = retry_budgets or {}
+        self.clock = clock
         self._recovered_at = 0.0
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def from_config(cls, engine: Engine, config: FileConfig, settings: Settings) -> DeliveryWorker:
+    def from_config(
+        cls,
+        engine: Engine,
+        config: FileConfig,
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> DeliveryWorker:
         channels = {c.name: build_channel(c, settings) for c in config.channels}
-        return cls(engine, channels, settings)
+        budgets = {
+            c.name: c.retry_budget.total_seconds() for c in config.channels if c.retry_budget
+        }
+        return cls(engine, channels, settings, retry_budgets=budgets, clock=clock)
 
     def wake(self) -> None:
         """Send what was just queued without waiting for the next poll. Safe from any thread:
@@ -129,7 +155,7 @@ class DeliveryWorker:
     def recover(self) -> int:
         """Rows claimed longer ago than the lease (their worker died before recording an
         outcome) go back to pending. Rows another live process is sending are left alone."""
-        expired = utcnow() - timedelta(seconds=self.settings.delivery_lease)
+        expired = self.clock() - timedelta(seconds=self.settings.delivery_lease)
         with session_scope(self.engine) as session:
             result = session.execute(
                 update(TABLE)
@@ -147,7 +173,7 @@ class DeliveryWorker:
         """Due rows, marked as being sent; rows sharing (channel, batch key) form one message."""
         with session_scope(self.engine) as session:
             query = (
-                select(N.id, N.channel, N.batch_key, N.payload, N.attempts)
+                select(N.id, N.channel, N.batch_key, N.payload, N.attempts, N.retry_until)
                 .where(N.status == "pending", N.not_before <= now)
                 .order_by(N.not_before, N.id)
                 .limit(CLAIM_LIMIT)
@@ -169,7 +195,19 @@ class DeliveryWorker:
             group.ids.append(r.id)
             group.payloads.append(r.payload)
             group.attempts = max(group.attempts, r.attempts)
+            if r.retry_until is not None:
+                until = as_utc(r.retry_until)
+                group.retry_until = min(group.retry_until or until, until)
         return list(groups.values())
+
+    def retry_budget(self, channel: str) -> float:
+        return self.retry_budgets.get(channel, self.settings.delivery_retry_budget)
+
+    def _out_of_retries(self, group: Claimed, attempts: int, now: datetime) -> bool:
+        cap = self.settings.delivery_max_attempts
+        if cap is not None and attempts >= cap:
+            return True
+        return group.retry_until is not None and now >= group.retry_until
 
     def record(self, group: Claimed, result: SendResult, now: datetime) -> str:
         attempts = group.attempts + 1
@@ -181,7 +219,7 @@ class DeliveryWorker:
         if result.ok:
             values.update(status="sent", sent_at=now, last_error=None)
             outcome = "sent"
-        elif result.permanent or attempts >= self.settings.delivery_max_attempts:
+        elif result.permanent or self._out_of_retries(group, attempts, now):
             values.update(status="dead", last_error=result.error)
             outcome = "dead"
         else:
@@ -189,20 +227,30 @@ class DeliveryWorker:
             delay = backoff_delay(attempts, s.delivery_backoff_base, s.delivery_backoff_max)
             if result.retry_after is not None:
                 delay = min(max(result.retry_after, 0.0), s.delivery_backoff_max)
+            until = group.retry_until
+            if until is None:  # the first failure starts the budget
+                until = now + timedelta(seconds=self.retry_budget(group.channel))
+                values["retry_until"] = until
+            # The last retry falls at the end of the budget, not after it.
             values.update(
-                status="pending", not_before=now + timedelta(seconds=delay), last_error=result.error
+                status="pending",
+                not_before=min(now + timedelta(seconds=delay), until),
+                last_error=result.error,
             )
             outcome = "retry"
         with session_scope(self.engine) as session:
             session.execute(update(TABLE).where(N.id.in_(group.ids)).values(**values))
         SENT_METRIC.labels(group.channel, outcome).inc(len(group.ids))
-        log.info(
-            "notification",
+        # A dead letter is a notification nobody will get unless an operator acts.
+        emit = log.error if outcome == "dead" else log.info
+        emit(
+            "notification dead-lettered" if outcome == "dead" else "notification",
             channel=group.channel,
             ids=group.ids,
             outcome=outcome,
             status=result.status,
             error=result.error,
+            attempts=attempts,
         )
         return outcome
 
@@ -219,10 +267,12 @@ class DeliveryWorker:
                 result = escaped_failure(group.channel, exc)
             if result.ok:
                 _crash_if("after_send")
-        return self.record(group, result, utcnow())
+        return await asyncio.to_thread(self.record, group, result, self.clock())
 
+    # The store work runs in threads: it may wait (a connection, SQLite's lock) and the event
+    # loop polls sources and answers health checks meanwhile.
     async def run_once(self) -> list[str]:
-        groups = self.claim(utcnow())
+        groups = await asyncio.to_thread(self.claim, self.clock())
         if not groups:
             return []
         return list(await asyncio.gather(*(self._send(g) for g in groups)))
@@ -231,10 +281,10 @@ class DeliveryWorker:
         """Until `stop` is set: send what is due, then sleep until woken or a second passes."""
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        self.recover()
+        await asyncio.to_thread(self.recover)
         while not stop.is_set():
             try:
-                self._recover_now_and_then()
+                await asyncio.to_thread(self._recover_now_and_then)
                 if await self.run_once():
                     continue
             except Exception:  # the store may be briefly unavailable; try again shortly
@@ -274,7 +324,7 @@ class DeliveryWorker:
 
     def _pending_soon(self, within: float) -> bool:
         """Whether a pending row becomes due within `within` seconds (a retry to wait for)."""
-        limit = utcnow() + timedelta(seconds=max(0.0, within))
+        limit = self.clock() + timedelta(seconds=max(0.0, within))
         with session_scope(self.engine) as session:
             row = session.execute(
                 select(N.id).where(N.status == "pending", N.not_before <= limit, N.attempts > 0)

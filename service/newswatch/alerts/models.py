@@ -84,6 +84,8 @@ class Notification(SQLModel, table=True):
     batch_key: str | None = Field(default=None, max_length=300)
     created_at: datetime = _ts(default_factory=utcnow)
     claimed_at: datetime | None = _ts(default=None)
+    # Set at the first failed send: retries stop (the row is dead) after this time.
+    retry_until: datetime | None = _ts(default=None)
     sent_at: datetime | None = _ts(default=None)
     last_error: str | None = Field(default=None, sa_type=Text)
     response_status: int | None = None

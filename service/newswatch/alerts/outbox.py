@@ -135,6 +135,11 @@ def outbox_stats(session: Session) -> tuple[int, datetime | None]:
     return int(row[0]), as_utc(row[1]) if row[1] is not None else None
 
 
+def dead_letter_count(session: Session) -> int:
+    """Notifications that failed for good (dead) and wait for an operator."""
+    return int(session.execute(select(func.count()).where(N.status == "dead")).scalar_one())
+
+
 def failed_filter() -> Any:
     """Dead notifications and those waiting for a retry."""
     return (N.status == "dead") | ((N.status == "pending") & (N.attempts > 0))
@@ -177,6 +182,7 @@ def delivery_dict(n: Notification) -> dict[str, Any]:
         "created_at": iso(n.created_at),
         "sent_at": iso(n.sent_at),
         "response_status": n.response_status,
+        "retry_until": iso(n.retry_until),
         "last_error": n.last_error,
         "batch_key": n.batch_key,
         "idempotency_key": n.idempotency_key,
@@ -188,7 +194,7 @@ class RetryError(ValueError):
 
 
 def retry_delivery(session: Session, notification_id: int) -> None:
-    """Queue a dead (or waiting) notification again, due now, with a fresh attempt budget."""
+    """Queue a dead (or waiting) notification again, due now, with a fresh retry budget."""
     row = session.get(Notification, notification_id)
     if row is None:
         raise RetryError(f"no notification with id {notification_id}")
@@ -197,5 +203,10 @@ def retry_delivery(session: Session, notification_id: int) -> None:
     session.execute(
         update(NOTIFICATIONS)
         .where(N.id == notification_id)
-        .values(status="pending", attempts=0, not_before=utcnow() - timedelta(seconds=1))
+        .values(
+            status="pending",
+            attempts=0,
+            retry_until=None,
+            not_before=utcnow() - timedelta(seconds=1),
+        )
     )

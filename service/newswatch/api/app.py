@@ -12,6 +12,7 @@ from newswatch import __version__
 from newswatch.api import delivery_routes, event_routes, feeds, pages, routes, system
 from newswatch.api.auth import TokenMiddleware
 from newswatch.api.errors import install_error_handlers
+from newswatch.api.gate import ConcurrencyGate
 from newswatch.api.health import DEFAULT_TICK_MAX_AGE, Readiness, SchedulerStatus
 from newswatch.config import FileConfig, Settings
 
@@ -22,7 +23,9 @@ happening), articles, sources and their fetch health, alert rules and deliveries
 
 Lists are paginated with cursors: pass a page's `next_cursor` as `cursor`. Errors are JSON
 `{"error": {"status", "message", "parameter"}}`. When `NEWSWATCH_API_TOKEN` is set, every
-endpoint except /healthz and /readyz needs `Authorization: Bearer <token>`."""
+endpoint except /healthz and /readyz needs `Authorization: Bearer <token>`. When more requests
+arrive at once than the API's share of the store allows, the surplus is answered 503 with
+`Retry-After`."""
 
 
 def create_app(
@@ -49,6 +52,8 @@ def create_app(
     app.state.config = config
     app.state.readiness = Readiness(engine, status, tick_max_age, ready_timeout)
     install_error_handlers(app)
+    # The gate inside the token check: a request without the token takes no slot.
+    app.add_middleware(ConcurrencyGate, limit=settings.api_max_concurrent)
     if settings.api_token:
         app.add_middleware(TokenMiddleware, token=settings.api_token)
     app.include_router(system.router)

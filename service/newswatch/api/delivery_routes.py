@@ -33,6 +33,9 @@ class DeliveryOut(BaseModel):
     not_before: datetime = Field(description="not sent before this time (retries, digests)")
     created_at: datetime
     sent_at: datetime | None = None
+    retry_until: datetime | None = Field(
+        None, description="retries stop after this time (set at the first failure)"
+    )
     response_status: int | None = Field(None, description="the receiver's last HTTP/SMTP code")
     last_error: str | None = None
     batch_key: str | None = Field(None, description="rows sharing it go out as one message")

@@ -7,11 +7,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newswatch.logging import get_logger
 
 log = get_logger("newswatch.api")
+
+RETRY_AFTER_SECONDS = 2  # what a 503 asks clients to wait
 
 
 class ApiError(Exception):
@@ -66,6 +70,25 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     )
 
 
+def busy_response(reason: str) -> JSONResponse:
+    """503 with Retry-After: the store (or the API's share of it) is busy or unreachable."""
+    message = f"service busy: {reason}; retry after {RETRY_AFTER_SECONDS} s"
+    return JSONResponse(
+        error_body(503, message),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A statement that ran past the API's statement timeout, a pool with no connection to
+    spare, a store that does not answer: the client may try again; nothing is wrong with
+    its request."""
+    detail = str(getattr(exc, "orig", None) or exc) or type(exc).__name__
+    log.warning("store unavailable to a request", path=request.url.path, error=detail[:300])
+    return busy_response("the store did not answer in time")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("request failed", path=request.url.path)
     return JSONResponse(error_body(500, "internal error (logged)"), status_code=500)
@@ -75,4 +98,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(OperationalError, _store_unavailable)
+    app.add_exception_handler(PoolTimeout, _store_unavailable)
     app.add_exception_handler(Exception, _unexpected)

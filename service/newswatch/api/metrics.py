@@ -8,10 +8,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from newswatch.alerts.outbox import outbox_stats
+from newswatch.alerts.outbox import dead_letter_count, outbox_stats
 from newswatch.fetch.http import NOT_MODIFIED
 from newswatch.logging import get_logger
 from newswatch.metrics import (
+    DEAD_LETTERS,
     NOT_MODIFIED_SHARE,
     OUTBOX_DEPTH,
     OUTBOX_OLDEST_AGE,
@@ -47,6 +48,7 @@ def refresh_store_gauges(session: Session) -> None:
     depth, oldest = outbox_stats(session)
     OUTBOX_DEPTH.set(depth)
     OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)
+    DEAD_LETTERS.set(dead_letter_count(session))
 
 
 def render_metrics(engine: Engine) -> tuple[bytes, str]:

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
+from newswatch.alerts import outbox
 from newswatch.api import queries
 from newswatch.api.deps import get_session
 
@@ -51,8 +52,19 @@ def render(request: Request, name: str, **context: Any) -> HTMLResponse:
     )
 
 
+DEAD_LETTERS_SHOWN = 20
+
+
 @router.get("/sources", response_class=HTMLResponse)
 def sources_page(request: Request, session: Session = Depends(get_session)) -> HTMLResponse:
+    """Source health, and the notifications that were dead-lettered (newest first)."""
     sources = queries.list_sources(session)
     failing = sum(1 for s in sources if s.consecutive_errors > 0)
-    return render(request, "sources.html", sources=sources, failing=failing)
+    return render(
+        request,
+        "sources.html",
+        sources=sources,
+        failing=failing,
+        dead_count=outbox.dead_letter_count(session),
+        dead=outbox.list_deliveries(session, status="dead", limit=DEAD_LETTERS_SHOWN),
+    )

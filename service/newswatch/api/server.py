@@ -14,6 +14,10 @@ from newswatch.logging import get_logger
 
 log = get_logger("newswatch.api.server")
 
+# On stop, requests still running after this many seconds are cancelled: a stop (SIGTERM)
+# must not wait for every client of a loaded API.
+GRACEFUL_SHUTDOWN_SECONDS = 3.0
+
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers: the service owns SIGTERM/SIGINT and tells us
@@ -61,6 +65,7 @@ def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
         access_log=False,
         lifespan="off",
         server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return _Server(config)
 

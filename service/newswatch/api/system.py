@@ -15,8 +15,9 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=HealthOut)
-def healthz() -> HealthOut:
-    """The process is alive and answers requests (no store access)."""
+async def healthz() -> HealthOut:
+    """The process is alive and answers requests (no store access; run on the event loop,
+    not in the worker threads that API load may keep busy)."""
     return HealthOut(status="ok")
 
 

@@ -12,11 +12,18 @@ from newswatch.lifecycle import stop_on_signal
 
 async def _serve_until_signal(app_ctx: AppContext, host: str, port: int) -> None:
     from newswatch.api import create_app, serve
+    from newswatch.store.db import bounded_engine
 
     stop = asyncio.Event()
     with stop_on_signal(stop):
         # Read-only use: the schema is not migrated here; /readyz reports a stale one.
-        app = create_app(app_ctx.engine(migrate=False), app_ctx.settings, config=app_ctx.config)
+        settings = app_ctx.settings
+        engine = bounded_engine(
+            app_ctx.engine(migrate=False),
+            settings.api_max_concurrent,
+            settings.api_statement_timeout,
+        )
+        app = create_app(engine, settings, config=app_ctx.config)
         await serve(app, host, port, stop)
 
 

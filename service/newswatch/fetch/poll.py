@@ -48,8 +48,6 @@ FEED_ACCEPT = (
 PARSE_ERROR = "parse_error"
 # The store refused the poll's write (it is recorded alone, in a transaction of its own).
 STORE_ERROR = "store_error"
-# Write batches with at most this many entries run in the event loop, larger ones in a thread.
-INLINE_WRITE_ENTRIES = 40
 
 
 @dataclass
@@ -109,6 +107,9 @@ class GroupWriter:
 
     Under load many polls finish at once; committing them together costs one fsync instead
     of many, and keeps writes single-threaded (what SQLite allows and the grouper needs).
+    Every write runs in the writer's own thread, never in the event loop: a write may wait
+    (for a connection, for SQLite's lock) and the loop schedules fetches and answers health
+    checks meanwhile.
     """
 
     def __init__(self, pipeline: Pipeline, max_batch: int = 64):
@@ -116,6 +117,7 @@ class GroupWriter:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_WriteJob] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, "newswatch-writer")
 
     async def write(
         self, source_id: int, entries: list[ParsedEntry], after: Callable[..., None]
@@ -153,12 +155,9 @@ class GroupWriter:
                 entries += len(batch[-1].entries)
             jobs = [(j.source_id, j.entries, j.after) for j in batch]
             try:
-                if sum(len(j.entries) for j in batch) <= INLINE_WRITE_ENTRIES:
-                    # Small writes (mostly 304s) run in the loop: handing them to a thread
-                    # costs more in GIL hand-offs than the write itself.
-                    results = self.pipeline.ingest_many(jobs)
-                else:
-                    results = await asyncio.to_thread(self.pipeline.ingest_many, jobs)
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self.pipeline.ingest_many, jobs
+                )
             except Exception as exc:
                 results = [exc] * len(batch)
             for job, result in zip(batch, results, strict=True):
@@ -174,6 +173,8 @@ class GroupWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # A write in progress finishes (it is one transaction); none starts after it.
+        await asyncio.to_thread(self._thread.shutdown, wait=True, cancel_futures=True)
 
 
 def _cpu_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:

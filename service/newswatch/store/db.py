@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -29,15 +32,19 @@ def normalise_url(url: str) -> str:
 
 
 SQLITE_CACHE_MB = 64
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another
+# SQLite calls the statement-deadline check every this many virtual-machine steps (~1 ms).
+SQLITE_DEADLINE_STEPS = 10_000
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(  # type: ignore[no-untyped-def]
+    dbapi_connection, _record, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (CLI, API) work while the service writes; the busy timeout makes
     # writers wait for each other instead of failing at once.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # SQLite's default page cache is 2 MiB; the indexes of a store of 100,000 articles are far
@@ -67,7 +74,33 @@ def _reopen_after_readonly(context: ExceptionContext) -> None:
         context.invalidate_pool_on_disconnect = True
 
 
-def make_engine(url: str, **kw: object) -> Engine:
+def _sqlite_statement_deadline(engine: Engine, seconds: float) -> None:
+    """SQLite has no statement timeout: a progress handler interrupts a statement (and the
+    fetching of its rows) once it has run `seconds` ("interrupted", an OperationalError)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _arm(conn, _cursor, _statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + seconds
+        conn.connection.dbapi_connection.set_progress_handler(
+            lambda: time.monotonic() > deadline, SQLITE_DEADLINE_STEPS
+        )
+
+    @event.listens_for(engine, "checkin")
+    def _disarm(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.set_progress_handler(None, 0)
+
+
+def _postgres_statement_timeout(engine: Engine, seconds: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _set(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {round(seconds * 1000)}")
+        dbapi_connection.commit()
+
+
+def make_engine(url: str, *, statement_timeout: float | None = None, **kw: Any) -> Engine:
+    """An engine for `url`; with `statement_timeout` (seconds) no statement runs longer and
+    no SQLite lock is waited for longer (readers that must not hold on: the HTTP API)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -75,11 +108,31 @@ def make_engine(url: str, **kw: object) -> Engine:
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kw)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy_ms = SQLITE_BUSY_TIMEOUT_MS
+        if statement_timeout:
+            busy_ms = min(busy_ms, round(statement_timeout * 1000))
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout_ms=busy_ms))
+        if statement_timeout:
+            _sqlite_statement_deadline(engine, statement_timeout)
     else:
         engine = create_engine(url, pool_pre_ping=True, **kw)
+        if statement_timeout:
+            _postgres_statement_timeout(engine, statement_timeout)
     event.listen(engine, "handle_error", _reopen_after_readonly)
     return engine
+
+
+def bounded_engine(engine: Engine, connections: int, statement_timeout: float) -> Engine:
+    """A second engine on `engine`'s database with a pool of its own (`connections`, plus two
+    for health probes) and a statement timeout: readers that cannot take the connections
+    `engine`'s users (ingestion) need, nor keep one for long."""
+    return make_engine(
+        engine.url.render_as_string(hide_password=False),
+        statement_timeout=statement_timeout,
+        pool_size=connections,
+        max_overflow=2,
+        pool_timeout=statement_timeout,
+    )
 
 
 def is_sqlite(engine: Engine) -> bool:

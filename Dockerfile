@@ -3,14 +3,10 @@
 # otherwise.
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# A C compiler for grouping's compiled inner loops (service/newswatch/grouping/_speedups.c);
-# only this stage has it. Debian's current gcc: pinned revisions vanish from the mirror.
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc libc6-dev \
- && rm -rf /var/lib/apt/lists/*
+# Pure Python with binary wheels (numpy, scipy): no compiler. The build stage keeps pip and
+# the build tools out of the image.
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY service ./service
 RUN python -m venv /opt/newswatch \
  && /opt/newswatch/bin/pip install --no-cache-dir .

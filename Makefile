@@ -11,7 +11,7 @@ TEST_TOOLS := $(VENV)/.test-tools
 
 .PHONY: run test lint bench clean
 
-$(BIN)/newswatch: pyproject.toml setup.py service/newswatch/grouping/_speedups.c
+$(BIN)/newswatch: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .

@@ -84,14 +84,28 @@ def run_replay(
     return total, per
 
 
+def replay_only(path: Path, span: int) -> None:
+    """One replay of an existing stream file, its figures as JSON on stdout: the worker that
+    bench_builds.py runs under each build."""
+    count = sum(1 for _ in path.open(encoding="utf-8"))
+    marks = [m for m in (10_000, count - span) if m + span <= count]
+    total, per = run_replay(path, count, marks, span)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"count": count, "total": total, "per": per, "peak_mib": peak}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--stream", type=Path, help="replay this stream file only (JSON output)")
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--baseline", type=int, default=20_000)
     ap.add_argument("--span", type=int, default=5_000, help="articles each cost is averaged over")
     # 100 an hour: the 72-hour window holds a steady 7,200 articles after the first 7,200.
     ap.add_argument("--per-hour", type=int, default=100)
     args = ap.parse_args()
+    if args.stream:
+        replay_only(args.stream, args.span)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp) / "stream.jsonl", args.count, per_hour=args.per_hour)
         words = 0

@@ -27,7 +27,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from newswatch.grouping.minhash import LSHIndex, MinHasher
-from newswatch.grouping.native import speedups
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.text import Features, extract
 
@@ -39,8 +38,6 @@ POSTED_FEATURES = 24
 POSTING_DEPTH = 32
 # Terms an event's centroid keeps (pruned back to this when it doubles).
 CENTROID_TERMS = 256
-# Bytes of an event's key mask (a bit per key hash: see _mark); 4,096 bits for up to 512 keys.
-MASK_BYTES = 512
 # Events besides the best one checked for a merge at each article.
 MERGE_CHECKS = 2
 # Rare terms of an article that look up candidate events.
@@ -118,12 +115,6 @@ class Event:
     merged_into: int | None = None
     # Members while the event may still split (None once past SPLIT_MAX_MEMBERS).
     members: list[Member] | None = field(default_factory=list)
-    # A bit set for each key of the centroid (others may be set too): scoring skips the
-    # look-ups of an article's terms the centroid cannot hold.
-    mask: bytearray = field(default_factory=lambda: bytearray(MASK_BYTES))
-
-    def __post_init__(self) -> None:
-        _mark(self.mask, self.centroid)
 
 
 @dataclass(frozen=True)
@@ -160,7 +151,7 @@ def _top(items, n: int) -> list:  # type: ignore[no-untyped-def]
     return sorted(items, key=_BY_VALUE, reverse=True)[:n]
 
 
-def _top_items_py(d: dict[str, float], n: int) -> dict[str, float]:
+def _top_items(d: dict[str, float], n: int) -> dict[str, float]:
     """The n entries of d with the largest values, largest first (ties in d's order)."""
     return dict(_top(d.items(), n))
 
@@ -169,7 +160,7 @@ def _new_posting(event_id: int) -> array[int]:
     return array("q", (event_id,))
 
 
-def _post_py(
+def _post_terms(
     postings: dict[str, array[int]],
     event_id: int,
     terms: Iterable[str],
@@ -188,46 +179,26 @@ def _post_py(
                 del posting[0]
 
 
-def _mark(mask: bytearray, keys: Iterable[str]) -> None:
-    """Set each key's bit in a key mask: the low bits of its hash (the compiled functions
-    take the same bits of the same hash)."""
-    bits = len(mask) * 8 - 1
-    for key in keys:
-        bit = hash(key) & bits
-        mask[bit >> 3] |= 1 << (bit & 7)
-
-
-def _dot_py(
-    a: dict[str, float],
-    b: dict[str, float],
-    mask_a: bytearray | None = None,
-    mask_b: bytearray | None = None,
-) -> float:
-    """sum(a[k] * b[k]) over the keys both hold, looked up from the smaller dict. (The
-    masks, which only spare the compiled twin look-ups, change nothing here.)"""
+def _dot(a: dict[str, float], b: dict[str, float]) -> float:
+    """sum(a[k] * b[k]) over the keys both hold, looked up from the smaller dict."""
     if len(a) > len(b):
         a, b = b, a
     return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
 
 
-def _accumulate_py(
-    target: dict[str, float], source: dict[str, float], mask: bytearray | None = None
-) -> None:
-    """target[k] += v for each entry of source (0.0 for keys target lacks); the keys marked
-    in target's key mask when one is given."""
+def _accumulate(target: dict[str, float], source: dict[str, float]) -> None:
+    """target[k] += v for each entry of source (0.0 for keys target lacks)."""
     sums = map(add, map(target.get, source, repeat(0.0)), source.values())
     target.update(zip(source, sums, strict=True))
-    if mask is not None:
-        _mark(mask, source)
 
 
-def _setdefaults_py(target: dict[str, str], source: dict[str, str]) -> None:
+def _setdefaults(target: dict[str, str], source: dict[str, str]) -> None:
     """target.setdefault(k, v) for each entry of source."""
     for key, value in source.items():
         target.setdefault(key, value)
 
 
-def _count_keys_py(counts: dict[str, int], sources: tuple[dict, ...]) -> None:
+def _count_keys(counts: dict[str, int], sources: tuple[dict, ...]) -> None:
     """counts[k] += 1 for each key of each of the sources."""
     for keys in sources:
         counts.update(zip(keys, map(add, map(counts.get, keys, repeat(0)), repeat(1)), strict=True))
@@ -238,24 +209,24 @@ def _unit(vec: dict[str, float]) -> dict[str, float]:
     return {k: v / norm for k, v in vec.items()}
 
 
-def _prefixed_cosine_py(a: dict[str, float], b: dict[str, float], prefix: str) -> float:
+def _prefixed_cosine(a: dict[str, float], b: dict[str, float], prefix: str) -> float:
     """The cosine of the entries of a and b whose keys start with `prefix`; -1.0 when either
     side has none."""
     pa = {k: v for k, v in a.items() if k[0] == prefix}
     pb = {k: v for k, v in b.items() if k[0] == prefix}
     if not pa or not pb:
         return -1.0
-    return _dot_py(_unit(pa), _unit(pb))
+    return _dot(_unit(pa), _unit(pb))
 
 
-def _top_votes_py(postings: dict[str, array[int]], keys: list[str], n: int) -> list[int]:
+def _top_votes(postings: dict[str, array[int]], keys: list[str], n: int) -> list[int]:
     """The n ids found most often in the postings of `keys`, most first (ties: the first
-    found first), counted in C by Counter."""
+    found first), counted by Counter."""
     votes = Counter(chain.from_iterable(map(postings.get, keys, repeat(()))))
     return [k for k, _ in _top(votes.items(), n)]
 
 
-def _tfidf_py(
+def _tfidf(
     terms: dict[str, float],
     entities: dict[str, str],
     df: dict[str, int],
@@ -266,8 +237,8 @@ def _tfidf_py(
     rare_limit: float,
     learn: bool,
 ) -> tuple[dict[str, float], list[str]]:
-    """The twin of speedups.tfidf (see Clusterer._learn_vector), in numpy over ~100 terms.
-    With `learn`, the article's terms and entities are counted in df first."""
+    """The article's TF-IDF vector and rare terms (see Clusterer._learn_vector), in numpy
+    over ~100 terms. With `learn`, the article's terms and entities are counted in df first."""
     if learn:
         _count_keys(df, (terms, entities))
     keys = [*terms, *entities]
@@ -287,39 +258,14 @@ def _tfidf_py(
     return dict(zip(kept, chosen.tolist(), strict=True)), rare
 
 
-if speedups is not None:
-    _dot = speedups.dot
-    _accumulate = speedups.accumulate
-    _count_keys = speedups.count_keys
-    _prefixed_cosine = speedups.prefixed_cosine
-    _top_votes = speedups.top_votes
-    _tfidf = speedups.tfidf
-    _top_items, _post_terms = speedups.top_items, speedups.post
-    _setdefaults = speedups.setdefaults
-else:
-    _dot, _accumulate, _count_keys = _dot_py, _accumulate_py, _count_keys_py
-    _prefixed_cosine, _top_votes, _tfidf = _prefixed_cosine_py, _top_votes_py, _tfidf_py
-    _top_items, _post_terms = _top_items_py, _post_py
-    _setdefaults = _setdefaults_py
-
-
 def _cosine(a: Event, b: Event) -> float:
     """Cosine of two events' centroids (their squared norms are kept up to date)."""
     if not a.norm2 or not b.norm2:
         return 0.0
-    return _dot(a.centroid, b.centroid, a.mask, b.mask) / math.sqrt(a.norm2 * b.norm2)
+    return _dot(a.centroid, b.centroid) / math.sqrt(a.norm2 * b.norm2)
 
 
 def _affinity(members: list[Member]) -> np.ndarray:
-    """Pairwise similarity of the members (see _affinity_py)."""
-    if speedups is None:
-        return _affinity_py(members)
-    n = len(members)
-    raw = speedups.affinity([(m.terms, m.weights) for m in members])
-    return np.frombuffer(raw, dtype=np.float64).reshape(n, n).copy()
-
-
-def _affinity_py(members: list[Member]) -> np.ndarray:
     """Pairwise similarity of the members' unit vectors: the cosine of the whole vectors plus
     the cosine of their entity and figure features alone (names tell two events of a kind
     apart more than their shared vocabulary), zero on the diagonal.
@@ -376,22 +322,6 @@ def bipartition(w: np.ndarray, min_side: int) -> tuple[float, np.ndarray | None]
     n = len(w)
     if n < 2 * min_side:
         return math.inf, None
-    if speedups is None:
-        return _bipartition_py(w, min_side)
-    # Compiled but for the eigenvectors: each numpy call on these small matrices cost tens
-    # of µs amid the grouping's working set, more than the arithmetic.
-    w = np.ascontiguousarray(w, dtype=np.float64)
-    laplacian = np.frombuffer(speedups.laplacian(w, n), dtype=np.float64).reshape(n, n)
-    fiedler = np.ascontiguousarray(np.linalg.eigh(laplacian)[1][:, 1])
-    score, side = speedups.best_cut(w, n, fiedler, min_side)
-    mask = np.zeros(n, dtype=np.bool_)
-    mask[side] = True
-    return score, mask
-
-
-def _bipartition_py(w: np.ndarray, min_side: int) -> tuple[float, np.ndarray | None]:
-    """The twin of bipartition's compiled part, in numpy."""
-    n = len(w)
     degree = w.sum(axis=1) + 1e-12
     scale = 1.0 / np.sqrt(degree)
     laplacian = np.eye(n) - scale[:, None] * w * scale[None, :]
@@ -499,8 +429,8 @@ class Clusterer:
         return event_id
 
     def _candidates(self, rare: list[str], when: float) -> list[Event]:
-        """Recent events that share the most of the article's rare terms (votes counted in
-        C over the posting lists)."""
+        """Recent events that share the most of the article's rare terms (votes counted
+        over the posting lists)."""
         out: list[Event] = []
         seen: set[int] = set()
         for event_id in _top_votes(self.postings, rare, self.s.candidates * 2):
@@ -549,7 +479,7 @@ class Clusterer:
     def _score(self, vec: dict[str, float], event: Event) -> float:
         if not event.norm2:
             return 0.0
-        return _dot(vec, event.centroid, None, event.mask) / math.sqrt(event.norm2)
+        return _dot(vec, event.centroid) / math.sqrt(event.norm2)
 
     # --- updates --------------------------------------------------------------------
     def _post(self, event_id: int, terms: Iterable[str]) -> None:
@@ -563,8 +493,8 @@ class Clusterer:
         has it already (scoring computed it)."""
         c = event.centroid
         if cross is None:
-            cross = _dot(vec, c, None, event.mask)
-        _accumulate(c, vec, event.mask)
+            cross = _dot(vec, c)
+        _accumulate(c, vec)
         event.norm2 += 2 * cross + 1.0
         event.size += 1
         if len(c) > 2 * CENTROID_TERMS:
@@ -581,8 +511,8 @@ class Clusterer:
 
     def _merge(self, keep: Event, gone: Event) -> None:
         c = keep.centroid
-        keep.norm2 += 2 * _dot(gone.centroid, c, gone.mask, keep.mask) + gone.norm2
-        _accumulate(c, gone.centroid, keep.mask)
+        keep.norm2 += 2 * _dot(gone.centroid, c) + gone.norm2
+        _accumulate(c, gone.centroid)
         keep.size += gone.size
         keep.first_seen = min(keep.first_seen, gone.first_seen)
         keep.last_seen = max(keep.last_seen, gone.last_seen)
@@ -760,8 +690,6 @@ class Clusterer:
         if len(c) > 2 * CENTROID_TERMS:
             c = _top_items(c, CENTROID_TERMS)
         event.centroid = c
-        event.mask = bytearray(MASK_BYTES)
-        _mark(event.mask, c)
         event.norm2 = sum(map(mul, c.values(), c.values()))
         event.members = members
         event.size = size

@@ -12,8 +12,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from newswatch.grouping.native import speedups
-
 EMPTY = np.uint32(0xFFFFFFFF)  # a bin no shingle fell into (never counted as a match)
 # Bytes of text hashed at most (the beginning of a copy is enough to recognise it).
 MAX_BYTES = 8192
@@ -83,15 +81,6 @@ class MinHasher:
     def of_text(self, text: str, min_tokens: int) -> tuple[int, np.ndarray | None]:
         """How many tokens `text` holds (in its first MAX_BYTES bytes), and its signature
         when they are at least `min_tokens` (else None)."""
-        if speedups is not None:
-            count, raw = speedups.minhash(
-                text, int(self.mult), int(self.shift), self.num_perm, min_tokens
-            )
-            return count, None if raw is None else np.frombuffer(raw, dtype=np.uint32)
-        return self._of_text_py(text, min_tokens)
-
-    def _of_text_py(self, text: str, min_tokens: int) -> tuple[int, np.ndarray | None]:
-        """The twin of speedups.minhash."""
         tokens = token_hashes(text)
         return len(tokens), self.signature(tokens) if len(tokens) >= min_tokens else None
 
@@ -170,8 +159,6 @@ class LSHIndex:
 
     def candidates(self, sig: np.ndarray) -> set[int]:
         """The keys that share at least one band with `sig`."""
-        if speedups is not None:
-            return speedups.lsh_candidates(self.tables, sig, self.rows)
         found: set[int] = set()
         for table, key in zip(self.tables, self._keys(sig), strict=True):
             members = table.get(key)
@@ -181,9 +168,6 @@ class LSHIndex:
 
     def insert(self, key: int, sig: np.ndarray) -> None:
         self.signatures[key] = sig
-        if speedups is not None:
-            speedups.lsh_insert(self.tables, sig, self.rows, key)
-            return
         for table, band in zip(self.tables, self._keys(sig), strict=True):
             table[band] = (*table.get(band, ()), key)
 

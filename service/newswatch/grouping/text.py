@@ -11,8 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import compress
 
-from newswatch.grouping.native import speedups
-
 WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’\-][^\W\d_][^\W_]*)*", re.UNICODE)
 # Punctuation that news text puts around words: no character here can be part of a WORD
 # match at the edge of a white-space separated token.
@@ -157,15 +155,8 @@ def _term(word: str) -> str:
 
 
 def _add_terms(terms: dict[str, float], words: list[str], weight: float) -> None:
-    """Add `weight` to each word's term (`n * weight` once for a term seen n times)."""
-    if speedups is not None:
-        speedups.add_terms(terms, words, weight, _TERMS, _term)
-    else:
-        _add_terms_py(terms, words, weight)
-
-
-def _add_terms_py(terms: dict[str, float], words: list[str], weight: float) -> None:
-    """The twin of speedups.add_terms: counted by Counter with the memo of _term."""
+    """Add `weight` to each word's term (`n * weight` once for a term seen n times), counted
+    by Counter with the memo of _term."""
     found = list(map(_TERMS.get, words))
     if None in found:
         found = [_term(w) if t is None else t for w, t in zip(words, found, strict=True)]
@@ -234,14 +225,6 @@ def _entity_key(word: str) -> str:
 
 def _entities(words: list[str], out: dict[str, str]) -> None:
     """Capitalised runs as entities; alias phrases canonicalised, other names by name key."""
-    if speedups is not None:
-        speedups.entities(words, out, _NAME_KEYS, _entity_key, _alias_entity)
-    else:
-        _entities_py(words, out)
-
-
-def _entities_py(words: list[str], out: dict[str, str]) -> None:
-    """The twin of speedups.entities."""
     keys = list(map(_NAME_KEYS.get, words))
     if None in keys:
         keys = [_entity_key(w) if k is None else k for w, k in zip(words, keys, strict=True)]
@@ -281,8 +264,6 @@ def words_of(text: str, limit: int | None = None) -> list[str]:
     words as they are; only the others go through the regex. Exact, since no match spans
     white space and none has a character of _EDGE at its ends. Tokens past the limit are
     left unsplit."""
-    if speedups is not None:
-        return speedups.words(text, -1 if limit is None else limit, _EDGE, WORD.findall)
     out: list[str] = []
     while True:
         if limit is None:
@@ -297,7 +278,7 @@ def words_of(text: str, limit: int | None = None) -> list[str]:
 
 
 def _collect_words(tokens: list[str], out: list[str]) -> None:
-    """The words of white-space separated tokens (words_of's twin of speedups.words)."""
+    """The words of white-space separated tokens (see words_of)."""
     append = out.append
     for token in tokens:
         if token.isalpha():

@@ -1,0 +1,73 @@
+"""Replay cost per article of this build against another build of newswatch, interleaved.
+
+    python bench/bench_builds.py --other /path/to/other/service [--count 20000] [--rounds 5]
+
+The other build is any checkout whose `service/` directory imports as `newswatch` (for the
+compiled build before issue 15: a worktree of that commit with its extension built in
+place). Both replay the same synthetic stream (bench/synthetic_news.py) into a fresh SQLite
+file, one process at a time, alternating, `--rounds` times each; printed: each build's cost
+per article (min/median/max) and the ratio this/other round by round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic_news import write
+
+HERE = Path(__file__).resolve().parent
+
+
+def one_replay(stream: Path, service: str | None) -> dict:
+    """A replay in a fresh process; `service`: the other build's source directory."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if service:
+        env["PYTHONPATH"] = service
+    out = subprocess.run(
+        [sys.executable, str(HERE / "bench_replay.py"), "--stream", str(stream)],
+        env=env,
+        cwd=tempfile.gettempdir(),  # not the checkout: `newswatch` comes from the path
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def spread(values: list[float]) -> str:
+    return f"min {min(values):.3f}, median {statistics.median(values):.3f}, max {max(values):.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--other", required=True, help="the other build's service/ directory")
+    ap.add_argument("--count", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--per-hour", type=int, default=100)
+    args = ap.parse_args()
+    this: list[float] = []
+    other: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = write(Path(tmp) / "stream.jsonl", args.count, per_hour=args.per_hour)
+        for _ in range(args.rounds):
+            for costs, service in ((this, None), (other, args.other)):
+                costs.append(one_replay(stream, service)["total"] / args.count * 1e3)
+    print(f"replay of {args.count} articles, {args.rounds} rounds each, interleaved")
+    print(f"this build, ms/article:  {spread(this)}")
+    print(f"other build, ms/article: {spread(other)}")
+    ratios = [a / b for a, b in zip(this, other, strict=True)]
+    print(f"this / other, round by round (target <= 1.1): {spread(ratios)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -28,17 +28,17 @@ from newswatch.fetch.seen import PageURL
 from newswatch.metrics import PRUNED_ROWS
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
-from newswatch.store.models import Fetch, Source
+from newswatch.store.models import Fetch, Source, table_of
 
 log = structlog.get_logger("newswatch.retention")
 
 # Rows deleted per transaction: SQLite has one writer, and ingest waits while we hold it.
 CHUNK = 5_000
 
-FETCHES = Fetch.__table__  # type: ignore[attr-defined]
-PAGE_URLS = PageURL.__table__  # type: ignore[attr-defined]
-NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
-SOURCES = Source.__table__  # type: ignore[attr-defined]
+FETCHES = table_of(Fetch)
+PAGE_URLS = table_of(PageURL)
+NOTIFICATIONS = table_of(Notification)
+SOURCES = table_of(Source)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.models import AlertState
 from newswatch.alerts.outbox import enqueue_summary
 from newswatch.alerts.policy import schedule
-from newswatch.store.models import Event
+from newswatch.store.models import Event, table_of
 
 if TYPE_CHECKING:
     from newswatch.config import Settings
@@ -29,7 +29,7 @@ DEFAULT_WINDOW = timedelta(hours=1)
 # Events listed by name in a summary; the rest are counted.
 LISTED = 20
 OVERFLOW = "overflow"  # the summary's payload "kind"; its event_id is 0 (no event)
-S = AlertState.__table__.c  # type: ignore[attr-defined]
+S = table_of(AlertState).c
 
 
 class RuleCap:

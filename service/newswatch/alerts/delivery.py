@@ -35,9 +35,10 @@ from newswatch.config import FileConfig, Settings
 from newswatch.metrics import NOTIFICATIONS as SENT_METRIC
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.db import session_scope
+from newswatch.store.models import table_of
 
 log = structlog.get_logger(__name__)
-TABLE = Notification.__table__  # type: ignore[attr-defined]
+TABLE = table_of(Notification)
 N = TABLE.c
 CLAIM_LIMIT = 100
 # Seconds between two looks for rows whose claim has expired.

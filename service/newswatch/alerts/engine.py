@@ -36,14 +36,14 @@ from newswatch.store.merged_events import (
     notifications_of,
     rewrite_notification,
 )
-from newswatch.store.models import Article, Event, Sighting, Source
+from newswatch.store.models import Article, Event, Sighting, Source, table_of
 
 if TYPE_CHECKING:
     from newswatch.config import Settings
 
-MATCHES = RuleMatch.__table__  # type: ignore[attr-defined]
+MATCHES = table_of(RuleMatch)
 M = MATCHES.c
-A = Article.__table__.c  # type: ignore[attr-defined]
+A = table_of(Article).c
 PAYLOAD_ARTICLES = 20
 
 

@@ -17,8 +17,9 @@ from sqlmodel import Session
 
 from newswatch.alerts.models import Notification
 from newswatch.store.columns import as_utc, utcnow
+from newswatch.store.models import table_of
 
-NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+NOTIFICATIONS = table_of(Notification)
 N = NOTIFICATIONS.c
 
 

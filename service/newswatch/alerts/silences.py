@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from newswatch.alerts.models import AlertState, Silence
 from newswatch.store.columns import utcnow
+from newswatch.store.models import table_of
 
 
 def add_silence(
@@ -63,7 +64,7 @@ def silenced(session: Session, rule: str, now: datetime) -> bool:
 
 def suppressed_counts(session: Session) -> dict[str, int]:
     """Per rule: events decided while silenced and not notified since."""
-    state = AlertState.__table__.c  # type: ignore[attr-defined]
+    state = table_of(AlertState).c
     rows = session.execute(
         select(state.rule, func.count()).where(state.status == "silenced").group_by(state.rule)
     )

@@ -29,7 +29,7 @@ from sqlmodel import Session
 from newswatch.api.params import Cursor, like_pattern
 from newswatch.api.schemas import EventArticle, EventDetail, EventOut, EventPage
 from newswatch.store.columns import UTCDateTime
-from newswatch.store.models import Article, Sighting, Source
+from newswatch.store.models import Article, Sighting, Source, table_of
 
 EVENTS = table(
     "events",
@@ -44,7 +44,7 @@ EVENTS = table(
     column("split_from", Integer),
 )
 E = EVENTS.c
-A = Article.__table__.c  # type: ignore[attr-defined]
+A = table_of(Article).c
 MAX_MERGE_HOPS = 50
 
 

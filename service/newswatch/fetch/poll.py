@@ -33,10 +33,10 @@ from newswatch.pipeline import IngestResult, Pipeline
 from newswatch.store.articles import describe_rejections
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert
-from newswatch.store.models import Fetch, Source
+from newswatch.store.models import Fetch, Source, table_of
 from newswatch.store.sources import SourceSnapshot
 
-FETCH_LOG = Fetch.__table__
+FETCH_LOG = table_of(Fetch)
 
 log = get_logger("newswatch.fetch")
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from sqlmodel import Field, Session, SQLModel
 from newswatch.fetch import http
 from newswatch.fetch.http import FetchResult
 from newswatch.store.columns import UTCDateTime, utcnow
-from newswatch.store.models import Article
+from newswatch.store.models import Article, table_of
 
 LOOKUP_CHUNK = 500
 # Outcomes after which an article URL is tried again at the next poll. `blocked` depends on
@@ -42,8 +42,8 @@ class PageURL(SQLModel, table=True):
     outcome: str = Field(max_length=32)
 
 
-PAGE_URLS = PageURL.__table__  # type: ignore[attr-defined]
-ARTICLES = Article.__table__  # type: ignore[attr-defined]
+PAGE_URLS = table_of(PageURL)
+ARTICLES = table_of(Article)
 
 
 def is_lasting(result: FetchResult) -> bool:

@@ -22,11 +22,11 @@ from newswatch.grouping.settings import GroupingSettings
 from newswatch.metrics import EVENTS_MERGED, EVENTS_OPENED, EVENTS_SPLIT
 from newswatch.store.articles import StoredArticle
 from newswatch.store.columns import as_utc, utcnow
-from newswatch.store.models import Article, Event, Sighting
+from newswatch.store.models import Article, Event, Sighting, table_of
 
-ARTICLES = Article.__table__  # type: ignore[attr-defined]
-EVENTS = Event.__table__  # type: ignore[attr-defined]
-SIGHTINGS = Sighting.__table__  # type: ignore[attr-defined]
+ARTICLES = table_of(Article)
+EVENTS = table_of(Event)
+SIGHTINGS = table_of(Sighting)
 A = ARTICLES.c
 E = EVENTS.c
 # Events whose statistics are refreshed in one statement.

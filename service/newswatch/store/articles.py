@@ -22,10 +22,10 @@ from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.language import DECLARED
 from newswatch.fetch.urls import canonical_url, content_hash
 from newswatch.store.columns import storable_text, utcnow
-from newswatch.store.models import Article, Sighting, Source
+from newswatch.store.models import Article, Sighting, Source, table_of
 
-ARTICLES = Article.__table__
-SIGHTINGS = Sighting.__table__
+ARTICLES = table_of(Article)
+SIGHTINGS = table_of(Sighting)
 
 # Content hashes of very short texts (a bare "Update" headline) would merge unrelated items.
 MIN_HASHED_CHARS = 24

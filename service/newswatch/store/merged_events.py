@@ -10,9 +10,10 @@ from sqlalchemy import Row, delete, select, update
 from sqlmodel import Session
 
 from newswatch.alerts.models import AlertState, Notification, RuleMatch
+from newswatch.store.models import table_of
 
-N = Notification.__table__.c  # type: ignore[attr-defined]
-M = RuleMatch.__table__.c  # type: ignore[attr-defined]
+N = table_of(Notification).c
+M = table_of(RuleMatch).c
 
 
 def merge_alert_states(session: Session, gone: int, keep: int) -> None:

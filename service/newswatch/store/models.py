@@ -9,10 +9,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from newswatch.store.columns import UTCDateTime, utcnow
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a `table=True` model, for statements written in SQLAlchemy Core."""
+    # SQLModel's metaclass sets __table__ but its type declarations do not name it.
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
 
 
 def _ts(**kw: Any) -> Any:

@@ -8,7 +8,7 @@ Create Date: 2026-11-22 22:39:21.204424
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import newswatch.store.columns

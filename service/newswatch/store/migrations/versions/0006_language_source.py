@@ -7,7 +7,7 @@ Revises: 0005
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 from newswatch.fetch.language import normalise_language

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlmodel import col
 
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.pipeline import Pipeline
@@ -206,7 +207,7 @@ def final_events(engine: Engine, article_of: dict[str, int]) -> dict[str, int | 
     with session_scope(engine) as session:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            query = select(Article.id, Article.event_id).where(Article.id.in_(chunk))  # type: ignore[union-attr]
+            query = select(col(Article.id), col(Article.event_id)).where(col(Article.id).in_(chunk))
             event_of_article.update({row[0]: row[1] for row in session.execute(query)})
     return {key: event_of_article.get(article) for key, article in article_of.items()}
 

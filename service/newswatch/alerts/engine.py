@@ -8,7 +8,7 @@ outbox rows commit together with the articles and events that caused them, or no
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from newswatch.alerts.cap import RuleCap
 from newswatch.alerts.config import ChannelConfig, RuleConfig
@@ -253,8 +253,8 @@ class AlertEngine:
             (s.rule, s.event_id): s
             for s in session.execute(
                 select(AlertState).where(
-                    AlertState.event_id.in_({e for _, e in touched}),  # type: ignore[attr-defined]
-                    AlertState.rule.in_({r for r, _ in touched}),  # type: ignore[attr-defined]
+                    col(AlertState.event_id).in_({e for _, e in touched}),
+                    col(AlertState.rule).in_({r for r, _ in touched}),
                 )
             ).scalars()
         }
@@ -272,7 +272,7 @@ class AlertEngine:
         self.cap.new_round()
         # The events in play, loaded at once (session.get then finds them without a query).
         events = session.execute(
-            select(Event).where(Event.id.in_({e for _, e in open_pairs}))  # type: ignore[attr-defined]
+            select(Event).where(col(Event.id).in_({e for _, e in open_pairs}))
         ).scalars()
         self._round = {"states": states, "events": list(events), "views": {}}
         found: dict[tuple[str, int], list[Any]] = defaultdict(list)
@@ -362,7 +362,7 @@ class AlertEngine:
     def dry_run(self, session: Session, since: datetime | None) -> list[Firing]:
         """The events that would fire on the stored history, without writing anything.
         `since` applies to the news' own time (publication, else first seen), like windows."""
-        query = select(Article.id).where(Article.event_id.is_not(None))  # type: ignore[union-attr]
+        query = select(col(Article.id)).where(col(Article.event_id).is_not(None))
         if since is not None:
             query = query.where(
                 or_(
@@ -370,7 +370,7 @@ class AlertEngine:
                     and_(A.published.is_(None), A.first_seen >= since),
                 )
             )
-        ids = list(session.execute(query.order_by(Article.id)).scalars())
+        ids = list(session.execute(query.order_by(col(Article.id))).scalars())
         points: dict[tuple[str, int], list[tuple[int, datetime]]] = defaultdict(list)
         terms: dict[tuple[str, int], set[str]] = defaultdict(set)
         for start in range(0, len(ids), 500):
@@ -392,7 +392,7 @@ class AlertEngine:
         return out
 
 
-def _judge(rule: RuleConfig, event_id: int, rows: list[Any]) -> tuple[Firing, list[int]] | None:
+def _judge(rule: RuleConfig, event_id: int, rows: Sequence[Any]) -> tuple[Firing, list[int]] | None:
     """Whether the matches of a (rule, event) meet the rule: the firing and the articles."""
     count = corroboration(((r.source_id, as_utc(r.at)) for r in rows), rule.window)
     if count < rule.min_sources:
@@ -478,10 +478,10 @@ def load_articles(session: Session, ids: list[int]) -> list[ArticleView]:
     ).all()
     carriers: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for article_id, source_id, name in session.execute(
-        select(Sighting.article_id, Sighting.source_id, Source.name)
-        .join(Source, Source.id == Sighting.source_id)  # type: ignore[arg-type]
-        .where(Sighting.article_id.in_(ids))  # type: ignore[attr-defined]
-        .order_by(Sighting.id)
+        select(col(Sighting.article_id), col(Sighting.source_id), col(Source.name))
+        .join(Source, col(Source.id) == Sighting.source_id)
+        .where(col(Sighting.article_id).in_(ids))
+        .order_by(col(Sighting.id))
     ):
         carriers[article_id].append((source_id, name))
     out = []
@@ -529,7 +529,7 @@ def event_payload(
     # Every source that carried a matching article, also those of articles not listed.
     sources = sorted(
         session.execute(
-            select(Source.name)
+            select(col(Source.name))
             .join(MATCHES, M.source_id == Source.id)
             .where(M.rule == rule.name, M.event_id == firing.event_id)
             .distinct()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from newswatch.alerts.models import AlertState, Silence
 from newswatch.store.columns import utcnow
@@ -37,9 +37,9 @@ def list_silences(
     session: Session, *, expired: bool = False, now: datetime | None = None
 ) -> list[Silence]:
     """Silences in force (and expired ones too with `expired`), soonest to end first."""
-    query = select(Silence).order_by(Silence.until, Silence.id)  # type: ignore[arg-type]
+    query = select(Silence).order_by(col(Silence.until), col(Silence.id))
     if not expired:
-        query = query.where(Silence.until > (now or utcnow()))  # type: ignore[arg-type]
+        query = query.where(col(Silence.until) > (now or utcnow()))
     return list(session.execute(query).scalars())
 
 
@@ -55,9 +55,9 @@ def remove_silence(session: Session, silence_id: int) -> bool:
 
 def silenced(session: Session, rule: str, now: datetime) -> bool:
     """Whether a silence in force covers `rule`."""
-    query = select(Silence.id).where(
-        Silence.until > now,  # type: ignore[arg-type]
-        or_(Silence.rule.is_(None), Silence.rule == rule),  # type: ignore[union-attr]
+    query = select(col(Silence.id)).where(
+        col(Silence.until) > now,
+        or_(col(Silence.rule).is_(None), col(Silence.rule) == rule),
     )
     return session.execute(query.limit(1)).first() is not None
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from newswatch.api.params import Cursor, like_pattern
 from newswatch.api.schemas import EventArticle, EventDetail, EventOut, EventPage
@@ -120,10 +120,10 @@ def sources_by_article(session: Session, article_ids: list[int]) -> dict[int, li
     if not article_ids:
         return {}
     rows = session.execute(
-        select(Sighting.article_id, Source.name)
-        .join(Source, Sighting.source_id == Source.id)  # type: ignore[arg-type]
-        .where(Sighting.article_id.in_(article_ids))  # type: ignore[attr-defined]
-        .order_by(Sighting.first_seen)
+        select(col(Sighting.article_id), col(Source.name))
+        .join(Source, col(Sighting.source_id) == Source.id)
+        .where(col(Sighting.article_id).in_(article_ids))
+        .order_by(col(Sighting.first_seen))
     ).all()
     out: dict[int, list[str]] = defaultdict(list)
     for article_id, name in rows:
@@ -146,16 +146,16 @@ def event_articles(
     if not event_ids:
         return {}
     query = (
-        select(Article, Source.name)
-        .join(Source, Article.source_id == Source.id, isouter=True)  # type: ignore[arg-type]
-        .where(Article.event_id.in_(event_ids))  # type: ignore[union-attr]
-        .order_by(Article.first_seen, Article.id)
+        select(Article, col(Source.name))
+        .join(Source, col(Article.source_id) == Source.id, isouter=True)
+        .where(col(Article.event_id).in_(event_ids))
+        .order_by(col(Article.first_seen), col(Article.id))
     )
     if since is not None:
-        query = query.where(Article.first_seen >= since)
+        query = query.where(col(Article.first_seen) >= since)
     out: dict[int, list[tuple[Article, str | None]]] = defaultdict(list)
     for article, name in session.execute(query).all():
-        out[article.event_id].append((article, name))  # type: ignore[index]
+        out[article.event_id].append((article, name))
     return out
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newswatch.alerts.outbox import dead_letter_count, outbox_stats
 from newswatch.fetch.http import NOT_MODIFIED
@@ -34,13 +34,13 @@ def refresh_store_gauges(session: Session) -> None:
     ).one()
     SOURCES_IN_ERROR.set(in_error)
     by_state = dict(
-        session.exec(select(Source.enabled, func.count()).group_by(Source.enabled)).all()
+        session.exec(select(Source.enabled, func.count()).group_by(col(Source.enabled))).all()
     )
     SOURCES_TOTAL.labels("enabled").set(by_state.get(True, 0))
     SOURCES_TOTAL.labels("disabled").set(by_state.get(False, 0))
     since = datetime.now(UTC) - NOT_MODIFIED_WINDOW
     total, not_modified = session.exec(
-        select(func.count(), func.count().filter(Fetch.outcome == NOT_MODIFIED)).where(
+        select(func.count(), func.count().filter(col(Fetch.outcome) == NOT_MODIFIED)).where(
             Fetch.started_at >= since
         )
     ).one()

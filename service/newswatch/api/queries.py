@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newswatch.api.params import Cursor, like_pattern
 from newswatch.api.schemas import (
@@ -28,21 +28,23 @@ RECENT_FETCHES = 20
 # --- sources ---------------------------------------------------------------------------------
 
 
-def _fetch_counts(session: Session, since: datetime) -> dict[int, dict[str, int]]:
+def _fetch_counts(session: Session, since: datetime) -> dict[int | None, dict[str, int]]:
     rows = session.exec(
         select(Fetch.source_id, Fetch.outcome, func.count())
-        .where(Fetch.started_at >= since)
-        .group_by(Fetch.source_id, Fetch.outcome)
+        .where(col(Fetch.started_at) >= since)
+        .group_by(col(Fetch.source_id), col(Fetch.outcome))
     ).all()
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    counts: dict[int | None, dict[str, int]] = defaultdict(dict)
     for source_id, outcome, n in rows:
         counts[source_id][outcome] = n
     return counts
 
 
-def _article_counts(session: Session) -> dict[int, int]:
-    rows = session.exec(select(Sighting.source_id, func.count()).group_by(Sighting.source_id)).all()
-    return dict(rows)  # type: ignore[arg-type]
+def _article_counts(session: Session) -> dict[int | None, int]:
+    rows = session.exec(
+        select(Sighting.source_id, func.count()).group_by(col(Sighting.source_id))
+    ).all()
+    return dict(rows)
 
 
 def _source_out(
@@ -86,7 +88,7 @@ def get_source(session: Session, source_id: int) -> SourceDetail | None:
     recent = session.exec(
         select(Fetch)
         .where(Fetch.source_id == source_id)
-        .order_by(Fetch.started_at.desc(), Fetch.id.desc())  # type: ignore[union-attr]
+        .order_by(col(Fetch.started_at).desc(), col(Fetch.id).desc())
         .limit(RECENT_FETCHES)
     ).all()
     assert isinstance(detail, SourceDetail)
@@ -114,7 +116,7 @@ def list_articles(
     """Articles, newest first seen first."""
     query = select(Article, Source.name).join(
         Source,
-        Article.source_id == Source.id,  # type: ignore[arg-type]
+        col(Article.source_id) == Source.id,
         isouter=True,
     )
     if since is not None:
@@ -123,24 +125,24 @@ def list_articles(
         pattern = like_pattern(q)
         query = query.where(
             or_(
-                Article.title.ilike(pattern, escape="\\"),  # type: ignore[union-attr]
-                Article.summary.ilike(pattern, escape="\\"),  # type: ignore[union-attr]
+                col(Article.title).ilike(pattern, escape="\\"),
+                col(Article.summary).ilike(pattern, escape="\\"),
             )
         )
     if source_id is not None:
         carried = select(Sighting.article_id).where(Sighting.source_id == source_id)
-        query = query.where(Article.id.in_(carried))  # type: ignore[union-attr]
+        query = query.where(col(Article.id).in_(carried))
     if event_id is not None:
         query = query.where(Article.event_id == event_id)
     if cursor is not None:
         query = query.where(
             or_(
-                Article.first_seen < cursor.at,
-                and_(Article.first_seen == cursor.at, Article.id < cursor.id),  # type: ignore[operator]
+                col(Article.first_seen) < cursor.at,
+                and_(col(Article.first_seen) == cursor.at, col(Article.id) < cursor.id),
             )
         )
     rows = session.exec(
-        query.order_by(Article.first_seen.desc(), Article.id.desc()).limit(limit + 1)  # type: ignore[attr-defined,union-attr]
+        query.order_by(col(Article.first_seen).desc(), col(Article.id).desc()).limit(limit + 1)
     ).all()
     items = [_article_out(a, name) for a, name in rows[:limit]]
     next_cursor = None
@@ -157,9 +159,9 @@ def get_article(session: Session, article_id: int) -> ArticleDetail | None:
     source = session.get(Source, article.source_id) if article.source_id else None
     sightings = session.exec(
         select(Sighting, Source.name)
-        .join(Source, Sighting.source_id == Source.id)  # type: ignore[arg-type]
+        .join(Source, col(Sighting.source_id) == Source.id)
         .where(Sighting.article_id == article_id)
-        .order_by(Sighting.first_seen)
+        .order_by(col(Sighting.first_seen))
     ).all()
     return ArticleDetail(
         **article.model_dump(),

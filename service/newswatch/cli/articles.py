@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 
 import click
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import SQLColumnExpression, func
+from sqlmodel import Session, col, select
 
 from newswatch.cli.common import AppContext, format_time, parse_since, pass_app
 from newswatch.store.db import session_scope
@@ -48,15 +48,15 @@ def query_articles(
 ) -> list[tuple[Article, list[str]]]:
     """Newest first by the clock `by` ("seen" or "published"), `since` on that clock; with the
     names of the sources that carried each article."""
-    when = Article.first_seen
+    when: SQLColumnExpression[datetime] = col(Article.first_seen)
     if by == "published":
         when = func.coalesce(Article.published, Article.first_seen)
-    query = select(Article).order_by(when.desc(), Article.id.desc()).limit(limit)  # type: ignore[union-attr,attr-defined]
+    query = select(Article).order_by(when.desc(), col(Article.id).desc()).limit(limit)
     if since is not None:
         query = query.where(when >= since)
     if source is not None:
         carried = select(Sighting.article_id).join(Source).where(Source.name == source)
-        query = query.where(Article.id.in_(carried))  # type: ignore[union-attr]
+        query = query.where(col(Article.id).in_(carried))
     articles = session.exec(query).all()
     names: dict[int, list[str]] = {}
     ids = [a.id for a in articles]
@@ -64,7 +64,7 @@ def query_articles(
         rows = session.exec(
             select(Sighting.article_id, Source.name)
             .join(Source)
-            .where(Sighting.article_id.in_(ids))  # type: ignore[attr-defined]
+            .where(col(Sighting.article_id).in_(ids))
         ).all()
         for article_id, name in rows:
             names.setdefault(article_id, []).append(name)

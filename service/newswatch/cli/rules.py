@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import click
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from newswatch.alerts.config import RuleConfig
 from newswatch.alerts.engine import AlertEngine, Firing
@@ -63,7 +63,9 @@ def rules_list(app: AppContext) -> None:
         click.echo(describe(rule))
 
 
-def _rule_to_test(app: AppContext, name: str | None, query: str | None, min_sources: int):  # type: ignore[no-untyped-def]
+def _rule_to_test(
+    app: AppContext, name: str | None, query: str | None, min_sources: int
+) -> RuleConfig:
     if (name is None) == (query is None):
         raise click.UsageError("give a rule NAME or --query, not both")
     if query is not None:
@@ -124,7 +126,7 @@ def _explain(rule: RuleConfig, firing: Firing, title: str | None) -> str:
 def _titles(session: Session, ids: list[int]) -> dict[int, str | None]:
     if not ids:
         return {}
-    rows = session.execute(select(Event.id, Event.title).where(Event.id.in_(ids)))  # type: ignore[attr-defined]
+    rows = session.execute(select(col(Event.id), col(Event.title)).where(col(Event.id).in_(ids)))
     return {r.id: r.title for r in rows}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 from pydantic import ValidationError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from newswatch.cli.common import AppContext, pass_app, progress
 from newswatch.config import SourceConfig, format_loc
@@ -239,7 +239,7 @@ def import_opml(app: AppContext, file: Path, interval: str | None) -> None:
                 cfg = _source_config(name=name, url=record.url, interval=interval)
             except click.BadParameter as exc:
                 click.echo(f"{file}: line {record.line}: {exc.message}", err=True)
-                problems.append(exc.message)  # type: ignore[arg-type]
+                problems.append(exc.message)
                 continue
             add_source(session, cfg, origin="opml")
             names.add(name)
@@ -260,7 +260,9 @@ def export_opml(app: AppContext, file: Path | None, include_all: bool) -> None:
     from newswatch.fetch.opml import OpmlFeed, write_opml
 
     with session_scope(app.engine()) as session:
-        query = select(Source).where(Source.kind.in_(("auto", "feed"))).order_by(Source.name)  # type: ignore[attr-defined]
+        query = (
+            select(Source).where(col(Source.kind).in_(("auto", "feed"))).order_by(col(Source.name))
+        )
         if not include_all:
             query = query.where(Source.enabled)
         feeds = [

@@ -93,16 +93,16 @@ def check_shape(text: str) -> None:
                 anchored[anchor] = size
             sizes[-1] += size
         elif isinstance(event, AliasEvent):
-            size = anchored.get(event.anchor or "")
-            if size is None:
+            aliased = anchored.get(event.anchor or "")
+            if aliased is None:
                 if event.anchor in anchors:
                     raise YamlProblem(
                         f"alias *{event.anchor} is inside the collection it names (it contains it)",
                         _line(event),
                     )
                 continue  # an undefined alias: the loader names it
-            expanded += size
-            sizes[-1] += size
+            expanded += aliased
+            sizes[-1] += aliased
             budget = min(ALIAS_CEILING, max(ALIAS_FLOOR, ALIAS_FACTOR * written))
             if expanded > budget:
                 raise YamlProblem(
@@ -134,8 +134,9 @@ def line_index(text: str) -> dict[tuple[Any, ...], int]:
     return index
 
 
-def _line(event: yaml.Event) -> int:
-    return event.start_mark.line + 1
+def _line(event: yaml.Event) -> int | None:
+    mark = event.start_mark  # the parser marks every event; the type allows None
+    return None if mark is None else mark.line + 1
 
 
 def _syntax_problem(text: str, exc: yaml.YAMLError) -> YamlProblem:

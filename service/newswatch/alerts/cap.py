@@ -84,7 +84,7 @@ class RuleCap:
         True if a summary was queued or grown."""
         start, end = self.window_of(now)
         event = session.get(Event, event_id)
-        line = {
+        line: dict[str, Any] = {
             "id": None,
             "event_id": event_id,
             "title": event.title if event is not None else None,

@@ -81,10 +81,10 @@ def schedule(
         return end, f"{owner}:digest:{start.isoformat()}"
     quiet = rule.quiet_hours or channel.quiet_hours
     if quiet is not None:
-        end = quiet_end(now, quiet_span(quiet), tz)
-        if end is not None:
+        quiet_until = quiet_end(now, quiet_span(quiet), tz)
+        if quiet_until is not None:
             owner = rule.name if rule.quiet_hours else f"channel:{channel.name}"
-            return end, f"{owner}:quiet:{end.isoformat()}"
+            return quiet_until, f"{owner}:quiet:{quiet_until.isoformat()}"
     not_before, batch_key = now, None
     wait = group_wait(rule, channel)
     if wait:

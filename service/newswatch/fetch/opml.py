@@ -27,10 +27,11 @@ class OpmlFeed:
     line: int | None
 
 
-def _attr(el, *names: str) -> str | None:  # type: ignore[no-untyped-def]
+def _attr(el: etree._Element, *names: str) -> str | None:
     for name in names:
         for key, value in el.attrib.items():
-            if key.lower() == name.lower() and value and value.strip():
+            # lxml gives str; its stubs also allow bytes
+            if isinstance(value, str) and key.lower() == name.lower() and value.strip():
                 return value.strip()
     return None
 
@@ -75,7 +76,8 @@ def parse_opml(data: bytes) -> tuple[list[OpmlFeed], list[str]]:
                 name=_attr(el, "title", "text"),
                 url=url,
                 html_url=_attr(el, "htmlUrl"),
-                line=el.sourceline,
+                # lxml-stubs 0.5 declares sourceline as "..."; lxml gives int | None.
+                line=el.sourceline,  # type: ignore[arg-type]
             )
         )
     return feeds, problems

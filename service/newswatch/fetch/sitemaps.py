@@ -172,7 +172,8 @@ async def handle_sitemap(
     parsed = await poller.run_cpu(parse_sitemap, result.body, poller.fetcher.max_body)
     if parsed.error:
         return BodyResult(error=parsed.error, detected_kind="sitemap")
-    urls, fetches = parsed.urls, []
+    urls = parsed.urls
+    fetches: list[FetchResult] = []
     if parsed.is_index:
         urls, fetches = await _children(support, poller, source, parsed)
     ordered = _newest_first(urls)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain, compress, islice, repeat
 from operator import add, itemgetter, mul
+from typing import TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -143,9 +144,10 @@ class Decision:
 
 
 _BY_VALUE = itemgetter(1)
+_K = TypeVar("_K")
 
 
-def _top(items, n: int) -> list:  # type: ignore[no-untyped-def]
+def _top(items: Iterable[tuple[_K, float]], n: int) -> list[tuple[_K, float]]:
     """The n (key, value) pairs of largest value, in heapq.nlargest's order: sorted() with a
     C key function is several times faster than nlargest with a lambda on these sizes."""
     return sorted(items, key=_BY_VALUE, reverse=True)[:n]
@@ -734,7 +736,9 @@ class Clusterer:
             return cached[1][:n]
         names = self.entity_names.get(event.id, {})
         weight = event.centroid.get
-        keys = sorted((k for k in names if weight(k)), key=weight, reverse=True)[:n]
+        keys = sorted(
+            (k for k in names if weight(k)), key=event.centroid.__getitem__, reverse=True
+        )[:n]
         top = [names[k] for k in keys]
         self._top_cache[event.id] = (event.size, top)
         return top

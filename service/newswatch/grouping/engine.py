@@ -206,7 +206,7 @@ class EventGrouper:
         decisions: list[tuple[StoredArticle, Decision, datetime]],
         now: datetime,
     ) -> None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": d.event_id,
                 "title": a.title,
@@ -281,7 +281,7 @@ class EventGrouper:
     def _write_split(session: Session, split: Split, now: datetime) -> None:
         new_id = split.new_event_id
         title = session.execute(select(A.title).where(A.id == new_id)).scalar()
-        row = {
+        row: dict[str, Any] = {
             "id": new_id,
             "title": title,
             "first_seen": now,  # _write_stats sets the counts and the span

@@ -10,6 +10,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import compress
+from typing import cast
 
 WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’\-][^\W\d_][^\W_]*)*", re.UNICODE)
 # Punctuation that news text puts around words: no character here can be part of a WORD
@@ -233,7 +234,7 @@ def _entities(words: list[str], out: dict[str, str]) -> None:
     for i in compress(range(len(words)), keys):
         if i < after:
             continue
-        key = keys[i]
+        key = cast(str, keys[i])  # compress() passed only the words with a key
         if key[0] == "+":
             alias = _alias_entity(words, i)
             if alias:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.dialects import sqlite
@@ -43,7 +44,7 @@ class _SQLiteDateTime(sqlite.DATETIME):
     datetime.isoformat, in C: SQLAlchemy's own formats each value through a dict of its seven
     fields, and every article, sighting and event row binds several (1.8 % of a replay)."""
 
-    def bind_processor(self, dialect: Dialect):  # type: ignore[no-untyped-def]
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], str | None]:
         def process(value: datetime | None) -> str | None:
             return None if value is None else value.isoformat(" ", "microseconds")
 

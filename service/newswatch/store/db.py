@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, event, insert, text
-from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, text
+from sqlalchemy.engine import ExceptionContext, ExecutionContext, make_url
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
+
+if TYPE_CHECKING:
+    import psycopg
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -37,8 +43,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another
 SQLITE_DEADLINE_STEPS = 10_000
 
 
-def _sqlite_pragmas(  # type: ignore[no-untyped-def]
-    dbapi_connection, _record, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+def _sqlite_pragmas(
+    dbapi_connection: sqlite3.Connection,
+    _record: ConnectionPoolEntry,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
 ) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (CLI, API) work while the service writes; the busy timeout makes
@@ -79,20 +87,28 @@ def _sqlite_statement_deadline(engine: Engine, seconds: float) -> None:
     fetching of its rows) once it has run `seconds` ("interrupted", an OperationalError)."""
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _arm(conn, _cursor, _statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+    def _arm(
+        conn: Connection,
+        _cursor: DBAPICursor,
+        _statement: str,
+        _params: object,
+        _context: ExecutionContext | None,
+        _many: bool,
+    ) -> None:
         deadline = time.monotonic() + seconds
-        conn.connection.dbapi_connection.set_progress_handler(
+        sqlite_connection = cast(sqlite3.Connection, conn.connection.dbapi_connection)
+        sqlite_connection.set_progress_handler(
             lambda: time.monotonic() > deadline, SQLITE_DEADLINE_STEPS
         )
 
     @event.listens_for(engine, "checkin")
-    def _disarm(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _disarm(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.set_progress_handler(None, 0)
 
 
 def _postgres_statement_timeout(engine: Engine, seconds: float) -> None:
     @event.listens_for(engine, "connect")
-    def _set(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _set(dbapi_connection: psycopg.Connection[Any], _record: ConnectionPoolEntry) -> None:
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = {round(seconds * 1000)}")
         dbapi_connection.commit()

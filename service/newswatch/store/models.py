@@ -27,7 +27,7 @@ from newswatch.store.columns import UTCDateTime, utcnow
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a `table=True` model, for statements written in SQLAlchemy Core."""
     # SQLModel's metaclass sets __table__ but its type declarations do not name it.
-    return model.__table__  # type: ignore[attr-defined,no-any-return]
+    return model.__table__  # type: ignore[attr-defined]
 
 
 def _ts(**kw: Any) -> Any:

@@ -14,10 +14,11 @@ import math
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, TypeAlias, cast
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -26,6 +27,12 @@ from newswatch.clock import MONOTONIC, Clock, Timer
 from newswatch.config import Settings
 from newswatch.fetch.netguard import GUARDED_HOSTS, UnsafeAddress, guarded_resolver
 from newswatch.metrics import HOST_QUEUE_SECONDS, HOST_QUEUE_WAITING
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# A check run on every URL before it is requested: a reason to refuse it, or None.
+URLCheck: TypeAlias = Callable[[str], Awaitable[str | None] | str | None]
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 PERMANENT_REDIRECTS = {301, 308}
@@ -261,7 +268,7 @@ def make_transport(kind: str, max_connections: int) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=limits)
 
 
-def _aiohttp_session(limits: httpx.Limits, tls: ssl.SSLContext) -> object:
+def _aiohttp_session(limits: httpx.Limits, tls: ssl.SSLContext) -> aiohttp.ClientSession:
     """The aiohttp session of the transport (as httpx-aiohttp builds it), resolving through
     the private-network guard with its DNS cache off (see fetch/netguard.py)."""
     import aiohttp
@@ -340,7 +347,7 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         accept: str | None = None,
-        check_url: Iterable[object] = (),
+        check_url: Iterable[URLCheck] = (),
     ) -> FetchResult:
         """GET `url`, following redirects, politely; never raises for network or server faults.
 
@@ -361,7 +368,9 @@ class Fetcher:
         finally:
             GUARDED_HOSTS.reset(guarded)
 
-    async def _follow(self, url: str, headers: dict[str, str], checks: list[object]) -> FetchResult:
+    async def _follow(
+        self, url: str, headers: dict[str, str], checks: list[URLCheck]
+    ) -> FetchResult:
         current = url
         all_permanent = True
         queued = spent = 0.0
@@ -371,7 +380,7 @@ class Fetcher:
                     url, current, BLOCKED, error=f"scheme not allowed: {current[:80]}"
                 )
             for check in checks:
-                reason = await _maybe_await(check(current))  # type: ignore[operator]
+                reason = await _maybe_await(check(current))
                 if reason:
                     return FetchResult(url, current, BLOCKED, error=reason)
             gate = self.gate(current)
@@ -497,10 +506,10 @@ def _refused(exc: BaseException) -> bool:
     )
 
 
-async def _maybe_await(value: object) -> object:
+async def _maybe_await(value: Awaitable[str | None] | str | None) -> str | None:
     if asyncio.iscoroutine(value):
         return await value
-    return value
+    return cast("str | None", value)
 
 
 def backoff_delay(

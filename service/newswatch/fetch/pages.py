@@ -32,7 +32,7 @@ from newswatch.fetch.extract import (
     extract_article,
     parse_html,
 )
-from newswatch.fetch.http import Fetcher, FetchResult
+from newswatch.fetch.http import Fetcher, FetchResult, URLCheck
 from newswatch.fetch.netguard import NetGuard
 from newswatch.fetch.poll import BodyResult, Poller, count_fetch, handle_feed
 from newswatch.fetch.robots import RobotsCache
@@ -194,17 +194,17 @@ class PageSupport:
         self.poller = poller
         self.robots = RobotsCache(poller.fetcher, agent="newswatch")
 
-    def checks(self, source: SourceSnapshot) -> list[object]:
+    def checks(self, source: SourceSnapshot) -> list[URLCheck]:
         """URL checks for every fetch made for `source` after its own: guard, robots.txt."""
         guard = NetGuard(
             source.url, allow_private=bool(source.options.get("allow_private_networks"))
         )
-        checks: list[object] = [guard.check]
+        checks: list[URLCheck] = [guard.check]
         if source.options.get("robots", True):
             checks.append(lambda url: self.robots.check(url, [guard.check]))
         return checks
 
-    def own_checks(self, source: SourceSnapshot) -> list[object]:
+    def own_checks(self, source: SourceSnapshot) -> list[URLCheck]:
         """Checks on the source's own fetch: robots.txt for page and sitemap sources (the
         configured URL itself is trusted by the guard)."""
         kind = source.kind if source.kind != "auto" else source.options.get("detected_kind")
@@ -239,7 +239,7 @@ class PageSupport:
         return batch
 
     async def _fetch_one(
-        self, candidate: Candidate, checks: list[object]
+        self, candidate: Candidate, checks: list[URLCheck]
     ) -> tuple[FetchResult, Extracted | None]:
         result = await self.poller.fetcher.get(candidate.url, accept=PAGE_ACCEPT, check_url=checks)
         if result.outcome != http.OK:

@@ -24,7 +24,7 @@ from newswatch.config import Settings
 from newswatch.fetch import http
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
-from newswatch.fetch.http import Fetcher, FetchResult, backoff_delay
+from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard
 from newswatch.lifecycle import bind_to_parent
 from newswatch.logging import get_logger
@@ -208,7 +208,7 @@ class Poller:
         self.detectors: list[Callable[[FetchResult], str | None]] = []
         # Checks on the source's own fetch (robots.txt for pages): each gives a source's
         # `check_url` callables for Fetcher.get.
-        self.url_checks: list[Callable[[SourceSnapshot], list[object]]] = []
+        self.url_checks: list[Callable[[SourceSnapshot], list[URLCheck]]] = []
 
     async def run_cpu(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run CPU-bound `fn` in the worker processes (or a thread when there are none)."""
@@ -332,7 +332,7 @@ class Poller:
         return result, body
 
 
-def own_guard(source: SourceSnapshot) -> object:
+def own_guard(source: SourceSnapshot) -> URLCheck:
     """The private-network guard on a source's own fetch. The operator chose the configured
     URL, so its host is trusted; every redirect to another host is a discovered URL and is
     checked at each hop. Only what the guard let through can become a permanent redirect's

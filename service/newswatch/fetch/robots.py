@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from protego import Protego
 
 from newswatch.fetch import http
-from newswatch.fetch.http import Fetcher
+from newswatch.fetch.http import Fetcher, URLCheck
 
 PRODUCT_TOKEN = "newswatch"
 CACHE_SECONDS = 24 * 3600.0
@@ -52,7 +52,7 @@ class RobotsCache:
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def check(self, url: str, guards: Iterable[object] = ()) -> str | None:
+    async def check(self, url: str, guards: Iterable[URLCheck] = ()) -> str | None:
         """A reason to refuse `url`, or None when robots.txt allows it.
 
         `guards` are the source's other URL checks, applied to the robots.txt fetch too.
@@ -67,7 +67,7 @@ class RobotsCache:
             return f"disallowed by robots.txt: {urlsplit(url).path or '/'}"
         return None
 
-    async def _entry(self, where: str, guards: list[object]) -> _Entry:
+    async def _entry(self, where: str, guards: list[URLCheck]) -> _Entry:
         entry = self._entries.get(where)
         if entry is not None and entry.expires > time.monotonic():
             return entry
@@ -81,7 +81,7 @@ class RobotsCache:
                 self._entries[where] = entry
         return entry
 
-    async def _load(self, where: str, guards: list[object]) -> _Entry:
+    async def _load(self, where: str, guards: list[URLCheck]) -> _Entry:
         result = await self.fetcher.get(where, accept="text/plain", check_url=guards)
         now = time.monotonic()
         if result.outcome == http.OK:

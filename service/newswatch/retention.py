@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, select
 
 from newswatch.alerts.models import Notification
 from newswatch.config import Settings
@@ -93,7 +93,8 @@ def _delete_chunks(engine: Engine, table: str, condition: Any, dry_run: bool) ->
     while True:
         with session_scope(engine) as session:
             ids = select(t.c.id).where(condition).limit(CHUNK).scalar_subquery()
-            deleted = session.execute(delete(t).where(t.c.id.in_(ids))).rowcount or 0
+            result = cast("CursorResult[Any]", session.execute(delete(t).where(t.c.id.in_(ids))))
+            deleted = result.rowcount or 0
         total += deleted
         if deleted < CHUNK:
             return total

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -96,7 +97,7 @@ class Service:
         self.poller: Poller | None = None
         # Other stages' long-running parts (delivery worker, HTTP server): started with the
         # service, each given the stop event.
-        self.companions: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+        self.companions: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         self.failure: Exception | None = None
 
     def sync_sources(self) -> list[SourceSnapshot]:

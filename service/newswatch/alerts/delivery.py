@@ -24,10 +24,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Engine, select, update
+from sqlalchemy import CursorResult, Engine, select, update
 
 from newswatch.alerts.channels import Channel, SendResult, build_channel
 from newswatch.alerts.models import Notification
@@ -158,10 +158,13 @@ class DeliveryWorker:
         outcome) go back to pending. Rows another live process is sending are left alone."""
         expired = self.clock() - timedelta(seconds=self.settings.delivery_lease)
         with session_scope(self.engine) as session:
-            result = session.execute(
-                update(TABLE)
-                .where(N.status == "sending", N.claimed_at < expired)
-                .values(status="pending", claimed_at=None)
+            result = cast(
+                "CursorResult[Any]",
+                session.execute(
+                    update(TABLE)
+                    .where(N.status == "sending", N.claimed_at < expired)
+                    .values(status="pending", claimed_at=None)
+                ),
             )
         self._recovered_at = time.monotonic()
         return result.rowcount or 0

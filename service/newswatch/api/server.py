@@ -16,12 +16,16 @@ log = get_logger("newswatch.api.server")
 
 # On stop, requests still running after this many seconds are cancelled: a stop (SIGTERM)
 # must not wait for every client of a loaded API.
-GRACEFUL_SHUTDOWN_SECONDS = 3.0
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers: the service owns SIGTERM/SIGINT and tells us
     to stop through an event."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app  # config.app is typed as any ASGI app; this one has our settings
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -37,7 +41,7 @@ class _Server(uvicorn.Server):
                 host=self.config.host,
                 port=port,
                 web_page=url,
-                token=token_hint(url, bool(self.config.app.state.settings.api_token)),
+                token=token_hint(url, bool(self.app.state.settings.api_token)),
             )
 
 
@@ -67,7 +71,7 @@ def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    return _Server(config)
+    return _Server(config, app)
 
 
 async def serve(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import TextClause, insert, literal, select, text, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -104,7 +105,7 @@ def describe_rejections(rejected: list[RejectedEntry]) -> str | None:
 
 def _storable(entry: ParsedEntry) -> ParsedEntry:
     """The entry with its text made storable (store.columns.storable_text)."""
-    changes = {}
+    changes: dict[str, Any] = {}  # text fields only; replace() takes them as keywords
     for name in _TEXT_FIELDS:
         value = getattr(entry, name)
         if value:
@@ -205,7 +206,9 @@ def _lookup_source_guids(
         chunk = ordered[start : start + PAIR_CHUNK]
         size = PAIR_CHUNK if len(chunk) > PAIR_CHUNK // 8 else PAIR_CHUNK // 8
         chunk += [chunk[-1]] * (size - len(chunk))
-        params = {f"s{i}": source_id for i, (source_id, _) in enumerate(chunk)}
+        params: dict[str, int | str] = {
+            f"s{i}": source_id for i, (source_id, _) in enumerate(chunk)
+        }
         params.update({f"g{i}": guid for i, (_, guid) in enumerate(chunk)})
         for source_id, guid, article_id in session.execute(_pairs_query(size), params):
             found.setdefault((source_id, guid), article_id)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newswatch.config import DEFAULT_INTERVAL, SourceConfig
 from newswatch.store.models import Source
@@ -152,7 +152,7 @@ def schedulable_sources(session: Session) -> list[SourceSnapshot]:
 
 def polled_source_health(session: Session) -> tuple[int, int]:
     """(failing, polled): how many of the sources the service polls failed their last fetch."""
-    failing = func.count(case((Source.consecutive_errors > 0, 1)))
+    failing = func.count(case((col(Source.consecutive_errors) > 0, 1)))
     polled = select(failing, func.count()).where(
         Source.enabled == True,  # noqa: E712
         Source.kind != "replay",

@@ -2,7 +2,8 @@
 #   make run   - the service on the embedded default (SQLite + deploy/newswatch.example.yaml);
 #                installs only what the service needs
 #   make test  - the whole test suite (Postgres tests run when NEWSWATCH_TEST_DATABASE_URL is set);
-#                adds the test tools (pytest, ruff, selenium, schemathesis, ...) to the same venv
+#                after `make lint` (ruff check, ruff format --check, mypy); adds the test tools
+#                (pytest, ruff, mypy, selenium, schemathesis, ...) to the same venv
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,13 +25,15 @@ $(TEST_TOOLS): $(BIN)/newswatch
 run: $(BIN)/newswatch
 	NEWSWATCH_CONFIG=$${NEWSWATCH_CONFIG:-deploy/newswatch.example.yaml} $(BIN)/newswatch run
 
-test: $(TEST_TOOLS)
-	$(BIN)/ruff check service tests bench
+# `make lint`: ruff's lint and format checks and mypy over service/ ([tool.mypy] in
+# pyproject.toml), all of which must pass; `make test` runs them before the tests.
+test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(TEST_TOOLS)
 	$(BIN)/ruff check service tests bench
 	$(BIN)/ruff format --check service tests bench
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
@@ -164,7 +164,7 @@ class Pipeline:
             with session_scope(self.engine) as session:
                 # One query loads every source of the batch into the identity map.
                 ids = sorted({source_id for source_id, _e, _a in jobs})
-                query = select(Source).where(Source.id.in_(ids))  # type: ignore[union-attr]
+                query = select(Source).where(col(Source.id).in_(ids))
                 sources = {s.id: s for s in session.exec(query).all()}
                 batch: list[tuple[Source, list[ParsedEntry]]] = []
                 for source_id, entries, _after in jobs:

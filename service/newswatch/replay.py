@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from newswatch.fetch.entries import ParsedEntry
-from newswatch.pipeline import Pipeline
+from newswatch.pipeline import AfterIngest, Pipeline
 from newswatch.store.articles import ensure_sources
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article
@@ -187,8 +187,10 @@ def _ingest_batch(
                 runs[-1][1].append(item)
             else:
                 runs.append((source_id, [item]))
-        jobs = [(source_id, [i.entry for i in items], None) for source_id, items in runs]
-    outcomes = pipeline.ingest_many(jobs)  # type: ignore[arg-type]
+        jobs: list[tuple[int, list[ParsedEntry], AfterIngest | None]] = [
+            (source_id, [i.entry for i in items], None) for source_id, items in runs
+        ]
+    outcomes = pipeline.ingest_many(jobs)
     for (_source_id, items), outcome in zip(runs, outcomes, strict=True):
         if isinstance(outcome, Exception):
             for item in items:

@@ -81,10 +81,11 @@ class ChannelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _needs(self) -> ChannelConfig:
-        if self.type == "webhook" and not self.url:
-            raise ValueError("a webhook channel needs url")
-        if self.type == "webhook" and not self.url.startswith(("http://", "https://")):  # type: ignore[union-attr]
-            raise ValueError("url must start with http:// or https://")
+        if self.type == "webhook":
+            if not self.url:
+                raise ValueError("a webhook channel needs url")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError("url must start with http:// or https://")
         if self.type == "email" and not self.to:
             raise ValueError("an email channel needs to: [addresses]")
         if self.type == "apprise" and not self.urls:

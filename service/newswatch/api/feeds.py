@@ -12,6 +12,7 @@ stable (`urn:newswatch:event:ID`). When NEWSWATCH_API_TOKEN is set, a reader pas
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated
@@ -20,6 +21,7 @@ from xml.etree import ElementTree as ET
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlmodel import col
 
 from newswatch.alerts.models import AlertState
 from newswatch.api import events
@@ -51,7 +53,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return el
 
 
-def _summary(event: EventOut, articles: list[tuple[object, str | None]]) -> str:
+def _summary(event: EventOut, articles: Sequence[tuple[object, str | None]]) -> str:
     """HTML of the entry: counts, then the newest reports linked with their outlets."""
     parts = [
         f"<p>{event.article_count} reports from {event.source_count} sources, "
@@ -72,7 +74,7 @@ def render_feed(
     feed_title: str,
     feed_id: str,
     items: list[EventOut],
-    articles: dict[int, list[tuple[object, str | None]]],
+    articles: Mapping[int, Sequence[tuple[object, str | None]]],
     updated: dict[int, datetime] | None = None,
 ) -> Response:
     """The Atom document of `items` (each entry updated at `updated[id]`, else last_seen).
@@ -127,7 +129,7 @@ def events_feed(
     if min_sources:
         title += f" with {min_sources}+ sources"
     feed_id = f"urn:newswatch:events:{request.url.query}"
-    return render_feed(request, title, feed_id, page.items, articles)  # type: ignore[arg-type]
+    return render_feed(request, title, feed_id, page.items, articles)
 
 
 @router.get("/rules/{rule}.atom")
@@ -142,9 +144,9 @@ def rule_feed(
     if rule not in names:
         raise ApiError(404, f"no alert rule named {rule!r}", "rule")
     states = session.execute(
-        select(AlertState.event_id, AlertState.last_at)  # type: ignore[call-overload]
-        .where(AlertState.rule == rule, AlertState.status == "notified")
-        .order_by(AlertState.last_at.desc())  # type: ignore[attr-defined]
+        select(col(AlertState.event_id), col(AlertState.last_at))
+        .where(col(AlertState.rule) == rule, col(AlertState.status) == "notified")
+        .order_by(col(AlertState.last_at).desc())
         .limit(ENTRIES)
     ).all()
     notified = {event_id: as_utc(at) for event_id, at in states}
@@ -162,6 +164,6 @@ def rule_feed(
         f"newswatch alerts: {rule}",
         f"urn:newswatch:rule:{rule}",
         list(items.values()),
-        articles,  # type: ignore[arg-type]
+        articles,
         updated,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urldefrag, urlsplit
 
@@ -34,7 +34,7 @@ from newswatch.fetch.extract import (
 )
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck
 from newswatch.fetch.netguard import NetGuard
-from newswatch.fetch.poll import BodyResult, Poller, count_fetch, handle_feed
+from newswatch.fetch.poll import BodyResult, Handler, Poller, count_fetch, handle_feed
 from newswatch.fetch.robots import RobotsCache
 from newswatch.fetch.seen import already_seen, is_lasting, record_seen
 from newswatch.fetch.urls import canonical_url
@@ -334,9 +334,12 @@ def detect_kind(result: FetchResult) -> str | None:
     return None
 
 
-def _bind(support: PageSupport, handler: Callable[..., object]) -> Callable[..., object]:
+def _bind(
+    support: PageSupport,
+    handler: Callable[[PageSupport, Poller, SourceSnapshot, FetchResult], Awaitable[BodyResult]],
+) -> Handler:
     async def bound(poller: Poller, source: SourceSnapshot, result: FetchResult) -> BodyResult:
-        return await handler(support, poller, source, result)  # type: ignore[misc]
+        return await handler(support, poller, source, result)
 
     return bound
 
@@ -346,9 +349,9 @@ def register(poller: Poller) -> None:
     from newswatch.fetch.sitemaps import handle_sitemap
 
     support = PageSupport(poller)
-    poller.handlers["page"] = _bind(support, handle_page)  # type: ignore[assignment]
-    poller.handlers["sitemap"] = _bind(support, handle_sitemap)  # type: ignore[assignment]
-    poller.handlers["feed"] = _bind(support, handle_feed_full_text)  # type: ignore[assignment]
+    poller.handlers["page"] = _bind(support, handle_page)
+    poller.handlers["sitemap"] = _bind(support, handle_sitemap)
+    poller.handlers["feed"] = _bind(support, handle_feed_full_text)
     poller.detectors.append(detect_kind)
     poller.url_checks.append(support.own_checks)
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import TextClause, insert, literal, select, text, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 from sqlmodel import select as select_model
 
 from newswatch.fetch.entries import ParsedEntry
@@ -158,7 +158,7 @@ def unstored_entries(session: Session, source: Source, entries: list[ParsedEntry
 
 def _global_guid(guid: str | None) -> bool:
     """GUIDs like "123" are unique only within one feed; URLs and URNs are unique anywhere."""
-    return bool(guid) and (":" in guid)  # type: ignore[operator]
+    return guid is not None and ":" in guid
 
 
 def _keys(source: Source, entry: ParsedEntry) -> _Keys:
@@ -470,7 +470,7 @@ def ensure_sources(session: Session, names: list[str], origin: str = "replay") -
     found: dict[str, Source] = {}
     for start in range(0, len(wanted), LOOKUP_CHUNK):
         chunk = wanted[start : start + LOOKUP_CHUNK]
-        query = select_model(Source).where(Source.name.in_(chunk))  # type: ignore[attr-defined]
+        query = select_model(Source).where(col(Source.name).in_(chunk))
         found.update({s.name: s for s in session.exec(query)})
     missing = [_new_source(name, None, origin) for name in wanted if name not in found]
     if missing:

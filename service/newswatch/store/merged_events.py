@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from newswatch.alerts.models import AlertState, Notification, RuleMatch
 from newswatch.store.models import table_of
@@ -21,7 +21,7 @@ def merge_alert_states(session: Session, gone: int, keep: int) -> None:
     one, the further one wins (more revisions sent: a story notified under either id stays
     notified), keeping the earlier first decision."""
     states = session.execute(
-        select(AlertState).where(AlertState.event_id.in_((gone, keep)))  # type: ignore[attr-defined]
+        select(AlertState).where(col(AlertState.event_id).in_((gone, keep)))
     ).scalars()
     by_rule: dict[str, dict[int, AlertState]] = {}
     for state in states:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import TextClause, insert, literal, select, text, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,6 +24,9 @@ from newswatch.fetch.language import DECLARED
 from newswatch.fetch.urls import canonical_url, content_hash
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.models import Article, Sighting, Source, table_of
+
+if TYPE_CHECKING:
+    import sqlite3
 
 ARTICLES = table_of(Article)
 SIGHTINGS = table_of(Sighting)
@@ -320,7 +323,8 @@ def reserve_article_ids(session: Session, count: int) -> list[int]:
             "SELECT nextval(pg_get_serial_sequence('articles', 'id')) FROM generate_series(1, :n)"
         )
         return sorted(connection.execute(query, {"n": count}).scalars())
-    if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+    sqlite_connection = cast("sqlite3.Connection", connection.connection.dbapi_connection)
+    if not sqlite_connection.in_transaction:
         # pysqlite begins a transaction only before its first write; begin it ourselves,
         # taking the write lock at once.
         connection.exec_driver_sql("BEGIN IMMEDIATE")

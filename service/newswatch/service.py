@@ -113,7 +113,8 @@ class Service:
         self, on_done: Callable[[PollOutcome], None] | None = None
     ) -> list[PollOutcome]:
         """Poll every enabled source once, concurrently; return when all are done. After
-        SIGTERM/SIGINT (or `stop_event`) no new poll starts; those in flight finish."""
+        SIGTERM/SIGINT (or `stop_event`) no new poll starts and those still waiting for their
+        host's turn are dropped (they sent nothing); those under way finish."""
         with stop_on_signal(self.stop_event):
             return await self._poll_once(on_done)
 

@@ -20,10 +20,17 @@ EPS = 1e-9
 class Host:
     """A gate on a fake clock and a log of what it let through, checked at every release."""
 
-    def __init__(self, concurrency: int = 2, gap: float = 1.0, request_seconds: float = 0.05):
-        self.clock = FakeClock()
+    def __init__(
+        self,
+        concurrency: int = 2,
+        gap: float = 1.0,
+        request_seconds: float = 0.05,
+        clock: FakeClock | None = None,
+        places: asyncio.Semaphore | None = None,
+    ):
+        self.clock = clock or FakeClock()
         self.start = self.clock.now()
-        self.gate = HostGate(concurrency, gap, self.clock)
+        self.gate = HostGate(concurrency, gap, self.clock, places)
         self.request_seconds = request_seconds
         self.sent: list[tuple[float, str]] = []
         self.most_ahead = 0.0  # how far the reserved next start ran ahead of the clock
@@ -199,6 +206,28 @@ async def test_cancel_waiting_drops_only_what_was_not_sent():
     assert all(isinstance(r, asyncio.CancelledError) for r in results[1:])
     assert [key for _, key in host.sent] == ["source:0"]
     assert host.gate.waiting == 0 and host.gate.active == 0
+
+
+async def test_a_place_of_the_global_bound_is_taken_after_the_host_released_the_request():
+    """The process-wide bound on requests (one place here) is taken once a host's gate
+    released a request, before its start: the host's next request keeps its gap from the
+    actual start, and a request cancelled while waiting for a place gives its slot back."""
+    places = asyncio.Semaphore(1)
+    busy = Host(concurrency=1, gap=0.0, request_seconds=5.0, places=places)
+    host = Host(concurrency=2, gap=1.0, request_seconds=0.5, clock=busy.clock, places=places)
+    holder = asyncio.create_task(busy.request("other"))  # holds the one place until +5
+    await host.clock.settle()
+    tasks = [asyncio.create_task(host.request(f"source:{n}")) for n in range(3)]
+    await host.clock.run_until(host.start + 2)
+    # "source:0" was released at once and waits for the place; nothing else of the host went.
+    assert host.sent == [] and host.gate.active == 1 and host.gate.waiting == 2
+    tasks[0].cancel()
+    await host.clock.run_until(host.start + 20)
+    await asyncio.gather(holder, *tasks, return_exceptions=True)
+    assert [key for _, key in host.sent] == ["source:1", "source:2"]
+    # Released again as the place came free at +5, the next a gap after that start.
+    assert host.starts() == pytest.approx([host.start + 5, host.start + 6])
+    assert host.gate.active == 0 and host.gate.waiting == 0 and not places.locked()
 
 
 async def test_asks_during_a_poll_run_it_once_more_unless_it_failed():

@@ -114,7 +114,8 @@ class Service:
         self, on_done: Callable[[PollOutcome], None] | None = None
     ) -> list[PollOutcome]:
         """Poll every enabled source once, concurrently; return when all are done. After
-        SIGTERM/SIGINT (or `stop_event`) no new poll starts; those in flight finish."""
+        SIGTERM/SIGINT (or `stop_event`) no new poll starts and those still waiting for their
+        host's turn are dropped (they sent nothing); those under way finish."""
         with stop_on_signal(self.stop_event):
             return await self._poll_once(on_done)
 
@@ -124,23 +125,41 @@ class Service:
         sources = self.sync_sources()
         async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:
             self.poller = poller
-            limit = asyncio.Semaphore(self.settings.http_max_connections)
 
+            # Every poll starts at once: the bound on requests under way
+            # (NEWSWATCH_HTTP_MAX_CONNECTIONS) is the fetcher's, taken once a host's gate
+            # releases a request. A bound on polls here was held by polls waiting for a busy
+            # host and held up every other host (docs/decisions/0111).
             async def one(source: SourceSnapshot) -> PollOutcome | None:
-                async with limit:
-                    if self.stop_event.is_set():
-                        return None
+                if self.stop_event.is_set():
+                    return None
+                try:
                     outcome = await poller.poll(source)
+                except asyncio.CancelledError:
+                    if _task_cancelled():
+                        raise
+                    return None  # dropped at stop while waiting for its host: sent nothing
                 if on_done:
                     on_done(outcome)
                 return outcome
 
-            outcomes = await asyncio.gather(*(one(s) for s in sources))
+            polls = asyncio.gather(*(one(s) for s in sources))
+            stopping = asyncio.create_task(self._drop_waiting_on_stop(fetcher))
+            try:
+                outcomes = await polls
+            finally:
+                stopping.cancel()
         self._update_error_gauge()
         polled = [o for o in outcomes if o is not None]
         if len(polled) < len(sources):
             log.info("stopped before polling every source", skipped=len(sources) - len(polled))
         return polled
+
+    async def _drop_waiting_on_stop(self, fetcher: Fetcher) -> None:
+        """At stop, polls still waiting for their host's turn have sent nothing: drop them
+        rather than serve a saturated host's queue; those under way finish."""
+        await self.stop_event.wait()
+        fetcher.cancel_waiting()
 
     def _make_poller(self, fetcher: Fetcher) -> Poller:
         poller = Poller(fetcher, self.pipeline, self.settings)
@@ -315,6 +334,12 @@ class Service:
                 select(func.count()).select_from(Source).where(Source.consecutive_errors > 0)
             ).one()
         SOURCES_IN_ERROR.set(count)
+
+
+def _task_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (not a host gate dropping a wait)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 # Registration functions of other kinds of source: each takes a Poller and adds its handlers.

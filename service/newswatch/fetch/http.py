@@ -121,10 +121,23 @@ class HostGate:
     the next start is never more than one gap ahead of the clock, and a busy event loop that
     wakes a released waiter late cannot squeeze the gap on the wire
     (docs/decisions/0011-fair-host-queue.md).
+
+    `places`, shared by every host's gate, bounds the requests under way in the process
+    (NEWSWATCH_HTTP_MAX_CONNECTIONS). A request takes its place only once its host released
+    it, so requests waiting for a busy host hold none and other hosts' requests go meanwhile;
+    and before its start is stamped, the host's next release held back, so waiting for a place
+    never squeezes the gap on the wire (docs/decisions/0111-global-bound-after-host-gate.md).
     """
 
-    def __init__(self, concurrency: int, min_delay: float, clock: Clock = MONOTONIC):
+    def __init__(
+        self,
+        concurrency: int,
+        min_delay: float,
+        clock: Clock = MONOTONIC,
+        places: asyncio.Semaphore | None = None,
+    ):
         self.clock = clock
+        self._places = places
         self._slots = max(1, concurrency)
         self._active = 0  # released and not yet done, including the one about to start
         self._starting = False  # a waiter is released and has not run on yet
@@ -171,6 +184,8 @@ class HostGate:
             yield
         finally:
             self._active -= 1
+            if self._places is not None:
+                self._places.release()
             self._release_due()
 
     async def _acquire(self, key: str) -> None:
@@ -184,6 +199,9 @@ class HostGate:
         self._release_due()
         try:
             await waiter.released
+            if self._places is not None:
+                # Still "starting" (no other release of this host): this wait is host wait.
+                await self._places.acquire()
         except asyncio.CancelledError:
             self._withdraw(waiter)
             raise
@@ -201,8 +219,9 @@ class HostGate:
         return len(waiting)
 
     def _withdraw(self, waiter: _Waiter) -> None:
-        """A waiter gave up (cancelled): it leaves the queue, or, released in the same instant,
-        gives its slot back; it had taken no start: no time is held for a request not sent."""
+        """A waiter gave up (cancelled): it leaves the queue, or, released already (waiting
+        for a place or woken in the same instant), gives its slot back; it had taken no
+        start: no time is held for a request not sent."""
         if waiter.released.cancelled():
             self._forget(waiter.key)  # its entry stays in the heap, skipped when popped
         else:
@@ -313,6 +332,8 @@ class Fetcher:
             },
         )
         self._gates: dict[str, HostGate] = {}
+        # Requests under way, all hosts together: taken inside the host gates (HostGate).
+        self._places = asyncio.Semaphore(max(1, settings.http_max_connections))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -336,6 +357,7 @@ class Fetcher:
                 self.settings.http_per_host_concurrency,
                 self.settings.http_min_host_delay,
                 self.clock,
+                self._places,
             )
             self._gates[key] = gate
         return gate

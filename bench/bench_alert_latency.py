@@ -35,7 +35,7 @@ from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.delivery import DeliveryWorker
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
-from newswatch.logging import configure_logging
+from newswatch.log import configure_logging
 from newswatch.pipeline import Pipeline
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import make_engine, session_scope, upgrade

@@ -56,7 +56,7 @@ from pathlib import Path
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.language import normalise_language
-from newswatch.logging import configure_logging
+from newswatch.log import configure_logging
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FEEDS = SHARED / "feeds"

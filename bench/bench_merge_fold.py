@@ -31,7 +31,7 @@ from sqlalchemy import text
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
-from newswatch.logging import configure_logging
+from newswatch.log import configure_logging
 from newswatch.pipeline import Pipeline
 from newswatch.replay import replay
 from newswatch.store.db import open_store

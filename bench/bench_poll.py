@@ -27,7 +27,7 @@ from feedfarm import FeedFarm
 from newswatch.config import FileConfig, Settings, SourceConfig
 from newswatch.fetch.http import Fetcher
 from newswatch.fetch.poll import Poller
-from newswatch.logging import configure_logging
+from newswatch.log import configure_logging
 from newswatch.pipeline import Pipeline
 from newswatch.store.db import open_store, session_scope
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources

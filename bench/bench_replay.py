@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from newswatch.config import FileConfig, Settings
-from newswatch.logging import configure_logging
+from newswatch.log import configure_logging
 from newswatch.pipeline import Pipeline
 from newswatch.replay import BATCH_LINES, replay
 from newswatch.store.db import open_store

@@ -34,7 +34,7 @@ from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.query import Document, evaluate, parse, words
 from newswatch.config import FileConfig, Settings
-from newswatch.logging import configure_logging
+from newswatch.log import configure_logging
 from newswatch.pipeline import Pipeline
 from newswatch.replay import replay
 from newswatch.store.db import open_store

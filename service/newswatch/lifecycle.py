@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from newswatch.logging import configure_logging, get_logger
+from newswatch.log import configure_logging, get_logger
 
 if TYPE_CHECKING:
     import asyncio
 
-log = get_logger("newswatch.lifecycle")
+log = get_logger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import structlog
 from sqlalchemy import CursorResult, Engine, delete, func, select
 
 from newswatch.alerts.models import Notification
 from newswatch.config import Settings
 from newswatch.fetch.seen import PageURL
+from newswatch.log import get_logger
 from newswatch.metrics import PRUNED_ROWS
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.models import Fetch, Source, table_of
 
-log = structlog.get_logger("newswatch.retention")
+log = get_logger(__name__)
 
 # Rows deleted per transaction: SQLite has one writer, and ingest waits while we hold it.
 CHUNK = 5_000

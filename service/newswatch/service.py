@@ -28,7 +28,7 @@ from newswatch.fetch.http import Fetcher
 from newswatch.fetch.pages import register as register_pages
 from newswatch.fetch.poll import Poller, PollOutcome
 from newswatch.lifecycle import STOP, stop_on_signal
-from newswatch.logging import get_logger
+from newswatch.log import get_logger
 from newswatch.metrics import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.pipeline import Pipeline
 from newswatch.poll_runs import PollRuns
@@ -37,7 +37,7 @@ from newswatch.store.db import bounded_engine, session_scope
 from newswatch.store.models import Source
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
 
-log = get_logger("newswatch.service")
+log = get_logger(__name__)
 
 RESYNC_SECONDS = 60  # how often sources added or changed elsewhere (CLI) are picked up
 PRUNE_EVERY = timedelta(days=1)  # retention (newswatch/retention.py)

@@ -26,18 +26,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import structlog
 from sqlalchemy import CursorResult, Engine, select, update
 
 from newswatch.alerts.channels import Channel, SendResult, build_channel
 from newswatch.alerts.models import Notification
 from newswatch.config import FileConfig, Settings
+from newswatch.log import get_logger
 from newswatch.metrics import NOTIFICATIONS as SENT_METRIC
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.models import table_of
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 TABLE = table_of(Notification)
 N = TABLE.c
 CLAIM_LIMIT = 100

@@ -11,9 +11,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from newswatch.logging import get_logger
+from newswatch.log import get_logger
 
-log = get_logger("newswatch.api")
+log = get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 2  # what a 503 asks clients to wait
 

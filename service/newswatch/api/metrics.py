@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from newswatch.alerts.outbox import dead_letter_count, outbox_stats
 from newswatch.fetch.http import NOT_MODIFIED
-from newswatch.logging import get_logger
+from newswatch.log import get_logger
 from newswatch.metrics import (
     DEAD_LETTERS,
     NOT_MODIFIED_SHARE,
@@ -22,7 +22,7 @@ from newswatch.metrics import (
 )
 from newswatch.store.models import Fetch, Source
 
-log = get_logger("newswatch.api.metrics")
+log = get_logger(__name__)
 
 NOT_MODIFIED_WINDOW = timedelta(hours=1)
 

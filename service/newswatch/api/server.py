@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
-from newswatch.logging import get_logger
+from newswatch.log import get_logger
 
-log = get_logger("newswatch.api.server")
+log = get_logger(__name__)
 
 # On stop, requests still running after this many seconds are cancelled: a stop (SIGTERM)
 # must not wait for every client of a loaded API.

@@ -37,7 +37,7 @@ class AppContext:
     def settings(self) -> Settings:
         if self._settings is None:
             from newswatch.config import load_settings
-            from newswatch.logging import configure_logging
+            from newswatch.log import configure_logging
 
             overrides = {}
             if self.database_url:

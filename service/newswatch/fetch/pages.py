@@ -38,12 +38,12 @@ from newswatch.fetch.poll import BodyResult, Handler, Poller, count_fetch, handl
 from newswatch.fetch.robots import RobotsCache
 from newswatch.fetch.seen import already_seen, is_lasting, record_seen
 from newswatch.fetch.urls import canonical_url
-from newswatch.logging import get_logger
+from newswatch.log import get_logger
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 from newswatch.store.sources import SourceSnapshot
 
-log = get_logger("newswatch.pages")
+log = get_logger(__name__)
 
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
 # New article pages fetched per poll at most; the rest wait for the next poll (a first poll

@@ -27,7 +27,7 @@ from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard
 from newswatch.lifecycle import bind_to_parent
-from newswatch.logging import get_logger
+from newswatch.log import get_logger
 from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.pipeline import IngestResult, Pipeline
 from newswatch.store.articles import describe_rejections
@@ -38,7 +38,7 @@ from newswatch.store.sources import SourceSnapshot
 
 FETCH_LOG = table_of(Fetch)
 
-log = get_logger("newswatch.fetch")
+log = get_logger(__name__)
 T = TypeVar("T")
 
 FEED_ACCEPT = (

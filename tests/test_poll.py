@@ -147,3 +147,36 @@ def test_the_fetch_log_line_is_a_warning_when_a_source_fails(sqlite_engine, serv
         asyncio.run(service(sqlite_engine, cfg).run_once())
     levels = {e["source"]: e["log_level"] for e in logs if e["event"] == "fetch"}
     assert levels == {"ok": "info", "broken": "warning", "gone": "error", "junk": "warning"}
+
+
+def test_without_worker_processes_parses_run_one_at_a_time() -> None:
+    """lxml and trafilatura aborted the process when page extractions ran in several threads
+    at once: without worker processes, CPU work runs in one thread."""
+    import threading
+    import time
+
+    from newswatch.fetch.poll import Poller
+
+    lock = threading.Lock()
+    running: list[int] = [0]
+    most: list[int] = [0]
+
+    def parse(n: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)  # long enough for the others to start, were they allowed to
+        with lock:
+            running[0] -= 1
+        return n
+
+    async def main() -> list[int]:
+        settings = Settings(_env_file=None, NEWSWATCH_PARSE_WORKERS=0)  # type: ignore[call-arg]
+        poller = Poller(None, None, settings)  # type: ignore[arg-type]
+        try:
+            return await asyncio.gather(*(poller.run_cpu(parse, n) for n in range(6)))
+        finally:
+            await poller.aclose()
+
+    assert asyncio.run(main()) == list(range(6))
+    assert most[0] == 1

@@ -45,8 +45,12 @@ def run(app: AppContext, once: bool) -> None:
     # handlers): a thread waiting for the GIL waits up to the switch interval, and the loop
     # waits again after every socket call. 1 ms instead of 5 keeps /healthz fast under API
     # load (docs/decisions/0081-api-load-isolation.md).
+    previous = sys.getswitchinterval()
     sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
-    asyncio.run(service.run())
+    try:
+        asyncio.run(service.run())
+    finally:  # a command run in-process (the tests) leaves the interpreter as it found it
+        sys.setswitchinterval(previous)
 
 
 def _run_once(service: Service) -> list[PollOutcome]:

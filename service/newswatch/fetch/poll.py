@@ -201,6 +201,10 @@ class Poller:
         # thread, so small one-off runs do not pay for starting processes.
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._parsing = 0
+        # Without worker processes, parsing runs in one thread, one parse at a time: lxml (and
+        # trafilatura on it) aborted the process when three page extractions ran in threads
+        # at once, and threads would not parse faster anyway (the GIL).
+        self._cpu_thread = concurrent.futures.ThreadPoolExecutor(1, "newswatch-parse")
         # Kinds of source and the handler that turns a body into entries. Page and sitemap
         # handlers register themselves here (fetch/pages.py, fetch/sitemaps.py).
         self.handlers: dict[str, Handler] = {"feed": handle_feed}
@@ -217,22 +221,24 @@ class Poller:
             self._pool = _cpu_pool(self.settings.parse_workers)
         self._parsing += 1
         try:
+            loop = asyncio.get_running_loop()
             if self._pool is None:
-                return await asyncio.to_thread(call)
+                return await loop.run_in_executor(self._cpu_thread, call)
             try:
-                return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+                return await loop.run_in_executor(self._pool, call)
             except concurrent.futures.BrokenExecutor:
                 # A worker died (killed, out of memory): start new ones and try once more.
                 log.warning("parser workers restarted")
                 self._pool = _cpu_pool(self.settings.parse_workers)
                 if self._pool is None:
-                    return await asyncio.to_thread(call)
-                return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+                    return await loop.run_in_executor(self._cpu_thread, call)
+                return await loop.run_in_executor(self._pool, call)
         finally:
             self._parsing -= 1
 
     async def aclose(self) -> None:
         await self.writer.aclose()
+        await asyncio.to_thread(self._cpu_thread.shutdown, wait=True, cancel_futures=True)
         if self._pool is not None:
             # Wait for the workers to exit: a process that returns leaves no child behind.
             await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from newswatch.alerts.config import ChannelConfig
 from newswatch.alerts.delivery import DeliveryWorker, backoff_delay
 from newswatch.alerts.models import Notification
-from newswatch.alerts.outbox import enqueue
 from newswatch.config import FileConfig, Settings
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
+from newswatch.store.outbox import enqueue
 from tests.alert_support import SECRET, webhook_receiver
 
 FAST = {

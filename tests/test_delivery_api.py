@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import Engine, update
 
 from newswatch.alerts.models import Notification
-from newswatch.alerts.outbox import enqueue
 from newswatch.api import create_app
 from newswatch.config import Settings
 from newswatch.store.db import session_scope
+from newswatch.store.outbox import enqueue
 from tests.api_support import Running, running
 from tests.test_cli import newswatch
 

@@ -17,12 +17,12 @@ from structlog.testing import capture_logs
 from newswatch.alerts.config import ChannelConfig
 from newswatch.alerts.delivery import DeliveryWorker
 from newswatch.alerts.models import Notification
-from newswatch.alerts.outbox import enqueue
 from newswatch.api import create_app
 from newswatch.api.metrics import render_metrics
 from newswatch.config import FileConfig, Settings
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.db import session_scope
+from newswatch.store.outbox import enqueue
 from tests.api_support import running
 from tests.localserver import LocalServer
 

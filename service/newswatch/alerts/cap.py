@@ -12,14 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
 from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
-from newswatch.alerts.models import AlertState
-from newswatch.alerts.outbox import enqueue_summary
 from newswatch.alerts.policy import schedule
-from newswatch.store.models import Event, table_of
+from newswatch.store.models import Event
+from newswatch.store.outbox import enqueue_summary, notified_events_since
 
 if TYPE_CHECKING:
     from newswatch.config import Settings
@@ -29,7 +27,6 @@ DEFAULT_WINDOW = timedelta(hours=1)
 # Events listed by name in a summary; the rest are counted.
 LISTED = 20
 OVERFLOW = "overflow"  # the summary's payload "kind"; its event_id is 0 (no event)
-S = table_of(AlertState).c
 
 
 class RuleCap:
@@ -60,10 +57,7 @@ class RuleCap:
         """Whether `rule` has had its notifications of the window containing `now`."""
         key = (rule, self.window_of(now)[0])
         if key not in self._counts:
-            query = select(func.count()).where(
-                S.rule == rule, S.status == "notified", S.revision > 0, S.last_at >= key[1]
-            )
-            self._counts[key] = session.execute(query).scalar_one()
+            self._counts[key] = notified_events_since(session, rule, key[1])
         return self._counts[key] >= self.limit
 
     def counted(self, rule: str, now: datetime) -> None:

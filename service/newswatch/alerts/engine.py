@@ -22,7 +22,6 @@ from newswatch.alerts.cap import RuleCap
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.models import AlertState, RuleMatch
-from newswatch.alerts.outbox import enqueue, idempotency_key, open_wait_group
 from newswatch.alerts.policy import group_wait, schedule
 from newswatch.alerts.query import Document, matched_terms
 from newswatch.alerts.silences import list_silences
@@ -37,6 +36,7 @@ from newswatch.store.merged_events import (
     rewrite_notification,
 )
 from newswatch.store.models import Article, Event, Sighting, Source, table_of
+from newswatch.store.outbox import enqueue, idempotency_key, open_wait_group
 
 if TYPE_CHECKING:
     from newswatch.config import Settings

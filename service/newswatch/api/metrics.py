@@ -8,7 +8,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from newswatch.alerts.outbox import dead_letter_count, outbox_stats
 from newswatch.fetch.http import NOT_MODIFIED
 from newswatch.log import get_logger
 from newswatch.metrics import (
@@ -21,6 +20,7 @@ from newswatch.metrics import (
     SOURCES_TOTAL,
 )
 from newswatch.store.models import Fetch, Source
+from newswatch.store.outbox import dead_letter_count, outbox_stats
 
 log = get_logger(__name__)
 

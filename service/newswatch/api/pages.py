@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
-from newswatch.alerts import outbox
 from newswatch.api import queries
 from newswatch.api.deps import get_session
+from newswatch.store import outbox
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from newswatch.alerts import outbox
 from newswatch.cli.common import AppContext, pass_app
+from newswatch.store import outbox
 from newswatch.store.db import session_scope
 
 

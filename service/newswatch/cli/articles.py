@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import click
-from sqlalchemy import SQLColumnExpression, func
-from sqlmodel import Session, col, select
 
 from newswatch.cli.common import AppContext, format_time, parse_since, pass_app
+from newswatch.store.articles import query_articles
 from newswatch.store.db import session_scope
-from newswatch.store.models import Article, Sighting, Source
+from newswatch.store.models import Article
 
 
 def article_row(a: Article, sources: list[str]) -> dict[str, object]:
@@ -37,38 +35,6 @@ def article_row(a: Article, sources: list[str]) -> dict[str, object]:
 # The two clocks of an article: when its source says it was published (absent for some; the
 # first-seen time stands in), and when newswatch first saw it.
 CLOCKS = ("seen", "published")
-
-
-def query_articles(
-    session: Session,
-    since: datetime | None = None,
-    source: str | None = None,
-    limit: int = 100,
-    by: str = "seen",
-) -> list[tuple[Article, list[str]]]:
-    """Newest first by the clock `by` ("seen" or "published"), `since` on that clock; with the
-    names of the sources that carried each article."""
-    when: SQLColumnExpression[datetime] = col(Article.first_seen)
-    if by == "published":
-        when = func.coalesce(Article.published, Article.first_seen)
-    query = select(Article).order_by(when.desc(), col(Article.id).desc()).limit(limit)
-    if since is not None:
-        query = query.where(when >= since)
-    if source is not None:
-        carried = select(Sighting.article_id).join(Source).where(Source.name == source)
-        query = query.where(col(Article.id).in_(carried))
-    articles = session.exec(query).all()
-    names: dict[int, list[str]] = {}
-    ids = [a.id for a in articles]
-    if ids:
-        rows = session.exec(
-            select(Sighting.article_id, Source.name)
-            .join(Source)
-            .where(col(Sighting.article_id).in_(ids))
-        ).all()
-        for article_id, name in rows:
-            names.setdefault(article_id, []).append(name)
-    return [(a, sorted(names.get(a.id, []))) for a in articles]  # type: ignore[arg-type]
 
 
 @click.group("articles")

@@ -13,7 +13,16 @@ from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import TextClause, insert, literal, select, text, union_all
+from sqlalchemy import (
+    SQLColumnExpression,
+    TextClause,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
@@ -510,3 +519,35 @@ def ensure_source(
         session.add(source)
         session.flush()
     return source
+
+
+def query_articles(
+    session: Session,
+    since: datetime | None = None,
+    source: str | None = None,
+    limit: int = 100,
+    by: str = "seen",
+) -> list[tuple[Article, list[str]]]:
+    """Newest first by the clock `by` ("seen" or "published"), `since` on that clock; with the
+    names of the sources that carried each article."""
+    when: SQLColumnExpression[datetime] = col(Article.first_seen)
+    if by == "published":
+        when = func.coalesce(Article.published, Article.first_seen)
+    query = select_model(Article).order_by(when.desc(), col(Article.id).desc()).limit(limit)
+    if since is not None:
+        query = query.where(when >= since)
+    if source is not None:
+        carried = select_model(Sighting.article_id).join(Source).where(Source.name == source)
+        query = query.where(col(Article.id).in_(carried))
+    articles = session.exec(query).all()
+    names: dict[int, list[str]] = {}
+    ids = [a.id for a in articles]
+    if ids:
+        rows = session.exec(
+            select_model(Sighting.article_id, Source.name)
+            .join(Source)
+            .where(col(Sighting.article_id).in_(ids))
+        ).all()
+        for article_id, name in rows:
+            names.setdefault(article_id, []).append(name)
+    return [(a, sorted(names.get(a.id, []))) for a in articles]  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from newswatch.alerts.models import Notification
+from newswatch.alerts.models import AlertState, Notification
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.models import table_of
 
@@ -134,6 +134,16 @@ def outbox_stats(session: Session) -> tuple[int, datetime | None]:
         select(func.count(), func.min(N.created_at)).where(N.status.in_(("pending", "sending")))
     ).one()
     return int(row[0]), as_utc(row[1]) if row[1] is not None else None
+
+
+def notified_events_since(session: Session, rule: str, since: datetime) -> int:
+    """Events `rule` has notified (a first notification or an update) since `since`: what
+    its cap per window counts (alerts/cap.py)."""
+    S = table_of(AlertState).c
+    query = select(func.count()).where(
+        S.rule == rule, S.status == "notified", S.revision > 0, S.last_at >= since
+    )
+    return int(session.execute(query).scalar_one())
 
 
 def dead_letter_count(session: Session) -> int:

@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
-from newswatch.fetch.entries import ParsedEntry
+from newswatch.shared_types import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.language import normalise_language
 from newswatch.log import configure_logging

@@ -32,7 +32,7 @@ from newswatch.alerts.silences import (
 )
 from newswatch.config import FileConfig, Settings
 from newswatch.grouping.api import EventChange, EventSplit
-from newswatch.metrics import RULE_MATCHES
+from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store.columns import utcnow
 from newswatch.store.models import Article, Event, Sighting, Source
 from tests.alert_support import SECRET, webhook_receiver

@@ -217,7 +217,7 @@ def test_metrics_report_outbox_depth_and_age(engine):
 
 
 def test_metrics_count_attempts_by_channel_and_outcome(engine):
-    from newswatch.metrics import NOTIFICATIONS as COUNTER
+    from newswatch.prometheus_registry import NOTIFICATIONS as COUNTER
 
     def count(outcome: str) -> float:
         return COUNTER.labels("ops", outcome)._value.get()

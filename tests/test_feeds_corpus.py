@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import html_to_text, parse_feed
+from newswatch.shared_types import ParsedEntry
 from tests.conftest import SHARED_DATA, shared_corpus
 
 FEEDS = SHARED_DATA / "feeds"

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import event, text
 
 from newswatch.config import FileConfig, Settings
-from newswatch.fetch.entries import ParsedEntry
 from newswatch.grouping.engine import EventGrouper
 from newswatch.pipeline import Pipeline
+from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import (
     ensure_source,
     ensure_sources,

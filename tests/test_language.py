@@ -14,12 +14,12 @@ from sqlalchemy import select, text
 
 from newswatch.api import create_app
 from newswatch.config import FileConfig, Settings
-from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.extract import extract_html
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.language import detect_language, language_of, normalise_language
 from newswatch.pipeline import Pipeline
 from newswatch.replay import replay
+from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import ensure_source, store_batch
 from newswatch.store.db import make_engine, session_scope, upgrade
 from newswatch.store.models import Article

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from newswatch.config import ConfigError, FileConfig, Settings, SourceConfig, parse_config_text
 from newswatch.fetch.http import FetchResult
-from newswatch.fetch.pages import detect_kind, discover_links, same_site
+from newswatch.fetch.page_sources import detect_kind, discover_links, same_site
 from newswatch.service import Service
 from newswatch.store.models import Article, Fetch, Source
 from tests.localserver import LocalServer, static

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from newswatch.config import FileConfig, Settings
-from newswatch.fetch.entries import ParsedEntry
 from newswatch.pipeline import Pipeline
 from newswatch.replay import bcubed, gold_labels, parse_line, replay
+from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import make_engine, session_scope
 from tests.cli_support import newswatch

@@ -11,9 +11,9 @@ from sqlmodel import Session
 from newswatch import retention
 from newswatch.alerts.models import Notification
 from newswatch.config import Settings
-from newswatch.fetch.seen import PageURL
 from newswatch.retention import prune
 from newswatch.store.models import Article, Fetch, Source
+from newswatch.store.page_urls import PageURL
 from tests.test_cli import newswatch
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -129,7 +129,7 @@ def test_zero_keeps_a_table_forever(engine: Engine) -> None:
 
 
 def test_a_pruned_page_url_that_became_an_article_is_still_known(engine: Engine) -> None:
-    from newswatch.fetch.seen import already_seen
+    from newswatch.store.page_urls import already_seen
 
     fill(engine)
     prune(engine, settings(), now=NOW)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newswatch.fetch.urls import canonical_url, content_hash
+from newswatch.dedupe_keys import canonical_url, content_hash
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ _URLISH = st.builds(
 
 @given(_URLISH)
 def test_the_plain_url_shortcut_agrees_with_the_parser(url: str) -> None:
-    from newswatch.fetch.urls import _canonical_url
+    from newswatch.dedupe_keys import _canonical_url
 
     for candidate in (url, "https://" + url, "http://ex.ample/" + url):
         assert canonical_url(candidate) == _canonical_url(candidate.strip())
@@ -156,6 +156,6 @@ def test_the_plain_url_shortcut_agrees_with_the_parser(url: str) -> None:
     "url", ["https://ex.ample", "https://ex.ample/", "http://a.b/c/d.html", "https://a/b/"]
 )
 def test_plain_urls_take_the_shortcut_unchanged(url):
-    from newswatch.fetch.urls import _PLAIN, _canonical_url
+    from newswatch.dedupe_keys import _PLAIN, _canonical_url
 
     assert _PLAIN.fullmatch(url) and canonical_url(url) == _canonical_url(url)

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
-from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.language import language_of
 from newswatch.grouping.api import EventChange
 from newswatch.grouping.engine import EventGrouper, Placement
-from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
+from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
+from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import (
     RejectedEntry,
     StoredArticle,
@@ -32,6 +32,7 @@ from newswatch.store.articles import (
 )
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
+from newswatch.store.sources import sources_by_id
 
 
 @dataclass
@@ -163,9 +164,7 @@ class Pipeline:
         try:
             with session_scope(self.engine) as session:
                 # One query loads every source of the batch into the identity map.
-                ids = sorted({source_id for source_id, _e, _a in jobs})
-                query = select(Source).where(col(Source.id).in_(ids))
-                sources = {s.id: s for s in session.exec(query).all()}
+                sources = sources_by_id(session, [source_id for source_id, _e, _a in jobs])
                 batch: list[tuple[Source, list[ParsedEntry]]] = []
                 for source_id, entries, _after in jobs:
                     source = sources.get(source_id)

@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlmodel import col
+from sqlalchemy import Engine
 
-from newswatch.fetch.entries import ParsedEntry
+from newswatch.errors import InputError
 from newswatch.pipeline import AfterIngest, Pipeline
+from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import ensure_sources
 from newswatch.store.db import session_scope
-from newswatch.store.models import Article
+from newswatch.store.event_lookup import events_of_articles
 
 # Lines per transaction: large enough for group commit and to update each touched event's row
 # once for several of its articles, small enough to keep memory flat. (1,000 rather than 500:
@@ -29,12 +29,12 @@ BATCH_LINES = 1000
 UNKNOWN_SOURCE = "replay"
 
 
-class LineError(ValueError):
+class LineError(InputError):
     """A line of the file that cannot be replayed; `line` counts from 1."""
 
     def __init__(self, path: str, line: int, message: str):
-        super().__init__(f"{path}:{line}: {message}")
-        self.path, self.line, self.message = path, line, message
+        super().__init__(message, where=f"{path}:{line}")
+        self.path, self.line = path, line
 
 
 @dataclass
@@ -204,13 +204,8 @@ def _ingest_batch(
 
 def final_events(engine: Engine, article_of: dict[str, int]) -> dict[str, int | None]:
     """The event each replayed article is in now (after any merges)."""
-    ids = sorted(set(article_of.values()))
-    event_of_article: dict[int, int | None] = {}
     with session_scope(engine) as session:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            query = select(col(Article.id), col(Article.event_id)).where(col(Article.id).in_(chunk))
-            event_of_article.update({row[0]: row[1] for row in session.execute(query)})
+        event_of_article = events_of_articles(session, list(article_of.values()))
     return {key: event_of_article.get(article) for key, article in article_of.items()}
 
 

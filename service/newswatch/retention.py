@@ -17,28 +17,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import get_args
 
-from sqlalchemy import CursorResult, Engine, delete, func, select
+from sqlalchemy import Engine
 
-from newswatch.alerts.models import Notification
 from newswatch.config import Settings
-from newswatch.fetch.seen import PageURL
 from newswatch.log import get_logger
-from newswatch.metrics import PRUNED_ROWS
+from newswatch.prometheus_registry import PRUNED_ROWS
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
-from newswatch.store.models import Fetch, Source, table_of
+from newswatch.store.pruning import PrunedTable, count_old_rows, delete_old_rows, source_ids
 
 log = get_logger(__name__)
 
 # Rows deleted per transaction: SQLite has one writer, and ingest waits while we hold it.
 CHUNK = 5_000
-
-FETCHES = table_of(Fetch)
-PAGE_URLS = table_of(PageURL)
-NOTIFICATIONS = table_of(Notification)
-SOURCES = table_of(Source)
 
 
 @dataclass
@@ -50,14 +43,10 @@ class Pruned:
     notifications: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "fetches": self.fetches,
-            "page_urls": self.page_urls,
-            "notifications": self.notifications,
-        }
+        return {table: getattr(self, table) for table in get_args(PrunedTable)}
 
 
-def cutoffs(settings: Settings, now: datetime) -> dict[str, datetime | None]:
+def cutoffs(settings: Settings, now: datetime) -> dict[PrunedTable, datetime | None]:
     """The time before which each table's rows go (None: kept forever)."""
 
     def before(days: float) -> datetime | None:
@@ -70,31 +59,21 @@ def cutoffs(settings: Settings, now: datetime) -> dict[str, datetime | None]:
     }
 
 
-def _old_rows(table: str, cutoff: datetime, source_id: int | None = None) -> Any:
-    """A condition selecting the table's rows older than `cutoff`, through an index."""
-    if table == "fetches":  # ix_fetches_source_started, one source at a time
-        return (FETCHES.c.source_id == source_id) & (FETCHES.c.started_at < cutoff)
-    if table == "page_urls":  # ix_page_urls_first_seen
-        return PAGE_URLS.c.first_seen < cutoff
-    n = NOTIFICATIONS.c  # ix_notifications_due (status, not_before)
-    return n.status.in_(("sent", "dead")) & (n.not_before < cutoff)
-
-
-TABLES = {"fetches": FETCHES, "page_urls": PAGE_URLS, "notifications": NOTIFICATIONS}
-
-
-def _delete_chunks(engine: Engine, table: str, condition: Any, dry_run: bool) -> int:
-    t = TABLES[table]
+def _prune_table(
+    engine: Engine,
+    table: PrunedTable,
+    cutoff: datetime,
+    dry_run: bool,
+    source_id: int | None = None,
+) -> int:
+    """The table's rows older than `cutoff` deleted, CHUNK rows a transaction; how many."""
     if dry_run:
         with session_scope(engine) as session:
-            query = select(func.count()).select_from(t).where(condition)
-            return int(session.execute(query).scalar_one())
+            return count_old_rows(session, table, cutoff, source_id)
     total = 0
     while True:
         with session_scope(engine) as session:
-            ids = select(t.c.id).where(condition).limit(CHUNK).scalar_subquery()
-            result = cast("CursorResult[Any]", session.execute(delete(t).where(t.c.id.in_(ids))))
-            deleted = result.rowcount or 0
+            deleted = delete_old_rows(session, table, cutoff, CHUNK, source_id)
         total += deleted
         if deleted < CHUNK:
             return total
@@ -106,17 +85,16 @@ def prune(
     """Delete what the retention settings let go; see the module's text."""
     limits = cutoffs(settings, now or utcnow())
     pruned = Pruned()
-    if limits["fetches"] is not None:
+    fetches_cutoff = limits["fetches"]
+    if fetches_cutoff is not None:
         with session_scope(engine) as session:
-            source_ids = list(session.execute(select(SOURCES.c.id)).scalars())
-        for source_id in source_ids:
-            condition = _old_rows("fetches", limits["fetches"], source_id)
-            pruned.fetches += _delete_chunks(engine, "fetches", condition, dry_run)
+            sources = source_ids(session)
+        for source_id in sources:
+            pruned.fetches += _prune_table(engine, "fetches", fetches_cutoff, dry_run, source_id)
     for table in ("page_urls", "notifications"):
         cutoff = limits[table]
         if cutoff is not None:
-            count = _delete_chunks(engine, table, _old_rows(table, cutoff), dry_run)
-            setattr(pruned, table, count)
+            setattr(pruned, table, _prune_table(engine, table, cutoff, dry_run))
     if not dry_run:
         for table, count in pruned.as_dict().items():
             PRUNED_ROWS.labels(table).inc(count)

@@ -25,13 +25,13 @@ from sqlmodel import func, select
 
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.http import Fetcher
-from newswatch.fetch.pages import register as register_pages
+from newswatch.fetch.page_sources import register as register_pages
 from newswatch.fetch.poll import Poller, PollOutcome
 from newswatch.lifecycle import STOP, stop_on_signal
 from newswatch.log import get_logger
-from newswatch.metrics import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.pipeline import Pipeline
 from newswatch.poll_runs import PollRuns
+from newswatch.prometheus_registry import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.retention import prune
 from newswatch.store.db import bounded_engine, session_scope
 from newswatch.store.models import Source

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.language import detect_language, language_of
+from newswatch.shared_types import ParsedEntry
 
 GERMAN = "Bundesregierung beschließt neues Gesetz zur Rente"
 

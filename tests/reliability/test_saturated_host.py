@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from newswatch.config import FileConfig, Settings, SourceConfig
 from newswatch.fetch import http
-from newswatch.metrics import REGISTRY
+from newswatch.prometheus_registry import REGISTRY
 from newswatch.service import Service
 from newswatch.store.models import Fetch, Source
 from tests.localserver import LocalServer

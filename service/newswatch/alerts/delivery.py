@@ -32,7 +32,7 @@ from newswatch.alerts.channels import Channel, SendResult, build_channel
 from newswatch.alerts.models import Notification
 from newswatch.config import FileConfig, Settings
 from newswatch.log import get_logger
-from newswatch.metrics import NOTIFICATIONS as SENT_METRIC
+from newswatch.prometheus_registry import NOTIFICATIONS as SENT_METRIC
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.models import table_of

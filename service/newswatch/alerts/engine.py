@@ -26,7 +26,7 @@ from newswatch.alerts.policy import group_wait, schedule
 from newswatch.alerts.query import Document, matched_terms
 from newswatch.alerts.silences import list_silences
 from newswatch.grouping.api import EventChange
-from newswatch.metrics import RULE_MATCHES
+from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.merged_events import (
     drop_notifications,

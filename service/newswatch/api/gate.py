@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newswatch.api.errors import busy_response
-from newswatch.metrics import API_REJECTED
+from newswatch.prometheus_registry import API_REJECTED
 
 UNGATED_PATHS = ("/healthz", "/readyz", "/static/")
 QUEUE_WAIT = 1.0  # seconds a request may wait for its turn

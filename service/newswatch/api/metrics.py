@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from newswatch.fetch.http import NOT_MODIFIED
 from newswatch.log import get_logger
-from newswatch.metrics import (
+from newswatch.prometheus_registry import (
     DEAD_LETTERS,
     NOT_MODIFIED_SHARE,
     OUTBOX_DEPTH,

@@ -32,7 +32,7 @@ def extract_target(target: str, app: AppContext, base_url: str | None = None) ->
     address it was saved from, for relative links and site-specific rules)."""
     settings = app.settings
     if re.match(r"(?i)^https?://", target):
-        from newswatch.fetch.pages import fetch_and_extract
+        from newswatch.fetch.page_sources import fetch_and_extract
 
         _result, extracted = asyncio.run(fetch_and_extract(target, settings))
         return extracted

@@ -6,15 +6,13 @@ import json
 from datetime import timedelta
 
 import click
-from sqlalchemy import select
-from sqlmodel import Session, col
 
 from newswatch.alerts.config import RuleConfig
 from newswatch.alerts.engine import AlertEngine, Firing
 from newswatch.alerts.query import QueryError, parse
 from newswatch.cli.common import AppContext, parse_since, pass_app
 from newswatch.store.db import session_scope
-from newswatch.store.models import Event
+from newswatch.store.event_lookup import event_titles
 
 
 @click.group("rules")
@@ -105,7 +103,7 @@ def rules_test(
     engine = AlertEngine([rule], [])
     with session_scope(app.engine()) as session:
         firings = engine.dry_run(session, parse_since(since))
-        titles = _titles(session, [f.event_id for f in firings])
+        titles = event_titles(session, [f.event_id for f in firings])
     for f in firings:
         if as_json:
             click.echo(json.dumps({**f.__dict__, "title": titles.get(f.event_id)}))
@@ -121,13 +119,6 @@ def _explain(rule: RuleConfig, firing: Firing, title: str | None) -> str:
         f"    {firing.sources} sources within {_span(rule.window)} "
         f"(needs {rule.min_sources}); matched {', '.join(firing.terms)}"
     )
-
-
-def _titles(session: Session, ids: list[int]) -> dict[int, str | None]:
-    if not ids:
-        return {}
-    rows = session.execute(select(col(Event.id), col(Event.title)).where(col(Event.id).in_(ids)))
-    return {r.id: r.title for r in rows}
 
 
 def register(main: click.Group) -> None:

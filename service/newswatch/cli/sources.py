@@ -8,13 +8,20 @@ from pathlib import Path
 
 import click
 from pydantic import ValidationError
-from sqlmodel import col, select
 
 from newswatch.cli.common import AppContext, pass_app, progress
 from newswatch.config import SourceConfig, format_loc
+from newswatch.shared_types import FetchOutcome, SourceKind
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
-from newswatch.store.sources import add_source, find_source
+from newswatch.store.sources import (
+    add_source,
+    delete_source,
+    feed_sources,
+    find_source,
+    source_names_and_urls,
+    sources_by_name,
+)
 
 
 @click.group("sources")
@@ -40,7 +47,7 @@ def _wait(seconds: float | None) -> str:
 
 def _state(s: Source) -> str:
     state = "disabled" if not s.enabled else (s.last_outcome or "new")
-    if s.last_status and s.last_outcome not in ("ok", "not_modified"):
+    if s.last_status and s.last_outcome not in (FetchOutcome.OK, FetchOutcome.NOT_MODIFIED):
         state = f"{state} {s.last_status}"
     return state
 
@@ -114,10 +121,7 @@ def list_sources(app: AppContext, as_json: bool, errors: bool) -> None:
     waited for its host's turn: a host with more sources than its politeness gap allows
     serves them in turn, late."""
     with session_scope(app.engine()) as session:
-        query = select(Source).order_by(Source.name)
-        if errors:
-            query = query.where(Source.consecutive_errors > 0)
-        rows = session.exec(query).all()
+        rows = sources_by_name(session, failing_only=errors)
     if as_json:
         for s in rows:
             click.echo(json.dumps(source_row(s)))
@@ -125,7 +129,7 @@ def list_sources(app: AppContext, as_json: bool, errors: bool) -> None:
     if not rows:
         click.echo("no sources", err=True)
         return
-    for line in source_table(list(rows)):
+    for line in source_table(rows):
         click.echo(line)
 
 
@@ -145,7 +149,11 @@ def _source_config(**fields: object) -> SourceConfig:
 @click.argument("url")
 @click.option("--interval", help="e.g. 10m (default 15m)")
 @click.option("--cron", help='e.g. "*/15 * * * *"')
-@click.option("--kind", type=click.Choice(["auto", "feed", "page", "sitemap"]), default="auto")
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in SourceKind if k != SourceKind.REPLAY]),
+    default=SourceKind.AUTO.value,
+)
 @click.option("--links", help="pages: CSS selector of the article links")
 @click.option("--include", help="pages: regular expression article URLs must match")
 @click.option("--full-text", is_flag=True, help="feeds: fetch each new entry's main text")
@@ -205,7 +213,7 @@ def remove(app: AppContext, name: str, purge: bool) -> None:
                 err=True,
             )
         if purge:
-            session.delete(source)
+            delete_source(session, source)
             click.echo(f"deleted source {name}")
         else:
             source.enabled = False
@@ -228,8 +236,7 @@ def import_opml(app: AppContext, file: Path, interval: str | None) -> None:
         session_scope(app.engine()) as session,
         progress(records, len(records), "importing") as bar,
     ):
-        existing_urls = set(session.exec(select(Source.configured_url)).all())
-        names = set(session.exec(select(Source.name)).all())
+        names, existing_urls = source_names_and_urls(session)
         for record in bar:
             if record.url in existing_urls:
                 skipped += 1
@@ -260,14 +267,9 @@ def export_opml(app: AppContext, file: Path | None, include_all: bool) -> None:
     from newswatch.fetch.opml import OpmlFeed, write_opml
 
     with session_scope(app.engine()) as session:
-        query = (
-            select(Source).where(col(Source.kind).in_(("auto", "feed"))).order_by(col(Source.name))
-        )
-        if not include_all:
-            query = query.where(Source.enabled)
         feeds = [
             OpmlFeed(name=s.name, url=s.configured_url, html_url=None, line=None)
-            for s in session.exec(query)
+            for s in feed_sources(session, include_disabled=include_all)
         ]
     document = write_opml(feeds)
     if file is None:

@@ -1,25 +1,9 @@
-"""ParsedEntry: what every kind of source (feed, page, sitemap, replay) hands the pipeline."""
+"""Old home of ParsedEntry, now in newswatch.shared_types (the store must not import fetch).
 
-from __future__ import annotations
+Kept only for fetch/poll.py, which another change is editing at the same time; remove this
+module once it imports newswatch.shared_types.
+"""
 
-from dataclasses import dataclass
-from datetime import datetime
+from newswatch.shared_types import ParsedEntry
 
-
-@dataclass
-class ParsedEntry:
-    """One item found at a source, before it is stored.
-
-    `text` is the extracted main text when known (pages, full_text feeds, replay);
-    `summary` is what a feed itself carried.
-    """
-
-    url: str | None = None
-    guid: str | None = None
-    title: str | None = None
-    summary: str | None = None
-    text: str | None = None
-    author: str | None = None
-    published: datetime | None = None
-    language: str | None = None
-    canonical_url: str | None = None
+__all__ = ["ParsedEntry"]

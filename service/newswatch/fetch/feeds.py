@@ -21,7 +21,7 @@ import feedparser
 import lxml.html
 from lxml.etree import ParserError
 
-from newswatch.fetch.entries import ParsedEntry
+from newswatch.shared_types import ParsedEntry
 
 # feedparser complains about these but parses the feed correctly: not worth an error.
 _HARMLESS = ("CharacterEncodingOverride", "NonXMLContentType")

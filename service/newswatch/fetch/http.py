@@ -26,7 +26,7 @@ import httpx
 from newswatch.clock import MONOTONIC, Clock, Timer
 from newswatch.config import Settings
 from newswatch.fetch.netguard import GUARDED_HOSTS, UnsafeAddress, guarded_resolver
-from newswatch.metrics import HOST_QUEUE_SECONDS, HOST_QUEUE_WAITING
+from newswatch.prometheus_registry import HOST_QUEUE_SECONDS, HOST_QUEUE_WAITING
 
 if TYPE_CHECKING:
     import aiohttp

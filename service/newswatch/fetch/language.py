@@ -10,7 +10,7 @@ from typing import Any
 
 import fasttext
 
-from newswatch.fetch.entries import ParsedEntry
+from newswatch.shared_types import LanguageSource, ParsedEntry
 
 # The primary subtag of a BCP 47 / ISO 639 code ("en" of "en-US", "pt" of "pt_BR").
 _PRIMARY = re.compile(r"[a-z]{2,3}")
@@ -51,8 +51,8 @@ MIN_LETTERS = 10
 MIN_CONFIDENCE = 0.5
 _LABEL = "__label__"
 # How an article's language is known (articles.language_source).
-DECLARED = "declared"
-DETECTED = "detected"
+DECLARED = LanguageSource.DECLARED
+DETECTED = LanguageSource.DETECTED
 _MODEL_FILE = ("resources", "lid.176.ftz")
 
 

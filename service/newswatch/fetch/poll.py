@@ -13,8 +13,8 @@ import functools
 import logging
 import multiprocessing
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -26,10 +26,18 @@ from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard
+from newswatch.fetch.source_kinds import (
+    BodyResult,
+    Handler,
+    PollContext,
+    SourceKinds,
+    body_head,
+)
 from newswatch.lifecycle import bind_to_parent
 from newswatch.log import get_logger
-from newswatch.metrics import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.pipeline import IngestResult, Pipeline
+from newswatch.prometheus_registry import FETCH_BYTES, FETCH_SECONDS, FETCHES
+from newswatch.shared_types import SourceKind
 from newswatch.store.articles import describe_rejections
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert
@@ -50,26 +58,9 @@ PARSE_ERROR = "parse_error"
 STORE_ERROR = "store_error"
 
 
-@dataclass
-class BodyResult:
-    """What a handler made of a fetched body."""
-
-    entries: list[ParsedEntry] = field(default_factory=list)
-    error: str | None = None  # recorded on the fetch and the source
-    title: str | None = None
-    detected_kind: str | None = None
-    # Extra fetches a handler made (article pages): recorded in the fetch log too.
-    extra_fetches: list[FetchResult] = field(default_factory=list)
-    # Run inside the ingest transaction, after the entries are stored (seen article URLs).
-    after_ingest: list[Callable[[Session, Source, IngestResult], None]] = field(
-        default_factory=list
-    )
-
-
-Handler = Callable[["Poller", SourceSnapshot, FetchResult], Awaitable[BodyResult]]
-
-
-async def handle_feed(poller: Poller, source: SourceSnapshot, result: FetchResult) -> BodyResult:
+async def handle_feed(
+    poller: PollContext, source: SourceSnapshot, result: FetchResult
+) -> BodyResult:
     parsed = await poller.run_cpu(
         parse_feed, result.body, url=result.final_url, content_type=result.content_type
     )
@@ -78,6 +69,25 @@ async def handle_feed(poller: Poller, source: SourceSnapshot, result: FetchResul
     return BodyResult(
         entries=list(parsed.entries), error=parsed.error, title=parsed.title, detected_kind="feed"
     )
+
+
+def looks_like_feed(result: FetchResult) -> bool:
+    head = body_head(result)
+    return head.startswith(b"{") or any(m in head for m in (b"<rss", b"<feed", b"<rdf:rdf"))
+
+
+class FeedReader:
+    """The feed kind (RSS, Atom, JSON Feed): the reader every poller has."""
+
+    kind = SourceKind.FEED
+
+    def detects(self, result: FetchResult) -> bool:
+        return looks_like_feed(result)
+
+    def own_checks(self, source: SourceSnapshot) -> list[URLCheck]:
+        return []
+
+    read = staticmethod(handle_feed)
 
 
 @dataclass
@@ -205,14 +215,10 @@ class Poller:
         # trafilatura on it) aborted the process when three page extractions ran in threads
         # at once, and threads would not parse faster anyway (the GIL).
         self._cpu_thread = concurrent.futures.ThreadPoolExecutor(1, "newswatch-parse")
-        # Kinds of source and the handler that turns a body into entries. Page and sitemap
-        # handlers register themselves here (fetch/pages.py, fetch/sitemaps.py).
-        self.handlers: dict[str, Handler] = {"feed": handle_feed}
-        # For kind "auto": tried in order on bodies that are not feeds.
-        self.detectors: list[Callable[[FetchResult], str | None]] = []
-        # Checks on the source's own fetch (robots.txt for pages): each gives a source's
-        # `check_url` callables for Fetcher.get.
-        self.url_checks: list[Callable[[SourceSnapshot], list[URLCheck]]] = []
+        # Kinds of source, each with the reader that turns a body into entries, and the
+        # steps after reading (fetch/source_kinds.py). Pages, sitemaps and full text
+        # register there (fetch/page_sources.py).
+        self.kinds = SourceKinds([FeedReader()])
 
     async def run_cpu(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run CPU-bound `fn` in the worker processes (or a thread when there are none)."""
@@ -272,15 +278,7 @@ class Poller:
             return IngestResult()
 
     def _handler_for(self, source: SourceSnapshot, result: FetchResult) -> Handler:
-        kind = source.kind
-        if kind == "auto":
-            kind = source.options.get("detected_kind") or "feed"
-            for detect in self.detectors:
-                found = detect(result)
-                if found:
-                    kind = found
-                    break
-        return self.handlers.get(kind, handle_feed)
+        return self.kinds.handler_for(source, result)
 
     async def poll(self, source: SourceSnapshot) -> PollOutcome:
         # Every fetch of this poll (feed, article pages, robots.txt) waits in this source's
@@ -320,7 +318,7 @@ class Poller:
         )
 
     async def _fetch_and_handle(self, source: SourceSnapshot) -> tuple[FetchResult, BodyResult]:
-        checks = [own_guard(source), *(check for make in self.url_checks for check in make(source))]
+        checks = [own_guard(source), *self.kinds.url_checks(source)]
         result = await self.fetcher.get(
             source.url,
             etag=source.etag,

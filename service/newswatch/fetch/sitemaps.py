@@ -2,7 +2,7 @@
 and `<sitemapindex>`, plain or gzipped.
 
 New `<url>` entries become articles with their `news:publication_date` (else `lastmod`) and
-`news:title`; each new page is fetched once for its main text (fetch/pages.py). An index is
+`news:title`; each new page is fetched once for its main text (fetch/page_sources.py). An index is
 followed one level down, to its most recently modified sitemaps.
 """
 
@@ -14,17 +14,16 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
-from newswatch.fetch import http
-from newswatch.fetch.entries import ParsedEntry
-from newswatch.fetch.http import FetchResult
-from newswatch.fetch.pages import (
+from newswatch.fetch.http import FetchResult, URLCheck
+from newswatch.fetch.page_sources import (
     MAX_ARTICLES_PER_POLL,
     ArticleBatch,
     Candidate,
     PageSupport,
     entry_from,
 )
-from newswatch.fetch.poll import BodyResult, Poller
+from newswatch.fetch.source_kinds import BodyResult, PollContext, body_head
+from newswatch.shared_types import FetchOutcome, ParsedEntry, SourceKind
 from newswatch.store.sources import SourceSnapshot
 
 SITEMAP_ACCEPT = "application/xml, text/xml;q=0.9, application/x-gzip;q=0.8, */*;q=0.1"
@@ -129,7 +128,7 @@ def _newest_first(urls: list[SitemapURL]) -> list[SitemapURL]:
 
 
 async def _children(
-    support: PageSupport, poller: Poller, source: SourceSnapshot, index: ParsedSitemap
+    support: PageSupport, poller: PollContext, source: SourceSnapshot, index: ParsedSitemap
 ) -> tuple[list[SitemapURL], list[FetchResult]]:
     urls: list[SitemapURL] = []
     fetches: list[FetchResult] = []
@@ -137,11 +136,11 @@ async def _children(
     for child in _newest_first(index.urls)[:MAX_CHILD_SITEMAPS]:
         result = await poller.fetcher.get(child.loc, accept=SITEMAP_ACCEPT, check_url=checks)
         fetches.append(result)
-        if result.outcome != http.OK:
+        if result.outcome != FetchOutcome.OK:
             continue
         parsed = await poller.run_cpu(parse_sitemap, result.body, poller.fetcher.max_body)
         if parsed.error or parsed.is_index:  # one level of indexes only
-            result.outcome = "parse_error"
+            result.outcome = FetchOutcome.PARSE_ERROR
             result.error = parsed.error or "sitemap index inside a sitemap index: not followed"
             continue
         urls.extend(parsed.urls)
@@ -155,7 +154,7 @@ def _entries(batch: ArticleBatch, by_url: dict[str, SitemapURL]) -> list[ParsedE
         item = by_url[candidate.url]
         if ex is not None and ex.text:
             entry = entry_from(candidate, result, ex)
-        elif item.title and result.outcome == "parse_error":
+        elif item.title and result.outcome == FetchOutcome.PARSE_ERROR:
             entry = ParsedEntry(url=item.loc)
         else:
             continue  # nothing to store, refused, or a fetch that will be tried again
@@ -166,23 +165,42 @@ def _entries(batch: ArticleBatch, by_url: dict[str, SitemapURL]) -> list[ParsedE
     return out
 
 
-async def handle_sitemap(
-    support: PageSupport, poller: Poller, source: SourceSnapshot, result: FetchResult
-) -> BodyResult:
-    parsed = await poller.run_cpu(parse_sitemap, result.body, poller.fetcher.max_body)
-    if parsed.error:
-        return BodyResult(error=parsed.error, detected_kind="sitemap")
-    urls = parsed.urls
-    fetches: list[FetchResult] = []
-    if parsed.is_index:
-        urls, fetches = await _children(support, poller, source, parsed)
-    ordered = _newest_first(urls)
-    by_url = {u.loc: u for u in reversed(ordered)}
-    candidates = [Candidate(u.loc, u.title) for u in ordered]
-    batch = await support.fetch_new(source, candidates, limit=MAX_ARTICLES_PER_POLL)
-    return BodyResult(
-        entries=_entries(batch, by_url),
-        detected_kind="sitemap",
-        extra_fetches=[*fetches, *batch.fetches],
-        after_ingest=[batch.record],
-    )
+def looks_like_sitemap(result: FetchResult) -> bool:
+    head = body_head(result)
+    return b"<urlset" in head or b"<sitemapindex" in head
+
+
+class SitemapReader:
+    """`kind: sitemap`: a news sitemap (or an index of them) whose new pages are fetched."""
+
+    kind = SourceKind.SITEMAP
+
+    def __init__(self, support: PageSupport):
+        self.support = support
+
+    def detects(self, result: FetchResult) -> bool:
+        return looks_like_sitemap(result)
+
+    def own_checks(self, source: SourceSnapshot) -> list[URLCheck]:
+        return self.support.own_checks(source)
+
+    async def read(
+        self, poller: PollContext, source: SourceSnapshot, result: FetchResult
+    ) -> BodyResult:
+        parsed = await poller.run_cpu(parse_sitemap, result.body, poller.fetcher.max_body)
+        if parsed.error:
+            return BodyResult(error=parsed.error, detected_kind=self.kind)
+        urls = parsed.urls
+        fetches: list[FetchResult] = []
+        if parsed.is_index:
+            urls, fetches = await _children(self.support, poller, source, parsed)
+        ordered = _newest_first(urls)
+        by_url = {u.loc: u for u in reversed(ordered)}
+        candidates = [Candidate(u.loc, u.title) for u in ordered]
+        batch = await self.support.fetch_new(source, candidates, limit=MAX_ARTICLES_PER_POLL)
+        return BodyResult(
+            entries=_entries(batch, by_url),
+            detected_kind=self.kind,
+            extra_fetches=[*fetches, *batch.fetches],
+            after_ingest=[batch.record],
+        )

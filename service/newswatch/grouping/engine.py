@@ -19,7 +19,7 @@ from sqlmodel import Session
 from newswatch.grouping.api import EventChange, EventSplit
 from newswatch.grouping.cluster import Clusterer, Decision, Split
 from newswatch.grouping.settings import GroupingSettings
-from newswatch.metrics import EVENTS_MERGED, EVENTS_OPENED, EVENTS_SPLIT
+from newswatch.prometheus_registry import EVENTS_MERGED, EVENTS_OPENED, EVENTS_SPLIT
 from newswatch.store.articles import StoredArticle
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.models import Article, Event, Sighting, table_of

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,9 +29,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 from sqlmodel import select as select_model
 
-from newswatch.fetch.entries import ParsedEntry
-from newswatch.fetch.language import DECLARED
-from newswatch.fetch.urls import canonical_url, content_hash
+from newswatch.dedupe_keys import canonical_url, content_hash
+from newswatch.shared_types import LanguageSource, ParsedEntry, SourceKind
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.models import Article, Sighting, Source, table_of
 
@@ -47,9 +47,18 @@ LOOKUP_CHUNK = 500
 # (source, GUID) pairs per lookup statement.
 PAIR_CHUNK = 200
 
-DUP_URL = "canonical_url"
-DUP_GUID = "guid"
-DUP_HASH = "content_hash"
+
+class DuplicateReason(StrEnum):
+    """Why an entry is an article stored already (the label of newswatch_duplicates_total)."""
+
+    URL = "canonical_url"
+    GUID = "guid"
+    HASH = "content_hash"
+
+
+DUP_URL = DuplicateReason.URL
+DUP_GUID = DuplicateReason.GUID
+DUP_HASH = DuplicateReason.HASH
 
 
 @dataclass
@@ -350,6 +359,8 @@ def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> set[tu
     rows = list(unique.values())
     if not rows:
         return set()
+    # The dialect switch also in store/page_urls.py (_insert_or_ignore): one upsert helper
+    # for store/ replaces both when the changes are merged.
     dialect = session.get_bind().dialect.name
     make = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = (
@@ -370,8 +381,8 @@ def store_entries(
     return store_batch(session, [(source, e) for e in entries], now)
 
 
-# The language to store for a new article's entry and how it is known (DECLARED or
-# DETECTED), or (None, None).
+# The language to store for a new article's entry and how it is known (a LanguageSource),
+# or (None, None).
 LanguageOf = Callable[[ParsedEntry], tuple[str | None, str | None]]
 
 # Given the new articles of a batch (ids reserved, not inserted yet), the values of further
@@ -416,7 +427,7 @@ def store_batch(
         matches.append(match)
         if match is None:
             known.add(k, -i - 1)
-            how = DECLARED if k.entry.language else None
+            how: str | None = LanguageSource.DECLARED if k.entry.language else None
             if language_of is not None:
                 language, how = language_of(k.entry)
                 k.entry = replace(k.entry, language=language)
@@ -501,7 +512,7 @@ def _new_source(name: str, url: str | None, origin: str) -> Source:
         configured_url=location,
         origin=origin,
         enabled=False,
-        kind="replay",
+        kind=SourceKind.REPLAY,
     )
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 # Each stage's tables: rule_matches, alert_state, silences, notifications; then the
-# foundation's sources, fetches, articles, sightings and the grouping's events.
+# foundation's sources, fetches, articles, sightings and the grouping's events; the article
+# URLs page sources fetched already.
 import newswatch.alerts.models
-import newswatch.fetch.seen  # page_urls: article URLs already fetched by page sources
-import newswatch.store.models  # noqa: F401  (sources, fetches, articles, sightings, events)
+import newswatch.store.models
+import newswatch.store.page_urls  # noqa: F401
 
 metadata = SQLModel.metadata

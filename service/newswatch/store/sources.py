@@ -159,3 +159,37 @@ def polled_source_health(session: Session) -> tuple[int, int]:
     )
     found, total = session.exec(polled).one()
     return int(found), int(total)
+
+
+def sources_by_id(session: Session, ids: list[int]) -> dict[int, Source]:
+    """The sources with these ids, loaded in one query (into the session's identity map)."""
+    query = select(Source).where(col(Source.id).in_(sorted(set(ids))))
+    return {s.id: s for s in session.exec(query).all() if s.id is not None}
+
+
+def sources_by_name(session: Session, *, failing_only: bool = False) -> list[Source]:
+    """Every source by name; `failing_only`: those whose last fetch failed."""
+    query = select(Source).order_by(col(Source.name))
+    if failing_only:
+        query = query.where(col(Source.consecutive_errors) > 0)
+    return list(session.exec(query).all())
+
+
+def source_names_and_urls(session: Session) -> tuple[set[str], set[str]]:
+    """The names taken and the configured URLs watched already (an import skips those)."""
+    rows = session.exec(select(Source.name, Source.configured_url)).all()
+    return {name for name, _url in rows}, {url for _name, url in rows}
+
+
+def feed_sources(session: Session, *, include_disabled: bool = False) -> list[Source]:
+    """The sources that are (or may be) feeds, by name: what an OPML export lists."""
+    query = select(Source).where(col(Source.kind).in_(("auto", "feed"))).order_by(col(Source.name))
+    if not include_disabled:
+        query = query.where(col(Source.enabled))
+    return list(session.exec(query).all())
+
+
+def delete_source(session: Session, source: Source) -> None:
+    """Delete a source; its sightings and fetch log go with it (ON DELETE CASCADE), the
+    articles stay."""
+    session.delete(source)

@@ -1,4 +1,8 @@
-"""URL canonicalisation and content hashing for exact-duplicate detection."""
+"""URL canonicalisation and content hashing for exact-duplicate detection: an article's keys.
+
+A neutral module (pure functions, no imports of newswatch): the store dedupes by these keys and
+page sources compare candidate links by them, so it belongs to neither.
+"""
 
 from __future__ import annotations
 

@@ -1,29 +1,25 @@
 """Article URLs a page, sitemap or full-text source has already fetched: never again.
 
 Kept in the store (table `page_urls`) so the rule survives restarts. A URL is recorded once
-its fetch ended in a lasting way (stored, no text in it, too large, 4xx); network errors,
-timeouts, 5xx, 429 and refusals (robots.txt, unsafe address) are not, so the next poll tries
-again.
+its fetch ended in a lasting way (stored, no text in it, too large, 4xx); which fetches those
+are is the fetch stage's decision (fetch/page_sources.py, `is_lasting`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Index, Text, UniqueConstraint, select
+from sqlalchemy import Index, Table, Text, UniqueConstraint, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel
 
-from newswatch.fetch import http
-from newswatch.fetch.http import FetchResult
 from newswatch.store.columns import UTCDateTime, utcnow
 from newswatch.store.models import Article, table_of
 
 LOOKUP_CHUNK = 500
-# Outcomes after which an article URL is tried again at the next poll. `blocked` depends on
-# robots.txt and the source's options, both of which may change.
-TRANSIENT = {http.NETWORK_ERROR, http.TIMEOUT, http.RATE_LIMITED, http.BLOCKED}
 
 
 class PageURL(SQLModel, table=True):
@@ -37,7 +33,7 @@ class PageURL(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     source_id: int = Field(foreign_key="sources.id", ondelete="CASCADE")
-    url: str = Field(sa_type=Text)  # canonical form (fetch/urls.canonical_url)
+    url: str = Field(sa_type=Text)  # canonical form (dedupe_keys.canonical_url)
     first_seen: datetime = Field(sa_type=UTCDateTime, default_factory=utcnow)
     outcome: str = Field(max_length=32)
 
@@ -46,11 +42,14 @@ PAGE_URLS = table_of(PageURL)
 ARTICLES = table_of(Article)
 
 
-def is_lasting(result: FetchResult) -> bool:
-    """Should this fetch's URL be remembered as done?"""
-    if result.outcome in TRANSIENT:
-        return False
-    return not (result.status is not None and result.status >= 500)
+def _insert_or_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (SQLite or Postgres).
+
+    Private to this module: another change adds one upsert helper for all of store/, and
+    this one folds into it when both are merged."""
+    dialect = session.get_bind().dialect.name
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(make(table).on_conflict_do_nothing(), list(rows))
 
 
 def already_seen(session: Session, source_id: int, urls: list[str]) -> set[str]:
@@ -76,6 +75,4 @@ def record_seen(session: Session, source_id: int, done: dict[str, str]) -> None:
         {"source_id": source_id, "url": url, "outcome": outcome[:32], "first_seen": now}
         for url, outcome in done.items()
     ]
-    dialect = session.get_bind().dialect.name
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(make(PAGE_URLS).on_conflict_do_nothing(), rows)
+    _insert_or_ignore(session, PAGE_URLS, rows)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urldefrag, urlsplit
 
@@ -22,8 +21,7 @@ from lxml.etree import ParserError
 from sqlmodel import Session
 
 from newswatch.config import Settings
-from newswatch.fetch import http
-from newswatch.fetch.entries import ParsedEntry
+from newswatch.dedupe_keys import canonical_url
 from newswatch.fetch.extract import (
     Extracted,
     NotHTML,
@@ -34,13 +32,14 @@ from newswatch.fetch.extract import (
 )
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck
 from newswatch.fetch.netguard import NetGuard
-from newswatch.fetch.poll import BodyResult, Handler, Poller, count_fetch, handle_feed
+from newswatch.fetch.poll import Poller, count_fetch, looks_like_feed
 from newswatch.fetch.robots import RobotsCache
-from newswatch.fetch.seen import already_seen, is_lasting, record_seen
-from newswatch.fetch.urls import canonical_url
+from newswatch.fetch.source_kinds import BodyResult, PollContext, body_head
 from newswatch.log import get_logger
+from newswatch.shared_types import FetchOutcome, ParsedEntry, SourceKind
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
+from newswatch.store.page_urls import already_seen, record_seen
 from newswatch.store.sources import SourceSnapshot
 
 log = get_logger(__name__)
@@ -49,7 +48,16 @@ PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
 # New article pages fetched per poll at most; the rest wait for the next poll (a first poll
 # of a big listing or sitemap must not turn into a crawl).
 MAX_ARTICLES_PER_POLL = 30
-PAGE_KINDS = ("page", "sitemap")
+PAGE_KINDS = (SourceKind.PAGE, SourceKind.SITEMAP)
+# Outcomes after which an article URL is tried again at the next poll (not remembered in
+# `page_urls`). `blocked` depends on robots.txt and the source's options, both of which may
+# change.
+TRANSIENT = {
+    FetchOutcome.NETWORK_ERROR,
+    FetchOutcome.TIMEOUT,
+    FetchOutcome.RATE_LIMITED,
+    FetchOutcome.BLOCKED,
+}
 # Paths of files that are never articles.
 _NOT_PAGES = re.compile(
     r"\.(?:jpe?g|png|gif|webp|svg|ico|css|js|json|xml|rss|atom|pdf|zip|gz|mp[34]|avi|mov|"
@@ -154,6 +162,14 @@ def discover_links(
     return listing
 
 
+def is_lasting(result: FetchResult) -> bool:
+    """Should this fetch's URL be remembered as done? Network errors, timeouts, 5xx, 429 and
+    refusals (robots.txt, unsafe address) are not: the next poll tries again."""
+    if result.outcome in TRANSIENT:
+        return False
+    return not (result.status is not None and result.status >= 500)
+
+
 @dataclass
 class ArticleBatch:
     """Article pages fetched for one poll of one source."""
@@ -190,7 +206,7 @@ def entry_from(candidate: Candidate, result: FetchResult, ex: Extracted) -> Pars
 class PageSupport:
     """What page, sitemap and full-text sources share: robots.txt cache, article fetching."""
 
-    def __init__(self, poller: Poller):
+    def __init__(self, poller: PollContext):
         self.poller = poller
         self.robots = RobotsCache(poller.fetcher, agent="newswatch")
 
@@ -242,14 +258,14 @@ class PageSupport:
         self, candidate: Candidate, checks: list[URLCheck]
     ) -> tuple[FetchResult, Extracted | None]:
         result = await self.poller.fetcher.get(candidate.url, accept=PAGE_ACCEPT, check_url=checks)
-        if result.outcome != http.OK:
+        if result.outcome != FetchOutcome.OK:
             return result, None
         extracted = await self.poller.run_cpu(
             extract_article, result.body, url=result.final_url, content_type=result.content_type
         )
         if extracted.error:
             # Recorded on this fetch's log row; no article is made of it.
-            result.outcome = "parse_error"
+            result.outcome = FetchOutcome.PARSE_ERROR
             result.error = extracted.error
             return result, None
         return result, extracted
@@ -264,96 +280,115 @@ def entries_of(batch: ArticleBatch) -> list[ParsedEntry]:
     ]
 
 
-async def handle_page(
-    support: PageSupport, poller: Poller, source: SourceSnapshot, result: FetchResult
-) -> BodyResult:
-    options = source.options
-    listing = await poller.run_cpu(
-        discover_links,
-        result.body,
-        result.content_type,
-        result.final_url,
-        options.get("links"),
-        options.get("include"),
-    )
-    if listing.error:
-        return BodyResult(error=listing.error, detected_kind="page")
-    if not listing.links:
-        narrowed = (
-            " matching the links selector / include pattern"
-            if (options.get("links") or options.get("include"))
-            else ""
+class PageReader:
+    """`kind: page`: a listing page whose new same-site article links are fetched."""
+
+    kind = SourceKind.PAGE
+
+    def __init__(self, support: PageSupport):
+        self.support = support
+
+    def detects(self, result: FetchResult) -> bool:
+        return looks_like_page(result)
+
+    def own_checks(self, source: SourceSnapshot) -> list[URLCheck]:
+        return self.support.own_checks(source)
+
+    async def read(
+        self, poller: PollContext, source: SourceSnapshot, result: FetchResult
+    ) -> BodyResult:
+        options = source.options
+        listing = await poller.run_cpu(
+            discover_links,
+            result.body,
+            result.content_type,
+            result.final_url,
+            options.get("links"),
+            options.get("include"),
         )
+        if listing.error:
+            return BodyResult(error=listing.error, detected_kind=self.kind)
+        if not listing.links:
+            narrowed = (
+                " matching the links selector / include pattern"
+                if (options.get("links") or options.get("include"))
+                else ""
+            )
+            return BodyResult(
+                error=f"no article links found on the page{narrowed}",
+                title=listing.title,
+                detected_kind=self.kind,
+            )
+        batch = await self.support.fetch_new(source, listing.links)
         return BodyResult(
-            error=f"no article links found on the page{narrowed}",
+            entries=entries_of(batch),
             title=listing.title,
-            detected_kind="page",
+            detected_kind=self.kind,
+            extra_fetches=batch.fetches,
+            after_ingest=[batch.record],
         )
-    batch = await support.fetch_new(source, listing.links)
-    return BodyResult(
-        entries=entries_of(batch),
-        title=listing.title,
-        detected_kind="page",
-        extra_fetches=batch.fetches,
-        after_ingest=[batch.record],
-    )
 
 
-async def handle_feed_full_text(
-    support: PageSupport, poller: Poller, source: SourceSnapshot, result: FetchResult
-) -> BodyResult:
-    """A feed; with `full_text: true`, each new entry's page is fetched for its main text."""
-    body = await handle_feed(poller, source, result)
-    if not source.options.get("full_text") or not body.entries:
-        return body
-    candidates = [Candidate(e.url, e.title, e) for e in body.entries if e.url]
-    # A feed lists its newest entries; all of them are wanted, still within a bound.
-    batch = await support.fetch_new(source, candidates, limit=4 * MAX_ARTICLES_PER_POLL)
-    for candidate, _result, ex in batch.fetched:
-        if ex is None or candidate.entry is None:
-            continue
-        entry = candidate.entry
-        entry.text = ex.text
-        entry.author = entry.author or ex.author
-        entry.language = entry.language or ex.language
-        entry.published = entry.published or ex.published
-    body.extra_fetches.extend(batch.fetches)
-    body.after_ingest.append(batch.record)
-    return body
+class FullTextStep:
+    """After a feed is read: with `full_text: true`, each new entry's page is fetched and its
+    main text (and the author, language and date the feed left out) filled in."""
+
+    name = "full_text"
+    applies_to = frozenset({SourceKind.FEED})
+
+    def __init__(self, support: PageSupport):
+        self.support = support
+
+    async def process(self, poller: PollContext, source: SourceSnapshot, body: BodyResult) -> None:
+        if not source.options.get("full_text"):
+            return
+        candidates = [Candidate(e.url, e.title, e) for e in body.entries if e.url]
+        # A feed lists its newest entries; all of them are wanted, still within a bound.
+        batch = await self.support.fetch_new(source, candidates, limit=4 * MAX_ARTICLES_PER_POLL)
+        for candidate, _result, ex in batch.fetched:
+            if ex is None or candidate.entry is None:
+                continue
+            entry = candidate.entry
+            entry.text = ex.text
+            entry.author = entry.author or ex.author
+            entry.language = entry.language or ex.language
+            entry.published = entry.published or ex.published
+        body.extra_fetches.extend(batch.fetches)
+        body.after_ingest.append(batch.record)
 
 
-def detect_kind(result: FetchResult) -> str | None:
-    """For `kind: auto`: "sitemap", "feed" or "page" from the body; None when unsure."""
-    head = result.body[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if b"<urlset" in head or b"<sitemapindex" in head:
-        return "sitemap"
-    if any(marker in head for marker in (b"<rss", b"<feed", b"<rdf:rdf")) or head.startswith(b"{"):
-        return "feed"  # a source once detected as a page may have become a feed
-    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
-        return "page"
+def looks_like_page(result: FetchResult) -> bool:
+    head = body_head(result)
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
+
+
+def detect_kind(result: FetchResult) -> SourceKind | None:
+    """For `kind: auto`: sitemap, feed or page from the body, asked in the order the
+    registry asks (feed, sitemap, page: see `register`); None when unsure."""
+    from newswatch.fetch.sitemaps import looks_like_sitemap
+
+    for kind, looks_like in (
+        (SourceKind.FEED, looks_like_feed),
+        (SourceKind.SITEMAP, looks_like_sitemap),
+        (SourceKind.PAGE, looks_like_page),
+    ):
+        if looks_like(result):
+            return kind
     return None
 
 
-def _bind(
-    support: PageSupport,
-    handler: Callable[[PageSupport, Poller, SourceSnapshot, FetchResult], Awaitable[BodyResult]],
-) -> Handler:
-    async def bound(poller: Poller, source: SourceSnapshot, result: FetchResult) -> BodyResult:
-        return await handler(support, poller, source, result)
-
-    return bound
-
-
 def register(poller: Poller) -> None:
-    """Add page, sitemap and full-text handling to a Poller (service.POLLER_PLUGINS)."""
-    from newswatch.fetch.sitemaps import handle_sitemap
+    """Register the page and sitemap kinds and the full-text step with a poller's source
+    kinds (service.POLLER_PLUGINS). Registering twice raises RegistryError."""
+    from newswatch.fetch.sitemaps import SitemapReader
 
     support = PageSupport(poller)
-    poller.handlers["page"] = _bind(support, handle_page)
-    poller.handlers["sitemap"] = _bind(support, handle_sitemap)
-    poller.handlers["feed"] = _bind(support, handle_feed_full_text)
-    poller.detectors.append(detect_kind)
-    poller.url_checks.append(support.own_checks)
+    # For `kind: auto` readers are asked in the order they registered: the feed first (a
+    # source once detected as a page may have become a feed), then sitemap, then page (a
+    # sitemap is no HTML, but an HTML test is the loosest).
+    poller.kinds.register(SitemapReader(support))
+    poller.kinds.register(PageReader(support))
+    poller.kinds.add_step(FullTextStep(support))
 
 
 async def fetch_and_extract(url: str, settings: Settings) -> tuple[FetchResult, Extracted]:
@@ -361,7 +396,7 @@ async def fetch_and_extract(url: str, settings: Settings) -> tuple[FetchResult, 
     extraction as page sources; the URL is the user's own choice, so no robots.txt."""
     async with Fetcher(settings) as fetcher:
         result = await fetcher.get(url, accept=PAGE_ACCEPT)
-    if result.outcome != http.OK:
+    if result.outcome != FetchOutcome.OK:
         return result, Extracted(url=url, error=result.error or result.outcome)
     extracted = extract_article(result.body, url=result.final_url, content_type=result.content_type)
     return result, extracted

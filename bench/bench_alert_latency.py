@@ -34,9 +34,9 @@ from newswatch.alerts.channels.webhook import WebhookChannel
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.delivery import DeliveryWorker
 from newswatch.config import FileConfig, Settings
-from newswatch.shared_types import ParsedEntry
 from newswatch.log import configure_logging
 from newswatch.pipeline import Pipeline
+from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import make_engine, session_scope, upgrade
 

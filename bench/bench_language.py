@@ -53,10 +53,10 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
-from newswatch.shared_types import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.language import normalise_language
 from newswatch.log import configure_logging
+from newswatch.shared_types import ParsedEntry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FEEDS = SHARED / "feeds"

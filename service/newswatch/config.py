@@ -19,7 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from newswatch import __version__, safeyaml
+from newswatch import __version__, errors, safeyaml
 from newswatch.alerts.config import ChannelConfig, RuleConfig, check_rule_channels
 from newswatch.durations import parse_duration
 from newswatch.grouping.settings import GroupingSettings
@@ -283,14 +283,15 @@ class ConfigProblem:
         return f"{self.path}: {self.message}{where}"
 
 
-class ConfigError(Exception):
-    """The config file is unusable; `problems` names every place that is wrong."""
+class ConfigError(errors.ConfigError):
+    """The config file is unusable; `problems` names every place that is wrong (one line
+    each, under the count: the whole list is the message)."""
 
     def __init__(self, file: str, problems: list[ConfigProblem]):
         self.file = file
         self.problems = problems
         lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{file}: {len(problems)} problem(s)\n{lines}")
+        super().__init__(f"{len(problems)} problem(s)\n{lines}", where=file)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
+from newswatch.errors import NotFound
 from newswatch.fetch.language import language_of
 from newswatch.grouping.api import EventChange
 from newswatch.grouping.engine import EventGrouper, Placement
@@ -125,7 +126,7 @@ class Pipeline:
         with session_scope(self.engine) as session:
             source = session.get(Source, source_id)
             if source is None:
-                raise LookupError(f"no source with id {source_id}")
+                raise NotFound(f"no source with id {source_id}", where="pipeline")
             todo = [admitted[i] for i in unstored_entries(session, source, admitted)]
         todo.sort(key=_newest_first)
         # The newest are chosen, and written oldest first: grouping takes a stream in time.
@@ -140,7 +141,7 @@ class Pipeline:
             with session_scope(self.engine) as session:
                 source = session.get(Source, source_id)
                 if source is None:
-                    raise LookupError(f"no source with id {source_id}")
+                    raise NotFound(f"no source with id {source_id}", where="pipeline")
                 result = self.ingest_in(session, source, entries)
                 if after is not None:
                     after(session, source, result)
@@ -169,7 +170,7 @@ class Pipeline:
                 for source_id, entries, _after in jobs:
                     source = sources.get(source_id)
                     if source is None:
-                        raise LookupError(f"no source with id {source_id}")
+                        raise NotFound(f"no source with id {source_id}", where="pipeline")
                     batch.append((source, entries))
                 results = self.ingest_jobs(session, batch)
                 for (source, _entries), (_id, _e, after), result in zip(

@@ -15,7 +15,7 @@ from types import ModuleType
 import click
 
 from newswatch import __version__
-from newswatch.cli.common import AppContext
+from newswatch.cli.common import AppContext, reported_errors
 from newswatch.lifecycle import STOP, fatal_exit_logged
 
 COMMAND_KEY = "newswatch.command"
@@ -65,10 +65,15 @@ class LazyGroup(click.Group):
 
     Every command handles SIGTERM/SIGINT through `lifecycle.STOP` from its first line to its
     last (the long-running ones stop cleanly; the others end with a log line, as soon as a
-    signal can be handled at all), and logs a fatal exit before the process ends."""
+    signal can be handled at all), logs a fatal exit before the process ends, and reports a
+    NewswatchError as one line (cli/common.py, reported_errors)."""
 
     def invoke(self, ctx: click.Context) -> object:
-        with fatal_exit_logged(lambda: ctx.meta.get(COMMAND_KEY)), STOP.handling():
+        with (
+            fatal_exit_logged(lambda: ctx.meta.get(COMMAND_KEY)),
+            STOP.handling(),
+            reported_errors(),
+        ):
             return super().invoke(ctx)
 
     def resolve_command(

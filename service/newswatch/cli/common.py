@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from newswatch import errors
 from newswatch.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -50,24 +51,19 @@ class AppContext:
 
     @property
     def config(self) -> FileConfig:
-        """The config file, or exit 1 with every problem listed."""
+        """The config file, or ConfigError with every problem listed (reported_errors)."""
         if self._config is None:
-            from newswatch.config import ConfigError, load_config
+            from newswatch.config import load_config
 
-            try:
-                self._config = load_config(self.settings.config_path)
-            except ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
+            self._config = load_config(self.settings.config_path)
         return self._config
 
     def engine(self, migrate: bool = True) -> Engine:
+        """The store, or StoreUnavailable in one line (reported_errors)."""
         if self._engine is None:
-            from newswatch.store.db import StoreUnavailable, open_store
+            from newswatch.store.db import open_store
 
-            try:
-                self._engine = open_store(self.settings.database_url, migrate=migrate)
-            except StoreUnavailable as exc:
-                raise click.ClickException(str(exc)) from None
+            self._engine = open_store(self.settings.database_url, migrate=migrate)
         return self._engine
 
     def close(self) -> None:
@@ -79,6 +75,20 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Any NewswatchError a command raises becomes "Error: <where>: <message>" on standard
+    error and exit status 1, without a traceback: one line, except for a config file's
+    problems, which are listed one a line under their count (the user fixes them all at
+    once). Every command runs inside this (cli/__init__.py, LazyGroup.invoke)."""
+    try:
+        yield
+    except errors.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except errors.NewswatchError as exc:
+        raise click.ClickException(exc.one_line()) from None
 
 
 def format_time(value: datetime | None) -> str:

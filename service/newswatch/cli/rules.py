@@ -11,6 +11,7 @@ from newswatch.alerts.config import RuleConfig
 from newswatch.alerts.engine import AlertEngine, Firing
 from newswatch.alerts.query import QueryError, parse
 from newswatch.cli.common import AppContext, parse_since, pass_app
+from newswatch.errors import NotFound
 from newswatch.store.db import session_scope
 from newswatch.store.event_lookup import event_titles
 
@@ -74,7 +75,7 @@ def _rule_to_test(
         return RuleConfig(name="(query)", query=query, channels=["-"], min_sources=min_sources)
     found = [r for r in app.config.rules if r.name == name]
     if not found:
-        raise click.ClickException(f"no rule named {name!r} in the config file")
+        raise NotFound(f"no rule named {name!r} in the config file")
     return found[0].model_copy(update={"enabled": True})
 
 

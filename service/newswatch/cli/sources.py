@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from newswatch.cli.common import AppContext, pass_app, progress
 from newswatch.config import SourceConfig, format_loc
+from newswatch.errors import NotFound
 from newswatch.shared_types import FetchOutcome, SourceKind
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
@@ -205,7 +206,7 @@ def remove(app: AppContext, name: str, purge: bool) -> None:
     with session_scope(app.engine()) as session:
         source = find_source(session, name)
         if source is None:
-            raise click.ClickException(f"no source named {name!r}")
+            raise NotFound(f"no source named {name!r}")
         if source.origin == "config":
             click.echo(
                 f"note: {source.name} comes from the config file; remove it there too, or it "

@@ -22,6 +22,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
+from newswatch import errors
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -240,9 +242,9 @@ def migrations_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
 
 
-class StoreUnavailable(Exception):
-    """The store cannot be opened; the message is one line: the URL (password hidden) and
-    the cause."""
+# The store cannot be opened (newswatch.errors): its text is one line, the URL (password
+# hidden) and the cause. Imported here too, where callers have always found it.
+StoreUnavailable = errors.StoreUnavailable
 
 
 def display_url(url: str) -> str:
@@ -275,7 +277,7 @@ def open_store(url: str, migrate: bool = True) -> Engine:
     try:
         engine = make_engine(url)
     except Exception as exc:
-        raise StoreUnavailable(f"{where}: {_url_problem(exc)}") from exc
+        raise StoreUnavailable(_url_problem(exc), where=where) from exc
     try:
         if migrate:
             upgrade(engine)
@@ -284,5 +286,5 @@ def open_store(url: str, migrate: bool = True) -> Engine:
                 pass
     except Exception as exc:
         engine.dispose()
-        raise StoreUnavailable(f"{where}: {_cause(exc)}") from exc
+        raise StoreUnavailable(_cause(exc), where=where) from exc
     return engine

@@ -120,7 +120,7 @@ class SourceKinds:
     def register(self, reader: SourceReader) -> None:
         if reader.kind in self._readers:
             raise RegistryError(
-                f"a reader for kind {reader.kind!r} is registered already",
+                f"a reader for kind {str(reader.kind)!r} is registered already",
                 where="source kinds",
             )
         self._readers[reader.kind] = reader

@@ -371,16 +371,6 @@ def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> set[tu
     return {(row[0], row[1]) for row in session.execute(statement, rows)}
 
 
-def store_entries(
-    session: Session, source: Source, entries: list[ParsedEntry], now: datetime | None = None
-) -> list[StoredArticle]:
-    """Store `entries` seen at `source`; return one StoredArticle per entry, in order.
-
-    Runs in the caller's transaction (no commit).
-    """
-    return store_batch(session, [(source, e) for e in entries], now)
-
-
 # The language to store for a new article's entry and how it is known (a LanguageSource),
 # or (None, None).
 LanguageOf = Callable[[ParsedEntry], tuple[str | None, str | None]]

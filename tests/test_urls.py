@@ -82,7 +82,7 @@ def test_content_hash_follows_its_definition(ascii_text: str, any_text: str) -> 
 
 
 def test_the_white_space_lists_are_str_splits():
-    from newswatch.fetch import urls
+    from newswatch import dedupe_keys as urls
 
     every = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
     ascii_space = {c for c in every if c.isascii()}

@@ -5,6 +5,10 @@ pattern) are article candidates; each *new* one is fetched once, extracted and s
 feed entry. Every article fetch is checked against robots.txt and the private-network guard,
 goes through the same per-host limits as feeds, and is written to the fetch log with its
 outcome (a page without extractable text is a `parse_error` there, and no article).
+
+`register` adds the page reader, the sitemap reader (fetch/sitemaps.py) and the full-text
+step to a poller's source kinds (fetch/source_kinds.py). Article URLs fetched for good are
+remembered in the store (store/page_urls.py) and never fetched again.
 """
 
 from __future__ import annotations
@@ -223,7 +227,8 @@ class PageSupport:
     def own_checks(self, source: SourceSnapshot) -> list[URLCheck]:
         """Checks on the source's own fetch: robots.txt for page and sitemap sources (the
         configured URL itself is trusted by the guard)."""
-        kind = source.kind if source.kind != "auto" else source.options.get("detected_kind")
+        auto = source.kind == SourceKind.AUTO
+        kind = source.options.get("detected_kind") if auto else source.kind
         if kind not in PAGE_KINDS or not source.options.get("robots", True):
             return []
         return [lambda url: self.robots.check(url)]

@@ -76,7 +76,7 @@ class StoredArticle:
     first_seen: datetime
     language: str | None
     is_new: bool
-    duplicate_reason: str | None = None  # why an entry was recognised as stored already
+    duplicate_reason: DuplicateReason | None = None  # why an entry was recognised as stored already
     # This source had not carried the article before (always true for new articles).
     new_sighting: bool = True
 
@@ -272,7 +272,7 @@ class _Known:
             for kind, key, article_id in session.execute(union_all(*parts)):
                 found[kind].setdefault(key, article_id)
 
-    def match(self, k: _Keys) -> tuple[int, str] | None:
+    def match(self, k: _Keys) -> tuple[int, DuplicateReason] | None:
         if k.canonical and k.canonical in self.by_url:
             return self.by_url[k.canonical], DUP_URL
         if k.guid and (k.source.id, k.guid) in self.by_source_guid:
@@ -404,8 +404,9 @@ def store_batch(
     known = _Known(session, keys)
     # First decide, for each entry, "new" or "the same as X"; X may be an entry earlier in
     # this batch, whose id is known only after the bulk insert.
-    matches: list[tuple[int, str] | None] = []
-    earlier: dict[int, tuple[int, str]] = {}  # entry index -> (index of the new one, reason)
+    matches: list[tuple[int, DuplicateReason] | None] = []
+    # entry index -> (index of the new one, reason)
+    earlier: dict[int, tuple[int, DuplicateReason]] = {}
     new_rows: list[dict[str, object]] = []
     new_index: list[int] = []
     for i, k in enumerate(keys):

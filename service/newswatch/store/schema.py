@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 # foundation's sources, fetches, articles, sightings and the grouping's events.
 import newswatch.alerts.models
 import newswatch.fetch.seen  # page_urls: article URLs already fetched by page sources
+import newswatch.store.event_triage  # event_triage: acknowledged, starred, muted events
 import newswatch.store.models  # noqa: F401  (sources, fetches, articles, sightings, events)
 
 metadata = SQLModel.metadata

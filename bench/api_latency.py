@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy import JSON, Column, Engine, Integer, MetaData, Table, Text, insert, inspect
 
 from newswatch.api import create_app
-from newswatch.api.events import EVENTS
+from newswatch.store.event_views import EVENTS
 from newswatch.api.server import bound_port, make_server, serve
 from newswatch.config import Settings
 from newswatch.store.columns import UTCDateTime

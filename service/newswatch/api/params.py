@@ -45,12 +45,6 @@ def clean_text(value: str | None) -> str | None:
     return value or None
 
 
-def like_pattern(text: str) -> str:
-    """`text` as a LIKE pattern matching it anywhere, with LIKE's wildcards escaped."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 @dataclass(frozen=True)
 class Cursor:
     """Where a page ended: the sort key (a time) and the id of its last row."""

@@ -24,11 +24,11 @@ import httpx
 from sqlalchemy import JSON, Column, Engine, Integer, MetaData, Table, Text, insert, inspect
 
 from newswatch.api import create_app
-from newswatch.store.event_views import EVENTS
 from newswatch.api.server import bound_port, make_server, serve
 from newswatch.config import Settings
 from newswatch.store.columns import UTCDateTime
 from newswatch.store.db import make_engine, upgrade
+from newswatch.store.event_views import EVENTS
 from newswatch.store.models import Article, Fetch, Sighting, Source
 
 WORDS = [

@@ -23,6 +23,7 @@ from newswatch.api.params import (
     DEFAULT_LIMIT,
     EVENT_SORTS,
     MAX_ID,
+    MAX_LIMIT,
     EventCursor,
     cap_limit,
     clean_text,
@@ -180,6 +181,7 @@ class ListForm:
     sort: str = "latest"
     window: str = "24h"
     hide_acknowledged: bool = False
+    limit: int = PAGE_EVENTS
     cursor: str = ""
     query: dict[str, str] = field(default_factory=dict)
 
@@ -222,6 +224,7 @@ def read_form(request: Request) -> ListForm:
         sort=_choice(params.get("sort"), EVENT_SORTS, "latest"),
         window=_choice(params.get("window"), tuple(WINDOWS), "24h"),
         hide_acknowledged=params.get("hide_acknowledged") in ("1", "on", "true"),
+        limit=_page_int(params.get("limit"), 1, MAX_LIMIT) or PAGE_EVENTS,
         cursor=(params.get("cursor") or "")[:200],
     )
     form.query = {
@@ -235,6 +238,7 @@ def read_form(request: Request) -> ListForm:
             "sort": form.sort if form.sort != "latest" else "",
             "window": form.window if form.window != "24h" else "",
             "hide_acknowledged": "1" if form.hide_acknowledged else "",
+            "limit": form.limit if form.limit != PAGE_EVENTS else "",
         }.items()
         if v
     }
@@ -254,7 +258,7 @@ def live_events(
     start = now - WINDOWS[form.window]
     page = events.list_events(
         session,
-        limit=PAGE_EVENTS,
+        limit=form.limit,
         cursor=_cursor(form),
         since=start,
         q=form.q or None,

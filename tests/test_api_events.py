@@ -183,6 +183,7 @@ def test_sorts_page_through_every_event_in_order(engine: Engine, timed_corpus) -
     with running(create_app(engine, Settings(_env_file=None))) as api:  # type: ignore[call-arg]
         by_size = page_through(api, sort="size")
         by_growth = page_through(api, sort="growth")
+        by_latest = page_through(api)
         # a cursor of one sort cannot page another
         cursor = api.get("/api/events", params={"limit": 2, "sort": "size"}).json()["next_cursor"]
         wrong = api.get("/api/events", params={"cursor": cursor, "sort": "latest"})
@@ -190,6 +191,7 @@ def test_sorts_page_through_every_event_in_order(engine: Engine, timed_corpus) -
     sizes = [(e["source_count"], e["id"]) for e in by_size]
     assert sizes == sorted(sizes, reverse=True)
     assert {e["id"]: e["growth"] for e in by_growth} == growth
+    assert {e["id"]: e["growth"] for e in by_latest} == growth  # counted per page alike
     keys = [(e["growth"], e["id"]) for e in by_growth]
     assert keys == sorted(keys, reverse=True)
     assert wrong.status_code == 400 and wrong.json()["error"]["parameter"] == "cursor"

@@ -144,15 +144,20 @@ def list_events(
     rows = event_views.list_events(
         session, filters, sort=sort, limit=limit + 1, as_of=as_of, after=after
     )
-    generic = [r.id for r in rows[:limit] if is_generic_title(r.title)]
+    shown = rows[:limit]
+    generic = [r.id for r in shown if is_generic_title(r.title)]
     titles = event_views.article_times(session, generic)
+    if sort == "growth":
+        growth = {r.id: int(r.growth) for r in shown}
+    else:
+        growth = event_views.growth_of(session, [r.id for r in shown], as_of)
     items = [
         _event_out(
             r,
             representative_title(r.title, [a.title for a in titles.get(r.id, [])], r.top_entities),
-            int(r.growth),
+            growth[r.id],
         )
-        for r in rows[:limit]
+        for r in shown
     ]
     next_cursor = None
     if len(rows) > limit:

@@ -105,22 +105,41 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _growth(as_of: datetime) -> Any:
+def _growth(as_of: datetime, event_ids: list[int] | None = None) -> Any:
     """Per event: distinct sources whose first sighting in the event falls in the growth span
-    before `as_of` (later sightings are not counted, so pages of one list agree)."""
-    first = (
-        select(A.event_id, S.source_id, func.min(S.first_seen).label("at"))
-        .select_from(table_of(Sighting).join(table_of(Article), S.article_id == A.id))
-        .where(A.event_id.is_not(None))
-        .group_by(A.event_id, S.source_id)
-        .subquery()
+    before `as_of` (later sightings are not counted, so pages of one list agree). Only the
+    span's sightings are read, each checked for an earlier one of its source in its event."""
+    cutoff = as_of - GROWTH_SPAN
+    sightings, articles = table_of(Sighting), table_of(Article)
+    earlier_s, earlier_a = sightings.alias("earlier_s"), articles.alias("earlier_a")
+    seen_before = (
+        select(earlier_s.c.id)
+        .select_from(earlier_s.join(earlier_a, earlier_s.c.article_id == earlier_a.c.id))
+        .where(
+            earlier_a.c.event_id == A.event_id,
+            earlier_s.c.source_id == S.source_id,
+            earlier_s.c.first_seen <= cutoff,
+        )
+        .exists()
     )
-    return (
-        select(first.c.event_id, func.count().label("growth"))
-        .where(first.c.at > as_of - GROWTH_SPAN, first.c.at <= as_of)
-        .group_by(first.c.event_id)
-        .subquery()
+    query = (
+        select(A.event_id, func.count(S.source_id.distinct()).label("growth"))
+        .select_from(sightings.join(articles, S.article_id == A.id))
+        .where(S.first_seen > cutoff, S.first_seen <= as_of, A.event_id.is_not(None), ~seen_before)
+        .group_by(A.event_id)
     )
+    if event_ids is not None:
+        query = query.where(A.event_id.in_(event_ids))
+    return query
+
+
+def growth_of(session: Session, event_ids: list[int], as_of: datetime) -> dict[int, int]:
+    """Distinct sources each event gained in the growth span before `as_of` (0: none)."""
+    if not event_ids:
+        return {}
+    rows = session.execute(_growth(as_of, event_ids))
+    found = {int(r.event_id): int(r.growth) for r in rows}
+    return {e: found.get(e, 0) for e in event_ids}
 
 
 def _filters(query: Any, filters: EventFilter) -> Any:
@@ -162,18 +181,20 @@ def list_events(
     after: After | None = None,
 ) -> Sequence[Row[Any]]:
     """Open (not merged-away) events in `sort` order, at most `limit`; each row has the
-    event's columns, `growth`, `sort_key` and the triage columns (null when untriaged)."""
-    growth = _growth(as_of)
-    growth_count = func.coalesce(growth.c.growth, 0)
-    key: ColumnElement[Any] = {
-        "latest": E.last_seen,
-        "size": E.source_count,
-        "growth": growth_count,
-    }[sort]
+    event's columns, `sort_key`, the triage columns (null when untriaged) and, sorted by
+    growth, `growth` (else see `growth_of`)."""
+    columns: list[Any] = [EVENTS]
+    joined: Any = EVENTS.outerjoin(table_of(EventTriage), T.event_id == E.id)
+    if sort == "growth":  # counted for every candidate; the other sorts count their page only
+        growth = _growth(as_of).subquery()
+        key: ColumnElement[Any] = func.coalesce(growth.c.growth, 0)
+        joined = joined.outerjoin(growth, growth.c.event_id == E.id)
+        columns.append(key.label("growth"))
+    else:
+        key = E.last_seen if sort == "latest" else E.source_count
     query = (
         select(
-            EVENTS,
-            growth_count.label("growth"),
+            *columns,
             key.label("sort_key"),
             T.acknowledged_at,
             T.acknowledged_by,
@@ -182,11 +203,7 @@ def list_events(
             T.muted_at,
             T.muted_by,
         )
-        .select_from(
-            EVENTS.outerjoin(growth, growth.c.event_id == E.id).outerjoin(
-                table_of(EventTriage), T.event_id == E.id
-            )
-        )
+        .select_from(joined)
         .where(E.merged_into.is_(None))
     )
     query = _filters(query, filters)

@@ -107,30 +107,30 @@ def like_pattern(text: str) -> str:
 
 def _growth(as_of: datetime, event_ids: list[int] | None = None) -> Any:
     """Per event: distinct sources whose first sighting in the event falls in the growth span
-    before `as_of` (later sightings are not counted, so pages of one list agree). Only the
-    span's sightings are read, each checked for an earlier one of its source in its event."""
+    before `as_of` (later sightings are not counted, so pages of one list agree). Only events
+    with a sighting in the span (or the `event_ids` given) are looked at."""
     cutoff = as_of - GROWTH_SPAN
-    sightings, articles = table_of(Sighting), table_of(Article)
-    earlier_s, earlier_a = sightings.alias("earlier_s"), articles.alias("earlier_a")
-    seen_before = (
-        select(earlier_s.c.id)
-        .select_from(earlier_s.join(earlier_a, earlier_s.c.article_id == earlier_a.c.id))
-        .where(
-            earlier_a.c.event_id == A.event_id,
-            earlier_s.c.source_id == S.source_id,
-            earlier_s.c.first_seen <= cutoff,
+    carried = table_of(Sighting).join(table_of(Article), S.article_id == A.id)
+    if event_ids is None:
+        candidates: Any = (
+            select(A.event_id)
+            .select_from(carried)
+            .where(S.first_seen > cutoff, S.first_seen <= as_of, A.event_id.is_not(None))
         )
-        .exists()
+    else:
+        candidates = event_ids
+    first = (
+        select(A.event_id, func.min(S.first_seen).label("at"))
+        .select_from(carried)
+        .where(A.event_id.in_(candidates))
+        .group_by(A.event_id, S.source_id)
+        .subquery()
     )
-    query = (
-        select(A.event_id, func.count(S.source_id.distinct()).label("growth"))
-        .select_from(sightings.join(articles, S.article_id == A.id))
-        .where(S.first_seen > cutoff, S.first_seen <= as_of, A.event_id.is_not(None), ~seen_before)
-        .group_by(A.event_id)
+    return (
+        select(first.c.event_id, func.count().label("growth"))
+        .where(first.c.at > cutoff, first.c.at <= as_of)
+        .group_by(first.c.event_id)
     )
-    if event_ids is not None:
-        query = query.where(A.event_id.in_(event_ids))
-    return query
 
 
 def growth_of(session: Session, event_ids: list[int], as_of: datetime) -> dict[int, int]:

@@ -24,12 +24,12 @@ import httpx
 from sqlalchemy import JSON, Column, Engine, Integer, MetaData, Table, Text, insert, inspect
 
 from newswatch.api import create_app
-from newswatch.api.events import EVENTS
 from newswatch.api.server import bound_port, make_server, serve
 from newswatch.config import Settings
 from newswatch.store.columns import UTCDateTime
 from newswatch.store.db import make_engine, upgrade
-from newswatch.store.models import Article, Fetch, Sighting, Source
+from newswatch.store.event_views import EVENTS
+from newswatch.store.models import Article, Event, Fetch, Sighting, Source
 
 WORDS = [
     "quake",
@@ -102,6 +102,10 @@ def fill(engine: Engine, n_events: int, per_event: int, n_sources: int = 200) ->
                 "last_seen": times[-1],
                 "article_count": len(chosen),
                 "source_count": len(chosen),
+                "top_entities": [],
+                "revision": 1,
+                "created_at": times[0],
+                "updated_at": times[-1],
             }
         )
         for source_id, at in zip(chosen, times, strict=True):
@@ -139,7 +143,7 @@ def fill(engine: Engine, n_events: int, per_event: int, n_sources: int = 200) ->
     with engine.begin() as conn:
         for table, rows in (
             (Source, sources),
-            (EVENTS, events),
+            (Event if inspect(engine).has_table("events") else EVENTS, events),
             (Article, articles),
             (Sighting, sightings),
             (Fetch, fetches),
@@ -208,6 +212,8 @@ def main() -> None:
             "/api/events?since=24h&limit=50",
             "/api/events?q=quake&limit=50",
             "/api/events?min_sources=5&limit=50",
+            "/api/events?sort=size&limit=50",
+            "/api/events?sort=growth&limit=50",
             f"/api/events/{args.events // 2}",
             "/api/articles?limit=50",
             "/api/articles?q=storm&limit=50",

@@ -19,10 +19,10 @@ from sqlalchemy import distinct as sa_distinct
 from sqlalchemy import func as sa_func
 from sqlmodel import Session, select
 
-from newswatch.api.events import EVENTS
 from newswatch.api.server import bound_port, make_server, serve
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
+from newswatch.store.event_views import EVENTS
 from newswatch.store.models import Article, Event, Fetch, Sighting, Source
 
 

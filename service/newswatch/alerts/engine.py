@@ -28,6 +28,7 @@ from newswatch.alerts.silences import list_silences
 from newswatch.grouping.api import EventChange
 from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store.columns import as_utc, utcnow
+from newswatch.store.event_triage import is_muted
 from newswatch.store.merged_events import (
     drop_notifications,
     matches_of,
@@ -316,7 +317,8 @@ class AlertEngine:
             self._round["states"][(rule.name, firing.event_id)] = state
         state.sources_notified = firing.sources
         state.last_at = now
-        if self._silenced(session, rule.name, now):
+        # A rule's silence, or the event's mute (a per-event silence set by people).
+        if self._silenced(session, rule.name, now) or is_muted(session, firing.event_id):
             state.status = "silenced"  # recorded, so the silence is visible; nothing queued
             return False
         if self.cap.full(session, rule.name, now):

@@ -1,192 +1,315 @@
-"""Event queries for the API, the pages and the CLI.
+"""Events for the API, the pages and the CLI: the store's rows made readable.
 
-The events table belongs to the grouping stage; these queries name only the columns its
-interface promises (id, title, first_seen, last_seen, article_count, source_count,
-top_entities, merged_into), so the API does not depend on the grouping code itself.
+Titles: a generic stored title ("(untitled)", "Post", "Home", …) is replaced by the event's
+representative title (decision 0196). Evidence: the grouping's stored explanation put in
+words. Times: one article time, `article_time` of the grouping stage (publication, unless
+missing or in the future, else first seen), for timelines and texts alike.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections import defaultdict
+import re
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Engine,
-    Integer,
-    Text,
-    and_,
-    column,
-    exists,
-    inspect,
-    or_,
-    select,
-    table,
+from sqlmodel import Session
+
+from newswatch.api.params import EventCursor
+from newswatch.api.schemas import (
+    EventArticle,
+    EventDetail,
+    EventOut,
+    EventPage,
+    HistoryEntry,
+    Mark,
+    Triage,
 )
-from sqlmodel import Session, col
+from newswatch.grouping.engine import article_time
+from newswatch.store import event_triage, event_views
+from newswatch.store.columns import as_utc, utcnow
+from newswatch.store.event_triage import EventTriage
+from newswatch.store.event_views import EVENTS, After, EventFilter, Sort, events_available
+from newswatch.store.models import Article
 
-from newswatch.api.params import Cursor, like_pattern
-from newswatch.api.schemas import EventArticle, EventDetail, EventOut, EventPage
-from newswatch.store.columns import UTCDateTime
-from newswatch.store.models import Article, Sighting, Source, table_of
+__all__ = ["EVENTS", "event_articles", "events_available", "get_event", "list_events"]
 
-EVENTS = table(
-    "events",
-    column("id", Integer),
-    column("title", Text),
-    column("first_seen", UTCDateTime),
-    column("last_seen", UTCDateTime),
-    column("article_count", Integer),
-    column("source_count", Integer),
-    column("top_entities", JSON),
-    column("merged_into", Integer),
-    column("split_from", Integer),
+LEAD_CHARS = 300
+# Titles that name a kind of page, not a happening (compared lower-case, without punctuation).
+GENERIC_TITLES = frozenset(
+    {
+        "",
+        "untitled",
+        "no title",
+        "untitled document",
+        "post",
+        "home",
+        "home page",
+        "homepage",
+        "index",
+        "news",
+        "article",
+        "page",
+        "blog",
+        "welcome",
+    }
 )
-E = EVENTS.c
-A = table_of(Article).c
-MAX_MERGE_HOPS = 50
+_NOT_WORD = re.compile(r"[\W_]+")
 
 
-_HAS_EVENTS: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+def is_generic_title(title: str | None) -> bool:
+    """Whether a title says nothing about the news: missing, or a page-type word."""
+    if title is None:
+        return True
+    return _NOT_WORD.sub(" ", title.lower()).strip() in GENERIC_TITLES
 
 
-def events_available(session: Session) -> bool:
-    """Whether the store has the grouping stage's events table (remembered once seen)."""
-    bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    if not _HAS_EVENTS.get(engine):
-        _HAS_EVENTS[engine] = inspect(session.connection()).has_table("events")
-    return _HAS_EVENTS[engine]
+def representative_title(
+    stored: str | None, titles: Sequence[str | None], entities: Any = None
+) -> str | None:
+    """The stored title unless generic; else the real title most reports carry (the
+    earliest of equals: `titles` are in report order), else the event's top entities."""
+    if not is_generic_title(stored):
+        return stored
+    real = [t.strip() for t in titles if t is not None and not is_generic_title(t)]
+    if real:
+        counts = Counter(real)
+        return max(real, key=lambda t: counts[t])  # max keeps the first of equals
+    if isinstance(entities, list) and entities:
+        return ", ".join(str(e) for e in entities[:3])
+    return stored
 
 
-def _event_out(row: object) -> EventOut:
-    return EventOut.model_validate(row, from_attributes=True)
+def lead_of(text: str | None, summary: str | None, limit: int = LEAD_CHARS) -> str | None:
+    """The first ~`limit` characters of the text (else the summary), cut at a word."""
+    body = " ".join((text or summary or "").split())
+    if len(body) <= limit:
+        return body or None
+    cut = body[:limit].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+def _mark(at: datetime | None, by: str | None) -> Mark | None:
+    return Mark(at=as_utc(at), by=by) if at is not None else None
+
+
+def _marks(row: Any) -> dict[str, Mark | None]:
+    return {
+        "acknowledged": _mark(row.acknowledged_at, row.acknowledged_by),
+        "starred": _mark(row.starred_at, row.starred_by),
+        "muted": _mark(row.muted_at, row.muted_by),
+    }
+
+
+def _event_out(row: Any, title: str | None, growth: int | None = None) -> EventOut:
+    return EventOut(
+        id=row.id,
+        title=title,
+        stored_title=row.title,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        article_count=row.article_count,
+        source_count=row.source_count,
+        growth=growth,
+        top_entities=row.top_entities,
+        **_marks(row),
+    )
 
 
 def list_events(
     session: Session,
     *,
     limit: int,
-    cursor: Cursor | None = None,
+    cursor: EventCursor | None = None,
     since: datetime | None = None,
     q: str | None = None,
     min_sources: int | None = None,
+    language: str | None = None,
+    source_id: int | None = None,
+    rule: str | None = None,
+    hide_acknowledged: bool = False,
+    starred: bool = False,
+    sort: Sort = "latest",
 ) -> EventPage:
-    """Open (not merged-away) events, most recent activity first."""
+    """Open (not merged-away) events in `sort` order: latest activity, size (distinct
+    sources) or growth (sources added in the last hour); ties by id, newest first."""
     if not events_available(session):
-        return EventPage(items=[], limit=limit, next_cursor=None)
-    query = select(EVENTS).where(E.merged_into.is_(None))
-    if since is not None:
-        query = query.where(E.last_seen >= since)
-    if min_sources:
-        query = query.where(E.source_count >= min_sources)
-    if q:
-        pattern = like_pattern(q)
-        in_articles = exists().where(A.event_id == E.id, A.title.ilike(pattern, escape="\\"))
-        query = query.where(or_(E.title.ilike(pattern, escape="\\"), in_articles))
-    if cursor is not None:
-        query = query.where(
-            or_(E.last_seen < cursor.at, and_(E.last_seen == cursor.at, E.id < cursor.id))
+        return EventPage(items=[], limit=limit, next_cursor=None, sort=sort)
+    filters = EventFilter(
+        since, q, min_sources, language, source_id, rule, hide_acknowledged, starred
+    )
+    as_of = cursor.as_of if cursor is not None else utcnow()
+    after = After(cursor.key, cursor.id) if cursor is not None else None
+    rows = event_views.list_events(
+        session, filters, sort=sort, limit=limit + 1, as_of=as_of, after=after
+    )
+    shown = rows[:limit]
+    generic = [r.id for r in shown if is_generic_title(r.title)]
+    titles = event_views.article_times(session, generic)
+    if sort == "growth":
+        growth = {r.id: int(r.growth) for r in shown}
+    else:
+        growth = event_views.growth_of(session, [r.id for r in shown], as_of)
+    items = [
+        _event_out(
+            r,
+            representative_title(r.title, [a.title for a in titles.get(r.id, [])], r.top_entities),
+            growth[r.id],
         )
-    query = query.order_by(E.last_seen.desc(), E.id.desc()).limit(limit + 1)
-    rows = session.execute(query).all()
-    items = [_event_out(r) for r in rows[:limit]]
+        for r in shown
+    ]
     next_cursor = None
     if len(rows) > limit:
-        next_cursor = Cursor(items[-1].last_seen, items[-1].id).encode()
-    return EventPage(items=items, limit=limit, next_cursor=next_cursor)
+        last = rows[limit - 1]
+        key = as_utc(last.sort_key) if sort == "latest" else int(last.sort_key)
+        next_cursor = EventCursor(sort, key, last.id, as_of).encode()
+    return EventPage(items=items, limit=limit, next_cursor=next_cursor, sort=sort)
 
 
 def resolve_event_id(session: Session, event_id: int) -> int | None:
-    """The event `event_id` now lives in: itself, or the event it was merged into."""
-    if not events_available(session):
-        return None
-    seen: set[int] = set()
-    current = event_id
-    while current not in seen and len(seen) < MAX_MERGE_HOPS:
-        seen.add(current)
-        row = session.execute(select(E.merged_into).where(E.id == current)).first()
-        if row is None:
-            return None
-        if row.merged_into is None:
-            return current
-        current = row.merged_into
-    return current
-
-
-def sources_by_article(session: Session, article_ids: list[int]) -> dict[int, list[str]]:
-    """Names of every source that carried each article (its sightings)."""
-    if not article_ids:
-        return {}
-    rows = session.execute(
-        select(col(Sighting.article_id), col(Source.name))
-        .join(Source, col(Sighting.source_id) == Source.id)
-        .where(col(Sighting.article_id).in_(article_ids))
-        .order_by(col(Sighting.first_seen))
-    ).all()
-    out: dict[int, list[str]] = defaultdict(list)
-    for article_id, name in rows:
-        out[article_id].append(name)
-    return out
-
-
-def explanations(session: Session, article_ids: list[int]) -> dict[int, object]:
-    """Why the grouping stage put each article in its event (its stored explanation)."""
-    if not article_ids:
-        return {}
-    query = select(A.id, A.group_explain).where(A.id.in_(article_ids))
-    return {row.id: row.group_explain for row in session.execute(query)}
+    return event_views.resolve_event_id(session, event_id)
 
 
 def event_articles(
     session: Session, event_ids: list[int], *, since: datetime | None = None
 ) -> dict[int, list[tuple[Article, str | None]]]:
-    """Articles of each event (oldest first) with the name of the source that first had it."""
-    if not event_ids:
-        return {}
-    query = (
-        select(Article, col(Source.name))
-        .join(Source, col(Article.source_id) == Source.id, isouter=True)
-        .where(col(Article.event_id).in_(event_ids))
-        .order_by(col(Article.first_seen), col(Article.id))
+    """Articles of each event (first seen first) with the source that first had each."""
+    return event_views.event_articles(session, event_ids, since=since)
+
+
+def report_time(article: Article) -> datetime:
+    return article_time(
+        as_utc(article.published) if article.published else None, article.first_seen
     )
-    if since is not None:
-        query = query.where(col(Article.first_seen) >= since)
-    out: dict[int, list[tuple[Article, str | None]]] = defaultdict(list)
-    for article, name in session.execute(query).all():
-        out[article.event_id].append((article, name))
+
+
+def _shares(entities: list[str], article: Article) -> bool:
+    haystack = f"{article.title or ''} {article.text or article.summary or ''}".lower()
+    return any(e.lower() in haystack for e in entities)
+
+
+def evidence(explanation: Any, earlier: Sequence[Article], titles: dict[int, str | None]) -> str:
+    """The grouping's explanation in words, e.g. "joined: shares Mt. Gox, bankruptcy with 4
+    earlier reports; score 0.51". `earlier` are the event's reports before this one."""
+    if not isinstance(explanation, dict):
+        return "how it joined was not recorded"
+    stage = explanation.get("stage")
+    score = explanation.get("score")
+    scored = f"score {float(score):.2f}" if isinstance(score, int | float) else "no score"
+    shared = [str(e) for e in explanation.get("shared_entities") or []]
+    if stage == "new":
+        text = "opened the event"
+    elif stage == "duplicate":
+        original = explanation.get("duplicate_of")
+        text = f"copy of report #{original} (near-identical text; {scored})"
+    elif shared:
+        with_them = sum(1 for a in earlier if _shares(shared, a))
+        reports = f" with {with_them} earlier report{'' if with_them == 1 else 's'}"
+        text = f"joined: shares {', '.join(shared)}{reports if with_them else ''}; {scored}"
+    else:
+        text = f"joined: similar wording to the event's reports; {scored}"
+    merged = explanation.get("merged") or []
+    if merged:
+        named = ", ".join(_event_name(int(e), titles) for e in merged)
+        text += f"; it brought in event{'s' if len(merged) > 1 else ''} {named}"
+    split = explanation.get("split")
+    if isinstance(split, dict):
+        moved = split.get("moved")
+        text += (
+            f"; after it the event proved to hold two: {moved} report"
+            f"{'' if moved == 1 else 's'} moved to event {split.get('new_event')}"
+        )
+    return text
+
+
+def _event_name(event_id: int, titles: dict[int, str | None]) -> str:
+    title = titles.get(event_id)
+    return f"#{event_id} ({title})" if title else f"#{event_id}"
+
+
+def _articles(session: Session, pairs: list[tuple[Article, str | None]]) -> list[EventArticle]:
+    ids = [a.id for a, _ in pairs if a.id is not None]
+    carriers = event_views.sources_by_article(session, ids)
+    mentioned = {
+        int(e)
+        for a, _ in pairs
+        if isinstance(a.group_explain, dict)
+        for e in (a.group_explain.get("merged") or [])
+    }
+    titles = event_views.event_titles(session, sorted(mentioned))
+    out = []
+    for index, (article, name) in enumerate(pairs):
+        data = article.model_dump(exclude={"text", "fingerprint", "group_explain"})
+        out.append(
+            EventArticle(
+                **data,
+                source_name=name,
+                time=report_time(article),
+                lead=lead_of(article.text, article.summary),
+                sources=carriers.get(article.id or 0, []),
+                explanation=article.group_explain,
+                evidence=evidence(article.group_explain, [a for a, _ in pairs[:index]], titles),
+            )
+        )
     return out
 
 
+def _history(session: Session, event_id: int, split_from: int | None) -> list[HistoryEntry]:
+    entries = [
+        HistoryEntry(kind="merged_in", event_id=r.id, title=r.title, at=r.at)
+        for r in event_views.merged_into_event(session, event_id)
+    ]
+    entries += [
+        HistoryEntry(kind="split_off", event_id=r.id, title=r.title, at=r.at)
+        for r in event_views.split_off_event(session, event_id)
+    ]
+    if split_from is not None:
+        title = event_views.event_titles(session, [split_from]).get(split_from)
+        entries.append(HistoryEntry(kind="split_from", event_id=split_from, title=title))
+    entries.sort(key=lambda h: (h.at is None, h.at or datetime.min, h.event_id))
+    return entries
+
+
 def get_event(session: Session, event_id: int) -> EventDetail | None:
-    """One event with its articles, their sources and why each joined; a merged-away id
-    resolves to the event that absorbed it."""
-    final = resolve_event_id(session, event_id)
+    """One event with its articles, their sources, leads and why each joined; a merged-away
+    id resolves to the event that absorbed it."""
+    final = event_views.resolve_event_id(session, event_id)
     if final is None:
         return None
-    row = session.execute(select(EVENTS).where(E.id == final)).one()
-    merged_from = session.execute(select(E.id).where(E.merged_into == final).order_by(E.id))
-    split_off = session.execute(select(E.id).where(E.split_from == final).order_by(E.id))
-    pairs = event_articles(session, [final]).get(final, [])
-    ids = [a.id for a, _ in pairs if a.id is not None]
-    carriers = sources_by_article(session, ids)
-    why = explanations(session, ids)
-    articles = [
-        EventArticle(
-            **a.model_dump(),
-            source_name=name,
-            sources=carriers.get(a.id, []),  # type: ignore[arg-type]
-            explanation=why.get(a.id),  # type: ignore[arg-type]
-        )
-        for a, name in pairs
-    ]
-    all_sources = sorted({s for names in carriers.values() for s in names})
+    row = event_views.event_row(session, final)
+    if row is None:
+        return None
+    pairs = event_views.event_articles(session, [final]).get(final, [])
+    articles = _articles(session, pairs)
+    title = representative_title(row.title, [a.title for a, _ in pairs], row.top_entities)
+    history = _history(session, final, row.split_from)
     return EventDetail(
-        **_event_out(row).model_dump(),
-        merged_from=list(merged_from.scalars()),
+        **_event_out(row, title).model_dump(),
+        merged_from=[h.event_id for h in history if h.kind == "merged_in"],
         split_from=row.split_from,
-        split_off=list(split_off.scalars()),
-        sources=all_sources,
+        split_off=[h.event_id for h in history if h.kind == "split_off"],
+        history=history,
+        sources=sorted({s for a in articles for s in a.sources}),
         articles=articles,
     )
+
+
+def triage_out(row: EventTriage) -> Triage:
+    return Triage(
+        event_id=row.event_id,
+        acknowledged=_mark(row.acknowledged_at, row.acknowledged_by),
+        starred=_mark(row.starred_at, row.starred_by),
+        muted=_mark(row.muted_at, row.muted_by),
+    )
+
+
+def set_mark(
+    session: Session, event_id: int, mark: event_triage.Mark, on: bool, by: str | None
+) -> Triage | None:
+    """Set or clear a triage mark on the event `event_id` lives in (a merged-away id marks
+    its survivor); None when there is no such event."""
+    final = event_views.resolve_event_id(session, event_id)
+    if final is None:
+        return None
+    return triage_out(event_triage.set_mark(session, final, mark, on, by=by))

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
-from newswatch.api import queries
+from newswatch.api import events, queries
 from newswatch.api.deps import get_session
 from newswatch.store import outbox
 
@@ -42,6 +42,8 @@ def http_url(url: str | None) -> str | None:
 
 templates.env.filters["ago"] = ago
 templates.env.filters["http_url"] = http_url
+templates.env.filters["report_time"] = events.report_time
+templates.env.filters["generic"] = events.is_generic_title
 
 
 def render(request: Request, name: str, **context: Any) -> HTMLResponse:

@@ -45,12 +45,6 @@ def clean_text(value: str | None) -> str | None:
     return value or None
 
 
-def like_pattern(text: str) -> str:
-    """`text` as a LIKE pattern matching it anywhere, with LIKE's wildcards escaped."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 @dataclass(frozen=True)
 class Cursor:
     """Where a page ended: the sort key (a time) and the id of its last row."""
@@ -80,3 +74,55 @@ class Cursor:
             raise bad_parameter(
                 parameter, "not a cursor returned by this API (use next_cursor as given)"
             ) from None
+
+
+EVENT_SORTS = ("latest", "size", "growth")
+
+
+@dataclass(frozen=True)
+class EventCursor:
+    """Where a page of events ended: the sort, its key and id of the last row, and the time
+    the first page was read (growth is counted up to it, so the pages of one list agree)."""
+
+    sort: str
+    key: datetime | int
+    id: int
+    as_of: datetime
+
+    def encode(self) -> str:
+        key = self.key.isoformat() if isinstance(self.key, datetime) else self.key
+        raw = json.dumps([self.sort, key, self.id, self.as_of.isoformat()]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str | None, sort: str, parameter: str = "cursor") -> EventCursor | None:
+        """The cursor, which must come from a list in the same `sort`."""
+        if not value:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            got_sort, key, ident, as_of = json.loads(raw)
+            if got_sort not in EVENT_SORTS or not _plain_int(ident) or not 0 <= ident <= MAX_ID:
+                raise ValueError("sort or id")
+            when = _utc(datetime.fromisoformat(as_of))
+            if got_sort == "latest":
+                key = _utc(datetime.fromisoformat(key))
+            elif not _plain_int(key):
+                raise ValueError("key")
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError):
+            raise bad_parameter(
+                parameter, "not a cursor returned by this API (use next_cursor as given)"
+            ) from None
+        if got_sort != sort:
+            raise bad_parameter(
+                parameter, f"this cursor pages a list sorted by {got_sort}, not by {sort}"
+            )
+        return cls(got_sort, key, ident, when)
+
+
+def _plain_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _utc(when: datetime) -> datetime:
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)

@@ -96,23 +96,61 @@ class SourceList(BaseModel):
     items: list[SourceOut]
 
 
+class Mark(BaseModel):
+    """A triage mark: when it was set and, when the writer named themselves, by whom."""
+
+    at: datetime
+    by: str | None = None
+
+
+class Triage(BaseModel):
+    event_id: int
+    acknowledged: Mark | None = Field(None, description="someone has seen the event")
+    starred: Mark | None = None
+    muted: Mark | None = Field(None, description="its later growth does not notify")
+
+
 class EventOut(BaseModel):
     id: int
-    title: str | None = None
-    first_seen: datetime
-    last_seen: datetime
+    title: str | None = Field(
+        None,
+        description="the stored title, or the event's representative title when the stored "
+        'one is generic ("(untitled)", "Post", "Home", …)',
+    )
+    stored_title: str | None = Field(None, description="the title the grouping stage stored")
+    first_seen: datetime = Field(description="time of its earliest report (publication time)")
+    last_seen: datetime = Field(description="time of its latest report (publication time)")
     article_count: int
     source_count: int
+    growth: int | None = Field(
+        None, description="distinct sources added in the last hour (lists only)"
+    )
     top_entities: Any = None
+    acknowledged: Mark | None = None
+    starred: Mark | None = None
+    muted: Mark | None = None
 
 
 class EventPage(Page):
+    sort: str = Field("latest", description="latest | size | growth")
     items: list[EventOut]
 
 
 class EventArticle(ArticleOut):
+    time: datetime | None = Field(
+        None, description="the time the report counts at: publication, else first seen"
+    )
+    lead: str | None = Field(None, description="the first ~300 characters of its text")
     sources: list[str] = Field([], description="every source that carried this article")
     explanation: Any = Field(None, description="why the grouping put this article here")
+    evidence: str | None = Field(None, description="the explanation in words")
+
+
+class HistoryEntry(BaseModel):
+    kind: str = Field(description="merged_in | split_off | split_from")
+    event_id: int
+    title: str | None = None
+    at: datetime | None = None
 
 
 class EventDetail(EventOut):
@@ -121,6 +159,7 @@ class EventDetail(EventOut):
         None, description="the event these reports were split off (it held two events)"
     )
     split_off: list[int] = Field([], description="events split off this one")
+    history: list[HistoryEntry] = Field([], description="merges and splits, oldest first")
     sources: list[str] = []
     articles: list[EventArticle] = []
 

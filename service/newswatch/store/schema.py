@@ -11,7 +11,8 @@ from sqlmodel import SQLModel
 # foundation's sources, fetches, articles, sightings and the grouping's events; the article
 # URLs page sources fetched already.
 import newswatch.alerts.models
-import newswatch.store.models
-import newswatch.store.page_urls  # noqa: F401
+import newswatch.store.event_triage  # event_triage: acknowledged, starred, muted events
+import newswatch.store.models  # sources, fetches, articles, sightings, events
+import newswatch.store.page_urls  # noqa: F401  (article URLs page sources fetched already)
 
 metadata = SQLModel.metadata

@@ -21,7 +21,6 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
-from sqlmodel import func, select
 
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.http import Fetcher
@@ -34,7 +33,8 @@ from newswatch.pipeline import Pipeline
 from newswatch.poll_runs import PollRuns
 from newswatch.retention import prune
 from newswatch.store.db import bounded_engine, session_scope
-from newswatch.store.models import Source
+from newswatch.store.gauges import sources_in_error
+from newswatch.store.schedule import enabled_snapshot
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
 
 log = get_logger(__name__)
@@ -324,16 +324,11 @@ class Service:
 
     def _fresh_snapshot(self, source_id: int) -> SourceSnapshot | None:
         with session_scope(self.engine) as session:
-            source = session.get(Source, source_id)
-            return SourceSnapshot.of(source) if source is not None and source.enabled else None
+            return enabled_snapshot(session, source_id)
 
     def _update_error_gauge(self) -> None:
-
         with session_scope(self.engine) as session:
-            count = session.exec(
-                select(func.count()).select_from(Source).where(Source.consecutive_errors > 0)
-            ).one()
-        SOURCES_IN_ERROR.set(count)
+            SOURCES_IN_ERROR.set(sources_in_error(session))
 
 
 def _task_cancelled() -> bool:

@@ -36,6 +36,7 @@ from newswatch.store.db import bounded_engine, session_scope
 from newswatch.store.gauges import sources_in_error
 from newswatch.store.schedule import enabled_snapshot
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
+from newswatch.store.startup import startup_lock
 
 log = get_logger(__name__)
 
@@ -101,7 +102,9 @@ class Service:
         self.failure: Exception | None = None
 
     def sync_sources(self) -> list[SourceSnapshot]:
-        with session_scope(self.engine) as session:
+        # Under the store's start-up lock: a second process starting at the same instant
+        # finds the sources this one inserted, rather than inserting them again.
+        with startup_lock(self.engine), session_scope(self.engine) as session:
             counts = sync_config_sources(session, self.config.sources)
         log.info("sources synced from config", **counts)
         return self.load_sources()

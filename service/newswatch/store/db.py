@@ -22,6 +22,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
+from newswatch.store.startup import startup_lock
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -278,7 +280,8 @@ def open_store(url: str, migrate: bool = True) -> Engine:
         raise StoreUnavailable(f"{where}: {_url_problem(exc)}") from exc
     try:
         if migrate:
-            upgrade(engine)
+            with startup_lock(engine):  # two processes starting at once migrate in turn
+                upgrade(engine)
         else:
             with engine.connect():
                 pass

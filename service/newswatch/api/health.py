@@ -20,10 +20,15 @@ WRITE_PROBE_EVERY = 30.0
 
 
 class SchedulerStatus(Protocol):
-    """What the service tells readiness about its scheduler (service.ServiceStatus)."""
+    """What the service tells readiness about its scheduler (service.ServiceStatus; in the
+    API's process, status_board.BoardStatus)."""
 
-    scheduler_running: bool
-    last_tick: float | None  # time.time() of the last tick
+    @property
+    def scheduler_running(self) -> bool: ...
+
+    @property
+    def last_tick(self) -> float | None:  # time.time() of the last tick
+        ...
 
 
 @dataclass

@@ -1,7 +1,13 @@
-"""/metrics: the registry of newswatch.metrics, with store-derived gauges set at scrape time."""
+"""/metrics: the registry of newswatch.metrics, with store-derived gauges set at scrape time.
+
+Under `newswatch run` the API answers from a process of its own (api/process.py): the
+ingestion metrics live in the service's process, which sends its exposition at each scrape;
+the API process adds what it owns (the store gauges it just computed, its own counters).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -11,6 +17,7 @@ from sqlmodel import Session
 from newswatch.fetch.http import NOT_MODIFIED
 from newswatch.log import get_logger
 from newswatch.metrics import (
+    API_REJECTED,
     DEAD_LETTERS,
     NOT_MODIFIED_SHARE,
     OUTBOX_DEPTH,
@@ -40,11 +47,58 @@ def refresh_store_gauges(session: Session) -> None:
     DEAD_LETTERS.set(dead_letter_count(session))
 
 
-def render_metrics(engine: Engine) -> tuple[bytes, str]:
-    """The exposition text; a store that fails leaves the last gauge values in place."""
+# What the API's process knows better than the service's: computed at each scrape from the
+# store, or counted by the API itself. Everything else comes from the service's process.
+API_OWNED = (
+    API_REJECTED,
+    SOURCES_IN_ERROR,
+    SOURCES_TOTAL,
+    NOT_MODIFIED_SHARE,
+    OUTBOX_DEPTH,
+    OUTBOX_OLDEST_AGE,
+    DEAD_LETTERS,
+)
+
+
+def render_metrics(
+    engine: Engine, service_metrics: Callable[[], bytes] | None = None
+) -> tuple[bytes, str]:
+    """The exposition text; a store that fails leaves the last gauge values in place.
+    `service_metrics` gives the service's own exposition when the API runs apart from it;
+    OSError when it does not answer."""
     try:
         with Session(engine) as session:
             refresh_store_gauges(session)
     except Exception:
         log.exception("could not compute store gauges")
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    own = generate_latest(REGISTRY)
+    if service_metrics is None:
+        return own, CONTENT_TYPE_LATEST
+    return merge_expositions(service_metrics(), own, owned_names()), CONTENT_TYPE_LATEST
+
+
+def owned_names() -> set[str]:
+    """The family names of API_OWNED as the text shows them (a counter's `_total` and
+    `_created` families included)."""
+    bases = {family.name for metric in API_OWNED for family in metric.describe()}
+    return {base + suffix for base in bases for suffix in ("", "_total", "_created")}
+
+
+def merge_expositions(service: bytes, api: bytes, owned: set[str]) -> bytes:
+    """The service's metric families, those in `owned` taken from the API's text instead."""
+    api_families = dict(_families(api))
+    merged = [
+        api_families.get(name, b"") if name in owned else block
+        for name, block in _families(service)
+    ]
+    return b"".join(merged)
+
+
+def _families(text: bytes) -> list[tuple[str, bytes]]:
+    """(name, its HELP, TYPE and sample lines) for each family, in order: prometheus_client
+    starts every family with its `# HELP` line."""
+    families: list[tuple[str, bytes]] = []
+    for block in text.split(b"# HELP ")[1:]:
+        name = block.split(b" ", 1)[0].decode()
+        families.append((name, b"# HELP " + block))
+    return families

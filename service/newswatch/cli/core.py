@@ -11,7 +11,7 @@ import click
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
-from newswatch.lifecycle import exit_on_signal, skip_final_collection
+from newswatch.lifecycle import bind_to_parent, exit_on_signal, skip_final_collection
 
 if TYPE_CHECKING:
     from newswatch.fetch.poll import PollOutcome
@@ -40,6 +40,10 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
 
     Stopped so, `run` exits 0 and `run --once` with 128 + the signal's number."""
     role = _chosen_role(roles, once, api_child)
+    if api_child:
+        # First, before the API's imports (seconds on a loaded machine): from here on the
+        # kernel ends this process when the service dies.
+        bind_to_parent(_parent_pid(api_child))
     if role == "api":
         from newswatch.api.process import ChildLink
         from newswatch.cli.serve import serve_api
@@ -63,6 +67,13 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         return
     asyncio.run(service.run())
     skip_final_collection()
+
+
+def _parent_pid(api_child: str) -> int:
+    try:
+        return int(api_child.split(",", 1)[0])
+    except ValueError:
+        raise click.BadParameter("expected PID,FD,FD,FD", param_hint="--api-child") from None
 
 
 def _chosen_role(roles: tuple[str, ...], once: bool, api_child: str | None) -> str:

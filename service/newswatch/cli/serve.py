@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from newswatch.cli.common import AppContext, pass_app
-from newswatch.lifecycle import bind_to_parent, skip_final_collection, stop_on_signal
+from newswatch.lifecycle import skip_final_collection, stop_on_signal
 
 if TYPE_CHECKING:
     from newswatch.api.process import ChildLink
@@ -26,9 +26,8 @@ LOOP_SWITCH_INTERVAL = 0.001
 
 
 def serve_api(app_ctx: AppContext, host: str, port: int, child: ChildLink | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; as the API process of `run` when `child` is given."""
-    if child is not None:
-        bind_to_parent(child.parent_pid)  # dies with the service; Ctrl-C is the parent's
+    """Serve until SIGTERM/SIGINT; as the API process of `run` when `child` is given (bound
+    to the service already: lifecycle.bind_to_parent)."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
     try:

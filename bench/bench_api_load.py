@@ -10,6 +10,10 @@ every 100 ms) and of the API's answers (200/s, 503s, other 5xx, failures). At th
 is sent under load and the time to exit printed. Targets (issue 20): /healthz p99 < 100 ms,
 ingestion >= 80 % of the rate without load, no 5xx but 503, exit within 10 s.
 
+The floor: the same prober asks a bare aiohttp server (its own process, nothing else to do)
+for the same tiny answer right after each /healthz probe. On a machine shared with other
+work its latency is what scheduling alone costs; newswatch's p99 is printed beside it.
+
 The feeds change every `--interval` seconds (20 new entries each), the sources are polled at
 that interval: every poll stores something.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -48,13 +53,41 @@ class Window:
     articles_per_s: float = 0.0
     health: list[float] = field(default_factory=list)  # seconds
     health_missed: int = 0
+    floor: list[float] = field(default_factory=list)  # the bare server's, seconds
     statuses: dict[int, int] = field(default_factory=dict)
     failures: int = 0  # timeouts, broken connections
 
     def p(self, q: float) -> float:
         """The q-quantile of /healthz latency in ms; a missed probe counts as 5 s."""
-        values = sorted(self.health + [5.0] * self.health_missed)
-        return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else 0.0
+        return quantile_ms(self.health + [5.0] * self.health_missed, q)
+
+    def floor_p(self, q: float) -> float:
+        return quantile_ms(self.floor, q)
+
+
+def quantile_ms(seconds: list[float], q: float) -> float:
+    values = sorted(seconds)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else 0.0
+
+
+def floor_server(port: int) -> None:
+    """A bare aiohttp server answering /healthz: the floor of the probe's latency."""
+    from aiohttp import web
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def articles(db: Path) -> int:
@@ -114,12 +147,13 @@ async def api_client(base: str, stop: asyncio.Event, window: Window, offset: int
             n += 1
 
 
-def health_probe(base: str, seconds: float) -> tuple[list[float], int]:
-    """/healthz every 100 ms for `seconds`: latencies (s) and probes unanswered within 5 s.
-    Runs in a process of its own: the load clients' event loop would add its own lag."""
-    latencies, missed = [], 0
+def health_probe(base: str, floor: str, seconds: float) -> tuple[list[float], int, list[float]]:
+    """/healthz every 100 ms for `seconds`: latencies (s), probes unanswered within 5 s, and
+    the floor server's latencies, probed right after each. Runs in a process of its own: the
+    load clients' event loop would add its own lag."""
+    latencies, missed, floor_latencies = [], 0, []
     end = time.monotonic() + seconds
-    with httpx.Client(base_url=base, timeout=5) as http:
+    with httpx.Client(base_url=base, timeout=5) as http, httpx.Client(timeout=5) as bare:
         while time.monotonic() < end:
             started = time.perf_counter()
             try:
@@ -130,12 +164,22 @@ def health_probe(base: str, seconds: float) -> tuple[list[float], int]:
                 latencies.append(time.perf_counter() - started)
             else:
                 missed += 1
+            started = time.perf_counter()
+            with contextlib.suppress(httpx.HTTPError):
+                bare.get(f"{floor}/healthz").raise_for_status()
+                floor_latencies.append(time.perf_counter() - started)
             time.sleep(0.1)
-    return latencies, missed
+    return latencies, missed, floor_latencies
 
 
 async def measure(
-    base: str, db: Path, mode: str, seconds: float, clients: int, prober: ProcessPoolExecutor
+    base: str,
+    floor: str,
+    db: Path,
+    mode: str,
+    seconds: float,
+    clients: int,
+    prober: ProcessPoolExecutor,
 ) -> Window:
     window = Window(mode)
     stop = asyncio.Event()
@@ -144,8 +188,8 @@ async def measure(
         tasks = [asyncio.create_task(api_client(base, stop, window, i)) for i in range(clients)]
     before, started = await asyncio.to_thread(articles, db), time.monotonic()
     loop = asyncio.get_running_loop()
-    window.health, window.health_missed = await loop.run_in_executor(
-        prober, health_probe, base, seconds
+    window.health, window.health_missed, window.floor = await loop.run_in_executor(
+        prober, health_probe, base, floor, seconds
     )
     after, ended = await asyncio.to_thread(articles, db), time.monotonic()
     stop.set()
@@ -187,6 +231,8 @@ def report(windows: list[Window], window_s: float, exit_after: float | None) -> 
         print(f"  ingestion % of idle median {spread(share, '{:.0f}')}")
         print(f"  /healthz median ms        {spread([w.p(0.5) for w in ws], '{:.1f}')}")
         print(f"  /healthz p99 ms           {spread([w.p(0.99) for w in ws], '{:.1f}')}")
+        print(f"  floor median ms           {spread([w.floor_p(0.5) for w in ws], '{:.1f}')}")
+        print(f"  floor p99 ms              {spread([w.floor_p(0.99) for w in ws], '{:.1f}')}")
         print(f"  /healthz unanswered       {sum(w.health_missed for w in ws)}")
         if mode == "load":
             ok = [w.statuses.get(200, 0) / window_s for w in ws]
@@ -202,6 +248,11 @@ def report(windows: list[Window], window_s: float, exit_after: float | None) -> 
 
 async def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp())
+    spawn = multiprocessing.get_context("spawn")
+    floor_port = free_port()
+    floor_proc = spawn.Process(target=floor_server, args=(floor_port,), daemon=True)
+    floor_proc.start()
+    floor = f"http://127.0.0.1:{floor_port}"
     with FeedFarm(args.feeds, tick=args.interval) as farm:
         proc, base = start_service(farm, tmp, args.interval)
         db = tmp / "newswatch.db"
@@ -209,20 +260,22 @@ async def run(args: argparse.Namespace) -> None:
             # Warm-up: every source polled once (the first round stores the most).
             await asyncio.sleep(args.interval * 1.5)
             windows = []
-            prober = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            prober = ProcessPoolExecutor(1, mp_context=spawn)
             for _ in range(args.rounds):
                 for mode in ("idle", "load"):
-                    windows.append(await measure(base, db, mode, args.window, args.clients, prober))
-                    w = windows[-1]
+                    window = await measure(base, floor, db, mode, args.window, args.clients, prober)
+                    windows.append(window)
                     print(
-                        f"{mode}: {w.articles_per_s:.1f} articles/s, /healthz p99 "
-                        f"{w.p(0.99):.1f} ms, statuses {dict(sorted(w.statuses.items()))}",
+                        f"{mode}: {window.articles_per_s:.1f} articles/s, /healthz p99 "
+                        f"{window.p(0.99):.1f} ms (floor {window.floor_p(0.99):.1f} ms), "
+                        f"statuses {dict(sorted(window.statuses.items()))}",
                         flush=True,
                     )
             exit_after = await sigterm_under_load(proc, base, args.clients)
         finally:
             if proc.poll() is None:
                 proc.kill()
+            floor_proc.terminate()
     report(windows, args.window, exit_after)
 
 

@@ -21,7 +21,6 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
-from sqlmodel import func, select
 
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.http import Fetcher
@@ -33,9 +32,12 @@ from newswatch.pipeline import Pipeline
 from newswatch.poll_runs import PollRuns
 from newswatch.prometheus_registry import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.retention import prune
-from newswatch.store.db import bounded_engine, session_scope
-from newswatch.store.models import Source
+from newswatch.status_board import StatusBoard
+from newswatch.store.db import session_scope
+from newswatch.store.gauges import sources_in_error
+from newswatch.store.schedule import enabled_snapshot
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
+from newswatch.store.startup import startup_lock
 
 log = get_logger(__name__)
 
@@ -47,15 +49,26 @@ SHUTDOWN_GRACE_SECONDS = 60
 
 @dataclass
 class ServiceStatus:
-    """What the health endpoint reports about the scheduler."""
+    """What the health endpoint reports about the scheduler; published on `board` for the
+    API's process, which serves it."""
 
     scheduler_running: bool = False
     last_tick: float | None = None  # time.time() of the last scheduler activity
     started_at: float = field(default_factory=time.time)
+    board: StatusBoard | None = None
 
     def tick(self) -> None:
         self.last_tick = time.time()
         SCHEDULER_LAST_TICK.set(self.last_tick)
+        self._publish()
+
+    def set_running(self, running: bool) -> None:
+        self.scheduler_running = running
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.board is not None:
+            self.board.publish(running=self.scheduler_running, last_tick=self.last_tick)
 
 
 def trigger_for(source: SourceSnapshot) -> BaseTrigger:
@@ -101,7 +114,9 @@ class Service:
         self.failure: Exception | None = None
 
     def sync_sources(self) -> list[SourceSnapshot]:
-        with session_scope(self.engine) as session:
+        # Under the store's start-up lock: a second process starting at the same instant
+        # finds the sources this one inserted, rather than inserting them again.
+        with startup_lock(self.engine), session_scope(self.engine) as session:
             counts = sync_config_sources(session, self.config.sources)
         log.info("sources synced from config", **counts)
         return self.load_sources()
@@ -181,7 +196,7 @@ class Service:
             self.poller = poller
             self.scheduler = AsyncIOScheduler(timezone=UTC)
             self.scheduler.start()
-            self.status.scheduler_running = True
+            self.status.set_running(True)
             self._reschedule(sources)
             self.scheduler.add_job(
                 self._resync,
@@ -213,7 +228,7 @@ class Service:
             if self._inflight:
                 await asyncio.wait(self._inflight, timeout=SHUTDOWN_GRACE_SECONDS)
             self.scheduler.shutdown(wait=False)
-            self.status.scheduler_running = False
+            self.status.set_running(False)
             for task in companions:
                 try:
                     await asyncio.wait_for(task, timeout=SHUTDOWN_GRACE_SECONDS)
@@ -324,16 +339,11 @@ class Service:
 
     def _fresh_snapshot(self, source_id: int) -> SourceSnapshot | None:
         with session_scope(self.engine) as session:
-            source = session.get(Source, source_id)
-            return SourceSnapshot.of(source) if source is not None and source.enabled else None
+            return enabled_snapshot(session, source_id)
 
     def _update_error_gauge(self) -> None:
-
         with session_scope(self.engine) as session:
-            count = session.exec(
-                select(func.count()).select_from(Source).where(Source.consecutive_errors > 0)
-            ).one()
-        SOURCES_IN_ERROR.set(count)
+            SOURCES_IN_ERROR.set(sources_in_error(session))
 
 
 def _task_cancelled() -> bool:
@@ -358,16 +368,11 @@ def build_service(
         service.pipeline.on_enqueued.append(worker.wake)
         service.companions.append(worker.run)
     if serve_http:
-        from newswatch.api.app import create_app
-        from newswatch.api.server import serve
+        from newswatch.api.process import ApiProcess
 
-        # The API reads through a pool of its own: its load cannot take ingestion's connections.
-        api_engine = bounded_engine(
-            engine, settings.api_max_concurrent, settings.api_statement_timeout
-        )
-        # The config too: /api/rules and the rule feeds list its rules, as under `serve`.
-        app = create_app(api_engine, settings, status=service.status, config=config)
-        service.companions.append(
-            lambda stop: serve(app, settings.http_host, settings.http_port, stop)
-        )
+        # The API runs in a process of its own (`run --role api`): its load cannot take
+        # ingestion's CPU or connections, nor ingestion delay its health checks. It reads
+        # the scheduler's state from the board (docs/decisions/0083-api-process.md).
+        service.status.board = StatusBoard.create()
+        service.companions.append(ApiProcess(settings, service.status.board).run)
     return service

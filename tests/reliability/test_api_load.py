@@ -2,9 +2,10 @@
 
 A real `newswatch run` (SQLite and Postgres, API token set) polls a farm of feeds on 127.0.0.1 whose
 entries change every second, while 50 concurrent clients read the API and the pages. During
-the load: no 5xx but 503 (with Retry-After), /healthz answers, articles keep being stored;
-SIGTERM sent under load ends the process within 10 s. Bounds are generous (a loaded CI machine
-must pass); the 60-s figures are measured by bench/bench_api_load.py.
+the load: no 5xx but 503 (with Retry-After), every /healthz probe answered, articles keep
+being stored; SIGTERM sent under load ends the service and its API process, exit status 0.
+Behaviour only: how fast (/healthz p99, the ingestion rate against no load, the time to
+exit) is measured by bench/bench_api_load.py, not asserted here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +34,10 @@ from tests.localserver import LocalServer
 FEEDS = 60
 CLIENTS = 50
 LOAD_SECONDS = 12.0  # longer than a source's interval (10 s): every source polls again
+PROBE_TIMEOUT = 30.0  # a probe unanswered this long is unanswered (not a latency bound)
+EXIT_TIMEOUT = 120.0  # a process still there after this long ignored SIGTERM
+MIN_PROBES = 3  # health probes the load lasts for at least (a loaded machine is slow) ...
+MAX_LOAD_SECONDS = 120.0  # ... unless they never come back
 TOKEN = "load-test-token"
 PATHS = ["/api/events", "/api/articles?limit=100", "/api/sources", "/sources", "/", "/metrics"]
 
@@ -167,44 +173,49 @@ async def client(base: str, stop: asyncio.Event, load: Load, offset: int) -> Non
                 load.without_retry_after += 1
 
 
-async def health_probe(base: str, stop: asyncio.Event, load: Load) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=5) as http:
-        while not stop.is_set():
+def health_probe(base: str, load: Load) -> None:
+    """/healthz every 0.5 s until the load stops, in a thread with a client of its own (the
+    load's event loop, busy with 50 clients, would delay the probes' answers itself)."""
+    with httpx.Client(base_url=base, timeout=PROBE_TIMEOUT) as http:
+        while not load.stopping:
             started = time.monotonic()
             try:
-                ok = (await http.get("/healthz")).status_code == 200
+                ok = http.get("/healthz").status_code == 200
             except httpx.HTTPError:
                 ok = False
-            if not load.stopping:
+            if ok or not load.stopping:  # the server closing after SIGTERM is no failure
                 load.health.append(time.monotonic() - started if ok else None)
-            await asyncio.sleep(0.5)
+            time.sleep(0.5)
 
 
-async def run_load(running: Running, seconds: float) -> tuple[Load, float | None]:
-    """Load for `seconds`, then SIGTERM while the clients still run; the exit time."""
+async def run_load(running: Running, seconds: float) -> tuple[Load, int | None]:
+    """Load for `seconds` and until MIN_PROBES health probes came back, then SIGTERM while
+    the clients still run; the exit status."""
     load = Load()
     stop = asyncio.Event()
     tasks = [asyncio.create_task(client(running.base, stop, load, i)) for i in range(CLIENTS)]
-    tasks.append(asyncio.create_task(health_probe(running.base, stop, load)))
-    await asyncio.sleep(seconds)
+    prober = threading.Thread(target=health_probe, args=(running.base, load), daemon=True)
+    prober.start()
+    started = time.monotonic()
+    while time.monotonic() - started < seconds or (
+        len(load.health) < MIN_PROBES and time.monotonic() - started < MAX_LOAD_SECONDS
+    ):
+        await asyncio.sleep(0.2)
     load.stopping = True
     running.proc.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
-    exited = None
-    while time.monotonic() - signalled < 10:
-        if running.proc.poll() is not None:
-            exited = time.monotonic() - signalled
-            break
+    while running.proc.poll() is None and time.monotonic() - signalled < EXIT_TIMEOUT:
         await asyncio.sleep(0.1)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return load, exited
+    await asyncio.to_thread(prober.join, PROBE_TIMEOUT)
+    return load, running.proc.poll()
 
 
 def test_api_load_does_not_starve_ingestion_or_health(service: Running) -> None:
     # The first round of polls is done: what is stored during the load, the next rounds stored.
     before = wait_for_articles(service.store, at_least=FEEDS * 5)
-    load, exited = asyncio.run(run_load(service, LOAD_SECONDS))
+    load, exit_status = asyncio.run(run_load(service, LOAD_SECONDS))
     after = articles_stored(service.store)
     log_tail = service.log.read_text(errors="replace")[-3000:]
 
@@ -216,5 +227,5 @@ def test_api_load_does_not_starve_ingestion_or_health(service: Running) -> None:
     answered = [t for t in load.health if t is not None]
     assert load.health and len(answered) == len(load.health), f"/healthz unanswered: {load.health}"
     assert after > before, f"no article stored during the load ({before} before)\n{log_tail}"
-    assert exited is not None, f"SIGTERM not honoured within 10 s\n{log_tail}"
-    assert service.proc.returncode == 0
+    assert exit_status == 0, f"SIGTERM under load: exit status {exit_status}\n{log_tail}"
+    assert service.log.read_text().count('"api process stopped"') == 1, log_tail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -36,10 +37,12 @@ def create_app(
     tick_max_age: float = DEFAULT_TICK_MAX_AGE,
     ready_timeout: float = 4.0,
     config: FileConfig | None = None,
+    service_metrics: Callable[[], bytes] | None = None,
 ) -> FastAPI:
     """The app over `engine`; `status` is the running service's scheduler status (None under
     `newswatch serve`, where readiness checks only the store and its migrations); `config`
-    is the config file, whose alert rules /api/rules lists."""
+    is the config file, whose alert rules /api/rules lists; `service_metrics` gives the
+    service's own metrics when the app runs in a process apart from it (api/process.py)."""
     app = FastAPI(
         title="newswatch",
         version=__version__,
@@ -50,6 +53,7 @@ def create_app(
     app.state.engine = engine
     app.state.settings = settings
     app.state.config = config
+    app.state.service_metrics = service_metrics
     app.state.readiness = Readiness(engine, status, tick_max_age, ready_timeout)
     install_error_handlers(app)
     # The gate inside the token check: a request without the token takes no slot.

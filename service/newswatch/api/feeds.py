@@ -20,16 +20,14 @@ from xml.etree import ElementTree as ET
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
-from sqlmodel import col
 
-from newswatch.alerts.models import AlertState
 from newswatch.api import events
 from newswatch.api.errors import ApiError
 from newswatch.api.params import clean_text, parse_since
 from newswatch.api.routes import SessionDep
 from newswatch.api.schemas import EventOut
-from newswatch.store.columns import as_utc, storable_text
+from newswatch.store.columns import storable_text
+from newswatch.store.rule_feeds import notified_events
 
 router = APIRouter(prefix="/feeds", include_in_schema=False)
 
@@ -143,13 +141,7 @@ def rule_feed(
     names = {r.name for r in config.rules} if config is not None else set()
     if rule not in names:
         raise ApiError(404, f"no alert rule named {rule!r}", "rule")
-    states = session.execute(
-        select(col(AlertState.event_id), col(AlertState.last_at))
-        .where(col(AlertState.rule) == rule, col(AlertState.status) == "notified")
-        .order_by(col(AlertState.last_at).desc())
-        .limit(ENTRIES)
-    ).all()
-    notified = {event_id: as_utc(at) for event_id, at in states}
+    notified = notified_events(session, rule, ENTRIES)
     found = [events.get_event(session, event_id) for event_id in notified]
     # A merged-away event answers with its survivor: list each survivor once.
     items: dict[int, EventOut] = {}

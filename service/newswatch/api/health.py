@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from newswatch.store.db import current_revision, head_revision, probe_writes
+from newswatch.store.health import ping
 
 # The scheduler's resync job ticks every minute; three missed ticks mean it is stuck.
 DEFAULT_TICK_MAX_AGE = 180.0
@@ -19,10 +20,15 @@ WRITE_PROBE_EVERY = 30.0
 
 
 class SchedulerStatus(Protocol):
-    """What the service tells readiness about its scheduler (service.ServiceStatus)."""
+    """What the service tells readiness about its scheduler (service.ServiceStatus; in the
+    API's process, status_board.BoardStatus)."""
 
-    scheduler_running: bool
-    last_tick: float | None  # time.time() of the last tick
+    @property
+    def scheduler_running(self) -> bool: ...
+
+    @property
+    def last_tick(self) -> float | None:  # time.time() of the last tick
+        ...
 
 
 @dataclass
@@ -56,8 +62,7 @@ class Readiness:
 
     def _store(self) -> dict[str, Any]:
         try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            ping(self.engine)
         except Exception as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
         return {"ok": True}

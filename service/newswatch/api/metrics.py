@@ -1,16 +1,23 @@
-"""/metrics: the registry of newswatch.metrics, with store-derived gauges set at scrape time."""
+"""/metrics: the registry of newswatch.metrics, with store-derived gauges set at scrape time.
+
+Under `newswatch run` the API answers from a process of its own (api/process.py): the
+ingestion metrics live in the service's process, which sends its exposition at each scrape;
+the API process adds what it owns (the store gauges it just computed, its own counters).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Engine, func
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from newswatch.fetch.http import NOT_MODIFIED
 from newswatch.log import get_logger
 from newswatch.prometheus_registry import (
+    API_REJECTED,
     DEAD_LETTERS,
     NOT_MODIFIED_SHARE,
     OUTBOX_DEPTH,
@@ -19,7 +26,7 @@ from newswatch.prometheus_registry import (
     SOURCES_IN_ERROR,
     SOURCES_TOTAL,
 )
-from newswatch.store.models import Fetch, Source
+from newswatch.store.gauges import fetch_outcome_share, sources_by_state, sources_in_error
 from newswatch.store.outbox import dead_letter_count, outbox_stats
 
 log = get_logger(__name__)
@@ -29,33 +36,69 @@ NOT_MODIFIED_WINDOW = timedelta(hours=1)
 
 def refresh_store_gauges(session: Session) -> None:
     """Set the gauges that describe the store rather than events in this process."""
-    in_error = session.exec(
-        select(func.count()).select_from(Source).where(Source.consecutive_errors > 0)
-    ).one()
-    SOURCES_IN_ERROR.set(in_error)
-    by_state = dict(
-        session.exec(select(Source.enabled, func.count()).group_by(col(Source.enabled))).all()
-    )
-    SOURCES_TOTAL.labels("enabled").set(by_state.get(True, 0))
-    SOURCES_TOTAL.labels("disabled").set(by_state.get(False, 0))
+    SOURCES_IN_ERROR.set(sources_in_error(session))
+    for state, count in sources_by_state(session).items():
+        SOURCES_TOTAL.labels(state).set(count)
     since = datetime.now(UTC) - NOT_MODIFIED_WINDOW
-    total, not_modified = session.exec(
-        select(func.count(), func.count().filter(col(Fetch.outcome) == NOT_MODIFIED)).where(
-            Fetch.started_at >= since
-        )
-    ).one()
-    NOT_MODIFIED_SHARE.set(not_modified / total if total else 0.0)
+    NOT_MODIFIED_SHARE.set(fetch_outcome_share(session, NOT_MODIFIED, since))
     depth, oldest = outbox_stats(session)
     OUTBOX_DEPTH.set(depth)
     OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)
     DEAD_LETTERS.set(dead_letter_count(session))
 
 
-def render_metrics(engine: Engine) -> tuple[bytes, str]:
-    """The exposition text; a store that fails leaves the last gauge values in place."""
+# What the API's process knows better than the service's: computed at each scrape from the
+# store, or counted by the API itself. Everything else comes from the service's process.
+API_OWNED = (
+    API_REJECTED,
+    SOURCES_IN_ERROR,
+    SOURCES_TOTAL,
+    NOT_MODIFIED_SHARE,
+    OUTBOX_DEPTH,
+    OUTBOX_OLDEST_AGE,
+    DEAD_LETTERS,
+)
+
+
+def render_metrics(
+    engine: Engine, service_metrics: Callable[[], bytes] | None = None
+) -> tuple[bytes, str]:
+    """The exposition text; a store that fails leaves the last gauge values in place.
+    `service_metrics` gives the service's own exposition when the API runs apart from it;
+    OSError when it does not answer."""
     try:
         with Session(engine) as session:
             refresh_store_gauges(session)
     except Exception:
         log.exception("could not compute store gauges")
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    own = generate_latest(REGISTRY)
+    if service_metrics is None:
+        return own, CONTENT_TYPE_LATEST
+    return merge_expositions(service_metrics(), own, owned_names()), CONTENT_TYPE_LATEST
+
+
+def owned_names() -> set[str]:
+    """The family names of API_OWNED as the text shows them (a counter's `_total` and
+    `_created` families included)."""
+    bases = {family.name for metric in API_OWNED for family in metric.describe()}
+    return {base + suffix for base in bases for suffix in ("", "_total", "_created")}
+
+
+def merge_expositions(service: bytes, api: bytes, owned: set[str]) -> bytes:
+    """The service's metric families, those in `owned` taken from the API's text instead."""
+    api_families = dict(_families(api))
+    merged = [
+        api_families.get(name, b"") if name in owned else block
+        for name, block in _families(service)
+    ]
+    return b"".join(merged)
+
+
+def _families(text: bytes) -> list[tuple[str, bytes]]:
+    """(name, its HELP, TYPE and sample lines) for each family, in order: prometheus_client
+    starts every family with its `# HELP` line."""
+    families: list[tuple[str, bytes]] = []
+    for block in text.split(b"# HELP ")[1:]:
+        name = block.split(b" ", 1)[0].decode()
+        families.append((name, b"# HELP " + block))
+    return families

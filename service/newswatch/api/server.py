@@ -81,8 +81,10 @@ async def serve(
     stop: asyncio.Event,
     *,
     server: uvicorn.Server | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Serve `app` on host:port until `stop` is set; in-flight requests finish first."""
+    """Serve `app` on host:port (or on `sockets`, bound already) until `stop` is set;
+    in-flight requests finish first."""
     server = server or make_server(app, host, port)
 
     async def watch() -> None:
@@ -91,7 +93,7 @@ async def serve(
 
     watcher = asyncio.create_task(watch())
     try:
-        await server.serve()
+        await server.serve(sockets)
     except SystemExit as exc:  # uvicorn exits when it cannot bind the port
         raise RuntimeError(f"HTTP server could not start on {host}:{port}") from exc
     finally:

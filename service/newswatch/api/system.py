@@ -7,9 +7,13 @@ import asyncio
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from newswatch.api.errors import busy_response
 from newswatch.api.metrics import render_metrics
 from newswatch.api.routes import bearer
 from newswatch.api.schemas import HealthOut, ReadyOut
+from newswatch.log import get_logger
+
+log = get_logger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -46,5 +50,10 @@ async def readyz(request: Request) -> JSONResponse:
 )
 def metrics(request: Request) -> Response:
     """Prometheus metrics; store-derived gauges are computed at scrape time."""
-    payload, content_type = render_metrics(request.app.state.engine)
+    state = request.app.state
+    try:
+        payload, content_type = render_metrics(state.engine, state.service_metrics)
+    except OSError as exc:  # the service's process did not answer in time
+        log.warning("the service's metrics did not arrive", error=repr(exc))
+        return busy_response("the service's metrics did not arrive in time")
     return Response(payload, media_type=content_type)

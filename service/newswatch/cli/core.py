@@ -11,22 +11,46 @@ import click
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
-from newswatch.lifecycle import exit_on_signal
+from newswatch.lifecycle import bind_to_parent, exit_on_signal, skip_final_collection
 
 if TYPE_CHECKING:
     from newswatch.fetch.poll import PollOutcome
     from newswatch.service import Service
 
-LOOP_SWITCH_INTERVAL = 0.001  # seconds; CPython's default is 0.005
+# The parts of the service (issue 16). `all` runs every part in one service (its API in a
+# process of its own); the scaled mode's roles come later (docs/decisions/0084-roles.md).
+ROLES = ("all", "api", "scheduler", "fetch", "group", "deliver")
+RUNNING_ROLES = ("all", "api")
 
 
 @click.command("run")
 @click.option("--once", is_flag=True, help="Poll every enabled source once, then exit.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(ROLES),
+    help="Run a part of the service (repeatable). all (default): everything; api: the HTTP "
+    "API and pages alone, reading the store (as `serve`).",
+)
+@click.option("--api-child", hidden=True, help="Internal: the API process of a `run`.")
 @pass_app
-def run(app: AppContext, once: bool) -> None:
+def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | None) -> None:
     """Run the service in the foreground (SIGTERM/SIGINT stop it cleanly).
 
     Stopped so, `run` exits 0 and `run --once` with 128 + the signal's number."""
+    role = _chosen_role(roles, once, api_child)
+    if api_child:
+        # First, before the API's imports (seconds on a loaded machine): from here on the
+        # kernel ends this process when the service dies.
+        bind_to_parent(_parent_pid(api_child))
+    if role == "api":
+        from newswatch.api.process import ChildLink
+        from newswatch.cli.serve import serve_api
+
+        child = ChildLink.decode(api_child) if api_child else None
+        serve_api(app, app.settings.http_host, app.settings.http_port, child)
+        return
     from newswatch.service import build_service  # the service's imports are heavy
 
     service = build_service(app.engine(), app.config, app.settings, serve_http=not once)
@@ -41,16 +65,34 @@ def run(app: AppContext, once: bool) -> None:
         exit_on_signal()  # what was queued is sent by the next run, not now
         drain_alerts(app.engine(), app.config, app.settings)
         return
-    # One event loop polls, schedules and answers /healthz beside worker threads (writes, API
-    # handlers): a thread waiting for the GIL waits up to the switch interval, and the loop
-    # waits again after every socket call. 1 ms instead of 5 keeps /healthz fast under API
-    # load (docs/decisions/0081-api-load-isolation.md).
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
+    asyncio.run(service.run())
+    skip_final_collection()
+
+
+def _parent_pid(api_child: str) -> int:
     try:
-        asyncio.run(service.run())
-    finally:  # a command run in-process (the tests) leaves the interpreter as it found it
-        sys.setswitchinterval(previous)
+        return int(api_child.split(",", 1)[0])
+    except ValueError:
+        raise click.BadParameter("expected PID,FD,FD,FD", param_hint="--api-child") from None
+
+
+def _chosen_role(roles: tuple[str, ...], once: bool, api_child: str | None) -> str:
+    """The one role this process runs; a usage error for roles that do not run yet."""
+    chosen = set(roles) or {"all"}
+    waiting = sorted(chosen - set(RUNNING_ROLES), key=ROLES.index)
+    if waiting:
+        raise click.UsageError(
+            f"--role {', '.join(waiting)}: not available yet; the roles that run today are "
+            "all (the default: every part in one service) and api (the HTTP API alone). "
+            "scheduler, fetch, group and deliver come with the scaled mode on Postgres "
+            "(docs/decisions/0084-roles.md)."
+        )
+    role = "all" if "all" in chosen else "api"
+    if role == "api" and once:
+        raise click.UsageError("--once polls sources; --role api polls none")
+    if api_child and role != "api":
+        raise click.UsageError("--api-child goes with --role api")
+    return role
 
 
 def _run_once(service: Service) -> list[PollOutcome]:

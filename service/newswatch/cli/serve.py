@@ -1,17 +1,50 @@
-"""`newswatch serve`: the HTTP API and pages alone, over an existing store."""
+"""`newswatch serve` and `newswatch run --role api`: the HTTP API and pages alone, over an
+existing store, reading only. `run` starts the same code as its API process
+(api/process.py), given the listening socket, the scheduler's status board and the service's
+metrics channel."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from newswatch.cli.common import AppContext, pass_app
-from newswatch.lifecycle import stop_on_signal
+from newswatch.lifecycle import skip_final_collection, stop_on_signal
+
+if TYPE_CHECKING:
+    from newswatch.api.process import ChildLink
+
+# One event loop answers /healthz and hands requests to worker threads that read the store
+# and render: a thread waiting for the GIL waits up to the switch interval, and the loop
+# waits again after every socket call. 1 ms instead of CPython's 5 keeps /healthz fast while
+# the workers are busy (docs/decisions/0081-api-load-isolation.md).
+LOOP_SWITCH_INTERVAL = 0.001
 
 
-async def _serve_until_signal(app_ctx: AppContext, host: str, port: int) -> None:
+def serve_api(app_ctx: AppContext, host: str, port: int, child: ChildLink | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; as the API process of `run` when `child` is given (bound
+    to the service already: lifecycle.bind_to_parent)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
+    try:
+        asyncio.run(_serve_until_signal(app_ctx, host, port, child))
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:  # a command run in-process (the tests) leaves the interpreter as it found it
+        sys.setswitchinterval(previous)
+    skip_final_collection()
+
+
+async def _serve_until_signal(
+    app_ctx: AppContext, host: str, port: int, child: ChildLink | None
+) -> None:
     from newswatch.api import create_app, serve
+    from newswatch.api.process import ParentMetrics
+    from newswatch.status_board import BoardStatus, StatusBoard
     from newswatch.store.db import bounded_engine
 
     stop = asyncio.Event()
@@ -23,8 +56,19 @@ async def _serve_until_signal(app_ctx: AppContext, host: str, port: int) -> None
             settings.api_max_concurrent,
             settings.api_statement_timeout,
         )
-        app = create_app(engine, settings, config=app_ctx.config)
-        await serve(app, host, port, stop)
+        if child is None:
+            app = create_app(engine, settings, config=app_ctx.config)
+            await serve(app, host, port, stop)
+            return
+        app = create_app(
+            engine,
+            settings,
+            config=app_ctx.config,
+            status=BoardStatus(StatusBoard(child.status_fd, writable=False)),
+            service_metrics=ParentMetrics(child.metrics_fd).fetch,
+        )
+        listening = socket.socket(fileno=child.listen_fd)
+        await serve(app, host, port, stop, sockets=[listening])
 
 
 @click.command("serve")
@@ -34,16 +78,7 @@ async def _serve_until_signal(app_ctx: AppContext, host: str, port: int) -> None
 def serve_command(app: AppContext, host: str | None, port: int | None) -> None:
     """Serve health, metrics, the read API and the live pages over an existing store."""
     settings = app.settings
-    try:
-        asyncio.run(
-            _serve_until_signal(
-                app,
-                host or settings.http_host,
-                settings.http_port if port is None else port,
-            )
-        )
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+    serve_api(app, host or settings.http_host, settings.http_port if port is None else port)
 
 
 def register(main: click.Group) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 from newswatch import errors
+from newswatch.store.startup import startup_lock
 
 if TYPE_CHECKING:
     import psycopg
@@ -280,7 +281,8 @@ def open_store(url: str, migrate: bool = True) -> Engine:
         raise StoreUnavailable(_url_problem(exc), where=where) from exc
     try:
         if migrate:
-            upgrade(engine)
+            with startup_lock(engine):  # two processes starting at once migrate in turn
+                upgrade(engine)
         else:
             with engine.connect():
                 pass

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     api_statement_timeout: float = Field(
         5.0, gt=0, validation_alias="NEWSWATCH_API_STATEMENT_TIMEOUT"
     )
+    # `run` serves the API from a process of its own (`run --role api`) instead of its own
+    # event loop. Off by default: on 2 cores it doubled /healthz p99 under API load
+    # (docs/decisions/0083-api-process.md).
+    api_process: bool = Field(False, validation_alias="NEWSWATCH_API_PROCESS")
 
     smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
     smtp_port: int = Field(587, validation_alias="SMTP_PORT")

@@ -1,4 +1,5 @@
-"""`newswatch run` serves its API from a process of its own (`run --role api`): real processes
+"""With NEWSWATCH_API_PROCESS set, `newswatch run` serves its API from a process of its own
+(`run --role api`): real processes
 on 127.0.0.1. The API process reports the scheduler's state (/readyz) and the service's
 metrics (/metrics), dies with the service even after SIGKILL, and takes the service down
 when it dies itself. `--role api` alone reads only; the roles to come are refused."""
@@ -48,6 +49,7 @@ def running(
         "NEWSWATCH_HTTP_HOST": "127.0.0.1",
         "NEWSWATCH_FIRST_RUN_SPREAD": "0",
         "NEWSWATCH_PARSE_WORKERS": "0",
+        "NEWSWATCH_API_PROCESS": "true",
     }
     return env, tmp_path
 
@@ -81,6 +83,22 @@ def test_the_api_process_reports_the_scheduler_and_the_service_metrics(
         assert nw.wait(START_SECONDS) == 0, nw.log_text()
         wait_for(lambda: not nw.family(), START_SECONDS, "the API process to exit")
         assert nw.logged("api process stopped")
+
+
+@sqlite_only
+def test_by_default_run_serves_the_api_from_its_own_process(
+    running: tuple[dict[str, str], Path],
+) -> None:
+    """Without NEWSWATCH_API_PROCESS the API is served by the service itself (decision 0083's
+    measurement on 2 cores): no child process, /readyz still sees the scheduler."""
+    env, tmp_path = running
+    env = {k: v for k, v in env.items() if k != "NEWSWATCH_API_PROCESS"}
+    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
+        base = _base_url(nw)
+        assert _api_pids(nw) == []
+        with httpx.Client(base_url=base, timeout=30) as http:
+            ready = http.get("/readyz").json()
+        assert ready["checks"]["scheduler"]["running"] is True, ready
 
 
 @sqlite_only

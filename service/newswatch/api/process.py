@@ -28,7 +28,7 @@ from prometheus_client import generate_latest
 
 from newswatch.config import Settings
 from newswatch.log import get_logger
-from newswatch.metrics import REGISTRY
+from newswatch.prometheus_registry import REGISTRY
 from newswatch.status_board import StatusBoard
 
 log = get_logger(__name__)

@@ -65,7 +65,19 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         exit_on_signal()  # what was queued is sent by the next run, not now
         drain_alerts(app.engine(), app.config, app.settings)
         return
-    asyncio.run(service.run())
+    if app.settings.api_process:
+        asyncio.run(service.run())
+    else:
+        # The API is served on this event loop: 1-ms GIL switches keep /healthz answered
+        # beside the API's handler threads and the writer (decisions 0081, 0083).
+        from newswatch.cli.serve import LOOP_SWITCH_INTERVAL
+
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
+        try:
+            asyncio.run(service.run())
+        finally:  # a command run in-process (the tests) leaves the interpreter as it found it
+            sys.setswitchinterval(previous)
     skip_final_collection()
 
 

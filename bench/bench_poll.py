@@ -179,12 +179,15 @@ def parse_workers() -> int:
 
 def unchanged_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> None:  # type: ignore[no-untyped-def]
     urls = [farm.url(i) for i in range(feeds)]
-    config = tmp / f"unchanged-{feeds}.yaml"
+    config, first = tmp / f"unchanged-{feeds}.yaml", tmp / f"first-{feeds}.yaml"
     write_config(config, urls, grouping=True)
+    write_config(first, urls, grouping=False)
     db = tmp / "newswatch.db"
     db.unlink(missing_ok=True)
-    took, summary = run_once(tmp, config)
-    print(f"  first pass (every feed new, grouping on): {took:.1f} s; {summary}")
+    # The first pass stores every feed's entries (grouping off: quicker, and a run that
+    # stores nothing does not read the grouping window anyway).
+    took, summary = run_once(tmp, first)
+    print(f"  first pass (every feed new, grouping off): {took:.1f} s; {summary}")
     etags = stored_validators(db)
     requests = [(u, etags.get(u)) for u in urls]
     assert all(e for _u, e in requests), "a feed has no stored ETag"

@@ -24,7 +24,8 @@ its baseline in every round (min/median/max over `--rounds`):
 (b') the same changed run with event grouping on, for information (no target).
 
 Ratios are rate(newswatch) / rate(baseline) = time(baseline) / time(newswatch), per round.
-`--json PATH` writes every sample (bench/run_all reads it).
+`--json PATH` writes every sample (bench/run_all reads it). With BENCH_POLL_PROFILE=DIR each
+`run --once` runs under py-spy (on PATH), its raw samples written to DIR.
 """
 
 from __future__ import annotations
@@ -93,9 +94,14 @@ def run_once(tmp: Path, config: Path) -> tuple[float, str]:
         "NEWSWATCH_CONFIG": str(config),
         "NEWSWATCH_LOG_LEVEL": "WARNING",
     }
+    command = [sys.executable, "-m", "newswatch", "run", "--once"]
+    profile_dir = os.environ.get("BENCH_POLL_PROFILE")
+    if profile_dir:  # py-spy's raw samples of each run, for finding where the time goes
+        out = Path(profile_dir) / f"{config.stem}-{time.time():.0f}.txt"
+        command = ["py-spy", "record", "-r", "100", "-f", "raw", "-o", str(out), "--", *command]
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "newswatch", "run", "--once"],
+        command,
         env=env,
         capture_output=True,
         text=True,
@@ -283,7 +289,7 @@ def main() -> None:
         bare_client_main(sys.argv[2], MAX_CONNECTIONS)
         return
     ap = argparse.ArgumentParser()
-    ap.add_argument("--feeds", type=int, nargs="+", default=[2000, 10000])
+    ap.add_argument("--feeds", type=int, nargs="*", default=[2000, 10000])
     ap.add_argument("--changed-feeds", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--feeds-per-host", type=int, default=1)

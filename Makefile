@@ -4,6 +4,8 @@
 #   make test  - the whole test suite (Postgres tests run when NEWSWATCH_TEST_DATABASE_URL is set);
 #                after `make lint` (ruff check, ruff format --check, mypy); adds the test tools
 #                (pytest, ruff, mypy, selenium, schemathesis, ...) to the same venv
+#   make bench - every benchmark at a size that finishes in under 10 minutes on 2 cores, and
+#                one table of ratios (bench/run_all.py; docs/benchmarks.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -34,6 +36,9 @@ lint: $(TEST_TOOLS)
 	$(BIN)/ruff check service tests bench
 	$(BIN)/ruff format --check service tests bench
 	$(BIN)/mypy
+
+bench: $(TEST_TOOLS)  # the baselines (datasketch, ...) come with the test tools
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,176 +1,318 @@
-"""Polling throughput against a farm of feeds on 127.0.0.1.
+"""Polling against the limit: a whole `newswatch run --once` against the tools a user would
+pick instead, on a farm of feeds on loopback.
 
-    python bench/bench_poll.py [--feeds 2000] [--concurrency 50]
+    python bench/bench_poll.py [--feeds 2000] [--changed-feeds 500] [--rounds 5]
+                               [--feeds-per-host 1] [--skip-changed]
 
-(a) every feed unchanged (304) and (b) every feed changed (20 new entries each), through the
-whole pipeline (fetch, parse, store, record), in feeds/s, compared in the same run with
-- the bare client: the same Fetcher, same server, same concurrency, no parsing or storing;
-- feedparser alone on the same bodies.
-Also compares httpx's own transport with the httpx-aiohttp transport (bare client, both modes).
-Targets: (a) >= 50% of the bare client's rate; (b) >= 70% of the parse-only rate.
+The farm (bench/feedfarm.py, a process of its own) serves the feeds on many loopback ports,
+`--feeds-per-host` feeds a port: each port is a host to both clients, and newswatch keeps its
+politeness on (NEWSWATCH_HTTP_PER_HOST_CONCURRENCY 2, a 1 s gap between a host's request
+starts, NEWSWATCH_HTTP_MAX_CONNECTIONS 100 requests under way). Modes, each interleaved with
+its baseline in every round (min/median/max over `--rounds`):
+
+(a) unchanged: every feed answers 304. newswatch: `newswatch run --once` in a process of its
+    own, start-up included (config file of N sources, store, sources synced, the grouping
+    window, the fetches, the writes). Baseline: a bare aiohttp client in a process of its own
+    doing the same conditional GETs (the same ETags, the same bound of 100 requests under way,
+    the same hosts). Target: newswatch's time <= 2x the bare client's (>= 50 % of its rate).
+    The bare client's GET phase alone (its process start excluded) is printed too.
+(b) changed: every feed has 20 new entries (the farm moves a generation each round).
+    newswatch: `newswatch run --once` with event grouping off (fetch, parse in
+    NEWSWATCH_PARSE_WORKERS processes, store, record). Baseline: feedparser.parse alone over
+    the same bodies in a pool of the same number of processes (started before the clock, the
+    bodies in memory). Target: newswatch's rate >= 70 % of feedparser's.
+(b') the same changed run with event grouping on, for information (no target).
+
+Ratios are rate(newswatch) / rate(baseline) = time(baseline) / time(newswatch), per round.
+`--json PATH` writes every sample (bench/run_all reads it). With BENCH_POLL_PROFILE=DIR each
+`run --once` runs under py-spy (on PATH), its raw samples written to DIR.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-import feedparser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from feedfarm import FeedFarm
-from newswatch.config import FileConfig, Settings, SourceConfig
-from newswatch.fetch.http import Fetcher
-from newswatch.fetch.poll import Poller
-from newswatch.log import configure_logging
-from newswatch.pipeline import Pipeline
-from newswatch.store.db import open_store, session_scope
-from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
+MAX_CONNECTIONS = 100  # newswatch's default NEWSWATCH_HTTP_MAX_CONNECTIONS
 
 
-def settings(concurrency: int, transport: str = "aiohttp") -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        NEWSWATCH_HTTP_MAX_CONNECTIONS=concurrency,
-        NEWSWATCH_HTTP_PER_HOST_CONCURRENCY=concurrency,  # the farm stands for many hosts
-        NEWSWATCH_HTTP_MIN_HOST_DELAY=0,
-        NEWSWATCH_HTTP_TRANSPORT=transport,
-        NEWSWATCH_LOG_LEVEL="WARNING",
+# --- the bare client: what a user would write with aiohttp alone ---------------------------
+async def _bare_get_all(requests: list[tuple[str, str | None]], bound: int) -> list[int]:
+    import aiohttp
+
+    limit = asyncio.Semaphore(bound)
+    connector = aiohttp.TCPConnector(limit=bound)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(url: str, etag: str | None) -> int:
+            headers = {"If-None-Match": etag} if etag else {}
+            async with limit, session.get(url, headers=headers) as response:
+                await response.read()
+                return response.status
+
+        return await asyncio.gather(*(one(u, e) for u, e in requests))
+
+
+def bare_client_main(path: str, bound: int) -> None:
+    """`bench_poll.py --bare-client FILE`: the GETs of FILE ([[url, etag], ...]); prints the
+    GET phase's seconds and the statuses seen."""
+    requests = [tuple(r) for r in json.loads(Path(path).read_text())]
+    started = time.perf_counter()
+    statuses = asyncio.run(_bare_get_all(requests, bound))  # type: ignore[arg-type]
+    took = time.perf_counter() - started
+    counts: dict[int, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    print(json.dumps({"seconds": took, "statuses": counts}))
+
+
+# --- newswatch and the baselines, each in a process of its own ----------------------------
+def write_config(path: Path, urls: list[str], grouping: bool) -> None:
+    lines = ["sources:"]
+    for i, url in enumerate(urls):
+        lines += [f"  - name: farm-{i}", f"    url: {url}", "    interval: 10m"]
+    lines += ["grouping:", f"  enabled: {'true' if grouping else 'false'}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run_once(tmp: Path, config: Path) -> tuple[float, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp / 'newswatch.db'}",
+        "NEWSWATCH_CONFIG": str(config),
+        "NEWSWATCH_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "newswatch", "run", "--once"]
+    profile_dir = os.environ.get("BENCH_POLL_PROFILE")
+    if profile_dir:  # py-spy's raw samples of each run, for finding where the time goes
+        out = Path(profile_dir) / f"{config.stem}-{time.time():.0f}.txt"
+        command = ["py-spy", "record", "-r", "100", "-f", "raw", "-o", str(out), "--", *command]
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    took = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"newswatch run --once failed:\n{done.stderr[-3000:]}")
+    summary = [line for line in done.stderr.splitlines() if "sources polled" in line]
+    return took, summary[-1] if summary else done.stderr[-300:]
 
 
-async def gather_limited(n: int, coros) -> list:  # type: ignore[no-untyped-def]
-    limit = asyncio.Semaphore(n)
-
-    async def one(c):  # type: ignore[no-untyped-def]
-        async with limit:
-            return await c
-
-    return await asyncio.gather(*(one(c) for c in coros))
-
-
-async def poll_all(poller: Poller, sources: list[SourceSnapshot], n: int) -> list:
-    return await gather_limited(n, (poller.poll(s) for s in sources))
-
-
-async def bare(fetcher: Fetcher, urls: list[str], etags: list[str | None], n: int) -> list:
-    return await gather_limited(
-        n, (fetcher.get(u, etag=e) for u, e in zip(urls, etags, strict=True))
+def bare_client(tmp: Path, requests: list[tuple[str, str | None]]) -> tuple[float, float, dict]:
+    path = tmp / "requests.json"
+    path.write_text(json.dumps(requests))
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--bare-client", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    took = time.perf_counter() - started
+    report = json.loads(done.stdout)
+    return took, report["seconds"], report["statuses"]
 
 
-def load(engine) -> list[SourceSnapshot]:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        return sorted(schedulable_sources(s), key=lambda x: x.id)
+def stored_validators(db: Path) -> dict[str, str | None]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT url, etag FROM sources"))
 
 
-# The foundation's pipeline (fetch, parse, store, record) and the whole one with grouping.
-PLAIN = FileConfig(grouping={"enabled": False})  # type: ignore[arg-type]
-GROUPED = FileConfig()
+def stored_articles(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM articles").fetchone()[0]
 
 
-async def pipeline_pass(
-    engine, cfg: Settings, n: int, config: FileConfig = PLAIN
-) -> tuple[float, list]:  # type: ignore[no-untyped-def]
-    sources = load(engine)
-    async with (
-        Fetcher(cfg) as fetcher,
-        Poller(fetcher, Pipeline(engine, config, cfg), cfg) as poller,
-    ):
-        # Start the parser processes before timing (they start on the second parallel parse).
-        await asyncio.gather(
-            *(poller.run_cpu(time.sleep, 0.2) for _ in range(cfg.parse_workers + 1))
+def _parse(body: bytes) -> int:
+    import feedparser
+
+    return len(feedparser.parse(body).entries)
+
+
+def _warm(_: int) -> int:
+    import feedparser  # noqa: F401  (imported before the clock, as newswatch's workers do)
+
+    return os.getpid()
+
+
+def feedparser_pool(pool: ProcessPoolExecutor, bodies: list[bytes]) -> tuple[float, int]:
+    started = time.perf_counter()
+    entries = sum(pool.map(_parse, bodies))
+    return time.perf_counter() - started, entries
+
+
+def fetch_bodies(urls: list[str]) -> list[bytes]:
+    import aiohttp
+
+    async def all_bodies() -> list[bytes]:
+        connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def one(url: str) -> bytes:
+                async with session.get(url) as response:
+                    return await response.read()
+
+            return await asyncio.gather(*(one(u) for u in urls))
+
+    return asyncio.run(all_bodies())
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+def parse_workers() -> int:
+    from newswatch.config import Settings
+
+    return Settings().parse_workers  # type: ignore[call-arg]
+
+
+def unchanged_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> None:  # type: ignore[no-untyped-def]
+    urls = [farm.url(i) for i in range(feeds)]
+    config, first = tmp / f"unchanged-{feeds}.yaml", tmp / f"first-{feeds}.yaml"
+    write_config(config, urls, grouping=True)
+    write_config(first, urls, grouping=False)
+    db = tmp / "newswatch.db"
+    db.unlink(missing_ok=True)
+    # The first pass stores every feed's entries (grouping off: quicker, and a run that
+    # stores nothing does not read the grouping window anyway).
+    took, summary = run_once(tmp, first)
+    print(f"  first pass (every feed new, grouping off): {took:.1f} s; {summary}")
+    etags = stored_validators(db)
+    requests = [(u, etags.get(u)) for u in urls]
+    assert all(e for _u, e in requests), "a feed has no stored ETag"
+    ratios, nw_times, bare_times, bare_gets = [], [], [], []
+    for r in range(rounds):
+        # Alternate which goes first: a neighbour's burst then favours neither.
+        order = ("bare", "newswatch") if r % 2 == 0 else ("newswatch", "bare")
+        for mode in order:
+            if mode == "bare":
+                t_bare, t_gets, statuses = bare_client(tmp, requests)
+                assert statuses == {"304": feeds}, statuses
+            else:
+                t_nw, summary = run_once(tmp, config)
+                assert " 0 new articles, 0 with errors" in summary, summary
+        nw_times.append(t_nw)
+        bare_times.append(t_bare)
+        bare_gets.append(t_gets)
+        ratios.append(t_bare / t_nw)
+        print(
+            f"  round {r + 1}: newswatch run --once {t_nw:.2f} s, bare aiohttp client "
+            f"{t_bare:.2f} s (its GETs {t_gets:.2f} s): rate ratio {t_bare / t_nw:.2f}"
         )
-        started = time.perf_counter()
-        outcomes = await poll_all(poller, sources, n)
-        return time.perf_counter() - started, outcomes
+    key = f"unchanged-{feeds}"
+    results[key] = {
+        "newswatch_s": nw_times,
+        "bare_s": bare_times,
+        "bare_gets_s": bare_gets,
+        "ratio": ratios,
+        "target": 0.5,
+    }
+    print(
+        f"(a) {feeds} unchanged feeds: newswatch {spread(nw_times)} s, bare client "
+        f"{spread(bare_times)} s (GET phase {spread(bare_gets)} s); rate ratio "
+        f"min/median/max {spread(ratios)} (target >= 0.50)"
+    )
 
 
-async def bare_pass(urls, etags, cfg: Settings, n: int) -> tuple[float, list]:  # type: ignore[no-untyped-def]
-    async with Fetcher(cfg) as fetcher:
-        started = time.perf_counter()
-        results = await bare(fetcher, urls, etags, n)
-        return time.perf_counter() - started, results
-
-
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds else float("inf")
+def changed_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> None:  # type: ignore[no-untyped-def]
+    urls = [farm.url(i) for i in range(feeds)]
+    db = tmp / "newswatch.db"
+    db.unlink(missing_ok=True)
+    plain, grouped = tmp / "changed-plain.yaml", tmp / "changed-grouped.yaml"
+    write_config(plain, urls, grouping=False)
+    write_config(grouped, urls, grouping=True)
+    workers = parse_workers()
+    run_once(tmp, plain)  # every feed known: each round then brings 20 new entries a feed
+    ratios, nw_times, fp_times, grouped_ratios = [], [], [], []
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_warm, range(workers)))
+        for r in range(rounds):
+            farm.bump()
+            bodies = fetch_bodies(urls)
+            order = ("feedparser", "newswatch") if r % 2 == 0 else ("newswatch", "feedparser")
+            for mode in order:
+                if mode == "feedparser":
+                    t_fp, entries = feedparser_pool(pool, bodies)
+                    assert entries == 20 * feeds, entries
+                else:
+                    before = stored_articles(db)
+                    t_nw, summary = run_once(tmp, plain)
+                    assert stored_articles(db) - before == 20 * feeds, summary
+            nw_times.append(t_nw)
+            fp_times.append(t_fp)
+            ratios.append(t_fp / t_nw)
+            print(
+                f"  round {r + 1}: newswatch run --once {t_nw:.2f} s, feedparser in {workers} "
+                f"processes {t_fp:.2f} s: rate ratio {t_fp / t_nw:.2f}"
+            )
+        # (b'): with grouping, after the rounds (its window would slow (b) otherwise).
+        farm.bump()
+        t_grouped, _summary = run_once(tmp, grouped)
+        grouped_ratios.append(statistics.median(fp_times) / t_grouped)
+    results[f"changed-{feeds}"] = {
+        "newswatch_s": nw_times,
+        "feedparser_s": fp_times,
+        "ratio": ratios,
+        "target": 0.7,
+        "workers": workers,
+    }
+    print(
+        f"(b) {feeds} changed feeds (20 new entries each), grouping off: newswatch "
+        f"{spread(nw_times)} s, feedparser alone in {workers} processes {spread(fp_times)} s; "
+        f"rate ratio min/median/max {spread(ratios)} (target >= 0.70)"
+    )
+    print(
+        f"(b') the same with event grouping on, once: {t_grouped:.2f} s, ratio to feedparser's "
+        f"median {grouped_ratios[0]:.2f} (no target)"
+    )
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--bare-client":
+        bare_client_main(sys.argv[2], MAX_CONNECTIONS)
+        return
     ap = argparse.ArgumentParser()
-    ap.add_argument("--feeds", type=int, default=2000)
-    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--feeds", type=int, nargs="*", default=[2000, 10000])
+    ap.add_argument("--changed-feeds", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--feeds-per-host", type=int, default=1)
+    ap.add_argument("--skip-changed", action="store_true")
+    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    configure_logging("WARNING")
-    n, feeds = args.concurrency, args.feeds
-    cfg = settings(n)
-    tmp = tempfile.mkdtemp()
-    engine = open_store(f"sqlite:///{tmp}/bench.db")
-    with FeedFarm(feeds) as farm:
-        urls = [farm.url(i) for i in range(feeds)]
-        with session_scope(engine) as s:
-            sync_config_sources(
-                s, [SourceConfig(name=f"farm-{i}", url=u) for i, u in enumerate(urls)]
-            )
-        warm, outcomes = asyncio.run(pipeline_pass(engine, cfg, n))
-        assert all(o.outcome == "ok" for o in outcomes), {o.outcome for o in outcomes}
-        print(
-            f"first pass (all new): {rate(feeds, warm):.0f} feeds/s, "
-            f"{sum(o.new for o in outcomes)} articles stored"
-        )
+    from feedfarm import FeedFarm
 
-        # (a) unchanged: everything answers 304.
-        etags = [s.etag for s in load(engine)]
-        t_pipe, outcomes = asyncio.run(pipeline_pass(engine, cfg, n))
-        assert all(o.outcome == "not_modified" for o in outcomes)
-        t_bare, results = asyncio.run(bare_pass(urls, etags, cfg, n))
-        assert all(r.status == 304 for r in results)
-        a_pipe, a_bare = rate(feeds, t_pipe), rate(feeds, t_bare)
-        print(
-            f"(a) unchanged: pipeline {a_pipe:.0f} feeds/s, bare client {a_bare:.0f} feeds/s, "
-            f"ratio {a_pipe / a_bare:.2f} (target >= 0.50)"
-        )
-
-        # (b) changed: 20 new entries in every feed.
-        farm.bump()
-        t_pipe, outcomes = asyncio.run(pipeline_pass(engine, cfg, n))
-        assert all(o.outcome == "ok" and o.new == 20 for o in outcomes), outcomes[:3]
-        _t, results = asyncio.run(bare_pass(urls, [None] * feeds, cfg, n))
-        bodies = [r.body for r in results]
-        started = time.perf_counter()
-        for body in bodies:
-            feedparser.parse(body)
-        t_parse = time.perf_counter() - started
-        b_pipe, b_parse = rate(feeds, t_pipe), rate(feeds, t_parse)
-        print(
-            f"(b) changed: pipeline {b_pipe:.0f} feeds/s ({b_pipe * 20:.0f} articles/s), "
-            f"feedparser alone {b_parse:.0f} feeds/s, ratio {b_pipe / b_parse:.2f} "
-            "(target >= 0.70)"
-        )
-        # (b') the same with event grouping of every new article (issue 4) in the pipeline.
-        farm.bump()
-        t_grouped, outcomes = asyncio.run(pipeline_pass(engine, cfg, n, GROUPED))
-        assert all(o.outcome == "ok" and o.new == 20 for o in outcomes), outcomes[:3]
-        g_pipe = rate(feeds, t_grouped)
-        print(
-            f"(b') changed, with grouping: {g_pipe:.0f} feeds/s ({g_pipe * 20:.0f} articles/s), "
-            f"ratio to feedparser alone {g_pipe / b_parse:.2f}"
-        )
-
-        # Transports, bare client, same server and concurrency.
-        for transport in ("httpx", "aiohttp"):
-            tcfg = settings(n, transport)
-            t304, _ = asyncio.run(bare_pass(urls, etags, tcfg, n))
-            t200, _ = asyncio.run(bare_pass(urls, [None] * feeds, tcfg, n))
-            print(
-                f"transport {transport:8} at {n} connections: 304s {rate(feeds, t304):.0f} req/s, "
-                f"200s {rate(feeds, t200):.0f} req/s"
-            )
+    results: dict = {}
+    most = max([*args.feeds, 0 if args.skip_changed else args.changed_feeds])
+    hosts = -(-most // args.feeds_per_host)
+    print(
+        f"feed farm: {most} feeds on {hosts} loopback ports; {os.cpu_count()} cores; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    with tempfile.TemporaryDirectory() as tmpdir, FeedFarm(most, hosts=hosts) as farm:
+        tmp = Path(tmpdir)
+        for feeds in args.feeds:
+            unchanged_mode(farm, tmp, feeds, args.rounds, results)
+        if not args.skip_changed:
+            changed_mode(farm, tmp, args.changed_feeds, args.rounds, results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """A farm of RSS feeds on 127.0.0.1 for benchmarks: N feeds, each with an ETag; bump the
-generation and every feed has 20 new entries.
+generation and every feed has 20 new entries. With `hosts` > 1 the feeds are served on that
+many loopback ports, feed i on port i % hosts: to a client each port is a host of its own
+(its own politeness gate), so a benchmark can keep politeness on without one host's gap
+deciding the time.
 
 Entries are built from real headlines and texts (../shared/data/grouping) so parsing and
 storing cost what real news costs. Runs in a process of its own so the client measured does
@@ -54,7 +57,8 @@ def render(feed: int, generation: int, texts: list[tuple[str, str]]) -> bytes:
     ).encode()
 
 
-def _serve(port: int, feeds: int, generation, ready, log_path, tick) -> None:  # type: ignore[no-untyped-def]
+def _serve(ports: list[int], feeds: int, generation, ready, log_path, tick) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
     import time
 
     from aiohttp import web
@@ -84,16 +88,16 @@ def _serve(port: int, feeds: int, generation, ready, log_path, tick) -> None:  #
 
     app = web.Application()
     app.router.add_get("/feed/{n}", handler)
-    ready.set()
-    web.run_app(
-        app,
-        host="127.0.0.1",
-        port=port,
-        print=None,
-        access_log=None,
-        handle_signals=True,
-        backlog=1024,
-    )
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=True)
+        await runner.setup()
+        for port in ports:
+            await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        ready.set()
+        await asyncio.Event().wait()  # until the process is terminated
+
+    asyncio.run(serve())
 
 
 class FeedFarm:
@@ -102,17 +106,24 @@ class FeedFarm:
     With `log_path`, the farm appends "<unix time> <feed number>" for every request it gets;
     with `tick` the feeds change by themselves every `tick` seconds."""
 
-    def __init__(self, feeds: int, log_path: Path | None = None, tick: float | None = None):
+    def __init__(
+        self,
+        feeds: int,
+        log_path: Path | None = None,
+        tick: float | None = None,
+        hosts: int = 1,
+    ):
         self.feeds = feeds
         self.log_path = log_path
         self.tick = tick
-        self.port = _free_port()
+        self.ports = _free_ports(max(1, min(hosts, feeds)))
+        self.port = self.ports[0]
         self._generation = mp.Value("i", 0)
         self._ready = mp.Event()
         self._proc: mp.Process | None = None
 
     def url(self, n: int) -> str:
-        return f"http://127.0.0.1:{self.port}/feed/{n}"
+        return f"http://127.0.0.1:{self.ports[n % len(self.ports)]}/feed/{n}"
 
     def bump(self) -> None:
         """Every feed now has 20 new entries (and a new ETag)."""
@@ -125,12 +136,13 @@ class FeedFarm:
         self._ready = ctx.Event()
         self._proc = ctx.Process(
             target=_serve,
-            args=(self.port, self.feeds, self._generation, self._ready, self.log_path, self.tick),
+            args=(self.ports, self.feeds, self._generation, self._ready, self.log_path, self.tick),
             daemon=True,
         )
         self._proc.start()
-        self._ready.wait(30)
-        _wait_for_port(self.port)
+        self._ready.wait(60)
+        for port in self.ports:
+            _wait_for_port(port)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,10 +151,18 @@ class FeedFarm:
             self._proc.join(10)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (all held open while choosing, so none repeats)."""
+    held = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def _wait_for_port(port: int) -> None:

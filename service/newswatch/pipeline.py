@@ -100,12 +100,14 @@ class Pipeline:
         self.engine = engine
         self.config = config
         self.settings = settings
-        # Grouping keeps its indexes in memory, rebuilt from the store's last time window.
+        # Grouping keeps its indexes in memory, rebuilt from the store's last time window
+        # when the first new entries come (restored_grouper), not here: start-up and the
+        # first fetches do not wait for it, and a run that stores nothing never pays for it
+        # (docs/decisions/0182-grouping-window-restored-on-first-write.md).
         self.grouper: EventGrouper | None = None
+        self._grouper_restored = False
         if config.grouping.enabled:
             self.grouper = EventGrouper(config.grouping)
-            with session_scope(engine) as session:
-                self.grouper.load(session)
         # Alerts: rules matched inside the ingest transaction, notifications into the outbox.
         self.alert_engine: AlertEngine | None = None
         if alerts and config.rules:
@@ -162,6 +164,8 @@ class Pipeline:
     def _ingest_many(
         self, jobs: list[tuple[int, list[ParsedEntry], AfterIngest | None]]
     ) -> list[IngestResult | Exception]:
+        if any(entries for _id, entries, _after in jobs):
+            self.restored_grouper()  # before the batch's transaction, on a read of its own
         try:
             with session_scope(self.engine) as session:
                 # One query loads every source of the batch into the identity map.
@@ -193,6 +197,14 @@ class Pipeline:
                 out.append(exc)
         return out
 
+    def restored_grouper(self) -> EventGrouper | None:
+        """The grouper with the store's last window restored (read once, at first need)."""
+        if self.grouper is not None and not self._grouper_restored:
+            with session_scope(self.engine) as session:
+                self.grouper.load(session)
+            self._grouper_restored = True
+        return self.grouper
+
     def _after_commit(self) -> None:
         if self.alert_engine is not None and self.alert_engine.enqueued:
             self.alert_engine.enqueued = False
@@ -203,7 +215,7 @@ class Pipeline:
         """Stages with in-memory state (the grouper's indexes) forget what was rolled back."""
         if self.alert_engine is not None:
             self.alert_engine.enqueued = False
-        if self.grouper is not None:
+        if self.grouper is not None and self._grouper_restored:
             with session_scope(self.engine) as session:
                 self.grouper.load(session)
 
@@ -220,7 +232,7 @@ class Pipeline:
         transaction: a few statements for the whole batch, in the order given."""
         admitted = [(source, *admit_entries(entries)) for source, entries in jobs]
         items = [(source, entry) for source, entries, _r in admitted for entry in entries]
-        grouper = self.grouper
+        grouper = self.restored_grouper() if items else None
         # The grouping decides on the new articles before they are inserted (their ids
         # reserved), so each row is written once with its event columns.
         placed: list[Placement] = []
@@ -253,8 +265,8 @@ class Pipeline:
                 DUPLICATES_DROPPED.labels(article.duplicate_reason).inc()
         ARTICLES_STORED.inc(sum(1 for a in stored if a.is_new))
         changes: list[EventChange] = []
-        if self.grouper is not None and stored:
-            changes = self.grouper.finish(session, stored, placed)
+        if grouper is not None and stored:
+            changes = grouper.finish(session, stored, placed)
             NEAR_DUPLICATES.inc(sum(1 for c in changes if c.duplicate_of is not None))
             _share_changes(results, changes)
         if self.alert_engine is not None and changes:

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import Row, bindparam, case, func, insert, update
 from sqlmodel import Session, col, select
 
 from newswatch.config import DEFAULT_INTERVAL, SourceConfig
-from newswatch.store.models import Source
+from newswatch.store.columns import utcnow
+from newswatch.store.models import Source, table_of
 
 # Options kept in sources.options (JSON): what only some kinds of source use.
 OPTION_FIELDS = (
@@ -44,7 +45,8 @@ class SourceSnapshot:
     enabled: bool
 
     @classmethod
-    def of(cls, s: Source) -> SourceSnapshot:
+    def of(cls, s: Source | Row[Any]) -> SourceSnapshot:
+        """From a source, or a row of its `_SNAPSHOT_COLUMNS`."""
         assert s.id is not None
         return cls(
             id=s.id,
@@ -61,6 +63,23 @@ class SourceSnapshot:
             next_fetch_at=s.next_fetch_at,
             enabled=s.enabled,
         )
+
+
+_SNAPSHOT_COLUMNS = (
+    "id",
+    "name",
+    "url",
+    "configured_url",
+    "kind",
+    "etag",
+    "last_modified",
+    "consecutive_errors",
+    "interval_seconds",
+    "cron",
+    "options",
+    "next_fetch_at",
+    "enabled",
+)
 
 
 def _options(cfg: SourceConfig) -> dict[str, Any]:
@@ -97,31 +116,84 @@ def apply_config(source: Source, cfg: SourceConfig) -> None:
         source.options["detected_kind"] = detected
 
 
+# The columns the config file decides; a source's other columns are its own state.
+_CONFIG_COLUMNS = (
+    "url",
+    "configured_url",
+    "etag",
+    "last_modified",
+    "kind",
+    "origin",
+    "enabled",
+    "interval_seconds",
+    "cron",
+    "options",
+)
+
+
+def _config_row(current: dict[str, Any], cfg: SourceConfig) -> dict[str, Any]:
+    """The config columns of a source after applying `cfg` to its `current` ones (the same
+    rules as `apply_config`, on plain values)."""
+    row = {k: current.get(k) for k in _CONFIG_COLUMNS}
+    detected = (current.get("options") or {}).get("detected_kind")
+    if current.get("configured_url") != cfg.url:
+        detected = None  # another URL may be another kind of source
+        row.update(url=cfg.url, configured_url=cfg.url, etag=None, last_modified=None)
+    interval = cfg.interval if cfg.cron is None else None
+    options = _options(cfg)
+    if detected and cfg.kind == "auto":
+        options["detected_kind"] = detected  # what fetching found out survives a restart
+    row.update(
+        kind=cfg.kind,
+        origin="config",
+        enabled=cfg.enabled,
+        interval_seconds=int((interval or DEFAULT_INTERVAL).total_seconds()),
+        cron=cfg.cron,
+        options=options,
+    )
+    return row
+
+
 def sync_config_sources(session: Session, configs: list[SourceConfig]) -> dict[str, int]:
-    """Make the stored sources agree with the config file.
+    """Make the stored sources agree with the config file, in a few set-based statements:
+    one read of every source's config columns, one insert of the new sources, one update of
+    those whose config changed, one of those that left the file (see
+    docs/decisions/0183-set-based-source-sync.md).
 
     Sources that left the file are disabled, not deleted: their articles stay.
     """
-    existing = {s.name: s for s in session.exec(select(Source)).all()}
-    counts = {"added": 0, "updated": 0, "disabled": 0}
+    table = table_of(Source)
+    columns = [table.c.id, table.c.name, *(table.c[k] for k in _CONFIG_COLUMNS)]
+    existing = {row["name"]: dict(row) for row in session.execute(select(*columns)).mappings()}
+    counts = {"added": 0, "updated": 0, "unchanged": 0, "disabled": 0}
+    added: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
     names = set()
     for cfg in configs:
         names.add(cfg.name)
-        source = existing.get(cfg.name)
-        if source is None:
-            source = Source(name=cfg.name, url=cfg.url, configured_url=cfg.url, origin="config")
-            apply_config(source, cfg)
-            session.add(source)
-            counts["added"] += 1
+        current = existing.get(cfg.name)
+        if current is None:
+            row = _config_row({}, cfg)
+            added.append({**row, "name": cfg.name, "created_at": utcnow()})
         else:
-            source.origin = "config"
-            apply_config(source, cfg)
-            counts["updated"] += 1
-    for name, source in existing.items():
-        if source.origin == "config" and name not in names and source.enabled:
-            source.enabled = False
-            counts["disabled"] += 1
-    session.flush()
+            row = _config_row(current, cfg)
+            if any(row[k] != current[k] for k in _CONFIG_COLUMNS):
+                changed.append({**row, "source_id": current["id"]})
+            else:
+                counts["unchanged"] += 1
+    left = [
+        {"source_id": row["id"]}
+        for name, row in existing.items()
+        if row["origin"] == "config" and row["enabled"] and name not in names
+    ]
+    if added:
+        session.execute(insert(table), added)
+    by_id = table.c.id == bindparam("source_id")
+    if changed:
+        session.execute(update(table).where(by_id), changed)
+    if left:
+        session.execute(update(table).where(by_id).values(enabled=False), left)
+    counts.update(added=len(added), updated=len(changed), disabled=len(left))
     return counts
 
 
@@ -144,10 +216,12 @@ def find_source(session: Session, name_or_id: str) -> Source | None:
 
 
 def schedulable_sources(session: Session) -> list[SourceSnapshot]:
-    rows = session.exec(
-        select(Source).where(Source.enabled == True, Source.kind != "replay")  # noqa: E712
-    ).all()
-    return [SourceSnapshot.of(s) for s in rows]
+    """Every source the service polls, read as plain rows (no ORM objects to build and
+    track: at start-up there may be tens of thousands)."""
+    table = table_of(Source)
+    fields = [table.c[k] for k in _SNAPSHOT_COLUMNS]
+    query = select(*fields).where(table.c.enabled == True, table.c.kind != "replay")  # noqa: E712
+    return [SourceSnapshot.of(row) for row in session.execute(query)]
 
 
 def polled_source_health(session: Session) -> tuple[int, int]:

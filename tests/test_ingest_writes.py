@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
-from newswatch.grouping.engine import EventGrouper
+from newswatch.grouping.stage import EventGrouper
 from newswatch.pipeline import Pipeline
 from newswatch.store.articles import (
     ensure_source,

@@ -4,7 +4,7 @@ rule, channel and window, sent when the window ends.
 
 A flood (a 60,000-entry feed opening as many events) queued 119,932 notifications before;
 nobody reads them, and they hold up the ones that matter. Windows are fixed (aligned to the
-epoch), so the count is one query per rule per decision round, and a restart keeps it.
+epoch), so the count is one query per decision round, and a restart keeps it.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Row
 from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.policy import schedule
-from newswatch.store.models import Event
-from newswatch.store.outbox import enqueue_summary, notified_events_since
+from newswatch.store.alerts import notified_counts_since
+from newswatch.store.outbox import enqueue_summary
 
 if TYPE_CHECKING:
     from newswatch.config import Settings
@@ -44,21 +45,22 @@ class RuleCap:
             return cls()
         return cls(settings.alert_max_per_rule, timedelta(seconds=settings.alert_cap_window))
 
-    def new_round(self) -> None:
-        """Forget the counts: the store has them (a round may follow another process's)."""
-        self._counts = {}
+    def new_round(self, session: Session, rules: set[str], now: datetime) -> None:
+        """Count, in one query, what `rules` notified in the window containing `now` (the
+        store has the counts: a round may follow another process's)."""
+        start = self.window_of(now)[0]
+        counts = notified_counts_since(session, rules, start)
+        self._counts = {(rule, start): count for rule, count in counts.items()}
 
     def window_of(self, now: datetime) -> tuple[datetime, datetime]:
         seconds = self.window.total_seconds()
         start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, UTC)
         return start, start + self.window
 
-    def full(self, session: Session, rule: str, now: datetime) -> bool:
-        """Whether `rule` has had its notifications of the window containing `now`."""
-        key = (rule, self.window_of(now)[0])
-        if key not in self._counts:
-            self._counts[key] = notified_events_since(session, rule, key[1])
-        return self._counts[key] >= self.limit
+    def full(self, rule: str, now: datetime) -> bool:
+        """Whether `rule` has had its notifications of the window containing `now` (a
+        rule new_round did not count had none)."""
+        return self._counts.get((rule, self.window_of(now)[0]), 0) >= self.limit
 
     def counted(self, rule: str, now: datetime) -> None:
         """A notification of `rule` was decided at `now`."""
@@ -71,13 +73,13 @@ class RuleCap:
         rule: RuleConfig,
         channels: dict[str, ChannelConfig],
         event_id: int,
+        event: Row[Any] | None,
         sources: int,
         now: datetime,
     ) -> bool:
-        """Add event `event_id` to the rule's summary of the window, to each of its channels;
-        True if a summary was queued or grown."""
+        """Add event `event_id` (its row `event`: title, first_seen) to the rule's summary of
+        the window, to each of its channels; True if a summary was queued or grown."""
         start, end = self.window_of(now)
-        event = session.get(Event, event_id)
         line: dict[str, Any] = {
             "id": None,
             "event_id": event_id,

@@ -23,8 +23,6 @@ from sqlalchemy import (
     text,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 from sqlmodel import select as select_model
 
@@ -33,6 +31,7 @@ from newswatch.fetch.language import DECLARED
 from newswatch.fetch.urls import canonical_url, content_hash
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.models import Article, Sighting, Source, table_of
+from newswatch.store.upsert import insert_ignoring_conflicts
 
 if TYPE_CHECKING:
     import sqlite3
@@ -350,13 +349,9 @@ def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> set[tu
     rows = list(unique.values())
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        make(SIGHTINGS)
-        .on_conflict_do_nothing(index_elements=[SIGHTINGS.c.article_id, SIGHTINGS.c.source_id])
-        .returning(SIGHTINGS.c.article_id, SIGHTINGS.c.source_id)
-    )
+    statement = insert_ignoring_conflicts(
+        session, SIGHTINGS, [SIGHTINGS.c.article_id, SIGHTINGS.c.source_id]
+    ).returning(SIGHTINGS.c.article_id, SIGHTINGS.c.source_id)
     return {(row[0], row[1]) for row in session.execute(statement, rows)}
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
-# Each stage's tables: rule_matches, alert_state, silences, notifications; then the
-# foundation's sources, fetches, articles, sightings and the grouping's events.
-import newswatch.alerts.models
-import newswatch.fetch.seen  # page_urls: article URLs already fetched by page sources
-import newswatch.store.models  # noqa: F401  (sources, fetches, articles, sightings, events)
+# Every table: page_urls (article URLs already fetched by page sources); the alerts'
+# rule_matches, alert_state, silences, notifications; then the foundation's sources,
+# fetches, articles, sightings and the grouping's events.
+import newswatch.fetch.seen
+import newswatch.store.alert_models
+import newswatch.store.models  # noqa: F401
 
 metadata = SQLModel.metadata

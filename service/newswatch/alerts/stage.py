@@ -292,6 +292,8 @@ class AlertStage:
         store.save_alert_states(session, round_.changed.values())
         if enqueue_many(session, round_.outbox):
             self.enqueued = True
+        if self.cap.write_summaries(session, self.channels, now):
+            self.enqueued = True
         return fired
 
     def _notify(
@@ -320,10 +322,7 @@ class AlertStage:
         if self.cap.full(rule.name, now):
             state.status = "capped"  # counted in the window's summary (alerts/cap.py)
             event = round_.shown.events.get(firing.event_id)
-            if self.cap.overflow(
-                session, rule, self.channels, firing.event_id, event, firing.sources, now
-            ):
-                self.enqueued = True
+            self.cap.overflow(rule, firing.event_id, event, firing.sources, now)
             return False
         self.cap.counted(rule.name, now)
         state.status = "notified"

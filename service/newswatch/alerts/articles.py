@@ -15,9 +15,12 @@ from newswatch.store.alerts import ArticleRow, grouped_articles
 ArticleView = ArticleRow
 
 
-def load_articles(session: Session, ids: Sequence[int]) -> list[ArticleView]:
-    """Grouped articles among `ids` with every source that carried them, in id order."""
-    return grouped_articles(session, ids)
+def load_articles(
+    session: Session, ids: Sequence[int], *, with_text: bool = True
+) -> list[ArticleView]:
+    """Grouped articles among `ids` with every source that carried them, in id order
+    (without their text unless `with_text`: a payload shows titles and links)."""
+    return grouped_articles(session, ids, with_text=with_text)
 
 
 def document(view: ArticleView) -> Document:

@@ -161,10 +161,16 @@ def positive_terms(node: Node) -> list[str]:
     return [t for c in node.children for t in positive_terms(c)]
 
 
+@lru_cache(maxsize=1 << 16)
+def _leaf_terms(node: Term | Phrase) -> tuple[str, ...]:
+    # Rules are compiled once and matched on every article: their words are spelled once.
+    return tuple(positive_terms(node))
+
+
 def matched_terms(node: Node, doc: Document) -> list[str]:
     """The positive parts of `node` that are present in `doc`."""
     if isinstance(node, Term | Phrase):
-        return positive_terms(node) if evaluate(node, doc) else []
+        return list(_leaf_terms(node)) if evaluate(node, doc) else []
     if isinstance(node, Not):
         return []
     return [t for c in node.children for t in matched_terms(c, doc)]

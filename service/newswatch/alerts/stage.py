@@ -39,7 +39,7 @@ from newswatch.alerts.query import matched_terms
 from newswatch.grouping.api import EventChange
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store import alerts as store
-from newswatch.store.alerts import AlertStateRecord, Pair
+from newswatch.store.alerts import AlertStateRecord, MatchRow, Pair
 from newswatch.store.columns import utcnow
 from newswatch.store.outbox import enqueue_many, idempotency_key, open_wait_group
 
@@ -71,7 +71,7 @@ class Shown:
             sources.update(r.source_id for r in rows)
         return cls(
             store.events_by_id(session, events),
-            {v.id: v for v in load_articles(session, sorted(articles))},
+            {v.id: v for v in load_articles(session, sorted(articles), with_text=False)},
             store.source_names(session, sources),
         )
 
@@ -142,11 +142,17 @@ class AlertStage:
         for change in changes:  # merges in the order they happened
             for gone in change.merged_event_ids:
                 waiting |= self._fold_outbox(session, gone, change.event_id)
+        # Matches stored before this round are read back; the round's own are at hand.
+        earlier = store.last_match_id(session)
         new_ids = [c.article_id for c in changes if not c.sighting]
         rows = [row for view in load_articles(session, new_ids) for row in self._match_rows(view)]
+        rows += self._copied_matches(session, [c.article_id for c in changes if c.sighting])
         store.insert_matches(session, rows)
-        touched = {(r["rule"], r["event_id"]) for r in rows}
-        touched |= self._copy_matches(session, [c.article_id for c in changes if c.sighting])
+        fresh: dict[Pair, list[MatchRow]] = defaultdict(list)
+        for r in rows:
+            match = MatchRow(r["article_id"], r["source_id"], r["at"], r["terms"])
+            fresh[(r["rule"], r["event_id"])].append(match)
+        touched = set(fresh)
         # Events that grew by a merge are judged again with their new members; both parts
         # of a split too (the part split off is a new event to its rules).
         regrouped = {c.event_id for c in changes if c.merged_event_ids}
@@ -156,7 +162,10 @@ class AlertStage:
         for event_id, rules in store.rules_of_events(session, regrouped).items():
             touched |= {(r, event_id) for r in rules if r in self.rules}
         self._retell(session, waiting)
-        return self._decide(session, touched)
+        # Events this round opened (and no merge or split touched) have no state and no
+        # earlier matches in the store: nothing to read for them.
+        opened = {c.event_id for c in changes if c.opened and c.event_id == c.article_id}
+        return self._decide(session, touched, fresh, earlier, opened - regrouped)
 
     def _match_rows(self, view: ArticleView) -> list[dict[str, Any]]:
         """A match row per rule the article matches and per source carrying it that counts."""
@@ -168,24 +177,22 @@ class AlertStage:
             rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
         return rows
 
-    def _copy_matches(self, session: Session, article_ids: list[int]) -> set[Pair]:
-        """A known article seen at one more source counts for that source too."""
+    def _copied_matches(self, session: Session, article_ids: list[int]) -> list[dict[str, Any]]:
+        """A known article seen at one more source counts for that source too: its match
+        rows for every counted carrier (those stored already are skipped on insert)."""
         if not article_ids:
-            return set()
+            return []
         known = store.matches_of_articles(session, article_ids)
         if not known:
-            return set()
+            return []
         views = {v.id: v for v in load_articles(session, sorted({r.article_id for r in known}))}
         rows = []
         for row in known:
-            rule_name, terms = row.rule, row.terms
-            rule, view = self.rules.get(rule_name), views.get(row.article_id)
+            rule, view = self.rules.get(row.rule), views.get(row.article_id)
             if rule is not None and view is not None:
-                rows += [
-                    _match_row(rule_name, view, s, list(terms)) for s in counted_sources(rule, view)
-                ]
-        store.insert_matches(session, rows)
-        return {(r["rule"], r["event_id"]) for r in rows}
+                terms = list(row.terms)
+                rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
+        return rows
 
     # --- merges: fragments of one story -----------------------------------------------
     def _fold_outbox(self, session: Session, gone: int, keep: int) -> set[Pair]:
@@ -258,11 +265,21 @@ class AlertStage:
         store.save_alert_states(session, states.values())
 
     # --- deciding -------------------------------------------------------------------
-    def _decide(self, session: Session, touched: set[Pair]) -> list[Firing]:
-        """Judge every (rule, event) that got new matches, with a few statements in all."""
+    def _decide(
+        self,
+        session: Session,
+        touched: set[Pair],
+        fresh: dict[Pair, list[MatchRow]],
+        earlier: int | None,
+        new_events: set[int],
+    ) -> list[Firing]:
+        """Judge every (rule, event) that got new matches, with a few statements in all:
+        `fresh` are the round's matches, `earlier` the last match id stored before them,
+        `new_events` events with nothing stored before this round."""
         if not touched:
             return []
-        states = store.alert_states(session, touched)
+        known = [pair for pair in touched if pair[1] not in new_events]
+        states = store.alert_states(session, known)
         # Notified already, without updates: nothing more can happen for these.
         open_pairs = [
             pair
@@ -273,7 +290,13 @@ class AlertStage:
         ]
         if not open_pairs:
             return []
-        found = store.matches_of_pairs(session, open_pairs)
+        found: dict[Pair, list[Any]] = defaultdict(list)
+        stored_before = [pair for pair in open_pairs if pair[1] not in new_events]
+        if earlier is not None and stored_before:  # else no match was stored before
+            found = store.matches_of_pairs(session, stored_before, up_to_id=earlier)
+        for pair in open_pairs:
+            stored = {(m.article_id, m.source_id) for m in found[pair]}
+            found[pair] += [m for m in fresh.get(pair, ()) if (m[0], m[1]) not in stored]
         due = []
         for pair in open_pairs:
             rule = self.rules[pair[0]]

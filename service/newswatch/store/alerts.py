@@ -11,9 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, null, or_, select, tuple_, update
 from sqlmodel import Session, col
 
 from newswatch.store.alert_models import AlertState, Notification, RuleMatch, Silence
@@ -54,26 +54,20 @@ class ArticleRow:
     url: str | None = None
 
 
-def grouped_articles(session: Session, ids: Sequence[int]) -> list[ArticleRow]:
-    """The grouped articles among `ids`, with every source that carried them, in id order."""
+def grouped_articles(
+    session: Session, ids: Sequence[int], *, with_text: bool = True
+) -> list[ArticleRow]:
+    """The grouped articles among `ids`, with every source that carried them, in id order
+    (without their text, None, unless `with_text`)."""
     if not ids:
         return []
     rows: list[Row[Any]] = []
     carriers: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    body = (A.text, A.summary) if with_text else (null().label("text"), null().label("summary"))
+    columns = (A.id, A.event_id, A.title, *body, A.language, A.published, A.first_seen, A.url)
     for chunk in _chunks(sorted(set(ids))):
         rows += session.execute(
-            select(
-                A.id,
-                A.event_id,
-                A.title,
-                A.text,
-                A.summary,
-                A.language,
-                A.published,
-                A.first_seen,
-                A.url,
-                A.canonical_url,
-            ).where(A.id.in_(chunk), A.event_id.is_not(None))
+            select(*columns, A.canonical_url).where(A.id.in_(chunk), A.event_id.is_not(None))
         ).all()
         for article_id, source_id, name in session.execute(
             select(col(Sighting.article_id), col(Sighting.source_id), col(Source.name))
@@ -153,19 +147,34 @@ def rules_of_events(session: Session, event_ids: Iterable[int]) -> dict[int, set
     return out
 
 
-def matches_of_pairs(session: Session, pairs: Iterable[Pair]) -> dict[Pair, list[Row[Any]]]:
-    """The matches of each (rule, event): article_id, source_id, at, terms."""
-    out: dict[Pair, list[Row[Any]]] = defaultdict(list)
-    wanted = set(pairs)
-    events = sorted({e for _, e in wanted})
-    rules = sorted({r for r, _ in wanted})
-    for chunk in _chunks(events):
+class MatchRow(NamedTuple):
+    """A rule match as a decision reads it (a stored row has these attributes too)."""
+
+    article_id: int
+    source_id: int
+    at: datetime
+    terms: list[str]
+
+
+def last_match_id(session: Session) -> int | None:
+    """The id of the latest rule match stored (None: none): rows written after it are new."""
+    return session.execute(select(func.max(M.id))).scalar()
+
+
+def matches_of_pairs(
+    session: Session, pairs: Iterable[Pair], up_to_id: int | None = None
+) -> dict[Pair, list[Any]]:
+    """The matches of each (rule, event) (only those stored up to id `up_to_id`, if given):
+    article_id, source_id, at, terms."""
+    out: dict[Pair, list[Any]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(pairs))):
         query = select(M.rule, M.event_id, M.article_id, M.source_id, M.at, M.terms).where(
-            M.event_id.in_(chunk), M.rule.in_(rules)
+            tuple_(M.rule, M.event_id).in_(chunk)
         )
+        if up_to_id is not None:
+            query = query.where(M.id <= up_to_id)
         for row in session.execute(query):
-            if (row.rule, row.event_id) in wanted:
-                out[(row.rule, row.event_id)].append(row)
+            out[(row.rule, row.event_id)].append(row)
     return out
 
 
@@ -206,14 +215,11 @@ class AlertStateRecord:
 
 def alert_states(session: Session, pairs: Iterable[Pair]) -> dict[Pair, AlertStateRecord]:
     """The stored state of each (rule, event) that has one."""
-    wanted = set(pairs)
     out: dict[Pair, AlertStateRecord] = {}
-    rules = sorted({r for r, _ in wanted})
-    for chunk in _chunks(sorted({e for _, e in wanted})):
-        query = select(STATES).where(S.event_id.in_(chunk), S.rule.in_(rules))
+    for chunk in _chunks(sorted(set(pairs))):
+        query = select(STATES).where(tuple_(S.rule, S.event_id).in_(chunk))
         for row in session.execute(query):
-            if (row.rule, row.event_id) in wanted:
-                out[(row.rule, row.event_id)] = _record(row)
+            out[(row.rule, row.event_id)] = _record(row)
     return out
 
 

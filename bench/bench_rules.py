@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sqlalchemy import text
 
+import newswatch.replay as replay_module
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.query import Document, evaluate, parse, words
@@ -87,7 +88,7 @@ def timed(fn, reps: int) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
-def replay_seconds(path: Path, rules: list[RuleConfig]) -> tuple[float, int]:
+def replay_seconds(path: Path, rules: list[RuleConfig], batch: int = 0) -> tuple[float, int]:
     """Seconds to replay `path` into a fresh SQLite store with these rules (none: alerts
     off), and the notifications queued."""
     configure_logging("WARNING", "json")
@@ -97,6 +98,8 @@ def replay_seconds(path: Path, rules: list[RuleConfig]) -> tuple[float, int]:
         engine = open_store(f"sqlite:///{tmp}/bench.db")
         settings = Settings(_env_file=None)  # type: ignore[call-arg]
         pipeline = Pipeline(engine, config, settings, alerts=bool(rules))
+        if batch:  # articles a transaction (the replay's default otherwise)
+            replay_module.BATCH_LINES = batch
         started = time.perf_counter()
         replay(engine, pipeline, path)
         seconds = time.perf_counter() - started
@@ -117,7 +120,7 @@ def matcher_seconds(path: Path, ruleset: RuleSet) -> float:
     return time.perf_counter() - started
 
 
-def pipeline_cost(queries: list[str], count: int, repeats: int) -> None:
+def pipeline_cost(queries: list[str], count: int, repeats: int, batch: int) -> None:
     """The alerts stage inside the ingest pipeline against the matcher alone, per article:
     the replay with the rules minus the replay without, beside Document.of + RuleSet.match
     over the same articles; the three modes interleaved `repeats` times."""
@@ -130,8 +133,8 @@ def pipeline_cost(queries: list[str], count: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp) / "stream.jsonl", count, seed=5)
         for _ in range(repeats):
-            bare, _ = replay_seconds(path, [])
-            alerting, queued = replay_seconds(path, rules)
+            bare, _ = replay_seconds(path, [], batch)
+            alerting, queued = replay_seconds(path, rules, batch)
             matcher = matcher_seconds(path, ruleset)
             stage_ms.append((alerting - bare) / count * 1000)
             matcher_ms.append(matcher / count * 1000)
@@ -141,8 +144,10 @@ def pipeline_cost(queries: list[str], count: int, repeats: int) -> None:
         low, mid, high = min(values), statistics.median(values), max(values)
         return f"{low:.2f}/{mid:.2f}/{high:.2f}{unit}"
 
-    print(f"pipeline, {count} articles replayed into SQLite, {len(rules)} rules "
-          f"(min_sources 2 within 24h), {repeats} interleaved runs, min/median/max:")  # fmt: skip
+    size = batch or replay_module.BATCH_LINES
+    print(f"pipeline, {count} articles replayed into SQLite ({size} a transaction), "
+          f"{len(rules)} rules (min_sources 2 within 24h), {repeats} interleaved runs, "
+          "min/median/max:")  # fmt: skip
     print(f"  alerts stage (replay with rules - without): {mmm(stage_ms, ' ms an article')}")
     print(f"  matcher alone (Document.of + RuleSet.match): {mmm(matcher_ms, ' ms an article')}")
     met = "yes" if max(ratios) <= 2 else "NO"
@@ -158,6 +163,9 @@ def main() -> None:
         "--pipeline", type=int, default=0, help="also replay this many articles with the rules"
     )
     parser.add_argument("--repeats", type=int, default=5, help="interleaved pipeline runs")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="articles a transaction (default: the replay's)"
+    )
     args = parser.parse_args()
 
     rng = random.Random(11)
@@ -203,7 +211,7 @@ def main() -> None:
     print(f"targets: matcher p99 < 1 ms: {'yes' if under else 'NO'}; "
           f">= 20x: {'yes' if ratio >= 20 else 'NO'}")  # fmt: skip
     if args.pipeline:
-        pipeline_cost(queries, args.pipeline, args.repeats)
+        pipeline_cost(queries, args.pipeline, args.repeats, args.batch)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from newswatch.alerts.judging import Firing, corroboration, due_update, judge
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.payload import event_payload, listed
 from newswatch.alerts.policy import group_wait, schedule
-from newswatch.alerts.query import matched_terms
+from newswatch.alerts.query import present
 from newswatch.grouping.api import EventChange
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store import alerts as store
@@ -173,7 +173,7 @@ class AlertStage:
         rows = []
         for compiled in self.ruleset.match(doc):
             rule = self.rules[compiled.name]
-            terms = matched_terms(compiled.query, doc)
+            terms = present(compiled.leaves, doc)
             rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
         return rows
 
@@ -398,7 +398,7 @@ class AlertStage:
                     counted = counted_sources(rule, view)
                     points[key] += [(source_id, view.at) for source_id in counted]
                     if counted:
-                        terms[key].update(matched_terms(compiled.query, doc))
+                        terms[key].update(present(compiled.leaves, doc))
         out = []
         for (rule_name, event_id), found in sorted(points.items()):
             rule = self.rules[rule_name]

@@ -13,7 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, bindparam, delete, func, insert, null, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlmodel import Session, col
 
 from newswatch.store.alert_models import AlertState, Notification, RuleMatch, Silence
@@ -39,6 +51,16 @@ Pair = tuple[str, int]  # (rule, event)
 def _chunks(ids: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(ids), CHUNK):
         yield ids[start : start + CHUNK]
+
+
+def _pairs_in(rule: Any, event_id: Any, pairs: Sequence[Pair]) -> ColumnElement[bool]:
+    """`(rule, event_id)` is one of `pairs`, written so that both stores look the pairs up
+    in their (rule, event_id) index: one `rule = ? AND event_id IN (...)` per rule, ORed
+    (a row-value `IN (VALUES ...)` makes SQLite scan the table)."""
+    by_rule: dict[str, list[int]] = defaultdict(list)
+    for name, event in pairs:
+        by_rule[name].append(event)
+    return or_(*(and_(rule == name, event_id.in_(events)) for name, events in by_rule.items()))
 
 
 # --- articles and events, as notifications show them -------------------------------------
@@ -169,7 +191,7 @@ def matches_of_pairs(
     out: dict[Pair, list[Any]] = defaultdict(list)
     for chunk in _chunks(sorted(set(pairs))):
         query = select(M.rule, M.event_id, M.article_id, M.source_id, M.at, M.terms).where(
-            tuple_(M.rule, M.event_id).in_(chunk)
+            _pairs_in(M.rule, M.event_id, chunk)
         )
         if up_to_id is not None:
             query = query.where(M.id <= up_to_id)
@@ -217,7 +239,7 @@ def alert_states(session: Session, pairs: Iterable[Pair]) -> dict[Pair, AlertSta
     """The stored state of each (rule, event) that has one."""
     out: dict[Pair, AlertStateRecord] = {}
     for chunk in _chunks(sorted(set(pairs))):
-        query = select(STATES).where(tuple_(S.rule, S.event_id).in_(chunk))
+        query = select(STATES).where(_pairs_in(S.rule, S.event_id, chunk))
         for row in session.execute(query):
             out[(row.rule, row.event_id)] = _record(row)
     return out

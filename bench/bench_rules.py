@@ -12,24 +12,29 @@ reports of the synthetic stream (bench/synthetic_news.py). For each article, in 
 Both get the same prepared Document; preparing it (folding, tokenising) is timed apart.
 Targets: matcher < 1 ms per article, >= 20x faster than the baseline; results identical.
 With --pipeline N: N articles replayed through the whole pipeline into SQLite, without rules
-and with the same rules (min_sources 2 within 24h): what the alerts stage adds per article.
+and with the same rules (min_sources 2 within 24h): what the alerts stage adds per article,
+against the matcher alone (Document.of + RuleSet.match) on the same articles, the modes
+interleaved --repeats times (min/median/max). Target: the stage <= 2x the matcher alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sqlalchemy import text
 
+import newswatch.replay as replay_module
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.query import Document, evaluate, parse, words
@@ -84,40 +89,91 @@ def timed(fn, reps: int) -> float:  # type: ignore[no-untyped-def]
     return best
 
 
-def replay_seconds(path: Path, rules: list[RuleConfig]) -> tuple[float, int]:
-    """Seconds to replay `path` into a fresh SQLite store with these rules (none: alerts
-    off), and the notifications queued."""
+@dataclass
+class Replayed:
+    seconds: float  # the whole replay
+    stage: float  # of which in the alerts stage (AlertStage.on_changes)
+    queued: int  # notifications queued
+
+
+def replay_seconds(path: Path, rules: list[RuleConfig], batch: int = 0) -> Replayed:
+    """Replay `path` into a fresh SQLite store with these rules (none: alerts off)."""
     configure_logging("WARNING", "json")
     channels = [ChannelConfig(name="ops", type="webhook", url="http://127.0.0.1:9/hook")]
     config = FileConfig(channels=channels, rules=rules)
+    in_stage = [0.0]
     with tempfile.TemporaryDirectory() as tmp:
         engine = open_store(f"sqlite:///{tmp}/bench.db")
         settings = Settings(_env_file=None)  # type: ignore[call-arg]
         pipeline = Pipeline(engine, config, settings, alerts=bool(rules))
+        if pipeline.alert_engine is not None:
+            on_changes = pipeline.alert_engine.on_changes
+
+            def timed_stage(*args, **kw):  # type: ignore[no-untyped-def]
+                started = time.perf_counter()
+                try:
+                    return on_changes(*args, **kw)
+                finally:
+                    in_stage[0] += time.perf_counter() - started
+
+            pipeline.alert_engine.on_changes = timed_stage  # type: ignore[method-assign]
+        if batch:  # articles a transaction (the replay's default otherwise)
+            replay_module.BATCH_LINES = batch
         started = time.perf_counter()
         replay(engine, pipeline, path)
         seconds = time.perf_counter() - started
         with engine.connect() as conn:
             queued = conn.execute(text("SELECT COUNT(*) FROM notifications")).scalar_one()
         engine.dispose()
-    return seconds, int(queued)
+    return Replayed(seconds, in_stage[0], int(queued))
 
 
-def pipeline_cost(queries: list[str], count: int) -> None:
-    """The alerts stage inside the ingest pipeline: replay with and without the rules."""
+def matcher_seconds(path: Path, ruleset: RuleSet) -> float:
+    """Seconds for the matcher alone over the articles of `path`: prepare each article's
+    document (fold, tokenise) and match it against every rule, as the stage must at least."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    started = time.perf_counter()
+    for r in records:
+        doc = Document.of(title=r["title"], text=r["text"], source=r["source"], lang="en")
+        ruleset.match(doc)
+    return time.perf_counter() - started
+
+
+def pipeline_cost(queries: list[str], count: int, repeats: int, batch: int) -> None:
+    """The alerts stage inside the ingest pipeline against the matcher alone, per article:
+    the replay with the rules minus the replay without, beside Document.of + RuleSet.match
+    over the same articles; the three modes interleaved `repeats` times."""
     rules = [
         RuleConfig(name=f"r{i}", query=q, channels=["ops"], min_sources=2, window="24h")
         for i, q in enumerate(queries)
     ]
+    ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in rules)
+    stage_ms, added_ms, matcher_ms, ratios = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp) / "stream.jsonl", count, seed=5)
-        bare, _ = replay_seconds(path, [])
-        alerting, queued = replay_seconds(path, rules)
-    extra = (alerting - bare) / count * 1000
-    print(f"pipeline, {count} articles replayed into SQLite: without rules {count / bare:.0f}/s, "
-          f"with {len(rules)} rules {count / alerting:.0f}/s; the alerts stage adds "
-          f"{extra:.2f} ms per article ({alerting / bare:.2f}x); {queued} notifications "
-          f"queued")  # fmt: skip
+        for _ in range(repeats):
+            bare = replay_seconds(path, [], batch)
+            alerting = replay_seconds(path, rules, batch)
+            matcher = matcher_seconds(path, ruleset)
+            stage_ms.append(alerting.stage / count * 1000)
+            added_ms.append((alerting.seconds - bare.seconds) / count * 1000)
+            matcher_ms.append(matcher / count * 1000)
+            ratios.append(stage_ms[-1] / matcher_ms[-1])
+
+    def mmm(values: list[float], unit: str = "") -> str:
+        low, mid, high = min(values), statistics.median(values), max(values)
+        return f"{low:.2f}/{mid:.2f}/{high:.2f}{unit}"
+
+    size = batch or replay_module.BATCH_LINES
+    print(f"pipeline, {count} articles replayed into SQLite ({size} a transaction), "
+          f"{len(rules)} rules (min_sources 2 within 24h), {repeats} interleaved runs, "
+          "min/median/max:")  # fmt: skip
+    print(f"  alerts stage (time in AlertStage.on_changes): {mmm(stage_ms, ' ms an article')}")
+    print(f"  replay with rules - replay without:          {mmm(added_ms, ' ms an article')}")
+    print(f"  matcher alone (Document.of + RuleSet.match):  {mmm(matcher_ms, ' ms an article')}")
+    met = "yes" if max(ratios) <= 2 else "NO"
+    print(f"  stage / matcher (per run): {mmm(ratios, 'x')}; target <= 2x: {met}; "
+          f"{alerting.queued} notifications queued a run")  # fmt: skip
 
 
 def main() -> None:
@@ -126,6 +182,10 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=300)
     parser.add_argument(
         "--pipeline", type=int, default=0, help="also replay this many articles with the rules"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved pipeline runs")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="articles a transaction (default: the replay's)"
     )
     args = parser.parse_args()
 
@@ -172,7 +232,7 @@ def main() -> None:
     print(f"targets: matcher p99 < 1 ms: {'yes' if under else 'NO'}; "
           f">= 20x: {'yes' if ratio >= 20 else 'NO'}")  # fmt: skip
     if args.pipeline:
-        pipeline_cost(queries, args.pipeline)
+        pipeline_cost(queries, args.pipeline, args.repeats, args.batch)
 
 
 if __name__ == "__main__":

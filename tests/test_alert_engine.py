@@ -19,8 +19,7 @@ from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.delivery import DeliveryWorker
-from newswatch.alerts.engine import AlertEngine, corroboration
-from newswatch.alerts.models import AlertState, Notification, RuleMatch, Silence
+from newswatch.alerts.judging import corroboration
 from newswatch.alerts.policy import quiet_end, schedule
 from newswatch.alerts.query import parse
 from newswatch.alerts.silences import (
@@ -30,10 +29,13 @@ from newswatch.alerts.silences import (
     silenced,
     suppressed_counts,
 )
+from newswatch.alerts.stage import AlertStage as AlertEngine
 from newswatch.config import FileConfig, Settings
 from newswatch.grouping.api import EventChange, EventSplit
 from newswatch.prometheus_registry import RULE_MATCHES
+from newswatch.store.alert_models import AlertState, Notification, RuleMatch, Silence
 from newswatch.store.columns import utcnow
+from newswatch.store.events import Merge, SplitOff, apply_regroupings
 from newswatch.store.models import Article, Event, Sighting, Source
 from tests.alert_support import SECRET, webhook_receiver
 
@@ -119,28 +121,20 @@ class World:
         return EventChange(article_id, article.event_id, False, sighting=True)
 
     def merge(self, gone: int, keep: int, via: EventChange) -> EventChange:
-        """Event `gone` absorbed into `keep` (its articles moved) when `via` arrived."""
-        for article in self.session.execute(
-            select(Article).where(Article.event_id == gone)  # type: ignore[arg-type]
-        ).scalars():
-            article.event_id = keep
-        absorbed = self.session.get(Event, gone)
-        assert absorbed is not None
-        absorbed.merged_into = keep
+        """Event `gone` absorbed into `keep` when `via` arrived: applied to every table as
+        the grouping stage applies it."""
         self.session.flush()
+        apply_regroupings(self.session, [Merge(gone, keep)], NOW)
+        self.session.expire_all()  # the ORM rows above were changed by SQL statements
         return EventChange(via.article_id, keep, False, merged_event_ids=(gone,))
 
     def split(self, event_id: int, moved: list[int], via: EventChange) -> EventChange:
         """The `moved` articles of `event_id` split off into an event of their own when
-        `via` arrived (its id: the first moved article)."""
+        `via` arrived (its id: the first moved article), as the grouping stage applies it."""
         new_id = min(moved)
-        self.session.add(Event(id=new_id, title="split", first_seen=T0, last_seen=T0))
         self.session.flush()
-        for article_id in moved:
-            article = self.session.get(Article, article_id)
-            assert article is not None
-            article.event_id = new_id
-        self.session.flush()
+        apply_regroupings(self.session, [SplitOff(event_id, new_id, tuple(moved))], NOW)
+        self.session.expire_all()
         split = EventSplit(event_id, new_id, tuple(moved))
         return EventChange(via.article_id, via.event_id, False, split=split)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
-from newswatch.alerts.models import Notification
 from newswatch.config import FileConfig, Settings
 from newswatch.pipeline import Pipeline
 from newswatch.shared_types import ParsedEntry
+from newswatch.store.alert_models import Notification
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article

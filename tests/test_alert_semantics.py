@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
-from newswatch.alerts.engine import corroboration
-from newswatch.alerts.models import AlertState, Notification
+from newswatch.alerts.judging import corroboration
 from newswatch.alerts.policy import quiet_end, schedule
 from newswatch.config import FileConfig, Settings, parse_config_text
 from newswatch.pipeline import Pipeline
 from newswatch.shared_types import ParsedEntry
+from newswatch.store.alert_models import AlertState, Notification
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import session_scope
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine
 
 from newswatch.alerts.config import RuleConfig
-from newswatch.alerts.models import AlertState
 from newswatch.api import create_app
 from newswatch.config import FileConfig, Settings
+from newswatch.store.alert_models import AlertState
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from tests.api_support import Running, load_corpus, replay_corpus, running

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from newswatch.alerts.config import ChannelConfig
 from newswatch.alerts.delivery import DeliveryWorker, backoff_delay
-from newswatch.alerts.models import Notification
 from newswatch.config import FileConfig, Settings
+from newswatch.store.alert_models import Notification
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.outbox import enqueue

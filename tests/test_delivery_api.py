@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, update
 
-from newswatch.alerts.models import Notification
 from newswatch.api import create_app
 from newswatch.config import Settings
+from newswatch.store.alert_models import Notification
 from newswatch.store.db import session_scope
 from newswatch.store.outbox import enqueue
 from tests.api_support import Running, running

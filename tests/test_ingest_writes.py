@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, text
 
 from newswatch.config import FileConfig, Settings
-from newswatch.grouping.engine import EventGrouper
+from newswatch.grouping.stage import EventGrouper
 from newswatch.pipeline import Pipeline
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import (

@@ -9,9 +9,9 @@ from sqlalchemy import Engine, func, insert, select
 from sqlmodel import Session
 
 from newswatch import retention
-from newswatch.alerts.models import Notification
 from newswatch.config import Settings
 from newswatch.retention import prune
+from newswatch.store.alert_models import Notification
 from newswatch.store.models import Article, Fetch, Source
 from newswatch.store.page_urls import PageURL
 from tests.test_cli import newswatch

@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.delivery import DeliveryWorker
-from newswatch.alerts.models import AlertState, Notification
 from newswatch.config import FileConfig, Settings
 from newswatch.pipeline import Pipeline
 from newswatch.shared_types import ParsedEntry
+from newswatch.store.alert_models import AlertState, Notification
 from newswatch.store.articles import ensure_source
 from newswatch.store.db import session_scope
 

@@ -15,8 +15,8 @@ from newswatch.alerts.channels import SendResult
 from newswatch.alerts.channels.email import build_message
 from newswatch.alerts.config import ChannelConfig
 from newswatch.alerts.delivery import DeliveryWorker
-from newswatch.alerts.models import Notification
 from newswatch.config import FileConfig, Settings
+from newswatch.store.alert_models import Notification
 from newswatch.store.db import session_scope
 from newswatch.store.outbox import enqueue
 from tests.alert_support import smtp_server

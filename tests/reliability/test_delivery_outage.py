@@ -16,10 +16,10 @@ from structlog.testing import capture_logs
 
 from newswatch.alerts.config import ChannelConfig
 from newswatch.alerts.delivery import DeliveryWorker
-from newswatch.alerts.models import Notification
 from newswatch.api import create_app
 from newswatch.api.metrics import render_metrics
 from newswatch.config import FileConfig, Settings
+from newswatch.store.alert_models import Notification
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.outbox import enqueue

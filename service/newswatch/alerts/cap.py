@@ -4,20 +4,22 @@ rule, channel and window, sent when the window ends.
 
 A flood (a 60,000-entry feed opening as many events) queued 119,932 notifications before;
 nobody reads them, and they hold up the ones that matter. Windows are fixed (aligned to the
-epoch), so the count is one query per rule per decision round, and a restart keeps it.
+epoch), so the count is one query per decision round, and a restart keeps it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Row
 from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.policy import schedule
-from newswatch.store.models import Event
-from newswatch.store.outbox import enqueue_summary, notified_events_since
+from newswatch.store.alerts import notified_counts_since
+from newswatch.store.outbox import enqueue_summary
 
 if TYPE_CHECKING:
     from newswatch.config import Settings
@@ -37,6 +39,8 @@ class RuleCap:
         self.limit = limit
         self.window = window
         self._counts: dict[tuple[str, datetime], int] = {}
+        # The round's capped events, per (rule, window start): the summary lines to add.
+        self._overflow: dict[tuple[str, datetime], tuple[RuleConfig, list[dict[str, Any]]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> RuleCap:
@@ -44,21 +48,23 @@ class RuleCap:
             return cls()
         return cls(settings.alert_max_per_rule, timedelta(seconds=settings.alert_cap_window))
 
-    def new_round(self) -> None:
-        """Forget the counts: the store has them (a round may follow another process's)."""
-        self._counts = {}
+    def new_round(self, session: Session, rules: set[str], now: datetime) -> None:
+        """Count, in one query, what `rules` notified in the window containing `now` (the
+        store has the counts: a round may follow another process's)."""
+        start = self.window_of(now)[0]
+        counts = notified_counts_since(session, rules, start)
+        self._counts = {(rule, start): count for rule, count in counts.items()}
+        self._overflow = {}
 
     def window_of(self, now: datetime) -> tuple[datetime, datetime]:
         seconds = self.window.total_seconds()
         start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, UTC)
         return start, start + self.window
 
-    def full(self, session: Session, rule: str, now: datetime) -> bool:
-        """Whether `rule` has had its notifications of the window containing `now`."""
-        key = (rule, self.window_of(now)[0])
-        if key not in self._counts:
-            self._counts[key] = notified_events_since(session, rule, key[1])
-        return self._counts[key] >= self.limit
+    def full(self, rule: str, now: datetime) -> bool:
+        """Whether `rule` has had its notifications of the window containing `now` (a
+        rule new_round did not count had none)."""
+        return self._counts.get((rule, self.window_of(now)[0]), 0) >= self.limit
 
     def counted(self, rule: str, now: datetime) -> None:
         """A notification of `rule` was decided at `now`."""
@@ -66,18 +72,10 @@ class RuleCap:
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def overflow(
-        self,
-        session: Session,
-        rule: RuleConfig,
-        channels: dict[str, ChannelConfig],
-        event_id: int,
-        sources: int,
-        now: datetime,
-    ) -> bool:
-        """Add event `event_id` to the rule's summary of the window, to each of its channels;
-        True if a summary was queued or grown."""
-        start, end = self.window_of(now)
-        event = session.get(Event, event_id)
+        self, rule: RuleConfig, event_id: int, event: Row[Any] | None, sources: int, now: datetime
+    ) -> None:
+        """Add event `event_id` (its row `event`: title, first_seen) to the rule's summary of
+        the window; written for the round by `write_summaries`."""
         line: dict[str, Any] = {
             "id": None,
             "event_id": event_id,
@@ -87,23 +85,46 @@ class RuleCap:
             "source_count": sources,
             "published": (event.first_seen if event is not None else now).isoformat(),
         }
-        key = f"{rule.name}:{OVERFLOW}:{start.isoformat()}"
+        key = (rule.name, self.window_of(now)[0])
+        self._overflow.setdefault(key, (rule, []))[1].append(line)
+
+    def write_summaries(
+        self, session: Session, channels: dict[str, ChannelConfig], now: datetime
+    ) -> bool:
+        """Queue or grow each summary the round added events to, to each of the rule's
+        channels (a read and a write per summary, not per event); True if any was."""
         queued = False
-        for channel_name in rule.channels:
-            # Sent when the window ends, or later when the channel defers (quiet hours, digest).
-            not_before, batch_key = schedule(rule, channels[channel_name], end, None, None)
-            queued |= enqueue_summary(
-                session,
-                rule=rule.name,
-                channel=channel_name,
-                key=key,
-                first=lambda: self._summary(rule, start, end, line),
-                grow=lambda payload: _grown(payload, line, self.limit),
-                not_before=max(not_before, end),
-                batch_key=batch_key,
-                now=now,
-            )
+        for (_name, start), (rule, lines) in sorted(self._overflow.items(), key=lambda i: i[0]):
+            end = start + self.window
+            key = f"{rule.name}:{OVERFLOW}:{start.isoformat()}"
+            for channel_name in rule.channels:
+                # Sent when the window ends, or later when the channel defers (quiet hours,
+                # digest).
+                not_before, batch_key = schedule(rule, channels[channel_name], end, None, None)
+                queued |= enqueue_summary(
+                    session,
+                    rule=rule.name,
+                    channel=channel_name,
+                    key=key,
+                    first=partial(self._first_summary, rule, start, lines),
+                    grow=partial(self._grown_by, lines=lines),
+                    not_before=max(not_before, end),
+                    batch_key=batch_key,
+                    now=now,
+                )
+        self._overflow = {}
         return queued
+
+    def _first_summary(
+        self, rule: RuleConfig, start: datetime, lines: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        summary = self._summary(rule, start, start + self.window, lines[0])
+        return self._grown_by(summary, lines[1:])
+
+    def _grown_by(self, payload: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+        for line in lines:
+            payload = _grown(payload, line, self.limit)
+        return payload
 
     def _summary(
         self, rule: RuleConfig, start: datetime, end: datetime, line: dict[str, Any]

@@ -20,26 +20,28 @@ import os
 import random
 import signal
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Engine, select, update
+from sqlalchemy import Engine
 
 from newswatch.alerts.channels import Channel, SendResult, build_channel
-from newswatch.alerts.models import Notification
 from newswatch.config import FileConfig, Settings
 from newswatch.log import get_logger
 from newswatch.prometheus_registry import NOTIFICATIONS as SENT_METRIC
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.db import session_scope
-from newswatch.store.models import table_of
+from newswatch.store.deliveries import (
+    claim_due,
+    pending_counts,
+    record_outcome,
+    release_expired_claims,
+    retry_due_by,
+)
 
 log = get_logger(__name__)
-TABLE = table_of(Notification)
-N = TABLE.c
 CLAIM_LIMIT = 100
 # Seconds between two looks for rows whose claim has expired.
 RECOVER_EVERY = 30.0
@@ -158,16 +160,9 @@ class DeliveryWorker:
         outcome) go back to pending. Rows another live process is sending are left alone."""
         expired = self.clock() - timedelta(seconds=self.settings.delivery_lease)
         with session_scope(self.engine) as session:
-            result = cast(
-                "CursorResult[Any]",
-                session.execute(
-                    update(TABLE)
-                    .where(N.status == "sending", N.claimed_at < expired)
-                    .values(status="pending", claimed_at=None)
-                ),
-            )
+            released = release_expired_claims(session, expired)
         self._recovered_at = time.monotonic()
-        return result.rowcount or 0
+        return released
 
     def _recover_now_and_then(self) -> None:
         if time.monotonic() - self._recovered_at >= RECOVER_EVERY:
@@ -176,22 +171,7 @@ class DeliveryWorker:
     def claim(self, now: datetime) -> list[Claimed]:
         """Due rows, marked as being sent; rows sharing (channel, batch key) form one message."""
         with session_scope(self.engine) as session:
-            query = (
-                select(N.id, N.channel, N.batch_key, N.payload, N.attempts, N.retry_until)
-                .where(N.status == "pending", N.not_before <= now)
-                .order_by(N.not_before, N.id)
-                .limit(CLAIM_LIMIT)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = session.execute(query).all()
-            if not rows:
-                return []
-            session.execute(
-                update(TABLE)
-                .where(N.id.in_([r.id for r in rows]))
-                .values(status="sending", claimed_at=now)
-            )
+            rows = claim_due(session, now, CLAIM_LIMIT)
         groups: dict[tuple[str, str], Claimed] = {}
         for r in rows:
             key = (r.channel, r.batch_key or f"id:{r.id}")
@@ -243,7 +223,7 @@ class DeliveryWorker:
             )
             outcome = "retry"
         with session_scope(self.engine) as session:
-            session.execute(update(TABLE).where(N.id.in_(group.ids)).values(**values))
+            record_outcome(session, group.ids, values)
         SENT_METRIC.labels(group.channel, outcome).inc(len(group.ids))
         # A dead letter is a notification nobody will get unless an operator acts.
         emit = log.error if outcome == "dead" else log.info
@@ -330,19 +310,11 @@ class DeliveryWorker:
         """Whether a pending row becomes due within `within` seconds (a retry to wait for)."""
         limit = self.clock() + timedelta(seconds=max(0.0, within))
         with session_scope(self.engine) as session:
-            row = session.execute(
-                select(N.id).where(N.status == "pending", N.not_before <= limit, N.attempts > 0)
-            ).first()
-        return row is not None
+            return retry_due_by(session, limit)
 
     def _status_counts(self) -> dict[str, int]:
-        out: dict[str, int] = defaultdict(int)
         with session_scope(self.engine) as session:
-            for attempts in session.execute(
-                select(N.attempts).where(N.status == "pending")
-            ).scalars():
-                out["retry" if attempts else "deferred"] += 1
-        return out
+            return pending_counts(session)
 
     async def aclose(self) -> None:
         for channel in self.channels.values():

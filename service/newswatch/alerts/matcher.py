@@ -16,13 +16,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 
 import ahocorasick
 
-from newswatch.alerts.query import And, Document, Node, Not, Or, Phrase, Term, evaluate
+from newswatch.alerts.query import (
+    And,
+    Document,
+    Leaf,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Term,
+    evaluate,
+    positive_leaves,
+)
 
 # A field set's tag in the automaton: a character no word contains, put before each word.
 TAGS = {
@@ -100,6 +111,11 @@ def _key(trigger: Trigger) -> str:
 class CompiledRule:
     name: str
     query: Node
+    # The query's positive words and phrases, found once (query.present explains a match).
+    leaves: list[Leaf] = field(init=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "leaves", positive_leaves(self.query))
 
 
 class RuleSet:

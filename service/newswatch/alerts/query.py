@@ -161,13 +161,27 @@ def positive_terms(node: Node) -> list[str]:
     return [t for c in node.children for t in positive_terms(c)]
 
 
-def matched_terms(node: Node, doc: Document) -> list[str]:
-    """The positive parts of `node` that are present in `doc`."""
+Leaf = tuple["Term | Phrase", str]  # a positive word or phrase of a query, and its spelling
+
+
+def positive_leaves(node: Node) -> list[Leaf]:
+    """The words and phrases of `node` outside a NOT, in order, each with its spelling."""
     if isinstance(node, Term | Phrase):
-        return positive_terms(node) if evaluate(node, doc) else []
+        return [(node, positive_terms(node)[0])]
     if isinstance(node, Not):
         return []
-    return [t for c in node.children for t in matched_terms(c, doc)]
+    return [leaf for c in node.children for leaf in positive_leaves(c)]
+
+
+def present(leaves: list[Leaf], doc: Document) -> list[str]:
+    """The spellings of the `leaves` found in `doc`."""
+    return [spelled for leaf, spelled in leaves if evaluate(leaf, doc)]
+
+
+def matched_terms(node: Node, doc: Document) -> list[str]:
+    """The positive parts of `node` that are present in `doc` (a rule compiled once keeps
+    its leaves: matcher.CompiledRule.leaves, used with `present`)."""
+    return present(positive_leaves(node), doc)
 
 
 # --- parsing --------------------------------------------------------------------------

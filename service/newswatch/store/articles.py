@@ -24,8 +24,6 @@ from sqlalchemy import (
     text,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 from sqlmodel import select as select_model
 
@@ -33,6 +31,7 @@ from newswatch.dedupe_keys import canonical_url, content_hash
 from newswatch.shared_types import LanguageSource, ParsedEntry, SourceKind
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.models import Article, Sighting, Source, table_of
+from newswatch.store.upsert import insert_ignoring_conflicts
 
 if TYPE_CHECKING:
     import sqlite3
@@ -359,15 +358,9 @@ def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> set[tu
     rows = list(unique.values())
     if not rows:
         return set()
-    # The dialect switch also in store/page_urls.py (_insert_or_ignore): one upsert helper
-    # for store/ replaces both when the changes are merged.
-    dialect = session.get_bind().dialect.name
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        make(SIGHTINGS)
-        .on_conflict_do_nothing(index_elements=[SIGHTINGS.c.article_id, SIGHTINGS.c.source_id])
-        .returning(SIGHTINGS.c.article_id, SIGHTINGS.c.source_id)
-    )
+    statement = insert_ignoring_conflicts(
+        session, SIGHTINGS, [SIGHTINGS.c.article_id, SIGHTINGS.c.source_id]
+    ).returning(SIGHTINGS.c.article_id, SIGHTINGS.c.source_id)
     return {(row[0], row[1]) for row in session.execute(statement, rows)}
 
 

@@ -11,13 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from newswatch.alerts.models import AlertState, Notification
+from newswatch.store.alert_models import Notification
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.models import table_of
+from newswatch.store.upsert import insert_ignoring_conflicts
 
 NOTIFICATIONS = table_of(Notification)
 N = NOTIFICATIONS.c
@@ -56,14 +55,37 @@ def enqueue(
         "batch_key": batch_key,
         "created_at": now,
     }
-    make = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        make(NOTIFICATIONS)
+        insert_ignoring_conflicts(session, NOTIFICATIONS, [N.channel, N.idempotency_key])
         .values(**values)
-        .on_conflict_do_nothing(index_elements=[N.channel, N.idempotency_key])
         .returning(N.id)
     )
     return session.execute(statement).first() is not None
+
+
+def enqueue_many(session: Session, notifications: list[dict[str, Any]]) -> int:
+    """Record notifications in one statement (see `enqueue`): dicts of rule, channel,
+    event_id, revision, payload, not_before, batch_key. Returns how many were new."""
+    if not notifications:
+        return 0
+    now = utcnow()
+    rows = []
+    for n in notifications:
+        key = idempotency_key(n["rule"], n["event_id"], n["revision"])
+        rows.append(
+            {
+                **n,
+                "idempotency_key": key,
+                "payload": {**n["payload"], "idempotency_key": key},
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+            }
+        )
+    statement = insert_ignoring_conflicts(
+        session, NOTIFICATIONS, [N.channel, N.idempotency_key]
+    ).returning(N.id)
+    return len(session.execute(statement, rows).all())
 
 
 def enqueue_summary(
@@ -134,16 +156,6 @@ def outbox_stats(session: Session) -> tuple[int, datetime | None]:
         select(func.count(), func.min(N.created_at)).where(N.status.in_(("pending", "sending")))
     ).one()
     return int(row[0]), as_utc(row[1]) if row[1] is not None else None
-
-
-def notified_events_since(session: Session, rule: str, since: datetime) -> int:
-    """Events `rule` has notified (a first notification or an update) since `since`: what
-    its cap per window counts (alerts/cap.py)."""
-    S = table_of(AlertState).c
-    query = select(func.count()).where(
-        S.rule == rule, S.status == "notified", S.revision > 0, S.last_at >= since
-    )
-    return int(session.execute(query).scalar_one())
 
 
 def dead_letter_count(session: Session) -> int:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
-# Each stage's tables: rule_matches, alert_state, silences, notifications; then the
+# Every table: the alerts' rule_matches, alert_state, silences, notifications; then the
 # foundation's sources, fetches, articles, sightings and the grouping's events; the article
-# URLs page sources fetched already.
-import newswatch.alerts.models
+# URLs page sources fetched already; people's marks on events.
+import newswatch.store.alert_models
 import newswatch.store.event_triage  # event_triage: acknowledged, starred, muted events
 import newswatch.store.models  # sources, fetches, articles, sightings, events
 import newswatch.store.page_urls  # noqa: F401  (article URLs page sources fetched already)

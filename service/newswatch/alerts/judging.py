@@ -1,0 +1,70 @@
+"""Whether the matches of a (rule, event) meet the rule: corroboration by distinct sources
+within the rule's window, and when a decided (rule, event) needs a notification again."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from newswatch.alerts.config import RuleConfig
+from newswatch.store.alerts import AlertStateRecord
+from newswatch.store.columns import as_utc
+
+
+@dataclass
+class Firing:
+    """Why a rule fires on an event (or would, in a dry run)."""
+
+    rule: str
+    event_id: int
+    sources: int  # distinct sources within the window
+    terms: list[str]
+
+
+def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | None) -> int:
+    """Most distinct sources whose matches fall within one span of `window` (all when None)."""
+    items = sorted(points, key=lambda p: p[1])
+    if window is None:
+        return len({source for source, _ in items})
+    best = 0
+    counts: dict[int, int] = defaultdict(int)
+    start = 0
+    for source, at in items:
+        counts[source] += 1
+        while at - items[start][1] > window:
+            old = items[start][0]
+            counts[old] -= 1
+            if counts[old] == 0:
+                del counts[old]
+            start += 1
+        best = max(best, len(counts))
+    return best
+
+
+def judge(rule: RuleConfig, event_id: int, rows: Sequence[Any]) -> tuple[Firing, list[int]] | None:
+    """Whether the matches `rows` (source_id, at, terms, article_id) of a (rule, event) meet
+    the rule: the firing and the matching articles' ids, in order."""
+    if len({r.source_id for r in rows}) < rule.min_sources:
+        return None  # too few sources in all: no window can hold enough
+    count = corroboration(((r.source_id, as_utc(r.at)) for r in rows), rule.window)
+    if count < rule.min_sources:
+        return None
+    terms = sorted({t for r in rows for t in r.terms})
+    return Firing(rule.name, event_id, count, terms), sorted({r.article_id for r in rows})
+
+
+def due_update(rule: RuleConfig, state: AlertStateRecord, sources: int) -> bool:
+    """Whether a (rule, event) already decided on needs a notification now: never sent
+    (it was silenced), or, with updates on, the event reached the next threshold: 2x, 4x,
+    8x ... min_sources distinct sources."""
+    if state.revision == 0:
+        return True
+    if not rule.updates:
+        return False
+    threshold = rule.min_sources
+    while threshold <= state.sources_notified:
+        threshold *= 2
+    return sources >= threshold

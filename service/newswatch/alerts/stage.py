@@ -1,0 +1,429 @@
+"""The alerts stage: match articles against every rule, and notify once per (rule, event)
+when an event is corroborated by enough distinct sources.
+
+Runs inside the ingest transaction (Pipeline.ingest_jobs): the matches, the state and the
+outbox rows commit together with the articles and events that caused them, or not at all.
+Merges and splits have been applied to the matches and states already (the grouping stage
+applies them to every table: store.events.apply_regroupings); this stage folds the outbox
+rows of merged events and judges the regrouped events again.
+
+A round of decisions reads what it needs in a few statements (the states, matches, events,
+articles and source names of every (rule, event) in play) and writes the states and the
+outbox rows in one statement each: its cost does not grow with a query per match.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Row
+from sqlmodel import Session
+
+from newswatch.alerts.articles import (
+    ArticleView,
+    counted_sources,
+    document,
+    load_articles,
+)
+from newswatch.alerts.cap import RuleCap
+from newswatch.alerts.config import ChannelConfig, RuleConfig
+from newswatch.alerts.judging import Firing, corroboration, due_update, judge
+from newswatch.alerts.matcher import CompiledRule, RuleSet
+from newswatch.alerts.payload import event_payload, listed
+from newswatch.alerts.policy import group_wait, schedule
+from newswatch.alerts.query import present
+from newswatch.grouping.api import EventChange
+from newswatch.metrics import RULE_MATCHES
+from newswatch.store import alerts as store
+from newswatch.store.alerts import AlertStateRecord, MatchRow, Pair
+from newswatch.store.columns import utcnow
+from newswatch.store.outbox import enqueue_many, idempotency_key, open_wait_group
+
+if TYPE_CHECKING:
+    from newswatch.config import Settings
+
+WaitGroup = tuple[datetime, str]  # (send time, batch key) of a group_wait group
+
+
+@dataclass
+class Shown:
+    """What the payloads of a set of (rule, event) show, loaded at once."""
+
+    events: dict[int, Row[Any]]
+    views: dict[int, ArticleView]
+    names: dict[int, str]  # source names by id
+
+    @classmethod
+    def load(
+        cls, session: Session, judged: Iterable[tuple[int, list[int], Sequence[Any]]]
+    ) -> Shown:
+        """`judged`: (event id, matching article ids, match rows) of each (rule, event)."""
+        events: set[int] = set()
+        articles: set[int] = set()
+        sources: set[int] = set()
+        for event_id, matched, rows in judged:
+            events.add(event_id)
+            articles.update(listed(matched))
+            sources.update(r.source_id for r in rows)
+        return cls(
+            store.events_by_id(session, events),
+            {v.id: v for v in load_articles(session, sorted(articles), with_text=False)},
+            store.source_names(session, sources),
+        )
+
+    def payload(
+        self,
+        rule: RuleConfig,
+        firing: Firing,
+        revision: int,
+        matched: list[int],
+        rows: Sequence[Any],
+        public_url: str | None,
+    ) -> dict[str, Any]:
+        names = {self.names[r.source_id] for r in rows if r.source_id in self.names}
+        return event_payload(
+            rule,
+            firing,
+            revision,
+            matched,
+            event=self.events.get(firing.event_id),
+            views=self.views,
+            sources=sorted(names),
+            public_url=public_url,
+        )
+
+
+@dataclass
+class Round:
+    """One decision round's state: what was read for it and what it will write."""
+
+    now: datetime
+    states: dict[Pair, AlertStateRecord]
+    shown: Shown
+    silenced: set[str | None]
+    changed: dict[Pair, AlertStateRecord] = field(default_factory=dict)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    # The rule's group_wait group to a channel still collecting (None: none open).
+    wait_groups: dict[tuple[str, str], WaitGroup | None] = field(default_factory=dict)
+
+
+class AlertStage:
+    """Decides, inside the ingest transaction, which (rule, event) pairs are notified and
+    when; writes matches, state and outbox rows. `settings` is accepted for the shared
+    interface (its public URL makes the payloads' event links); `clock` is for tests."""
+
+    def __init__(
+        self,
+        rules: list[RuleConfig],
+        channels: list[ChannelConfig],
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.settings = settings
+        self.public_url = settings.public_url if settings is not None else None
+        self.rules = {r.name: r for r in rules if r.enabled}
+        self.channels = {c.name: c for c in channels}
+        self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
+        self.clock = clock
+        self.cap = RuleCap.from_settings(settings)
+        # Called after a transaction that queued notifications commits (wakes the worker).
+        self.enqueued = False
+
+    # --- the pipeline's entry point -------------------------------------------------
+    def on_changes(self, session: Session, changes: list[EventChange]) -> list[Firing]:
+        if not self.rules or not changes:
+            return []
+        waiting: set[Pair] = set()  # (rule, event) whose queued news is re-told
+        for change in changes:  # merges in the order they happened
+            for gone in change.merged_event_ids:
+                waiting |= self._fold_outbox(session, gone, change.event_id)
+        # Matches stored before this round are read back; the round's own are at hand.
+        earlier = store.last_match_id(session)
+        new_ids = [c.article_id for c in changes if not c.sighting]
+        rows = [row for view in load_articles(session, new_ids) for row in self._match_rows(view)]
+        rows += self._copied_matches(session, [c.article_id for c in changes if c.sighting])
+        store.insert_matches(session, rows)
+        fresh: dict[Pair, list[MatchRow]] = defaultdict(list)
+        for r in rows:
+            match = MatchRow(r["article_id"], r["source_id"], r["at"], r["terms"])
+            fresh[(r["rule"], r["event_id"])].append(match)
+        touched = set(fresh)
+        # Events that grew by a merge are judged again with their new members; both parts
+        # of a split too (the part split off is a new event to its rules).
+        regrouped = {c.event_id for c in changes if c.merged_event_ids}
+        for c in changes:
+            if c.split is not None:
+                regrouped |= {c.split.event_id, c.split.new_event_id}
+        for event_id, rules in store.rules_of_events(session, regrouped).items():
+            touched |= {(r, event_id) for r in rules if r in self.rules}
+        self._retell(session, waiting)
+        # Events this round opened (and no merge or split touched) have no state and no
+        # earlier matches in the store: nothing to read for them.
+        opened = {c.event_id for c in changes if c.opened and c.event_id == c.article_id}
+        return self._decide(session, touched, fresh, earlier, opened - regrouped)
+
+    def _match_rows(self, view: ArticleView) -> list[dict[str, Any]]:
+        """A match row per rule the article matches and per source carrying it that counts."""
+        doc = document(view)
+        rows = []
+        for compiled in self.ruleset.match(doc):
+            rule = self.rules[compiled.name]
+            terms = present(compiled.leaves, doc)
+            rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
+        return rows
+
+    def _copied_matches(self, session: Session, article_ids: list[int]) -> list[dict[str, Any]]:
+        """A known article seen at one more source counts for that source too: its match
+        rows for every counted carrier (those stored already are skipped on insert)."""
+        if not article_ids:
+            return []
+        known = store.matches_of_articles(session, article_ids)
+        if not known:
+            return []
+        views = {v.id: v for v in load_articles(session, sorted({r.article_id for r in known}))}
+        rows = []
+        for row in known:
+            rule, view = self.rules.get(row.rule), views.get(row.article_id)
+            if rule is not None and view is not None:
+                terms = list(row.terms)
+                rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
+        return rows
+
+    # --- merges: fragments of one story -----------------------------------------------
+    def _fold_outbox(self, session: Session, gone: int, keep: int) -> set[Pair]:
+        """Event `gone` was absorbed into `keep`: their queued notifications (never
+        attempted: waiting out a group_wait, a digest or quiet hours, or not yet picked up)
+        become one per (rule, channel) about the survivor. If a notification of either went
+        out already, the story was announced: no second "new" alert waits, only the
+        survivor's updates. Returns the (rule, keep) pairs whose waiting rows need the
+        survivor's news (see _retell)."""
+        groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        for row in store.notifications_of(session, (gone, keep)):
+            if row.rule in self.rules:
+                groups[(row.rule, row.channel)].append(row)
+        retell: set[Pair] = set()
+        for (rule, _channel), rows in groups.items():
+            waiting = [r for r in rows if r.status == "pending" and r.attempts == 0]
+            announced = len(waiting) < len(rows)
+            if announced:  # only the survivor's updates wait
+                kept = [r for r in waiting if r.event_id == keep and r.revision > 1]
+            elif waiting:  # one notification: the first due (the survivor's own on a tie)
+                kept = [min(waiting, key=lambda r: (r.not_before, r.event_id != keep, r.revision))]
+            else:
+                continue
+            store.drop_notifications(session, [r.id for r in waiting if r not in kept])
+            if not announced:  # (after the drop: the survivor's key may be free only now)
+                self._adopt(session, rule, keep, kept[0])
+            if kept:
+                retell.add((rule, keep))
+        return retell
+
+    @staticmethod
+    def _adopt(session: Session, rule: str, keep: int, row: Any) -> None:
+        """The survivor's one waiting notification is `row` (maybe the absorbed event's,
+        moved over): the survivor's state counts it as its latest."""
+        if row.event_id != keep:
+            key = idempotency_key(rule, keep, row.revision)
+            store.rewrite_notification(session, row.id, keep, key)  # _retell rewrites the news
+        state = store.alert_states(session, [(rule, keep)]).get((rule, keep))
+        if state is not None:
+            state.revision, state.status = row.revision, "notified"
+            store.save_alert_states(session, [state])
+
+    def _retell(self, session: Session, pairs: set[Pair]) -> None:
+        """The waiting notifications of merged events say what the survivor holds now:
+        its title, sources and articles (so the one notification covers every fragment)."""
+        if not pairs:
+            return
+        found = store.matches_of_pairs(session, pairs)
+        judged = {
+            pair: result
+            for pair in sorted(pairs)
+            if (result := judge(self.rules[pair[0]], pair[1], found[pair])) is not None
+        }
+        shown = Shown.load(session, ((e, j[1], found[(r, e)]) for (r, e), j in judged.items()))
+        states = store.alert_states(session, judged)
+        outbox = store.notifications_of(session, {e for _, e in judged})
+        for (rule_name, event_id), (firing, matched) in judged.items():
+            rule = self.rules[rule_name]
+            for row in outbox:
+                if (row.rule, row.event_id) != (rule_name, event_id):
+                    continue
+                if row.status != "pending" or row.attempts:
+                    continue
+                rows = found[(rule_name, event_id)]
+                payload = shown.payload(rule, firing, row.revision, matched, rows, self.public_url)
+                key = idempotency_key(rule_name, event_id, row.revision)
+                store.rewrite_notification(session, row.id, event_id, key, payload)
+            if (state := states.get((rule_name, event_id))) is not None:
+                state.sources_notified = firing.sources
+        store.save_alert_states(session, states.values())
+
+    # --- deciding -------------------------------------------------------------------
+    def _decide(
+        self,
+        session: Session,
+        touched: set[Pair],
+        fresh: dict[Pair, list[MatchRow]],
+        earlier: int | None,
+        new_events: set[int],
+    ) -> list[Firing]:
+        """Judge every (rule, event) that got new matches, with a few statements in all:
+        `fresh` are the round's matches, `earlier` the last match id stored before them,
+        `new_events` events with nothing stored before this round."""
+        if not touched:
+            return []
+        known = [pair for pair in touched if pair[1] not in new_events]
+        states = store.alert_states(session, known)
+        # Notified already, without updates: nothing more can happen for these.
+        open_pairs = [
+            pair
+            for pair in sorted(touched)
+            if (state := states.get(pair)) is None
+            or state.revision == 0
+            or self.rules[pair[0]].updates
+        ]
+        if not open_pairs:
+            return []
+        found: dict[Pair, list[Any]] = defaultdict(list)
+        stored_before = [pair for pair in open_pairs if pair[1] not in new_events]
+        if earlier is not None and stored_before:  # else no match was stored before
+            found = store.matches_of_pairs(session, stored_before, up_to_id=earlier)
+        for pair in open_pairs:
+            stored = {(m.article_id, m.source_id) for m in found[pair]}
+            found[pair] += [m for m in fresh.get(pair, ()) if (m[0], m[1]) not in stored]
+        due = []
+        for pair in open_pairs:
+            rule = self.rules[pair[0]]
+            judged = judge(rule, pair[1], found[pair])
+            state = states.get(pair)
+            if judged is not None and (state is None or due_update(rule, state, judged[0].sources)):
+                due.append((rule, *judged, found[pair]))
+        if not due:
+            return []
+        now = self.clock()
+        shown = Shown.load(session, ((f.event_id, m, rows) for _r, f, m, rows in due))
+        silenced = store.silenced_rules(session, now)
+        self.cap.new_round(session, {rule.name for rule, *_ in due}, now)
+        round_ = Round(now, states, shown, silenced)
+        fired = [f for rule, f, m, rows in due if self._notify(session, round_, rule, f, m, rows)]
+        store.save_alert_states(session, round_.changed.values())
+        if enqueue_many(session, round_.outbox):
+            self.enqueued = True
+        if self.cap.write_summaries(session, self.channels, now):
+            self.enqueued = True
+        return fired
+
+    def _notify(
+        self,
+        session: Session,
+        round_: Round,
+        rule: RuleConfig,
+        firing: Firing,
+        matched: list[int],
+        rows: Sequence[Any],
+    ) -> bool:
+        now, pair = round_.now, (rule.name, firing.event_id)
+        state = round_.states.get(pair)
+        if state is not None and not due_update(rule, state, firing.sources):
+            return False
+        last_sent = state.last_at if state is not None and state.revision else None
+        if state is None:
+            state = AlertStateRecord(rule.name, firing.event_id, first_at=now)
+            round_.states[pair] = state
+        round_.changed[pair] = state
+        state.sources_notified = firing.sources
+        state.last_at = now
+        if None in round_.silenced or rule.name in round_.silenced:
+            state.status = "silenced"  # recorded, so the silence is visible; nothing queued
+            return False
+        if self.cap.full(rule.name, now):
+            state.status = "capped"  # counted in the window's summary (alerts/cap.py)
+            event = round_.shown.events.get(firing.event_id)
+            self.cap.overflow(rule, firing.event_id, event, firing.sources, now)
+            return False
+        self.cap.counted(rule.name, now)
+        state.status = "notified"
+        state.revision += 1
+        payload = round_.shown.payload(rule, firing, state.revision, matched, rows, self.public_url)
+        for channel_name in rule.channels:
+            channel = self.channels[channel_name]
+            group = None
+            if group_wait(rule, channel):
+                group = self._wait_group(session, round_, rule.name, channel_name)
+            not_before, batch_key = schedule(rule, channel, now, last_sent, group)
+            if batch_key is not None and batch_key.startswith(f"{rule.name}:wait:"):
+                _join(round_, (rule.name, channel_name), (not_before, batch_key))
+            round_.outbox.append(
+                {
+                    "rule": rule.name,
+                    "channel": channel_name,
+                    "event_id": firing.event_id,
+                    "revision": state.revision,
+                    "payload": payload,
+                    "not_before": not_before,
+                    "batch_key": batch_key,
+                }
+            )
+        RULE_MATCHES.labels(rule.name).inc()
+        return True
+
+    @staticmethod
+    def _wait_group(session: Session, round_: Round, rule: str, channel: str) -> WaitGroup | None:
+        """The group_wait group of (rule, channel) still collecting: read once a round, then
+        the ones this round opened or joined (their rows are written at its end)."""
+        key = (rule, channel)
+        if key not in round_.wait_groups:
+            round_.wait_groups[key] = open_wait_group(session, rule, channel, round_.now)
+        return round_.wait_groups[key]
+
+    # --- dry run --------------------------------------------------------------------
+    def dry_run(self, session: Session, since: datetime | None) -> list[Firing]:
+        """The events that would fire on the stored history, without writing anything.
+        `since` applies to the time the news counts at (store/timing.py), like windows."""
+        ids = store.grouped_article_ids(session, since)
+        points: dict[Pair, list[tuple[int, datetime]]] = defaultdict(list)
+        terms: dict[Pair, set[str]] = defaultdict(set)
+        for start in range(0, len(ids), 500):
+            for view in load_articles(session, ids[start : start + 500]):
+                doc = document(view)
+                for compiled in self.ruleset.match(doc):
+                    rule = self.rules[compiled.name]
+                    key = (rule.name, view.event_id)
+                    counted = counted_sources(rule, view)
+                    points[key] += [(source_id, view.at) for source_id in counted]
+                    if counted:
+                        terms[key].update(present(compiled.leaves, doc))
+        out = []
+        for (rule_name, event_id), found in sorted(points.items()):
+            rule = self.rules[rule_name]
+            count = corroboration(found, rule.window)
+            if count >= rule.min_sources:
+                out.append(Firing(rule_name, event_id, count, sorted(terms[(rule_name, event_id)])))
+        return out
+
+
+def _join(round_: Round, key: tuple[str, str], group: WaitGroup) -> None:
+    """A notification of this round went into wait group `group`: the latest such group is
+    the one later notifications join (as outbox.open_wait_group would find it)."""
+    if group[0] <= round_.now:
+        return
+    current = round_.wait_groups.get(key)
+    if current is None or group[0] >= current[0]:
+        round_.wait_groups[key] = group
+
+
+def _match_row(rule: str, view: ArticleView, source_id: int, terms: list[str]) -> dict[str, Any]:
+    return {
+        "rule": rule,
+        "event_id": view.event_id,
+        "article_id": view.id,
+        "source_id": source_id,
+        "at": view.at,
+        "terms": terms,
+    }

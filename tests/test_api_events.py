@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Engine, Insert, insert, select, update
 
-from newswatch.alerts.models import RuleMatch
+from newswatch.store.alert_models import RuleMatch
 from newswatch.api import create_app
 from newswatch.config import Settings
 from newswatch.store.columns import utcnow

@@ -63,7 +63,7 @@ NEUTRAL = {
 LAYER_OF_MODULE = {
     "newswatch.alerts.config": CONFIG,
     "newswatch.grouping.settings": CONFIG,
-    "newswatch.alerts.models": STORE,
+    "newswatch.store.alert_models": STORE,
     "newswatch.__main__": CLI,
     "newswatch.service": SERVICE,
     "newswatch.replay": SERVICE,  # drives the pipeline from a file, as the service from feeds

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.config import FileConfig, Settings
-from newswatch.fetch.entries import ParsedEntry
+from newswatch.shared_types import ParsedEntry
 from newswatch.pipeline import Pipeline
 from newswatch.store.articles import ensure_source
 from newswatch.store.columns import as_utc

@@ -37,10 +37,11 @@ from newswatch.alerts.payload import event_payload, listed
 from newswatch.alerts.policy import group_wait, schedule
 from newswatch.alerts.query import present
 from newswatch.grouping.api import EventChange
-from newswatch.metrics import RULE_MATCHES
+from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store import alerts as store
 from newswatch.store.alerts import AlertStateRecord, MatchRow, Pair
 from newswatch.store.columns import utcnow
+from newswatch.store.event_triage import muted_events
 from newswatch.store.outbox import enqueue_many, idempotency_key, open_wait_group
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ class Round:
     states: dict[Pair, AlertStateRecord]
     shown: Shown
     silenced: set[str | None]
+    muted: set[int]  # events people muted (a per-event silence, store/event_triage.py)
     changed: dict[Pair, AlertStateRecord] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     # The rule's group_wait group to a channel still collecting (None: none open).
@@ -310,7 +312,8 @@ class AlertStage:
         shown = Shown.load(session, ((f.event_id, m, rows) for _r, f, m, rows in due))
         silenced = store.silenced_rules(session, now)
         self.cap.new_round(session, {rule.name for rule, *_ in due}, now)
-        round_ = Round(now, states, shown, silenced)
+        muted = muted_events(session, {f.event_id for _r, f, _m, _rows in due})
+        round_ = Round(now, states, shown, silenced, muted)
         fired = [f for rule, f, m, rows in due if self._notify(session, round_, rule, f, m, rows)]
         store.save_alert_states(session, round_.changed.values())
         if enqueue_many(session, round_.outbox):
@@ -339,7 +342,9 @@ class AlertStage:
         round_.changed[pair] = state
         state.sources_notified = firing.sources
         state.last_at = now
-        if None in round_.silenced or rule.name in round_.silenced:
+        # A rule's silence, or the event's mute (a per-event silence set by people).
+        silenced = None in round_.silenced or rule.name in round_.silenced
+        if silenced or firing.event_id in round_.muted:
             state.status = "silenced"  # recorded, so the silence is visible; nothing queued
             return False
         if self.cap.full(rule.name, now):

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from newswatch.alerts.models import Notification
+from newswatch.store.alert_models import Notification
 from newswatch.api.params import DEFAULT_LIMIT, Cursor, cap_limit
 from newswatch.api.routes import CursorParam, Id, Limit, SessionDep, not_found
 from newswatch.api.routes import router as api_router

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newswatch.alerts.models import Silence
+from newswatch.store.alert_models import Silence
 from newswatch.alerts.silences import (
     add_silence,
     list_silences,

@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from newswatch.config import Settings
 from newswatch.fetch import http
-from newswatch.fetch.entries import ParsedEntry
+from newswatch.shared_types import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard

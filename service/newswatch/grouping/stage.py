@@ -17,7 +17,7 @@ from sqlmodel import Session
 from newswatch.grouping.api import EventChange, EventSplit
 from newswatch.grouping.cluster import Clusterer, Decision, Split
 from newswatch.grouping.settings import GroupingSettings
-from newswatch.metrics import EVENTS_MERGED, EVENTS_OPENED, EVENTS_SPLIT
+from newswatch.prometheus_registry import EVENTS_MERGED, EVENTS_OPENED, EVENTS_SPLIT
 from newswatch.store import events as store
 from newswatch.store.articles import StoredArticle
 from newswatch.store.columns import utcnow

@@ -84,6 +84,17 @@ def triage_of(session: Session, event_ids: Iterable[int]) -> dict[int, EventTria
     return {row.event_id: row for row in rows}
 
 
+def muted_events(session: Session, event_ids: Iterable[int]) -> set[int]:
+    """Which of `event_ids` someone muted (one statement for an alerts round)."""
+    ids = list(event_ids)
+    if not ids:
+        return set()
+    query = select(col(EventTriage.event_id)).where(
+        col(EventTriage.event_id).in_(ids), col(EventTriage.muted_at).is_not(None)
+    )
+    return set(session.execute(query).scalars())
+
+
 def is_muted(session: Session, event_id: int) -> bool:
     """Whether someone muted the event: its growth is not notified."""
     query = select(col(EventTriage.event_id)).where(

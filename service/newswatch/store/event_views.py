@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col
 
-from newswatch.alerts.models import RuleMatch
+from newswatch.store.alert_models import RuleMatch
 from newswatch.store.columns import UTCDateTime
 from newswatch.store.event_triage import EventTriage
 from newswatch.store.models import Article, Sighting, Source, table_of

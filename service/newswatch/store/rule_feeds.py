@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from newswatch.alerts.models import AlertState
+from newswatch.store.alert_models import AlertState
 from newswatch.store.columns import as_utc
 
 

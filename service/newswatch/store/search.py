@@ -1,0 +1,458 @@
+"""Full-text search over articles in the alert rules' query language (alerts/query.py).
+
+One parser, two engines: a query is parsed by `alerts.query.parse` and its tree is translated
+into an SQLite FTS5 MATCH expression or a Postgres tsquery. Both indexes hold the same thing:
+each article's words as the alert matcher sees them (`alerts.query.words`: lowercased,
+accents folded), so a query finds the same articles on both engines and the articles a rule
+with that query would match (docs/decisions/0191-full-text-search.md).
+
+- SQLite: the FTS5 table `article_search` (title, text, lang), rowid = articles.id.
+- Postgres: the table `article_search` (article_id, document tsvector) with a GIN index;
+  title words carry weight A, text words B, the language C.
+
+The store writes an article's index row with the article (store_batch); a database trigger
+drops it when the article is deleted or its title, text or language change (then
+`index_articles` writes it again). Fields title/text/lang are matched in the index; source
+names are few, so `source:` is evaluated on them with the alert matcher's own `evaluate` and
+becomes a condition on the sightings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    column,
+    false,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.orm import Session
+
+from newswatch.alerts.query import (
+    And,
+    Document,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    QueryError,
+    Term,
+    evaluate,
+    parse,
+    words,
+)
+from newswatch.store.models import Article, Sighting, Source, table_of
+
+__all__ = ["QueryError", "SearchQuery", "compile_query"]
+
+ARTICLES = table_of(Article)
+SIGHTINGS = table_of(Sighting)
+SOURCES = table_of(Source)
+TABLE = "article_search"
+
+# Postgres keeps at most 16,383 positions in a tsvector: words after that cannot take part in
+# phrases. Both engines index the first words of a text up to these limits, so that they
+# agree; a news text is a few thousand words at most.
+MAX_TITLE_WORDS = 1_000
+MAX_TEXT_WORDS = 15_000
+# Postgres refuses lexemes over 2,047 bytes; longer words are cut (in queries too).
+MAX_WORD_CHARS = 200
+# Weights of the Postgres document's parts (tsquery restricts a word to them).
+WEIGHTS = {"title": "A", "text": "B", "lang": "C"}
+INDEXED_FIELDS = frozenset(WEIGHTS)
+# Articles indexed per statement when (re)indexing in bulk.
+INDEX_BATCH = 500
+
+
+# --- documents ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SearchDocument:
+    """The words of an article as the index holds them, per field."""
+
+    title: list[str]
+    text: list[str]
+    lang: list[str]
+
+
+def _cut(tokens: list[str], limit: int) -> list[str]:
+    return [w[:MAX_WORD_CHARS] for w in tokens[:limit]]
+
+
+def document_of(title: str | None, body: str | None, language: str | None) -> SearchDocument:
+    """What the index holds for an article; `body` is its text, or its summary without one."""
+    return SearchDocument(
+        title=_cut(words(title or ""), MAX_TITLE_WORDS),
+        text=_cut(words(body or ""), MAX_TEXT_WORDS),
+        lang=words(language or ""),
+    )
+
+
+def tsvector_literal(doc: SearchDocument) -> str:
+    """The document as a Postgres tsvector literal: each word with its positions and its
+    field's weight. A gap of one position between fields keeps phrases inside a field."""
+    positions: dict[str, list[str]] = {}
+    at = 0
+    for name in ("title", "text", "lang"):
+        weight = WEIGHTS[name]
+        for word in getattr(doc, name):
+            at += 1
+            positions.setdefault(word, []).append(f"{at}{weight}")
+        at += 1
+    return " ".join(f"{_quote(word)}:{','.join(p)}" for word, p in positions.items())
+
+
+def _quote(word: str) -> str:
+    """A lexeme in tsvector/tsquery syntax (folded words hold no quote; escaped anyway)."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _is_postgres(conn: Connection | Session) -> bool:
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    return bind.dialect.name == "postgresql"
+
+
+_SQLITE_INSERT = text(
+    f"INSERT INTO {TABLE} (rowid, title, text, lang) VALUES (:id, :title, :text, :lang)"
+)
+_POSTGRES_INSERT = text(
+    f"INSERT INTO {TABLE} (article_id, document) VALUES (:id, CAST(:document AS tsvector))"
+)
+
+
+def _index_rows(
+    conn: Connection | Session, rows: Iterable[tuple[int, str | None, str | None, str | None]]
+) -> int:
+    """Write the index rows of (id, title, text-or-summary, language) articles."""
+    postgres = _is_postgres(conn)
+    params: list[dict[str, object]] = []
+    for article_id, title, body, language in rows:
+        doc = document_of(title, body, language)
+        if postgres:
+            params.append({"id": article_id, "document": tsvector_literal(doc)})
+        else:
+            params.append(
+                {
+                    "id": article_id,
+                    "title": " ".join(doc.title),
+                    "text": " ".join(doc.text),
+                    "lang": " ".join(doc.lang),
+                }
+            )
+    if params:
+        conn.execute(_POSTGRES_INSERT if postgres else _SQLITE_INSERT, params)
+    return len(params)
+
+
+def index_new_articles(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Index articles just inserted, given their rows as inserted (id, title, text, summary,
+    language). Runs in the caller's transaction."""
+    _index_rows(
+        session,
+        (
+            (
+                int(r["id"]),  # type: ignore[call-overload]
+                _str(r.get("title")),
+                _str(r.get("text")) or _str(r.get("summary")),
+                _str(r.get("language")),
+            )
+            for r in rows
+        ),
+    )
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _unindexed(postgres: bool, after: int, limit: int) -> Select[Any]:
+    a = ARTICLES.c
+    key = "article_id" if postgres else "rowid"
+    indexed = text(f"SELECT {key} FROM {TABLE}").columns(column(key, Integer))
+    query = select(a.id, a.title, a.text, a.summary, a.language)
+    return query.where(a.id > after, a.id.not_in(indexed)).order_by(a.id).limit(limit)
+
+
+def index_articles(conn: Connection | Session, ids: Sequence[int] | None = None) -> int:
+    """(Re)index the articles `ids`, or every article not indexed yet (None): after a
+    migration, or for articles written without the store (raw SQL, an ORM add). Returns
+    how many were indexed."""
+    postgres = _is_postgres(conn)
+    a = ARTICLES.c
+    total = 0
+    if ids is not None:
+        for start in range(0, len(ids), INDEX_BATCH):
+            chunk = list(ids[start : start + INDEX_BATCH])
+            key = "article_id" if postgres else "rowid"
+            conn.execute(
+                text(f"DELETE FROM {TABLE} WHERE {key} IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"ids": chunk},
+            )
+            found = conn.execute(
+                select(a.id, a.title, a.text, a.summary, a.language).where(a.id.in_(chunk))
+            ).all()
+            total += _index_rows(conn, ((r[0], r[1], r[2] or r[3], r[4]) for r in found))
+        return total
+    after = 0
+    while True:
+        found = conn.execute(_unindexed(postgres, after, INDEX_BATCH)).all()
+        if not found:
+            return total
+        total += _index_rows(conn, ((r[0], r[1], r[2] or r[3], r[4]) for r in found))
+        after = found[-1][0]
+
+
+# --- queries ------------------------------------------------------------------------------
+def _fts_field(node: Term | Phrase) -> bool:
+    return set(node.fields) <= INDEXED_FIELDS
+
+
+def _in_index(node: Node) -> bool:
+    """Whether `node` can be one index expression that matches only documents with some
+    word (a NOT needs a positive part beside it: FTS5 has only `a NOT b`)."""
+    if isinstance(node, Term | Phrase):
+        return _fts_field(node)
+    if isinstance(node, Not):
+        return False
+    if isinstance(node, Or):
+        return all(_in_index(c) for c in node.children)
+    positive = [c for c in node.children if not isinstance(c, Not)]
+    negative = [c.child for c in node.children if isinstance(c, Not)]
+    return bool(positive) and all(_in_index(c) for c in positive + negative)
+
+
+def _fts5(node: Node) -> str:
+    """The FTS5 MATCH expression of an `_in_index` node."""
+    if isinstance(node, Term | Phrase):
+        columns = " ".join(node.fields)
+        if isinstance(node, Term):
+            body = '"' + node.word[:MAX_WORD_CHARS] + '"' + (" *" if node.prefix else "")
+        else:
+            body = '"' + " ".join(w[:MAX_WORD_CHARS] for w in node.words) + '"'
+        return f"{{{columns}}} : {body}"
+    if isinstance(node, Or):
+        return "(" + " OR ".join(_fts5(c) for c in node.children) + ")"
+    assert isinstance(node, And)
+    positive = [_fts5(c) for c in node.children if not isinstance(c, Not)]
+    negative = [_fts5(c.child) for c in node.children if isinstance(c, Not)]
+    out = "(" + " AND ".join(positive) + ")"
+    if negative:
+        out += " NOT (" + " OR ".join(negative) + ")"
+    return out
+
+
+def _tsquery(node: Node) -> str:
+    """The tsquery of an `_in_index` node (the same shape as its FTS5 expression)."""
+    if isinstance(node, Term | Phrase):
+        weights = "".join(WEIGHTS[f] for f in node.fields)
+        if isinstance(node, Term):
+            star = "*" if node.prefix else ""
+            return f"{_quote(node.word[:MAX_WORD_CHARS])}:{star}{weights}"
+        parts = [f"{_quote(w[:MAX_WORD_CHARS])}:{weights}" for w in node.words]
+        return "(" + " <-> ".join(parts) + ")"
+    if isinstance(node, Or):
+        return "(" + " | ".join(_tsquery(c) for c in node.children) + ")"
+    assert isinstance(node, And)
+    parts = [_tsquery(c) for c in node.children if not isinstance(c, Not)]
+    parts += ["!" + _tsquery(c.child) for c in node.children if isinstance(c, Not)]
+    return "(" + " & ".join(parts) + ")"
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A parsed query, ready to become a condition on `articles` for an engine."""
+
+    text: str
+    tree: Node
+
+    def condition(self, session: Session) -> ColumnElement[bool]:
+        """A condition on articles.id: the articles the query matches."""
+        postgres = _is_postgres(session)
+        return _Translator(session, postgres).condition(self.tree)
+
+
+def compile_query(query: str) -> SearchQuery:
+    """The query parsed by the alert rules' parser: QueryError (with its column) when it
+    does not parse."""
+    return SearchQuery(query, parse(query))
+
+
+class _Translator:
+    def __init__(self, session: Session, postgres: bool):
+        self.session = session
+        self.postgres = postgres
+        self._sources: list[tuple[int, Document]] | None = None
+
+    def condition(self, node: Node) -> ColumnElement[bool]:
+        if _in_index(node):
+            return self.index_match(node)
+        if isinstance(node, Term | Phrase):
+            return self.source_match(node)
+        if isinstance(node, Not):
+            return not_(self.condition(node.child))
+        parts = [self.condition(c) for c in node.children]
+        return and_(*parts) if isinstance(node, And) else or_(*parts)
+
+    def index_match(self, node: Node) -> ColumnElement[bool]:
+        a = ARTICLES.c
+        if self.postgres:
+            found = text(
+                f"SELECT article_id FROM {TABLE} WHERE document @@ CAST(:tsq AS tsquery)"
+            ).bindparams(tsq=_tsquery(node))
+        else:
+            found = text(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH :fts").bindparams(
+                fts=_fts5(node)
+            )
+        return a.id.in_(found.columns(column("id", Integer)))
+
+    def source_match(self, node: Term | Phrase) -> ColumnElement[bool]:
+        """`source:` parts: the sources whose names match, evaluated as the alert matcher
+        does; the articles any of them carried."""
+        if self._sources is None:
+            rows = self.session.execute(select(SOURCES.c.id, SOURCES.c.name)).all()
+            self._sources = [(r[0], Document.of(source=r[1])) for r in rows]
+        ids = [i for i, doc in self._sources if evaluate(node, doc)]
+        if not ids:
+            return false()
+        carried = select(SIGHTINGS.c.article_id).where(SIGHTINGS.c.source_id.in_(ids))
+        return ARTICLES.c.id.in_(carried)
+
+
+def matching_articles(session: Session, query: str | SearchQuery) -> ColumnElement[bool]:
+    """A condition on `articles` (articles.id IN …) selecting the articles `query` matches;
+    QueryError when the query does not parse."""
+    compiled = compile_query(query) if isinstance(query, str) else query
+    return compiled.condition(session)
+
+
+def matching_event_ids(session: Session, query: str | SearchQuery) -> Select[Any]:
+    """A subquery of the ids of events having an article `query` matches, for
+    `events.id IN (…)`: the events page's `q` filter.
+
+    Articles name their event in articles.event_id (the event an article was put in; a
+    merged-away event's articles are moved to the event it was merged into). QueryError when
+    the query does not parse. Example::
+
+        query = query.where(EVENTS.c.id.in_(matching_event_ids(session, q)))
+    """
+    a = ARTICLES.c
+    return select(a.event_id).where(a.event_id.is_not(None), matching_articles(session, query))
+
+
+# --- listing ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArticleFilter:
+    """The filters of the articles list and its exports."""
+
+    q: SearchQuery | None = None
+    since: datetime | None = None
+    source_id: int | None = None
+    event_id: int | None = None
+    language: str | None = None
+
+
+def _filtered(session: Session, filters: ArticleFilter) -> ColumnElement[bool]:
+    a = ARTICLES.c
+    parts: list[ColumnElement[bool]] = [true()]
+    if filters.q is not None:
+        parts.append(filters.q.condition(session))
+    if filters.since is not None:
+        parts.append(a.first_seen >= filters.since)
+    if filters.source_id is not None:
+        carried = select(SIGHTINGS.c.article_id).where(SIGHTINGS.c.source_id == filters.source_id)
+        parts.append(a.id.in_(carried))
+    if filters.event_id is not None:
+        parts.append(a.event_id == filters.event_id)
+    if filters.language is not None:
+        parts.append(a.language == filters.language)
+    return and_(*parts)
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    """An article as lists and exports show it, with its source's name."""
+
+    id: int
+    title: str | None
+    url: str | None
+    summary: str | None
+    published: datetime | None
+    first_seen: datetime
+    language: str | None
+    language_source: str | None
+    source_id: int | None
+    source_name: str | None
+    event_id: int | None
+    duplicate_of: int | None
+
+
+def _article_rows(
+    session: Session, condition: ColumnElement[bool], after: tuple[datetime, int] | None
+) -> Select[Any]:
+    a = ARTICLES.c
+    query = (
+        select(
+            a.id,
+            a.title,
+            a.url,
+            a.summary,
+            a.published,
+            a.first_seen,
+            a.language,
+            a.language_source,
+            a.source_id,
+            SOURCES.c.name.label("source_name"),
+            a.event_id,
+            a.duplicate_of,
+        )
+        .select_from(ARTICLES.outerjoin(SOURCES, SOURCES.c.id == a.source_id))
+        .where(condition)
+    )
+    if after is not None:
+        at, ident = after
+        query = query.where(or_(a.first_seen < at, and_(a.first_seen == at, a.id < ident)))
+    return query.order_by(a.first_seen.desc(), a.id.desc())
+
+
+def list_articles(
+    session: Session,
+    filters: ArticleFilter,
+    limit: int,
+    after: tuple[datetime, int] | None = None,
+) -> tuple[list[ArticleRow], bool]:
+    """Articles matching `filters`, newest first seen first, after the (first_seen, id)
+    `after` of a previous page; and whether more follow."""
+    query = _article_rows(session, _filtered(session, filters), after).limit(limit + 1)
+    rows = [ArticleRow(**r._mapping) for r in session.execute(query)]
+    return rows[:limit], len(rows) > limit
+
+
+EXPORT_CHUNK = 1_000
+
+
+def iter_articles(session: Session, filters: ArticleFilter) -> Iterator[ArticleRow]:
+    """Every article matching `filters`, newest first, read a page of EXPORT_CHUNK at a time
+    (keyset paging: memory stays flat however many match)."""
+    condition = _filtered(session, filters)
+    after: tuple[datetime, int] | None = None
+    while True:
+        query = _article_rows(session, condition, after).limit(EXPORT_CHUNK)
+        rows = [ArticleRow(**r._mapping) for r in session.execute(query)]
+        yield from rows
+        if len(rows) < EXPORT_CHUNK:
+            return
+        after = (rows[-1].first_seen, rows[-1].id)

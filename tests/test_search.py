@@ -17,6 +17,7 @@ from newswatch.store.db import make_engine, session_scope, upgrade
 from newswatch.store.models import Article, table_of
 from newswatch.store.search import (
     ArticleFilter,
+    Position,
     compile_query,
     index_articles,
     iter_articles,
@@ -170,6 +171,21 @@ def test_same_articles_on_both_engines_as_the_alert_matcher(both_engines, query)
     found = {name: _search(engine, query) for name, engine in both_engines.items()}
     assert found["sqlite"] == found["postgres"], query
     assert found["sqlite"] == expected, query
+    for engine in both_engines.values():  # the list (index-driven where it can be), paged
+        assert _paged(engine, query) == sorted(expected, reverse=True), query
+
+
+def _paged(engine: Engine, query: str, size: int = 7) -> list[int]:
+    out: list[int] = []
+    after = None
+    with session_scope(engine) as session:
+        filters = ArticleFilter(q=compile_query(query))
+        while True:
+            rows, more = list_articles(session, filters, size, after)
+            out += [r.id for r in rows]
+            if not more:
+                return out
+            after = Position(rows[-1].first_seen, rows[-1].id)
 
 
 def test_the_queries_are_not_trivial(both_engines):
@@ -224,7 +240,7 @@ def test_paging_and_filters(engine):
         first, more = list_articles(session, filters, limit=2)
         assert more
         rest, more_after = list_articles(
-            session, filters, limit=10, after=(first[-1].first_seen, first[-1].id)
+            session, filters, limit=10, after=Position(first[-1].first_seen, first[-1].id)
         )
         assert not more_after
         ids = [a.id for a in first + rest]

@@ -205,12 +205,16 @@ _SOURCE_COLUMNS = (
 )
 
 
-def index_articles(conn: Connection | Session, ids: Sequence[int] | None = None) -> int:
+def index_articles(
+    conn: Connection | Session, ids: Sequence[int] | None = None, *, rebuild: bool = False
+) -> int:
     """(Re)index the articles `ids`; or, with None, every article not indexed yet (after
     migration 0010, after an update of an article's words, or for articles written without
-    the store: raw SQL, an ORM add). One pass over the articles in id order, INDEX_BATCH at
-    a time. Returns how many were indexed."""
+    the store: raw SQL, an ORM add), every article with `rebuild`. One pass over the
+    articles in id order, INDEX_BATCH at a time. Returns how many were indexed."""
     postgres = _is_postgres(conn)
+    if rebuild:
+        conn.execute(text(f"DELETE FROM {TABLE}"))
     a = ARTICLES.c
     total = 0
     if ids is not None:

@@ -19,6 +19,10 @@ seen first) as:
 - like: a LIKE (Postgres: ILIKE) scan of title and text, the same order and limit: what a
   user without a full-text index would run.
 Target: search median < 100 ms on both engines. Prints min/median/max in ms per mode.
+
+With --ingest N: what indexing adds to storing. N entries (of `--words` words) are stored
+with store_batch, in batches of 250, with the index write and without it (the index writer
+replaced by a no-op), alternately `--repeats` times into fresh stores; ms per 1,000 entries.
 """
 
 from __future__ import annotations
@@ -246,6 +250,54 @@ def postgres_engine(keep: bool) -> tuple[Engine, Callable[[], None]]:
     return engine, drop
 
 
+def ingest_cost(name: str, count: int, words: int, repeats: int) -> None:
+    """store_batch with and without the index write, interleaved; see the module's text."""
+    import newswatch.store.articles as store_articles
+    from newswatch.fetch.entries import ParsedEntry
+    from newswatch.store.articles import ensure_source, store_batch
+
+    records = list(stream(count * repeats * 2, words=words))
+    entries = [
+        ParsedEntry(url=str(r["url"]), title=str(r["title"]), text=str(r["text"]), language="en")
+        for r in records
+    ]
+    real = store_articles.index_new_articles
+    results: dict[str, list[float]] = {"with index": [], "without": []}
+    for rep in range(repeats):
+        for mode in results:
+            store_articles.index_new_articles = real if mode == "with index" else _no_index
+            with tempfile.TemporaryDirectory() as tmp:
+                engine, cleanup = _fresh(name, Path(tmp))
+                try:
+                    upgrade(engine)
+                    part = entries[(rep * 2 + (mode == "without")) * count :][:count]
+                    started = time.perf_counter()
+                    for start in range(0, count, 250):
+                        with session_scope(engine) as session:
+                            source = ensure_source(session, "bench")
+                            batch = [(source, e) for e in part[start : start + 250]]
+                            store_batch(session, batch)
+                    seconds = time.perf_counter() - started
+                    results[mode].append(seconds * 1000 / count * 1000)
+                finally:
+                    cleanup()
+    store_articles.index_new_articles = real
+    print(f"\n{name}: store_batch of {count:,} entries, ms per 1,000 (min / median / max)")
+    for mode, values in results.items():
+        print(f"  {mode:10} {min(values):9.1f} {statistics.median(values):9.1f} {max(values):9.1f}")
+
+
+def _no_index(_session: object, _rows: object) -> None:
+    return None
+
+
+def _fresh(name: str, folder: Path) -> tuple[Engine, Callable[[], None]]:
+    if name == "sqlite":
+        engine = make_engine(f"sqlite:///{folder / 'ingest.db'}")
+        return engine, engine.dispose
+    return postgres_engine(keep=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--articles", type=int, default=1_000_000)
@@ -253,7 +305,12 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="keep the SQLite file here (and the schema)")
+    parser.add_argument("--ingest", type=int, help="measure what indexing adds to storing")
     args = parser.parse_args()
+    if args.ingest:
+        for name in args.engines.split(","):
+            ingest_cost(name, args.ingest, args.words, args.repeats)
+        return
     for name in args.engines.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             if name == "sqlite":

@@ -12,11 +12,10 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
 from newswatch.alerts.query import QueryError
-from newswatch.api.deps import get_session
 from newswatch.api.errors import bad_parameter
-from newswatch.api.params import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, Cursor, cap_limit, clean_text
+from newswatch.api.params import DEFAULT_LIMIT, MAX_ID, Cursor, cap_limit, clean_text
 from newswatch.api.params import parse_since as parse_since_param
-from newswatch.api.routes import bearer
+from newswatch.api.routes import CursorParam, Limit, SessionDep, Since, bearer
 from newswatch.api.schemas import ERROR_RESPONSES, ArticleOut, ArticlePage
 from newswatch.exports import ARTICLE_COLUMNS, EVENT_COLUMNS, MEDIA_TYPES, export_lines
 from newswatch.store.exports import EventFilter, iter_events
@@ -31,18 +30,10 @@ from newswatch.store.search import (
 
 router = APIRouter(prefix="/api", dependencies=[Depends(bearer)], responses=ERROR_RESPONSES)
 
-SessionDep = Annotated[Session, Depends(get_session)]
 QUERY_HELP = (
     'full-text query in the alert rules\' language: words, "phrases", prefix*, AND/OR/NOT '
-    "(or -word), parentheses, fields title: text: source: lang: (README: Query language)"
+    "(or -word), parentheses, fields title: text: source: lang: (README: Search and export)"
 )
-Since = Annotated[
-    str | None,
-    Query(
-        max_length=64,
-        description='only items active since: an age ("24h", "7d") or an ISO 8601 date/time',
-    ),
-]
 TextQuery = Annotated[str | None, Query(max_length=1000, description=QUERY_HELP)]
 SourceId = Annotated[
     int | None, Query(ge=1, le=MAX_ID, description="only articles this source carried")
@@ -89,12 +80,8 @@ def articles(
         int | None, Query(ge=1, le=MAX_ID, description="only articles of this event")
     ] = None,
     language: Language = None,
-    limit: Annotated[
-        int, Query(ge=1, description=f"page size; values above {MAX_LIMIT} are capped")
-    ] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="next_cursor of the previous page")
-    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
 ) -> ArticlePage:
     """Articles, most recently first seen first; with `q`, the articles the query matches,
     most recently stored first."""

@@ -164,7 +164,7 @@ def test_articles_filters(api: Running, filled: Engine) -> None:
     bad = api.get("/api/articles", params={"q": "storm AND (update"})
     assert bad.status_code == 400
     assert error_of(bad)["parameter"] == "q"
-    assert "col 12" in error_of(bad)["message"]
+    assert "col 11" in error_of(bad)["message"]
     alpha = source_id(filled, "alpha")
     by_source = api.get("/api/articles", params={"source": alpha}).json()["items"]
     assert {a["title"] for a in by_source} == {"Quake hits coast", "Budget vote delayed"}

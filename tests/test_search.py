@@ -159,6 +159,9 @@ def both_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         for engine in engines.values():
             upgrade(engine)
             _fill(engine, articles)
+        with engines["postgres"].connect() as conn:  # estimates: both Postgres plans are used
+            conn.execute(text("ANALYZE"))
+            conn.commit()
         yield engines
         for engine in engines.values():
             engine.dispose()

@@ -472,8 +472,31 @@ _ROW_COLUMNS = (
 )
 
 
+_ESTIMATE = text(
+    f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} WHERE document @@ CAST(:q AS tsquery)"
+)
+_INDEXED_COUNT = text(f"SELECT reltuples FROM pg_class WHERE oid = CAST('{TABLE}' AS regclass)")
+
+
+def _scan_in_order(session: Session, driver: Node, page: int) -> bool:
+    """Postgres: whether to read the index in id order, testing each document, rather than
+    collect every match through the GIN index and sort them. Both cost about one document
+    check a row: in order ~ page / share of matching articles rows, collecting ~ matches.
+    So in order pays when matches² > page × articles. The planner makes this choice itself
+    but misjudges a document check (it reads a de-TOASTed tsvector): it walked 25,000 rows
+    for a word in 0.3 % of articles (220 ms where collecting took 13). Its estimate of the
+    matches is good, so we decide with it."""
+    found = session.execute(_ESTIMATE, {"q": _tsquery(driver)}).scalar_one()
+    plan = found[0]["Plan"] if isinstance(found, list) else {}
+    matches = float(plan.get("Plan Rows", 0))
+    total = float(session.execute(_INDEXED_COUNT).scalar_one() or 0)
+    if total <= 0:  # never analysed: no estimate to go by
+        return True
+    return matches * matches > page * total
+
+
 def articles_query(
-    session: Session, filters: ArticleFilter, after: Position | None = None
+    session: Session, filters: ArticleFilter, after: Position | None = None, page: int = 50
 ) -> Select[Any]:
     """The articles matching `filters` in list order, after `after` (keyset paging).
 
@@ -499,10 +522,12 @@ def articles_query(
     else:
         key = translate.index_key
         joined = translate.index.join(sources, a.id == translate.index_key)
+        if translate.postgres and not _scan_in_order(session, driver, page):
+            key = key + 0  # the same order, which the index's order cannot give
         query = select(*_ROW_COLUMNS).select_from(joined)
         conditions.append(translate.index_expression(driver))
     if after is not None:
-        conditions.append(key < after.id)
+        conditions.append(translate.index_key < after.id if driver is not None else a.id < after.id)
     return query.where(and_(true(), *conditions)).order_by(key.desc())
 
 
@@ -511,7 +536,7 @@ def list_articles(
 ) -> tuple[list[ArticleRow], bool]:
     """A page of the articles matching `filters` (see articles_query), and whether more
     follow."""
-    query = articles_query(session, filters, after).limit(limit + 1)
+    query = articles_query(session, filters, after, limit + 1).limit(limit + 1)
     rows = [ArticleRow(**r._mapping) for r in session.execute(query)]
     return rows[:limit], len(rows) > limit
 
@@ -524,7 +549,7 @@ def iter_articles(session: Session, filters: ArticleFilter) -> Iterator[ArticleR
     paging: memory stays flat however many match)."""
     after: Position | None = None
     while True:
-        query = articles_query(session, filters, after).limit(EXPORT_CHUNK)
+        query = articles_query(session, filters, after, EXPORT_CHUNK).limit(EXPORT_CHUNK)
         rows = [ArticleRow(**r._mapping) for r in session.execute(query)]
         yield from rows
         if len(rows) < EXPORT_CHUNK:

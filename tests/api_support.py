@@ -24,6 +24,7 @@ from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.event_views import EVENTS
 from newswatch.store.models import Article, Event, Fetch, Sighting, Source
+from newswatch.store.search import index_articles
 
 
 @dataclass
@@ -124,6 +125,7 @@ def add_articles(
                     )
                 )
             ids.append(article.id)
+        index_articles(session, ids)  # type: ignore[arg-type]  # what store_batch does
     return ids  # type: ignore[return-value]
 
 
@@ -203,6 +205,7 @@ def replay_corpus(engine: Engine, rows: list[dict], end: datetime) -> dict[str, 
             session.add(Sighting(article_id=article.id, source_id=source.id, first_seen=seen))  # type: ignore[arg-type]
             session.flush()
             _refresh_event(session, event_id)
+        index_articles(session)  # the full-text index, as store_batch writes it
     return events
 
 

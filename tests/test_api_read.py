@@ -154,13 +154,17 @@ def test_articles_filters(api: Running, filled: Engine) -> None:
     assert {a["source_name"] for a in recent} == {"beta", "gamma"}
     storm = api.get("/api/articles", params={"q": "STORM update 3"}).json()["items"]
     assert [a["title"] for a in storm] == ["Storm update 3"]
-    # LIKE wildcards are literal text
-    assert [a["title"] for a in api.get("/api/articles?q=_cut 100%").json()["items"]] == [
+    # q is the alert rules' query language: whole words, "phrases", prefix*, AND/OR/NOT
+    assert [a["title"] for a in api.get("/api/articles?q=rate_cut 100").json()["items"]] == [
         "Rate_cut 100% certain"
     ]
-    assert (
-        api.get("/api/articles", params={"q": "%"}).json()["items"][0]["title"].startswith("Rate")
-    )
+    assert api.get("/api/articles?q=_cut").json()["items"] == []  # not a substring search
+    either = api.get("/api/articles", params={"q": "quake OR budget -vote"}).json()["items"]
+    assert [a["title"] for a in either] == ["Quake hits coast"]
+    bad = api.get("/api/articles", params={"q": "storm AND (update"})
+    assert bad.status_code == 400
+    assert error_of(bad)["parameter"] == "q"
+    assert "col 11" in error_of(bad)["message"]
     alpha = source_id(filled, "alpha")
     by_source = api.get("/api/articles", params={"source": alpha}).json()["items"]
     assert {a["title"] for a in by_source} == {"Quake hits coast", "Budget vote delayed"}
@@ -186,7 +190,8 @@ def test_article_detail_lists_sightings(api: Running) -> None:
         ("cursor=not-a-cursor", "cursor", 400),
         ("source=-1", "source", 422),
         ("event=99999999999999", "event", 422),
-        ("q=" + "x" * 500, "q", 422),
+        ("q=" + "x" * 1500, "q", 422),
+        ("q=%25", "q", 400),
     ],
 )
 def test_bad_parameters_name_the_parameter(

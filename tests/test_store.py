@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from newswatch.store.db import current_revision, head_revision, make_engine, upgrade
-from newswatch.store.schema import metadata
+from newswatch.store.schema import include_name, metadata
 
 
 def test_migrations_reach_head_and_are_idempotent(engine):
@@ -19,7 +19,8 @@ def test_migrations_reach_head_and_are_idempotent(engine):
 
 def test_migrations_match_models(engine):
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        diff = compare_metadata(context, metadata)
     assert diff == [], f"models and migrations disagree: {diff}"
 
 

@@ -10,7 +10,15 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from newswatch import __version__
-from newswatch.api import delivery_routes, event_routes, feeds, pages, routes, system
+from newswatch.api import (
+    articles_routes,
+    delivery_routes,
+    event_routes,
+    feeds,
+    pages,
+    routes,
+    system,
+)
 from newswatch.api.auth import TokenMiddleware
 from newswatch.api.errors import install_error_handlers
 from newswatch.api.gate import ConcurrencyGate
@@ -62,6 +70,7 @@ def create_app(
         app.add_middleware(TokenMiddleware, token=settings.api_token)
     app.include_router(system.router)
     app.include_router(routes.router)
+    app.include_router(articles_routes.router)
     app.include_router(event_routes.api)
     app.include_router(delivery_routes.api)
     app.include_router(pages.router)

@@ -11,12 +11,10 @@ from sqlmodel import Session
 from newswatch.api import queries
 from newswatch.api.deps import get_session
 from newswatch.api.errors import ApiError
-from newswatch.api.params import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, Cursor, cap_limit, clean_text
-from newswatch.api.params import parse_since as parse_since_param
+from newswatch.api.params import MAX_ID, MAX_LIMIT
 from newswatch.api.schemas import (
     ERROR_RESPONSES,
     ArticleDetail,
-    ArticlePage,
     RuleList,
     RuleOut,
     SourceDetail,
@@ -70,30 +68,7 @@ def source(session: SessionDep, source_id: Id) -> SourceDetail:
     return found
 
 
-@router.get("/articles", response_model=ArticlePage, tags=["articles"])
-def articles(
-    session: SessionDep,
-    since: Since = None,
-    q: TextQuery = None,
-    source: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description="only articles this source carried")
-    ] = None,
-    event: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description="only articles of this event")
-    ] = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: CursorParam = None,
-) -> ArticlePage:
-    """Articles, most recently first seen first."""
-    return queries.list_articles(
-        session,
-        limit=cap_limit(limit),
-        cursor=Cursor.decode(cursor),
-        since=parse_since_param(since),
-        q=clean_text(q),
-        source_id=source,
-        event_id=event,
-    )
+# GET /articles (with full-text search) and the exports: api/articles_routes.py.
 
 
 @router.get("/articles/{article_id}", response_model=ArticleDetail, tags=["articles"])

@@ -1,4 +1,4 @@
-"""`newswatch articles list`."""
+"""`newswatch articles list|search|reindex`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,22 @@ import json
 
 import click
 
+from newswatch.alerts.query import QueryError
 from newswatch.cli.common import AppContext, format_time, parse_since, pass_app
 from newswatch.store.articles import query_articles
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article
+from newswatch.store.search import (
+    ArticleFilter,
+    ArticleRow,
+    SearchQuery,
+    compile_query,
+    index_articles,
+)
+from newswatch.store.search import (
+    list_articles as search_articles,
+)
+from newswatch.store.sources import find_source
 
 
 def article_row(a: Article, sources: list[str]) -> dict[str, object]:
@@ -74,6 +86,86 @@ def list_articles(
             f"{article.id:>7}  {published:16}  {seen:16}  {language:<4}  "
             f"[{', '.join(names)}] {article.title or article.url}"
         )
+
+
+def parse_query(query: str, hint: str = "QUERY") -> SearchQuery:
+    """The query parsed, or a usage error that shows where it went wrong."""
+    try:
+        return compile_query(query)
+    except QueryError as exc:
+        pointer = " " * (exc.column - 1) + "^"
+        raise click.BadParameter(f"{exc}\n  {query}\n  {pointer}", param_hint=hint) from None
+
+
+def source_id_named(app: AppContext, name: str | None) -> int | None:
+    """The id of the source called (or numbered) `name`; a usage error when there is none."""
+    if name is None:
+        return None
+    with session_scope(app.engine()) as session:
+        source = find_source(session, name)
+    if source is None:
+        raise click.BadParameter(f"no source {name!r}", param_hint="--source")
+    return source.id
+
+
+def _search_line(row: ArticleRow) -> str:
+    seen = format_time(row.first_seen)
+    return f"{row.id:>7}  {seen:16}  {row.language or '-':<4}  [{row.source_name or '-'}] " + (
+        row.title or row.url or ""
+    )
+
+
+@articles.command("search")
+@click.argument("query")
+@click.option("--since", help="first seen within this age (24h, 7d) or since an ISO date")
+@click.option("--source", help="only articles carried by this source (name or id)")
+@click.option("--language", help="only articles in this language (e.g. en)")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@pass_app
+def search(
+    app: AppContext,
+    query: str,
+    since: str | None,
+    source: str | None,
+    language: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Articles matching QUERY, most recently stored first.
+
+    QUERY is the alert rules' language: words, "phrases", prefix*, AND, OR, NOT (or
+    -word), parentheses, and the fields title:, text:, source:, lang: (README, "Query
+    language"). Matching ignores case and accents."""
+    filters = ArticleFilter(
+        q=parse_query(query),
+        since=parse_since(since),
+        source_id=source_id_named(app, source),
+        language=language,
+    )
+    with session_scope(app.engine()) as session:
+        rows, more = search_articles(session, filters, limit)
+    for row in rows:
+        if as_json:
+            record = {
+                k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in vars(row).items()
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            click.echo(_search_line(row))
+    if more and not as_json:
+        click.echo(f"(more than {limit}: raise --limit or narrow the query)", err=True)
+
+
+@articles.command("reindex")
+@click.option("--all", "everything", is_flag=True, help="Rebuild every article's entry.")
+@pass_app
+def reindex(app: AppContext, everything: bool) -> None:
+    """Index for search the articles that are not indexed yet: those written without
+    newswatch (SQL), or whose title or text was changed (the change drops the entry)."""
+    with session_scope(app.engine()) as session:
+        count = index_articles(session, rebuild=everything)
+    click.echo(f"indexed {count} articles")
 
 
 def register(main: click.Group) -> None:

@@ -119,4 +119,7 @@ def _explain(explanation: object) -> str:
 
 
 def register(main: click.Group) -> None:
+    from newswatch.cli.export import export  # imports this module: registered here
+
+    events.add_command(export)
     main.add_command(events)

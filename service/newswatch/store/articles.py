@@ -31,6 +31,7 @@ from newswatch.dedupe_keys import canonical_url, content_hash
 from newswatch.shared_types import LanguageSource, ParsedEntry, SourceKind
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.models import Article, Sighting, Source, table_of
+from newswatch.store.search import index_new_articles
 from newswatch.store.upsert import insert_ignoring_conflicts
 
 if TYPE_CHECKING:
@@ -419,6 +420,8 @@ def store_batch(
             new_index.append(i)
     if assign is None:
         ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))
+        for row, article_id in zip(new_rows, ids.values(), strict=True):
+            row["id"] = article_id
     else:
         reserved = reserve_article_ids(session, len(new_rows))
         for row, article_id in zip(new_rows, reserved, strict=True):
@@ -465,6 +468,7 @@ def store_batch(
         for row, columns in zip(new_rows, extra, strict=True):
             row.update(columns)
         session.execute(insert(ARTICLES), new_rows)
+    index_new_articles(session, new_rows)  # the full-text index, in the same transaction
     inserted = _insert_sightings(session, sightings)
     for article in results:
         article.new_sighting = (article.id, article.source_id) in inserted

@@ -16,3 +16,10 @@ import newswatch.store.models  # sources, fetches, articles, sightings, events
 import newswatch.store.page_urls  # noqa: F401  (article URLs page sources fetched already)
 
 metadata = SQLModel.metadata
+
+
+def include_name(name: str | None, type_: str, _parents: object) -> bool:
+    """Whether Alembic compares a database object with the models: not the full-text
+    search's tables (migration 0010), which differ by engine (an FTS5 virtual table and its
+    shadow tables on SQLite) and which only store/search.py reads and writes."""
+    return not (type_ == "table" and name is not None and name.startswith("article_search"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from newswatch.store.db import make_engine
-from newswatch.store.schema import metadata
+from newswatch.store.schema import include_name, metadata
 
 config = context.config
 
@@ -23,6 +23,7 @@ def run_migrations_online() -> None:
             target_metadata=metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

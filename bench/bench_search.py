@@ -1,0 +1,334 @@
+"""Full-text search over a large store, on SQLite and Postgres, against what a user would
+write instead.
+
+    python bench/bench_search.py [--articles 1000000] [--words 150] [--engines sqlite,postgres]
+                                 [--repeats 5] [--keep DIR]
+
+Articles come from the synthetic news stream (bench/synthetic_news.py: sentences of the real
+ECB+ corpus, names of each event's own), `--words` words of text each. They are written with
+the store's own index writer (store.search.index_new_articles, as store_batch does) in
+batches of 2,000. Postgres: the schema named in the output, under
+$NEWSWATCH_TEST_DATABASE_URL (dropped afterwards unless --keep).
+
+For each query, interleaved `--repeats` times, the first page (50 articles, newest first
+seen first) as:
+- search: store.search.list_articles with the query (what GET /api/articles?q= runs);
+- raw: the engine's own full-text query written by hand (FTS5 MATCH / to_tsquery('simple'))
+  joined to articles, in the same order (newest id first) and limit: what our translation
+  and the list's columns add;
+- like: a LIKE (Postgres: ILIKE) scan of title and text, the same order and limit: what a
+  user without a full-text index would run.
+Target: search median < 100 ms on both engines. Prints min/median/max in ms per mode.
+
+With --ingest N: what indexing adds to storing. N entries (of `--words` words) are stored
+with store_batch, in batches of 250, with the index write and without it (the index writer
+replaced by a no-op), alternately `--repeats` times into fresh stores; ms per 1,000 entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sqlalchemy import Engine, create_engine, insert, text
+
+from newswatch.store.db import make_engine, normalise_url, session_scope, upgrade
+from newswatch.store.models import Article, Source, table_of
+from newswatch.store.search import (
+    ArticleFilter,
+    SearchQuery,
+    compile_query,
+    index_new_articles,
+    list_articles,
+)
+from synthetic_news import stream
+
+BATCH = 2_000
+PAGE = 50
+ARTICLES = table_of(Article)
+SOURCES = table_of(Source)
+
+
+def load(engine: Engine, count: int, words: int) -> tuple[float, str]:
+    """Store `count` synthetic articles; the seconds it took and a rare name of the stream."""
+    started = time.perf_counter()
+    names: dict[str, int] = {}
+    with session_scope(engine) as session:
+        rows = [
+            {"name": f"outlet-{i}", "url": f"x{i}", "configured_url": f"x{i}", "options": {}}
+            for i in range(400)
+        ]
+        session.execute(insert(SOURCES), rows)
+    rare = ""
+    batch: list[dict[str, object]] = []
+    next_id = 1
+    for n, record in enumerate(stream(count, words=words)):
+        title = str(record["title"])
+        source = int(str(record["source"]).split("-")[1]) + 1
+        batch.append(
+            {
+                "id": next_id,
+                "title": title,
+                "text": record["text"],
+                "url": record["url"],
+                "published": datetime.fromisoformat(str(record["published"])),
+                "first_seen": datetime.fromisoformat(str(record["published"])),
+                "language": "en",
+                "content_hash": f"{n:064x}",
+                "source_id": source,
+            }
+        )
+        next_id += 1
+        if n == count // 2:
+            rare = title.split()[0]
+        names[title.split()[0]] = names.get(title.split()[0], 0) + 1
+        if len(batch) == BATCH:
+            _write(engine, batch)
+            batch = []
+        if (n + 1) % 100_000 == 0:
+            print(f"  {n + 1:,} stored, {time.perf_counter() - started:.0f} s", flush=True)
+    if batch:
+        _write(engine, batch)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+    return time.perf_counter() - started, rare
+
+
+def _write(engine: Engine, batch: list[dict[str, object]]) -> None:
+    with session_scope(engine) as session:
+        session.execute(insert(ARTICLES), batch)
+        index_new_articles(session, batch)
+
+
+def queries(rare: str) -> list[tuple[str, str, str, str]]:
+    """(label, our query, the engine's raw FTS5 query, the raw tsquery), and the LIKE parts
+    are derived from the words."""
+    low = rare.lower()
+    return [
+        ("common word", "police", "police", "police"),
+        ("rare name", rare, low, low),
+        ("phrase", '"the police"', '"the police"', "the <-> police"),
+        (
+            "boolean",
+            "police AND (killed OR shot) NOT earthquake",
+            "police AND (killed OR shot) NOT earthquake",
+            "police & (killed | shot) & !earthquake",
+        ),
+        ("prefix", "earthquak*", "earthquak*", "earthquak:*"),
+        ("title field", f"title:{rare}", f"title : {low}", f"{low}:A"),
+    ]
+
+
+LIKE = {
+    "common word": [["police"]],
+    "phrase": [["the police"]],
+    "boolean": [["police"], ["killed", "shot"]],
+    "prefix": [["earthquak"]],
+}
+LIKE_NOT = {"boolean": ["earthquake"]}
+
+
+def like_sql(engine: Engine, label: str, rare: str) -> str:
+    op = "ILIKE" if engine.dialect.name == "postgresql" else "LIKE"
+
+    def has(word: str, title_only: bool = False) -> str:
+        if title_only:
+            return f"title {op} '%{word}%'"
+        return f"(title {op} '%{word}%' OR text {op} '%{word}%')"
+
+    if label == "rare name":
+        where = has(rare)
+    elif label == "title field":
+        where = has(rare, title_only=True)
+    else:
+        where = " AND ".join(
+            "(" + " OR ".join(has(w) for w in group) + ")" for group in LIKE[label]
+        )
+        for word in LIKE_NOT.get(label, []):
+            where += f" AND NOT {has(word)}"
+    return _page(f"SELECT id FROM articles WHERE {where}")
+
+
+def _page(select_sql: str) -> str:
+    return f"{select_sql} ORDER BY first_seen DESC, id DESC LIMIT {PAGE + 1}"
+
+
+def raw_sql(engine: Engine, fts5: str, tsquery: str) -> tuple[str, dict[str, str]]:
+    """The engine's full-text query written by hand, in the index's own order."""
+    if engine.dialect.name == "postgresql":
+        return (
+            "SELECT a.id FROM article_search s JOIN articles a ON a.id = s.article_id "
+            "WHERE s.document @@ to_tsquery('simple', :q) "
+            f"ORDER BY s.article_id DESC LIMIT {PAGE + 1}",
+            {"q": tsquery},
+        )
+    return (
+        "SELECT a.id FROM article_search JOIN articles a ON a.id = article_search.rowid "
+        f"WHERE article_search MATCH :q ORDER BY article_search.rowid DESC LIMIT {PAGE + 1}",
+        {"q": fts5},
+    )
+
+
+def timed(fn: Callable[[], int]) -> tuple[float, int]:
+    started = time.perf_counter()
+    found = fn()
+    return (time.perf_counter() - started) * 1000, found
+
+
+def measure(engine: Engine, rare: str, repeats: int) -> list[tuple[str, str, list[float], int]]:
+    out: dict[tuple[str, str], list[float]] = {}
+    hits: dict[tuple[str, str], int] = {}
+    for _ in range(repeats):
+        for label, ours, fts5, tsq in queries(rare):
+            compiled = compile_query(ours)
+            raw, params = raw_sql(engine, fts5, tsq)
+            like = like_sql(engine, label, rare)
+
+            def search(compiled: SearchQuery = compiled) -> int:
+                with session_scope(engine) as session:
+                    rows, _more = list_articles(session, ArticleFilter(q=compiled), PAGE)
+                    return len(rows)
+
+            def run(sql: str, p: dict[str, str]) -> Callable[[], int]:
+                def go() -> int:
+                    with engine.connect() as conn:
+                        return len(conn.execute(text(sql), p).all()[:PAGE])
+
+                return go
+
+            for mode, fn in (
+                ("search", search),
+                ("raw", run(raw, params)),
+                ("like", run(like, {})),
+            ):
+                ms, found = timed(fn)
+                out.setdefault((label, mode), []).append(ms)
+                hits[(label, mode)] = found
+    return [(label, mode, values, hits[(label, mode)]) for (label, mode), values in out.items()]
+
+
+def report(engine_name: str, count: int, results: list[tuple[str, str, list[float], int]]) -> None:
+    print(f"\n{engine_name}, {count:,} articles: first page ({PAGE}), ms min / median / max")
+    for label, mode, values, found in results:
+        print(
+            f"  {label:12} {mode:7} {min(values):9.1f} {statistics.median(values):9.1f} "
+            f"{max(values):9.1f}   ({found} rows)"
+        )
+
+
+def postgres_engine(keep: bool) -> tuple[Engine, Callable[[], None]]:
+    base = os.environ.get("NEWSWATCH_TEST_DATABASE_URL")
+    if not base:
+        raise SystemExit("set NEWSWATCH_TEST_DATABASE_URL for the Postgres run")
+    schema = "bench_search_" + uuid.uuid4().hex[:8]
+    admin = create_engine(normalise_url(base))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    engine = make_engine(f"{normalise_url(base)}{sep}options=-csearch_path%3D{schema}")
+    print(f"postgres schema {schema}")
+
+    def drop() -> None:
+        engine.dispose()
+        if not keep:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    return engine, drop
+
+
+def ingest_cost(name: str, count: int, words: int, repeats: int) -> None:
+    """store_batch with and without the index write, interleaved; see the module's text."""
+    import newswatch.store.articles as store_articles
+    from newswatch.fetch.entries import ParsedEntry
+    from newswatch.store.articles import ensure_source, store_batch
+
+    records = list(stream(count * repeats * 2, words=words))
+    entries = [
+        ParsedEntry(url=str(r["url"]), title=str(r["title"]), text=str(r["text"]), language="en")
+        for r in records
+    ]
+    real = store_articles.index_new_articles
+    results: dict[str, list[float]] = {"with index": [], "without": []}
+    for rep in range(repeats):
+        for mode in results:
+            store_articles.index_new_articles = real if mode == "with index" else _no_index
+            with tempfile.TemporaryDirectory() as tmp:
+                engine, cleanup = _fresh(name, Path(tmp))
+                try:
+                    upgrade(engine)
+                    part = entries[(rep * 2 + (mode == "without")) * count :][:count]
+                    started = time.perf_counter()
+                    for start in range(0, count, 250):
+                        with session_scope(engine) as session:
+                            source = ensure_source(session, "bench")
+                            batch = [(source, e) for e in part[start : start + 250]]
+                            store_batch(session, batch)
+                    seconds = time.perf_counter() - started
+                    results[mode].append(seconds * 1000 / count * 1000)
+                finally:
+                    cleanup()
+    store_articles.index_new_articles = real
+    print(f"\n{name}: store_batch of {count:,} entries, ms per 1,000 (min / median / max)")
+    for mode, values in results.items():
+        print(f"  {mode:10} {min(values):9.1f} {statistics.median(values):9.1f} {max(values):9.1f}")
+
+
+def _no_index(_session: object, _rows: object) -> None:
+    return None
+
+
+def _fresh(name: str, folder: Path) -> tuple[Engine, Callable[[], None]]:
+    if name == "sqlite":
+        engine = make_engine(f"sqlite:///{folder / 'ingest.db'}")
+        return engine, engine.dispose
+    return postgres_engine(keep=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--articles", type=int, default=1_000_000)
+    parser.add_argument("--words", type=int, default=150)
+    parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="keep the SQLite file here (and the schema)")
+    parser.add_argument("--ingest", type=int, help="measure what indexing adds to storing")
+    args = parser.parse_args()
+    if args.ingest:
+        for name in args.engines.split(","):
+            ingest_cost(name, args.ingest, args.words, args.repeats)
+        return
+    for name in args.engines.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            if name == "sqlite":
+                folder = args.keep or Path(tmp)
+                engine = make_engine(f"sqlite:///{folder / 'search.db'}")
+
+                cleanup = engine.dispose
+            else:
+                engine, cleanup = postgres_engine(args.keep is not None)
+            try:
+                upgrade(engine)
+                print(f"{name}: storing {args.articles:,} articles of ~{args.words} words")
+                seconds, rare = load(engine, args.articles, args.words)
+                print(f"  stored in {seconds:.0f} s ({args.articles / seconds:,.0f}/s)")
+                report(name, args.articles, measure(engine, rare, args.repeats))
+            finally:
+                cleanup()
+
+
+if __name__ == "__main__":
+    main()

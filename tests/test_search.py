@@ -1,0 +1,300 @@
+"""Full-text search (store/search.py): the alert rules' query language on SQLite FTS5 and
+Postgres, over the same articles, with the same answers as the alert matcher."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, delete, select, text, update
+
+from newswatch.alerts.query import Document, QueryError, evaluate, parse
+from newswatch.fetch.entries import ParsedEntry
+from newswatch.store.articles import ensure_source, store_batch
+from newswatch.store.db import make_engine, session_scope, upgrade
+from newswatch.store.models import Article, table_of
+from newswatch.store.search import (
+    ArticleFilter,
+    Position,
+    compile_query,
+    index_articles,
+    iter_articles,
+    list_articles,
+    matching_articles,
+    matching_event_ids,
+)
+from tests.conftest import SHARED_DATA, empty_database, shared_corpus
+
+ARTICLES = table_of(Article)
+START = datetime(2026, 3, 1, tzinfo=UTC)
+CORPUS_ARTICLES = 300
+
+# Written for the accents, scripts, fields and languages the corpus (English) lacks.
+HANDWRITTEN = [
+    ("Reuters World", "Kyïv talks resume", "Délégations met in Kyiv on Monday.", "en"),
+    ("Le Monde", "Élection présidentielle", "Le président a été réélu à Paris.", "fr"),
+    (
+        "Der Spiegel",
+        "Sanktionen gegen Pjöngjang",
+        "Die Bundesregierung beschließt Sanktionen.",
+        "de",
+    ),
+    ("РИА Новости", "Ёлка в Москве", "В Москве установили новогоднюю ёлку.", "ru"),
+    ("El País", "Ataque en Madrid", "El ministro de defensa habló del ataque.", "es"),
+    ("Reuters World", "U.S. sanctions on DPRK", "The defence minister spoke of North Korea.", "en"),
+    (
+        "BBC News",
+        "North Korea missile test",
+        "Pyongyang fired a missile; sport events cancelled.",
+        "en-GB",
+    ),
+    ("BBC Sport", "Cup final report", "The sport pages: football, tennis and the cup final.", "en"),
+    (
+        "Reuters World",
+        "al-Assad meets envoy",
+        "Talks with al-Assad on the border_crossing issue.",
+        None,
+    ),
+    ("Kyodo", "Markets", "Tokyo stocks rose 2.5% as the yen fell.", "ja"),
+]
+
+QUERIES = [
+    "kyiv",
+    "kyïv",
+    "KYIV",
+    "sanktionen OR sanctions",
+    "sanction*",
+    "sanct*",
+    '"north korea"',
+    '"korea north"',
+    '"defence minister" AND (DPRK OR "North Korea")',
+    '(Belousov OR "defence minister") AND (DPRK OR "North Korea") NOT sport*',
+    "missile -sport",
+    "NOT sport",
+    "NOT (sport OR football) AND cup",
+    "title:sanction*",
+    "text:sanctions",
+    "title:north title:korea",
+    "lang:en",
+    "lang:gb",
+    "lang:ru ёлка",
+    "елка",
+    "source:reuters",
+    'source:"bbc news"',
+    "source:bbc -source:sport",
+    "source:nosuchoutlet OR election",
+    "election OR élection",
+    "u.s.",
+    "al-assad",
+    "border_crossing",
+    "2",
+    "2.5",
+    "points AND record",
+    "record NOT (points OR victory)",
+    "(police OR killed) AND NOT (shot OR earthquake)",
+    "earthquake OR quake*",
+    '"the first half"',
+    "title:record text:points",
+    "champion* OR title:award*",
+    "hansbrough OR (police AND arrest*)",
+    "NOT (a OR the)",
+]
+
+
+def _corpus() -> list[tuple[str, str, str, str | None]]:
+    path = shared_corpus(SHARED_DATA / "grouping" / "ecbplus-dev.jsonl")
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i >= CORPUS_ARTICLES:
+                break
+            record = json.loads(line)
+            out.append((f"outlet-{i % 7}", record["title"] or "", record["text"] or "", "en"))
+    return out + HANDWRITTEN
+
+
+def _fill(engine: Engine, articles: list[tuple[str, str, str, str | None]]) -> None:
+    with session_scope(engine) as session:
+        items = []
+        for i, (source, title, body, language) in enumerate(articles):
+            entry = ParsedEntry(
+                url=f"https://example.org/{i}",
+                title=title,
+                text=body,
+                language=language,
+                published=START + timedelta(minutes=i),
+            )
+            items.append((ensure_source(session, source), entry))
+        for n, (source, entry) in enumerate(items):  # distinct first_seen for the order
+            store_batch(session, [(source, entry)], now=START + timedelta(minutes=n))
+
+
+def _expected(articles: list[tuple[str, str, str, str | None]], query: str) -> set[int]:
+    """Ids (from 1, in order) the alert matcher's own evaluation picks."""
+    tree = parse(query)
+    return {
+        i + 1
+        for i, (source, title, body, language) in enumerate(articles)
+        if evaluate(tree, Document.of(title=title, text=body, source=source, lang=language))
+    }
+
+
+def _search(engine: Engine, query: str) -> set[int]:
+    with session_scope(engine) as session:
+        condition = matching_articles(session, query)
+        return set(session.execute(select(ARTICLES.c.id).where(condition)).scalars())
+
+
+@pytest.fixture(scope="module")
+def both_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Engine]]:
+    """The same articles stored on SQLite and on Postgres."""
+    articles = _corpus()
+    tmp = tmp_path_factory.mktemp("search")
+    with empty_database("sqlite", tmp) as sqlite_url, empty_database("postgres", tmp) as pg_url:
+        engines = {
+            name: make_engine(url) for name, url in (("sqlite", sqlite_url), ("postgres", pg_url))
+        }
+        for engine in engines.values():
+            upgrade(engine)
+            _fill(engine, articles)
+        with engines["postgres"].connect() as conn:  # estimates: both Postgres plans are used
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+        yield engines
+        for engine in engines.values():
+            engine.dispose()
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_same_articles_on_both_engines_as_the_alert_matcher(both_engines, query):
+    articles = _corpus()
+    expected = _expected(articles, query)
+    found = {name: _search(engine, query) for name, engine in both_engines.items()}
+    assert found["sqlite"] == found["postgres"], query
+    assert found["sqlite"] == expected, query
+    for engine in both_engines.values():  # the list (index-driven where it can be), paged
+        assert _paged(engine, query) == sorted(expected, reverse=True), query
+
+
+def _paged(engine: Engine, query: str, size: int = 7) -> list[int]:
+    out: list[int] = []
+    after = None
+    with session_scope(engine) as session:
+        filters = ArticleFilter(q=compile_query(query))
+        while True:
+            rows, more = list_articles(session, filters, size, after)
+            out += [r.id for r in rows]
+            if not more:
+                return out
+            after = Position(rows[-1].first_seen, rows[-1].id)
+
+
+def test_the_queries_are_not_trivial(both_engines):
+    """Each query selects some articles and leaves out others (else the comparison above
+    proves little)."""
+    articles = _corpus()
+    sizes = [len(_expected(articles, q)) for q in QUERIES]
+    assert sum(1 for s in sizes if 0 < s < len(articles)) >= len(QUERIES) - 3
+
+
+def test_events_of_matching_articles(both_engines):
+    for engine in both_engines.values():
+        with session_scope(engine) as session:
+            session.execute(update(ARTICLES).where(ARTICLES.c.id <= 5).values(event_id=1))
+            session.execute(update(ARTICLES).where(ARTICLES.c.id > 300).values(event_id=301))
+        with session_scope(engine) as session:
+            events = set(session.execute(matching_event_ids(session, "ёлка")).scalars())
+            assert events == {301}
+            events = set(session.execute(matching_event_ids(session, "hansbrough")).scalars())
+            first = set(
+                session.execute(
+                    select(ARTICLES.c.event_id).where(matching_articles(session, "hansbrough"))
+                ).scalars()
+            )
+            assert events == first - {None}
+
+
+@pytest.mark.parametrize(
+    ("query", "column", "words"),
+    [
+        ("(kyiv", 1, "unmatched"),
+        ('kyiv "north', 6, "unmatched"),
+        ("kyiv AND", 9, "end of the query"),
+        ("place:paris", 1, "unknown field"),
+        ("ky*iv", 1, "wildcard"),
+        ("", 1, "empty"),
+    ],
+)
+def test_bad_query_names_the_position(query, column, words):
+    with pytest.raises(QueryError) as caught:
+        compile_query(query)
+    assert caught.value.column == column
+    assert words in str(caught.value)
+    assert str(caught.value).startswith(f"col {column}:")
+
+
+def test_paging_and_filters(engine):
+    articles = HANDWRITTEN
+    _fill(engine, articles)
+    with session_scope(engine) as session:
+        filters = ArticleFilter(q=compile_query("reuters OR source:reuters"))
+        first, more = list_articles(session, filters, limit=2)
+        assert more
+        rest, more_after = list_articles(
+            session, filters, limit=10, after=Position(first[-1].first_seen, first[-1].id)
+        )
+        assert not more_after
+        ids = [a.id for a in first + rest]
+        assert ids == sorted(_expected(articles, "source:reuters"), reverse=True)
+        english = ArticleFilter(q=compile_query("sanction*"), language="en")
+        assert [a.id for a in iter_articles(session, english)] == [6]
+        assert all(a.source_name == "Reuters World" for a in first)
+
+
+def test_index_follows_deletes_and_updates(engine):
+    _fill(engine, HANDWRITTEN)
+    with session_scope(engine) as session:
+        session.execute(delete(ARTICLES).where(ARTICLES.c.id == 4))  # the ёлка article
+        session.execute(
+            update(ARTICLES).where(ARTICLES.c.id == 1).values(title="Budapest talks", text="")
+        )
+    assert _search(engine, "ёлка") == set()
+    assert _search(engine, "kyiv") == set()  # its old words are gone at once
+    assert _search(engine, "budapest") == set()  # not indexed until index_articles runs
+    with session_scope(engine) as session:
+        assert index_articles(session) == 1
+    assert _search(engine, "budapest") == {1}
+    with session_scope(engine) as session:
+        session.execute(update(ARTICLES).where(ARTICLES.c.id == 2).values(event_id=9))
+    assert _search(engine, "président") == {2}  # other columns leave the index alone
+
+
+def test_migration_indexes_existing_articles(store_url, tmp_path):
+    """Articles stored before migration 0010 are searchable after it."""
+    engine = make_engine(store_url)
+    try:
+        upgrade(engine, "0009")
+        with session_scope(engine) as session:
+            source_id = session.execute(
+                text(
+                    "INSERT INTO sources (name, url, configured_url, kind, origin, enabled, "
+                    "options, consecutive_errors, pending_entries, created_at) VALUES "
+                    "('old', 'x', 'x', 'feed', 'cli', true, '{}', 0, 0, :now) RETURNING id"
+                ),
+                {"now": START},
+            ).scalar_one()
+            for i, (title, body) in enumerate([("Café crème", "Prix à Paris"), ("Other", "")]):
+                session.execute(
+                    text(
+                        "INSERT INTO articles (title, text, first_seen, content_hash, "
+                        "source_id) VALUES (:t, :b, :at, :h, :s)"
+                    ),
+                    {"t": title, "b": body, "at": START, "h": f"h{i}", "s": source_id},
+                )
+        upgrade(engine)
+        assert _search(engine, "cafe AND prix") == {1}
+        assert _search(engine, "NOT cafe") == {2}
+    finally:
+        engine.dispose()

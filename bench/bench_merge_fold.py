@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sqlalchemy import text
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
-from newswatch.alerts.engine import AlertEngine
+from newswatch.alerts.stage import AlertStage as AlertEngine
 from newswatch.config import FileConfig, Settings
 from newswatch.log import configure_logging
 from newswatch.pipeline import Pipeline

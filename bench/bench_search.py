@@ -253,7 +253,7 @@ def postgres_engine(keep: bool) -> tuple[Engine, Callable[[], None]]:
 def ingest_cost(name: str, count: int, words: int, repeats: int) -> None:
     """store_batch with and without the index write, interleaved; see the module's text."""
     import newswatch.store.articles as store_articles
-    from newswatch.fetch.entries import ParsedEntry
+    from newswatch.shared_types import ParsedEntry
     from newswatch.store.articles import ensure_source, store_batch
 
     records = list(stream(count * repeats * 2, words=words))

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Engine, Insert, insert, select, update
 
-from newswatch.store.alert_models import RuleMatch
 from newswatch.api import create_app
 from newswatch.config import Settings
+from newswatch.store.alert_models import RuleMatch
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.event_views import EVENTS

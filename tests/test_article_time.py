@@ -13,8 +13,8 @@ from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.config import FileConfig, Settings
-from newswatch.shared_types import ParsedEntry
 from newswatch.pipeline import Pipeline
+from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import ensure_source
 from newswatch.store.columns import as_utc
 from newswatch.store.models import Article

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, delete, select, text, update
 
 from newswatch.alerts.query import Document, QueryError, evaluate, parse
-from newswatch.fetch.entries import ParsedEntry
+from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import ensure_source, store_batch
 from newswatch.store.db import make_engine, session_scope, upgrade
 from newswatch.store.models import Article, table_of

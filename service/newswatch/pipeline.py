@@ -16,12 +16,12 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newswatch.alerts.engine import AlertEngine
+from newswatch.alerts.stage import AlertStage
 from newswatch.config import FileConfig, Settings
 from newswatch.errors import NotFound
 from newswatch.fetch.language import language_of
 from newswatch.grouping.api import EventChange
-from newswatch.grouping.engine import EventGrouper, Placement
+from newswatch.grouping.stage import EventGrouper, Placement
 from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import (
@@ -109,9 +109,9 @@ class Pipeline:
         if config.grouping.enabled:
             self.grouper = EventGrouper(config.grouping)
         # Alerts: rules matched inside the ingest transaction, notifications into the outbox.
-        self.alert_engine: AlertEngine | None = None
+        self.alert_engine: AlertStage | None = None
         if alerts and config.rules:
-            self.alert_engine = AlertEngine(config.rules, config.channels, settings)
+            self.alert_engine = AlertStage(config.rules, config.channels, settings)
         # Called after a commit that queued notifications (the delivery worker's wake-up).
         self.on_enqueued: list[Callable[[], None]] = []
 

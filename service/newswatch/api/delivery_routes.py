@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from newswatch.store.alert_models import Notification
 from newswatch.api.params import DEFAULT_LIMIT, Cursor, cap_limit
 from newswatch.api.routes import CursorParam, Id, Limit, SessionDep, not_found
 from newswatch.api.routes import router as api_router
 from newswatch.api.schemas import Page
 from newswatch.store import outbox
+from newswatch.store.alert_models import Notification
 
 api = APIRouter(
     prefix=api_router.prefix, dependencies=api_router.dependencies, responses=api_router.responses

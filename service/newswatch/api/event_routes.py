@@ -13,7 +13,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from newswatch.alerts.query import QueryError, words
 from newswatch.api import events
+from newswatch.api.articles_routes import search_query
 from newswatch.api.auth import local_path
 from newswatch.api.csrf import require_same_origin
 from newswatch.api.deps import get_session
@@ -36,6 +38,7 @@ from newswatch.store import event_views
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.event_triage import MARKS, MAX_NAME, Mark
+from newswatch.store.search import compile_query
 from newswatch.store.sources import polled_source_health
 
 api = APIRouter(
@@ -57,7 +60,11 @@ def list_events(
     since: Since = None,
     q: Annotated[
         str | None,
-        Query(max_length=200, description="text in the event title or an article title"),
+        Query(
+            max_length=200,
+            description="events with an article this full-text query matches (the alert "
+            "rules' query language)",
+        ),
     ] = None,
     min_sources: Annotated[
         int | None, Query(ge=1, le=100_000, description="at least this many distinct sources")
@@ -85,7 +92,7 @@ def list_events(
         limit=cap_limit(limit),
         cursor=EventCursor.decode(cursor, sort),
         since=parse_since_param(since),
-        q=clean_text(q),
+        q=search_text(q),
         min_sources=min_sources,
         language=clean_text(language),
         source_id=source,
@@ -213,10 +220,27 @@ def _choice(value: str | None, allowed: tuple[str, ...], default: str) -> str:
     return value if value is not None and value in allowed else default
 
 
+def search_text(q: str | None) -> str | None:
+    """The API's `q`: checked here, so that a query that does not parse is a 400 naming the
+    column of the problem (the store parses it again)."""
+    search_query(q)
+    return clean_text(q)
+
+
+def page_query(q: str) -> str:
+    """The page's search box: a query that does not parse searches its words instead (the
+    page's rule: a bad value is never an error page)."""
+    try:
+        compile_query(q) if q else None
+    except QueryError:
+        return " ".join(words(q))
+    return q
+
+
 def read_form(request: Request) -> ListForm:
     params = request.query_params
     form = ListForm(
-        q=clean_text((params.get("q") or "")[:200]) or "",
+        q=page_query(clean_text((params.get("q") or "")[:200]) or ""),
         min_sources=_page_int(params.get("min_sources"), 1, 100_000) or 1,
         language=(clean_text(params.get("language")) or "")[:16],
         source=_page_int(params.get("source"), 1, MAX_ID),

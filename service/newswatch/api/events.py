@@ -26,12 +26,12 @@ from newswatch.api.schemas import (
     Mark,
     Triage,
 )
-from newswatch.grouping.engine import article_time
 from newswatch.store import event_triage, event_views
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.event_triage import EventTriage
 from newswatch.store.event_views import EVENTS, After, EventFilter, Sort, events_available
 from newswatch.store.models import Article
+from newswatch.store.timing import article_time
 
 __all__ = ["EVENTS", "event_articles", "events_available", "get_event", "list_events"]
 

@@ -8,8 +8,9 @@ from datetime import timedelta
 import click
 
 from newswatch.alerts.config import RuleConfig
-from newswatch.alerts.engine import AlertEngine, Firing
+from newswatch.alerts.judging import Firing
 from newswatch.alerts.query import QueryError, parse
+from newswatch.alerts.stage import AlertStage
 from newswatch.cli.common import AppContext, parse_since, pass_app
 from newswatch.errors import NotFound
 from newswatch.store.db import session_scope
@@ -101,7 +102,7 @@ def rules_test(
     """Dry run over stored history: the events that would have fired and why. Writes and
     sends nothing."""
     rule = _rule_to_test(app, name, query, min_sources)
-    engine = AlertEngine([rule], [])
+    engine = AlertStage([rule], [])
     with session_scope(app.engine()) as session:
         firings = engine.dry_run(session, parse_since(since))
         titles = event_titles(session, [f.event_id for f in firings])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from newswatch.store.alert_models import Silence
 from newswatch.alerts.silences import (
     add_silence,
     list_silences,
@@ -13,6 +12,7 @@ from newswatch.alerts.silences import (
 )
 from newswatch.cli.common import AppContext, pass_app
 from newswatch.durations import parse_duration
+from newswatch.store.alert_models import Silence
 from newswatch.store.db import session_scope
 
 

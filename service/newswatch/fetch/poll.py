@@ -22,7 +22,6 @@ from sqlmodel import Session
 
 from newswatch.config import Settings
 from newswatch.fetch import http
-from newswatch.shared_types import ParsedEntry
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard
@@ -37,7 +36,7 @@ from newswatch.lifecycle import bind_to_parent
 from newswatch.log import get_logger
 from newswatch.pipeline import IngestResult, Pipeline
 from newswatch.prometheus_registry import FETCH_BYTES, FETCH_SECONDS, FETCHES
-from newswatch.shared_types import SourceKind
+from newswatch.shared_types import ParsedEntry, SourceKind
 from newswatch.store.articles import describe_rejections
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert

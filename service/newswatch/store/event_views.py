@@ -37,6 +37,7 @@ from newswatch.store.alert_models import RuleMatch
 from newswatch.store.columns import UTCDateTime
 from newswatch.store.event_triage import EventTriage
 from newswatch.store.models import Article, Sighting, Source, table_of
+from newswatch.store.search import matching_event_ids
 
 EVENTS = table(
     "events",
@@ -142,15 +143,13 @@ def growth_of(session: Session, event_ids: list[int], as_of: datetime) -> dict[i
     return {e: found.get(e, 0) for e in event_ids}
 
 
-def _filters(query: Any, filters: EventFilter) -> Any:
+def _filters(session: Session, query: Any, filters: EventFilter) -> Any:
     if filters.since is not None:
         query = query.where(E.last_seen >= filters.since)
     if filters.min_sources:
         query = query.where(E.source_count >= filters.min_sources)
-    if filters.q:
-        pattern = like_pattern(filters.q)
-        in_articles = exists().where(A.event_id == E.id, A.title.ilike(pattern, escape="\\"))
-        query = query.where(or_(E.title.ilike(pattern, escape="\\"), in_articles))
+    if filters.q:  # the full-text index, in the alert rules' query language
+        query = query.where(E.id.in_(matching_event_ids(session, filters.q)))
     if filters.language:
         query = query.where(
             exists().where(A.event_id == E.id, func.lower(A.language) == filters.language.lower())
@@ -206,7 +205,7 @@ def list_events(
         .select_from(joined)
         .where(E.merged_into.is_(None))
     )
-    query = _filters(query, filters)
+    query = _filters(session, query, filters)
     if after is not None:
         query = query.where(or_(key < after.key, and_(key == after.key, E.id < after.id)))
     query = query.order_by(key.desc(), E.id.desc()).limit(limit)

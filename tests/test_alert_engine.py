@@ -31,7 +31,7 @@ from newswatch.alerts.silences import (
     suppressed_counts,
 )
 from newswatch.config import FileConfig, Settings
-from newswatch.grouping.api import EventChange, EventSplit
+from newswatch.grouping.changes import EventChange, EventSplit
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store.columns import utcnow
 from newswatch.store.models import Article, Event, Sighting, Source

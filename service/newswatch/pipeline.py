@@ -20,7 +20,7 @@ from newswatch.alerts.engine import AlertEngine
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entries import ParsedEntry
 from newswatch.fetch.language import language_of
-from newswatch.grouping.api import EventChange
+from newswatch.grouping.changes import EventChange
 from newswatch.grouping.engine import EventGrouper, Placement
 from newswatch.metrics import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.store.articles import (

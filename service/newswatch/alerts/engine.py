@@ -25,7 +25,7 @@ from newswatch.alerts.models import AlertState, RuleMatch
 from newswatch.alerts.policy import group_wait, schedule
 from newswatch.alerts.query import Document, matched_terms
 from newswatch.alerts.silences import list_silences
-from newswatch.grouping.api import EventChange
+from newswatch.grouping.changes import EventChange
 from newswatch.metrics import RULE_MATCHES
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.merged_events import (

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
-from newswatch.grouping.api import EventChange, EventSplit
+from newswatch.grouping.changes import EventChange, EventSplit
 from newswatch.grouping.cluster import Clusterer, Decision, Split
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.metrics import EVENTS_MERGED, EVENTS_OPENED, EVENTS_SPLIT

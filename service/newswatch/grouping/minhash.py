@@ -115,27 +115,45 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero((a == b) & used)) / n if n else 0.0
 
 
+_BAND_MULT = np.random.default_rng(2).integers(1 << 40, 1 << 63, size=64, dtype=np.uint64) | _ONE
+
+
 class LSHIndex:
     """Band index: a candidate shares all rows of at least one band.
 
     With 16 bands of 4 rows, pairs at Jaccard 0.5 are found with probability 0.65 and at 0.7
     with 0.98; the signature comparison afterwards removes the false candidates.
+
+    Compact: a band's bucket key is a 64-bit hash of its rows (a Python int, not a bytes
+    object), a bucket holding one article is that article's id itself (the same int object
+    in every band; a tuple only when several share it), and the signatures are rows of one
+    uint32 matrix. A hash collision of two different bands only adds a candidate, which the
+    signature comparison then judges like any other.
     """
 
     def __init__(self, bands: int = 16, rows: int = 4):
+        if bands * rows > len(_BAND_MULT):
+            raise ValueError("at most 64 rows in all")
         self.bands = bands
         self.rows = rows
-        self._band = np.dtype((np.void, rows * 4))  # the 4-byte rows of one band
-        # Buckets are tuples, not lists: a tuple of ints leaves the garbage collector's watch
-        # once it has been scanned, and 16 lists an article in the window were most of the
-        # objects each full collection walked (a tenth of the replay's time).
-        self.tables: list[dict[bytes, tuple[int, ...]]] = [{} for _ in range(bands)]
-        self.signatures: dict[int, np.ndarray] = {}
+        self._mult = _BAND_MULT[:rows]
+        # Buckets are ints and tuples, not lists: they leave the garbage collector's watch
+        # once scanned, and 16 lists an article in the window were most of the objects each
+        # full collection walked (a tenth of the replay's time).
+        self.tables: list[dict[int, int | tuple[int, ...]]] = [{} for _ in range(bands)]
+        self._rows: dict[int, int] = {}  # key -> its row of _matrix
+        self._matrix = np.empty((1024, bands * rows), dtype=np.uint32)
+        self._free: list[int] = []
 
-    def _keys(self, sig: np.ndarray) -> list[bytes]:
-        """Each band's bytes of the signature, cut by numpy (a third of the cost of
-        slicing them in Python)."""
-        return np.frombuffer(sig.tobytes(), dtype=self._band, count=self.bands).tolist()
+    def _keys(self, sig: np.ndarray) -> list[int]:
+        """Each band's 64-bit key (a multiply-add of its rows, then mixed)."""
+        rows = sig.reshape(self.bands, self.rows).astype(np.uint64)
+        rows *= self._mult
+        return _mix(rows.sum(axis=1, dtype=np.uint64)).tolist()
+
+    def signature(self, key: int) -> np.ndarray | None:
+        row = self._rows.get(key)
+        return None if row is None else self._matrix[row]
 
     def query(
         self, sig: np.ndarray, threshold: float, accept: Callable[[int], bool] | None = None
@@ -149,7 +167,7 @@ class LSHIndex:
         keys = sorted(found if accept is None else filter(accept, found))
         if not keys:
             return None
-        stack = np.stack([self.signatures[k] for k in keys])
+        stack = self._matrix[[self._rows[k] for k in keys]]
         used = (stack != EMPTY) | (sig != EMPTY)
         same = np.count_nonzero((stack == sig) & used, axis=1)
         scores = same / np.maximum(np.count_nonzero(used, axis=1), 1)
@@ -160,30 +178,48 @@ class LSHIndex:
     def candidates(self, sig: np.ndarray) -> set[int]:
         """The keys that share at least one band with `sig`."""
         found: set[int] = set()
-        for table, key in zip(self.tables, self._keys(sig), strict=True):
-            members = table.get(key)
-            if members:
+        for table, band in zip(self.tables, self._keys(sig), strict=True):
+            members = table.get(band)
+            if members is None:
+                continue
+            if isinstance(members, int):
+                found.add(members)
+            else:
                 found.update(members)
         return found
 
     def insert(self, key: int, sig: np.ndarray) -> None:
-        self.signatures[key] = sig
-        for table, band in zip(self.tables, self._keys(sig), strict=True):
-            table[band] = (*table.get(band, ()), key)
-
-    def remove(self, key: int) -> None:
-        sig = self.signatures.pop(key, None)
-        if sig is None:
-            return
+        if key in self._rows:
+            self.remove(key)
+        if self._free:
+            row = self._free.pop()
+        else:
+            row = len(self._rows)
+            if row == len(self._matrix):
+                self._matrix = np.concatenate([self._matrix, np.empty_like(self._matrix)])
+        self._matrix[row] = sig
+        self._rows[key] = row
         for table, band in zip(self.tables, self._keys(sig), strict=True):
             members = table.get(band)
-            if members is not None and key in members:
-                i = members.index(key)
-                rest = members[:i] + members[i + 1 :]
-                if rest:
-                    table[band] = rest
-                else:
-                    del table[band]
+            if members is None:
+                table[band] = key
+            elif isinstance(members, int):
+                table[band] = (members, key)
+            else:
+                table[band] = (*members, key)
+
+    def remove(self, key: int) -> None:
+        row = self._rows.pop(key, None)
+        if row is None:
+            return
+        self._free.append(row)
+        for table, band in zip(self.tables, self._keys(self._matrix[row]), strict=True):
+            members = table.get(band)
+            if members == key:
+                del table[band]
+            elif isinstance(members, tuple) and key in members:
+                rest = tuple(k for k in members if k != key)
+                table[band] = rest[0] if len(rest) == 1 else rest
 
     def __len__(self) -> int:
-        return len(self.signatures)
+        return len(self._rows)

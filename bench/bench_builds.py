@@ -51,6 +51,7 @@ def spread(values: list[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--other", required=True, help="the other build's service/ directory")
+    ap.add_argument("--this", help="this build's service/ directory (default: the installed)")
     ap.add_argument("--count", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per-hour", type=int, default=100)
@@ -60,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stream = write(Path(tmp) / "stream.jsonl", args.count, per_hour=args.per_hour)
         for _ in range(args.rounds):
-            for costs, service in ((this, None), (other, args.other)):
+            for costs, service in ((this, args.this), (other, args.other)):
                 costs.append(one_replay(stream, service)["total"] / args.count * 1e3)
     print(f"replay of {args.count} articles, {args.rounds} rounds each, interleaved")
     print(f"this build, ms/article:  {spread(this)}")

@@ -48,8 +48,12 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> dict:
-    """Per-call times of add() for `sample` articles after each mark."""
+def run_clusterer(
+    count: int, per_hour: int, marks: list[int], sample: int, progress: int = 0
+) -> dict:
+    """Per-call times of add() for `sample` articles after each mark; with `progress`, a
+    line every that many articles (median add() over them, peak RSS, articles in the
+    window), so that a long run on a busy machine leaves figures even if stopped."""
     clusterer = Clusterer(GroupingSettings())
     times: dict[int, list[float]] = {m: [] for m in marks}
     texts: dict[int, list[tuple[str, str]]] = {m: [] for m in marks}
@@ -61,6 +65,7 @@ def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> d
     # Each block's median add(), baseline and baseline-with-defaults seconds.
     rounds: list[tuple[float, float, float]] = []
     block = sample // ROUNDS
+    recent: list[float] = []
     for n, (title, body, when) in enumerate(articles(count, per_hour)):
         if n == WARMUP:
             gc.collect()
@@ -68,6 +73,17 @@ def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> d
         t0 = clock()
         clusterer.add(n, title, body, when)
         elapsed = clock() - t0
+        if progress:
+            recent.append(elapsed)
+            if (n + 1) % progress == 0:
+                window = len(clusterer.article_event)
+                median = statistics.median(recent) * 1e3
+                print(
+                    f"{n + 1:>7} added: add() median {median:.3f} ms over the last {progress}, "
+                    f"peak RSS {rss_mb():.0f} MB, {window} articles in the window",
+                    flush=True,
+                )
+                recent.clear()
         for m in marks:
             if m <= n < m + sample:
                 times[m].append(elapsed)
@@ -145,9 +161,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--per-hour", type=int, default=100, help="articles per stream hour")
     parser.add_argument("--sample", type=int, default=2000, help="articles timed per mark")
+    parser.add_argument("--progress", type=int, default=0, help="print a line every N articles")
     args = parser.parse_args()
     marks = [10_000, args.count - args.sample]
-    result = run_clusterer(args.count, args.per_hour, marks, args.sample)
+    result = run_clusterer(args.count, args.per_hour, marks, args.sample, args.progress)
     early, late = (result["times"][m] for m in marks)
     ratios = [grouping / base for grouping, base, _ in result["rounds"]]
     default_ratios = [grouping / default for grouping, _, default in result["rounds"]]

@@ -1,12 +1,24 @@
 """Replay cost per article of this build against another build of newswatch, interleaved.
 
-    python bench/bench_builds.py --other /path/to/other/service [--count 20000] [--rounds 5]
+    python bench/bench_builds.py --other /path/to/other/service [--this /path/to/this/service]
+        [--count 20000] [--rounds 5]
 
-The other build is any checkout whose `service/` directory imports as `newswatch` (for the
-compiled build before issue 15: a worktree of that commit with its extension built in
-place). Both replay the same synthetic stream (bench/synthetic_news.py) into a fresh SQLite
-file, one process at a time, alternating, `--rounds` times each; printed: each build's cost
-per article (min/median/max) and the ratio this/other round by round.
+The other build is any copy whose `service/` directory imports as `newswatch`, run with this
+virtualenv's interpreter and packages (no second install). For the compiled build before
+issue 15 (commit 41c1b70), its extension is built in place with the compiler directly (that
+commit's setup.py no longer passes today's setuptools):
+
+    git archive 41c1b70 | tar -x -C /tmp/old
+    INCLUDE=$(python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    SUFFIX=$(python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+    cd /tmp/old/service/newswatch/grouping
+    gcc -O3 -shared -fPIC -I"$INCLUDE" -o _speedups"$SUFFIX" _speedups.c
+
+`--this` names a frozen copy of this build (`git archive HEAD`) so that editing the checkout
+during a long run does not change what is measured. Both replay the same synthetic stream
+(bench/synthetic_news.py) into a fresh SQLite file, one process at a time, alternating,
+`--rounds` times each, with this checkout's bench_replay.py; printed: each build's cost per
+article (min/median/max) and the ratio this/other round by round.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ def spread(values: list[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--other", required=True, help="the other build's service/ directory")
+    ap.add_argument("--this", help="this build's service/ directory (default: the installed)")
     ap.add_argument("--count", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--per-hour", type=int, default=100)
@@ -60,7 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stream = write(Path(tmp) / "stream.jsonl", args.count, per_hour=args.per_hour)
         for _ in range(args.rounds):
-            for costs, service in ((this, None), (other, args.other)):
+            for costs, service in ((this, args.this), (other, args.other)):
                 costs.append(one_replay(stream, service)["total"] / args.count * 1e3)
     print(f"replay of {args.count} articles, {args.rounds} rounds each, interleaved")
     print(f"this build, ms/article:  {spread(this)}")

@@ -48,8 +48,12 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> dict:
-    """Per-call times of add() for `sample` articles after each mark."""
+def run_clusterer(
+    count: int, per_hour: int, marks: list[int], sample: int, progress: int = 0
+) -> dict:
+    """Per-call times of add() for `sample` articles after each mark; with `progress`, a
+    line every that many articles (median add() over them, peak RSS, articles in the
+    window), so that a long run on a busy machine leaves figures even if stopped."""
     clusterer = Clusterer(GroupingSettings())
     times: dict[int, list[float]] = {m: [] for m in marks}
     texts: dict[int, list[tuple[str, str]]] = {m: [] for m in marks}
@@ -57,8 +61,11 @@ def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> d
     rss0 = rss_mb()
     clock = time.perf_counter
     baseline = Datasketch()
-    rounds: list[tuple[float, float]] = []  # each block's median add() and baseline seconds
+    defaults = Datasketch(defaults=True)
+    # Each block's median add(), baseline and baseline-with-defaults seconds.
+    rounds: list[tuple[float, float, float]] = []
     block = sample // ROUNDS
+    recent: list[float] = []
     for n, (title, body, when) in enumerate(articles(count, per_hour)):
         if n == WARMUP:
             gc.collect()
@@ -66,6 +73,17 @@ def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> d
         t0 = clock()
         clusterer.add(n, title, body, when)
         elapsed = clock() - t0
+        if progress:
+            recent.append(elapsed)
+            if (n + 1) % progress == 0:
+                window = len(clusterer.article_event)
+                median = statistics.median(recent) * 1e3
+                print(
+                    f"{n + 1:>7} added: add() median {median:.3f} ms over the last {progress}, "
+                    f"peak RSS {rss_mb():.0f} MB, {window} articles in the window",
+                    flush=True,
+                )
+                recent.clear()
         for m in marks:
             if m <= n < m + sample:
                 times[m].append(elapsed)
@@ -75,7 +93,8 @@ def run_clusterer(count: int, per_hour: int, marks: list[int], sample: int) -> d
         last = marks[-1]
         if last <= n < last + block * ROUNDS and (n - last + 1) % block == 0:
             base = statistics.median(baseline.time(texts[last][-block:]))
-            rounds.append((statistics.median(times[last][-block:]), base))
+            default = statistics.median(defaults.time(texts[last][-block:]))
+            rounds.append((statistics.median(times[last][-block:]), base, default))
     return {"times": times, "texts": texts, "sizes": sizes, "rounds": rounds}
 
 
@@ -83,7 +102,7 @@ def state(clusterer: Clusterer, rss_growth: float) -> str:
     return (
         f"peak RSS +{rss_growth:.0f} MB, {len(clusterer.events)} events, "
         f"{len(clusterer.lsh)} signatures, {len(clusterer.postings)} posting lists, "
-        f"{len(clusterer.df)} document frequencies; capped caches: "
+        f"{len(clusterer.vocab)} terms in the vocabulary; capped caches: "
         f"{len(text._TERMS)} terms, "
         f"{len(text._NAME_KEYS)} name keys"
     )
@@ -91,13 +110,16 @@ def state(clusterer: Clusterer, rss_growth: float) -> str:
 
 class Datasketch:
     """The baseline: near-duplicate detection alone, with the common library, on what
-    grouping hashes (title and the body's first SHINGLE_CHARS characters)."""
+    grouping hashes (title and the body's first SHINGLE_CHARS characters): 64 permutations
+    made once; or (`defaults`) the library's defaults, MinHash() and MinHashLSH(), which
+    make 128 permutations for every document."""
 
-    def __init__(self) -> None:
+    def __init__(self, defaults: bool = False) -> None:
         from datasketch import MinHash, MinHashLSH
 
         self.minhash = MinHash
-        self.lsh = MinHashLSH(threshold=0.5, num_perm=64)
+        self.defaults = defaults
+        self.lsh = MinHashLSH() if defaults else MinHashLSH(threshold=0.5, num_perm=64)
         self.template = MinHash(num_perm=64)  # permutations made once
         self.key = 0
 
@@ -109,9 +131,14 @@ class Datasketch:
             t0 = clock()
             tokens = f"{title} {body[: text.SHINGLE_CHARS]}".lower().split()
             shingles = [" ".join(tokens[i : i + 3]).encode() for i in range(len(tokens) - 2)]
-            mh = self.minhash(
-                num_perm=64, permutations=self.template.permutations, scheme=self.template.scheme
-            )
+            if self.defaults:
+                mh = self.minhash()
+            else:
+                mh = self.minhash(
+                    num_perm=64,
+                    permutations=self.template.permutations,
+                    scheme=self.template.scheme,
+                )
             mh.update_batch(shingles)
             self.lsh.query(mh)
             self.key += 1
@@ -134,19 +161,27 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--per-hour", type=int, default=100, help="articles per stream hour")
     parser.add_argument("--sample", type=int, default=2000, help="articles timed per mark")
+    parser.add_argument("--progress", type=int, default=0, help="print a line every N articles")
     args = parser.parse_args()
     marks = [10_000, args.count - args.sample]
-    result = run_clusterer(args.count, args.per_hour, marks, args.sample)
+    result = run_clusterer(args.count, args.per_hour, marks, args.sample, args.progress)
     early, late = (result["times"][m] for m in marks)
-    ratios = [grouping / base for grouping, base in result["rounds"]]
-    base_ms = [base * 1e3 for _, base in result["rounds"]]
+    ratios = [grouping / base for grouping, base, _ in result["rounds"]]
+    default_ratios = [grouping / default for grouping, _, default in result["rounds"]]
+    base_ms = [base * 1e3 for _, base, _ in result["rounds"]]
+    default_ms = [default * 1e3 for _, _, default in result["rounds"]]
+    add_ms = [grouping * 1e3 for grouping, _, _ in result["rounds"]]
     words = statistics.fmean(len(b.split()) for _, b in result["texts"][marks[1]])
     print(f"articles {args.count}, {args.per_hour}/h (window 72 h), mean {words:.0f} words")
     print(f"add() after {marks[0]:>7}: {ms(early)}")
     print(f"add() after {marks[1]:>7}: {ms(late)}")
     print(f"ratio late/early (median): {statistics.median(late) / statistics.median(early):.2f}")
-    print(f"datasketch MinHash(64)+LSH, median ms/article of {ROUNDS} blocks: {spread(base_ms)}")
-    print(f"add() / baseline, block by block (target <= 1.0): {spread(ratios)}")
+    print(f"interleaved, median ms/article of each of {ROUNDS} blocks:")
+    print(f"  add():                                       {spread(add_ms)}")
+    print(f"  datasketch MinHash(64 made once)+LSH(0.5,64): {spread(base_ms)}")
+    print(f"  datasketch with its defaults (128, per doc):  {spread(default_ms)}")
+    print(f"add() / datasketch 64, block by block (target <= 1.0): {spread(ratios)}")
+    print(f"add() / datasketch defaults, block by block:          {spread(default_ratios)}")
     print(f"peak RSS of the process: {rss_mb():.0f} MB")
     for m in marks:
         print(f"after {m + args.sample:>7}: {result['sizes'][m]}")

@@ -24,7 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from newswatch.config import FileConfig, Settings
-from newswatch.log import configure_logging
+
+try:
+    from newswatch.log import configure_logging
+except ImportError:  # a build before the module's rename (bench_builds.py runs older ones)
+    from newswatch.logging import configure_logging  # type: ignore[no-redef]
 from newswatch.pipeline import Pipeline
 from newswatch.replay import BATCH_LINES, replay
 from newswatch.store.db import open_store

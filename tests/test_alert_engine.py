@@ -31,7 +31,7 @@ from newswatch.alerts.silences import (
 )
 from newswatch.alerts.stage import AlertStage as AlertEngine
 from newswatch.config import FileConfig, Settings
-from newswatch.grouping.api import EventChange, EventSplit
+from newswatch.grouping.changes import EventChange, EventSplit
 from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store.alert_models import AlertState, Notification, RuleMatch, Silence
 from newswatch.store.columns import utcnow

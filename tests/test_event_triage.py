@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.stage import AlertStage as AlertEngine
-from newswatch.grouping.api import EventChange
+from newswatch.grouping.changes import EventChange
 from newswatch.store.alert_models import AlertState, Notification
 from newswatch.store.event_triage import EventTriage, is_muted, set_mark, triage_of
 from newswatch.store.models import Article, Event, Sighting, Source

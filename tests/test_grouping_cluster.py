@@ -121,8 +121,8 @@ def test_memory_is_bounded_by_the_window(monkeypatch: pytest.MonkeyPatch) -> Non
     # Every article brought figures of its own: their postings were forgotten with it.
     assert len(c.postings) < 60 * 40
     # Words seen once were forgotten at the sweeps once the vocabulary passed its cap.
-    assert len(c.df) < 500 + 2 * 1000
-    assert c.df["harbour"] == 2500
+    assert len(c.vocab) < 500 + 2 * 1000
+    assert c.vocab.df_of("harbour") == 2500
 
 
 def test_a_long_running_event_stays_bounded() -> None:

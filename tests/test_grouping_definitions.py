@@ -17,6 +17,7 @@ from newswatch.grouping import cluster, text
 from newswatch.grouping.cluster import Clusterer
 from newswatch.grouping.minhash import LSHIndex, MinHasher
 from newswatch.grouping.settings import GroupingSettings
+from newswatch.grouping.vocabulary import ENTITY, Sparse, Vocabulary
 from tests.conftest import SHARED_DATA, shared_corpus
 
 CORPUS = SHARED_DATA / "grouping" / "ecbplus-dev.jsonl"
@@ -84,53 +85,82 @@ def tfidf_by_definition(
     return {k: v / norm for k, v in top}
 
 
+def spelt_out(vocab: Vocabulary, vec: Sparse) -> dict[str, float]:
+    """A sparse vector as term -> weight, in its order."""
+    terms = [vocab.terms[i] for i in vec.ids.tolist()]
+    return dict(zip(terms, vec.weights.tolist(), strict=True))
+
+
 def test_tfidf_vector_is_its_definition() -> None:
     clusterer = Clusterer(GroupingSettings())
-    df: dict[str, int] = {}
+    vocab = Vocabulary()
     for docs, row in enumerate(articles(), start=1):
         feats = clusterer.features(row["title"], row["text"])
-        vec, rare = cluster._tfidf(feats.terms, feats.entities, df, docs, 1.5, 64, 16, 3.0, True)
-        assert all(df[k] >= 1 for k in (*feats.terms, *feats.entities))
+        sparse, rare = cluster._tfidf(
+            feats.terms, feats.entities, vocab, docs, 1.5, 64, 16, 3.0, True
+        )
+        vec = spelt_out(vocab, sparse)
+        assert all(vocab.df_of(k) >= 1 for k in (*feats.terms, *feats.entities))
+        df = {t: vocab.df_of(t) for t in vocab.terms}
         expected = tfidf_by_definition(feats.terms, feats.entities, df, docs)
         assert set(vec) == set(expected) or len(vec) == 64  # ties at the cut may differ
         for key, value in vec.items():
             assert value == pytest.approx(expected.get(key, value), rel=1e-9)
         assert sum(v * v for v in vec.values()) == pytest.approx(1.0)
-        assert rare == [k for k in vec if df[k] <= 3.0][:16]
-    before = dict(df)
-    cluster._tfidf(feats.terms, feats.entities, df, docs, 1.5, 64, 16, 2.0, False)
-    assert df == before
-    assert cluster._tfidf({}, {}, df, docs, 1.5, 64, 16, 2.0, False) == ({}, [])
+        assert [vocab.terms[i] for i in rare] == [k for k in vec if df[k] <= 3.0][:16]
+    before = vocab.df.copy()
+    cluster._tfidf(feats.terms, feats.entities, vocab, docs, 1.5, 64, 16, 2.0, False)
+    assert (vocab.df[: len(before)] == before).all()
+    empty, no_rare = cluster._tfidf({}, {}, vocab, docs, 1.5, 64, 16, 2.0, False)
+    assert len(empty) == 0 and no_rare == []
 
 
-def test_dict_arithmetic_is_its_definition() -> None:
+def test_sparse_arithmetic_is_its_definition() -> None:
     rng = random.Random(7)
-    keys = [f"t{i}" for i in range(300)] + [f"@n{i}" for i in range(40)]
+    vocab = Vocabulary(capacity=16)  # grows as terms come
+    keys = [f"t{i}" for i in range(300)] + [f"@n{i}" for i in range(40)] + ["#24", "#6.1"]
+
+    def sparse(d: dict[str, float]) -> Sparse:
+        return Sparse(vocab.lookup(d).astype(np.int32), np.array(list(d.values()), float))
+
+    def in_id_order(d: dict[str, float]) -> Sparse:
+        return sparse(dict(sorted(d.items(), key=lambda kv: vocab.ids[kv[0]])))
+
     for _ in range(200):
         a = {k: rng.random() for k in rng.sample(keys, rng.randint(0, 120))}
         b = {k: rng.random() for k in rng.sample(keys, rng.randint(0, 200))}
         dot = sum(a[k] * b[k] for k in a if k in b)
-        assert cluster._dot(a, b) == pytest.approx(dot, rel=1e-12)
-        target = dict(b)
-        cluster._accumulate(target, a)
-        assert target == pytest.approx({k: a.get(k, 0.0) + b.get(k, 0.0) for k in a | b})
-        counts = {"t1": 5}
-        cluster._count_keys(counts, (a, b))
-        assert counts == dict(Counter({"t1": 5}) + Counter(list(a)) + Counter(list(b)))
+        assert vocab.dot(sparse(a), sparse(b)) == pytest.approx(dot, rel=1e-12)
+        assert vocab.dots(sparse(a), [sparse(b), sparse(a), Sparse.empty()]) == pytest.approx(
+            [dot, sum(v * v for v in a.values()), 0.0], rel=1e-12
+        )
+        total = {k: a.get(k, 0.0) + b.get(k, 0.0) for k in a | b}
+        for summed in (vocab.add(in_id_order(b), sparse(a)), vocab.total([sparse(a), sparse(b)])):
+            assert spelt_out(vocab, summed) == pytest.approx(total)
+            assert (np.diff(summed.ids) > 0).all()  # in id order
+        assert (vocab.scratch == 0).all()  # the scratch array is left clean
+        entities = {k: v for k, v in a.items() if k[0] == "@"}
+        assert spelt_out(vocab, vocab.of_kind(sparse(a), ENTITY)) == entities
         ties = {k: float(rng.randint(0, 5)) for k in a}
         for n in (0, 3, 1000):
             expected = sorted(ties.items(), key=lambda kv: -kv[1])[:n]  # stable: ties in order
-            assert list(cluster._top_items(ties, n).items()) == expected
-    assert cluster._prefixed_cosine({"a": 1.0}, {"@x": 1.0}, "@") == -1.0
-    cos = cluster._prefixed_cosine({"@x": 3.0, "@y": 4.0, "a": 9.0}, {"@x": 1.0}, "@")
+            assert list(spelt_out(vocab, sparse(ties).top(n)).items()) == expected
+            kept = {k for k, _ in expected}
+            pruned = spelt_out(vocab, in_id_order(ties).pruned(n))
+            assert set(pruned) == kept or n < len(ties)  # ties at the cut may differ
+        probe = vocab.lookup(keys)
+        weights = in_id_order(a).weight_of(probe)
+        assert weights.tolist() == [a.get(k, 0.0) for k in keys]
+    assert vocab.entity_cosine(sparse({"a": 1.0}), sparse({"@x": 1.0})) == -1.0
+    cos = vocab.entity_cosine(sparse({"@x": 3.0, "@y": 4.0, "a": 9.0}), sparse({"@x": 1.0}))
     assert cos == pytest.approx(0.6)
 
 
 def test_postings_and_votes_are_their_definition() -> None:
     rng = random.Random(11)
-    postings: dict[str, array[int]] = {}
-    history: dict[str, list[int]] = {}
-    terms = [f"t{i}" for i in range(50)]
+    postings: dict[int, array[int]] = {}
+    history: dict[int, list[int]] = {}
+    terms = list(range(50))  # term ids
     for _ in range(2000):
         event = rng.randint(1, 400) * 10**9  # ids past 32 bits
         chosen = rng.sample(terms, rng.randint(1, 8))
@@ -141,7 +171,7 @@ def test_postings_and_votes_are_their_definition() -> None:
                 seen.append(event)
     assert {t: list(p) for t, p in postings.items()} == {t: h[-32:] for t, h in history.items()}
     for _ in range(200):
-        asked = rng.sample([*terms, "absent"], rng.randint(0, 20))
+        asked = rng.sample([*terms, 999], rng.randint(0, 20))  # 999: no posting
         found = Counter(e for t in asked for e in postings.get(t, ()))
         for n in (0, 1, 12, 10_000):
             assert cluster._top_votes(postings, asked, n) == [e for e, _ in found.most_common(n)]
@@ -158,12 +188,12 @@ def test_affinity_and_cut_are_their_definition() -> None:
     members = []
     for i, row in enumerate(articles(60)):
         vec, _ = clusterer._learn_vector(clusterer.features(row["title"], row["text"]))
-        members.append(cluster.Member.of(i, vec, 0.0, False, False))
+        members.append(cluster.Member(i, vec, 0.0, False, False))
     rng = random.Random(3)
     for _ in range(30):
         group = rng.sample(members, rng.randint(2, 30))
-        vectors = [dict(zip(m.terms, m.weights, strict=True)) for m in group]
-        w = cluster._affinity(group)
+        vectors = [spelt_out(clusterer.vocab, m.vector) for m in group]
+        w = cluster._affinity(group, clusterer.vocab.kind)
         for i, a in enumerate(vectors):
             names_a = {k: v for k, v in a.items() if k[0] in "@#"}
             for j, b in enumerate(vectors):

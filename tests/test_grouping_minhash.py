@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
+from newswatch.grouping import minhash
 from newswatch.grouping.minhash import (
     EMPTY,
     MAX_BYTES,
@@ -84,4 +86,40 @@ def test_lsh_finds_a_copy_and_forgets_removed_keys() -> None:
     lsh.remove(2)
     lsh.remove(2)  # unknown keys are ignored
     assert lsh.query(copy, 0.5) is None and len(lsh) == 1
-    assert all(len(table) == 1 for table in lsh.tables)  # empty buckets are dropped
+    assert lsh.entries() == lsh.bands  # the removed keys' entries are gone
+
+
+def test_lsh_merged_entries_answer_as_fresh_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries merged into the sorted arrays (every few inserts here) and removed keys whose
+    entries are dead there: candidates are still those sharing a whole band."""
+    monkeypatch.setattr(minhash, "FRESH_ENTRIES", 16 * 5)
+    hasher = MinHasher()
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(400)]
+    base = [" ".join(rng.choices(words, k=120)) for _ in range(30)]
+    # Copies with an edit each, so that some bands collide and others do not.
+    texts = base + [t.replace(t.split()[rng.randrange(100)], "edit", 1) for t in base * 2]
+    signatures = [sig for t in texts if (sig := hasher.of_text(t, 30)[1]) is not None]
+    index = LSHIndex()
+    stored: dict[int, np.ndarray] = {}
+
+    def by_definition(sig: np.ndarray) -> set[int]:
+        rows = sig.reshape(index.bands, index.rows)
+        return {
+            k
+            for k, other in stored.items()
+            if (other.reshape(index.bands, index.rows) == rows).all(axis=1).any()
+        }
+
+    for key, sig in enumerate(signatures):
+        index.insert(key, sig)
+        stored[key] = sig
+        if key % 4 == 3:  # some keys go while others are merged
+            gone = rng.choice(sorted(stored))
+            index.remove(gone)
+            del stored[gone]
+        for probe in signatures[: key + 1 : 7]:
+            assert index.candidates(probe) == by_definition(probe)
+    assert sum(len(by_definition(s)) > 1 for s in signatures) >= 10  # bands did collide
+    assert index.entries() == index.bands * len(stored)
+    assert len(index) == len(stored)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from newswatch.grouping.cluster import Clusterer, Decision, _affinity, bipartition
+from newswatch.grouping.cluster import Clusterer, Decision, Member, _affinity, bipartition
 from newswatch.grouping.settings import GroupingSettings
 from tests.conftest import SHARED_DATA, shared_corpus
 
@@ -55,6 +55,12 @@ def test_bipartition_finds_two_groups_and_no_split_in_one() -> None:
     assert bipartition(two[:5, :5], 3) == (float("inf"), None)  # too small for two sides
 
 
+def as_dict(c: Clusterer, m: Member) -> dict[str, float]:
+    """A member's vector with its terms spelt out."""
+    terms = [c.vocab.terms[i] for i in m.vector.ids.tolist()]
+    return dict(zip(terms, m.vector.weights.tolist(), strict=True))
+
+
 def test_affinity_is_the_cosine_of_vectors_plus_that_of_their_entities() -> None:
     """The matrix built from shared term hashes equals its plain definition."""
     c = Clusterer()
@@ -70,7 +76,7 @@ def test_affinity_is_the_cosine_of_vectors_plus_that_of_their_entities() -> None
         norm = math.sqrt(dot(v, v)) or 1.0
         return {t: w / norm for t, w in v.items()}
 
-    vectors = [dict(zip(m.terms, m.weights, strict=True)) for m in members]
+    vectors = [as_dict(c, m) for m in members]
     names = [unit({t: w for t, w in v.items() if t[0] in "@#"}) for v in vectors]
     expected = np.array(
         [
@@ -81,7 +87,7 @@ def test_affinity_is_the_cosine_of_vectors_plus_that_of_their_entities() -> None
             for i in range(len(members))
         ]
     )
-    assert np.allclose(_affinity(members), expected)
+    assert np.allclose(_affinity(members, c.vocab.kind), expected)
     assert expected[~np.eye(len(members), dtype=bool)].max() > 0.3  # they do share terms
 
 
@@ -201,7 +207,7 @@ def test_one_event_told_in_two_languages_is_not_split() -> None:
         event = c.events[0]
         members = event.members or []
         assert len(members) == 6
-        score, side = bipartition(_affinity(members), 3)
+        score, side = bipartition(_affinity(members, c.vocab.kind), 3)
         assert side is not None and score > GroupingSettings().split_ncut
         assert c._check_split(event) is None
         assert c.events[0].size == 6 and set(c.events) == {0}

@@ -20,7 +20,7 @@ from newswatch.alerts.stage import AlertStage
 from newswatch.config import FileConfig, Settings
 from newswatch.errors import NotFound
 from newswatch.fetch.language import language_of
-from newswatch.grouping.api import EventChange
+from newswatch.grouping.changes import EventChange
 from newswatch.grouping.stage import EventGrouper, Placement
 from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.shared_types import ParsedEntry

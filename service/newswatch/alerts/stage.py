@@ -36,7 +36,7 @@ from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.payload import event_payload, listed
 from newswatch.alerts.policy import group_wait, schedule
 from newswatch.alerts.query import present
-from newswatch.grouping.api import EventChange
+from newswatch.grouping.changes import EventChange
 from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store import alerts as store
 from newswatch.store.alerts import AlertStateRecord, MatchRow, Pair

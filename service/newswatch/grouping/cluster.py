@@ -5,6 +5,11 @@ normalised entities) and joins the most similar recent event whose centroid is c
 or opens a new one. Candidates come from an inverted index over entities and rare terms,
 restricted to the time window: the cost per article does not grow with the store.
 
+The state is compact (see vocabulary.py and docs/decisions/0092-compact-grouping-state.md):
+terms are integer ids of one vocabulary, document frequencies a numpy array, vectors and
+centroids id/weight arrays, and the candidate events of an article are scored in one
+vectorised step.
+
 A join is decided on one article, and the first report of a second event of the same kind
 (the second injured-reserve placement of one team) can look as close to the first event as
 its own reports do. Such a mix shows only once both sides have several reports: at a few
@@ -20,8 +25,8 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import chain, compress, islice, repeat
-from operator import add, itemgetter, mul
+from itertools import chain, compress, repeat
+from operator import itemgetter
 from typing import TypeVar
 
 import numpy as np
@@ -30,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from newswatch.grouping.minhash import LSHIndex, MinHasher
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.text import Features, extract
+from newswatch.grouping.vocabulary import ENTITY, WORD, Sparse, Vocabulary
 
 # A term in more than this share of documents is too common to find candidates by.
 RARE_SHARE = 0.05
@@ -48,7 +54,7 @@ EXPIRE_EVERY = 1000
 # Sweeps between two of posting lists. A stale list costs nothing but memory (candidates
 # skip forgotten events), and looking through every list cost 8 ms a sweep.
 POSTINGS_SWEEP_EVERY = 10
-# Document frequencies kept before the words seen once are forgotten.
+# Terms kept in the vocabulary before the words seen once are forgotten.
 DF_MAX = 500_000
 # Before this many documents the IDF is too young to call terms rare.
 IDF_WARMUP = 50
@@ -63,54 +69,23 @@ SPLIT_MIN_SIDE = 3
 
 @dataclass(slots=True)
 class Member:
-    """What a young event remembers of each article, to check it for a split: its vector as
-    a tuple of terms and an array of weights (a fifth of a dict's memory). Most events never
-    reach a check: the arrays a check needs are made at its first."""
+    """What a young event remembers of each article, to check it for a split: its vector
+    (term ids heaviest first, and their weights)."""
 
     article_id: int
-    terms: tuple[str, ...]
-    weights: array[float]
+    vector: Sparse
     when: float
     short: bool  # a headline or a short summary: too sparse to judge a split on
     opened: bool  # the article opened an event (its id is an event id)
     copy_of: int | None = None  # a near-duplicate follows its original
-    _keys: np.ndarray | None = None
-    _named: np.ndarray | None = None
-
-    @classmethod
-    def of(
-        cls,
-        article_id: int,
-        vec: dict[str, float],
-        when: float,
-        short: bool,
-        opened: bool,
-        copy_of: int | None = None,
-    ) -> Member:
-        return cls(article_id, tuple(vec), array("d", vec.values()), when, short, opened, copy_of)
-
-    def keys(self) -> np.ndarray:
-        """A hash of each term: the columns of a check's matrix without a dictionary. (str
-        hashes are cached on the strings; two terms of one event colliding is as likely as
-        a 64-bit hash collision.)"""
-        if self._keys is None:
-            self._keys = np.fromiter(map(hash, self.terms), np.int64, len(self.terms))
-        return self._keys
-
-    def named(self) -> np.ndarray:
-        """Which terms are entities or figures."""
-        if self._named is None:
-            starts = map(str.startswith, self.terms, repeat(("@", "#")))
-            self._named = np.fromiter(starts, np.bool_, len(self.terms))
-        return self._named
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     id: int
     first_seen: float
     last_seen: float
-    centroid: dict[str, float] = field(default_factory=dict)
+    centroid: Sparse = field(default_factory=Sparse.empty)  # in id order
     norm2: float = 0.0
     size: int = 0
     merged_into: int | None = None
@@ -153,19 +128,14 @@ def _top(items: Iterable[tuple[_K, float]], n: int) -> list[tuple[_K, float]]:
     return sorted(items, key=_BY_VALUE, reverse=True)[:n]
 
 
-def _top_items(d: dict[str, float], n: int) -> dict[str, float]:
-    """The n entries of d with the largest values, largest first (ties in d's order)."""
-    return dict(_top(d.items(), n))
-
-
 def _new_posting(event_id: int) -> array[int]:
     return array("q", (event_id,))
 
 
 def _post_terms(
-    postings: dict[str, array[int]],
+    postings: dict[int, array[int]],
     event_id: int,
-    terms: Iterable[str],
+    terms: Iterable[int],
     new_posting: Callable[[int], array[int]],
     depth: int,
 ) -> None:
@@ -181,47 +151,7 @@ def _post_terms(
                 del posting[0]
 
 
-def _dot(a: dict[str, float], b: dict[str, float]) -> float:
-    """sum(a[k] * b[k]) over the keys both hold, looked up from the smaller dict."""
-    if len(a) > len(b):
-        a, b = b, a
-    return sum(map(mul, a.values(), map(b.get, a, repeat(0.0))))
-
-
-def _accumulate(target: dict[str, float], source: dict[str, float]) -> None:
-    """target[k] += v for each entry of source (0.0 for keys target lacks)."""
-    sums = map(add, map(target.get, source, repeat(0.0)), source.values())
-    target.update(zip(source, sums, strict=True))
-
-
-def _setdefaults(target: dict[str, str], source: dict[str, str]) -> None:
-    """target.setdefault(k, v) for each entry of source."""
-    for key, value in source.items():
-        target.setdefault(key, value)
-
-
-def _count_keys(counts: dict[str, int], sources: tuple[dict, ...]) -> None:
-    """counts[k] += 1 for each key of each of the sources."""
-    for keys in sources:
-        counts.update(zip(keys, map(add, map(counts.get, keys, repeat(0)), repeat(1)), strict=True))
-
-
-def _unit(vec: dict[str, float]) -> dict[str, float]:
-    norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
-    return {k: v / norm for k, v in vec.items()}
-
-
-def _prefixed_cosine(a: dict[str, float], b: dict[str, float], prefix: str) -> float:
-    """The cosine of the entries of a and b whose keys start with `prefix`; -1.0 when either
-    side has none."""
-    pa = {k: v for k, v in a.items() if k[0] == prefix}
-    pb = {k: v for k, v in b.items() if k[0] == prefix}
-    if not pa or not pb:
-        return -1.0
-    return _dot(_unit(pa), _unit(pb))
-
-
-def _top_votes(postings: dict[str, array[int]], keys: list[str], n: int) -> list[int]:
+def _top_votes(postings: dict[int, array[int]], keys: list[int], n: int) -> list[int]:
     """The n ids found most often in the postings of `keys`, most first (ties: the first
     found first), counted by Counter."""
     votes = Counter(chain.from_iterable(map(postings.get, keys, repeat(()))))
@@ -231,23 +161,25 @@ def _top_votes(postings: dict[str, array[int]], keys: list[str], n: int) -> list
 def _tfidf(
     terms: dict[str, float],
     entities: dict[str, str],
-    df: dict[str, int],
+    vocab: Vocabulary,
     docs: int,
     entity_weight: float,
     size: int,
     rare_count: int,
     rare_limit: float,
     learn: bool,
-) -> tuple[dict[str, float], list[str]]:
-    """The article's TF-IDF vector and rare terms (see Clusterer._learn_vector), in numpy
-    over ~100 terms. With `learn`, the article's terms and entities are counted in df first."""
-    if learn:
-        _count_keys(df, (terms, entities))
+) -> tuple[Sparse, list[int]]:
+    """The article's TF-IDF vector (heaviest first) and rare term ids (see
+    Clusterer._learn_vector), in numpy over ~100 terms. With `learn`, the article's terms
+    and entities are counted in the document frequencies first."""
     keys = [*terms, *entities]
     if not keys:
-        return {}, []
+        return Sparse.empty(), []
+    ids = vocab.lookup(keys)  # unique: entity keys start with "@", terms never do
+    if learn:
+        vocab.df[ids] += 1
+    counts = vocab.df[ids].astype(np.float64)
     n_terms = len(terms)
-    counts = np.fromiter(map(df.get, keys, repeat(0)), dtype=np.float64, count=len(keys))
     weight = (math.log(docs + 1) + 1.0) - np.log1p(counts)
     tf = np.fromiter(terms.values(), dtype=np.float64, count=n_terms)
     weight[:n_terms] *= np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1.0)), tf)
@@ -255,30 +187,24 @@ def _tfidf(
     top = np.argsort(-weight, kind="stable")[:size]
     chosen = weight[top]
     chosen /= math.sqrt(float(chosen @ chosen)) or 1.0
-    kept = [keys[i] for i in top.tolist()]
-    rare = list(islice(compress(kept, (counts[top] <= rare_limit).tolist()), rare_count))
-    return dict(zip(kept, chosen.tolist(), strict=True)), rare
+    kept = ids[top]
+    rare = kept[counts[top] <= rare_limit][:rare_count].tolist()
+    return Sparse(kept.astype(np.int32), chosen), rare
 
 
-def _cosine(a: Event, b: Event) -> float:
-    """Cosine of two events' centroids (their squared norms are kept up to date)."""
-    if not a.norm2 or not b.norm2:
-        return 0.0
-    return _dot(a.centroid, b.centroid) / math.sqrt(a.norm2 * b.norm2)
-
-
-def _affinity(members: list[Member]) -> np.ndarray:
+def _affinity(members: list[Member], kind: np.ndarray) -> np.ndarray:
     """Pairwise similarity of the members' unit vectors: the cosine of the whole vectors plus
     the cosine of their entity and figure features alone (names tell two events of a kind
-    apart more than their shared vocabulary), zero on the diagonal.
+    apart more than their shared vocabulary), zero on the diagonal. `kind`: the
+    vocabulary's kind of each term id.
 
     Only the terms two members share add to a product, so the matrices keep only those
-    columns: one sort of the members' term hashes finds them (a member holds a term once)."""
+    columns: one sort of the members' term ids finds them (a member holds a term once)."""
     n = len(members)
-    keys = np.concatenate([m.keys() for m in members])
-    weights = np.concatenate([np.frombuffer(m.weights) for m in members])
-    named = np.concatenate([m.named() for m in members])
-    rows = np.repeat(np.arange(n), [len(m.terms) for m in members])
+    keys = np.concatenate([m.vector.ids for m in members])
+    weights = np.concatenate([m.vector.weights for m in members])
+    named = kind[keys] != WORD
+    rows = np.repeat(np.arange(n), [len(m.vector) for m in members])
     # Entity vectors are normalised on all their entries, shared or not.
     named_weights = np.where(named, weights, 0.0)
     norms = np.sqrt(np.bincount(rows, weights=named_weights * named_weights, minlength=n))
@@ -301,16 +227,6 @@ def _affinity(members: list[Member]) -> np.ndarray:
     w += x @ x.T
     np.fill_diagonal(w, 0.0)
     return w
-
-
-def _names(members: list[Member]) -> dict[str, float]:
-    """The summed weights of the members' entities."""
-    out: dict[str, float] = {}
-    for m in members:
-        for term, weight in zip(m.terms, m.weights, strict=True):
-            if term[0] == "@":
-                out[term] = out.get(term, 0.0) + weight
-    return out
 
 
 def bipartition(w: np.ndarray, min_side: int) -> tuple[float, np.ndarray | None]:
@@ -365,21 +281,21 @@ class Clusterer:
         self.window = self.s.window_hours * 3600.0
         self.hasher = MinHasher()
         self.lsh = LSHIndex()
-        self.df: dict[str, int] = {}
+        self.vocab = Vocabulary()
         self.docs = 0
         self.events: dict[int, Event] = {}
-        # Feature -> the events most recently posted under it, newest last: int64 arrays,
+        # Term id -> the events most recently posted under it, newest last: int64 arrays,
         # whose ids lie side by side (counting votes read a cold int object per entry of a
         # list or deque).
-        self.postings: dict[str, array[int]] = {}
+        self.postings: dict[int, array[int]] = {}
         self.article_event: dict[int, int] = {}
         self.lsh_times: deque[tuple[float, int]] = deque()
         self.latest = 0.0  # the latest article time seen (the stream's "now")
         self.added = 0
         self.sweeps = 0  # calls of expire()
         self._top_cache: dict[int, tuple[int, list[str]]] = {}
-        # Surface forms of each event's entities ("DPRK" for key "@north korea").
-        self.entity_names: dict[int, dict[str, str]] = {}
+        # Surface forms of each event's entities, by term id ("DPRK" for "@north korea").
+        self.entity_names: dict[int, dict[int, str]] = {}
         # Events split apart, never merged again: (smaller id, larger id).
         self.apart: set[tuple[int, int]] = set()
 
@@ -396,10 +312,7 @@ class Clusterer:
             number_weight=s.number_weight,
         )
 
-    def _idf(self, term: str) -> float:
-        return math.log((self.docs + 1) / (self.df.get(term, 0) + 1)) + 1.0
-
-    def _learn_vector(self, feats: Features) -> tuple[dict[str, float], list[str]]:
+    def _learn_vector(self, feats: Features) -> tuple[Sparse, list[int]]:
         """Count the article in the document frequencies; then its unit-length TF-IDF
         vector, heaviest terms first, and its rare terms (the ones that look up candidates).
 
@@ -413,7 +326,7 @@ class Clusterer:
         return _tfidf(
             feats.terms,
             feats.entities,
-            self.df,
+            self.vocab,
             self.docs,
             self.s.entity_weight,
             self.s.vector_terms,
@@ -421,6 +334,10 @@ class Clusterer:
             limit,
             True,
         )
+
+    def entity_weights(self, event: Event) -> Sparse:
+        """The entity entries of the event's centroid (term ids and weights)."""
+        return self.vocab.of_kind(event.centroid, ENTITY)
 
     # --- candidates -----------------------------------------------------------------
     def resolve(self, event_id: int) -> int:
@@ -430,7 +347,7 @@ class Clusterer:
             event = self.events.get(event_id)
         return event_id
 
-    def _candidates(self, rare: list[str], when: float) -> list[Event]:
+    def _candidates(self, rare: list[int], when: float) -> list[Event]:
         """Recent events that share the most of the article's rare terms (votes counted
         over the posting lists)."""
         out: list[Event] = []
@@ -478,48 +395,63 @@ class Clusterer:
         event = self._event_of(article_id)
         return event is not None and self._within(event, when)
 
-    def _score(self, vec: dict[str, float], event: Event) -> float:
-        if not event.norm2:
+    def _scores(self, vec: Sparse, events: list[Event]) -> list[float]:
+        """The cosine of the article's vector with each event's centroid, in one step."""
+        dots = self.vocab.dots(vec, [e.centroid for e in events])
+        norms = np.sqrt([e.norm2 for e in events])
+        return np.divide(dots, norms, out=np.zeros(len(events)), where=norms > 0).tolist()
+
+    def _cosine(self, a: Event, b: Event) -> float:
+        """Cosine of two events' centroids (their squared norms are kept up to date)."""
+        if not a.norm2 or not b.norm2:
             return 0.0
-        return _dot(vec, event.centroid) / math.sqrt(event.norm2)
+        return self.vocab.dot(a.centroid, b.centroid) / math.sqrt(a.norm2 * b.norm2)
 
     # --- updates --------------------------------------------------------------------
-    def _post(self, event_id: int, terms: Iterable[str]) -> None:
+    def _post(self, event_id: int, terms: Iterable[int]) -> None:
         """Index the event under `terms` (its newest article's heaviest ones)."""
         _post_terms(self.postings, event_id, terms, _new_posting, POSTING_DEPTH)
 
-    def _join(
-        self, event: Event, vec: dict[str, float], when: float, cross: float | None = None
-    ) -> None:
+    def _join(self, event: Event, vec: Sparse, when: float, cross: float | None = None) -> None:
         """Add the article's vector to the event; `cross` is vec · centroid when the caller
         has it already (scoring computed it)."""
-        c = event.centroid
         if cross is None:
-            cross = _dot(vec, c)
-        _accumulate(c, vec)
+            cross = self.vocab.dot(vec, event.centroid)
+        event.centroid = self.vocab.add(event.centroid, vec)
         event.norm2 += 2 * cross + 1.0
         event.size += 1
-        if len(c) > 2 * CENTROID_TERMS:
-            # A big event's light terms barely move its scores but make every look-up
-            # slower: keep the heaviest.
-            event.centroid = c = _top_items(c, CENTROID_TERMS)
-            event.norm2 = sum(map(mul, c.values(), c.values()))
-            names = self.entity_names.get(event.id)
-            if names:  # and the surface forms of entities no longer in it
-                self.entity_names[event.id] = {k: v for k, v in names.items() if k in c}
+        self._prune(event)
         event.last_seen = max(event.last_seen, when)
         event.first_seen = min(event.first_seen, when)
-        self._post(event.id, islice(vec, POSTED_FEATURES))  # vectors are heaviest first
+        self._post(event.id, vec.ids[:POSTED_FEATURES].tolist())  # vectors are heaviest first
+
+    def _prune(self, event: Event) -> None:
+        """A big event's light terms barely move its scores but make every product slower:
+        past twice CENTROID_TERMS it keeps its heaviest (and the surface forms of the
+        entities among them)."""
+        if len(event.centroid) <= 2 * CENTROID_TERMS:
+            return
+        event.centroid = c = event.centroid.pruned(CENTROID_TERMS)
+        event.norm2 = c.norm2()
+        names = self.entity_names.get(event.id)
+        if names:
+            self.entity_names[event.id] = self._names_in(names, c)
+
+    @staticmethod
+    def _names_in(names: dict[int, str], centroid: Sparse) -> dict[int, str]:
+        """The entries of `names` whose term is in the centroid."""
+        ids = np.fromiter(names, dtype=np.intp, count=len(names))
+        inside = centroid.weight_of(ids) != 0.0
+        return {k: v for (k, v), keep in zip(names.items(), inside.tolist(), strict=True) if keep}
 
     def _merge(self, keep: Event, gone: Event) -> None:
-        c = keep.centroid
-        keep.norm2 += 2 * _dot(gone.centroid, c) + gone.norm2
-        _accumulate(c, gone.centroid)
+        keep.norm2 += 2 * self.vocab.dot(gone.centroid, keep.centroid) + gone.norm2
+        keep.centroid = self.vocab.add(keep.centroid, gone.centroid)
         keep.size += gone.size
         keep.first_seen = min(keep.first_seen, gone.first_seen)
         keep.last_seen = max(keep.last_seen, gone.last_seen)
         gone.merged_into = keep.id
-        gone.centroid = {}
+        gone.centroid = Sparse.empty()
         if keep.members is not None and gone.members is not None:
             keep.members.extend(gone.members)
             if len(keep.members) > SPLIT_MAX_MEMBERS:
@@ -528,8 +460,10 @@ class Clusterer:
             keep.members = None
         gone.members = None
         names = self.entity_names.setdefault(keep.id, {})
-        _setdefaults(names, self.entity_names.pop(gone.id, {}))
-        self._post(keep.id, _top_items(c, POSTED_FEATURES))
+        for key, name in self.entity_names.pop(gone.id, {}).items():
+            names.setdefault(key, name)
+        self._prune(keep)
+        self._post(keep.id, keep.centroid.top(POSTED_FEATURES).ids.tolist())
 
     def expire(self, now: float) -> None:
         """Forget articles and events older than the window, so memory stays flat however
@@ -549,10 +483,8 @@ class Clusterer:
         self.sweeps += 1
         if self.sweeps % POSTINGS_SWEEP_EVERY == 0:
             self._forget_stale_postings()
-        if len(self.df) > DF_MAX:
-            # Words seen once are most of a growing vocabulary (names, typos); forgetting
-            # them moves their IDF by log(2) and keeps memory flat over months.
-            self.df = {t: n for t, n in self.df.items() if n > 1}
+        if len(self.vocab) > DF_MAX:
+            self._compact_vocabulary()
 
     def _forget_stale_postings(self) -> None:
         """Posting lists that point only at forgotten events go. (A list's newest entry is
@@ -565,6 +497,34 @@ class Clusterer:
         ]
         for term in stale:
             del self.postings[term]
+
+    def _compact_vocabulary(self) -> None:
+        """Words seen once are most of a growing vocabulary (names, typos); forgetting them
+        moves their IDF by log(2) and keeps memory flat over months. The terms the window
+        still holds keep their ids' place (renumbered in order, so id order stays)."""
+        self._forget_stale_postings()
+        used = np.zeros(len(self.vocab), dtype=np.bool_)
+        for event in self.events.values():
+            used[event.centroid.ids] = True
+            for m in event.members or ():
+                used[m.vector.ids] = True
+        used[list(self.postings)] = True
+        for names in self.entity_names.values():
+            used[list(names)] = True
+        remap = self.vocab.compact(used)
+
+        def renumbered(v: Sparse) -> Sparse:
+            return Sparse(remap[v.ids].astype(np.int32), v.weights)
+
+        for event in self.events.values():
+            event.centroid = renumbered(event.centroid)
+            for m in event.members or ():
+                m.vector = renumbered(m.vector)
+        self.postings = {int(remap[t]): p for t, p in self.postings.items()}
+        self.entity_names = {
+            e: {int(remap[k]): v for k, v in names.items()}
+            for e, names in self.entity_names.items()
+        }
 
     # --- the entry point ------------------------------------------------------------
     def add(
@@ -583,7 +543,7 @@ class Clusterer:
         decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
         short = feats.words < self.s.short_text_words
-        member = Member.of(article_id, vec, when, short, decision.opened, decision.duplicate_of)
+        member = Member(article_id, vec, when, short, decision.opened, decision.duplicate_of)
         self._remember(member, decision.event_id, signature, feats)
         # The event is gone when the expiry that _remember runs now and then found it older
         # than the window: an archive backfilled newest first. Nothing to split then.
@@ -623,7 +583,7 @@ class Clusterer:
             event = self.events[event_id] = Event(event_id, when, when)
         self._join(event, vec, when)
         short = feats.words < self.s.short_text_words
-        member = Member.of(article_id, vec, when, short, opened, duplicate_of)
+        member = Member(article_id, vec, when, short, opened, duplicate_of)
         self._remember(member, event_id, signature, feats)
 
     # --- splits -----------------------------------------------------------------------
@@ -648,9 +608,9 @@ class Clusterer:
         for m in moved:
             if m.article_id in self.article_event:
                 self.article_event[m.article_id] = new_id
-            self._post(new_id, m.terms[:POSTED_FEATURES])
+            self._post(new_id, m.vector.ids[:POSTED_FEATURES].tolist())
         names = self.entity_names.get(event.id, {})
-        self.entity_names[new_id] = {k: v for k, v in names.items() if k in new.centroid}
+        self.entity_names[new_id] = self._names_in(names, new.centroid) if names else {}
         self._top_cache.pop(event.id, None)
         self.keep_apart(event.id, new_id)
         return Split(event.id, new_id, tuple(m.article_id for m in moved), round(score, 4))
@@ -663,7 +623,7 @@ class Clusterer:
         originals = [m for m in members if m.copy_of is None]
         if sum(m.short for m in originals) * 2 > len(originals):
             return None  # headlines: too few words to tell two events of a kind apart
-        score, side = bipartition(_affinity(originals), SPLIT_MIN_SIDE)
+        score, side = bipartition(_affinity(originals, self.vocab.kind), SPLIT_MIN_SIDE)
         if side is None or score >= self.s.split_ncut:
             return None
         in_side = {m.article_id: s for m, s in zip(originals, side.tolist(), strict=True)}
@@ -675,24 +635,25 @@ class Clusterer:
         moved = [m for m in members if in_side[m.article_id] != stays]
         # Two events of a kind name different people and places. Two groups that name the
         # same ones are one event told two ways (two languages, two angles): not split.
-        kept_names, moved_names = _names(kept), _names(moved)
-        if kept_names and moved_names:
-            agreement = _dot(_unit(kept_names), _unit(moved_names))
+        kept_names, moved_names = self._names(kept), self._names(moved)
+        if len(kept_names) and len(moved_names):
+            norms = math.sqrt(kept_names.norm2() * moved_names.norm2()) or 1.0
+            agreement = self.vocab.dot(kept_names, moved_names) / norms
             if agreement >= self.s.merge_entity_threshold:
                 return None
         return kept, moved, score
 
-    @staticmethod
-    def _rebuild(event: Event, members: list[Member], size: int) -> None:
+    def _names(self, members: list[Member]) -> Sparse:
+        """The summed weights of the members' entities."""
+        return self.vocab.total([self.vocab.of_kind(m.vector, ENTITY) for m in members])
+
+    def _rebuild(self, event: Event, members: list[Member], size: int) -> None:
         """The event's centroid and time span from `members` alone."""
-        c: dict[str, float] = {}
-        for m in members:
-            t = m.terms
-            c.update(zip(t, map(add, map(c.get, t, repeat(0.0)), m.weights), strict=True))
+        c = self.vocab.total([m.vector for m in members])
         if len(c) > 2 * CENTROID_TERMS:
-            c = _top_items(c, CENTROID_TERMS)
+            c = c.pruned(CENTROID_TERMS)
         event.centroid = c
-        event.norm2 = sum(map(mul, c.values(), c.values()))
+        event.norm2 = c.norm2()
         event.members = members
         event.size = size
         event.first_seen = min(m.when for m in members)
@@ -721,7 +682,11 @@ class Clusterer:
         self.added += 1
         if self.added % EXPIRE_EVERY == 0:
             self.expire(self.latest)
-        _setdefaults(self.entity_names.setdefault(event_id, {}), feats.entities)
+        names = self.entity_names.setdefault(event_id, {})
+        ids = map(self.vocab.ids.get, feats.entities)
+        for key, name in zip(ids, feats.entities.values(), strict=True):
+            if key is not None:
+                names.setdefault(key, name)
         if signature is not None:
             self.lsh.insert(article_id, signature)
 
@@ -735,11 +700,11 @@ class Clusterer:
         if cached is not None and cached[0] * 1.25 >= event.size and len(cached[1]) >= n:
             return cached[1][:n]
         names = self.entity_names.get(event.id, {})
-        weight = event.centroid.get
-        keys = sorted(
-            (k for k in names if weight(k)), key=event.centroid.__getitem__, reverse=True
-        )[:n]
-        top = [names[k] for k in keys]
+        ids = np.fromiter(names, dtype=np.intp, count=len(names))
+        weights = event.centroid.weight_of(ids)
+        order = np.argsort(-weights, kind="stable")[:n]
+        surface = list(names.values())
+        top = [surface[i] for i in order.tolist() if weights[i] > 0]
         self._top_cache[event.id] = (event.size, top)
         return top
 
@@ -747,8 +712,8 @@ class Clusterer:
         self,
         article_id: int,
         feats: Features,
-        vec: dict[str, float],
-        rare: list[str],
+        vec: Sparse,
+        rare: list[int],
         when: float,
         signature: np.ndarray | None,
     ) -> Decision:
@@ -758,8 +723,9 @@ class Clusterer:
                 event, original, score = found
                 self._join(event, vec, when)
                 return Decision(event.id, False, "duplicate", score, duplicate_of=original)
+        candidates = self._candidates(rare, when)
         scored = sorted(
-            ((self._score(vec, e), e) for e in self._candidates(rare, when)),
+            zip(self._scores(vec, candidates), candidates, strict=True),
             key=lambda se: (-se[0], se[1].id),
         )
         short = feats.words < self.s.short_text_words
@@ -770,7 +736,7 @@ class Clusterer:
             self._join(event, vec, when)
             return Decision(article_id, True, "new", scored[0][0] if scored else 0.0)
         score, event = scored[0]
-        shared = sorted(feats.entities[k] for k in feats.entities if event.centroid.get(k, 0.0) > 0)
+        shared = self._shared_entities(feats, event)
         self._join(event, vec, when, cross=score * math.sqrt(event.norm2))
         merged = []
         for other_score, other in scored[1 : 1 + MERGE_CHECKS]:
@@ -783,17 +749,25 @@ class Clusterer:
                 event = keep
         return Decision(event.id, False, "similar", score, shared_entities=shared, merged=merged)
 
+    def _shared_entities(self, feats: Features, event: Event) -> list[str]:
+        """The article's entities (surface forms, sorted) that the event's centroid holds."""
+        if not feats.entities:
+            return []
+        ids = self.vocab.lookup(feats.entities)
+        inside = event.centroid.weight_of(ids) > 0
+        return sorted(compress(feats.entities.values(), inside.tolist()))
+
     def _mergeable(self, a: Event, b: Event, short: bool) -> bool:
         """Two events are one when their term profiles are close and their named entities
         agree: two earthquakes, or two injured players of one team, share vocabulary but not
         places and names. Events split apart stay apart."""
         if (min(a.id, b.id), max(a.id, b.id)) in self.apart:
             return False
-        similarity = _cosine(a, b)
+        similarity = self._cosine(a, b)
         if short:  # headlines: sparse vectors, lower similarities, entities unreliable
             return similarity >= self.s.short_merge_threshold
         if similarity < self.s.merge_threshold:
             return False
         # Entity agreement (-1: one side names no one).
-        agreement = _prefixed_cosine(a.centroid, b.centroid, "@")
+        agreement = self.vocab.entity_cosine(a.centroid, b.centroid)
         return agreement < 0 or agreement >= self.s.merge_entity_threshold

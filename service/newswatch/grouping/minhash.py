@@ -115,27 +115,58 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero((a == b) & used)) / n if n else 0.0
 
 
+_BAND_MULT = np.random.default_rng(2).integers(1 << 40, 1 << 63, size=64, dtype=np.uint64) | _ONE
+# Band entries gathered in a dict before they are merged into the sorted arrays: a merge
+# moves every stored entry once, so it runs about once per thousand articles.
+FRESH_ENTRIES = 16_384
+
+
 class LSHIndex:
     """Band index: a candidate shares all rows of at least one band.
 
     With 16 bands of 4 rows, pairs at Jaccard 0.5 are found with probability 0.65 and at 0.7
     with 0.98; the signature comparison afterwards removes the false candidates.
+
+    Compact (docs/decisions/0092-compact-grouping-state.md): each band of a signature is a
+    64-bit key (a multiply-add of its rows, salted by the band, then mixed), and the index
+    is one sorted uint64 array of keys with, beside it, the row of the signature matrix and
+    that row's generation: 16 bytes a band where a dict of bytes keys and tuples took about
+    150. New entries wait in a small dict until FRESH_ENTRIES of them are merged in (the
+    sorted arrays take no single insertions). A removed key's row gets a new generation, so
+    its entries are dead at once and dropped at the next merge. A hash collision of two
+    different bands only adds a candidate, which the signature comparison then judges.
     """
 
     def __init__(self, bands: int = 16, rows: int = 4):
+        if bands * rows > len(_BAND_MULT):
+            raise ValueError("at most 64 rows in all")
         self.bands = bands
         self.rows = rows
-        self._band = np.dtype((np.void, rows * 4))  # the 4-byte rows of one band
-        # Buckets are tuples, not lists: a tuple of ints leaves the garbage collector's watch
-        # once it has been scanned, and 16 lists an article in the window were most of the
-        # objects each full collection walked (a tenth of the replay's time).
-        self.tables: list[dict[bytes, tuple[int, ...]]] = [{} for _ in range(bands)]
-        self.signatures: dict[int, np.ndarray] = {}
+        self._mult = _BAND_MULT[:rows]
+        self._salt = np.arange(bands, dtype=np.uint64) * _K1
+        self._rows: dict[int, int] = {}  # key -> its row of _matrix
+        self._matrix = np.empty((1024, bands * rows), dtype=np.uint32)
+        self._row_key = np.zeros(1024, dtype=np.int64)
+        self._row_gen = np.zeros(1024, dtype=np.uint32)
+        self._free: list[int] = []
+        # The sorted entries: band key, row, the row's generation when inserted.
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._entry_rows = np.zeros(0, dtype=np.int32)
+        self._entry_gens = np.zeros(0, dtype=np.uint32)
+        # Entries not merged yet: band key -> the key (an int) or keys (a tuple) under it.
+        self.fresh: dict[int, int | tuple[int, ...]] = {}
+        self._fresh_entries = 0
 
-    def _keys(self, sig: np.ndarray) -> list[bytes]:
-        """Each band's bytes of the signature, cut by numpy (a third of the cost of
-        slicing them in Python)."""
-        return np.frombuffer(sig.tobytes(), dtype=self._band, count=self.bands).tolist()
+    def _band_keys(self, sig: np.ndarray) -> np.ndarray:
+        rows = sig.reshape(self.bands, self.rows).astype(np.uint64)
+        rows *= self._mult
+        keys = rows.sum(axis=1, dtype=np.uint64)
+        keys += self._salt
+        return _mix(keys)
+
+    def signature(self, key: int) -> np.ndarray | None:
+        row = self._rows.get(key)
+        return None if row is None else self._matrix[row]
 
     def query(
         self, sig: np.ndarray, threshold: float, accept: Callable[[int], bool] | None = None
@@ -149,7 +180,7 @@ class LSHIndex:
         keys = sorted(found if accept is None else filter(accept, found))
         if not keys:
             return None
-        stack = np.stack([self.signatures[k] for k in keys])
+        stack = self._matrix[[self._rows[k] for k in keys]]
         used = (stack != EMPTY) | (sig != EMPTY)
         same = np.count_nonzero((stack == sig) & used, axis=1)
         scores = same / np.maximum(np.count_nonzero(used, axis=1), 1)
@@ -159,31 +190,100 @@ class LSHIndex:
 
     def candidates(self, sig: np.ndarray) -> set[int]:
         """The keys that share at least one band with `sig`."""
+        bands = self._band_keys(sig)
         found: set[int] = set()
-        for table, key in zip(self.tables, self._keys(sig), strict=True):
-            members = table.get(key)
-            if members:
+        if len(self._keys):
+            lo = np.searchsorted(self._keys, bands, "left")
+            hi = np.searchsorted(self._keys, bands, "right")
+            for b in np.flatnonzero(hi > lo).tolist():
+                rows = self._entry_rows[lo[b] : hi[b]]
+                live = rows[self._row_gen[rows] == self._entry_gens[lo[b] : hi[b]]]
+                found.update(self._row_key[live].tolist())
+        fresh = self.fresh
+        for band in bands.tolist():
+            members = fresh.get(band)
+            if members is None:
+                continue
+            if isinstance(members, int):
+                found.add(members)
+            else:
                 found.update(members)
         return found
 
     def insert(self, key: int, sig: np.ndarray) -> None:
-        self.signatures[key] = sig
-        for table, band in zip(self.tables, self._keys(sig), strict=True):
-            table[band] = (*table.get(band, ()), key)
+        if key in self._rows:
+            self.remove(key)
+        if self._free:
+            row = self._free.pop()
+        else:
+            row = len(self._rows)
+            if row == len(self._matrix):
+                self._grow()
+        self._matrix[row] = sig
+        self._row_key[row] = key
+        self._rows[key] = row
+        fresh = self.fresh
+        for band in self._band_keys(sig).tolist():
+            members = fresh.get(band)
+            if members is None:
+                fresh[band] = key
+            elif isinstance(members, int):
+                fresh[band] = (members, key)
+            else:
+                fresh[band] = (*members, key)
+        self._fresh_entries += self.bands
+        if self._fresh_entries >= FRESH_ENTRIES:
+            self._merge_fresh()
+
+    def _grow(self) -> None:
+        n = len(self._matrix)
+        self._matrix = np.concatenate([self._matrix, np.empty_like(self._matrix)])
+        self._row_key = np.concatenate([self._row_key, np.zeros(n, dtype=np.int64)])
+        self._row_gen = np.concatenate([self._row_gen, np.zeros(n, dtype=np.uint32)])
+
+    def _merge_fresh(self) -> None:
+        """Move the fresh entries into the sorted arrays, dropping the dead ones."""
+        bands: list[int] = []
+        rows: list[int] = []
+        for band, members in self.fresh.items():
+            for key in (members,) if isinstance(members, int) else members:
+                bands.append(band)
+                rows.append(self._rows[key])
+        new_keys = np.array(bands, dtype=np.uint64)
+        new_rows = np.array(rows, dtype=np.int32)
+        order = np.argsort(new_keys, kind="stable")
+        new_keys, new_rows = new_keys[order], new_rows[order]
+        new_gens = self._row_gen[new_rows]
+        live = self._row_gen[self._entry_rows] == self._entry_gens
+        keys, entry_rows = self._keys[live], self._entry_rows[live]
+        entry_gens = self._entry_gens[live]
+        at = np.searchsorted(keys, new_keys, "right")  # after equal keys: older first
+        self._keys = np.insert(keys, at, new_keys)
+        self._entry_rows = np.insert(entry_rows, at, new_rows)
+        self._entry_gens = np.insert(entry_gens, at, new_gens)
+        self.fresh = {}
+        self._fresh_entries = 0
 
     def remove(self, key: int) -> None:
-        sig = self.signatures.pop(key, None)
-        if sig is None:
+        row = self._rows.pop(key, None)
+        if row is None:
             return
-        for table, band in zip(self.tables, self._keys(sig), strict=True):
-            members = table.get(band)
-            if members is not None and key in members:
-                i = members.index(key)
-                rest = members[:i] + members[i + 1 :]
-                if rest:
-                    table[band] = rest
-                else:
-                    del table[band]
+        self._row_gen[row] += 1  # its sorted entries are dead from now
+        self._free.append(row)
+        fresh = self.fresh
+        for band in self._band_keys(self._matrix[row]).tolist():
+            members = fresh.get(band)
+            if members == key:
+                del fresh[band]
+            elif isinstance(members, tuple) and key in members:
+                rest = tuple(k for k in members if k != key)
+                fresh[band] = rest[0] if len(rest) == 1 else rest
+
+    def entries(self) -> int:
+        """Live band entries (bands times stored keys, once the dead ones are merged out)."""
+        live = self._row_gen[self._entry_rows] == self._entry_gens
+        count = sum(1 if isinstance(m, int) else len(m) for m in self.fresh.values())
+        return int(np.count_nonzero(live)) + count
 
     def __len__(self) -> int:
-        return len(self.signatures)
+        return len(self._rows)

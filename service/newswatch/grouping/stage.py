@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from newswatch.grouping.api import EventChange, EventSplit
+from newswatch.grouping.changes import EventChange, EventSplit
 from newswatch.grouping.cluster import Clusterer, Decision, Split
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.prometheus_registry import EVENTS_MERGED, EVENTS_OPENED, EVENTS_SPLIT

@@ -25,6 +25,7 @@ from newswatch.config import Settings
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.models import Article, table_of
+from newswatch.store.search import index_articles
 from tests.api_support import Running, load_corpus, replay_corpus, running
 from tests.conftest import skip_or_fail
 
@@ -96,6 +97,7 @@ def corpus_site(sqlite_engine: Engine) -> Iterator[tuple[Running, dict[str, int]
             .where(ARTICLES.c.id.in_(openers))
             .values(group_explain={"stage": "new", "score": 0.0})
         )
+        index_articles(session)  # the text written above dropped their search entries
     with running(create_app(sqlite_engine, Settings(_env_file=None))) as srv:  # type: ignore[call-arg]
         yield srv, events, rows
 

@@ -228,4 +228,4 @@ def test_api_load_does_not_starve_ingestion_or_health(service: Running) -> None:
     assert load.health and len(answered) == len(load.health), f"/healthz unanswered: {load.health}"
     assert after > before, f"no article stored during the load ({before} before)\n{log_tail}"
     assert exit_status == 0, f"SIGTERM under load: exit status {exit_status}\n{log_tail}"
-    assert service.log.read_text().count('"api process stopped"') == 1, log_tail
+    assert service.log.read_text().count('"http server stopped"') == 1, log_tail

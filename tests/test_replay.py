@@ -76,6 +76,16 @@ def test_events_list_and_show_explain(cli_env, tmp_path):
     events = [json.loads(line) for line in listed.stdout.splitlines()]
     assert {e["source_count"] for e in events} >= {3} and len(events) == 2
 
+    by_size = newswatch("events", "list", "--sort", "size", "--json", env=cli_env)
+    sizes = [json.loads(line)["source_count"] for line in by_size.stdout.splitlines()]
+    assert by_size.returncode == 0 and sizes == sorted(sizes, reverse=True) and len(sizes) == 2
+    starred = newswatch("events", "list", "--starred", "--json", env=cli_env)
+    assert starred.returncode == 0 and starred.stdout == ""  # nobody starred anything
+    searched = newswatch("events", "list", "-q", "Belousov", "--json", env=cli_env)
+    assert [json.loads(line)["id"] for line in searched.stdout.splitlines()] == [summit]
+    bad = newswatch("events", "list", "-q", "(Belousov", env=cli_env)
+    assert bad.returncode == 2 and "--query" in bad.stderr
+
     shown = newswatch("events", "show", str(summit), "--explain", env=cli_env)
     assert shown.returncode == 0, shown.stderr
     assert "3 articles from 3 sources" in shown.stdout

@@ -6,10 +6,13 @@ import json
 
 import click
 
+from newswatch.alerts.query import QueryError
 from newswatch.api.events import get_event, list_events
 from newswatch.api.schemas import EventDetail
 from newswatch.cli.common import AppContext, format_time, parse_since, pass_app
 from newswatch.store.db import session_scope
+from newswatch.store.event_views import Sort
+from newswatch.store.search import compile_query
 
 
 @click.group("events")
@@ -20,7 +23,23 @@ def events() -> None:
 @events.command("list")
 @click.option("--since", help="last activity within this age (24h, 7d) or since an ISO date")
 @click.option("--min-sources", type=click.IntRange(1), help="only events carried by N sources")
-@click.option("--query", "-q", help="text in the event's or its articles' titles")
+@click.option(
+    "--query",
+    "-q",
+    help="events with an article this full-text query matches (the alert rules' language)",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(["latest", "size", "growth"]),
+    default="latest",
+    show_default=True,
+    help="latest activity, distinct sources, or sources added in the last hour",
+)
+@click.option("--language", help="has an article in this language (en, de)")
+@click.option("--source", "source_id", type=click.IntRange(1), help="carried by this source id")
+@click.option("--rule", help="matched by this alert rule")
+@click.option("--hide-acknowledged", is_flag=True, help="leave out events marked seen")
+@click.option("--starred", is_flag=True, help="only starred events")
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 @pass_app
@@ -29,13 +48,34 @@ def list_command(
     since: str | None,
     min_sources: int | None,
     query: str | None,
+    sort: Sort,
+    language: str | None,
+    source_id: int | None,
+    rule: str | None,
+    hide_acknowledged: bool,
+    starred: bool,
     limit: int,
     as_json: bool,
 ) -> None:
-    """Events, most recent activity first."""
+    """Events, most recent activity first (or by size or growth)."""
+    if query:
+        try:
+            compile_query(query)
+        except QueryError as exc:
+            raise click.BadParameter(str(exc), param_hint="--query") from None
     with session_scope(app.engine()) as session:
         page = list_events(
-            session, limit=limit, since=parse_since(since), q=query, min_sources=min_sources
+            session,
+            limit=limit,
+            since=parse_since(since),
+            q=query,
+            min_sources=min_sources,
+            language=language,
+            source_id=source_id,
+            rule=rule,
+            hide_acknowledged=hide_acknowledged,
+            starred=starred,
+            sort=sort,
         )
     for event in page.items:
         if as_json:

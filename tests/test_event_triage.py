@@ -13,6 +13,7 @@ from newswatch.alerts.stage import AlertStage as AlertEngine
 from newswatch.grouping.changes import EventChange
 from newswatch.store.alert_models import AlertState, Notification
 from newswatch.store.event_triage import EventTriage, is_muted, set_mark, triage_of
+from newswatch.store.events import Merge, apply_regroupings
 from newswatch.store.models import Article, Event, Sighting, Source
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -103,3 +104,16 @@ def test_growth_after_a_mute_is_not_notified(engine: Engine) -> None:
         for i in range(3, 9):  # past the update thresholds of 4 and 8 sources
             assert engine_.on_changes(session, [add_report(session, f"s{i}", event_id)]) == []
         assert sent(session) == [1]
+
+
+def test_a_merge_carries_the_star_but_not_seen_or_muted(engine: Engine) -> None:
+    """The survivor of a merge holds reports nobody marked seen: only the star moves."""
+    with Session(engine) as session:
+        gone = add_report(session, "s1", None).event_id
+        keep = add_report(session, "s2", None).event_id
+        for mark in ("ack", "star", "mute"):
+            set_mark(session, gone, mark, True, by="dana", now=NOW)  # type: ignore[arg-type]
+        apply_regroupings(session, [Merge(gone=gone, keep=keep)], NOW + timedelta(minutes=1))
+        survivor = triage_of(session, [keep])[keep]
+        assert (survivor.starred_at, survivor.starred_by) == (NOW, "dana")
+        assert survivor.acknowledged_at is None and not is_muted(session, keep)

@@ -84,6 +84,24 @@ def triage_of(session: Session, event_ids: Iterable[int]) -> dict[int, EventTria
     return {row.event_id: row for row in rows}
 
 
+def carry_marks(session: Session, gone: int, keep: int, now: datetime) -> None:
+    """When event `gone` is merged into `keep`: a star moves to the survivor (an analyst
+    following a story keeps following it). "Seen" and "muted" do not: the survivor now holds
+    reports its marker has not seen, and a service that must not miss a development does not
+    silence a grown story on a mark set on a part of it."""
+    absorbed = session.get(EventTriage, gone)
+    if absorbed is None or absorbed.starred_at is None:
+        return
+    survivor = session.get(EventTriage, keep)
+    if survivor is None:
+        survivor = EventTriage(event_id=keep, updated_at=now)
+        session.add(survivor)
+    if survivor.starred_at is None:
+        survivor.starred_at, survivor.starred_by = absorbed.starred_at, absorbed.starred_by
+        survivor.updated_at = now
+    session.flush()
+
+
 def muted_events(session: Session, event_ids: Iterable[int]) -> set[int]:
     """Which of `event_ids` someone muted (one statement for an alerts round)."""
     ids = list(event_ids)

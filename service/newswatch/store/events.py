@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from newswatch.store.alerts import merge_alert_states, move_article_matches, move_event_matches
 from newswatch.store.columns import as_utc
+from newswatch.store.event_triage import carry_marks
 from newswatch.store.models import Article, Event, Sighting, table_of
 from newswatch.store.timing import article_time_sql
 
@@ -140,6 +141,7 @@ def _merge(session: Session, merge: Merge, now: datetime) -> None:
     )
     move_event_matches(session, gone, keep)
     merge_alert_states(session, gone, keep)
+    carry_marks(session, gone, keep, now)
 
 
 def _split(session: Session, split: SplitOff, now: datetime) -> None:

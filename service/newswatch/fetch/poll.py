@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from newswatch.config import Settings
 from newswatch.fetch import http
+from newswatch.fetch.entry_sink import EntrySink, IngestResult
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard
@@ -34,7 +35,6 @@ from newswatch.fetch.source_kinds import (
 )
 from newswatch.lifecycle import bind_to_parent
 from newswatch.log import get_logger
-from newswatch.pipeline import IngestResult, Pipeline
 from newswatch.prometheus_registry import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.shared_types import ParsedEntry, SourceKind
 from newswatch.store.articles import describe_rejections
@@ -121,7 +121,7 @@ class GroupWriter:
     checks meanwhile.
     """
 
-    def __init__(self, pipeline: Pipeline, max_batch: int = 64):
+    def __init__(self, pipeline: EntrySink, max_batch: int = 64):
         self.pipeline = pipeline
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_WriteJob] = asyncio.Queue()
@@ -200,7 +200,7 @@ def _cpu_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
 
 
 class Poller:
-    def __init__(self, fetcher: Fetcher, pipeline: Pipeline, settings: Settings):
+    def __init__(self, fetcher: Fetcher, pipeline: EntrySink, settings: Settings):
         self.fetcher = fetcher
         self.pipeline = pipeline
         self.settings = settings

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from newswatch.api import create_app
 from newswatch.api.params import MAX_LIMIT
 from newswatch.config import Settings, SourceConfig, parse_config_text
-from newswatch.fetch.http import HTTP_ERROR, NOT_MODIFIED, OK
+from newswatch.shared_types import FetchOutcome
 from newswatch.store.db import make_engine, session_scope
 from newswatch.store.sources import add_source, find_source
 from tests.api_support import Running, add_articles, hours_ago, record_fetch, running, source_id
@@ -28,9 +28,9 @@ def filled(engine: Engine) -> Engine:
     add_articles(engine, "alpha", ["Quake hits coast", "Budget vote delayed"], hours_ago(30))
     add_articles(engine, "beta", [f"Storm update {i}" for i in range(7)], hours_ago(2))
     add_articles(engine, "gamma", ["Rate_cut 100% certain"], hours_ago(1))
-    record_fetch(engine, "alpha", OK, status=200, error=None)
-    record_fetch(engine, "beta", NOT_MODIFIED, status=304, error=None)
-    record_fetch(engine, "gamma", HTTP_ERROR, status=500, error="HTTP 500 from origin")
+    record_fetch(engine, "alpha", FetchOutcome.OK, status=200, error=None)
+    record_fetch(engine, "beta", FetchOutcome.NOT_MODIFIED, status=304, error=None)
+    record_fetch(engine, "gamma", FetchOutcome.HTTP_ERROR, status=500, error="HTTP 500 from origin")
     return engine
 
 
@@ -233,7 +233,7 @@ def test_no_events_while_sources_fail_says_so(engine: Engine) -> None:
             assert source is not None
             source.consecutive_errors = 3
             source.enabled = name != "off"  # a disabled source is not polled: not counted
-    record_fetch(engine, "replayed", HTTP_ERROR, status=500, error="a replay source")
+    record_fetch(engine, "replayed", FetchOutcome.HTTP_ERROR, status=500, error="a replay source")
     with running(create_app(engine, settings())) as srv:
         failing = srv.get("/").text
         with session_scope(engine) as session:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from newswatch.api import create_app
 from newswatch.config import Settings
-from newswatch.fetch.http import HTTP_ERROR, NOT_MODIFIED
+from newswatch.shared_types import FetchOutcome
 from newswatch.store.columns import utcnow
 from tests.api_support import (
     Running,
@@ -38,8 +38,8 @@ CHECKS = [not_a_server_error, response_schema_conformance]
 def api(engine: Engine) -> Iterator[Running]:
     add_articles(engine, "alpha", ["Quake hits coast", "Budget vote"], hours_ago(3))
     add_articles(engine, "beta", ["Storm update"], hours_ago(1), also_seen_at=("alpha",))
-    record_fetch(engine, "alpha", NOT_MODIFIED, status=304, error=None)
-    record_fetch(engine, "beta", HTTP_ERROR, status=503, error="HTTP 503")
+    record_fetch(engine, "alpha", FetchOutcome.NOT_MODIFIED, status=304, error=None)
+    record_fetch(engine, "beta", FetchOutcome.HTTP_ERROR, status=503, error="HTTP 503")
     replay_corpus(engine, load_corpus()[:30], end=utcnow())  # events, so their paths run
     with running(create_app(engine, Settings(_env_file=None))) as srv:  # type: ignore[call-arg]
         yield srv

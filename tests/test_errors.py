@@ -6,12 +6,17 @@ from pathlib import Path
 
 import click
 import pytest
+from sqlalchemy import Engine
 
 from newswatch import errors
+from newswatch.alerts.query import QueryError
+from newswatch.alerts.query import parse as parse_query
+from newswatch.api.errors import bad_parameter
 from newswatch.cli.common import reported_errors
 from newswatch.config import ConfigError, load_config
 from newswatch.replay import LineError, parse_line
-from newswatch.store.db import StoreUnavailable, open_store
+from newswatch.store.db import StoreUnavailable, open_store, session_scope
+from newswatch.store.outbox import RetryError, retry_delivery
 from tests.cli_support import newswatch
 
 
@@ -69,3 +74,27 @@ def test_a_command_prints_a_newswatch_error_as_one_line(store_url: str) -> None:
     result = newswatch("sources", "remove", "nowhere", env={"DATABASE_URL": store_url})
     assert result.returncode == 1
     assert result.stderr.strip() == "Error: no source named 'nowhere'"
+
+
+def test_a_query_that_does_not_parse_is_an_input_error_at_its_column() -> None:
+    with pytest.raises(QueryError) as caught:
+        parse_query('"unclosed')
+    error = caught.value
+    assert isinstance(error, errors.InputError) and isinstance(error, ValueError)
+    assert (error.column, error.where) == (1, "col 1")
+    assert str(error) == f"col 1: {error.message}"
+    assert error.message == 'unmatched """'
+
+
+def test_retrying_a_missing_notification_is_an_input_error(engine: Engine) -> None:
+    with session_scope(engine) as session, pytest.raises(RetryError) as caught:
+        retry_delivery(session, 424242)
+    assert isinstance(caught.value, errors.InputError) and isinstance(caught.value, ValueError)
+    assert str(caught.value) == "no notification with id 424242"
+
+
+def test_an_api_error_is_a_newswatch_error_with_its_message_unchanged() -> None:
+    error = bad_parameter("limit", "at most 500")
+    assert isinstance(error, errors.NewswatchError)
+    assert (error.status, error.parameter, error.where) == (400, "limit", None)
+    assert str(error) == error.message == "limit: at most 500"

@@ -15,6 +15,7 @@ from aiohttp import web
 from newswatch.config import Settings
 from newswatch.fetch import http
 from newswatch.fetch.http import Fetcher, backoff_delay, parse_retry_after
+from newswatch.shared_types import FetchOutcome
 from tests.localserver import conditional, static
 
 FEED = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
@@ -41,7 +42,7 @@ async def test_200_returns_body_and_validators(server, fetcher):
         FEED, etag='"v1"', last_modified="Mon, 02 Mar 2026 10:00:00 GMT"
     )
     r = await fetcher.get(server.url("/feed"))
-    assert (r.outcome, r.status, r.body) == (http.OK, 200, FEED)
+    assert (r.outcome, r.status, r.body) == (FetchOutcome.OK, 200, FEED)
     assert r.etag == '"v1"'
     assert r.last_modified == "Mon, 02 Mar 2026 10:00:00 GMT"
     assert "newswatch/" in server.requests[-1].headers["User-Agent"]
@@ -50,7 +51,7 @@ async def test_200_returns_body_and_validators(server, fetcher):
 async def test_304_with_etag(server, fetcher):
     server.routes["/feed"] = conditional(FEED, etag='"v1"')
     r = await fetcher.get(server.url("/feed"), etag='"v1"')
-    assert (r.outcome, r.status, r.body) == (http.NOT_MODIFIED, 304, b"")
+    assert (r.outcome, r.status, r.body) == (FetchOutcome.NOT_MODIFIED, 304, b"")
     assert server.requests[-1].headers["If-None-Match"] == '"v1"'
 
 
@@ -58,7 +59,7 @@ async def test_304_with_last_modified(server, fetcher):
     lm = "Mon, 02 Mar 2026 10:00:00 GMT"
     server.routes["/feed"] = conditional(FEED, last_modified=lm)
     r = await fetcher.get(server.url("/feed"), last_modified=lm)
-    assert r.outcome == http.NOT_MODIFIED
+    assert r.outcome == FetchOutcome.NOT_MODIFIED
     assert server.requests[-1].headers["If-Modified-Since"] == lm
 
 
@@ -67,7 +68,7 @@ async def test_permanent_redirect_reports_new_url(server, fetcher, status):
     server.routes["/old"] = static(b"", status=status, headers={"Location": "/new"})
     server.routes["/new"] = static(FEED)
     r = await fetcher.get(server.url("/old"))
-    assert r.outcome == http.OK and r.body == FEED
+    assert r.outcome == FetchOutcome.OK and r.body == FEED
     assert r.permanent_redirect == server.url("/new")
 
 
@@ -75,21 +76,21 @@ async def test_temporary_redirect_keeps_url(server, fetcher):
     server.routes["/old"] = static(b"", status=302, headers={"Location": "/new"})
     server.routes["/new"] = static(FEED)
     r = await fetcher.get(server.url("/old"))
-    assert r.outcome == http.OK and r.permanent_redirect is None
+    assert r.outcome == FetchOutcome.OK and r.permanent_redirect is None
 
 
 async def test_redirect_loop_is_an_error(server, fetcher):
     server.routes["/a"] = static(b"", status=301, headers={"Location": "/b"})
     server.routes["/b"] = static(b"", status=301, headers={"Location": "/a"})
     r = await fetcher.get(server.url("/a"))
-    assert r.outcome == http.HTTP_ERROR and "redirects" in (r.error or "")
+    assert r.outcome == FetchOutcome.HTTP_ERROR and "redirects" in (r.error or "")
 
 
 @pytest.mark.parametrize("status", [404, 410, 500])
 async def test_http_errors(server, fetcher, status):
     server.routes["/feed"] = static("nope", status=status)
     r = await fetcher.get(server.url("/feed"))
-    assert (r.outcome, r.status) == (http.HTTP_ERROR, status)
+    assert (r.outcome, r.status) == (FetchOutcome.HTTP_ERROR, status)
     assert str(status) in (r.error or "")
 
 
@@ -97,12 +98,12 @@ async def test_429_retry_after_blocks_the_host(server):
     async with Fetcher(settings()) as fetcher:
         server.routes["/feed"] = static("slow down", status=429, headers={"Retry-After": "1"})
         r = await fetcher.get(server.url("/feed"))
-        assert (r.outcome, r.retry_after) == (http.RATE_LIMITED, 1.0)
+        assert (r.outcome, r.retry_after) == (FetchOutcome.RATE_LIMITED, 1.0)
         server.routes["/feed"] = static(FEED)
         started = time.monotonic()
         r2 = await fetcher.get(server.url("/feed"))
         waited = time.monotonic() - started
-    assert r2.outcome == http.OK
+    assert r2.outcome == FetchOutcome.OK
     # The second request was held back until Retry-After had passed (ordering, not speed).
     first, second = server.hits("/feed")[-2:]
     assert waited >= 0.5 and second is not first
@@ -115,7 +116,7 @@ async def test_host_blocked_beyond_the_deadline_answers_at_once(server):
         server.routes["/feed"] = static(FEED)
         first = await fetcher.get(server.url("/busy"))
         second = await fetcher.get(server.url("/feed"))
-    assert first.outcome == second.outcome == http.RATE_LIMITED
+    assert first.outcome == second.outcome == FetchOutcome.RATE_LIMITED
     assert second.retry_after is not None and second.retry_after > 7000
     assert "Retry-After" in (second.error or "")
     assert server.hits("/feed") == []  # the host was not asked again
@@ -129,7 +130,7 @@ async def test_slow_response_times_out(server):
     server.routes["/slow"] = slow
     async with Fetcher(settings(NEWSWATCH_HTTP_READ_TIMEOUT=0.5)) as fetcher:
         r = await fetcher.get(server.url("/slow"))
-    assert r.outcome == http.TIMEOUT
+    assert r.outcome == FetchOutcome.TIMEOUT
 
 
 async def test_trickling_body_hits_the_overall_deadline(server):
@@ -146,14 +147,14 @@ async def test_trickling_body_hits_the_overall_deadline(server):
         settings(NEWSWATCH_HTTP_READ_TIMEOUT=0.5, NEWSWATCH_HTTP_CONNECT_TIMEOUT=0.5)
     ) as fetcher:
         r = await fetcher.get(server.url("/trickle"))
-    assert r.outcome == http.TIMEOUT
+    assert r.outcome == FetchOutcome.TIMEOUT
 
 
 async def test_body_over_limit(server):
     server.routes["/big"] = static(b"x" * 5000)
     async with Fetcher(settings(NEWSWATCH_HTTP_MAX_BODY_BYTES=1000)) as fetcher:
         r = await fetcher.get(server.url("/big"))
-    assert r.outcome == http.TOO_LARGE and r.body == b""
+    assert r.outcome == FetchOutcome.TOO_LARGE and r.body == b""
 
 
 async def test_chunked_body_over_limit(server):
@@ -168,13 +169,13 @@ async def test_chunked_body_over_limit(server):
     server.routes["/big"] = chunked
     async with Fetcher(settings(NEWSWATCH_HTTP_MAX_BODY_BYTES=1000)) as fetcher:
         r = await fetcher.get(server.url("/big"))
-    assert r.outcome == http.TOO_LARGE
+    assert r.outcome == FetchOutcome.TOO_LARGE
 
 
 async def test_gzip_is_decoded(server, fetcher):
     server.routes["/gz"] = static(gzip.compress(FEED), headers={"Content-Encoding": "gzip"})
     r = await fetcher.get(server.url("/gz"))
-    assert r.outcome == http.OK and r.body == FEED
+    assert r.outcome == FetchOutcome.OK and r.body == FEED
     assert "gzip" in server.requests[-1].headers["Accept-Encoding"]
 
 
@@ -186,20 +187,20 @@ async def test_gzip_bomb_is_stopped_at_the_limit(server):
     server.routes["/bomb"] = static(bomb, headers={"Content-Encoding": "gzip"})
     async with Fetcher(settings(NEWSWATCH_HTTP_MAX_BODY_BYTES=2_000_000)) as fetcher:
         r = await fetcher.get(server.url("/bomb"))
-    assert r.outcome == http.TOO_LARGE and r.body == b""
+    assert r.outcome == FetchOutcome.TOO_LARGE and r.body == b""
 
 
 async def test_connection_refused_is_a_network_error(fetcher):
     r = await fetcher.get("http://127.0.0.1:9/feed")
-    assert r.outcome == http.NETWORK_ERROR and r.error
+    assert r.outcome == FetchOutcome.NETWORK_ERROR and r.error
 
 
 async def test_scheme_and_checks_block_before_sending(server, fetcher):
     r = await fetcher.get("file:///etc/passwd")
-    assert r.outcome == http.BLOCKED
+    assert r.outcome == FetchOutcome.BLOCKED
     server.routes["/feed"] = static(FEED)
     r = await fetcher.get(server.url("/feed"), check_url=[lambda u: "forbidden by robots.txt"])
-    assert r.outcome == http.BLOCKED and r.error == "forbidden by robots.txt"
+    assert r.outcome == FetchOutcome.BLOCKED and r.error == "forbidden by robots.txt"
     assert server.hits("/feed") == []
 
 
@@ -218,7 +219,7 @@ async def test_per_host_concurrency_limit(server):
     server.routes["/c"] = counted
     async with Fetcher(settings(NEWSWATCH_HTTP_PER_HOST_CONCURRENCY=2)) as fetcher:
         results = await asyncio.gather(*(fetcher.get(server.url("/c")) for _ in range(8)))
-    assert all(r.outcome == http.OK for r in results)
+    assert all(r.outcome == FetchOutcome.OK for r in results)
     assert peak == 2
 
 
@@ -277,7 +278,7 @@ async def test_waiting_for_the_host_is_not_a_timeout(server):
     )
     async with Fetcher(fast) as fetcher:
         results = await asyncio.gather(*(fetcher.get(server.url("/s")) for _ in range(12)))
-    assert [r.outcome for r in results] == [http.OK] * 12
+    assert [r.outcome for r in results] == [FetchOutcome.OK] * 12
     assert len(arrivals) == 12
     # The server's view adds jitter (the first connection, a loaded machine) to the gate's
     # exact gaps (tests/test_host_gate.py): the span, with one gap of slack, and the median.

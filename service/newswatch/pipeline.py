@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -19,13 +18,13 @@ from sqlmodel import Session
 from newswatch.alerts.stage import AlertStage
 from newswatch.config import FileConfig, Settings
 from newswatch.errors import NotFound
+from newswatch.fetch.entry_sink import AfterIngest, IngestResult
 from newswatch.fetch.language import language_of
 from newswatch.grouping.changes import EventChange
 from newswatch.grouping.stage import EventGrouper, Placement
 from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import (
-    RejectedEntry,
     StoredArticle,
     admit_entries,
     store_batch,
@@ -36,43 +35,10 @@ from newswatch.store.models import Source
 from newswatch.store.sources import sources_by_id
 
 
-@dataclass
-class IngestResult:
-    stored: list[StoredArticle] = field(default_factory=list)
-    changes: list[EventChange] = field(default_factory=list)
-    # Entries the store cannot hold (rejected alone; the others are stored).
-    rejected: list[RejectedEntry] = field(default_factory=list)
-
-    @property
-    def new(self) -> int:
-        return sum(1 for a in self.stored if a.is_new)
-
-    @classmethod
-    def combine(cls, results: list[IngestResult]) -> IngestResult:
-        """The results of one poll's entries written in several batches, as one."""
-        out = cls()
-        offset = 0  # rejected entries are numbered among all the poll's entries
-        for result in results:
-            out.stored += result.stored
-            out.changes += result.changes
-            out.rejected += [replace(r, index=r.index + offset) for r in result.rejected]
-            offset += len(result.stored) + len(result.rejected)
-        return out
-
-    @property
-    def duplicates(self) -> int:
-        return len(self.stored) - self.new
-
-
 def _newest_first(entry: ParsedEntry) -> tuple[bool, float]:
     """Sort key: dated entries newest first, then undated ones (in their feed order)."""
     published: datetime | None = entry.published
     return (published is None, -published.timestamp() if published is not None else 0.0)
-
-
-# Called inside the transaction after the entries are stored: the fetch stage records the
-# fetch log and the source's state there.
-AfterIngest = Callable[[Session, Source, IngestResult], None]
 
 
 @contextmanager

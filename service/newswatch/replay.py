@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from newswatch.errors import InputError
-from newswatch.pipeline import AfterIngest, Pipeline
+from newswatch.fetch.entry_sink import AfterIngest
+from newswatch.pipeline import Pipeline
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import ensure_sources
 from newswatch.store.db import session_scope

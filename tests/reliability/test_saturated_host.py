@@ -15,9 +15,9 @@ from aiohttp import web
 from sqlmodel import Session, select
 
 from newswatch.config import FileConfig, Settings, SourceConfig
-from newswatch.fetch import http
 from newswatch.prometheus_registry import REGISTRY
 from newswatch.service import Service
+from newswatch.shared_types import FetchOutcome
 from newswatch.store.models import Fetch, Source
 from tests.localserver import LocalServer
 
@@ -45,7 +45,7 @@ def test_one_pass_over_a_saturated_host_fetches_every_source_without_timeouts(en
     sources = [SourceConfig(name=f"s{n}", url=server.url(f"/feed/{n}")) for n in range(SOURCES)]
     waits_before = REGISTRY.get_sample_value("newswatch_host_queue_seconds_count") or 0
     outcomes = asyncio.run(Service(engine, FileConfig(sources=sources), settings).run_once())
-    assert [o.outcome for o in outcomes] == [http.OK] * SOURCES
+    assert [o.outcome for o in outcomes] == [FetchOutcome.OK] * SOURCES
     assert len(arrivals) == SOURCES
     # The gate keeps the gap between starts exactly (the fake-clock tests); what the server
     # logs adds jitter (a first connection, a loaded machine), so the span and the typical
@@ -54,7 +54,7 @@ def test_one_pass_over_a_saturated_host_fetches_every_source_without_timeouts(en
     assert arrivals[-1] - arrivals[0] >= (SOURCES - 2) * GAP
     assert statistics.median(gaps) >= 0.9 * GAP
     with Session(engine) as s:
-        assert s.exec(select(Fetch).where(Fetch.outcome == http.TIMEOUT)).all() == []
+        assert s.exec(select(Fetch).where(Fetch.outcome == FetchOutcome.TIMEOUT)).all() == []
         waits = sorted(w or 0.0 for w in s.exec(select(Source.host_wait_seconds)).all())
     # The lag is recorded: the last source waited about 39 gaps for its turn; /metrics has
     # every wait.
@@ -80,7 +80,7 @@ def test_a_saturated_host_does_not_hold_up_another_hosts_source(engine, server):
         done: list[str] = []
         service = Service(engine, FileConfig(sources=sources), settings)
         outcomes = asyncio.run(service.run_once(on_done=lambda o: done.append(o.source)))
-    assert [o.outcome for o in outcomes] == [http.OK] * (busy + 1)
+    assert [o.outcome for o in outcomes] == [FetchOutcome.OK] * (busy + 1)
     assert len(done) == busy + 1
     # The busy host releases one request at a time; the other host's is released at once.
     assert "other" in done[:4], done
@@ -102,7 +102,7 @@ def test_a_stop_drops_the_polls_still_waiting_for_their_hosts_turn(engine, serve
     sources = [SourceConfig(name=f"s{n}", url=server.url(f"/feed/{n}")) for n in range(2)]
     service = Service(engine, FileConfig(sources=sources), settings)
     outcomes = asyncio.run(service.run_once(on_done=lambda _o: service.stop_event.set()))
-    assert [o.outcome for o in outcomes] == [http.OK]
+    assert [o.outcome for o in outcomes] == [FetchOutcome.OK]
     assert len(server.requests) == 1
     with Session(engine) as s:
         assert len(s.exec(select(Fetch)).all()) == 1

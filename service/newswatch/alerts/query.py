@@ -17,6 +17,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from newswatch.errors import InputError
 from newswatch.grouping.text import fold
 
 FIELDS = ("title", "text", "source", "lang")
@@ -25,13 +26,13 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
-class QueryError(ValueError):
-    """A query that does not parse; `column` counts from 1."""
+class QueryError(InputError):
+    """A query that does not parse; `column` counts from 1. Its `where` is "col N", so
+    `str()` is "col N: message" (a ValueError as before, through InputError)."""
 
     def __init__(self, column: int, message: str):
-        super().__init__(f"col {column}: {message}")
+        super().__init__(message, where=f"col {column}")
         self.column = column
-        self.message = message
 
 
 @lru_cache(maxsize=200_000)

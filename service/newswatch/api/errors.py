@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from newswatch.errors import NewswatchError
 from newswatch.log import get_logger
 
 log = get_logger(__name__)
@@ -18,13 +19,13 @@ log = get_logger(__name__)
 RETRY_AFTER_SECONDS = 2  # what a 503 asks clients to wait
 
 
-class ApiError(Exception):
-    """An error answered as JSON; `parameter` names the request parameter at fault."""
+class ApiError(NewswatchError):
+    """An error answered as JSON; `parameter` names the request parameter at fault (it is
+    already in `message` where the client needs it, so `where` stays unset)."""
 
     def __init__(self, status: int, message: str, parameter: str | None = None):
         super().__init__(message)
         self.status = status
-        self.message = message
         self.parameter = parameter
 
 

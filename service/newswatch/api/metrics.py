@@ -14,7 +14,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newswatch.fetch.http import NOT_MODIFIED
 from newswatch.log import get_logger
 from newswatch.prometheus_registry import (
     API_REJECTED,
@@ -26,6 +25,7 @@ from newswatch.prometheus_registry import (
     SOURCES_IN_ERROR,
     SOURCES_TOTAL,
 )
+from newswatch.shared_types import FetchOutcome
 from newswatch.store.gauges import fetch_outcome_share, sources_by_state, sources_in_error
 from newswatch.store.outbox import dead_letter_count, outbox_stats
 
@@ -40,7 +40,7 @@ def refresh_store_gauges(session: Session) -> None:
     for state, count in sources_by_state(session).items():
         SOURCES_TOTAL.labels(state).set(count)
     since = datetime.now(UTC) - NOT_MODIFIED_WINDOW
-    NOT_MODIFIED_SHARE.set(fetch_outcome_share(session, NOT_MODIFIED, since))
+    NOT_MODIFIED_SHARE.set(fetch_outcome_share(session, FetchOutcome.NOT_MODIFIED, since))
     depth, oldest = outbox_stats(session)
     OUTBOX_DEPTH.set(depth)
     OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)

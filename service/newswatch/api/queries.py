@@ -17,7 +17,7 @@ from newswatch.api.schemas import (
     SourceDetail,
     SourceOut,
 )
-from newswatch.fetch.http import NOT_MODIFIED, OK
+from newswatch.shared_types import FetchOutcome
 from newswatch.store import article_views, source_views
 from newswatch.store.models import Article, Source
 
@@ -30,13 +30,17 @@ RECENT_FETCHES = 20
 def _source_out(
     source: Source, fetches: dict[str, int], articles: int, model: type[SourceOut] = SourceOut
 ) -> SourceOut:
-    errors = sum(n for outcome, n in fetches.items() if outcome not in (OK, NOT_MODIFIED))
+    errors = sum(
+        n
+        for outcome, n in fetches.items()
+        if outcome not in (FetchOutcome.OK, FetchOutcome.NOT_MODIFIED)
+    )
     return model(
         **source.model_dump(exclude={"options", "configured_url", "etag", "last_modified"}),
         articles=articles,
         fetches_24h=sum(fetches.values()),
         errors_24h=errors,
-        not_modified_24h=fetches.get(NOT_MODIFIED, 0),
+        not_modified_24h=fetches.get(FetchOutcome.NOT_MODIFIED, 0),
     )
 
 

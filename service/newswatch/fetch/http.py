@@ -27,6 +27,7 @@ from newswatch.clock import MONOTONIC, Clock, Timer
 from newswatch.config import Settings
 from newswatch.fetch.netguard import GUARDED_HOSTS, UnsafeAddress, guarded_resolver
 from newswatch.prometheus_registry import HOST_QUEUE_SECONDS, HOST_QUEUE_WAITING
+from newswatch.shared_types import FetchOutcome
 
 if TYPE_CHECKING:
     import aiohttp
@@ -40,22 +41,12 @@ MAX_REDIRECTS = 5
 # Retry-After values past this are taken as a mistake or an attack on our schedule.
 MAX_RETRY_AFTER = 24 * 3600.0
 
-# Outcomes (also the `outcome` column of the fetch log).
-OK = "ok"
-NOT_MODIFIED = "not_modified"
-HTTP_ERROR = "http_error"
-NETWORK_ERROR = "network_error"
-TIMEOUT = "timeout"
-TOO_LARGE = "too_large"
-RATE_LIMITED = "rate_limited"
-BLOCKED = "blocked"  # refused before sending: scheme, robots.txt, unsafe address
-
 
 @dataclass
 class FetchResult:
     url: str  # the URL asked for
     final_url: str  # after redirects
-    outcome: str
+    outcome: FetchOutcome  # also the `outcome` column of the fetch log
     status: int | None = None
     body: bytes = b""
     headers: httpx.Headers = field(default_factory=httpx.Headers)
@@ -398,12 +389,12 @@ class Fetcher:
         for _hop in range(MAX_REDIRECTS + 1):
             if not current.lower().startswith(("http://", "https://")):
                 return FetchResult(
-                    url, current, BLOCKED, error=f"scheme not allowed: {current[:80]}"
+                    url, current, FetchOutcome.BLOCKED, error=f"scheme not allowed: {current[:80]}"
                 )
             for check in checks:
                 reason = await _maybe_await(check(current))
                 if reason:
-                    return FetchResult(url, current, BLOCKED, error=reason)
+                    return FetchResult(url, current, FetchOutcome.BLOCKED, error=reason)
             gate = self.gate(current)
             wait = gate.blocked_until - gate.clock.now()
             if wait > self.deadline:
@@ -412,7 +403,7 @@ class Fetcher:
                 return FetchResult(
                     url,
                     current,
-                    RATE_LIMITED,
+                    FetchOutcome.RATE_LIMITED,
                     error=f"host asked to wait {wait:.0f}s more (Retry-After)",
                     retry_after=wait,
                 )
@@ -425,7 +416,7 @@ class Fetcher:
             result.duration, result.queued = spent, queued
             if result.retry_after is not None:
                 gate.block_for(result.retry_after)
-            if result.status in REDIRECT_STATUSES and result.outcome == HTTP_ERROR:
+            if result.status in REDIRECT_STATUSES and result.outcome == FetchOutcome.HTTP_ERROR:
                 location = result.headers.get("location")
                 if not location:
                     result.error = f"HTTP {result.status} without Location"
@@ -436,7 +427,9 @@ class Fetcher:
             if current != url and all_permanent:
                 result.permanent_redirect = current
             return result
-        return FetchResult(url, current, HTTP_ERROR, error=f"more than {MAX_REDIRECTS} redirects")
+        return FetchResult(
+            url, current, FetchOutcome.HTTP_ERROR, error=f"more than {MAX_REDIRECTS} redirects"
+        )
 
     async def _request_within(
         self, budget: float, url: str, current: str, headers: dict[str, str]
@@ -447,7 +440,10 @@ class Fetcher:
                 return await self._request_once(url, current, headers)
         except TimeoutError:
             return FetchResult(
-                url, current, TIMEOUT, error=f"no complete answer in {self.deadline:g}s"
+                url,
+                current,
+                FetchOutcome.TIMEOUT,
+                error=f"no complete answer in {self.deadline:g}s",
             )
 
     @contextlib.asynccontextmanager
@@ -466,22 +462,24 @@ class Fetcher:
         try:
             async with self._send(current, headers) as response:
                 status = response.status_code
-                result = FetchResult(url, current, OK, status=status, headers=response.headers)
+                result = FetchResult(
+                    url, current, FetchOutcome.OK, status=status, headers=response.headers
+                )
                 if status == 304:
-                    result.outcome = NOT_MODIFIED
+                    result.outcome = FetchOutcome.NOT_MODIFIED
                     return result
                 if status in (429, 503):
-                    result.outcome = RATE_LIMITED
+                    result.outcome = FetchOutcome.RATE_LIMITED
                     result.retry_after = parse_retry_after(response.headers.get("retry-after"))
                     result.error = f"HTTP {status}"
                     return result
                 if status >= 300:
-                    result.outcome = HTTP_ERROR
+                    result.outcome = FetchOutcome.HTTP_ERROR
                     result.error = f"HTTP {status}"
                     return result
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > self.max_body:
-                    result.outcome = TOO_LARGE
+                    result.outcome = FetchOutcome.TOO_LARGE
                     result.error = (
                         f"Content-Length {declared} over the limit of {self.max_body} bytes"
                     )
@@ -492,7 +490,7 @@ class Fetcher:
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > self.max_body:
-                        result.outcome = TOO_LARGE
+                        result.outcome = FetchOutcome.TOO_LARGE
                         result.error = f"body over the limit of {self.max_body} bytes"
                         return result
                     chunks.append(chunk)
@@ -502,17 +500,25 @@ class Fetcher:
         except httpx.TimeoutException as exc:
             unsafe = _unsafe(exc)
             if unsafe is not None:
-                return FetchResult(url, current, BLOCKED, error=str(unsafe))
+                return FetchResult(url, current, FetchOutcome.BLOCKED, error=str(unsafe))
             if _refused(exc):
-                return FetchResult(url, current, NETWORK_ERROR, error=f"cannot connect: {exc}")
-            return FetchResult(url, current, TIMEOUT, error=f"timeout: {exc or type(exc).__name__}")
+                return FetchResult(
+                    url, current, FetchOutcome.NETWORK_ERROR, error=f"cannot connect: {exc}"
+                )
+            return FetchResult(
+                url, current, FetchOutcome.TIMEOUT, error=f"timeout: {exc or type(exc).__name__}"
+            )
         except httpx.DecodingError as exc:
-            return FetchResult(url, current, NETWORK_ERROR, error=f"bad content encoding: {exc}")
+            return FetchResult(
+                url, current, FetchOutcome.NETWORK_ERROR, error=f"bad content encoding: {exc}"
+            )
         except (httpx.HTTPError, OSError) as exc:
             unsafe = _unsafe(exc)
             if unsafe is not None:
-                return FetchResult(url, current, BLOCKED, error=str(unsafe))
-            return FetchResult(url, current, NETWORK_ERROR, error=f"{type(exc).__name__}: {exc}")
+                return FetchResult(url, current, FetchOutcome.BLOCKED, error=str(unsafe))
+            return FetchResult(
+                url, current, FetchOutcome.NETWORK_ERROR, error=f"{type(exc).__name__}: {exc}"
+            )
 
 
 def _unsafe(exc: BaseException) -> UnsafeAddress | None:

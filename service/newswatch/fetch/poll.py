@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from newswatch.config import Settings
 from newswatch.fetch import http
+from newswatch.fetch.entry_sink import EntrySink, IngestResult
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard
@@ -34,9 +35,8 @@ from newswatch.fetch.source_kinds import (
 )
 from newswatch.lifecycle import bind_to_parent
 from newswatch.log import get_logger
-from newswatch.pipeline import IngestResult, Pipeline
 from newswatch.prometheus_registry import FETCH_BYTES, FETCH_SECONDS, FETCHES
-from newswatch.shared_types import ParsedEntry, SourceKind
+from newswatch.shared_types import FetchOutcome, ParsedEntry, SourceKind
 from newswatch.store.articles import describe_rejections
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert
@@ -52,9 +52,6 @@ FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
     "application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.5, */*;q=0.1"
 )
-PARSE_ERROR = "parse_error"
-# The store refused the poll's write (it is recorded alone, in a transaction of its own).
-STORE_ERROR = "store_error"
 
 
 async def handle_feed(
@@ -93,7 +90,7 @@ class FeedReader:
 class PollOutcome:
     source: str
     url: str
-    outcome: str
+    outcome: FetchOutcome
     status: int | None
     bytes: int
     duration: float
@@ -121,7 +118,7 @@ class GroupWriter:
     checks meanwhile.
     """
 
-    def __init__(self, pipeline: Pipeline, max_batch: int = 64):
+    def __init__(self, pipeline: EntrySink, max_batch: int = 64):
         self.pipeline = pipeline
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_WriteJob] = asyncio.Queue()
@@ -200,7 +197,7 @@ def _cpu_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
 
 
 class Poller:
-    def __init__(self, fetcher: Fetcher, pipeline: Pipeline, settings: Settings):
+    def __init__(self, fetcher: Fetcher, pipeline: EntrySink, settings: Settings):
         self.fetcher = fetcher
         self.pipeline = pipeline
         self.settings = settings
@@ -326,7 +323,7 @@ class Poller:
             check_url=checks,
         )
         body = BodyResult()
-        if result.outcome == http.OK:
+        if result.outcome == FetchOutcome.OK:
             try:
                 body = await self._handler_for(source, result)(self, source, result)
             except Exception as exc:  # a bug in a handler must not stop the source
@@ -349,7 +346,7 @@ def count_fetch(
     event: str,
     source_name: str,
     result: FetchResult,
-    outcome: str,
+    outcome: FetchOutcome,
     error: str | None,
     **extra: object,
 ) -> None:
@@ -372,12 +369,12 @@ def count_fetch(
     )
 
 
-def fetch_log_level(outcome: str, status: int | None) -> int:
+def fetch_log_level(outcome: FetchOutcome, status: int | None) -> int:
     """INFO for a fetch that worked, WARNING for one that failed (so NEWSWATCH_LOG_LEVEL=WARNING
     shows problems only), ERROR for 410 Gone: the address is gone for good; someone has to act."""
     if status == 410:
         return logging.ERROR
-    if outcome in (http.OK, http.NOT_MODIFIED):
+    if outcome in (FetchOutcome.OK, FetchOutcome.NOT_MODIFIED):
         return logging.INFO
     return logging.WARNING
 
@@ -395,16 +392,17 @@ class FetchRecorder:
         self.fetch_error = result.error or body.error  # the fetch's or the parser's
         self.error = self.fetch_error  # and the entries rejected, once written (apply)
         self.outcome = result.outcome
-        if result.outcome == http.OK and body.error and not body.entries:
-            self.outcome = PARSE_ERROR
-        self.failed = self.outcome not in (http.OK, http.NOT_MODIFIED)
+        if result.outcome == FetchOutcome.OK and body.error and not body.entries:
+            self.outcome = FetchOutcome.PARSE_ERROR
+        self.failed = self.outcome not in (FetchOutcome.OK, FetchOutcome.NOT_MODIFIED)
         self.stored = True  # False once the entries' write failed (store_failed)
         self.pending = 0  # entries left for later polls (a capped poll of a huge feed)
 
     def store_failed(self, exc: Exception) -> None:
         """The entries' write failed: what `apply` records instead (nothing stored)."""
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        self.outcome = STORE_ERROR
+        # The store refused the poll's write (it is recorded alone, in a transaction of its own).
+        self.outcome = FetchOutcome.STORE_ERROR
         self.fetch_error = f"the store refused the entries: {type(exc).__name__}: {first_line}"
         self.error = self.fetch_error
         self.failed = True
@@ -446,7 +444,7 @@ class FetchRecorder:
         if not self.failed:
             source.consecutive_errors = 0
             source.last_success_at = now
-            if r.outcome == http.OK:
+            if r.outcome == FetchOutcome.OK:
                 source.pending_entries = self.pending
                 # Validators only once every entry is stored: else the unchanged feed would
                 # answer 304 and the entries left would never come.
@@ -468,7 +466,7 @@ def _fetch_row(
     source: Source,
     r: FetchResult,
     now: datetime,
-    outcome: str | None = None,
+    outcome: FetchOutcome | None = None,
     error: str | None = None,
 ) -> dict[str, object]:
     return {

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from protego import Protego
 
-from newswatch.fetch import http
 from newswatch.fetch.http import Fetcher, URLCheck
+from newswatch.shared_types import FetchOutcome
 
 PRODUCT_TOKEN = "newswatch"
 CACHE_SECONDS = 24 * 3600.0
@@ -84,7 +84,7 @@ class RobotsCache:
     async def _load(self, where: str, guards: list[URLCheck]) -> _Entry:
         result = await self.fetcher.get(where, accept="text/plain", check_url=guards)
         now = time.monotonic()
-        if result.outcome == http.OK:
+        if result.outcome == FetchOutcome.OK:
             text = result.body[:MAX_ROBOTS_BYTES].decode("utf-8", "replace")
             rules = Protego.parse(text)
             delay = rules.crawl_delay(self.agent)

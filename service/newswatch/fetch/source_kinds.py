@@ -15,22 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from newswatch.errors import RegistryError
+from newswatch.fetch.entry_sink import AfterIngest
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck
 from newswatch.shared_types import ParsedEntry, SourceKind
-from newswatch.store.models import Source
 from newswatch.store.sources import SourceSnapshot
 
 T = TypeVar("T")
-
-# Run inside the ingest transaction, after the entries are stored, with the poll's
-# IngestResult (pipeline.py): records what was stored (seen article URLs).
-AfterIngest = Callable[[Session, Source, Any], None]
 
 
 @dataclass
@@ -43,6 +38,8 @@ class BodyResult:
     detected_kind: str | None = None
     # Extra fetches made for this poll (article pages): recorded in the fetch log too.
     extra_fetches: list[FetchResult] = field(default_factory=list)
+    # Run in the ingest transaction after the entries are stored, with the poll's
+    # IngestResult: record what was stored (seen article URLs).
     after_ingest: list[AfterIngest] = field(default_factory=list)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
 
+from newswatch.errors import InputError
 from newswatch.store.alert_models import Notification
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.models import table_of
@@ -212,8 +213,8 @@ def delivery_dict(n: Notification) -> dict[str, Any]:
     }
 
 
-class RetryError(ValueError):
-    pass
+class RetryError(InputError):
+    """A notification that cannot be queued again (none with that id, or already sent)."""
 
 
 def retry_delivery(session: Session, notification_id: int) -> None:

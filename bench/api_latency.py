@@ -151,6 +151,11 @@ def fill(engine: Engine, n_events: int, per_event: int, n_sources: int = 200) ->
             target = getattr(table, "__table__", table)
             for i in range(0, len(rows), 5000):
                 conn.execute(insert(target), rows[i : i + 5000])
+    if engine.dialect.name == "postgresql":
+        # A running store's tables are analyzed by autovacuum; freshly filled ones are not yet,
+        # and without statistics Postgres plans seq scans that no user would see.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 class Served:

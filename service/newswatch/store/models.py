@@ -118,6 +118,12 @@ class Event(SQLModel, table=True):
     """Reports about one real-world happening; its id is the id of the article that opened it."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        # The events list reads open events (merged_into null) newest or largest first; these
+        # hand them over in that order, so no sort of every open event (decision 0201).
+        Index("ix_events_open_last_seen", "merged_into", "last_seen", "id"),
+        Index("ix_events_open_size", "merged_into", "source_count", "id"),
+    )
 
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     title: str | None = Field(default=None, sa_type=Text)
@@ -144,6 +150,8 @@ class Sighting(SQLModel, table=True):
         UniqueConstraint("article_id", "source_id", name="uq_sightings_article_source"),
         # Finds a source's entry by GUID without scanning all its sightings.
         Index("ix_sightings_source_guid", "source_id", "guid"),
+        # Sightings of the last hour: the events that grew (sort by growth, decision 0201).
+        Index("ix_sightings_first_seen", "first_seen"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -31,6 +31,7 @@ from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.event_triage import EventTriage
 from newswatch.store.event_views import EVENTS, After, EventFilter, Sort, events_available
 from newswatch.store.models import Article
+from newswatch.store.search import SearchQuery
 from newswatch.store.timing import article_time
 
 __all__ = ["EVENTS", "event_articles", "events_available", "get_event", "list_events"]
@@ -123,7 +124,7 @@ def list_events(
     limit: int,
     cursor: EventCursor | None = None,
     since: datetime | None = None,
-    q: str | None = None,
+    q: str | SearchQuery | None = None,
     min_sources: int | None = None,
     language: str | None = None,
     source_id: int | None = None,

@@ -7,11 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
 
-from newswatch.api.params import Cursor
 from newswatch.api.schemas import (
     ArticleDetail,
-    ArticleOut,
-    ArticlePage,
     FetchOut,
     SightingOut,
     SourceDetail,
@@ -69,35 +66,6 @@ def get_source(session: Session, source_id: int) -> SourceDetail | None:
 
 
 # --- articles --------------------------------------------------------------------------------
-
-
-def _article_out(article: Article, source_name: str | None) -> ArticleOut:
-    return ArticleOut(**article.model_dump(), source_name=source_name)
-
-
-def list_articles(
-    session: Session,
-    *,
-    limit: int,
-    cursor: Cursor | None = None,
-    since: datetime | None = None,
-    q: str | None = None,
-    source_id: int | None = None,
-    event_id: int | None = None,
-) -> ArticlePage:
-    """Articles, newest first seen first."""
-    rows = article_views.list_articles(
-        session,
-        article_views.ArticleFilter(since, q, source_id, event_id),
-        limit=limit + 1,
-        after=(cursor.at, cursor.id) if cursor is not None else None,
-    )
-    items = [_article_out(a, name) for a, name in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_cursor = Cursor(last.first_seen, last.id).encode()
-    return ArticlePage(items=items, limit=limit, next_cursor=next_cursor)
 
 
 def get_article(session: Session, article_id: int) -> ArticleDetail | None:

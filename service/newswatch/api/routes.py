@@ -34,9 +34,6 @@ Since = Annotated[
         description='only items active since: an age ("24h", "7d") or an ISO 8601 date/time',
     ),
 ]
-TextQuery = Annotated[
-    str | None, Query(max_length=200, description="text that titles or summaries contain")
-]
 Limit = Annotated[int, Query(ge=1, description=f"page size; values above {MAX_LIMIT} are capped")]
 CursorParam = Annotated[
     str | None, Query(max_length=200, description="next_cursor of the previous page")

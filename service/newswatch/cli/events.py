@@ -58,17 +58,16 @@ def list_command(
     as_json: bool,
 ) -> None:
     """Events, most recent activity first (or by size or growth)."""
-    if query:
-        try:
-            compile_query(query)
-        except QueryError as exc:
-            raise click.BadParameter(str(exc), param_hint="--query") from None
+    try:
+        parsed = compile_query(query) if query else None
+    except QueryError as exc:
+        raise click.BadParameter(str(exc), param_hint="--query") from None
     with session_scope(app.engine()) as session:
         page = list_events(
             session,
             limit=limit,
             since=parse_since(since),
-            q=query,
+            q=parsed,
             min_sources=min_sources,
             language=language,
             source_id=source_id,

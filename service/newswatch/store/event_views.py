@@ -37,7 +37,7 @@ from newswatch.store.alert_models import RuleMatch
 from newswatch.store.columns import UTCDateTime
 from newswatch.store.event_triage import EventTriage
 from newswatch.store.models import Article, Sighting, Source, table_of
-from newswatch.store.search import matching_event_ids
+from newswatch.store.search import SearchQuery, matching_event_ids
 
 EVENTS = table(
     "events",
@@ -71,7 +71,7 @@ class EventFilter:
     """Which events a list shows; None (or False) means no filter."""
 
     since: datetime | None = None
-    q: str | None = None
+    q: str | SearchQuery | None = None  # the alert rules' query language, parsed or not
     min_sources: int | None = None
     language: str | None = None
     source_id: int | None = None
@@ -98,12 +98,6 @@ def events_available(session: Session) -> bool:
     if not _HAS_EVENTS.get(engine):
         _HAS_EVENTS[engine] = inspect(session.connection()).has_table("events")
     return _HAS_EVENTS[engine]
-
-
-def like_pattern(text: str) -> str:
-    """`text` as a LIKE pattern matching it anywhere, with LIKE's wildcards escaped."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _growth(as_of: datetime, event_ids: list[int] | None = None) -> Any:

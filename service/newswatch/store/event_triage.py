@@ -2,7 +2,7 @@
 
 One row per event that anyone triaged; each mark has its time and, when the writer named
 themselves, who set it. A muted event's later growth does not notify (the alerts stage asks
-`is_muted`). The row goes with its event (ON DELETE CASCADE).
+`muted_events`). The row goes with its event (ON DELETE CASCADE).
 """
 
 from __future__ import annotations
@@ -115,7 +115,4 @@ def muted_events(session: Session, event_ids: Iterable[int]) -> set[int]:
 
 def is_muted(session: Session, event_id: int) -> bool:
     """Whether someone muted the event: its growth is not notified."""
-    query = select(col(EventTriage.event_id)).where(
-        col(EventTriage.event_id) == event_id, col(EventTriage.muted_at).is_not(None)
-    )
-    return session.execute(query).first() is not None
+    return event_id in muted_events(session, [event_id])

@@ -17,7 +17,7 @@ from newswatch.store.db import session_scope
 from newswatch.store.models import Article
 from tests.api_support import add_articles, hours_ago
 from tests.cli_support import newswatch, newswatch_process
-from tests.localserver import conditional, static
+from tests.localserver import LocalServer, conditional, static
 
 FIXTURES = Path(__file__).parent / "fixtures" / "poll"
 GUARDIAN = (FIXTURES / "guardian.rss").read_bytes()
@@ -224,3 +224,53 @@ def test_articles_list_names_its_clocks_and_since_chooses_one(engine, cli_env):
     assert undated_row.split()[1] == "-"
     bad = newswatch("articles", "list", "--by", "fetched", env=cli_env)
     assert bad.returncode == 2 and "--by" in bad.stderr
+
+
+# What a `run --once` whose feeds are all unchanged never needs: migrations on a current
+# store, feed parsing, page extraction, language detection, grouping, the API.
+UNNEEDED_FOR_UNCHANGED = [
+    "alembic",
+    "feedparser",
+    "lxml",
+    "trafilatura",
+    "courlan",
+    "fasttext",
+    "numpy",
+    "fastapi",
+]
+
+
+def test_run_once_over_unchanged_feeds_loads_no_parser_migrations_or_grouping(
+    cli_env: dict[str, str], server: LocalServer, tmp_path: Path
+) -> None:
+    async def not_modified(_request: web.Request) -> web.Response:
+        return web.Response(status=304)
+
+    server.routes["/feed"] = not_modified
+    config = tmp_path / "newswatch.yaml"
+    config.write_text(
+        f"sources:\n  - name: a\n    url: {server.url('/feed')}\ngrouping:\n  enabled: true\n",
+        encoding="utf-8",
+    )
+    env = {**cli_env, "NEWSWATCH_CONFIG": str(config)}
+    first = newswatch("run", "--once", env=env)  # migrates the empty store
+    assert first.returncode == 0, first.stderr
+    probe = (
+        "import sys\n"
+        "from newswatch.cli import main\n"
+        "try:\n"
+        "    main(['run', '--once'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *UNNEEDED_FOR_UNCHANGED],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 sources polled, 0 new articles, 0 with errors" in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert len(server.hits("/feed")) == 2

@@ -6,7 +6,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from newswatch.store.db import current_revision, head_revision, make_engine, upgrade
+from newswatch.store.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    migration_heads,
+    open_store,
+    stored_revision,
+    upgrade,
+)
 from newswatch.store.schema import include_name, metadata
 
 
@@ -15,6 +23,31 @@ def test_migrations_reach_head_and_are_idempotent(engine):
     upgrade(engine)  # a second run changes nothing and does not fail
     tables = set(inspect(engine).get_table_names())
     assert {"sources", "fetches", "articles", "sightings"} <= tables
+
+
+def test_migration_heads_read_from_the_files_are_alembics(tmp_path):
+    assert migration_heads() == {head_revision()}
+    # A second head (a migration that revises the same one as another) is seen as such.
+    (tmp_path / "a.py").write_text('revision = "0001"\ndown_revision = None\n')
+    (tmp_path / "b.py").write_text("revision = '0002'\ndown_revision = '0001'\n")
+    (tmp_path / "c.py").write_text('revision = "0003"\ndown_revision = "0001"\n')
+    assert migration_heads(tmp_path) == {"0002", "0003"}
+
+
+def test_open_store_migrates_a_store_that_is_behind_and_leaves_a_current_one(store_url):
+    engine = make_engine(store_url)
+    with engine.connect() as conn:
+        assert stored_revision(conn) is None  # empty: no alembic_version table
+    upgrade(engine, "0011")
+    engine.dispose()
+    opened = open_store(store_url)  # behind: migrated to the head
+    with opened.connect() as conn:
+        assert stored_revision(conn) == head_revision() == current_revision(opened)
+    opened.dispose()
+    again = open_store(store_url)  # current: read, nothing to do
+    with again.connect() as conn:
+        assert stored_revision(conn) == head_revision()
+    again.dispose()
 
 
 def test_migrations_match_models(engine):

@@ -11,17 +11,16 @@ import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newswatch.alerts.stage import AlertStage
 from newswatch.config import FileConfig, Settings
 from newswatch.errors import NotFound
 from newswatch.fetch.entry_sink import AfterIngest, IngestResult
 from newswatch.fetch.language import language_of
 from newswatch.grouping.changes import EventChange
-from newswatch.grouping.stage import EventGrouper, Placement
 from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import (
@@ -33,6 +32,13 @@ from newswatch.store.articles import (
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 from newswatch.store.sources import sources_by_id
+
+if TYPE_CHECKING:
+    # Imported when used (the grouping stage and numpy at the first write of new entries,
+    # the alert stage when there are rules): a run that stores nothing never loads them
+    # (docs/decisions/0185-lazy-start-up.md).
+    from newswatch.alerts.stage import AlertStage
+    from newswatch.grouping.stage import EventGrouper, Placement
 
 
 def _newest_first(entry: ParsedEntry) -> tuple[bool, float]:
@@ -70,13 +76,13 @@ class Pipeline:
         # when the first new entries come (restored_grouper), not here: start-up and the
         # first fetches do not wait for it, and a run that stores nothing never pays for it
         # (docs/decisions/0182-grouping-window-restored-on-first-write.md).
-        self.grouper: EventGrouper | None = None
+        self._grouper: EventGrouper | None = None
         self._grouper_restored = False
-        if config.grouping.enabled:
-            self.grouper = EventGrouper(config.grouping)
         # Alerts: rules matched inside the ingest transaction, notifications into the outbox.
         self.alert_engine: AlertStage | None = None
         if alerts and config.rules:
+            from newswatch.alerts.stage import AlertStage
+
             self.alert_engine = AlertStage(config.rules, config.channels, settings)
         # Called after a commit that queued notifications (the delivery worker's wake-up).
         self.on_enqueued: list[Callable[[], None]] = []
@@ -163,6 +169,16 @@ class Pipeline:
                 out.append(exc)
         return out
 
+    @property
+    def grouper(self) -> EventGrouper | None:
+        """The grouping stage when grouping is on (built at first use, its window empty until
+        restored_grouper reads it)."""
+        if self._grouper is None and self.config.grouping.enabled:
+            from newswatch.grouping.stage import EventGrouper
+
+            self._grouper = EventGrouper(self.config.grouping)
+        return self._grouper
+
     def restored_grouper(self) -> EventGrouper | None:
         """The grouper with the store's last window restored (read once, at first need)."""
         if self.grouper is not None and not self._grouper_restored:
@@ -181,7 +197,7 @@ class Pipeline:
         """Stages with in-memory state (the grouper's indexes) forget what was rolled back."""
         if self.alert_engine is not None:
             self.alert_engine.enqueued = False
-        if self.grouper is not None and self._grouper_restored:
+        if self._grouper is not None and self._grouper_restored:
             with session_scope(self.engine) as session:
                 self.grouper.load(session)
 

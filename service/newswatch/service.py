@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -31,13 +30,16 @@ from newswatch.log import get_logger
 from newswatch.pipeline import Pipeline
 from newswatch.poll_runs import PollRuns
 from newswatch.prometheus_registry import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
-from newswatch.retention import prune
 from newswatch.status_board import StatusBoard
 from newswatch.store.db import bounded_engine, session_scope
 from newswatch.store.gauges import sources_in_error
 from newswatch.store.schedule import enabled_snapshot
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
 from newswatch.store.startup import startup_lock
+
+if TYPE_CHECKING:
+    # Imported by `run` alone: `run --once` schedules nothing and prunes nothing.
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = get_logger(__name__)
 
@@ -191,6 +193,8 @@ class Service:
             await self._run()
 
     async def _run(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         sources = self.sync_sources()
         async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:
             self.poller = poller
@@ -287,6 +291,8 @@ class Service:
         await asyncio.to_thread(self._update_error_gauge)
 
     async def _prune_job(self) -> None:
+        from newswatch.retention import prune
+
         self.status.tick()
         try:
             await asyncio.to_thread(prune, self.engine, self.settings)

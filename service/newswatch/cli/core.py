@@ -11,7 +11,12 @@ import click
 
 from newswatch.cli.common import AppContext, drain_alerts, pass_app
 from newswatch.config import ConfigError, load_config
-from newswatch.lifecycle import bind_to_parent, exit_on_signal, skip_final_collection
+from newswatch.lifecycle import (
+    bind_to_parent,
+    exit_on_signal,
+    long_lived_start,
+    skip_final_collection,
+)
 
 if TYPE_CHECKING:
     from newswatch.fetch.poll import PollOutcome
@@ -51,9 +56,10 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         child = ChildLink.decode(api_child) if api_child else None
         serve_api(app, app.settings.http_host, app.settings.http_port, child)
         return
-    from newswatch.service import build_service  # the service's imports are heavy
+    with long_lived_start():
+        from newswatch.service import build_service  # the service's imports are heavy
 
-    service = build_service(app.engine(), app.config, app.settings, serve_http=not once)
+        service = build_service(app.engine(), app.config, app.settings, serve_http=not once)
     if once:
         outcomes = _run_once(service)
         failed = [o for o in outcomes if o.error]
@@ -64,6 +70,7 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         )
         exit_on_signal()  # what was queued is sent by the next run, not now
         drain_alerts(app.engine(), app.config, app.settings)
+        skip_final_collection()
         return
     if app.settings.api_process:
         asyncio.run(service.run())

@@ -15,12 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
-import charset_normalizer
-import lxml.html
-import trafilatura
-from lxml.etree import ParserError
-
 from newswatch.fetch.language import normalise_language
+
+# trafilatura, lxml and charset-normalizer are imported where they are used: a service whose
+# sources are all feeds never loads them (docs/decisions/0185-lazy-start-up.md).
 
 # Below this many characters of main text a page is taken to have none (a JavaScript shell,
 # a paywall stub, an error page).
@@ -123,6 +121,8 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
         return body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    import charset_normalizer
+
     best = charset_normalizer.from_bytes(body[:200_000]).best()
     encoding = _codec(best.encoding) if best is not None else None
     encoding = encoding or "windows-1252"
@@ -132,6 +132,8 @@ def decode_html(body: bytes, content_type: str | None = None) -> tuple[str, str]
 def parse_html(html: str, base_url: str | None = None) -> Any:
     """lxml tree of a decoded page. An XML declaration (XHTML) is dropped: lxml refuses one
     in an already decoded string."""
+    import lxml.html
+
     html = _XML_DECLARATION.sub("", html, count=1)
     return lxml.html.document_fromstring(html, base_url=base_url)
 
@@ -173,6 +175,8 @@ def _language(tree: Any, found: str | None) -> str | None:
 
 
 def _trafilatura(tree: Any, url: str | None) -> Any:
+    import trafilatura
+
     return trafilatura.bare_extraction(
         tree,
         url=url,
@@ -189,6 +193,8 @@ def _trafilatura(tree: Any, url: str | None) -> Any:
 
 def extract_html(html: str, url: str | None = None) -> Extracted:
     """Extract one page given as text."""
+    from lxml.etree import ParserError
+
     out = Extracted(url=url)
     try:
         tree = parse_html(html)

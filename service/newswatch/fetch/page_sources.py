@@ -16,12 +16,9 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urldefrag, urlsplit
 
-import lxml.html
-from courlan import is_navigation_page, is_not_crawlable
-from cssselect import SelectorError
-from lxml.etree import ParserError
 from sqlmodel import Session
 
 from newswatch.config import Settings
@@ -45,6 +42,9 @@ from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 from newswatch.store.page_urls import already_seen, record_seen
 from newswatch.store.sources import SourceSnapshot
+
+if TYPE_CHECKING:
+    import lxml.html
 
 log = get_logger(__name__)
 
@@ -106,6 +106,8 @@ def _looks_like_article(url: str) -> bool:
     path = urlsplit(url).path
     if path in ("", "/") or _NOT_PAGES.search(path):
         return False
+    from courlan import is_navigation_page, is_not_crawlable  # imported when pages are read
+
     if is_navigation_page(url) or is_not_crawlable(url):
         return False
     # Articles end in a slug or an id ("/2024/05/storm-hits-coast", "/a/30279", "x.html");
@@ -131,6 +133,9 @@ def discover_links(
     include: str | None = None,
 ) -> Listing:
     """Article links on a listing page, in page order, each once. Never raises."""
+    from cssselect import SelectorError  # lxml and its helpers load when pages are read
+    from lxml.etree import ParserError
+
     try:
         check_html(body, content_type)
         text, _encoding = decode_html(body, content_type)

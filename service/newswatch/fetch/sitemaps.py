@@ -11,8 +11,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from lxml import etree
+from typing import TYPE_CHECKING
 
 from newswatch.fetch.http import FetchResult, URLCheck
 from newswatch.fetch.page_sources import (
@@ -25,6 +24,9 @@ from newswatch.fetch.page_sources import (
 from newswatch.fetch.source_kinds import BodyResult, PollContext, body_head
 from newswatch.shared_types import FetchOutcome, ParsedEntry, SourceKind
 from newswatch.store.sources import SourceSnapshot
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 SITEMAP_ACCEPT = "application/xml, text/xml;q=0.9, application/x-gzip;q=0.8, */*;q=0.1"
 # Child sitemaps of an index read per poll: the most recently modified ones.
@@ -73,7 +75,9 @@ def gunzip(body: bytes, limit: int) -> bytes:
 
 
 def _local(tag: object) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    # "{namespace}name" or "name" (what lxml's QName(tag).localname gives); comments and
+    # processing instructions have no string tag.
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _child_text(element: etree._Element, *path: str) -> str | None:
@@ -89,6 +93,8 @@ def _child_text(element: etree._Element, *path: str) -> str | None:
 
 def parse_sitemap(body: bytes, limit: int = 50 * 1024 * 1024) -> ParsedSitemap:
     """Parse a sitemap or sitemap index. Never raises: `error` says what is wrong."""
+    from lxml import etree  # imported when a sitemap is read, not with the service
+
     try:
         if body.startswith(GZIP_MAGIC):
             body = gunzip(body, limit)

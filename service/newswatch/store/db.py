@@ -11,11 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, inspect, text
 from sqlalchemy.engine import ExceptionContext, ExecutionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
@@ -27,6 +23,7 @@ from newswatch.store.startup import startup_lock
 
 if TYPE_CHECKING:
     import psycopg
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -217,7 +214,12 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+# Alembic (and the Mako templates it loads) is imported only when the schema is behind:
+# a start on a current store reads the stored revision with one query and the head from the
+# migration files' headers (docs/decisions/0185-lazy-start-up.md).
 def _alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -226,21 +228,56 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent)."""
+    from alembic import command
+
     command.upgrade(_alembic_config(engine), revision)
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     return script.get_current_head()
 
 
 def migrations_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+_REVISION_LINE = re.compile(r'^(down_revision|revision)\s*=\s*["\']([^"\']+)["\']', re.MULTILINE)
+
+
+def migration_heads(directory: Path = MIGRATIONS_DIR / "versions") -> set[str]:
+    """The revisions no migration revises, read from the `revision = "..."` and
+    `down_revision = "..."` lines of the migration files: what alembic calls the heads,
+    without importing alembic."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in directory.glob("*.py"):
+        for name, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            (revisions if name == "revision" else revised).add(value)
+    return revisions - revised
+
+
+def stored_revision(connection: Connection) -> str | None:
+    """The revision recorded in the store's `alembic_version` table (None when there is none)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _schema_current(engine: Engine) -> bool:
+    """Whether the store is at the one head of the migration files (nothing to migrate)."""
+    heads = migration_heads()
+    with engine.connect() as connection:
+        return len(heads) == 1 and stored_revision(connection) in heads
 
 
 # The store cannot be opened (newswatch.errors): its text is one line, the URL (password
@@ -280,12 +317,12 @@ def open_store(url: str, migrate: bool = True) -> Engine:
     except Exception as exc:
         raise StoreUnavailable(_url_problem(exc), where=where) from exc
     try:
-        if migrate:
-            with startup_lock(engine):  # two processes starting at once migrate in turn
-                upgrade(engine)
-        else:
+        if not migrate:
             with engine.connect():
                 pass
+        elif not _schema_current(engine):  # reaches the store, as the else branch does
+            with startup_lock(engine):  # two processes starting at once migrate in turn
+                upgrade(engine)
     except Exception as exc:
         engine.dispose()
         raise StoreUnavailable(_cause(exc), where=where) from exc

@@ -7,17 +7,14 @@ are is the fetch stage's decision (fetch/page_sources.py, `is_lasting`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Index, Table, Text, UniqueConstraint, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Index, Text, UniqueConstraint, select
 from sqlmodel import Field, Session, SQLModel
 
 from newswatch.store.columns import UTCDateTime, utcnow
 from newswatch.store.models import Article, table_of
+from newswatch.store.upsert import insert_ignoring_conflicts
 
 LOOKUP_CHUNK = 500
 
@@ -40,16 +37,6 @@ class PageURL(SQLModel, table=True):
 
 PAGE_URLS = table_of(PageURL)
 ARTICLES = table_of(Article)
-
-
-def _insert_or_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (SQLite or Postgres).
-
-    Private to this module: another change adds one upsert helper for all of store/, and
-    this one folds into it when both are merged."""
-    dialect = session.get_bind().dialect.name
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(make(table).on_conflict_do_nothing(), list(rows))
 
 
 def already_seen(session: Session, source_id: int, urls: list[str]) -> set[str]:
@@ -75,4 +62,4 @@ def record_seen(session: Session, source_id: int, done: dict[str, str]) -> None:
         {"source_id": source_id, "url": url, "outcome": outcome[:32], "first_seen": now}
         for url, outcome in done.items()
     ]
-    _insert_or_ignore(session, PAGE_URLS, rows)
+    session.execute(insert_ignoring_conflicts(session, PAGE_URLS), rows)

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Column, Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 from sqlmodel import Session
 
@@ -21,6 +20,12 @@ def insert_ignoring_conflicts(
 ) -> Insert:
     """An INSERT into `table` that skips rows clashing on the unique columns `conflict`
     (any unique constraint when None), for the session's database."""
+    # The dialect's module is imported for its store only (Postgres's alone weighs as much
+    # as the rest of the store layer).
     if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict)
+    from sqlalchemy.dialects import sqlite
+
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)

@@ -199,7 +199,7 @@ class Pipeline:
             self.alert_engine.enqueued = False
         if self._grouper is not None and self._grouper_restored:
             with session_scope(self.engine) as session:
-                self.grouper.load(session)
+                self._grouper.load(session)
 
     def ingest_in(
         self, session: Session, source: Source, entries: list[ParsedEntry]

@@ -5,8 +5,16 @@ many loopback ports, feed i on port i % hosts: to a client each port is a host o
 deciding the time.
 
 Entries are built from real headlines and texts (../shared/data/grouping) so parsing and
-storing cost what real news costs. Runs in a process of its own so the client measured does
+storing cost what real news costs. Runs in processes of its own so the client measured does
 not share its event loop.
+
+Each server process holds a listening socket per port and, while a client keeps its
+connections alive, one accepted socket per port as well: with 10,000 ports in one process
+that is over 20,000 descriptors, past a usual limit, and the last connections waited in the
+kernel's accept queue until they timed out (issue 17: 100 of 10,000 fetches failed). So the
+ports are spread over processes of at most PORTS_PER_PROCESS each, each process raises its
+descriptor limit to the hard limit, and a farm that would still not fit refuses to start
+(docs/decisions/0187-feed-farm-descriptors.md).
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import random
+import resource
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -23,6 +33,11 @@ from xml.sax.saxutils import escape
 from shared_data import shared_corpus
 
 ENTRIES_PER_FEED = 20
+# Ports a server process listens on at most: with each port's accepted connection that is
+# about twice as many descriptors, far below the usual limits.
+PORTS_PER_PROCESS = 2500
+# Descriptors a server process needs beyond its ports' (the event loop, pipes, the log).
+SPARE_DESCRIPTORS = 64
 
 
 def corpus() -> list[tuple[str, str]]:
@@ -57,12 +72,32 @@ def render(feed: int, generation: int, texts: list[tuple[str, str]]) -> bytes:
     ).encode()
 
 
+def descriptors_needed(ports: int) -> int:
+    """What a server process of `ports` ports may hold at once: a listening and an accepted
+    socket a port, and a few more."""
+    return 2 * ports + SPARE_DESCRIPTORS
+
+
+def raise_descriptor_limit(needed: int) -> None:
+    """The soft limit on open files up to the hard one; an error naming both when `needed`
+    does not fit even so."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and needed > soft:
+        raise RuntimeError(
+            f"feed farm: a server process needs {needed} file descriptors, the limit is "
+            f"{soft} (hard {hard}); lower PORTS_PER_PROCESS or raise the limit"
+        )
+
+
 def _serve(ports: list[int], feeds: int, generation, ready, log_path, tick) -> None:  # type: ignore[no-untyped-def]
     import asyncio
-    import time
 
     from aiohttp import web
 
+    raise_descriptor_limit(descriptors_needed(len(ports)))
     texts = corpus()
     started = time.monotonic()
     cache: dict[tuple[int, int], bytes] = {}
@@ -119,8 +154,7 @@ class FeedFarm:
         self.ports = _free_ports(max(1, min(hosts, feeds)))
         self.port = self.ports[0]
         self._generation = mp.Value("i", 0)
-        self._ready = mp.Event()
-        self._proc: mp.Process | None = None
+        self._procs: list[mp.Process] = []
 
     def url(self, n: int) -> str:
         return f"http://127.0.0.1:{self.ports[n % len(self.ports)]}/feed/{n}"
@@ -130,25 +164,47 @@ class FeedFarm:
         with self._generation.get_lock():
             self._generation.value += 1
 
+    @property
+    def pids(self) -> list[int]:
+        """The server processes' ids (to watch their descriptors or CPU)."""
+        return [p.pid for p in self._procs if p.pid is not None]
+
     def __enter__(self) -> FeedFarm:
         ctx = mp.get_context("spawn")
         self._generation = ctx.Value("i", 0)
-        self._ready = ctx.Event()
-        self._proc = ctx.Process(
-            target=_serve,
-            args=(self.ports, self.feeds, self._generation, self._ready, self.log_path, self.tick),
-            daemon=True,
-        )
-        self._proc.start()
-        self._ready.wait(60)
+        shares = [
+            self.ports[i : i + PORTS_PER_PROCESS]
+            for i in range(0, len(self.ports), PORTS_PER_PROCESS)
+        ]
+        readies = []
+        for share in shares:
+            ready = ctx.Event()
+            proc = ctx.Process(
+                target=_serve,
+                args=(share, self.feeds, self._generation, ready, self.log_path, self.tick),
+                daemon=True,
+            )
+            proc.start()
+            self._procs.append(proc)
+            readies.append(ready)
+        deadline = time.monotonic() + 120
+        for proc, ready in zip(self._procs, readies, strict=True):
+            while not ready.wait(1):
+                if not proc.is_alive() or time.monotonic() > deadline:
+                    self.__exit__()
+                    raise RuntimeError(
+                        f"feed farm: a server process did not start ({proc.exitcode})"
+                    )
         for port in self.ports:
             _wait_for_port(port)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.join(10)
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
+            proc.join(10)
+        self._procs = []
 
 
 def _free_ports(count: int) -> list[int]:
@@ -166,8 +222,6 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _wait_for_port(port: int) -> None:
-    import time
-
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

@@ -23,7 +23,6 @@ import json
 import multiprocessing as mp
 import random
 import resource
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -92,12 +91,12 @@ def raise_descriptor_limit(needed: int) -> None:
         )
 
 
-def _serve(ports: list[int], feeds: int, generation, ready, log_path, tick) -> None:  # type: ignore[no-untyped-def]
+def _serve(count: int, feeds: int, generation, ready, log_path, tick) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
     from aiohttp import web
 
-    raise_descriptor_limit(descriptors_needed(len(ports)))
+    raise_descriptor_limit(descriptors_needed(count))
     texts = corpus()
     started = time.monotonic()
     cache: dict[tuple[int, int], bytes] = {}
@@ -127,9 +126,14 @@ def _serve(ports: list[int], feeds: int, generation, ready, log_path, tick) -> N
     async def serve() -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=True)
         await runner.setup()
-        for port in ports:
-            await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-        ready.set()
+        # Each port is chosen by the kernel as it is bound (port 0): a port picked beforehand
+        # and bound later could be taken meanwhile (by any outgoing connection).
+        ports = []
+        for _ in range(count):
+            site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+            await site.start()
+            ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        ready.send(ports)
         await asyncio.Event().wait()  # until the process is terminated
 
     asyncio.run(serve())
@@ -151,8 +155,8 @@ class FeedFarm:
         self.feeds = feeds
         self.log_path = log_path
         self.tick = tick
-        self.ports = _free_ports(max(1, min(hosts, feeds)))
-        self.port = self.ports[0]
+        self.hosts = max(1, min(hosts, feeds))
+        self.ports: list[int] = []  # known once the farm runs
         self._generation = mp.Value("i", 0)
         self._procs: list[mp.Process] = []
 
@@ -173,15 +177,14 @@ class FeedFarm:
         ctx = mp.get_context("spawn")
         self._generation = ctx.Value("i", 0)
         shares = [
-            self.ports[i : i + PORTS_PER_PROCESS]
-            for i in range(0, len(self.ports), PORTS_PER_PROCESS)
+            min(PORTS_PER_PROCESS, self.hosts - i) for i in range(0, self.hosts, PORTS_PER_PROCESS)
         ]
         readies = []
         for share in shares:
-            ready = ctx.Event()
+            ready, ready_child = ctx.Pipe(duplex=False)
             proc = ctx.Process(
                 target=_serve,
-                args=(share, self.feeds, self._generation, ready, self.log_path, self.tick),
+                args=(share, self.feeds, self._generation, ready_child, self.log_path, self.tick),
                 daemon=True,
             )
             proc.start()
@@ -189,14 +192,14 @@ class FeedFarm:
             readies.append(ready)
         deadline = time.monotonic() + 120
         for proc, ready in zip(self._procs, readies, strict=True):
-            while not ready.wait(1):
+            while not ready.poll(1):
                 if not proc.is_alive() or time.monotonic() > deadline:
                     self.__exit__()
                     raise RuntimeError(
                         f"feed farm: a server process did not start ({proc.exitcode})"
                     )
-        for port in self.ports:
-            _wait_for_port(port)
+            self.ports += ready.recv()
+        self.port = self.ports[0]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -205,28 +208,3 @@ class FeedFarm:
         for proc in self._procs:
             proc.join(10)
         self._procs = []
-
-
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct free ports (all held open while choosing, so none repeats)."""
-    held = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("feed farm did not start")

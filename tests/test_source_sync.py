@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import select
 
 from newswatch.config import DEFAULT_INTERVAL, SourceConfig
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
-from newswatch.store.sources import add_source, schedulable_sources, sync_config_sources
+from newswatch.store.sources import (
+    add_source,
+    record_state,
+    schedulable_sources,
+    sources_by_id,
+    sync_config_sources,
+)
 
 
 def _sync(engine: Engine, configs: list[SourceConfig]) -> dict[str, int]:
@@ -88,3 +94,32 @@ def test_sync_of_many_sources_reads_them_as_snapshots(engine: Engine) -> None:
         "auto",
         DEFAULT_INTERVAL,
     )
+
+
+def test_poll_states_of_one_transaction_are_one_update_per_set_of_columns(engine: Engine) -> None:
+    _sync(engine, [SourceConfig(name=n, url=f"https://{n}.example/feed") for n in "abc"])
+    ids = {name: s.id for name, s in _by_name(engine).items()}
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()).lower())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with session_scope(engine) as session:
+            loaded = sources_by_id(session, list(ids.values()))
+            a, b, c = (loaded[ids[n]] for n in "abc")  # type: ignore[index]
+            record_state(session, a, {"last_status": 304, "consecutive_errors": 0})
+            record_state(session, b, {"last_status": 500, "consecutive_errors": 3})
+            record_state(session, c, {"last_status": 200, "title": "C", "consecutive_errors": 0})
+            # The loaded objects show the new state and have nothing left for the ORM to flush.
+            assert (a.last_status, b.consecutive_errors, c.title) == (304, 3, "C")
+            assert not session.dirty
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    updates = [s for s in statements if s.startswith("update sources")]
+    assert len(updates) == 2, updates  # {status, errors} for a and b; {+title} for c
+    stored = _by_name(engine)
+    assert (stored["a"].last_status, stored["a"].consecutive_errors) == (304, 0)
+    assert (stored["b"].last_status, stored["b"].consecutive_errors) == (500, 3)
+    assert (stored["c"].last_status, stored["c"].title) == (200, "C")

@@ -272,7 +272,10 @@ def make_transport(kind: str, max_connections: int) -> httpx.AsyncBaseTransport:
         # The TLS context is made now: loading the CA bundle inside the first request would
         # hold up that request, and the host's next one behind it.
         tls = httpx.create_ssl_context()
-        return AiohttpTransport(limits=limits, client=lambda: _aiohttp_session(limits, tls))
+        # Given the context, the transport does not load the CA bundle a second time.
+        return AiohttpTransport(
+            verify=tls, limits=limits, client=lambda: _aiohttp_session(limits, tls)
+        )
     # httpx's own transport has no resolver hook: the private-network guard checks each URL
     # before it is requested, but cannot re-check the connection's own lookup.
     return httpx.AsyncHTTPTransport(limits=limits)

@@ -34,14 +34,14 @@ from newswatch.fetch.source_kinds import (
     body_head,
 )
 from newswatch.lifecycle import bind_to_parent
-from newswatch.log import get_logger
+from newswatch.log import get_logger, log_enabled
 from newswatch.prometheus_registry import FETCH_BYTES, FETCH_SECONDS, FETCHES
 from newswatch.shared_types import FetchOutcome, ParsedEntry, SourceKind
 from newswatch.store.articles import describe_rejections
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert
 from newswatch.store.models import Fetch, Source, table_of
-from newswatch.store.sources import SourceSnapshot
+from newswatch.store.sources import SourceSnapshot, record_state
 
 FETCH_LOG = table_of(Fetch)
 
@@ -354,8 +354,11 @@ def count_fetch(
     FETCHES.labels(source_name, outcome).inc()
     FETCH_SECONDS.observe(result.duration)
     FETCH_BYTES.inc(result.bytes_read)
+    level = fetch_log_level(outcome, result.status)
+    if not log_enabled(level):
+        return
     log.log(
-        fetch_log_level(outcome, result.status),
+        level,
         event,
         source=source_name,
         url=result.final_url,
@@ -426,40 +429,45 @@ class FetchRecorder:
             for hook in self.body.after_ingest:
                 hook(session, source, ingest)
 
-        source.last_fetch_at = now
-        source.host_wait_seconds = round(r.queued, 3)
-        source.last_status = r.status
-        source.last_outcome = self.outcome
-        source.last_error = self.error
+        # The new state is written with the batch's other polls' (one executemany).
+        state: dict[str, object] = {
+            "last_fetch_at": now,
+            "host_wait_seconds": round(r.queued, 3),
+            "last_status": r.status,
+            "last_outcome": self.outcome,
+            "last_error": self.error,
+        }
         if self.body.title:
-            source.title = storable_text(self.body.title[:500])
+            state["title"] = storable_text(self.body.title[:500])
         if self.body.detected_kind and source.kind == "auto":
-            source.options = {**(source.options or {}), "detected_kind": self.body.detected_kind}
+            state["options"] = {**(source.options or {}), "detected_kind": self.body.detected_kind}
         if r.permanent_redirect:
             log.info(
                 "permanent redirect", source=source.name, old=source.url, new=r.permanent_redirect
             )
-            source.url = r.permanent_redirect
+            state["url"] = r.permanent_redirect
         interval = self.snapshot.interval
         if not self.failed:
-            source.consecutive_errors = 0
-            source.last_success_at = now
+            state["consecutive_errors"] = 0
+            state["last_success_at"] = now
             if r.outcome == FetchOutcome.OK:
-                source.pending_entries = self.pending
+                state["pending_entries"] = self.pending
                 # Validators only once every entry is stored: else the unchanged feed would
                 # answer 304 and the entries left would never come.
-                source.etag = None if self.pending else r.etag
-                source.last_modified = None if self.pending else r.last_modified
-            source.next_fetch_at = now + interval
+                state["etag"] = None if self.pending else r.etag
+                state["last_modified"] = None if self.pending else r.last_modified
+            state["next_fetch_at"] = now + interval
+            record_state(session, source, state)
             return
-        source.consecutive_errors += 1
+        state["consecutive_errors"] = source.consecutive_errors + 1
         delay = backoff_delay(
-            source.consecutive_errors,
+            source.consecutive_errors + 1,
             self.settings.error_backoff_base,
             self.settings.error_backoff_max,
         )
         wait = max(interval.total_seconds(), delay, r.retry_after or 0.0)
-        source.next_fetch_at = now + timedelta(seconds=wait)
+        state["next_fetch_at"] = now + timedelta(seconds=wait)
+        record_state(session, source, state)
 
 
 def _fetch_row(

@@ -11,7 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, inspect, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    text,
+    update,
+)
 from sqlalchemy.engine import ExceptionContext, ExecutionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
@@ -195,10 +206,25 @@ def defer_insert(session: Session, table: Table, rows: list[dict[str, object]]) 
     pending.setdefault(table, []).extend(rows)
 
 
+# The parameter naming the row of a deferred update (not a column name of any table).
+_ROW_ID = "deferred_row_id"
+
+
+def defer_update(session: Session, table: Table, row_id: int, values: dict[str, object]) -> None:
+    """Set `values` on the row `row_id` of `table` when the session commits: the updates of
+    every caller that set the same columns go in one executemany UPDATE."""
+    pending: dict[tuple[Table, tuple[str, ...]], list[dict[str, object]]] = session.info.setdefault(
+        "deferred_updates", {}
+    )
+    pending.setdefault((table, tuple(sorted(values))), []).append({**values, _ROW_ID: row_id})
+
+
 def _flush_deferred(session: Session) -> None:
     for table, rows in session.info.pop("deferred", {}).items():
         if rows:
             session.execute(insert(table), rows)
+    for (table, _columns), rows in session.info.pop("deferred_updates", {}).items():
+        session.execute(update(table).where(table.c.id == bindparam(_ROW_ID)), rows)
 
 
 @contextmanager

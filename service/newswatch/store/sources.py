@@ -7,10 +7,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, case, func, insert, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from newswatch.config import DEFAULT_INTERVAL, SourceConfig
 from newswatch.store.columns import utcnow
+from newswatch.store.db import defer_update
 from newswatch.store.models import Source, table_of
 
 # Options kept in sources.options (JSON): what only some kinds of source use.
@@ -195,6 +197,17 @@ def sync_config_sources(session: Session, configs: list[SourceConfig]) -> dict[s
         session.execute(update(table).where(by_id).values(enabled=False), left)
     counts.update(added=len(added), updated=len(changed), disabled=len(left))
     return counts
+
+
+def record_state(session: Session, source: Source, state: dict[str, Any]) -> None:
+    """A poll's new state of `source` (its schedule columns, last status, error ...), written
+    at commit with the other polls' of the transaction: one executemany UPDATE for all the
+    sources that changed the same columns, not an ORM flush of each. The loaded `source`
+    shows the new values without becoming dirty (decision 0188)."""
+    assert source.id is not None
+    for column, value in state.items():
+        set_committed_value(source, column, value)
+    defer_update(session, table_of(Source), source.id, state)
 
 
 def add_source(session: Session, cfg: SourceConfig, origin: str = "cli") -> Source:

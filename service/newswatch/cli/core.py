@@ -15,6 +15,7 @@ from newswatch.lifecycle import (
     bind_to_parent,
     exit_on_signal,
     long_lived_start,
+    polling_collections,
     skip_final_collection,
 )
 
@@ -60,32 +61,40 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         from newswatch.service import build_service  # the service's imports are heavy
 
         service = build_service(app.engine(), app.config, app.settings, serve_http=not once)
-    if once:
-        outcomes = _run_once(service)
-        failed = [o for o in outcomes if o.error]
-        new = sum(o.new for o in outcomes)
-        click.echo(
-            f"{len(outcomes)} sources polled, {new} new articles, {len(failed)} with errors",
-            err=True,
-        )
-        exit_on_signal()  # what was queued is sent by the next run, not now
-        drain_alerts(app.engine(), app.config, app.settings)
-        skip_final_collection()
-        return
+    with polling_collections():
+        if once:
+            _poll_once_and_report(app, service)
+        else:
+            _run_until_stopped(app, service)
+    skip_final_collection()
+
+
+def _poll_once_and_report(app: AppContext, service: Service) -> None:
+    outcomes = _run_once(service)
+    failed = [o for o in outcomes if o.error]
+    new = sum(o.new for o in outcomes)
+    click.echo(
+        f"{len(outcomes)} sources polled, {new} new articles, {len(failed)} with errors",
+        err=True,
+    )
+    exit_on_signal()  # what was queued is sent by the next run, not now
+    drain_alerts(app.engine(), app.config, app.settings)
+
+
+def _run_until_stopped(app: AppContext, service: Service) -> None:
     if app.settings.api_process:
         asyncio.run(service.run())
-    else:
-        # The API is served on this event loop: 1-ms GIL switches keep /healthz answered
-        # beside the API's handler threads and the writer (decisions 0081, 0083).
-        from newswatch.cli.serve import LOOP_SWITCH_INTERVAL
+        return
+    # The API is served on this event loop: 1-ms GIL switches keep /healthz answered
+    # beside the API's handler threads and the writer (decisions 0081, 0083).
+    from newswatch.cli.serve import LOOP_SWITCH_INTERVAL
 
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
-        try:
-            asyncio.run(service.run())
-        finally:  # a command run in-process (the tests) leaves the interpreter as it found it
-            sys.setswitchinterval(previous)
-    skip_final_collection()
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
+    try:
+        asyncio.run(service.run())
+    finally:  # a command run in-process (the tests) leaves the interpreter as it found it
+        sys.setswitchinterval(previous)
 
 
 def _parent_pid(api_child: str) -> int:

@@ -214,7 +214,8 @@ def unchanged_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> N
         ratios.append(t_bare / t_nw)
         print(
             f"  round {r + 1}: newswatch run --once {t_nw:.2f} s, bare aiohttp client "
-            f"{t_bare:.2f} s (its GETs {t_gets:.2f} s): rate ratio {t_bare / t_nw:.2f}"
+            f"{t_bare:.2f} s (its GETs {t_gets:.2f} s): rate ratio {t_bare / t_nw:.2f}; "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
     key = f"unchanged-{feeds}"
     results[key] = {
@@ -260,7 +261,8 @@ def changed_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> Non
             ratios.append(t_fp / t_nw)
             print(
                 f"  round {r + 1}: newswatch run --once {t_nw:.2f} s, feedparser in {workers} "
-                f"processes {t_fp:.2f} s: rate ratio {t_fp / t_nw:.2f}"
+                f"processes {t_fp:.2f} s: rate ratio {t_fp / t_nw:.2f}; "
+                f"load average {os.getloadavg()[0]:.1f}"
             )
         # (b'): with grouping, after the rounds (its window would slow (b) otherwise).
         farm.bump()
@@ -296,14 +298,16 @@ def main() -> None:
     ap.add_argument("--skip-changed", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    from feedfarm import FeedFarm
+    from feedfarm import PORTS_PER_PROCESS, FeedFarm
 
     results: dict = {}
     most = max([*args.feeds, 0 if args.skip_changed else args.changed_feeds])
     hosts = -(-most // args.feeds_per_host)
     print(
-        f"feed farm: {most} feeds on {hosts} loopback ports; {os.cpu_count()} cores; "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"feed farm: {most} feeds on {hosts} loopback ports (server processes of at most "
+        f"{PORTS_PER_PROCESS} ports); {os.cpu_count()} cores; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
     )
     with tempfile.TemporaryDirectory() as tmpdir, FeedFarm(most, hosts=hosts) as farm:
         tmp = Path(tmpdir)

@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -87,6 +88,16 @@ def write_config(path: Path, urls: list[str], grouping: bool) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the child processes ended so far, their own children
+    (parse workers) included: beside wall time, a measure the neighbours' load moves less."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+LAST_CPU: dict[str, float] = {}  # the CPU seconds of the last process each mode ran
+
+
 def run_once(tmp: Path, config: Path) -> tuple[float, str]:
     env = {
         **os.environ,
@@ -99,7 +110,7 @@ def run_once(tmp: Path, config: Path) -> tuple[float, str]:
     if profile_dir:  # py-spy's raw samples of each run, for finding where the time goes
         out = Path(profile_dir) / f"{config.stem}-{time.time():.0f}.txt"
         command = ["py-spy", "record", "-r", "100", "-f", "raw", "-o", str(out), "--", *command]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(
         command,
         env=env,
@@ -108,6 +119,7 @@ def run_once(tmp: Path, config: Path) -> tuple[float, str]:
         check=False,
     )
     took = time.perf_counter() - started
+    LAST_CPU["newswatch"] = children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"newswatch run --once failed:\n{done.stderr[-3000:]}")
     summary = [line for line in done.stderr.splitlines() if "sources polled" in line]
@@ -117,7 +129,7 @@ def run_once(tmp: Path, config: Path) -> tuple[float, str]:
 def bare_client(tmp: Path, requests: list[tuple[str, str | None]]) -> tuple[float, float, dict]:
     path = tmp / "requests.json"
     path.write_text(json.dumps(requests))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(
         [sys.executable, __file__, "--bare-client", str(path)],
         capture_output=True,
@@ -125,6 +137,7 @@ def bare_client(tmp: Path, requests: list[tuple[str, str | None]]) -> tuple[floa
         check=True,
     )
     took = time.perf_counter() - started
+    LAST_CPU["bare"] = children_cpu() - cpu
     report = json.loads(done.stdout)
     return took, report["seconds"], report["statuses"]
 
@@ -197,7 +210,7 @@ def unchanged_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> N
     etags = stored_validators(db)
     requests = [(u, etags.get(u)) for u in urls]
     assert all(e for _u, e in requests), "a feed has no stored ETag"
-    ratios, nw_times, bare_times, bare_gets = [], [], [], []
+    ratios, nw_times, bare_times, bare_gets, cpu_ratios = [], [], [], [], []
     for r in range(rounds):
         # Alternate which goes first: a neighbour's burst then favours neither.
         order = ("bare", "newswatch") if r % 2 == 0 else ("newswatch", "bare")
@@ -212,10 +225,12 @@ def unchanged_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> N
         bare_times.append(t_bare)
         bare_gets.append(t_gets)
         ratios.append(t_bare / t_nw)
+        cpu_ratios.append(LAST_CPU["bare"] / LAST_CPU["newswatch"])
         print(
             f"  round {r + 1}: newswatch run --once {t_nw:.2f} s, bare aiohttp client "
             f"{t_bare:.2f} s (its GETs {t_gets:.2f} s): rate ratio {t_bare / t_nw:.2f}; "
-            f"load average {os.getloadavg()[0]:.1f}"
+            f"CPU {LAST_CPU['newswatch']:.2f} s against {LAST_CPU['bare']:.2f} s "
+            f"(ratio {cpu_ratios[-1]:.2f}); load average {os.getloadavg()[0]:.1f}"
         )
     key = f"unchanged-{feeds}"
     results[key] = {
@@ -223,12 +238,13 @@ def unchanged_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> N
         "bare_s": bare_times,
         "bare_gets_s": bare_gets,
         "ratio": ratios,
+        "cpu_ratio": cpu_ratios,
         "target": 0.5,
     }
     print(
         f"(a) {feeds} unchanged feeds: newswatch {spread(nw_times)} s, bare client "
         f"{spread(bare_times)} s (GET phase {spread(bare_gets)} s); rate ratio "
-        f"min/median/max {spread(ratios)} (target >= 0.50)"
+        f"min/median/max {spread(ratios)} (target >= 0.50); CPU ratio {spread(cpu_ratios)}"
     )
 
 

@@ -274,3 +274,25 @@ def test_run_once_over_unchanged_feeds_loads_no_parser_migrations_or_grouping(
     assert "1 sources polled, 0 new articles, 0 with errors" in done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert len(server.hits("/feed")) == 2
+
+
+def test_start_up_is_frozen_and_polling_collects_the_young_less_often() -> None:
+    import gc
+
+    from newswatch.lifecycle import (
+        YOUNG_COLLECTION_ALLOCATIONS,
+        long_lived_start,
+        polling_collections,
+    )
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        with long_lived_start():
+            assert not gc.isenabled()
+            made = [[i] for i in range(1000)]  # containers the collector tracks
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(made)
+        with polling_collections():
+            assert gc.get_threshold() == (YOUNG_COLLECTION_ALLOCATIONS, *before[1:])
+        assert gc.get_threshold() == before  # a command run in-process leaves it as it was
+    finally:
+        gc.unfreeze()

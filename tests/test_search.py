@@ -12,9 +12,9 @@ from sqlalchemy import Engine, delete, select, text, update
 
 from newswatch.alerts.query import Document, QueryError, evaluate, parse
 from newswatch.shared_types import ParsedEntry
+from newswatch.store import search
 from newswatch.store.articles import ensure_source, store_batch
 from newswatch.store.db import make_engine, session_scope, upgrade
-from newswatch.store import search
 from newswatch.store.models import Article, table_of
 from newswatch.store.search import (
     ArticleFilter,

@@ -206,7 +206,7 @@ TOKEN_NAME = re.compile(r"[A-Za-z0-9._@-]+")
 
 
 def parse_named_tokens(value: str | None) -> dict[str, str]:
-    """"alice:TOKEN1,bob:TOKEN2" as {name: token}. ValueError naming the entry (by its
+    """ "alice:TOKEN1,bob:TOKEN2" as {name: token}. ValueError naming the entry (by its
     position and name, never its token) when one is malformed, a name is used twice or two
     names share a token."""
     tokens: dict[str, str] = {}

@@ -102,7 +102,7 @@ class TokenMiddleware:
 
     def _login_or_refuse(self, request: Request) -> Response:
         given = request.query_params.get("token")
-        if request.method == "GET" and holder_of(given, self.holders) is not None:
+        if request.method == "GET" and given and holder_of(given, self.holders) is not None:
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
             target = local_path(request.url.path) + (f"?{urlencode(rest)}" if rest else "")
             response: Response = RedirectResponse(target, status_code=303)

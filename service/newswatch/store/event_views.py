@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
-    ColumnElement,
     Engine,
     Integer,
     Row,
@@ -211,13 +210,11 @@ def _list_by_growth(
     growth = _growth(as_of).subquery()
     triage = table_of(EventTriage)
     rows: list[Row[Any]] = []
-    if after is None or int(after.key) > 0:
+    if after is None or (isinstance(after.key, int) and after.key > 0):
         grown = (
             select(EVENTS, growth.c.growth, growth.c.growth.label("sort_key"), *_TRIAGE_COLUMNS)
             .select_from(
-                EVENTS.join(growth, growth.c.event_id == E.id).outerjoin(
-                    triage, T.event_id == E.id
-                )
+                EVENTS.join(growth, growth.c.event_id == E.id).outerjoin(triage, T.event_id == E.id)
             )
             .where(E.merged_into.is_(None))
         )
@@ -236,7 +233,7 @@ def _list_by_growth(
         .where(E.merged_into.is_(None), E.id.not_in(select(growth.c.event_id)))
     )
     quiet = _filters(session, quiet, filters)
-    if after is not None and int(after.key) == 0:
+    if after is not None and after.key == 0:
         quiet = quiet.where(E.id < after.id)
     quiet = quiet.order_by(E.id.desc()).limit(limit - len(rows))
     return rows + list(session.execute(quiet).all())

@@ -2,13 +2,16 @@
 write instead.
 
     python bench/bench_search.py [--articles 1000000] [--words 150] [--engines sqlite,postgres]
-                                 [--repeats 5] [--keep DIR]
+                                 [--repeats 5] [--keep DIR] [--schema NAME]
 
 Articles come from the synthetic news stream (bench/synthetic_news.py: sentences of the real
-ECB+ corpus, names of each event's own), `--words` words of text each. They are written with
-the store's own index writer (store.search.index_new_articles, as store_batch does) in
-batches of 2,000. Postgres: the schema named in the output, under
-$NEWSWATCH_TEST_DATABASE_URL (dropped afterwards unless --keep).
+ECB+ corpus, names of each event's own), `--words` words of text each, in batches of 2,000
+with the index rows the store itself would write: on SQLite multi-row inserts and
+store.search.index_new_articles (as store_batch does); on Postgres COPY of the articles and
+of their tsvectors built by store.search.document_of / tsvector_literal (1M in ~10 minutes
+on the shared 2-core machine). Postgres: the schema named in the output, under
+$NEWSWATCH_TEST_DATABASE_URL (dropped afterwards unless --keep); with --schema NAME that
+schema is used and kept, and a store already loaded there is measured without loading.
 
 For each query, interleaved `--repeats` times, the first page (50 articles, newest first
 seen first) as:

@@ -183,6 +183,8 @@ def test_sorts_page_through_every_event_in_order(engine: Engine, timed_corpus) -
     with running(create_app(engine, Settings(_env_file=None))) as api:  # type: ignore[call-arg]
         by_size = page_through(api, sort="size")
         by_growth = page_through(api, sort="growth")
+        widest = max(e["source_count"] for e in by_size)
+        grown_wide = page_through(api, sort="growth", min_sources=widest)
         by_latest = page_through(api)
         # a cursor of one sort cannot page another
         cursor = api.get("/api/events", params={"limit": 2, "sort": "size"}).json()["next_cursor"]
@@ -194,6 +196,9 @@ def test_sorts_page_through_every_event_in_order(engine: Engine, timed_corpus) -
     assert {e["id"]: e["growth"] for e in by_latest} == growth  # counted per page alike
     keys = [(e["growth"], e["id"]) for e in by_growth]
     assert keys == sorted(keys, reverse=True)
+    # a filter keeps the order: growing events, then the rest newest first
+    wide = [e["id"] for e in by_growth if e["source_count"] >= widest]
+    assert [e["id"] for e in grown_wide] == wide and 0 < len(wide) < len(by_growth)
     assert wrong.status_code == 400 and wrong.json()["error"]["parameter"] == "cursor"
 
 
@@ -473,3 +478,43 @@ def test_triage_writes_need_the_token(corpus) -> None:  # type: ignore[no-untype
         auth = {"Authorization": "Bearer s3cret"}
         assert srv.client.post(f"/api/events/{a}/ack", headers=auth).status_code == 200
         assert srv.get(f"/api/events/{a}", headers=auth).json()["acknowledged"] is not None
+
+
+def test_named_tokens_record_who_marks(corpus) -> None:  # type: ignore[no-untyped-def]
+    """With NEWSWATCH_API_TOKENS a mark records the token's name, not a name the client
+    gives; the shared NEWSWATCH_API_TOKEN beside them keeps `by` as before."""
+    engine, events, _rows = corpus
+    ids = sorted(set(events.values()))
+    a, b, c, d = ids[:4]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        NEWSWATCH_API_TOKENS="alice:tok-alice, bob:tok-bob",
+        NEWSWATCH_API_TOKEN="shared",
+    )
+    alice = {"Authorization": "Bearer tok-alice"}
+    bob = {"Authorization": "Bearer tok-bob"}
+    with running(create_app(engine, settings)) as srv:
+        post = srv.client.post
+        assert post(f"/api/events/{a}/ack").status_code == 401
+        wrong = post(f"/api/events/{a}/ack", headers={"Authorization": "Bearer tok-carol"})
+        assert wrong.status_code == 401
+        acked = post(f"/api/events/{a}/ack", headers=alice).json()
+        assert acked["acknowledged"]["by"] == "alice"
+        # bob cannot speak for alice; nothing is written
+        claimed = post(f"/api/events/{b}/star", params={"by": "alice"}, headers=bob)
+        assert claimed.status_code == 400 and claimed.json()["error"]["parameter"] == "by"
+        assert srv.get(f"/api/events/{b}", headers=bob).json()["starred"] is None
+        own = post(f"/api/events/{b}/star", params={"by": "bob"}, headers=bob).json()
+        assert own["starred"]["by"] == "bob"
+        # the shared token: a free name, as with one token
+        shared = {"Authorization": "Bearer shared"}
+        muted = post(f"/api/events/{c}/mute", params={"by": "dana"}, headers=shared).json()
+        assert muted["muted"]["by"] == "dana"
+        assert post(f"/api/events/{c}/star", headers=shared).json()["starred"]["by"] is None
+        # a browser logged in with bob's token: the page's buttons record bob
+        login = srv.get("/?token=tok-bob")
+        assert login.status_code == 303 and srv.client.cookies.get("newswatch_token") == "tok-bob"
+        same = {"Origin": srv.base_url, "Sec-Fetch-Site": "same-origin"}
+        form = {"action": "ack", "next": "/"}
+        assert post(f"/events/{d}/triage", data=form, headers=same).status_code == 303
+        assert srv.get(f"/api/events/{d}").json()["acknowledged"]["by"] == "bob"

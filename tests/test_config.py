@@ -149,3 +149,41 @@ def test_public_url_is_an_http_base_without_a_trailing_slash(monkeypatch):
         monkeypatch.setenv("NEWSWATCH_PUBLIC_URL", bad)
         with pytest.raises(ValueError, match="NEWSWATCH_PUBLIC_URL"):
             Settings(_env_file=None)
+
+
+def test_named_api_tokens(monkeypatch):
+    monkeypatch.setenv("NEWSWATCH_API_TOKENS", " alice:tok-a:with-colon , bob:tok-b,")
+    monkeypatch.setenv("NEWSWATCH_API_TOKEN", "shared")
+    s = Settings(_env_file=None)
+    assert s.named_tokens == {"alice": "tok-a:with-colon", "bob": "tok-b"}
+    assert s.token_holders == {"tok-a:with-colon": "alice", "tok-b": "bob", "shared": None}
+    monkeypatch.delenv("NEWSWATCH_API_TOKENS")
+    assert Settings(_env_file=None).token_holders == {"shared": None}
+    monkeypatch.delenv("NEWSWATCH_API_TOKEN")
+    assert Settings(_env_file=None).token_holders == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("alice", "entry 1: expected NAME:TOKEN"),
+        ("alice:secret-1,bob:", "entry 2: expected NAME:TOKEN"),
+        ("al ice:secret-1", "entry 1: the name must be"),
+        (":secret-1", "entry 1: the name must be"),
+        ("a:secret-1,a:secret-2", "entry 2: the name 'a' is given twice"),
+        ("a:secret-1,b:secret-1", "entry 2: 'b' has the same token as another name"),
+    ],
+)
+def test_bad_named_api_tokens_are_refused_without_showing_a_token(monkeypatch, value, problem):
+    monkeypatch.setenv("NEWSWATCH_API_TOKENS", value)
+    with pytest.raises(ValueError, match=f"NEWSWATCH_API_TOKENS {problem}") as raised:
+        Settings(_env_file=None)
+    assert "secret" not in str(raised.value)
+
+
+def test_the_shared_token_cannot_also_be_a_named_one(monkeypatch):
+    monkeypatch.setenv("NEWSWATCH_API_TOKENS", "alice:secret-1")
+    monkeypatch.setenv("NEWSWATCH_API_TOKEN", "secret-1")
+    with pytest.raises(ValueError, match="NEWSWATCH_API_TOKEN is also one of") as raised:
+        Settings(_env_file=None)
+    assert "secret" not in str(raised.value)

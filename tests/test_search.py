@@ -12,6 +12,7 @@ from sqlalchemy import Engine, delete, select, text, update
 
 from newswatch.alerts.query import Document, QueryError, evaluate, parse
 from newswatch.shared_types import ParsedEntry
+from newswatch.store import search
 from newswatch.store.articles import ensure_source, store_batch
 from newswatch.store.db import make_engine, session_scope, upgrade
 from newswatch.store.models import Article, table_of
@@ -298,3 +299,18 @@ def test_migration_indexes_existing_articles(store_url, tmp_path):
         assert _search(engine, "NOT cafe") == {2}
     finally:
         engine.dispose()
+
+
+def test_collected_matches_leave_the_transactions_settings_alone(both_engines):
+    """Postgres: a search whose matches are collected and sorted runs without parallel
+    workers (decision 0204); the transaction's own setting is back afterwards."""
+    engine = both_engines["postgres"]
+    rare = compile_query("kyiv")  # two articles of 310: collected, not read in id order
+    with session_scope(engine) as session:
+        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 3"))
+        plan = search._articles_plan(session, ArticleFilter(q=rare), page=51)
+        assert plan.serial
+        rows, _more = list_articles(session, ArticleFilter(q=rare), 50)
+        assert [r.id for r in rows] == sorted(_expected(_corpus(), "kyiv"), reverse=True)
+        setting = session.execute(text("SHOW max_parallel_workers_per_gather")).scalar_one()
+        assert setting == "3"

@@ -30,7 +30,10 @@ DEFAULT_DATABASE_URL = "sqlite:///./newswatch.db"
 class Settings(BaseSettings):
     """Deployment settings, read from the environment (and a `.env` file if present)."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # Errors name the setting but never echo its value: some hold secrets (tokens, passwords).
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
     config_path: Path | None = Field(None, validation_alias="NEWSWATCH_CONFIG")
@@ -119,6 +122,9 @@ class Settings(BaseSettings):
     http_host: str = Field("0.0.0.0", validation_alias="NEWSWATCH_HTTP_HOST")
     http_port: int = Field(8080, validation_alias="NEWSWATCH_HTTP_PORT")
     api_token: str | None = Field(None, validation_alias="NEWSWATCH_API_TOKEN")
+    # Named tokens, "alice:TOKEN1,bob:TOKEN2": each holder's writes (triage marks) are
+    # recorded under the token's name (docs/decisions/0202-named-api-tokens.md).
+    api_tokens: str | None = Field(None, validation_alias="NEWSWATCH_API_TOKENS")
     # The HTTP API's share of the store: requests that read it at once (each with a connection
     # of its own pool; more wait a moment, then get 503 + Retry-After) and the longest a
     # statement of theirs may run. Ingestion keeps its own connections.
@@ -158,11 +164,70 @@ class Settings(BaseSettings):
             )
         return value.strip().rstrip("/")
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _named_tokens(cls, value: str | None) -> str | None:
+        parse_named_tokens(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_names_one_holder(self) -> Settings:
+        if self.api_token and self.api_token in self.named_tokens.values():
+            raise ValueError(
+                "NEWSWATCH_API_TOKEN is also one of NEWSWATCH_API_TOKENS: a token must "
+                "name one holder (give each person a token of their own)"
+            )
+        return self
+
+    @property
+    def named_tokens(self) -> dict[str, str]:
+        """NEWSWATCH_API_TOKENS as {name: token}."""
+        return parse_named_tokens(self.api_tokens)
+
+    @property
+    def token_holders(self) -> dict[str, str | None]:
+        """Every accepted API token and whose it is: {token: name}, None for the unnamed
+        NEWSWATCH_API_TOKEN. Empty: the API is open."""
+        holders: dict[str, str | None] = {t: n for n, t in self.named_tokens.items()}
+        if self.api_token:
+            holders[self.api_token] = None
+        return holders
+
     @property
     def user_agent(self) -> str:
         if self.http_user_agent:
             return self.http_user_agent
         return f"newswatch/{__version__} (+{self.contact_url})"
+
+
+# A token's name is recorded as who set a triage mark (store.event_triage.MAX_NAME).
+MAX_TOKEN_NAME = 100
+TOKEN_NAME = re.compile(r"[A-Za-z0-9._@-]+")
+
+
+def parse_named_tokens(value: str | None) -> dict[str, str]:
+    """ "alice:TOKEN1,bob:TOKEN2" as {name: token}. ValueError naming the entry (by its
+    position and name, never its token) when one is malformed, a name is used twice or two
+    names share a token."""
+    tokens: dict[str, str] = {}
+    for position, entry in enumerate((value or "").split(","), start=1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        name, colon, token = (part.strip() for part in entry.partition(":"))
+        where = f"NEWSWATCH_API_TOKENS entry {position}"
+        if not colon or not token:
+            raise ValueError(f"{where}: expected NAME:TOKEN")
+        if len(name) > MAX_TOKEN_NAME or not TOKEN_NAME.fullmatch(name):
+            raise ValueError(
+                f"{where}: the name must be 1-{MAX_TOKEN_NAME} letters, digits or . _ @ -"
+            )
+        if name in tokens:
+            raise ValueError(f"{where}: the name {name!r} is given twice")
+        if token in tokens.values():
+            raise ValueError(f"{where}: {name!r} has the same token as another name")
+        tokens[name] = token
+    return tokens
 
 
 def load_settings(**overrides: Any) -> Settings:

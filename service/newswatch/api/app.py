@@ -66,8 +66,8 @@ def create_app(
     install_error_handlers(app)
     # The gate inside the token check: a request without the token takes no slot.
     app.add_middleware(ConcurrencyGate, limit=settings.api_max_concurrent)
-    if settings.api_token:
-        app.add_middleware(TokenMiddleware, token=settings.api_token)
+    if settings.token_holders:
+        app.add_middleware(TokenMiddleware, holders=settings.token_holders)
     app.include_router(system.router)
     app.include_router(routes.router)
     app.include_router(articles_routes.router)

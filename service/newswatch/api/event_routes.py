@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from newswatch.alerts.query import QueryError, words
 from newswatch.api import events
 from newswatch.api.articles_routes import search_query
-from newswatch.api.auth import local_path
+from newswatch.api.auth import local_path, token_name
 from newswatch.api.csrf import require_same_origin
 from newswatch.api.deps import get_session
 from newswatch.api.errors import ApiError
@@ -118,16 +118,35 @@ def event(session: SessionDep, event_id: Id) -> EventDetail:
 
 By = Annotated[
     str | None,
-    Query(max_length=MAX_NAME, description="who sets the mark (recorded with its time)"),
+    Query(
+        max_length=MAX_NAME,
+        description="who sets the mark (recorded with its time); with a named token "
+        "(NEWSWATCH_API_TOKENS) the token's name is recorded and `by`, if given, must be it",
+    ),
 ]
 WRITE_RESPONSES: dict[int | str, dict[str, object]] = {
     403: {"model": ErrorOut, "description": "a browser's write from another site"}
 }
 
 
+def who(request: Request, by: str | None) -> str | None:
+    """Who sets a mark: the name of the request's token when it is a named one (a client
+    cannot speak for another holder: a different `by` is refused), else the `by` given."""
+    named = token_name(request)
+    by = clean_text(by)
+    if named is None:
+        return by
+    if by is not None and by != named:
+        raise ApiError(
+            400, f"by: this token is {named!r}'s; marks are recorded under its name", "by"
+        )
+    return named
+
+
 def _write(request: Request, event_id: int, mark: Mark, on: bool, by: str | None) -> Triage:
+    name = who(request, by)
     with session_scope(request.app.state.engine) as session:
-        triage = events.set_mark(session, event_id, mark, on, clean_text(by))
+        triage = events.set_mark(session, event_id, mark, on, name)
     if triage is None:
         raise not_found("event", event_id)
     return triage

@@ -41,7 +41,7 @@ class _Server(uvicorn.Server):
                 host=self.config.host,
                 port=port,
                 web_page=url,
-                token=token_hint(url, bool(self.app.state.settings.api_token)),
+                token=token_hint(url, bool(self.app.state.settings.token_holders)),
             )
 
 

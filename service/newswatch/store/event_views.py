@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
-    ColumnElement,
     Engine,
     Integer,
     Row,
@@ -27,6 +26,7 @@ from sqlalchemy import (
     exists,
     func,
     inspect,
+    literal,
     or_,
     select,
     table,
@@ -164,6 +164,16 @@ def _filters(session: Session, query: Any, filters: EventFilter) -> Any:
     return query
 
 
+_TRIAGE_COLUMNS = (
+    T.acknowledged_at,
+    T.acknowledged_by,
+    T.starred_at,
+    T.starred_by,
+    T.muted_at,
+    T.muted_by,
+)
+
+
 def list_events(
     session: Session,
     filters: EventFilter,
@@ -176,27 +186,12 @@ def list_events(
     """Open (not merged-away) events in `sort` order, at most `limit`; each row has the
     event's columns, `sort_key`, the triage columns (null when untriaged) and, sorted by
     growth, `growth` (else see `growth_of`)."""
-    columns: list[Any] = [EVENTS]
-    joined: Any = EVENTS.outerjoin(table_of(EventTriage), T.event_id == E.id)
-    if sort == "growth":  # counted for every candidate; the other sorts count their page only
-        growth = _growth(as_of).subquery()
-        key: ColumnElement[Any] = func.coalesce(growth.c.growth, 0)
-        joined = joined.outerjoin(growth, growth.c.event_id == E.id)
-        columns.append(key.label("growth"))
-    else:
-        key = E.last_seen if sort == "latest" else E.source_count
+    if sort == "growth":
+        return _list_by_growth(session, filters, limit=limit, as_of=as_of, after=after)
+    key = E.last_seen if sort == "latest" else E.source_count
     query = (
-        select(
-            *columns,
-            key.label("sort_key"),
-            T.acknowledged_at,
-            T.acknowledged_by,
-            T.starred_at,
-            T.starred_by,
-            T.muted_at,
-            T.muted_by,
-        )
-        .select_from(joined)
+        select(EVENTS, key.label("sort_key"), *_TRIAGE_COLUMNS)
+        .select_from(EVENTS.outerjoin(table_of(EventTriage), T.event_id == E.id))
         .where(E.merged_into.is_(None))
     )
     query = _filters(session, query, filters)
@@ -204,6 +199,44 @@ def list_events(
         query = query.where(or_(key < after.key, and_(key == after.key, E.id < after.id)))
     query = query.order_by(key.desc(), E.id.desc()).limit(limit)
     return session.execute(query).all()
+
+
+def _list_by_growth(
+    session: Session, filters: EventFilter, *, limit: int, as_of: datetime, after: After | None
+) -> list[Row[Any]]:
+    """The growth sort in two parts: the events that grew in the span (few: those with a
+    sighting in it), by growth; then every other open event, growth 0, newest id first,
+    read from the id index. Neither part reads or sorts every open event (decision 0203)."""
+    growth = _growth(as_of).subquery()
+    triage = table_of(EventTriage)
+    rows: list[Row[Any]] = []
+    if after is None or (isinstance(after.key, int) and after.key > 0):
+        grown = (
+            select(EVENTS, growth.c.growth, growth.c.growth.label("sort_key"), *_TRIAGE_COLUMNS)
+            .select_from(
+                EVENTS.join(growth, growth.c.event_id == E.id).outerjoin(triage, T.event_id == E.id)
+            )
+            .where(E.merged_into.is_(None))
+        )
+        grown = _filters(session, grown, filters)
+        if after is not None:
+            key = growth.c.growth
+            grown = grown.where(or_(key < after.key, and_(key == after.key, E.id < after.id)))
+        grown = grown.order_by(growth.c.growth.desc(), E.id.desc()).limit(limit)
+        rows = list(session.execute(grown).all())
+    if len(rows) == limit:
+        return rows
+    zero = literal(0, Integer)
+    quiet = (
+        select(EVENTS, zero.label("growth"), zero.label("sort_key"), *_TRIAGE_COLUMNS)
+        .select_from(EVENTS.outerjoin(triage, T.event_id == E.id))
+        .where(E.merged_into.is_(None), E.id.not_in(select(growth.c.event_id)))
+    )
+    quiet = _filters(session, quiet, filters)
+    if after is not None and after.key == 0:
+        quiet = quiet.where(E.id < after.id)
+    quiet = quiet.order_by(E.id.desc()).limit(limit - len(rows))
+    return rows + list(session.execute(quiet).all())
 
 
 def resolve_event_id(session: Session, event_id: int) -> int | None:

@@ -34,6 +34,7 @@ from sqlalchemy import (
     bindparam,
     column,
     false,
+    literal_column,
     not_,
     or_,
     select,
@@ -495,15 +496,27 @@ def _scan_in_order(session: Session, driver: Node, page: int) -> bool:
     return matches * matches > page * total
 
 
-def articles_query(
+@dataclass(frozen=True)
+class _Plan:
+    """The list's statement, and whether it must run without parallel workers."""
+
+    query: Select[Any]
+    serial: bool = False
+
+
+def _articles_plan(
     session: Session, filters: ArticleFilter, after: Position | None = None, page: int = 50
-) -> Select[Any]:
+) -> _Plan:
     """The articles matching `filters` in list order, after `after` (keyset paging).
 
     Without a text query: newest first seen first. With one: newest stored (highest id)
     first, which is first-seen order but for articles stored in the same instant; the index
     then yields matches in that order and stops at the page's end instead of collecting
-    every match to sort it (a word in one article of ten, over a million: 100,000 rows)."""
+    every match to sort it (a word in one article of ten, over a million: 100,000 rows).
+
+    On Postgres, when the matches are collected and sorted (few: at most about
+    √(page × articles), see _scan_in_order), the statement runs without parallel workers:
+    starting them costs more than the work they share (decision 0204)."""
     a = ARTICLES.c
     sources = ARTICLES.outerjoin(SOURCES, SOURCES.c.id == a.source_id)
     conditions: list[ColumnElement[bool] | TextClause] = [*_filters(filters)]
@@ -512,10 +525,11 @@ def articles_query(
         if after is not None:
             at, ident = after.first_seen, after.id
             query = query.where(or_(a.first_seen < at, and_(a.first_seen == at, a.id < ident)))
-        return query.order_by(a.first_seen.desc(), a.id.desc())
+        return _Plan(query.order_by(a.first_seen.desc(), a.id.desc()))
     translate = _Translator(session)
     driver, rest = _driver(filters.q.tree)
     conditions += [translate.condition(node) for node in rest]
+    serial = False
     if driver is None:
         key: ColumnElement[int] = a.id
         query = select(*_ROW_COLUMNS).select_from(sources)
@@ -523,21 +537,39 @@ def articles_query(
         key = translate.index_key
         joined = translate.index.join(sources, a.id == translate.index_key)
         if translate.postgres and not _scan_in_order(session, driver, page):
-            key = key + 0  # the same order, which the index's order cannot give
+            key = key + literal_column("0")  # the same order, which the index's cannot give
+            serial = True
         query = select(*_ROW_COLUMNS).select_from(joined)
         conditions.append(translate.index_expression(driver))
     if after is not None:
         conditions.append(translate.index_key < after.id if driver is not None else a.id < after.id)
-    return query.where(and_(true(), *conditions)).order_by(key.desc())
+    return _Plan(query.where(and_(true(), *conditions)).order_by(key.desc()), serial)
+
+
+_PARALLEL = "max_parallel_workers_per_gather"
+_SET_LOCAL = text("SELECT current_setting(:name), set_config(:name, :value, true)")
+_RESTORE = text("SELECT set_config(:name, :value, true)")
+
+
+def _rows(session: Session, plan: _Plan, limit: int) -> list[ArticleRow]:
+    """Run `plan`'s statement for `limit` rows; a serial plan with parallel workers off for
+    that statement only (the transaction's setting is put back after it)."""
+    query = plan.query.limit(limit)
+    if not plan.serial:
+        return [ArticleRow(**r._mapping) for r in session.execute(query)]
+    before = session.execute(_SET_LOCAL, {"name": _PARALLEL, "value": "0"}).one()[0]
+    try:
+        return [ArticleRow(**r._mapping) for r in session.execute(query)]
+    finally:
+        session.execute(_RESTORE, {"name": _PARALLEL, "value": before})
 
 
 def list_articles(
     session: Session, filters: ArticleFilter, limit: int, after: Position | None = None
 ) -> tuple[list[ArticleRow], bool]:
-    """A page of the articles matching `filters` (see articles_query), and whether more
+    """A page of the articles matching `filters` (see _articles_plan), and whether more
     follow."""
-    query = articles_query(session, filters, after, limit + 1).limit(limit + 1)
-    rows = [ArticleRow(**r._mapping) for r in session.execute(query)]
+    rows = _rows(session, _articles_plan(session, filters, after, limit + 1), limit + 1)
     return rows[:limit], len(rows) > limit
 
 
@@ -549,8 +581,8 @@ def iter_articles(session: Session, filters: ArticleFilter) -> Iterator[ArticleR
     paging: memory stays flat however many match)."""
     after: Position | None = None
     while True:
-        query = articles_query(session, filters, after, EXPORT_CHUNK).limit(EXPORT_CHUNK)
-        rows = [ArticleRow(**r._mapping) for r in session.execute(query)]
+        plan = _articles_plan(session, filters, after, EXPORT_CHUNK)
+        rows = _rows(session, plan, EXPORT_CHUNK)
         yield from rows
         if len(rows) < EXPORT_CHUNK:
             return

@@ -93,7 +93,9 @@ def main() -> None:
     args = parser.parse_args()
     for corpus in args.corpus or CORPORA:
         rows = load(corpus)
-        stories = {h: {r["event"] for r in rows if half_of(corpus, r["event"]) == h} for h in HALVES}
+        stories = {
+            h: {r["event"] for r in rows if half_of(corpus, r["event"]) == h} for h in HALVES
+        }
         figures = measure(corpus)
         gap = figures["tuning"][2] - figures["checking"][2]
         if args.json:

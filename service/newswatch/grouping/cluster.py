@@ -840,7 +840,7 @@ class Clusterer:
         theirs = self._event_subjects(event, own)
         if not theirs:
             return None, []
-        return evidence.Veto(tuple(ours), tuple(sorted(theirs.values()))), []
+        return evidence.Veto(tuple(ours), tuple(theirs.values())), []
 
     def _shares_a_name(self, feats: Features, event: Event) -> bool:
         """Whether the event holds any of the article's names, however common in the window

@@ -48,7 +48,9 @@ SUBJECT_SHARE = 0.5
 SUBJECT_CANDIDATES = 8
 
 
-def load_common_words(path: Path = COMMON_WORDS_FILE, count: int = COMMON_WORDS_COUNT) -> frozenset[str]:
+def load_common_words(
+    path: Path = COMMON_WORDS_FILE, count: int = COMMON_WORDS_COUNT
+) -> frozenset[str]:
     """Corpus-independent common English words: the project's stopwords and the `count`
     most frequent words of a general English frequency list (data/README.md names its
     source), one a line, most frequent first."""
@@ -111,23 +113,10 @@ class NameFinder:
         return counts is not None and counts[0] >= LOWER_SHARE * (counts[0] + counts[1])
 
     def names(self, title: str) -> dict[str, str]:
-        """The title's names: entity key -> surface form, common words left out (a
-        sentence-case title's first word counts only when the stream capitalises it)."""
-        found = headline_names(title)
-        sentence_case = not _title_case(title.split())
-        first = title.split()[0].strip("\"'“”‘’«»„()[]") if title.split() else ""
-        out = {}
-        for key, surface in found.items():
-            if self.is_common(surface):
-                continue
-            if sentence_case and surface == first and not self._capitalised_elsewhere(surface):
-                continue
-            out[key] = surface
-        return out
-
-    def _capitalised_elsewhere(self, word: str) -> bool:
-        counts = self.case.get(word.lower())
-        return counts is not None and counts[1] > 0
+        """The title's names: entity key -> surface form, common words left out. A
+        headline's first word is capitalised whatever it is: it counts when it is no common
+        word, like any other ("Sbarro files for bankruptcy")."""
+        return {k: s for k, s in headline_names(title).items() if not self.is_common(s)}
 
 
 def _title_case(words: list[str]) -> bool:

@@ -43,7 +43,7 @@ def test_different_subjects_keep_two_bankruptcies_apart() -> None:
     reports stay together."""
     _, mixed, labels = _replay(GroupingSettings(subject_veto=False))
     assert len(set(mixed)) == 1  # the failure the veto is for
-    clusterer, final, labels = _replay(GroupingSettings())
+    _, final, labels = _replay(GroupingSettings())
     groups = {
         label: {e for e, lab in zip(final, labels, strict=True) if lab == label} for label in labels
     }

@@ -751,7 +751,11 @@ class Clusterer:
             self._join(event, vec, when)
             best = scored[0][0] if scored else 0.0
             return Decision(article_id, True, "new", best, near=near)
-        score, event, proof = chosen
+        score, event, shared_specific = chosen
+        # What the explanation names: the shared rare names and figures, not the capitalised
+        # common words of a title-case headline ("Apps", "Offers"), which still count as
+        # agreement against a veto.
+        proof = [w for w in shared_specific if not self.names.is_common(w)]
         shared = self._shared_entities(feats, event)
         self._join(event, vec, when, cross=score * math.sqrt(event.norm2))
         merged = []
@@ -882,14 +886,38 @@ class Clusterer:
             return False
         similarity = self._cosine(a, b)
         if short:  # headlines: sparse vectors, lower similarities, entities unreliable
-            return similarity >= self.s.short_merge_threshold
+            if similarity < self.s.short_merge_threshold:
+                return False
+            return self._specific_similarity(a, b, similarity) >= self.s.short_merge_threshold
         if similarity < self.s.merge_threshold:
+            return False
+        if self._specific_similarity(a, b, similarity) < self.s.merge_threshold:
             return False
         # Entity agreement (-1: one side names no one).
         agreement = self.vocab.entity_cosine(a.centroid, b.centroid)
         if not (agreement < 0 or agreement >= self.s.merge_entity_threshold):
             return False
         return not self._subjects_differ(a, b)
+
+    def _specific_similarity(self, a: Event, b: Event, similarity: float) -> float:
+        """The cosine of two events without what their heaviest shared terms owe to terms
+        common in the window (Google, bankruptcy): a topic shared is not an event shared."""
+        if not self.s.subject_veto:
+            return similarity
+        shared = np.intersect1d(a.centroid.ids, b.centroid.ids, assume_unique=True)
+        if not len(shared):
+            return similarity
+        products = a.centroid.weight_of(shared) * b.centroid.weight_of(shared)
+        top = np.argsort(-products, kind="stable")[: evidence.SHARED_TERMS_CHECKED]
+        pair = {a.id, b.id}
+        common = sum(
+            float(products[i])
+            for i in top.tolist()
+            if not evidence.is_specific(
+                self.postings, self._live, int(shared[i]), pair, evidence.TOPIC_EVENTS
+            )
+        )
+        return similarity - common / math.sqrt(a.norm2 * b.norm2)
 
     def _subjects_differ(self, a: Event, b: Event) -> bool:
         """Both events have specific subjects, and neither's subjects are in the other."""

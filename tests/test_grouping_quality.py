@@ -45,7 +45,7 @@ def replay(name: str) -> tuple[float, float, float]:
     "corpus, f1_floor, precision_floor, recall_floor",
     [
         ("ecbplus-dev.jsonl", 0.908, 0.89, 0.92),  # measured 0.900 / 0.929 / 0.915
-        ("uci-headlines-dev.jsonl", 0.830, 0.928, 0.75),  # measured 0.938 / 0.761 / 0.840
+        ("uci-headlines-dev.jsonl", 0.830, 0.928, 0.75),  # measured 0.939 / 0.761 / 0.841
     ],
 )
 def test_bcubed_on_dev_corpora(

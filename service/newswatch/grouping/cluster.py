@@ -759,7 +759,11 @@ class Clusterer:
         shared = self._shared_entities(feats, event)
         self._join(event, vec, when, cross=score * math.sqrt(event.norm2))
         merged = []
-        others = [(s, e) for s, e in scored if e is not event]
+        # A candidate vetoed for this article is not merged on its account either.
+        refused = {
+            event_id for event_id, _, reason in near if reason.startswith(evidence.VETO_PREFIX)
+        }
+        others = [(s, e) for s, e in scored if e is not event and e.id not in refused]
         for other_score, other in others[:MERGE_CHECKS]:
             if other_score < threshold:
                 break

@@ -70,6 +70,10 @@ def load_common_words(
 COMMON_WORDS = load_common_words()
 
 
+# How a veto's reason starts (the rest names the two sides' subjects).
+VETO_PREFIX = "different subject"
+
+
 @dataclass(frozen=True, slots=True)
 class Veto:
     """Why a join or merge was refused: the two sides' specific subjects."""
@@ -78,7 +82,7 @@ class Veto:
     theirs: tuple[str, ...]
 
     def reason(self) -> str:
-        return f"different subject: {', '.join(self.ours)} vs {', '.join(self.theirs)}"
+        return f"{VETO_PREFIX}: {', '.join(self.ours)} vs {', '.join(self.theirs)}"
 
 
 class NameFinder:

@@ -743,7 +743,7 @@ class Clusterer:
         )
         short = feats.words < self.s.short_text_words
         threshold = self.s.short_threshold if short else self.s.threshold
-        chosen, near = self._choose(feats, scored, threshold)
+        chosen, near = self._choose(feats, vec, scored, threshold)
         self.names.observe(feats.title)
         if chosen is None:
             event = Event(article_id, when, when)
@@ -784,14 +784,14 @@ class Clusterer:
         )
 
     def _choose(
-        self, feats: Features, scored: list[tuple[float, Event]], threshold: float
+        self, feats: Features, vec: Sparse, scored: list[tuple[float, Event]], threshold: float
     ) -> tuple[tuple[float, Event, list[str]] | None, list[tuple[int, float, str]]]:
         """The closest candidate above the threshold whose specific names do not conflict
         with the article's (score, event, the shared specific names), and the candidates
         passed over with the reason (at most NEAR_MISSES, from half the threshold up)."""
         near: list[tuple[int, float, str]] = []
         chosen = None
-        names = self.names.names(feats.title) if feats.title else {}
+        named = (vec.ids[self.vocab.kind[vec.ids] != WORD]).astype(np.intp)
         for score, event in scored:
             if score < threshold:
                 if score >= NEAR_SHARE * threshold and len(near) < NEAR_MISSES:
@@ -799,7 +799,7 @@ class Clusterer:
                 continue
             if chosen is not None:
                 continue
-            veto, proof = self._conflict(feats, names, event)
+            veto, proof = self._conflict(feats, named, event)
             if veto is None:
                 chosen = (score, event, proof)
             elif len(near) < NEAR_MISSES:
@@ -829,17 +829,28 @@ class Clusterer:
         return {t: named[t] for t, w in kept if w >= evidence.SUBJECT_SHARE * top}
 
     def _conflict(
-        self, feats: Features, names: dict[str, str], event: Event
+        self, feats: Features, named: np.ndarray, event: Event
     ) -> tuple[evidence.Veto | None, list[str]]:
         """(a veto, []) when the headline names specific subjects and the event others, with
-        no specific name in common; else (None, the specific names they share)."""
+        no name in common; else (None, the specific names and figures they share).
+        `named`: the entity and figure ids of the article's vector, heaviest first."""
         own = {event.id}
-        shared = self._shared_specific(feats, event, own)
-        if shared or not self.s.subject_veto or self._shares_a_name(feats, event):
-            return None, shared
+        hits = named[event.centroid.weight_of(named) > 0].tolist()
+        shared = [
+            self._surface(feats, term)
+            for term in hits[: evidence.SHARED_TERMS_CHECKED]
+            if evidence.is_specific(self.postings, self._live, term, own)
+        ]
+        if shared or not self.s.subject_veto or not feats.title:
+            return None, sorted(shared)
+        kind = self.vocab.kind
+        if any(
+            kind[t] == ENTITY and not self.names.is_common(self._surface(feats, t)) for t in hits
+        ):
+            return None, []  # a name in common, however frequent: "Gox" in three events
         ours = [
             surface
-            for key, surface in names.items()
+            for key, surface in self.names.names(feats.title).items()
             if (term := self.vocab.ids.get(key)) is not None
             and evidence.is_specific(self.postings, self._live, term, own)
         ]
@@ -850,29 +861,11 @@ class Clusterer:
             return None, []
         return evidence.Veto(tuple(ours), tuple(theirs.values())), []
 
-    def _shares_a_name(self, feats: Features, event: Event) -> bool:
-        """Whether the event holds any of the article's names, however common in the window
-        (common words aside): "Mt. Gox" in three events is still agreement."""
-        keys = [k for k, surface in feats.entities.items() if not self.names.is_common(surface)]
-        if not keys:
-            return False
-        ids = np.array([self.vocab.ids.get(k, -1) for k in keys], dtype=np.intp)
-        ids = ids[ids >= 0]
-        return bool((event.centroid.weight_of(ids) > 0).any())
-
-    def _shared_specific(self, feats: Features, event: Event, exclude: set[int]) -> list[str]:
-        """The article's entities and figures that the event holds and that few other events
-        of the window do (surface forms, sorted)."""
-        keys = [*feats.entities, *(k for k in feats.terms if k[:1] == "#")]
-        if not keys:
-            return []
-        ids = np.array([self.vocab.ids.get(k, -1) for k in keys], dtype=np.intp)
-        inside = (ids >= 0) & (event.centroid.weight_of(np.maximum(ids, 0)) > 0)
-        out = []
-        for key, term, hit in zip(keys, ids.tolist(), inside.tolist(), strict=True):
-            if hit and evidence.is_specific(self.postings, self._live, term, exclude):
-                out.append(feats.entities.get(key, key.lstrip("#")))
-        return sorted(out)
+    def _surface(self, feats: Features, term: int) -> str:
+        """How the article wrote an entity or figure term ("Gox" for "@gks", "24" for
+        "#24")."""
+        key = self.vocab.terms[term]
+        return feats.entities.get(key, key[1:])
 
     def _shared_entities(self, feats: Features, event: Event) -> list[str]:
         """The article's entities (surface forms, sorted) that the event's centroid holds."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from newswatch.grouping.text import STOPWORDS, fold, headline_names
+from newswatch.grouping.text import STOPWORDS, fold, headline_names, words_of
 
 # The frequency list of common English words, and how many of its most frequent words are
 # common (chosen on the tuning halves: fewer let everyday words of title-case headlines
@@ -38,6 +38,8 @@ TITLE_CASE_SHARE = 0.6
 # A word written in lower case at least this share of the times it was seen mid-sentence is
 # a common word, whatever its case in one headline.
 LOWER_SHARE = 0.3
+# Words of a title whose case is counted.
+OBSERVED_WORDS = 24
 # Words whose case counts are kept before the counts are halved (memory stays flat).
 CASE_COUNTS_MAX = 200_000
 # An entity posted under more live events than this is too common to tell events apart.
@@ -93,22 +95,21 @@ class NameFinder:
         self.case: dict[str, list[int]] = {}
 
     def observe(self, title: str) -> None:
-        """Count the case of each word of a sentence-case title after its first."""
-        words = title.split()
+        """Count the case of each word of a sentence-case title after its first (of its
+        first OBSERVED_WORDS: a long first sentence standing for a title says no more)."""
+        words = words_of(title, OBSERVED_WORDS)
         if len(words) < 3 or _title_case(words):
             return
         case = self.case
         for word in words[1:]:
-            core = word.strip("\"'“”‘’«»„()[]{}<>.,;:!?…-–—/*")
-            if not core.isalpha():
-                continue
-            low = core.lower()
+            low = word.lower()
             counts = case.get(low)
             if counts is None:
                 if len(case) >= CASE_COUNTS_MAX:
                     self._halve()
+                    case = self.case
                 counts = case[low] = [0, 0]
-            counts[0 if core[0].islower() else 1] += 1
+            counts[word[0].isupper()] += 1
 
     def _halve(self) -> None:
         self.case = {w: [c[0] // 2, c[1] // 2] for w, c in self.case.items() if sum(c) > 1}
@@ -148,8 +149,15 @@ def is_specific(
     """Whether at most `common_events` live events besides `exclude` (the events compared,
     whose own protagonist is not common because they grew) are posted under `term`. A
     posting keeps its newest few events: past them a term is common anyway."""
+    posting = postings.get(term)
+    if posting is None:
+        return True
+    distinct = set(posting)
+    distinct -= exclude
+    if len(distinct) <= common_events:
+        return True  # too few entries to be common, whatever they resolve to
     found: set[int] = set()
-    for event_id in postings.get(term, ()):
+    for event_id in distinct:
         event = live(event_id)
         if event is not None and event not in exclude:
             found.add(event)

@@ -836,11 +836,12 @@ class Clusterer:
         `named`: the entity and figure ids of the article's vector, heaviest first."""
         own = {event.id}
         hits = named[event.centroid.weight_of(named) > 0].tolist()
-        shared = [
-            self._surface(feats, term)
-            for term in hits[: evidence.SHARED_TERMS_CHECKED]
-            if evidence.is_specific(self.postings, self._live, term, own)
-        ]
+        shared: list[str] = []
+        for term in hits[: evidence.SHARED_TERMS_CHECKED]:
+            if evidence.is_specific(self.postings, self._live, term, own):
+                shared.append(self._surface(feats, term))
+                if len(shared) == evidence.EVIDENCE_NAMED:
+                    break
         if shared or not self.s.subject_veto or not feats.title:
             return None, sorted(shared)
         kind = self.vocab.kind

@@ -51,6 +51,8 @@ SUBJECT_CANDIDATES = 8
 # Shared terms of two events whose commonness is checked before a merge (the heaviest
 # products of the cosine: the rest barely moves it).
 SHARED_TERMS_CHECKED = 8
+# Shared specific terms an explanation names (the heaviest; one is enough to join).
+EVIDENCE_NAMED = 4
 # A term posted under more live events than this is a topic (Google, bankruptcy), and counts
 # nothing towards merging two events: half of what a posting list holds (POSTING_DEPTH, 32,
 # in cluster.py). Not tuned: on the UCI tuning half every value from 8 to 31 gave the same

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +35,14 @@ from newswatch.store.models import Article
 from newswatch.store.search import SearchQuery
 from newswatch.store.timing import article_time
 
-__all__ = ["EVENTS", "event_articles", "events_available", "get_event", "list_events"]
+__all__ = [
+    "EVENTS",
+    "event_articles",
+    "events_available",
+    "get_event",
+    "list_events",
+    "near_events",
+]
 
 LEAD_CHARS = 300
 # Titles that name a kind of page, not a happening (compared lower-case, without punctuation).
@@ -314,3 +322,55 @@ def set_mark(
     if final is None:
         return None
     return triage_out(event_triage.set_mark(session, final, mark, on, by=by))
+
+
+@dataclass(frozen=True)
+class NearEvent:
+    """An event that articles of another were kept out of: the closest score, and why."""
+
+    event_id: int
+    title: str | None
+    score: float
+    reason: str
+    articles: int  # articles of the event asked about that were kept out of this one
+
+
+def near_events(session: Session, event_id: int, limit: int = 10) -> list[NearEvent] | None:
+    """The candidate events that the grouping considered for the articles of `event_id` and
+    rejected (a veto, or a score below the threshold), closest first, as recorded in their
+    explanations; merged-away candidates are read as their survivors. None: no such event."""
+    final = event_views.resolve_event_id(session, event_id)
+    if final is None:
+        return None
+    pairs = event_views.event_articles(session, [final]).get(final, [])
+    best: dict[int, tuple[float, str]] = {}
+    counts: Counter[int] = Counter()
+    resolved: dict[int, int | None] = {}
+    for article, _ in pairs:
+        for item in _near_of(article.group_explain):
+            candidate = item["event"]
+            if candidate not in resolved:
+                resolved[candidate] = event_views.resolve_event_id(session, candidate)
+            now = resolved[candidate]
+            if now is None or now == final:
+                continue
+            counts[now] += 1
+            if now not in best or item["score"] > best[now][0]:
+                best[now] = (item["score"], item["reason"])
+    closest = sorted(best, key=lambda e: (-best[e][0], e))[:limit]
+    titles = event_views.event_titles(session, closest)
+    return [NearEvent(e, titles.get(e), best[e][0], best[e][1], counts[e]) for e in closest]
+
+
+def _near_of(explanation: Any) -> list[dict[str, Any]]:
+    """The well-formed near-miss entries of a stored explanation ({event, score, reason})."""
+    if not isinstance(explanation, dict) or not isinstance(explanation.get("near"), list):
+        return []
+    return [
+        {"event": int(n["event"]), "score": float(n["score"]), "reason": str(n["reason"])}
+        for n in explanation["near"]
+        if isinstance(n, dict)
+        and isinstance(n.get("event"), int)
+        and isinstance(n.get("score"), int | float)
+        and isinstance(n.get("reason"), str)
+    ]

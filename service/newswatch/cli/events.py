@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
 
 from newswatch.alerts.query import QueryError
-from newswatch.api.events import get_event, list_events
+from newswatch.api.events import get_event, list_events, near_events
 from newswatch.api.schemas import EventDetail
 from newswatch.cli.common import AppContext, format_time, parse_since, pass_app
 from newswatch.store.db import session_scope
@@ -146,6 +147,17 @@ def _explain(explanation: object) -> str:
     shared = explanation.get("shared_entities")
     if shared:
         text += f"; shared entities: {', '.join(shared)}"
+    specific = explanation.get("evidence")
+    if specific:
+        text += f"; specific evidence (rare in the window): {', '.join(map(str, specific))}"
+    elif stage == "similar":
+        text += "; no specific evidence shared (joined on wording)"
+    for near in explanation.get("near") or []:
+        if isinstance(near, dict):
+            text += (
+                f"; kept out of event {near.get('event')} (score {near.get('score')}): "
+                f"{near.get('reason')}"
+            )
     if explanation.get("merged"):
         text += f"; merged events {', '.join(map(str, explanation['merged']))} into it"
     split = explanation.get("split")
@@ -155,6 +167,31 @@ def _explain(explanation: object) -> str:
             f"{split.get('moved')} articles split off into event {split.get('new_event')}"
         )
     return text
+
+
+@events.command("near")
+@click.argument("event_id", type=int)
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@pass_app
+def near_command(app: AppContext, event_id: int, limit: int, as_json: bool) -> None:
+    """The closest events the articles of EVENT_ID were kept out of, with the scores and
+    the reasons (a veto on different subjects, or a score below the threshold)."""
+    with session_scope(app.engine()) as session:
+        near = near_events(session, event_id, limit=limit)
+    if near is None:
+        raise click.ClickException(f"no event with id {event_id}")
+    if as_json:
+        for n in near:
+            click.echo(json.dumps(dataclasses.asdict(n)))
+        return
+    if not near:
+        click.echo(f"event {event_id}: no rejected candidate events recorded")
+        return
+    for n in near:
+        kept = f"{n.articles} article{'' if n.articles == 1 else 's'}"
+        click.echo(f"{n.score:6.3f}  event {n.event_id:>8}  {n.title or '(no title)'}")
+        click.echo(f"        {n.reason} ({kept} kept out)")
 
 
 def register(main: click.Group) -> None:

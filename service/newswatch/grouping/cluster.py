@@ -32,6 +32,7 @@ from typing import TypeVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from newswatch.grouping import evidence
 from newswatch.grouping.minhash import LSHIndex, MinHasher
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.text import Features, extract
@@ -65,6 +66,10 @@ SPLIT_CHECKS = frozenset((6, 9, 13, 19, 28, 40, 58))
 SPLIT_MAX_MEMBERS = max(SPLIT_CHECKS)
 # Original reports (not copies) each side of a split needs.
 SPLIT_MIN_SIDE = 3
+# Candidates passed over that an article's explanation keeps, and the share of the
+# threshold from which one below it counts as a near miss.
+NEAR_MISSES = 3
+NEAR_SHARE = 0.5
 
 
 @dataclass(slots=True)
@@ -116,6 +121,10 @@ class Decision:
     merged: list[int] = field(default_factory=list)
     signature: np.ndarray | None = None  # the article's MinHash signature, to be stored
     split: Split | None = None  # the event this article joined split after it joined
+    # The specific names (rare in the window) the article shares with the event it joined.
+    evidence: list[str] = field(default_factory=list)
+    # Candidate events not joined: (event id, score, why not), closest first.
+    near: list[tuple[int, float, str]] = field(default_factory=list)
 
 
 _BY_VALUE = itemgetter(1)
@@ -298,6 +307,8 @@ class Clusterer:
         self.entity_names: dict[int, dict[int, str]] = {}
         # Events split apart, never merged again: (smaller id, larger id).
         self.apart: set[tuple[int, int]] = set()
+        # Which capitalised headline words are names (learnt from the stream's titles).
+        self.names = evidence.NameFinder()
 
     # --- features -------------------------------------------------------------------
     def features(self, title: str | None, body: str | None) -> Features:
@@ -578,6 +589,7 @@ class Clusterer:
         feats = self.features(title, body)
         signature = self._signature(feats, signature)
         vec, _ = self._learn_vector(feats)
+        self.names.observe(feats.title)
         event = self.events.get(event_id)
         if event is None:
             event = self.events[event_id] = Event(event_id, when, when)
@@ -722,6 +734,7 @@ class Clusterer:
             if found is not None:
                 event, original, score = found
                 self._join(event, vec, when)
+                self.names.observe(feats.title)
                 return Decision(event.id, False, "duplicate", score, duplicate_of=original)
         candidates = self._candidates(rare, when)
         scored = sorted(
@@ -730,16 +743,28 @@ class Clusterer:
         )
         short = feats.words < self.s.short_text_words
         threshold = self.s.short_threshold if short else self.s.threshold
-        if not scored or scored[0][0] < threshold:
+        chosen, near = self._choose(feats, vec, scored, threshold)
+        self.names.observe(feats.title)
+        if chosen is None:
             event = Event(article_id, when, when)
             self.events[article_id] = event
             self._join(event, vec, when)
-            return Decision(article_id, True, "new", scored[0][0] if scored else 0.0)
-        score, event = scored[0]
+            best = scored[0][0] if scored else 0.0
+            return Decision(article_id, True, "new", best, near=near)
+        score, event, shared_specific = chosen
+        # What the explanation names: the shared rare names and figures, not the capitalised
+        # common words of a title-case headline ("Apps", "Offers"), which still count as
+        # agreement against a veto.
+        proof = [w for w in shared_specific if not self.names.is_common(w)]
         shared = self._shared_entities(feats, event)
         self._join(event, vec, when, cross=score * math.sqrt(event.norm2))
         merged = []
-        for other_score, other in scored[1 : 1 + MERGE_CHECKS]:
+        # A candidate vetoed for this article is not merged on its account either.
+        refused = {
+            event_id for event_id, _, reason in near if reason.startswith(evidence.VETO_PREFIX)
+        }
+        others = [(s, e) for s, e in scored if e is not event and e.id not in refused]
+        for other_score, other in others[:MERGE_CHECKS]:
             if other_score < threshold:
                 break
             if self._mergeable(event, other, short):
@@ -747,7 +772,101 @@ class Clusterer:
                 self._merge(keep, gone)
                 merged.append(gone.id)
                 event = keep
-        return Decision(event.id, False, "similar", score, shared_entities=shared, merged=merged)
+        return Decision(
+            event.id,
+            False,
+            "similar",
+            score,
+            shared_entities=shared,
+            merged=merged,
+            evidence=proof,
+            near=near,
+        )
+
+    def _choose(
+        self, feats: Features, vec: Sparse, scored: list[tuple[float, Event]], threshold: float
+    ) -> tuple[tuple[float, Event, list[str]] | None, list[tuple[int, float, str]]]:
+        """The closest candidate above the threshold whose specific names do not conflict
+        with the article's (score, event, the shared specific names), and the candidates
+        passed over with the reason (at most NEAR_MISSES, from half the threshold up)."""
+        near: list[tuple[int, float, str]] = []
+        chosen = None
+        named = (vec.ids[self.vocab.kind[vec.ids] != WORD]).astype(np.intp)
+        for score, event in scored:
+            if score < threshold:
+                if score >= NEAR_SHARE * threshold and len(near) < NEAR_MISSES:
+                    near.append((event.id, round(score, 4), f"score below {threshold:g}"))
+                continue
+            if chosen is not None:
+                continue
+            veto, proof = self._conflict(feats, named, event)
+            if veto is None:
+                chosen = (score, event, proof)
+            elif len(near) < NEAR_MISSES:
+                near.append((event.id, round(score, 4), veto.reason()))
+        return chosen, near
+
+    def _live(self, event_id: int) -> int | None:
+        """The id `event_id` resolves to if that event is live, else None."""
+        resolved = self.resolve(event_id)
+        return resolved if resolved in self.events else None
+
+    def _event_subjects(self, event: Event, exclude: set[int]) -> dict[int, str]:
+        """The event's specific subjects: among its heaviest entities, the names (not common
+        words) rare in the window, weighing at least SUBJECT_SHARE of the heaviest."""
+        named = self.entity_names.get(event.id, {})
+        entities = self.vocab.of_kind(event.centroid, ENTITY).top(evidence.SUBJECT_CANDIDATES)
+        kept: list[tuple[int, float]] = []
+        for term, weight in zip(entities.ids.tolist(), entities.weights.tolist(), strict=True):
+            surface = named.get(term)
+            if surface is None or self.names.is_common(surface):
+                continue
+            if evidence.is_specific(self.postings, self._live, term, exclude):
+                kept.append((term, weight))
+        if not kept:
+            return {}
+        top = kept[0][1]
+        return {t: named[t] for t, w in kept if w >= evidence.SUBJECT_SHARE * top}
+
+    def _conflict(
+        self, feats: Features, named: np.ndarray, event: Event
+    ) -> tuple[evidence.Veto | None, list[str]]:
+        """(a veto, []) when the headline names specific subjects and the event others, with
+        no name in common; else (None, the specific names and figures they share).
+        `named`: the entity and figure ids of the article's vector, heaviest first."""
+        own = {event.id}
+        hits = named[event.centroid.weight_of(named) > 0].tolist()
+        shared: list[str] = []
+        for term in hits[: evidence.SHARED_TERMS_CHECKED]:
+            if evidence.is_specific(self.postings, self._live, term, own):
+                shared.append(self._surface(feats, term))
+                if len(shared) == evidence.EVIDENCE_NAMED:
+                    break
+        if shared or not self.s.subject_veto or not feats.title:
+            return None, sorted(shared)
+        kind = self.vocab.kind
+        if any(
+            kind[t] == ENTITY and not self.names.is_common(self._surface(feats, t)) for t in hits
+        ):
+            return None, []  # a name in common, however frequent: "Gox" in three events
+        ours = [
+            surface
+            for key, surface in self.names.names(feats.title).items()
+            if (term := self.vocab.ids.get(key)) is not None
+            and evidence.is_specific(self.postings, self._live, term, own)
+        ]
+        if not ours:
+            return None, []
+        theirs = self._event_subjects(event, own)
+        if not theirs:
+            return None, []
+        return evidence.Veto(tuple(ours), tuple(theirs.values())), []
+
+    def _surface(self, feats: Features, term: int) -> str:
+        """How the article wrote an entity or figure term ("Gox" for "@gks", "24" for
+        "#24")."""
+        key = self.vocab.terms[term]
+        return feats.entities.get(key, key[1:])
 
     def _shared_entities(self, feats: Features, event: Event) -> list[str]:
         """The article's entities (surface forms, sorted) that the event's centroid holds."""
@@ -765,9 +884,59 @@ class Clusterer:
             return False
         similarity = self._cosine(a, b)
         if short:  # headlines: sparse vectors, lower similarities, entities unreliable
-            return similarity >= self.s.short_merge_threshold
+            if similarity < self.s.short_merge_threshold:
+                return False
+            return self._specific_similarity(a, b, similarity) >= self.s.short_merge_threshold
         if similarity < self.s.merge_threshold:
+            return False
+        if self._specific_similarity(a, b, similarity) < self.s.merge_threshold:
             return False
         # Entity agreement (-1: one side names no one).
         agreement = self.vocab.entity_cosine(a.centroid, b.centroid)
-        return agreement < 0 or agreement >= self.s.merge_entity_threshold
+        if not (agreement < 0 or agreement >= self.s.merge_entity_threshold):
+            return False
+        return not self._subjects_differ(a, b)
+
+    def _specific_similarity(self, a: Event, b: Event, similarity: float) -> float:
+        """The cosine of two events without what their heaviest shared terms owe to terms
+        common in the window (Google, bankruptcy): a topic shared is not an event shared."""
+        if not self.s.subject_veto:
+            return similarity
+        shared = np.intersect1d(a.centroid.ids, b.centroid.ids, assume_unique=True)
+        if not len(shared):
+            return similarity
+        products = a.centroid.weight_of(shared) * b.centroid.weight_of(shared)
+        top = np.argsort(-products, kind="stable")[: evidence.SHARED_TERMS_CHECKED]
+        pair = {a.id, b.id}
+        common = sum(
+            float(products[i])
+            for i in top.tolist()
+            if not evidence.is_specific(
+                self.postings, self._live, int(shared[i]), pair, evidence.TOPIC_EVENTS
+            )
+        )
+        return similarity - common / math.sqrt(a.norm2 * b.norm2)
+
+    def _subjects_differ(self, a: Event, b: Event) -> bool:
+        """Both events have specific subjects, and neither's subjects are in the other."""
+        if not self.s.subject_veto:
+            return False
+        pair = {a.id, b.id}
+        ours, theirs = self._event_subjects(a, pair), self._event_subjects(b, pair)
+        if not ours or not theirs:
+            return False
+        ids = np.fromiter(ours, dtype=np.intp, count=len(ours))
+        if (b.centroid.weight_of(ids) > 0).any():
+            return False
+        ids = np.fromiter(theirs, dtype=np.intp, count=len(theirs))
+        if (a.centroid.weight_of(ids) > 0).any():
+            return False
+        return not self._events_share_a_name(a, b)
+
+    def _events_share_a_name(self, a: Event, b: Event) -> bool:
+        """Whether any of the names (common words aside) of `a` is in `b`'s centroid."""
+        named = self.entity_names.get(a.id, {})
+        ids = [t for t, surface in named.items() if not self.names.is_common(surface)]
+        if not ids:
+            return False
+        return bool((b.centroid.weight_of(np.array(ids, dtype=np.intp)) > 0).any())

@@ -30,6 +30,11 @@ class GroupingSettings(BaseModel):
         description="a young event whose reports fall in two groups with a normalised cut "
         "below this splits in two (0: never)",
     )
+    subject_veto: bool = Field(
+        True,
+        description="refuse a join or merge when both sides name specific subjects (rare in "
+        "the window) and share none of them",
+    )
     # Headline-only articles (or very short texts) have sparse vectors whose similarities run
     # lower; they get thresholds of their own.
     short_text_words: int = Field(40, ge=0, description="texts with fewer words are short")

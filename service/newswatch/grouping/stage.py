@@ -267,6 +267,13 @@ def _explanation(decision: Decision) -> dict[str, Any]:
         out["duplicate_of"] = decision.duplicate_of
     if decision.shared_entities:
         out["shared_entities"] = list(decision.shared_entities)
+    if decision.evidence:
+        out["evidence"] = list(decision.evidence)
+    if decision.near:
+        out["near"] = [
+            {"event": event_id, "score": score, "reason": reason}
+            for event_id, score, reason in decision.near
+        ]
     if decision.merged:
         out["merged"] = list(decision.merged)
     if decision.split is not None:

@@ -10,6 +10,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import compress
+from pathlib import Path
 from typing import cast
 
 WORD = re.compile(r"[^\W\d_][^\W_]*(?:['’\-][^\W\d_][^\W_]*)*", re.UNICODE)
@@ -39,41 +40,29 @@ STOPWORDS = frozenset(
     read more people""".split()
 )
 
-# Names that denote the same entity in news text. Keys are normalised phrases (lowercase,
-# ASCII-folded); values are the canonical key. A small table of common state names: the
-# kind of alias a name key cannot derive (DPRK vs North Korea).
-ALIASES: dict[str, str] = {}
-for canonical, variants in {
-    "north korea": "dprk|d.p.r.k|democratic people's republic of korea|n korea|pyongyang",
-    "south korea": "republic of korea|rok|s korea|seoul",
-    "united states": "us|u.s|usa|u.s.a|america|united states of america|washington",
-    "united kingdom": "uk|u.k|britain|great britain|london",
-    "russia": "russian federation|moscow|kremlin",
-    "china": "prc|people's republic of china|beijing",
-    "european union": "eu|e.u|brussels",
-    "united nations": "un|u.n",
-    "iran": "islamic republic of iran|tehran",
-    "syria": "syrian arab republic|damascus",
-    "ukraine": "kiev|kyiv",
-}.items():
-    ALIASES[canonical] = canonical
-    for variant in variants.split("|"):
-        ALIASES[variant] = canonical
-# Adjectives of the same places fold onto them.
-for adjective, place in {
-    "north korean": "north korea",
-    "south korean": "south korea",
-    "american": "united states",
-    "british": "united kingdom",
-    "russian": "russia",
-    "chinese": "china",
-    "iranian": "iran",
-    "syrian": "syria",
-    "ukrainian": "ukraine",
-}.items():
-    ALIASES[adjective] = place
-MAX_ALIAS_WORDS = max(len(k.split()) for k in ALIASES)
-ALIAS_FIRST_WORDS = frozenset(k.split()[0] for k in ALIASES)
+# Names that denote the same entity in news text (DPRK and North Korea, Moscow and Russia,
+# British and United Kingdom): the kind of alias a name key cannot derive. Keys are
+# normalised phrases (lowercase, ASCII-folded); values are the canonical key. The table is
+# data (data/aliases-en.txt names its sources), the same for every deployment.
+ALIASES_FILE = Path(__file__).with_name("data") / "aliases-en.txt"
+
+
+def load_aliases(path: Path = ALIASES_FILE) -> dict[str, str]:
+    """The alias table of `path`: one entity a line, canonical name first, "|" between
+    names; "#" starts a comment. A line with one name only is an error naming the line."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        names = [fold(n.strip()) for n in line.split("|") if n.strip()]
+        if len(names) < 2:
+            raise ValueError(f"{path}:{number}: an alias line needs a name and an alias")
+        for name in names:
+            out[name] = names[0]
+    return out
+
+
 _NAME_KEYS: dict[str, str] = {}
 
 # Link-list tails: a run of short lines without sentence punctuation at the end of a page.
@@ -90,6 +79,11 @@ def fold(text: str) -> str:
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+ALIASES: dict[str, str] = load_aliases()
+MAX_ALIAS_WORDS = max(len(k.split()) for k in ALIASES)
+ALIAS_FIRST_WORDS = frozenset(k.split()[0] for k in ALIASES)
 
 
 _PHONETIC = str.maketrans(
@@ -204,6 +198,7 @@ class Features:
     shingle_text: str = ""  # lowercased beginning of title and body, for MinHash
     words: int = -1  # white-space separated words of shingle_text (-1: not counted yet)
     tail_lines: int = 0
+    title: str = ""  # the headline as given, for the names it is about (evidence.py)
 
 
 def _entity_key(word: str) -> str:
@@ -259,6 +254,13 @@ def _alias_entity(words: list[str], i: int) -> tuple[int, str, str] | None:
     return None
 
 
+def headline_names(title: str) -> dict[str, str]:
+    """The entities of a headline (entity key -> surface form), as extract() finds them."""
+    out: dict[str, str] = {}
+    _entities(words_of(title), out)
+    return out
+
+
 def words_of(text: str, limit: int | None = None) -> list[str]:
     """WORD.findall(text)[:limit], about twice as fast: white-space separated tokens that are
     letters once the punctuation around them is stripped (nine in ten in news prose) are
@@ -312,6 +314,7 @@ def extract(
     the body 1, the next words up to `body_words` `body_weight`; a link-list tail is cut."""
     feats = Features()
     title = title or ""
+    feats.title = title
     body = body or ""
     body, feats.tail_lines = strip_tail(body) if "\n" in body else (body, 0)
     title_words = words_of(title)

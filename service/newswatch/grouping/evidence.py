@@ -1,0 +1,168 @@
+"""Specific evidence for grouping: the names an article is about, and whether they agree with
+an event's (docs/decisions/0175-specific-evidence-veto.md).
+
+An event is defined by what is specific to it (Mt. Gox, Sbarro, the people named), not by
+topic words and very common entities (bankruptcy, Google). Two things decide what is
+specific here:
+
+- **Names, not capitalised words.** A headline's capitalised words are names only when they
+  are not words the stream writes in lower case too: "Files For Bankruptcy" is capitalised
+  in a title-case headline, but the stream writes "files" and "bankruptcy" in lower case
+  elsewhere; "Sbarro" it never does. `NameFinder` learns that from every title it sees
+  (sentence-case ones only: title case says nothing), on top of a corpus-independent list
+  of common English words (data/common-words-en.txt).
+- **Rare in the window.** An entity posted under many of the window's events (Google,
+  Congress, the United States) tells none of them apart: its event frequency, the live
+  events in its posting list, must be at most `common_events`.
+
+A join or a merge is vetoed when both sides name specific subjects and share none of them
+("different subject: Sbarro vs Mt. Gox"). Shared specific names are the evidence an
+explanation reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from newswatch.grouping.text import STOPWORDS, fold, headline_names, words_of
+
+# The frequency list of common English words, and how many of its most frequent words are
+# common (chosen on the tuning halves: fewer let everyday words of title-case headlines
+# pass for names, "Tote", "Recap").
+COMMON_WORDS_FILE = Path(__file__).with_name("data") / "common-words-en.txt"
+COMMON_WORDS_COUNT = 30_000
+# Share of a title's words (of 4+ letters) capitalised above which it is in title case.
+TITLE_CASE_SHARE = 0.6
+# A word written in lower case at least this share of the times it was seen mid-sentence is
+# a common word, whatever its case in one headline.
+LOWER_SHARE = 0.3
+# Words of a title whose case is counted.
+OBSERVED_WORDS = 24
+# Words whose case counts are kept before the counts are halved (memory stays flat).
+CASE_COUNTS_MAX = 200_000
+# An entity posted under more live events than this is too common to tell events apart.
+COMMON_EVENTS = 3
+# An event's subjects: its specific entities weighing at least this share of its heaviest,
+# looked for among its SUBJECT_CANDIDATES heaviest entities.
+SUBJECT_SHARE = 0.5
+SUBJECT_CANDIDATES = 8
+# Shared terms of two events whose commonness is checked before a merge (the heaviest
+# products of the cosine: the rest barely moves it).
+SHARED_TERMS_CHECKED = 8
+# Shared specific terms an explanation names (the heaviest; one is enough to join).
+EVIDENCE_NAMED = 4
+# A term posted under more live events than this is a topic (Google, bankruptcy), and counts
+# nothing towards merging two events: half of what a posting list holds (POSTING_DEPTH, 32,
+# in cluster.py). Not tuned: on the UCI tuning half every value from 8 to 31 gave the same
+# F1 (3 lost 0.06: fragments of one story make its own terms common).
+TOPIC_EVENTS = 16
+
+
+def load_common_words(
+    path: Path = COMMON_WORDS_FILE, count: int = COMMON_WORDS_COUNT
+) -> frozenset[str]:
+    """Corpus-independent common English words: the project's stopwords and the `count`
+    most frequent words of a general English frequency list (data/README.md names its
+    source), one a line, most frequent first."""
+    with path.open(encoding="utf-8") as f:
+        listed = [line.strip() for _, line in zip(range(count), f, strict=False)]
+    return frozenset(STOPWORDS).union(w for w in listed if w)
+
+
+COMMON_WORDS = load_common_words()
+
+
+# How a veto's reason starts (the rest names the two sides' subjects).
+VETO_PREFIX = "different subject"
+
+
+@dataclass(frozen=True, slots=True)
+class Veto:
+    """Why a join or merge was refused: the two sides' specific subjects."""
+
+    ours: tuple[str, ...]
+    theirs: tuple[str, ...]
+
+    def reason(self) -> str:
+        return f"{VETO_PREFIX}: {', '.join(self.ours)} vs {', '.join(self.theirs)}"
+
+
+class NameFinder:
+    """Which capitalised words of a headline are names: learnt from the stream's case use."""
+
+    def __init__(self) -> None:
+        # Folded word -> [times seen in lower case, times capitalised mid-sentence].
+        self.case: dict[str, list[int]] = {}
+
+    def observe(self, title: str) -> None:
+        """Count the case of each word of a sentence-case title after its first (of its
+        first OBSERVED_WORDS: a long first sentence standing for a title says no more)."""
+        words = words_of(title, OBSERVED_WORDS)
+        if len(words) < 3 or _title_case(words):
+            return
+        case = self.case
+        for word in words[1:]:
+            low = word.lower()
+            counts = case.get(low)
+            if counts is None:
+                if len(case) >= CASE_COUNTS_MAX:
+                    self._halve()
+                    case = self.case
+                counts = case[low] = [0, 0]
+            counts[word[0].isupper()] += 1
+
+    def _halve(self) -> None:
+        self.case = {w: [c[0] // 2, c[1] // 2] for w, c in self.case.items() if sum(c) > 1}
+
+    def is_common(self, word: str) -> bool:
+        """A common word: in the list, or written in lower case by the stream often enough.
+        A possessive is its name; a compound ("Android-based") is common when a part is."""
+        low = fold(word)
+        if low.endswith(("'s", "’s")):
+            low = low[:-2]
+        if low in COMMON_WORDS or any(p in COMMON_WORDS for p in low.split("-")):
+            return True
+        counts = self.case.get(word.lower())
+        return counts is not None and counts[0] >= LOWER_SHARE * (counts[0] + counts[1])
+
+    def names(self, title: str) -> dict[str, str]:
+        """The title's names: entity key -> surface form, common words left out. A
+        headline's first word is capitalised whatever it is: it counts when it is no common
+        word, like any other ("Sbarro files for bankruptcy")."""
+        return {k: s for k, s in headline_names(title).items() if not self.is_common(s)}
+
+
+def _title_case(words: list[str]) -> bool:
+    long = [w for w in words if len(w) >= 4 and w[:1].isalpha()]
+    if not long:
+        return False
+    return sum(w[0].isupper() for w in long) >= TITLE_CASE_SHARE * len(long)
+
+
+def is_specific(
+    postings: Mapping[int, Iterable[int]],
+    live: Callable[[int], int | None],
+    term: int,
+    exclude: set[int],
+    common_events: int = COMMON_EVENTS,
+) -> bool:
+    """Whether at most `common_events` live events besides `exclude` (the events compared,
+    whose own protagonist is not common because they grew) are posted under `term`. A
+    posting keeps its newest few events: past them a term is common anyway."""
+    posting = postings.get(term)
+    if posting is None:
+        return True
+    distinct = set(posting)
+    distinct -= exclude
+    if len(distinct) <= common_events:
+        return True  # too few entries to be common, whatever they resolve to
+    found: set[int] = set()
+    for event_id in distinct:
+        event = live(event_id)
+        if event is not None and event not in exclude:
+            found.add(event)
+            if len(found) > common_events:
+                return False
+    return True

@@ -1,0 +1,303 @@
+"""Specific evidence in grouping (grouping/evidence.py, decision 0175): names rare in the
+window, the veto on different headline subjects, the alias table as data, and the
+explanations `events show --explain` and `events near` read (SQLite and Postgres).
+
+The headlines of tests/fixtures/grouping/bankruptcies.jsonl were written for these tests:
+two bankruptcies of the same week (an exchange, a pizza chain) told in the same words."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from newswatch.grouping import evidence, text
+from newswatch.grouping.cluster import Clusterer
+from newswatch.grouping.settings import GroupingSettings
+from tests.cli_support import newswatch
+
+BANKRUPTCIES = Path(__file__).parent / "fixtures" / "grouping" / "bankruptcies.jsonl"
+T0 = 1_773_100_000.0
+
+
+def _rows() -> list[dict[str, str]]:
+    return [json.loads(line) for line in BANKRUPTCIES.read_text(encoding="utf-8").splitlines()]
+
+
+def _replay(settings: GroupingSettings) -> tuple[Clusterer, list[int], list[str]]:
+    """The fixture's headlines in order, a minute apart: the clusterer, each headline's
+    final event and its gold label."""
+    rows = _rows()
+    clusterer = Clusterer(settings)
+    for n, row in enumerate(rows):
+        clusterer.add(n, row["title"], row["text"], T0 + 60 * n)
+    final = [clusterer.resolve(clusterer.article_event[n]) for n in range(len(rows))]
+    return clusterer, final, [row["event"] for row in rows]
+
+
+def test_different_subjects_keep_two_bankruptcies_apart() -> None:
+    """Without the veto the pizza chain's reports join the exchange's event (they share
+    "files for bankruptcy protection"); with it they form their own, and the exchange's
+    reports stay together."""
+    _, mixed, labels = _replay(GroupingSettings(subject_veto=False))
+    assert len(set(mixed)) == 1  # the failure the veto is for
+    _, final, labels = _replay(GroupingSettings())
+    groups = {
+        label: {e for e, lab in zip(final, labels, strict=True) if lab == label} for label in labels
+    }
+    assert len(groups["gox"]) == 1 and len(groups["sbarro"]) == 1
+    assert groups["gox"] != groups["sbarro"]
+
+
+def test_the_veto_and_the_evidence_are_recorded() -> None:
+    rows = _rows()
+    clusterer = Clusterer(GroupingSettings())
+    decisions = [clusterer.add(n, r["title"], "", T0 + 60 * n) for n, r in enumerate(rows)]
+    first_sbarro = next(n for n, r in enumerate(rows) if r["event"] == "sbarro")
+    refused = decisions[first_sbarro]
+    assert refused.opened
+    (event_id, score, reason), *_ = refused.near
+    assert event_id == 0 and score >= GroupingSettings().short_threshold
+    assert reason.startswith("different subject: Sbarro vs ") and "Gox" in reason
+    # A report of the exchange joined on its name, which no other event holds.
+    assert "Gox" in decisions[1].evidence
+    # Later pizza-chain reports joined their own event on "Sbarro".
+    assert all("Sbarro" in d.evidence for d in decisions[first_sbarro + 1 :])
+
+
+def test_a_shared_name_prevents_the_veto() -> None:
+    """A headline naming a new person and the event's company is not vetoed: they share a
+    name, even if a common one."""
+    clusterer = Clusterer(GroupingSettings())
+    for n, title in enumerate(_rows()[:5]):
+        clusterer.add(n, title["title"], "", T0 + 60 * n)
+    decision = clusterer.add(
+        50, "Karpeles says Mt. Gox bankruptcy filing was unavoidable", "", T0 + 900
+    )
+    assert not decision.opened and decision.event_id == 0, decision
+
+
+def test_common_words_are_no_names_in_title_case() -> None:
+    finder = evidence.NameFinder()
+    names = finder.names("Pizza Chain Sbarro Files For Bankruptcy Protection Again")
+    assert list(names.values()) == ["Sbarro"]
+    # The first word of a headline counts when it is no common word.
+    assert list(finder.names("Sbarro files for bankruptcy").values()) == ["Sbarro"]
+    assert finder.names("Files for bankruptcy") == {}
+
+
+def test_the_stream_teaches_which_words_are_common() -> None:
+    """A word missing from the list is common once the stream writes it in lower case."""
+    finder = evidence.NameFinder()
+    word = "Zorbling"
+    assert word.lower() not in evidence.COMMON_WORDS
+    assert not finder.is_common(word)
+    for _ in range(3):
+        finder.observe(f"Engineers report the {word.lower()} of a bridge in the storm")
+    assert finder.is_common(word)
+    # Title-case headlines teach nothing: every word is capitalised there.
+    other = evidence.NameFinder()
+    other.observe("Engineers Report The Zorbling Of A Bridge In The Storm")
+    assert other.case == {}
+
+
+def test_common_words_list_is_the_documented_size() -> None:
+    listed = evidence.load_common_words()
+    assert len(listed - text.STOPWORDS) > 0.9 * evidence.COMMON_WORDS_COUNT
+    assert {"bankruptcy", "files", "pizza"} <= listed and "sbarro" not in listed
+
+
+def test_an_entity_in_many_events_is_not_specific() -> None:
+    live = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5}.get
+    postings = {7: [1, 2, 3, 4, 5], 8: [1, 2]}
+    assert not evidence.is_specific(postings, live, 7, set())
+    assert evidence.is_specific(postings, live, 8, set())
+    # Forgotten events do not count, nor the events compared.
+    assert evidence.is_specific(postings, {1: 1}.get, 7, set())
+    assert evidence.is_specific(postings, live, 7, {1, 2})
+
+
+def test_subjects_differ_between_events() -> None:
+    """The merge veto: two events with their own subjects and no name in common differ;
+    once one of them names the other's subject they do not."""
+    clusterer = Clusterer(GroupingSettings())
+    for n, row in enumerate(_rows()[:5]):
+        clusterer.add(n, row["title"], "", T0 + 60 * n)
+    clusterer.add(100, "Sbarro pizza chain files for bankruptcy protection", "", T0 + 3600)
+    gox, sbarro = clusterer.events[0], clusterer.events[100]
+    assert clusterer._subjects_differ(gox, sbarro)
+    assert not Clusterer(GroupingSettings(subject_veto=False))._subjects_differ(gox, sbarro)
+    joined = clusterer.add(101, "Sbarro follows Mt. Gox into bankruptcy", "", T0 + 3700)
+    assert not joined.opened
+    assert not clusterer._subjects_differ(gox, sbarro)
+
+
+def test_alias_table_is_data_with_its_sources(tmp_path: Path) -> None:
+    header = text.ALIASES_FILE.read_text(encoding="utf-8")
+    assert "UN World Population" in header and "ISO 3166-1" in header
+    for variant, canonical in {
+        "kyiv": "ukraine",
+        "kiev": "ukraine",
+        "dprk": "north korea",
+        "burma": "myanmar",
+        "cote d'ivoire": "ivory coast",
+        "moscow": "russia",
+    }.items():
+        assert text.ALIASES[variant] == canonical
+    table = tmp_path / "aliases.txt"
+    table.write_text("# comment\nfreedonia | fredonia|Fredonië\n\nsylvania\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"aliases.txt:4: an alias line needs"):
+        text.load_aliases(table)
+    table.write_text("freedonia | fredonia|Fredonië\n", encoding="utf-8")
+    assert text.load_aliases(table) == {
+        "freedonia": "freedonia",
+        "fredonia": "freedonia",
+        "fredonie": "freedonia",
+    }
+
+
+def test_aliases_join_capitals_and_adjectives_to_their_country() -> None:
+    feats = text.extract(
+        "Kyiv and Warsaw sign a grain deal",
+        "",
+        lead_words=80,
+        body_words=100,
+        title_weight=3.0,
+        body_weight=0.3,
+    )
+    assert {"@ukraine", "@poland"} <= set(feats.entities)
+    polish = text.extract(
+        "Ukrainian and Polish ministers meet",
+        "",
+        lead_words=80,
+        body_words=100,
+        title_weight=3.0,
+        body_weight=0.3,
+    )
+    assert {"@ukraine", "@poland"} <= set(polish.entities)
+
+
+def test_no_veto_when_turned_off() -> None:
+    """With subject_veto off nothing is vetoed: the near misses hold only scores below the
+    threshold."""
+    c = Clusterer(GroupingSettings(subject_veto=False))
+    for n, row in enumerate(_rows()):
+        d = c.add(n, row["title"], "", T0 + 60 * n)
+        assert all(not reason.startswith(evidence.VETO_PREFIX) for _, _, reason in d.near)
+
+
+def test_events_show_explain_and_near(cli_env, tmp_path):
+    """As a user runs them: the pizza chain's event tells the veto that kept its first
+    report out of the exchange's event, and `events near` lists the exchange's event."""
+    out = tmp_path / "assignments.jsonl"
+    result = newswatch("replay", str(BANKRUPTCIES), "--assignments", str(out), env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assigned = {r["id"]: r["event_id"] for r in map(json.loads, out.read_text().splitlines())}
+    gox, sbarro = assigned["b1"], assigned["b6"]
+    assert gox != sbarro and assigned["b9"] == sbarro and assigned["b5"] == gox
+
+    shown = newswatch("events", "show", str(sbarro), "--explain", env=cli_env)
+    assert shown.returncode == 0, shown.stderr
+    assert f"kept out of event {gox} (score" in shown.stdout
+    assert "different subject: Sbarro vs " in shown.stdout
+    assert "specific evidence (rare in the window): Sbarro" in shown.stdout
+    gox_text = newswatch("events", "show", str(gox), "--explain", env=cli_env).stdout
+    assert "specific evidence (rare in the window): Gox, Mt" in gox_text
+
+    near = newswatch("events", "near", str(sbarro), env=cli_env)
+    assert near.returncode == 0, near.stderr
+    first = near.stdout.splitlines()[0]
+    assert f"event {gox:>8}" in first and "Mt. Gox files for bankruptcy" in first
+    assert "different subject: Sbarro vs" in near.stdout
+    as_json = [
+        json.loads(line)
+        for line in newswatch(
+            "events", "near", str(sbarro), "--json", env=cli_env
+        ).stdout.splitlines()
+    ]
+    assert as_json[0]["event_id"] == gox and as_json[0]["articles"] >= 1
+    assert as_json[0]["score"] >= GroupingSettings().short_threshold
+    scores = [n["score"] for n in as_json]
+    assert scores == sorted(scores, reverse=True)
+
+    missing = newswatch("events", "near", "999999", env=cli_env)
+    assert missing.returncode == 1 and "no event with id 999999" in missing.stderr
+
+
+def test_near_reads_only_well_formed_entries() -> None:
+    from newswatch.api.events import _near_of
+
+    assert _near_of(None) == [] and _near_of({"near": "x"}) == []
+    entries = _near_of({"near": [{"event": 3, "score": 0.3, "reason": "r"}, {"event": "x"}, 5]})
+    assert entries == [{"event": 3, "score": 0.3, "reason": "r"}]
+
+
+def test_subject_ids_are_numpy_friendly() -> None:
+    """_event_subjects reads centroid arrays: an event with no entities has no subjects."""
+    clusterer = Clusterer(GroupingSettings())
+    clusterer.add(1, "the rain in the plain stays mainly", "", T0)
+    assert clusterer._event_subjects(clusterer.events[1], {1}) == {}
+    assert isinstance(clusterer.events[1].centroid.ids, np.ndarray)
+
+
+def _halves_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "grouping_halves.py"
+    spec = importlib.util.spec_from_file_location("grouping_halves", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_halves_split_by_story_and_keep_ecb_topics_whole() -> None:
+    halves = _halves_module()
+    # Deterministic: SHA-256, not Python's salted hash.
+    import hashlib
+
+    label = "uci-dPhGU51DcrolUIMxbRm0InaHGA2XM"
+    expected = halves.HALVES[hashlib.sha256(label.encode()).digest()[0] & 1]
+    assert halves.half_of("uci-headlines-dev.jsonl", label) == expected
+    # Both events of an ECB+ topic fall in one half; across topics both halves occur.
+    topics = [f"ecb-{n}" for n in range(1, 46, 2)]
+    for topic in topics:
+        pair = {halves.half_of("ecbplus-dev.jsonl", f"{topic}_{k}") for k in ("ecb", "ecbplus")}
+        assert len(pair) == 1, topic
+    assert {halves.half_of("ecbplus-dev.jsonl", f"{t}_ecb") for t in topics} == set(halves.HALVES)
+
+
+def test_halves_script_reports_both_halves(tmp_path: Path) -> None:
+    """The script as run: per corpus, B³ of the whole file and of each half replayed alone
+    (the halves' articles make up the file)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import SHARED_DATA, shared_corpus
+
+    shared_corpus(SHARED_DATA / "grouping" / "ecbplus-dev.jsonl")
+    script = Path(__file__).resolve().parents[1] / "bench" / "grouping_halves.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--json", "--corpus", "ecbplus-dev.jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    (line,) = run.stdout.splitlines()
+    figures = json.loads(line)
+    assert figures["corpus"] == "ecbplus-dev.jsonl"
+    for part in ("all", "tuning", "checking"):
+        precision, recall, f1 = figures[part]
+        assert 0 < precision <= 1 and 0 < recall <= 1
+        assert f1 == pytest.approx(2 * precision * recall / (precision + recall))
+    assert figures["gap"] == pytest.approx(figures["tuning"][2] - figures["checking"][2], abs=1e-4)
+    halves = _halves_module()
+    rows = halves.load("ecbplus-dev.jsonl")
+    sizes = {
+        h: sum(halves.half_of("ecbplus-dev.jsonl", r["event"]) == h for r in rows)
+        for h in halves.HALVES
+    }
+    assert sum(sizes.values()) == len(rows) and min(sizes.values()) > 0.3 * len(rows)

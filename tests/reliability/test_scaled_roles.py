@@ -84,9 +84,7 @@ class Farm:
 
     def downloaded_current(self) -> bool:
         with self.lock:
-            return all(
-                self.downloads[(n, self.generation.get(n, 0))] for n in range(self.feeds)
-            )
+            return all(self.downloads[(n, self.generation.get(n, 0))] for n in range(self.feeds))
 
 
 def render(n: int, gen: int) -> bytes:
@@ -103,9 +101,7 @@ def render(n: int, gen: int) -> bytes:
         "</item>"
         for link, title in items
     )
-    return (
-        f"<rss version='2.0'><channel><title>feed {n}</title>{body}</channel></rss>"
-    ).encode()
+    return (f"<rss version='2.0'><channel><title>feed {n}</title>{body}</channel></rss>").encode()
 
 
 @contextmanager
@@ -227,26 +223,39 @@ def test_a_scheduler_and_two_fetch_workers_download_each_change_once(
     listener.close()
     try:
         assert scalar(engine, "SELECT count(*) FROM articles") == expected
-        assert (
-            scalar(engine, "SELECT count(*) FROM articles WHERE canonical_url LIKE '%wire%'")
-            == len(set(the_farm.generation.values()) | {0})
-        )
+        assert scalar(
+            engine, "SELECT count(*) FROM articles WHERE canonical_url LIKE '%wire%'"
+        ) == len(set(the_farm.generation.values()) | {0})
         # The wire story of a round: stored once, a sighting at every feed that carried it.
-        assert scalar(
-            engine,
-            "SELECT count(*) FROM sightings s JOIN articles a ON a.id = s.article_id "
-            "WHERE a.canonical_url = 'https://wire.example/0'",
-        ) == FEEDS
+        assert (
+            scalar(
+                engine,
+                "SELECT count(*) FROM sightings s JOIN articles a ON a.id = s.article_id "
+                "WHERE a.canonical_url = 'https://wire.example/0'",
+            )
+            == FEEDS
+        )
         # Not grouped: that is the grouper's (group_stage and event_id empty).
-        assert scalar(
-            engine,
-            "SELECT count(*) FROM articles WHERE event_id IS NOT NULL OR group_stage IS NOT NULL",
-        ) == 0
+        assert (
+            scalar(
+                engine,
+                "SELECT count(*) FROM articles"
+                " WHERE event_id IS NOT NULL OR group_stage IS NOT NULL",
+            )
+            == 0
+        )
         # No source was in two batches of one claim.
         with engine.connect() as conn:
-            jobs = conn.execute(
-                text("SELECT args FROM procrastinate_jobs WHERE task_name = 'newswatch.poll_batch'")
-            ).scalars().all()
+            jobs = (
+                conn.execute(
+                    text(
+                        "SELECT args FROM procrastinate_jobs"
+                        " WHERE task_name = 'newswatch.poll_batch'"
+                    )
+                )
+                .scalars()
+                .all()
+            )
         memberships = Counter((sid, args["lease"]) for args in jobs for sid in args["source_ids"])
         assert memberships and max(memberships.values()) == 1
     finally:
@@ -288,8 +297,10 @@ def test_a_fetch_worker_killed_mid_batch_its_batch_runs_again_and_nothing_is_los
             with survivor:
                 wait_for(the_farm.downloaded_current, RETRY_SECONDS, "every feed downloaded")
                 wait_for(
-                    lambda: scalar(engine, "SELECT count(*) FROM articles")
-                    >= expected_articles(the_farm),
+                    lambda: (
+                        scalar(engine, "SELECT count(*) FROM articles")
+                        >= expected_articles(the_farm)
+                    ),
                     SETTLE_SECONDS,
                     "every article stored",
                 )
@@ -364,9 +375,11 @@ def test_two_delivery_workers_deliver_each_notification_once(
                     session, rule="r", channel="ops", event_id=event_id, revision=1, payload=payload
                 )
         wait_for(
-            lambda: running(*workers)
-            and scalar(engine, "SELECT count(*) FROM notifications WHERE status = 'sent'")
-            == count,
+            lambda: (
+                running(*workers)
+                and scalar(engine, "SELECT count(*) FROM notifications WHERE status = 'sent'")
+                == count
+            ),
             SETTLE_SECONDS,
             "every notification sent",
         )

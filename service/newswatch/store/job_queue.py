@@ -57,8 +57,11 @@ def create_queue_tables(engine: Engine, schema_sql: str) -> bool:
     return True
 
 
-def queue_depth(session: Session) -> dict[tuple[str, str], int]:
-    """Jobs waiting ('todo') and running ('doing') per queue; empty without the tables."""
+def queue_depth(session: Session) -> dict[tuple[str, str], int] | None:
+    """Jobs waiting ('todo') and running ('doing') per (queue, status); None without the
+    queue's tables (an SQLite store, a Postgres one never run in the scaled mode)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
     if not bool(session.execute(_EXISTS, {"name": JOBS_TABLE}).scalar_one()):
-        return {}
+        return None
     return {(queue, status): int(n) for queue, status, n in session.execute(_QUEUE_DEPTH)}

@@ -9,8 +9,9 @@
     (started before the clock); the clock runs from making every source due (one UPDATE) to
     the last poll's fetch-log row (the scheduler's 1-second tick included). Baseline, in the
     same round: a bare aiohttp client in a process of its own doing the same conditional GETs
-    (bench/bench_poll.py's, 100 requests under way), its GET phase. Ratio: rate(newswatch) / rate(bare client). Politeness stays on (a 1 s gap
-    per host; each host has one feed here, so it never waits).
+    (bench/bench_poll.py's, 100 requests under way), its GET phase. Ratio: rate(newswatch)
+    / rate(bare client). Politeness stays on (a 1 s gap per host; each host has one feed
+    here, so it never waits).
 (b) The scheduler's cost per due source: `--scheduler-sources` sources, all due. The
     scheduler's claim passes (store/claims.py, `NEWSWATCH_FETCH_BATCH_SOURCES` x lanes a
     pass, committed each) and its full tick (claims, lanes, one procrastinate job per batch)
@@ -37,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import Engine, create_engine, text  # noqa: E402
+from sqlalchemy import Engine, create_engine, text
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -83,9 +84,7 @@ def polls_since(engine: Engine, since: datetime) -> int:
 def make_all_due(engine: Engine) -> datetime:
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE sources SET next_fetch_at = :t"), {"t": now.replace(tzinfo=None)}
-        )
+        conn.execute(text("UPDATE sources SET next_fetch_at = :t"), {"t": now.replace(tzinfo=None)})
     return now
 
 
@@ -167,9 +166,7 @@ def throughput(url: str, feeds: int, worker_counts: list[int], rounds: int) -> d
             stop([scheduler])
     engine.dispose()
     bare = results["bare"]
-    print(
-        f"(a) {feeds} sources, every answer 304; bare aiohttp client's GETs {spread(bare)} s"
-    )
+    print(f"(a) {feeds} sources, every answer 304; bare aiohttp client's GETs {spread(bare)} s")
     for count in worker_counts:
         times = results[f"fetch x{count}"]
         ratios = [b / t for b, t in zip(bare, times, strict=True)]
@@ -269,8 +266,7 @@ def scheduler_cost(url: str, sources: int, rounds: int) -> dict:
             assert n == sources, (mode, n)
             results[mode].append(took)
         print(
-            f"  round {r + 1}: "
-            + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in results.items()),
+            f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in results.items()),
             flush=True,
         )
     engine.dispose()

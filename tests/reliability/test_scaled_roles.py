@@ -56,11 +56,26 @@ class Farm:
     held: set[int] = field(default_factory=set)  # feeds with a request waiting now
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: Counter[int] = field(default_factory=Counter)  # requests under way, by port
+    most_in_flight: Counter[int] = field(default_factory=Counter)
 
     def url(self, n: int) -> str:
         return self.servers[n % len(self.servers)].url(f"/feed/{n}")
 
     async def handle(self, request: web.Request) -> web.Response:
+        port = request.url.port or 0
+        with self.lock:
+            self.in_flight[port] += 1
+            self.most_in_flight[port] = max(self.most_in_flight[port], self.in_flight[port])
+        try:
+            # A moment's work, so that requests from two workers would overlap here.
+            await asyncio.sleep(0.01)
+            return await self._answer(request)
+        finally:
+            with self.lock:
+                self.in_flight[port] -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         n = int(request.path.rsplit("/", 1)[1])
         if n in self.hold and not self.release.is_set():
             self.held.add(n)
@@ -220,6 +235,11 @@ def test_a_scheduler_and_two_fetch_workers_download_each_change_once(
         assert repeated == {}
         # Both workers polled (the batches were shared out).
         assert all(nw.logged("batch polled") for nw in workers)
+        # Politeness across workers: a host's sources are in one lane, whose jobs run one at
+        # a time, so a host never had more requests at once than one worker's gate allows
+        # (NEWSWATCH_HTTP_PER_HOST_CONCURRENCY, 2), however many workers ran.
+        assert len(the_farm.most_in_flight) == HOSTS
+        assert max(the_farm.most_in_flight.values()) <= 2
     listener.close()
     try:
         assert scalar(engine, "SELECT count(*) FROM articles") == expected

@@ -112,28 +112,33 @@ class ClaimScheduler:
         return queued
 
     async def queue(self, batches: list[Batch]) -> int:
-        queued = 0
-        for batch in batches:
-            lease = batch.lease.isoformat()
-            job = self.app.configure_task(
+        """One `poll_batch` job per batch, all of a pass in one statement (a round trip per
+        job made deferring 1,000 batches take 25 s); each job locked by its lane."""
+        jobs = [
+            self.app.configure_task(
                 POLL_BATCH,
                 queue=FETCH_QUEUE,
                 lock=f"lane:{batch.lane}",
-                queueing_lock=f"batch:{batch.lane}:{lease}:{batch.source_ids[0]}",
+                queueing_lock=f"batch:{batch.lane}:{batch.lease.isoformat()}:{batch.source_ids[0]}",
+            ).make_new_job(
+                source_ids=list[JSONValue](batch.source_ids), lease=batch.lease.isoformat()
             )
-            try:
-                await job.defer_async(source_ids=list[JSONValue](batch.source_ids), lease=lease)
-                queued += len(batch.source_ids)
-            except AlreadyEnqueued:  # this very batch is queued already
-                continue
-            except Exception:
-                log.exception("queueing a batch failed; its sources are due again")
-                await asyncio.to_thread(self._release, batch)
-        return queued
+            for batch in batches
+        ]
+        try:
+            await self.app.job_manager.batch_defer_jobs_async(jobs)
+        except AlreadyEnqueued:  # these very batches are queued already
+            return 0
+        except Exception:
+            log.exception("queueing batches failed; their sources are due again")
+            await asyncio.to_thread(self._release, batches)
+            return 0
+        return sum(len(batch.source_ids) for batch in batches)
 
-    def _release(self, batch: Batch) -> None:
+    def _release(self, batches: list[Batch]) -> None:
         with session_scope(self.engine) as session:
-            release_claims(session, batch.source_ids, batch.lease, datetime.now(UTC))
+            for batch in batches:
+                release_claims(session, batch.source_ids, batch.lease, datetime.now(UTC))
 
     async def retry_stalled(self) -> int:
         """Jobs whose worker stopped beating (killed, lost) run again, on another worker."""

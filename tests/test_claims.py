@@ -115,9 +115,9 @@ def entry(url: str, title: str) -> ParsedEntry:
     return ParsedEntry(url=url, guid=url, title=title, summary=f"{title}, told at length here.")
 
 
-def test_a_concurrent_write_makes_an_article_stored_meanwhile_a_sighting(engine: Engine) -> None:
-    """Sequential on one store: the second write finds the URL taken by the INSERT itself
-    (its lookup ran before the first write's commit)."""
+def test_a_concurrent_write_stores_as_the_pipeline_does(engine: Engine) -> None:
+    """One writer (SQLite and Postgres): new articles are new, an article stored before is a
+    sighting, rows come back in the entries' order. (Two writers at once: the next test.)"""
     ids = add_sources(engine, 2)
     with session_scope(engine) as session:
         one, two = session.get(Source, ids[0]), session.get(Source, ids[1])

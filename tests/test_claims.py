@@ -156,6 +156,11 @@ def test_two_writers_storing_the_same_urls_at_once_neither_fails(engine: Engine)
                 source_two = session.get(Source, ids[1])
                 assert source_two is not None
                 items = [(source_two, entry(u, f"T {u}")) for u in reversed(urls)]
+                # Entries without a URL among them: inserted, their ids theirs in order.
+                items[5:5] = [
+                    (source_two, ParsedEntry(title=f"No link {n}", summary=f"Text number {n}."))
+                    for n in range(3)
+                ]
                 result["stored"] = store_batch(session, items, concurrent=True)
         except Exception as exc:  # reported to the test below
             result["error"] = exc
@@ -170,13 +175,17 @@ def test_two_writers_storing_the_same_urls_at_once_neither_fails(engine: Engine)
     assert "error" not in result, result.get("error")
     stored_second = result["stored"]
     assert isinstance(stored_second, list)
-    assert not any(a.is_new for a in stored_second)
-    assert sorted(a.id for a in stored_second) == sorted(a.id for a in stored_first)
+    unlinked = stored_second[5:8]
+    linked = stored_second[:5] + stored_second[8:]
+    assert not any(a.is_new for a in linked) and all(a.is_new for a in unlinked)
+    assert sorted(a.id for a in linked) == sorted(a.id for a in stored_first)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM articles")).scalar_one() == 30
-        assert conn.execute(text("SELECT count(*) FROM sightings")).scalar_one() == 60
+        assert conn.execute(text("SELECT count(*) FROM articles")).scalar_one() == 33
+        assert conn.execute(text("SELECT count(*) FROM sightings")).scalar_one() == 63
+        titles = dict(conn.execute(text("SELECT id, title FROM articles")).all())
         indexed = conn.execute(text("SELECT count(*) FROM article_search")).scalar_one()
-    assert indexed == 30  # each article indexed once
+    assert [titles[a.id] for a in unlinked] == [f"No link {n}" for n in range(3)]
+    assert indexed == 33  # each article indexed once
 
 
 @postgres_only

@@ -71,12 +71,14 @@ LAYER_OF_MODULE = {
     "newswatch.replay": SERVICE,  # drives the pipeline from a file, as the service from feeds
     "newswatch.poll_runs": SERVICE,  # the scheduler's per-source poll requests
     "newswatch.pipeline": PIPELINE,
+    "newswatch.storing_sink": PIPELINE,  # the scaled mode's fetch workers' sink (no grouping)
     "newswatch.retention": STAGE,  # a maintenance job over the store, run by service and CLI
     "newswatch.config": CONFIG,
 }
 LAYER_OF_PACKAGE = {
     "newswatch.cli": CLI,
     "newswatch.api": SERVICE,
+    "newswatch.scaled": SERVICE,  # the scaled mode's roles: scheduler, fetch, deliver
     "newswatch.fetch": STAGE,
     "newswatch.grouping": STAGE,
     "newswatch.alerts": STAGE,

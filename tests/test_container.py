@@ -43,6 +43,33 @@ def test_compose_file_runs_postgres_and_newswatch():
     assert services["newswatch"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+def test_compose_scaled_profile_runs_each_role_on_postgres():
+    """The scaled profile (README "Scaling"): Postgres, 1 scheduler, 3 fetch workers, 2
+    groupers, 2 delivery workers, 2 API replicas; the one-process service in a profile of its
+    own, so that the two never run together on one store."""
+    from newswatch.cli.core import ROLES
+
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert "profiles" not in services["postgres"]
+    assert services["newswatch"]["profiles"] == ["single"]
+    assert services["newswatch"].get("command") is None  # the image's `newswatch run`
+    wanted = {"scheduler": 1, "fetch": 3, "group": 2, "deliver": 2, "api": 2}
+    scaled = {name: s for name, s in services.items() if "scaled" in s.get("profiles", [])}
+    assert set(scaled) == set(wanted)
+    for name, service in scaled.items():
+        command = service["command"]
+        assert command[:3] == ["newswatch", "run", "--role"] and command[3] in ROLES
+        assert command[3] == name
+        assert service["deploy"]["replicas"] == wanted[name]
+        assert service["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["profiles"] == ["scaled"]
+    # Only the API serves HTTP; a worker has no /readyz for the image's health check.
+    assert [n for n, s in scaled.items() if "ports" in s] == ["api"]
+    assert all(s["healthcheck"] == {"disable": True} for n, s in scaled.items() if n != "api")
+
+
 def test_env_example_documents_every_setting():
     from newswatch.config import Settings
 

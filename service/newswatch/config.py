@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     # other sources' writes go in between.
     write_batch_entries: int = Field(500, ge=1, validation_alias="NEWSWATCH_WRITE_BATCH_ENTRIES")
 
+    # The scaled mode (`run --role scheduler|fetch`, Postgres; docs/decisions/0161): sources
+    # per poll_batch job, lanes (a host's sources are always in one lane, and a lane's jobs
+    # run one at a time: politeness across workers), and jobs a fetch worker runs at once.
+    fetch_batch_sources: int = Field(50, ge=1, validation_alias="NEWSWATCH_FETCH_BATCH_SOURCES")
+    fetch_lanes: int = Field(64, ge=1, validation_alias="NEWSWATCH_FETCH_LANES")
+    fetch_jobs_per_worker: int = Field(4, ge=1, validation_alias="NEWSWATCH_FETCH_JOBS_PER_WORKER")
+
     # Processes that parse feeds and pages beside the writer; 0 parses in a thread.
     parse_workers: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1),

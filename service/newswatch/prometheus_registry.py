@@ -82,6 +82,17 @@ SCHEDULER_LAST_TICK = Gauge(
 )
 
 # Computed from the store when /metrics is scraped (api/metrics.py), not updated by stages.
+QUEUE_JOBS = Gauge(
+    "newswatch_queue_jobs",
+    "Jobs of the scaled mode's queue waiting (todo) or running (doing), by queue",
+    ["queue", "status"],
+    registry=REGISTRY,
+)
+SOURCES_DUE = Gauge(
+    "newswatch_sources_due",
+    "Enabled sources due for a poll and not claimed by a batch yet (the scheduler's backlog)",
+    registry=REGISTRY,
+)
 OUTBOX_DEPTH = Gauge(
     "newswatch_outbox_depth", "Notifications waiting in the outbox", registry=REGISTRY
 )

@@ -147,14 +147,32 @@ def test_role_api_alone_reads_only(cli_env: dict[str, str], tmp_path: Path) -> N
 
 
 @sqlite_only
-@pytest.mark.parametrize("role", ["scheduler", "fetch", "group", "deliver"])
-def test_roles_of_the_scaled_mode_are_refused_naming_those_that_run(
-    cli_env: dict[str, str], role: str
-) -> None:
-    result = newswatch("run", "--role", role, env=cli_env)
+def test_a_role_not_built_yet_is_refused_naming_those_that_run(cli_env: dict[str, str]) -> None:
+    result = newswatch("run", "--role", "group", env=cli_env)
     assert result.returncode == 2
-    assert f"--role {role}: not available yet" in result.stderr
-    assert "all (the default" in result.stderr and "api (the HTTP API alone)" in result.stderr
+    assert "--role group: not available yet" in result.stderr
+    assert "all, api, scheduler, fetch, deliver" in result.stderr
+
+
+@sqlite_only
+@pytest.mark.parametrize("roles", [["scheduler"], ["fetch"], ["deliver"], ["fetch", "deliver"]])
+def test_the_scaled_roles_refuse_an_sqlite_store_saying_why(
+    cli_env: dict[str, str], roles: list[str]
+) -> None:
+    args = [arg for role in roles for arg in ("--role", role)]
+    result = newswatch("run", *args, env=cli_env)
+    assert result.returncode == 1
+    assert f"--role {', '.join(roles)} runs on a Postgres store only" in result.stderr
+    assert "DATABASE_URL" in result.stderr
+    database = cli_env["DATABASE_URL"].removeprefix("sqlite:///")
+    assert not Path(database).exists()  # refused before the store was opened (or created)
+
+
+@sqlite_only
+def test_api_with_another_role_is_refused(cli_env: dict[str, str]) -> None:
+    result = newswatch("run", "--role", "api", "--role", "fetch", env=cli_env)
+    assert result.returncode == 2
+    assert "--role api runs alone" in result.stderr
 
 
 @sqlite_only

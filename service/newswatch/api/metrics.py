@@ -21,17 +21,23 @@ from newswatch.prometheus_registry import (
     NOT_MODIFIED_SHARE,
     OUTBOX_DEPTH,
     OUTBOX_OLDEST_AGE,
+    QUEUE_JOBS,
     REGISTRY,
+    SOURCES_DUE,
     SOURCES_IN_ERROR,
     SOURCES_TOTAL,
 )
 from newswatch.shared_types import FetchOutcome
+from newswatch.store.claims import due_source_count
 from newswatch.store.gauges import fetch_outcome_share, sources_by_state, sources_in_error
+from newswatch.store.job_queue import queue_depth
 from newswatch.store.outbox import dead_letter_count, outbox_stats
 
 log = get_logger(__name__)
 
 NOT_MODIFIED_WINDOW = timedelta(hours=1)
+# The scaled mode's queues (scaled/queue.py), named here: the API does not import the roles.
+QUEUE_NAMES = {"newswatch-schedule", "newswatch-fetch"}
 
 
 def refresh_store_gauges(session: Session) -> None:
@@ -45,6 +51,19 @@ def refresh_store_gauges(session: Session) -> None:
     OUTBOX_DEPTH.set(depth)
     OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)
     DEAD_LETTERS.set(dead_letter_count(session))
+    _refresh_queue_gauges(session)
+
+
+def _refresh_queue_gauges(session: Session) -> None:
+    """The scaled mode's queue (docs/decisions/0161): jobs waiting and running per queue,
+    and the sources due but not claimed yet. Not shown for a store without the queue."""
+    depth = queue_depth(session)
+    if depth is None:
+        return
+    for queue in {q for q, _s in depth} | QUEUE_NAMES:
+        for status in ("todo", "doing"):
+            QUEUE_JOBS.labels(queue, status).set(depth.get((queue, status), 0))
+    SOURCES_DUE.set(due_source_count(session, datetime.now(UTC)))
 
 
 # What the API's process knows better than the service's: computed at each scrape from the
@@ -57,6 +76,8 @@ API_OWNED = (
     OUTBOX_DEPTH,
     OUTBOX_OLDEST_AGE,
     DEAD_LETTERS,
+    QUEUE_JOBS,
+    SOURCES_DUE,
 )
 
 

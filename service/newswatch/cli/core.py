@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from newswatch.service import Service
 
 # The parts of the service (issue 16). `all` runs every part in one service (its API in a
-# process of its own); the scaled mode's roles come later (docs/decisions/0084-roles.md).
+# process of its own); scheduler, fetch and deliver are the scaled mode's on Postgres, in any
+# mix in one process (docs/decisions/0084-run-roles.md, 0161); group comes with the grouper.
 ROLES = ("all", "api", "scheduler", "fetch", "group", "deliver")
-RUNNING_ROLES = ("all", "api")
+RUNNING_ROLES = ("all", "api", "scheduler", "fetch", "deliver")
+SCALED_ROLES = ("scheduler", "fetch", "deliver")
 
 
 @click.command("run")
@@ -37,7 +39,9 @@ RUNNING_ROLES = ("all", "api")
     multiple=True,
     type=click.Choice(ROLES),
     help="Run a part of the service (repeatable). all (default): everything; api: the HTTP "
-    "API and pages alone, reading the store (as `serve`).",
+    "API and pages alone, reading the store (as `serve`); on Postgres, scheduler (claims due "
+    "sources, queues batches), fetch (polls the batches; any number) and deliver (sends "
+    "the outbox; any number).",
 )
 @click.option("--api-child", hidden=True, help="Internal: the API process of a `run`.")
 @pass_app
@@ -46,6 +50,14 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
 
     Stopped so, `run` exits 0 and `run --once` with 128 + the signal's number."""
     role = _chosen_role(roles, once, api_child)
+    if role == "scaled":
+        from newswatch.scaled.roles import refuse_unless_postgres, run_roles
+
+        chosen = [r for r in SCALED_ROLES if r in roles]
+        refuse_unless_postgres(app.settings.database_url, chosen)
+        asyncio.run(run_roles(app.engine(), app.config, app.settings, chosen))
+        skip_final_collection()
+        return
     if api_child:
         # First, before the API's imports (seconds on a loaded machine): from here on the
         # kernel ends this process when the service dies.
@@ -105,17 +117,28 @@ def _parent_pid(api_child: str) -> int:
 
 
 def _chosen_role(roles: tuple[str, ...], once: bool, api_child: str | None) -> str:
-    """The one role this process runs; a usage error for roles that do not run yet."""
+    """What this process runs: "all", "api" or "scaled" (a mix of the scaled mode's roles);
+    a usage error for roles that do not run yet or do not go together."""
     chosen = set(roles) or {"all"}
     waiting = sorted(chosen - set(RUNNING_ROLES), key=ROLES.index)
     if waiting:
         raise click.UsageError(
             f"--role {', '.join(waiting)}: not available yet; the roles that run today are "
-            "all (the default: every part in one service) and api (the HTTP API alone). "
-            "scheduler, fetch, group and deliver come with the scaled mode on Postgres "
-            "(docs/decisions/0084-roles.md)."
+            f"{', '.join(RUNNING_ROLES)} (docs/decisions/0084-run-roles.md)."
         )
-    role = "all" if "all" in chosen else "api"
+    if "all" in chosen:
+        role = "all"
+    elif chosen == {"api"}:
+        role = "api"
+    elif "api" in chosen:
+        raise click.UsageError(
+            "--role api runs alone (the API reads the store); start the other roles in "
+            "processes of their own"
+        )
+    else:
+        role = "scaled"
+    if role == "scaled" and once:
+        raise click.UsageError("--once polls every source in one process; it goes with --role all")
     if role == "api" and once:
         raise click.UsageError("--once polls sources; --role api polls none")
     if api_child and role != "api":

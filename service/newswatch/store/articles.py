@@ -353,6 +353,53 @@ def reserve_article_ids(session: Session, count: int) -> list[int]:
 _MAX_ID = text("SELECT coalesce(max(id), 0) FROM articles")
 
 
+def _url_order(url: object) -> tuple[bool, str]:
+    return url is None, str(url or "")
+
+
+def _insert_articles_beside_others(
+    session: Session, rows: list[dict[str, object]], positions: list[int]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Insert `rows` (the entries at `positions`), skipping those whose canonical URL another
+    transaction stored meanwhile. Returns {position: new id} (the row gets its "id") and
+    {position: id of the article stored by the other}.
+
+    Rows go in canonical-URL order: two writers inserting overlapping URLs then wait for each
+    other in the same order and never deadlock. Postgres numbers the inserted rows in VALUES
+    order, so the ids of the rows without a canonical URL are theirs in order."""
+    if not rows:
+        return {}, {}
+    order = sorted(
+        range(len(rows)),
+        key=lambda n: (rows[n]["canonical_url"] is None, str(rows[n]["canonical_url"] or "")),
+    )
+    statement = insert_ignoring_conflicts(session, ARTICLES, [ARTICLES.c.canonical_url])
+    returned = session.execute(
+        statement.returning(ARTICLES.c.id, ARTICLES.c.canonical_url), [rows[n] for n in order]
+    ).all()
+    by_url = {url: article_id for article_id, url in returned if url is not None}
+    without_url = iter(sorted(article_id for article_id, url in returned if url is None))
+    ids: dict[int, int] = {}
+    skipped: dict[str, int] = {}  # canonical URL -> position
+    for n in order:
+        url = rows[n]["canonical_url"]
+        article_id = next(without_url) if url is None else by_url.get(str(url))
+        if article_id is None:
+            skipped[str(url)] = positions[n]
+            continue
+        rows[n]["id"] = article_id
+        ids[positions[n]] = article_id
+    taken: dict[int, int] = {}
+    if skipped:
+        # Committed by the other writer (the INSERT waited for it): visible to this statement.
+        query = select(ARTICLES.c.canonical_url, ARTICLES.c.id).where(
+            ARTICLES.c.canonical_url.in_(sorted(skipped))
+        )
+        for url, article_id in session.execute(query):
+            taken[skipped[url]] = article_id
+    return ids, taken
+
+
 def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> set[tuple[int, int]]:
     """Insert the sightings not stored yet; returns the (article, source) pairs inserted."""
     unique = {(r["article_id"], r["source_id"]): r for r in reversed(rows)}
@@ -380,6 +427,7 @@ def store_batch(
     now: datetime | None = None,
     assign: Assign | None = None,
     language_of: LanguageOf | None = None,
+    concurrent: bool = False,
 ) -> list[StoredArticle]:
     """Store entries of one or several sources in a few statements; one StoredArticle per
     item, in order. Runs in the caller's transaction (no commit). The entries are those
@@ -390,7 +438,15 @@ def store_batch(
     written in the same statement rather than by an UPDATE of each row afterwards.
 
     With `language_of`, each new article's language is what it returns for the entry: called
-    once per new article, never for an entry found to be stored already."""
+    once per new article, never for an entry found to be stored already.
+
+    With `concurrent` (the scaled mode's fetch workers, which store beside each other), an
+    article another transaction inserted meanwhile under the same canonical URL is not an
+    error: the INSERT skips it (ON CONFLICT DO NOTHING, rows in canonical-URL order so two
+    writers wait for each other in one order, never in a cycle) and the entry becomes a
+    sighting of that article (docs/decisions/0162-fetch-workers-store-beside-each-other.md)."""
+    if concurrent and assign is not None:
+        raise ValueError("a concurrent write stores articles without grouping them")
     if any(source.id is None for source, _ in items):
         raise ValueError("sources must be stored before their entries")
     now = now or utcnow()
@@ -418,7 +474,12 @@ def store_batch(
                 k.entry = replace(k.entry, language=language)
             new_rows.append(_article_row(k, now) | {"language_source": how})
             new_index.append(i)
-    if assign is None:
+    taken: dict[int, int] = {}  # entry index -> the article another writer stored first
+    if concurrent:
+        ids, taken = _insert_articles_beside_others(session, new_rows, new_index)
+        new_rows = [row for row in new_rows if "id" in row]
+        new_index = [i for i in new_index if i in ids]
+    elif assign is None:
         ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))
         for row, article_id in zip(new_rows, ids.values(), strict=True):
             row["id"] = article_id
@@ -432,9 +493,11 @@ def store_batch(
     for i, k in enumerate(keys):
         if i in ids:
             article_id, is_new, reason = ids[i], True, None
+        elif i in taken:
+            article_id, is_new, reason = taken[i], False, DUP_URL
         elif i in earlier:
             first, reason = earlier[i]
-            article_id, is_new = ids[first], False
+            article_id, is_new = ids.get(first) or taken[first], False
         else:
             (article_id, reason), is_new = matches[i], False  # type: ignore[misc]
         sightings.append(

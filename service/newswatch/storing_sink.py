@@ -1,0 +1,56 @@
+"""Where a scaled-mode fetch worker hands its entries: stored, not grouped, not alerted.
+
+The single-process pipeline stores, groups and alerts in one transaction (pipeline.py). In
+the scaled mode (docs/decisions/0161) fetch workers run beside each other and one grouper
+groups after them, so a fetch worker stores articles and sightings exactly as the pipeline
+does but leaves `event_id` and `group_stage` empty, skips an article another worker stored
+meanwhile (ON CONFLICT DO NOTHING; it becomes a sighting of that one), and NOTIFYs
+`newswatch_articles` in each transaction that stored articles, for the grouper to wake.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from newswatch.config import FileConfig, Settings
+from newswatch.fetch.entry_sink import IngestResult
+from newswatch.fetch.language import language_of
+from newswatch.pipeline import Pipeline
+from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED
+from newswatch.shared_types import ParsedEntry
+from newswatch.store.articles import admit_entries, store_batch
+from newswatch.store.claims import notify_articles_stored
+from newswatch.store.models import Source
+
+
+class StoringSink(Pipeline):
+    """The pipeline's EntrySink without its grouping and alert stages."""
+
+    def __init__(self, engine: Engine, config: FileConfig, settings: Settings):
+        super().__init__(engine, config, settings, alerts=False)
+        self.grouper = None  # the grouper role groups (docs/decisions/0161)
+
+    def ingest_jobs(
+        self, session: Session, jobs: list[tuple[Source, list[ParsedEntry]]]
+    ) -> list[IngestResult]:
+        admitted = [(source, *admit_entries(entries)) for source, entries in jobs]
+        items = [(source, entry) for source, entries, _r in admitted for entry in entries]
+        stored = (
+            store_batch(session, items, language_of=language_of, concurrent=True) if items else []
+        )
+        results: list[IngestResult] = []
+        start = 0
+        for _source, entries, rejected in admitted:
+            results.append(
+                IngestResult(stored=stored[start : start + len(entries)], rejected=rejected)
+            )
+            start += len(entries)
+        for article in stored:
+            if article.duplicate_reason:
+                DUPLICATES_DROPPED.labels(article.duplicate_reason).inc()
+        new = sum(1 for a in stored if a.is_new)
+        ARTICLES_STORED.inc(new)
+        if new:
+            notify_articles_stored(session)
+        return results

@@ -10,6 +10,8 @@ meanwhile (ON CONFLICT DO NOTHING; it becomes a sighting of that one), and NOTIF
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -23,13 +25,21 @@ from newswatch.store.articles import admit_entries, store_batch
 from newswatch.store.claims import notify_articles_stored
 from newswatch.store.models import Source
 
+if TYPE_CHECKING:
+    from newswatch.grouping.stage import EventGrouper
+
 
 class StoringSink(Pipeline):
     """The pipeline's EntrySink without its grouping and alert stages."""
 
     def __init__(self, engine: Engine, config: FileConfig, settings: Settings):
         super().__init__(engine, config, settings, alerts=False)
-        self.grouper = None  # the grouper role groups (docs/decisions/0161)
+
+    @property
+    def grouper(self) -> EventGrouper | None:
+        """None: the grouper role groups (docs/decisions/0161), so a fetch worker neither
+        builds the grouping stage nor restores its window."""
+        return None
 
     def ingest_jobs(
         self, session: Session, jobs: list[tuple[Source, list[ParsedEntry]]]

@@ -81,6 +81,7 @@ LAYER_OF_PACKAGE = {
     "newswatch.grouping": STAGE,
     "newswatch.alerts": STAGE,
     "newswatch.store": STORE,
+    "newswatch.scaled": SERVICE,  # the scaled mode's roles: they chain stages as the service
 }
 
 # Alembic's migrations are history, loaded by path and run once as they were written: not a

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # The parts of the service (issue 16). `all` runs every part in one service (its API in a
 # process of its own); the scaled mode's roles come later (docs/decisions/0084-roles.md).
 ROLES = ("all", "api", "scheduler", "fetch", "group", "deliver")
-RUNNING_ROLES = ("all", "api")
+RUNNING_ROLES = ("all", "api", "group")
 
 
 @click.command("run")
@@ -44,6 +44,11 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         # First, before the API's imports (seconds on a loaded machine): from here on the
         # kernel ends this process when the service dies.
         bind_to_parent(_parent_pid(api_child))
+    if role == "group":
+        from newswatch.cli.group_role import run_group_role
+
+        run_group_role(app)
+        return
     if role == "api":
         from newswatch.api.process import ChildLink
         from newswatch.cli.serve import serve_api
@@ -95,11 +100,14 @@ def _chosen_role(roles: tuple[str, ...], once: bool, api_child: str | None) -> s
     if waiting:
         raise click.UsageError(
             f"--role {', '.join(waiting)}: not available yet; the roles that run today are "
-            "all (the default: every part in one service) and api (the HTTP API alone). "
-            "scheduler, fetch, group and deliver come with the scaled mode on Postgres "
+            "all (the default: every part in one service), api (the HTTP API alone) and "
+            "group (the grouper, Postgres). scheduler, fetch and deliver come with the "
+            "scaled mode on Postgres "
             "(docs/decisions/0084-roles.md)."
         )
-    role = "all" if "all" in chosen else "api"
+    role = "all" if "all" in chosen else "group" if "group" in chosen else "api"
+    if role == "group" and (len(chosen) > 1 or once):
+        raise click.UsageError("--role group runs alone (one grouper process; no --once)")
     if role == "api" and once:
         raise click.UsageError("--once polls sources; --role api polls none")
     if api_child and role != "api":

@@ -7,7 +7,7 @@ the last time window, so a restart continues the same events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from datetime import datetime, timedelta
 from itertools import chain
 from typing import Any
@@ -49,18 +49,23 @@ class EventGrouper:
         self.stats: dict[int, EventStats] = {}
 
     # --- start and rollback -------------------------------------------------------------
-    def load(self, session: Session) -> int:
-        """Rebuild the in-memory state from the articles of the last window; returns how many
-        articles were read."""
+    def load(
+        self, session: Session, since: datetime | None = None, exclude: Container[int] = ()
+    ) -> int:
+        """Rebuild the in-memory state from the articles of the last window (or of the window
+        from `since`, leaving out the articles `exclude`: the scaled mode's grouper, which
+        replays those); returns how many articles were read."""
         self.clusterer = Clusterer(self.settings)
         self.stats = {}
-        latest = store.latest_first_seen(session)
-        if latest is None:
+        if since is None:
+            since = self.window_start(session)
+        if since is None:
             return 0
-        since = latest - timedelta(hours=self.settings.window_hours)
         restore = self.clusterer.restore
         count = 0
         for row in store.window_articles(session, since, LOAD_CHUNK):
+            if row.id in exclude:
+                continue
             # Signatures are recomputed from the text rather than read from `fingerprint`:
             # always comparable with new ones, whichever version stored them.
             restore(
@@ -79,6 +84,11 @@ class EventGrouper:
             if event_id in live or split_from in live:
                 self.clusterer.keep_apart(event_id, split_from)
         return count
+
+    def window_start(self, session: Session) -> datetime | None:
+        """Where the window that `load` restores starts now (None: the store has no article)."""
+        latest = store.latest_first_seen(session)
+        return None if latest is None else latest - timedelta(hours=self.settings.window_hours)
 
     # --- ingest -------------------------------------------------------------------------
     def assign_batch(self, session: Session, stored: list[StoredArticle]) -> list[EventChange]:

@@ -1,0 +1,1 @@
+"""The scaled mode's roles on Postgres (issue 16)."""

@@ -67,8 +67,8 @@ def raw_connection(engine: Engine) -> psycopg.Connection[Any]:
     """A psycopg connection of its own (out of the pool), autocommit, with the engine's
     settings (search path, statement timeout): for the lock and for LISTEN."""
     pooled = engine.raw_connection()
-    pooled.detach()  # never handed back to the pool: its session holds the lock
     conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+    pooled.detach()  # never handed back to the pool: its session holds the lock
     conn.rollback()
     conn.autocommit = True
     with conn.cursor() as cursor:

@@ -246,7 +246,7 @@ def test_a_deposed_grouper_writes_nothing(pg_urls: tuple[str, str]) -> None:
     from newswatch.store.grouper_lease import take_lease
 
     with session_scope(engine) as session:
-        grouper.epoch = take_lease(session, "test:1", 0, None)
+        grouper.epoch = take_lease(session, "test:1")
     assert grouper.group_batch() == GROUPER_BATCH  # it leads: a batch goes through
     with session_scope(engine) as session:
         bump_epoch(session)  # a successor took over

@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -35,6 +34,7 @@ from newswatch.store.grouper_lease import (
     GROUPED_CHANNEL,
     Deposed,
     Lease,
+    Origin,
     Overlap,
     articles_by_id,
     batches_after,
@@ -44,14 +44,19 @@ from newswatch.store.grouper_lease import (
     listen,
     lock_alive,
     log_batch,
+    log_origin,
     notify,
     place_ungrouped,
     raw_connection,
     read_lease,
+    read_origin,
+    set_lease_origin,
+    snapshot,
     take_lease,
     ungrouped_articles,
     wait_for_notifications,
     wait_grouping_lock,
+    wake_listeners,
 )
 
 log = get_logger(__name__)
@@ -67,46 +72,43 @@ class NotScalable(Exception):
 
 @dataclass
 class GroupingState:
-    """The in-memory grouping and where it stands: built from its origin (the window
-    restored at `origin_since`, without the batches after `origin_seq`) and every logged
-    batch after the origin replayed, up to `seq`."""
+    """The in-memory grouping and where it stands: the window restored at its origin, then
+    every logged batch after the origin replayed, up to `seq`. `origin_seq` names a logged
+    origin (the leader's, when equal to the lease's); a state restored afresh has none until
+    its process leads and logs `origin`."""
 
     grouper: EventGrouper
-    origin_seq: int
-    origin_since: datetime | None
+    origin: Origin
+    origin_seq: int | None
     seq: int
     mismatches: int = 0
     restored: int = 0
     replayed: int = 0
     seconds: float = 0.0
 
-    def origin_of(self, lease: Lease | None) -> bool:
-        """Whether this state starts where the lease's does (so it is the leader's)."""
-        return lease is not None and (lease.origin_seq, lease.origin_since) == (
-            self.origin_seq,
-            self.origin_since,
-        )
-
 
 def build_state(
     engine: Engine, settings: GroupingSettings, lease: Lease | None, replay_limit: int
 ) -> GroupingState:
-    """The grouping state of the lease's origin (the leader's), replayed to the log's end;
-    without a lease, or with more to replay than `replay_limit`, a new origin now (the
-    window restored as a restarted single process restores it)."""
+    """The leader's grouping state: its logged origin restored, then the log replayed to
+    its end. Without a lease (no leader yet), or with more than `replay_limit` articles to
+    replay, a new origin now: the window restored as a restarted single process restores
+    it, at the log's end."""
     started = time.perf_counter()
     grouper = EventGrouper(settings)
-    with session_scope(engine) as session:
-        later: list[tuple[int, list[int]]] = []
-        if lease is not None:
-            origin_seq, since = lease.origin_seq, lease.origin_since
-            later = list(iter_batches_after(session, origin_seq))
-        if lease is None or sum(len(ids) for _s, ids in later) > replay_limit:
-            origin_seq, since, later = last_seq(session), grouper.window_start(session), []
-        excluded = {article_id for _seq, ids in later for article_id in ids}
-        restored = grouper.load(session, since=since, exclude=excluded) if since else 0
-        state = GroupingState(grouper, origin_seq, since, origin_seq, restored=restored)
-        replay(session, state, later)
+    with snapshot(engine) as session:
+        origin = read_origin(session, lease.origin_seq) if lease is not None else None
+        later = list(iter_batches_after(session, origin.after_seq)) if origin else []
+        if origin is None or sum(len(ids) for _s, ids in later) > replay_limit:
+            state = _fresh_state(session, grouper)
+        else:
+            state = GroupingState(grouper, origin, lease.origin_seq if lease else None, 0)
+            if origin.placed:
+                state.restored = grouper.load(
+                    session, origin.since, placed=dict(origin.placed), apart=origin.apart
+                )
+            state.seq = origin.after_seq
+            replay(session, state, later)
     state.seconds = time.perf_counter() - started
     log.info(
         "grouper.state_built",
@@ -117,6 +119,16 @@ def build_state(
         seconds=round(state.seconds, 3),
     )
     return state
+
+
+def _fresh_state(session: Any, grouper: EventGrouper) -> GroupingState:
+    """The store's window restored now, its placement recorded for the origin row."""
+    since = grouper.window_start(session)
+    placed: list[tuple[int, int]] = []
+    restored = grouper.load(session, since, record=placed) if since else 0
+    seq = last_seq(session)
+    origin = Origin(since, placed, sorted(grouper.clusterer.apart), seq)
+    return GroupingState(grouper, origin, None, seq, restored=restored)
 
 
 def replay(session: Any, state: GroupingState, batches: list[tuple[int, list[int]]]) -> None:
@@ -204,9 +216,10 @@ class Grouper:
         def wait() -> None:
             try:
                 wait_grouping_lock(conn)
+                self.locked.set()
+                wake_listeners(conn)
             except psycopg.Error:
                 return  # the connection was closed under it: this process steps down
-            self.locked.set()
 
         threading.Thread(target=wait, name="grouper-lock", daemon=True).start()
         log.info("grouper.standby", holder=self.options.holder)
@@ -222,7 +235,7 @@ class Grouper:
         assert self.state is not None
         with session_scope(self.engine) as session:
             lease = read_lease(session)
-            if lease is not None and not self.state.origin_of(lease):
+            if lease is not None and lease.origin_seq != self.state.origin_seq:
                 self.state = None
             else:
                 replay(session, self.state, batches_after(session, self.state.seq))
@@ -236,20 +249,16 @@ class Grouper:
         """Take the lease (bumping the epoch fences the previous leader), replay what it
         logged, then group until stopped, deposed or the lock's session is lost."""
         assert self.state is not None and self._lock_conn is not None
-        with session_scope(self.engine) as session:
-            state = self.state
-            self.epoch = take_lease(
-                session, self.options.holder, state.origin_seq, state.origin_since
-            )
         started = time.perf_counter()
         with session_scope(self.engine) as session:
+            self.epoch = self._take_lease(session)
+        with session_scope(self.engine) as session:
             replay(session, self.state, list(iter_batches_after(session, self.state.seq)))
-        if self.state.mismatches:  # not the state its own origin gives: start afresh
+        if self.state.mismatches:  # not the state its origin gives: a new origin, now
+            log.warning("grouper.diverged", mismatches=self.state.mismatches)
             self.state = build_state(self.engine, self.grouping, None, 0)
             with session_scope(self.engine) as session:
-                self.epoch = take_lease(
-                    session, self.options.holder, self.state.origin_seq, self.state.origin_since
-                )
+                self.epoch = self._take_lease(session)
         log.info(
             "grouper.leading",
             epoch=self.epoch,
@@ -283,6 +292,16 @@ class Grouper:
                 if grouped == 0:
                     self._heartbeat()
                     self._wait()
+
+    def _take_lease(self, session: Any) -> int:
+        """Bump the epoch (fencing the previous leader) and name this state's origin, logging
+        it first if it is new."""
+        assert self.state is not None
+        epoch = take_lease(session, self.options.holder)
+        if self.state.origin_seq is None:
+            self.state.origin_seq = log_origin(session, epoch, self.state.origin)
+        set_lease_origin(session, self.state.origin_seq)
+        return epoch
 
     def _heartbeat(self) -> None:
         try:

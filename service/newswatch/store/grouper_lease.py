@@ -59,7 +59,6 @@ class Lease:
     holder: str
     heartbeat_at: datetime
     origin_seq: int
-    origin_since: datetime | None
 
 
 # --- raw connections: the lock and the wake-ups ------------------------------------------
@@ -91,6 +90,12 @@ def try_grouping_lock(conn: psycopg.Connection[Any]) -> bool:
 def wait_grouping_lock(conn: psycopg.Connection[Any]) -> None:
     """Block until `conn` holds the grouping lock (its holder's session ended)."""
     conn.execute("SELECT pg_advisory_lock(%s)", (_lock_key(conn),))
+
+
+def wake_listeners(conn: psycopg.Connection[Any]) -> None:
+    """Wake this process's own LISTEN loop (and the standbys': harmless) at once, as a
+    leader's batch would: used when the lock comes, so a takeover does not wait a poll."""
+    conn.execute("SELECT pg_notify(%s, '')", (GROUPED_CHANNEL,))
 
 
 def lock_alive(conn: psycopg.Connection[Any]) -> bool:
@@ -131,14 +136,13 @@ def read_lease(session: Session) -> Lease | None:
     row = session.execute(select(LEASE).where(L.id == LEASE_ID)).first()
     if row is None:
         return None
-    return Lease(row.epoch, row.holder, row.heartbeat_at, row.origin_seq, row.origin_since)
+    return Lease(row.epoch, row.holder, row.heartbeat_at, row.origin_seq)
 
 
-def take_lease(
-    session: Session, holder: str, origin_seq: int, origin_since: datetime | None
-) -> int:
+def take_lease(session: Session, holder: str) -> int:
     """Become the leader: bump the epoch (waiting for a batch of the previous leader that
-    holds the row to end), name the holder and the origin of its state; the new epoch."""
+    holds the row to end) and name the holder; the new epoch. (set_lease_origin names the
+    origin of its state, in the same transaction.)"""
     now = utcnow()
     session.execute(
         text(
@@ -154,12 +158,14 @@ def take_lease(
             epoch=L.epoch + 1,
             holder=holder,
             heartbeat_at=now,
-            origin_seq=origin_seq,
-            origin_since=origin_since,
         )
         .returning(L.epoch)
     ).scalar_one()
     return int(epoch)
+
+
+def set_lease_origin(session: Session, origin_seq: int) -> None:
+    session.execute(update(LEASE).where(L.id == LEASE_ID).values(origin_seq=origin_seq))
 
 
 def hold_lease(session: Session, epoch: int) -> None:
@@ -274,13 +280,71 @@ def log_batch(session: Session, epoch: int, article_ids: list[int]) -> int:
     )
 
 
+@dataclass(frozen=True)
+class Origin:
+    """The window a leader restored: its start, each article's event then (id pairs), the
+    events kept apart, and the last logged batch it held."""
+
+    since: datetime | None
+    placed: list[tuple[int, int]]
+    apart: list[tuple[int, int]]
+    after_seq: int
+
+
+def log_origin(session: Session, epoch: int, origin: Origin) -> int:
+    """Log the origin of a new leader's state; its seq names it (the lease's origin_seq)."""
+    document = {
+        "since": origin.since.isoformat() if origin.since else None,
+        "placed": [list(p) for p in origin.placed],
+        "apart": [list(p) for p in origin.apart],
+        "after_seq": origin.after_seq,
+    }
+    return int(
+        session.execute(
+            insert(BATCHES)
+            .values(epoch=epoch, article_ids=[], origin=document, created_at=utcnow())
+            .returning(B.seq)
+        ).scalar_one()
+    )
+
+
+def read_origin(session: Session, seq: int) -> Origin | None:
+    document = session.execute(select(B.origin).where(B.seq == seq)).scalar()
+    if not document:
+        return None
+    since = document["since"]
+    return Origin(
+        since=datetime.fromisoformat(since) if since else None,
+        placed=[(int(a), int(e)) for a, e in document["placed"]],
+        apart=[(int(a), int(b)) for a, b in document["apart"]],
+        after_seq=int(document["after_seq"]),
+    )
+
+
+@contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[Session]:
+    """A read-only session on one snapshot of the store (REPEATABLE READ): a restore and
+    the log position it stands at must see the same committed batches."""
+    with Session(engine) as session:
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
 def last_seq(session: Session) -> int:
     return int(session.execute(select(func.coalesce(func.max(B.seq), 0))).scalar_one())
 
 
 def batches_after(session: Session, seq: int, limit: int = 200) -> list[tuple[int, list[int]]]:
     """(seq, article ids) of the logged batches after `seq`, in order."""
-    query = select(B.seq, B.article_ids).where(B.seq > seq).order_by(B.seq).limit(limit)
+    query = (
+        select(B.seq, B.article_ids)
+        .where(B.seq > seq, B.origin.is_(None))
+        .order_by(B.seq)
+        .limit(limit)
+    )
     return [(int(row.seq), list(row.article_ids)) for row in session.execute(query)]
 
 

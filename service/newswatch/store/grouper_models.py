@@ -30,11 +30,10 @@ class GrouperLease(SQLModel, table=True):
     epoch: int = Field(default=0, sa_type=BigInteger)
     holder: str = Field(sa_type=Text)
     heartbeat_at: datetime = _ts(default_factory=utcnow)
-    # Where the leader's in-memory state starts: the window restored (grouped articles that
-    # count since `origin_since`, none of the batches after `origin_seq`), then every batch
-    # after `origin_seq` replayed in order. A standby builds the same state from it.
+    # Where the leader's in-memory state starts: the origin row of grouper_batches (the
+    # window it restored), then every batch after it replayed in order. A standby builds the
+    # same state from it.
     origin_seq: int = Field(default=0, sa_type=BigInteger)
-    origin_since: datetime | None = _ts(default=None)
 
 
 class GrouperBatch(SQLModel, table=True):
@@ -46,4 +45,8 @@ class GrouperBatch(SQLModel, table=True):
     seq: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
     epoch: int = Field(sa_type=BigInteger)
     article_ids: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    # An origin row instead (no articles): the window a leader restored when it took over —
+    # its start, each article's event then, the events kept apart, and the last batch it
+    # held — so a standby restores the same state whatever was merged since.
+    origin: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = _ts(default_factory=utcnow)

@@ -30,7 +30,6 @@ def upgrade() -> None:
         sa.Column("holder", sa.Text(), nullable=False),
         sa.Column("heartbeat_at", when(), nullable=False),
         sa.Column("origin_seq", sa.BigInteger(), nullable=False),
-        sa.Column("origin_since", when(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -39,6 +38,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("epoch", sa.BigInteger(), nullable=False),
         sa.Column("article_ids", sa.JSON(), nullable=False),
+        sa.Column("origin", sa.JSON(), nullable=True),
         sa.Column("created_at", when(), nullable=False),
         sa.PrimaryKeyConstraint("seq"),
     )

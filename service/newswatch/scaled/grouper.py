@@ -236,8 +236,15 @@ class Grouper:
         with session_scope(self.engine) as session:
             lease = read_lease(session)
             if lease is not None and lease.origin_seq != self.state.origin_seq:
-                self.state = None
-            else:
+                # Built afresh at the same moment as the leader's (processes started
+                # together): the same origin, no need to build it again.
+                if self.state.origin_seq is None and self.state.origin == read_origin(
+                    session, lease.origin_seq
+                ):
+                    self.state.origin_seq = lease.origin_seq
+                else:
+                    self.state = None
+            if self.state is not None:
                 replay(session, self.state, batches_after(session, self.state.seq))
         if self.state is None or self.state.mismatches:
             if self.state is not None:

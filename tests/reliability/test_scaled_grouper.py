@@ -148,12 +148,21 @@ def _leader_pid(engine: Engine) -> int | None:
     return None if lease is None else int(lease.holder.rsplit(":", 1)[1])
 
 
+@pytest.mark.parametrize("grouped_before", [0, 600], ids=["empty", "prefilled"])
 def test_killed_leaders_leave_the_events_of_one_uninterrupted_grouper(
-    pg_urls: tuple[str, str], tmp_path: Path
+    pg_urls: tuple[str, str], tmp_path: Path, grouped_before: int
 ) -> None:
+    """`prefilled`: the first articles were grouped by a single process before; the first
+    leader restores them (as a restarted single process would), and standbys started after
+    later merges must restore that same window, not the store's current placement."""
     scaled_url, reference_url = pg_urls
     entries = _entries()
     scaled, reference = _migrated(scaled_url), _migrated(reference_url)
+    # Both stores: the first articles through one single process (then stopped).
+    single_process(scaled, entries[:grouped_before])
+    single_process(reference, entries[:grouped_before])
+    grouped_by_single_process = _count(scaled, "SELECT count(*) FROM articles")
+    entries_left = entries[grouped_before:]
     env = dict(os.environ) | {
         "DATABASE_URL": scaled_url,
         "NEWSWATCH_GROUPER_BATCH": str(GROUPER_BATCH),
@@ -161,7 +170,7 @@ def test_killed_leaders_leave_the_events_of_one_uninterrupted_grouper(
         "NEWSWATCH_LOG_FORMAT": "json",
     }
     env.pop("NEWSWATCH_CONFIG", None)
-    chunks = list(_chunks(entries))
+    chunks = list(_chunks(entries_left))
     half = len(chunks) // 2
     for chunk in chunks[:half]:
         store_as_fetch_worker(scaled, chunk)
@@ -174,7 +183,7 @@ def test_killed_leaders_leave_the_events_of_one_uninterrupted_grouper(
         stored = half
         for kill in range(KILLS):
             # Wait until the current leader has grouped some more, then kill it mid-stream.
-            target = (kill + 1) * ARTICLES // (KILLS + 2)
+            target = grouped_before + (kill + 1) * len(entries_left) // (KILLS + 2)
             wait_for(
                 lambda t=target: _grouped_at_least(scaled, t, groupers),
                 DRAIN_SECONDS,
@@ -220,11 +229,15 @@ def test_killed_leaders_leave_the_events_of_one_uninterrupted_grouper(
             for i in ids
         ]
     assert sorted(logged) == sorted(set(logged))
-    assert len(logged) == _count(scaled, "SELECT count(*) FROM articles")
+    assert len(logged) == (
+        _count(scaled, "SELECT count(*) FROM articles") - grouped_by_single_process
+    )
     for name, log in logs.items():
         assert "grouper.diverged" not in log, name
         assert "Traceback" not in log, (name, log[-3000:])
-    single_process(reference, entries)
+    # The reference: a second single process (its window restored at its first write, as
+    # the first grouper restored it) over the rest, never interrupted.
+    single_process(reference, entries_left)
     got, want = grouping_of(scaled), grouping_of(reference)
     assert len(got[0]) == len(want[0]) > ARTICLES * 0.9
     assert got[0] == want[0]

@@ -195,7 +195,7 @@ class Grouper:
                 if self.locked.is_set():
                     self._lead()
                 else:
-                    self._follow()
+                    self._follow_or_log()
                     self._wait()
         finally:
             for conn in (self._lock_conn, self._listen_conn):
@@ -229,10 +229,25 @@ class Grouper:
         wait_for_notifications(self._listen_conn, self.options.poll_seconds)
 
     # --- standby -----------------------------------------------------------------------
+    def _follow_or_log(self) -> None:
+        """A standby outlives a failed read (the store restarting): it logs it and builds
+        its state again (a half-replayed batch would leave it off the log); if that fails
+        too, the next wake-up (or the lock) builds it."""
+        try:
+            self._follow()
+        except Exception:
+            log.exception("grouper.follow_failed")
+            self.state = None
+            try:
+                self.state = self._build()
+            except Exception:
+                log.exception("grouper.build_failed")
+
     def _follow(self) -> None:
         """Replay what the leader logged since; start afresh from the leader's origin when
         this state is not the leader's (another origin, or a decision that differed)."""
-        assert self.state is not None
+        if self.state is None:
+            self.state = self._build()
         with session_scope(self.engine) as session:
             lease = read_lease(session)
             if lease is not None and lease.origin_seq != self.state.origin_seq:
@@ -255,7 +270,9 @@ class Grouper:
     def _lead(self) -> None:
         """Take the lease (bumping the epoch fences the previous leader), replay what it
         logged, then group until stopped, deposed or the lock's session is lost."""
-        assert self.state is not None and self._lock_conn is not None
+        assert self._lock_conn is not None
+        if self.state is None:  # a standby whose last build failed
+            self.state = self._build()
         started = time.perf_counter()
         with session_scope(self.engine) as session:
             self.epoch = self._take_lease(session)

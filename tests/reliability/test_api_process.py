@@ -147,7 +147,7 @@ def test_role_api_alone_reads_only(cli_env: dict[str, str], tmp_path: Path) -> N
 
 
 @sqlite_only
-@pytest.mark.parametrize("role", ["scheduler", "fetch", "group", "deliver"])
+@pytest.mark.parametrize("role", ["scheduler", "fetch", "deliver"])  # group: runs (0166)
 def test_roles_of_the_scaled_mode_are_refused_naming_those_that_run(
     cli_env: dict[str, str], role: str
 ) -> None:

@@ -31,7 +31,8 @@ RUNNING_ROLES = ("all", "api", "group")
     multiple=True,
     type=click.Choice(ROLES),
     help="Run a part of the service (repeatable). all (default): everything; api: the HTTP "
-    "API and pages alone, reading the store (as `serve`).",
+    "API and pages alone, reading the store (as `serve`); group: the grouper (Postgres; "
+    "one leads, others stand by).",
 )
 @click.option("--api-child", hidden=True, help="Internal: the API process of a `run`.")
 @pass_app

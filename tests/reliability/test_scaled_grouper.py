@@ -285,3 +285,4 @@ def test_group_role_is_refused_on_sqlite(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2, result.output
     assert "Postgres only" in result.output
+    assert not (tmp_path / "c.db").exists()  # refused before the store is opened

@@ -15,6 +15,12 @@ def run_group_role(app: AppContext) -> None:
     and SIGINT stop it after the batch in hand."""
     from newswatch.scaled.grouper import Grouper, GrouperOptions, NotScalable
 
+    if app.settings.database_url.startswith("sqlite"):
+        # Refused before the store is opened: no SQLite file is created or migrated for it.
+        raise click.UsageError(
+            "--role group runs on Postgres only (DATABASE_URL is sqlite); on SQLite run the "
+            "single-process `newswatch run`"
+        )
     options = GrouperOptions(
         batch=app.settings.grouper_batch, poll_seconds=app.settings.grouper_poll_seconds
     )

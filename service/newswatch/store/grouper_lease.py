@@ -81,12 +81,6 @@ def _lock_key(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
-def try_grouping_lock(conn: psycopg.Connection[Any]) -> bool:
-    """Take the grouping lock on `conn` if free."""
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(conn),)).fetchone()
-    return bool(row and row[0])
-
-
 def wait_grouping_lock(conn: psycopg.Connection[Any]) -> None:
     """Block until `conn` holds the grouping lock (its holder's session ended)."""
     conn.execute("SELECT pg_advisory_lock(%s)", (_lock_key(conn),))
@@ -363,12 +357,3 @@ def grouping_backlog(session: Session) -> tuple[int, datetime | None]:
         )
     ).one()
     return int(count), oldest
-
-
-@contextlib.contextmanager
-def closing(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    try:
-        yield conn
-    finally:
-        with contextlib.suppress(psycopg.Error):
-            conn.close()

@@ -78,7 +78,7 @@ LAYER_OF_MODULE = {
 LAYER_OF_PACKAGE = {
     "newswatch.cli": CLI,
     "newswatch.api": SERVICE,
-    "newswatch.scaled": SERVICE,  # the scaled mode's roles: scheduler, fetch, deliver
+    "newswatch.scaled": SERVICE,  # the scaled mode's roles: scheduler, fetch, group, deliver
     "newswatch.fetch": STAGE,
     "newswatch.grouping": STAGE,
     "newswatch.alerts": STAGE,

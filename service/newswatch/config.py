@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # over (its sender died). Longer than any channel's timeout.
     delivery_lease: float = Field(120.0, ge=0, validation_alias="NEWSWATCH_DELIVERY_LEASE")
 
+    # `run --role group` (Postgres, the scaled mode): ungrouped articles grouped per
+    # transaction, and how long the grouper waits for a wake-up (NOTIFY) before it looks anyway.
+    grouper_batch: int = Field(500, ge=1, validation_alias="NEWSWATCH_GROUPER_BATCH")
+    grouper_poll_seconds: float = Field(
+        5.0, gt=0, validation_alias="NEWSWATCH_GROUPER_POLL_SECONDS"
+    )
+
     # At most this many notifications per rule in each window of this many seconds; the
     # events beyond are told in one summary per rule, channel and window (docs/alerts.md).
     alert_max_per_rule: int = Field(100, ge=1, validation_alias="NEWSWATCH_ALERT_MAX_PER_RULE")

@@ -114,3 +114,25 @@ NOT_MODIFIED_SHARE = Gauge(
 SOURCES_TOTAL = Gauge(
     "newswatch_sources", "Sources by state (enabled, disabled)", ["state"], registry=REGISTRY
 )
+# The scaled mode's grouper (`run --role group`, docs/decisions/0166), from the store too.
+GROUPING_LAG_SECONDS = Gauge(
+    "newswatch_grouping_lag_seconds",
+    "Age of the oldest article waiting for the grouper (0 when none; scaled mode)",
+    registry=REGISTRY,
+)
+GROUPING_LAG_ARTICLES = Gauge(
+    "newswatch_grouping_lag_articles",
+    "Articles waiting for the grouper (scaled mode)",
+    registry=REGISTRY,
+)
+GROUPER_LEADER = Gauge(
+    "newswatch_grouper_leader",
+    "The grouper holding the grouping lock (host:pid) and its epoch, as the value",
+    ["holder"],
+    registry=REGISTRY,
+)
+GROUPER_HEARTBEAT_AGE = Gauge(
+    "newswatch_grouper_heartbeat_age_seconds",
+    "Seconds since the leading grouper last wrote its lease (a batch or an idle heartbeat)",
+    registry=REGISTRY,
+)

@@ -147,11 +147,10 @@ def test_role_api_alone_reads_only(cli_env: dict[str, str], tmp_path: Path) -> N
 
 
 @sqlite_only
-def test_a_role_not_built_yet_is_refused_naming_those_that_run(cli_env: dict[str, str]) -> None:
-    result = newswatch("run", "--role", "group", env=cli_env)
+def test_the_grouper_runs_alone(cli_env: dict[str, str]) -> None:
+    result = newswatch("run", "--role", "group", "--role", "fetch", env=cli_env)
     assert result.returncode == 2
-    assert "--role group: not available yet" in result.stderr
-    assert "all, api, scheduler, fetch, deliver" in result.stderr
+    assert "--role group runs alone" in result.stderr
 
 
 @sqlite_only

@@ -222,7 +222,9 @@ def test_readiness_fails_while_the_disk_is_full(store_dir):
         readiness, clock = _readiness(engine)
         assert readiness.check()[0]
         filler = disk / "filler"
-        with filler.open("wb") as out:
+        # Unbuffered: a buffered file keeps the part of its last write the disk refused and
+        # fails again when closed (depending on how full the store left the disk).
+        with filler.open("wb", buffering=0) as out:
             try:
                 while True:
                     out.write(bytes(64 * 1024))

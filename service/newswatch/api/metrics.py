@@ -18,6 +18,10 @@ from newswatch.log import get_logger
 from newswatch.prometheus_registry import (
     API_REJECTED,
     DEAD_LETTERS,
+    GROUPER_HEARTBEAT_AGE,
+    GROUPER_LEADER,
+    GROUPING_LAG_ARTICLES,
+    GROUPING_LAG_SECONDS,
     NOT_MODIFIED_SHARE,
     OUTBOX_DEPTH,
     OUTBOX_OLDEST_AGE,
@@ -30,6 +34,7 @@ from newswatch.prometheus_registry import (
 from newswatch.shared_types import FetchOutcome
 from newswatch.store.claims import due_source_count
 from newswatch.store.gauges import fetch_outcome_share, sources_by_state, sources_in_error
+from newswatch.store.grouper_lease import grouping_backlog, read_lease
 from newswatch.store.job_queue import queue_depth
 from newswatch.store.outbox import dead_letter_count, outbox_stats
 
@@ -52,6 +57,7 @@ def refresh_store_gauges(session: Session) -> None:
     OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)
     DEAD_LETTERS.set(dead_letter_count(session))
     _refresh_queue_gauges(session)
+    refresh_grouper_gauges(session)
 
 
 def _refresh_queue_gauges(session: Session) -> None:
@@ -66,6 +72,22 @@ def _refresh_queue_gauges(session: Session) -> None:
     SOURCES_DUE.set(due_source_count(session, datetime.now(UTC)))
 
 
+def refresh_grouper_gauges(session: Session) -> None:
+    """Grouping lag and the leading grouper, when a scaled grouper ever ran on this store
+    (the single process groups as it stores: nothing waits; with grouping disabled every
+    article would count)."""
+    lease = read_lease(session)
+    GROUPER_LEADER.clear()
+    if lease is None:
+        return
+    now = datetime.now(UTC)
+    waiting, oldest = grouping_backlog(session)
+    GROUPING_LAG_ARTICLES.set(waiting)
+    GROUPING_LAG_SECONDS.set(max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
+    GROUPER_LEADER.labels(lease.holder).set(lease.epoch)
+    GROUPER_HEARTBEAT_AGE.set(max(0.0, (now - lease.heartbeat_at).total_seconds()))
+
+
 # What the API's process knows better than the service's: computed at each scrape from the
 # store, or counted by the API itself. Everything else comes from the service's process.
 API_OWNED = (
@@ -78,6 +100,10 @@ API_OWNED = (
     DEAD_LETTERS,
     QUEUE_JOBS,
     SOURCES_DUE,
+    GROUPING_LAG_SECONDS,
+    GROUPING_LAG_ARTICLES,
+    GROUPER_LEADER,
+    GROUPER_HEARTBEAT_AGE,
 )
 
 

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 # The parts of the service (issue 16). `all` runs every part in one service (its API in a
 # process of its own); scheduler, fetch and deliver are the scaled mode's on Postgres, in any
-# mix in one process (docs/decisions/0084-run-roles.md, 0161); group comes with the grouper.
+# mix in one process (docs/decisions/0084-run-roles.md, 0161); group is the grouper
+# (one leads, others stand by; it runs alone in its process, decision 0166).
 ROLES = ("all", "api", "scheduler", "fetch", "group", "deliver")
-RUNNING_ROLES = ("all", "api", "scheduler", "fetch", "deliver")
 SCALED_ROLES = ("scheduler", "fetch", "deliver")
 
 
@@ -40,8 +40,8 @@ SCALED_ROLES = ("scheduler", "fetch", "deliver")
     type=click.Choice(ROLES),
     help="Run a part of the service (repeatable). all (default): everything; api: the HTTP "
     "API and pages alone, reading the store (as `serve`); on Postgres, scheduler (claims due "
-    "sources, queues batches), fetch (polls the batches; any number) and deliver (sends "
-    "the outbox; any number).",
+    "sources, queues batches), fetch (polls the batches; any number), group (the grouper: "
+    "one leads, others stand by; runs alone) and deliver (sends the outbox; any number).",
 )
 @click.option("--api-child", hidden=True, help="Internal: the API process of a `run`.")
 @pass_app
@@ -58,10 +58,20 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         asyncio.run(run_roles(app.engine(), app.config, app.settings, chosen))
         skip_final_collection()
         return
+    if role == "group":
+        from newswatch.cli.group_role import run_group_role
+
+        run_group_role(app)
+        return
     if api_child:
         # First, before the API's imports (seconds on a loaded machine): from here on the
         # kernel ends this process when the service dies.
         bind_to_parent(_parent_pid(api_child))
+    if role == "group":
+        from newswatch.cli.group_role import run_group_role
+
+        run_group_role(app)
+        return
     if role == "api":
         from newswatch.api.process import ChildLink
         from newswatch.cli.serve import serve_api
@@ -117,15 +127,9 @@ def _parent_pid(api_child: str) -> int:
 
 
 def _chosen_role(roles: tuple[str, ...], once: bool, api_child: str | None) -> str:
-    """What this process runs: "all", "api" or "scaled" (a mix of the scaled mode's roles);
-    a usage error for roles that do not run yet or do not go together."""
+    """What this process runs: "all", "api", "group" or "scaled" (a mix of the scaled mode's
+    other roles); a usage error for roles that do not go together."""
     chosen = set(roles) or {"all"}
-    waiting = sorted(chosen - set(RUNNING_ROLES), key=ROLES.index)
-    if waiting:
-        raise click.UsageError(
-            f"--role {', '.join(waiting)}: not available yet; the roles that run today are "
-            f"{', '.join(RUNNING_ROLES)} (docs/decisions/0084-run-roles.md)."
-        )
     if "all" in chosen:
         role = "all"
     elif chosen == {"api"}:
@@ -135,6 +139,10 @@ def _chosen_role(roles: tuple[str, ...], once: bool, api_child: str | None) -> s
             "--role api runs alone (the API reads the store); start the other roles in "
             "processes of their own"
         )
+    elif "group" in chosen:
+        if len(chosen) > 1 or once:
+            raise click.UsageError("--role group runs alone (one grouper process; no --once)")
+        role = "group"
     else:
         role = "scaled"
     if role == "scaled" and once:

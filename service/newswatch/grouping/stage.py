@@ -7,7 +7,7 @@ the last time window, so a restart continues the same events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from itertools import chain
 from typing import Any
@@ -49,23 +49,39 @@ class EventGrouper:
         self.stats: dict[int, EventStats] = {}
 
     # --- start and rollback -------------------------------------------------------------
-    def load(self, session: Session) -> int:
+    def load(
+        self,
+        session: Session,
+        since: datetime | None = None,
+        *,
+        placed: Mapping[int, int] | None = None,
+        record: list[tuple[int, int]] | None = None,
+        apart: Iterable[tuple[int, int]] | None = None,
+    ) -> int:
         """Rebuild the in-memory state from the articles of the last window; returns how many
-        articles were read."""
+        articles were read. The scaled mode's grouper gives the window's start (`since`) and
+        which articles go to which event (`placed`, as an earlier restore recorded them in
+        `record`) and which events stay apart (`apart`, what `clusterer.apart` held after
+        it), so a standby restores what its leader restored, whatever was merged since."""
         self.clusterer = Clusterer(self.settings)
         self.stats = {}
-        latest = store.latest_first_seen(session)
-        if latest is None:
+        if since is None:
+            since = self.window_start(session)
+        if since is None:
             return 0
-        since = latest - timedelta(hours=self.settings.window_hours)
         restore = self.clusterer.restore
         count = 0
         for row in store.window_articles(session, since, LOAD_CHUNK):
+            event_id = row.event_id if placed is None else placed.get(row.id)
+            if event_id is None:
+                continue
+            if record is not None:
+                record.append((row.id, event_id))
             # Signatures are recomputed from the text rather than read from `fingerprint`:
             # always comparable with new ones, whichever version stored them.
             restore(
                 row.id,
-                row.event_id,
+                event_id,
                 row.title,
                 body_of(row.text, row.summary),
                 article_time(row.published, row.first_seen).timestamp(),
@@ -75,10 +91,16 @@ class EventGrouper:
             count += 1
         # Events split apart stay apart after a restart.
         live = self.clusterer.events
-        for event_id, split_from in store.splits_since(session, since):
+        pairs = store.splits_since(session, since) if apart is None else apart
+        for event_id, split_from in pairs:
             if event_id in live or split_from in live:
                 self.clusterer.keep_apart(event_id, split_from)
         return count
+
+    def window_start(self, session: Session) -> datetime | None:
+        """Where the window that `load` restores starts now (None: the store has no article)."""
+        latest = store.latest_first_seen(session)
+        return None if latest is None else latest - timedelta(hours=self.settings.window_hours)
 
     # --- ingest -------------------------------------------------------------------------
     def assign_batch(self, session: Session, stored: list[StoredArticle]) -> list[EventChange]:

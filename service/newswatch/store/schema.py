@@ -12,6 +12,7 @@ from sqlmodel import SQLModel
 # URLs page sources fetched already; people's marks on events.
 import newswatch.store.alert_models
 import newswatch.store.event_triage  # event_triage: acknowledged, starred, muted events
+import newswatch.store.grouper_models  # the scaled mode's grouper lease and batch log
 import newswatch.store.models  # sources, fetches, articles, sightings, events
 import newswatch.store.page_urls  # noqa: F401  (article URLs page sources fetched already)
 

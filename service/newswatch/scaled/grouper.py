@@ -1,0 +1,384 @@
+"""`newswatch run --role group`: one grouper at a time over the articles fetch workers store
+ungrouped (Postgres), standbys ready to take over (docs/decisions/0166, 0167, 0168).
+
+The leader holds the grouping lock, takes the ungrouped articles in id order, a batch at a
+time, and runs them through the same stages as the single-process pipeline (EventGrouper's
+decide and finish, AlertStage.on_changes), writing everything in one transaction fenced by
+the lease's epoch; each batch is logged. A standby replays the logged batches through the
+same in-memory grouping as they come, so it holds the leader's state: when the leader dies
+it bumps the epoch, replays what is left of the log, and goes on from the first ungrouped
+article — the same events as one grouper that never stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+
+from newswatch.alerts.stage import AlertStage
+from newswatch.config import FileConfig, Settings
+from newswatch.grouping.settings import GroupingSettings
+from newswatch.grouping.stage import EventGrouper
+from newswatch.log import get_logger
+from newswatch.store.articles import StoredArticle
+from newswatch.store.db import session_scope
+from newswatch.store.grouper_lease import (
+    ARTICLES_CHANNEL,
+    GROUPED_CHANNEL,
+    Deposed,
+    Lease,
+    Origin,
+    Overlap,
+    articles_by_id,
+    batches_after,
+    hold_lease,
+    iter_batches_after,
+    last_seq,
+    listen,
+    lock_alive,
+    log_batch,
+    log_origin,
+    notify,
+    place_ungrouped,
+    raw_connection,
+    read_lease,
+    read_origin,
+    set_lease_origin,
+    snapshot,
+    take_lease,
+    ungrouped_articles,
+    wait_for_notifications,
+    wait_grouping_lock,
+    wake_listeners,
+)
+
+log = get_logger(__name__)
+
+# A standby replays at most this many logged articles to build the leader's state; beyond
+# it (a long-lived leader), it restores the window as a restarted process does instead.
+REPLAY_LIMIT = 300_000
+
+
+class NotScalable(Exception):
+    """The store or the config cannot run the scaled grouper (SQLite, grouping disabled)."""
+
+
+@dataclass
+class GroupingState:
+    """The in-memory grouping and where it stands: the window restored at its origin, then
+    every logged batch after the origin replayed, up to `seq`. `origin_seq` names a logged
+    origin (the leader's, when equal to the lease's); a state restored afresh has none until
+    its process leads and logs `origin`."""
+
+    grouper: EventGrouper
+    origin: Origin
+    origin_seq: int | None
+    seq: int
+    mismatches: int = 0
+    restored: int = 0
+    replayed: int = 0
+    seconds: float = 0.0
+
+
+def build_state(
+    engine: Engine, settings: GroupingSettings, lease: Lease | None, replay_limit: int
+) -> GroupingState:
+    """The leader's grouping state: its logged origin restored, then the log replayed to
+    its end. Without a lease (no leader yet), or with more than `replay_limit` articles to
+    replay, a new origin now: the window restored as a restarted single process restores
+    it, at the log's end."""
+    started = time.perf_counter()
+    grouper = EventGrouper(settings)
+    with snapshot(engine) as session:
+        origin = read_origin(session, lease.origin_seq) if lease is not None else None
+        later = list(iter_batches_after(session, origin.after_seq)) if origin else []
+        if origin is None or sum(len(ids) for _s, ids in later) > replay_limit:
+            state = _fresh_state(session, grouper)
+        else:
+            state = GroupingState(grouper, origin, lease.origin_seq if lease else None, 0)
+            if origin.placed:
+                state.restored = grouper.load(
+                    session, origin.since, placed=dict(origin.placed), apart=origin.apart
+                )
+            state.seq = origin.after_seq
+            replay(session, state, later)
+    state.seconds = time.perf_counter() - started
+    log.info(
+        "grouper.state_built",
+        restored=state.restored,
+        replayed=state.replayed,
+        origin_seq=state.origin_seq,
+        seq=state.seq,
+        seconds=round(state.seconds, 3),
+    )
+    return state
+
+
+def _fresh_state(session: Any, grouper: EventGrouper) -> GroupingState:
+    """The store's window restored now, its placement recorded for the origin row."""
+    since = grouper.window_start(session)
+    placed: list[tuple[int, int]] = []
+    restored = grouper.load(session, since, record=placed) if since else 0
+    seq = last_seq(session)
+    origin = Origin(since, placed, sorted(grouper.clusterer.apart), seq)
+    return GroupingState(grouper, origin, None, seq, restored=restored)
+
+
+def replay(session: Any, state: GroupingState, batches: list[tuple[int, list[int]]]) -> None:
+    """Put the logged batches through the in-memory grouping, in order, as the leader did;
+    each decision is checked against the one stored (a difference means this state is not
+    the leader's: counted, and the caller starts afresh)."""
+    for seq, ids in batches:
+        found = articles_by_id(session, ids)
+        # An article deleted since (retention) is left out, as a restore leaves it out.
+        new = [found[i][0] for i in ids if i in found]
+        for article, decision, _when in state.grouper.decide(new):
+            row = found[article.id][1]
+            if (decision.stage, round(float(decision.score), 4), decision.duplicate_of) != (
+                row.group_stage,
+                row.group_score,
+                row.duplicate_of,
+            ):
+                state.mismatches += 1
+        state.seq = seq
+        state.replayed += len(new)
+
+
+@dataclass
+class GrouperOptions:
+    batch: int = 500
+    poll_seconds: float = 5.0
+    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    replay_limit: int = REPLAY_LIMIT
+
+
+class Grouper:
+    """One `--role group` process: a standby until it holds the grouping lock, then the
+    leader until it dies or is deposed."""
+
+    def __init__(
+        self, engine: Engine, config: FileConfig, settings: Settings, options: GrouperOptions
+    ):
+        if engine.dialect.name != "postgresql":
+            raise NotScalable(
+                "--role group runs on Postgres only (DATABASE_URL is "
+                f"{engine.dialect.name}); on SQLite run the single-process `newswatch run`"
+            )
+        if not config.grouping.enabled:
+            raise NotScalable("--role group: grouping is disabled in the config (grouping.enabled)")
+        self.engine = engine
+        self.grouping = config.grouping
+        self.options = options
+        self.alerts = AlertStage(config.rules, config.channels, settings) if config.rules else None
+        self.stop = threading.Event()
+        self.locked = threading.Event()
+        self.epoch: int | None = None
+        self.state: GroupingState | None = None
+        self._lock_conn: psycopg.Connection[Any] | None = None
+        self._listen_conn: psycopg.Connection[Any] | None = None
+
+    # --- the loop ----------------------------------------------------------------------
+    def run(self) -> None:
+        self._listen_conn = raw_connection(self.engine)
+        listen(self._listen_conn, [ARTICLES_CHANNEL, GROUPED_CHANNEL])
+        self._wait_for_lock()
+        try:
+            self.state = self._build()
+            while not self.stop.is_set():
+                if self.locked.is_set():
+                    self._lead()
+                else:
+                    self._follow_or_log()
+                    self._wait()
+        finally:
+            for conn in (self._lock_conn, self._listen_conn):
+                if conn is not None:
+                    conn.close()
+
+    def _build(self) -> GroupingState:
+        with session_scope(self.engine) as session:
+            lease = read_lease(session)
+        return build_state(self.engine, self.grouping, lease, self.options.replay_limit)
+
+    def _wait_for_lock(self) -> None:
+        """A thread blocks on the grouping lock on a connection of its own; the loop sees
+        `locked` set when it got it (the holder's session ended)."""
+        self.locked.clear()
+        conn = self._lock_conn = raw_connection(self.engine)
+
+        def wait() -> None:
+            try:
+                wait_grouping_lock(conn)
+                self.locked.set()
+                wake_listeners(conn)
+            except psycopg.Error:
+                return  # the connection was closed under it: this process steps down
+
+        threading.Thread(target=wait, name="grouper-lock", daemon=True).start()
+        log.info("grouper.standby", holder=self.options.holder)
+
+    def _wait(self) -> None:
+        assert self._listen_conn is not None
+        wait_for_notifications(self._listen_conn, self.options.poll_seconds)
+
+    # --- standby -----------------------------------------------------------------------
+    def _follow_or_log(self) -> None:
+        """A standby outlives a failed read (the store restarting): it logs it and builds
+        its state again (a half-replayed batch would leave it off the log); if that fails
+        too, the next wake-up (or the lock) builds it."""
+        try:
+            self._follow()
+        except Exception:
+            log.exception("grouper.follow_failed")
+            self.state = None
+            try:
+                self.state = self._build()
+            except Exception:
+                log.exception("grouper.build_failed")
+
+    def _follow(self) -> None:
+        """Replay what the leader logged since; start afresh from the leader's origin when
+        this state is not the leader's (another origin, or a decision that differed)."""
+        if self.state is None:
+            self.state = self._build()
+        with session_scope(self.engine) as session:
+            lease = read_lease(session)
+            if lease is not None and lease.origin_seq != self.state.origin_seq:
+                # Built afresh at the same moment as the leader's (processes started
+                # together): the same origin, no need to build it again.
+                if self.state.origin_seq is None and self.state.origin == read_origin(
+                    session, lease.origin_seq
+                ):
+                    self.state.origin_seq = lease.origin_seq
+                else:
+                    self.state = None
+            if self.state is not None:
+                replay(session, self.state, batches_after(session, self.state.seq))
+        if self.state is None or self.state.mismatches:
+            if self.state is not None:
+                log.warning("grouper.diverged", mismatches=self.state.mismatches)
+            self.state = self._build()
+
+    # --- leader ------------------------------------------------------------------------
+    def _lead(self) -> None:
+        """Take the lease (bumping the epoch fences the previous leader), replay what it
+        logged, then group until stopped, deposed or the lock's session is lost."""
+        assert self._lock_conn is not None
+        if self.state is None:  # a standby whose last build failed
+            self.state = self._build()
+        started = time.perf_counter()
+        with session_scope(self.engine) as session:
+            self.epoch = self._take_lease(session)
+        with session_scope(self.engine) as session:
+            replay(session, self.state, list(iter_batches_after(session, self.state.seq)))
+        if self.state.mismatches:  # not the state its origin gives: a new origin, now
+            log.warning("grouper.diverged", mismatches=self.state.mismatches)
+            self.state = build_state(self.engine, self.grouping, None, 0)
+            with session_scope(self.engine) as session:
+                self.epoch = self._take_lease(session)
+        log.info(
+            "grouper.leading",
+            epoch=self.epoch,
+            holder=self.options.holder,
+            seq=self.state.seq,
+            catch_up_seconds=round(time.perf_counter() - started, 3),
+        )
+        while not self.stop.is_set():
+            try:
+                grouped = self.group_batch()
+            except Deposed as exc:
+                log.warning("grouper.deposed", epoch=self.epoch, error=str(exc))
+                self._step_down()
+                return
+            except Overlap as exc:
+                log.error("grouper.overlap", epoch=self.epoch, error=str(exc))
+                self._step_down()
+                return
+            except Exception:
+                # The batch rolled back but the in-memory grouping took it: rebuild it from
+                # the store (the origin and the log), then try again.
+                log.exception("grouper.batch_failed", epoch=self.epoch)
+                self.state = self._build()
+                self.stop.wait(1.0)
+                continue
+            if grouped < self.options.batch:
+                if not lock_alive(self._lock_conn):
+                    log.error("grouper.lock_lost", epoch=self.epoch)
+                    self._step_down()
+                    return
+                if grouped == 0:
+                    self._heartbeat()
+                    self._wait()
+
+    def _take_lease(self, session: Any) -> int:
+        """Bump the epoch (fencing the previous leader) and name this state's origin, logging
+        it first if it is new."""
+        assert self.state is not None
+        epoch = take_lease(session, self.options.holder)
+        if self.state.origin_seq is None:
+            self.state.origin_seq = log_origin(session, epoch, self.state.origin)
+        set_lease_origin(session, self.state.origin_seq)
+        return epoch
+
+    def _heartbeat(self) -> None:
+        try:
+            with session_scope(self.engine) as session:
+                hold_lease(session, self.epoch or 0)
+        except Deposed:
+            pass  # the next batch finds out and steps down
+
+    def _step_down(self) -> None:
+        """Give the lock up (closing its session) and become a standby with a state built
+        afresh from the new leader's origin."""
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+        self.epoch = None
+        self.state = self._build()
+        self._wait_for_lock()
+
+    def group_batch(self) -> int:
+        """Group the next ungrouped articles in one fenced transaction; how many."""
+        assert self.state is not None and self.epoch is not None
+        grouper = self.state.grouper
+        with session_scope(self.engine) as session:
+            hold_lease(session, self.epoch)  # first: the fence, and the lease row locked
+            new = ungrouped_articles(session, self.options.batch)
+            if not new:
+                return 0
+            self._group(session, grouper, new)
+            seq = log_batch(session, self.epoch, [a.id for a in new])
+            notify(session, GROUPED_CHANNEL)
+        self.state.seq = seq
+        log.debug("grouper.batch", articles=len(new), seq=seq, epoch=self.epoch)
+        return len(new)
+
+    def _group(self, session: Any, grouper: EventGrouper, new: list[StoredArticle]) -> None:
+        decisions = grouper.decide(new)
+        columns = grouper.article_columns(decisions)
+        place_ungrouped(
+            session,
+            [{"id": a.id, **cols} for (a, _d, _w), cols in zip(decisions, columns, strict=True)],
+        )
+        # Fetch workers stored every source's sighting of these articles before they were
+        # grouped: the touched events are counted afresh from the store, so their source
+        # counts hold them all (the single process adds one source per new article).
+        for _a, decision, _w in decisions:
+            grouper.stats.pop(grouper.clusterer.resolve(decision.event_id), None)
+        changes = grouper.finish(session, new, decisions)
+        if self.alerts is not None and changes:
+            self.alerts.on_changes(session, changes)
+
+
+def run_grouper(
+    engine: Engine, config: FileConfig, settings: Settings, options: GrouperOptions | None = None
+) -> Grouper:
+    grouper = Grouper(engine, config, settings, options or GrouperOptions())
+    grouper.run()
+    return grouper

@@ -1,0 +1,288 @@
+"""`newswatch run --role group` (issue 16): real grouper processes on a real Postgres, the
+leader killed with SIGKILL mid-stream several times; a standby takes over each time.
+
+Articles are stored as fetch workers store them (store_batch without grouping, then NOTIFY
+newswatch_articles). After the drain every article is grouped, each by exactly one batch, and
+the events and their members are those of the single-process pipeline over the same
+articles in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, text
+
+from newswatch.cli import main
+from newswatch.config import FileConfig, Settings
+from newswatch.pipeline import Pipeline
+from newswatch.scaled.grouper import Grouper, GrouperOptions, NotScalable
+from newswatch.shared_types import ParsedEntry
+from newswatch.store.articles import ensure_sources, store_batch
+from newswatch.store.db import make_engine, session_scope, upgrade
+from newswatch.store.grouper_lease import (
+    ARTICLES_CHANNEL,
+    Deposed,
+    bump_epoch,
+    notify,
+    read_lease,
+)
+from tests.conftest import SHARED_DATA, empty_database, shared_corpus
+from tests.reliability.processes import Newswatch, wait_for
+
+ARTICLES = 2400  # of the UCI headlines corpus, in publication order
+CHUNK = 60  # articles stored per transaction, as a fetch worker's batch
+GROUPER_BATCH = 25
+KILLS = 3
+DRAIN_SECONDS = 600
+
+
+def _entries() -> list[tuple[str, ParsedEntry]]:
+    path = shared_corpus(SHARED_DATA / "grouping" / "uci-headlines-dev.jsonl")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows.sort(key=lambda r: (r["published"], r["id"]))
+    return [
+        (
+            r["source"] or "unknown",
+            ParsedEntry(
+                url=r["url"] or f"https://example.org/{r['id']}",
+                guid=r["id"],
+                title=r["title"],
+                text=r["text"] or None,
+                # Dated in the past: each article counts at its publication time in both
+                # stores, whenever it was stored.
+                published=datetime.fromisoformat(r["published"].replace("Z", "+00:00")),
+            ),
+        )
+        for r in rows[:ARTICLES]
+    ]
+
+
+def _chunks(entries: list[tuple[str, ParsedEntry]]) -> Iterator[list[tuple[str, ParsedEntry]]]:
+    for start in range(0, len(entries), CHUNK):
+        yield entries[start : start + CHUNK]
+
+
+@pytest.fixture
+def pg_urls(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two empty Postgres schemas: the scaled store and the single-process reference."""
+    with (
+        empty_database("postgres", tmp_path) as scaled,
+        empty_database("postgres", tmp_path) as reference,
+    ):
+        yield scaled, reference
+
+
+def _migrated(url: str) -> Engine:
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
+def store_as_fetch_worker(engine: Engine, chunk: list[tuple[str, ParsedEntry]]) -> None:
+    """What a fetch worker writes: articles and sightings, no event; then the wake-up."""
+    with session_scope(engine) as session:
+        sources = ensure_sources(session, [name for name, _e in chunk], origin="config")
+        store_batch(session, [(sources[name], entry) for name, entry in chunk])
+        notify(session, ARTICLES_CHANNEL)
+
+
+def single_process(engine: Engine, entries: list[tuple[str, ParsedEntry]]) -> None:
+    """The same chunks through the single-process pipeline (grouping as it stores)."""
+    pipeline = Pipeline(engine, FileConfig(), Settings(), alerts=False)
+    for chunk in _chunks(entries):
+        with session_scope(engine) as session:
+            sources = ensure_sources(session, [name for name, _e in chunk], origin="config")
+            pipeline.ingest_jobs(session, [(sources[name], [entry]) for name, entry in chunk])
+
+
+def grouping_of(engine: Engine) -> tuple[dict[int, tuple[Any, ...]], dict[int, tuple[Any, ...]]]:
+    """Every article's place (event, stage, copy of) and every event's identity (merged into,
+    split from) with, for open events, its article count (a merged event's row keeps the
+    count of its last write before the merge, which depends on where batches end, in
+    either mode)."""
+    with engine.connect() as conn:
+        articles = {
+            r[0]: tuple(r[1:])
+            for r in conn.execute(
+                text("SELECT id, event_id, group_stage, duplicate_of FROM articles")
+            )
+        }
+        events = {
+            r[0]: tuple(r[1:])
+            for r in conn.execute(
+                text(
+                    "SELECT id, merged_into, split_from, "
+                    "CASE WHEN merged_into IS NULL THEN article_count END FROM events"
+                )
+            )
+        }
+    return articles, events
+
+
+def _count(engine: Engine, query: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(query)).scalar_one())
+
+
+def _grouped_at_least(engine: Engine, target: int, groupers: list[Newswatch]) -> bool:
+    """Whether `target` articles are grouped; fails at once if a grouper died on its own."""
+    for g in groupers:
+        assert g.proc is not None
+        if g.proc.poll() is not None:
+            raise AssertionError(f"{g.log_path.name} exited: {g.log_text()[-3000:]}")
+    return _count(engine, "SELECT count(*) FROM articles WHERE event_id IS NOT NULL") >= target
+
+
+def _leader_pid(engine: Engine) -> int | None:
+    with session_scope(engine) as session:
+        lease = read_lease(session)
+    return None if lease is None else int(lease.holder.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("grouped_before", [0, 600], ids=["empty", "prefilled"])
+def test_killed_leaders_leave_the_events_of_one_uninterrupted_grouper(
+    pg_urls: tuple[str, str], tmp_path: Path, grouped_before: int
+) -> None:
+    """`prefilled`: the first articles were grouped by a single process before; the first
+    leader restores them (as a restarted single process would), and standbys started after
+    later merges must restore that same window, not the store's current placement."""
+    scaled_url, reference_url = pg_urls
+    entries = _entries()
+    scaled, reference = _migrated(scaled_url), _migrated(reference_url)
+    # Both stores: the first articles through one single process (then stopped).
+    single_process(scaled, entries[:grouped_before])
+    single_process(reference, entries[:grouped_before])
+    grouped_by_single_process = _count(scaled, "SELECT count(*) FROM articles")
+    entries_left = entries[grouped_before:]
+    env = dict(os.environ) | {
+        "DATABASE_URL": scaled_url,
+        "NEWSWATCH_GROUPER_BATCH": str(GROUPER_BATCH),
+        "NEWSWATCH_GROUPER_POLL_SECONDS": "0.5",
+        "NEWSWATCH_LOG_FORMAT": "json",
+    }
+    env.pop("NEWSWATCH_CONFIG", None)
+    chunks = list(_chunks(entries_left))
+    half = len(chunks) // 2
+    for chunk in chunks[:half]:
+        store_as_fetch_worker(scaled, chunk)
+    groupers = [
+        Newswatch(["run", "--role", "group"], env, tmp_path / f"grouper{n}.log").start()
+        for n in range(2)
+    ]
+    killed: list[int] = []
+    try:
+        stored = half
+        for kill in range(KILLS):
+            # Wait until the current leader has grouped some more, then kill it mid-stream.
+            target = grouped_before + (kill + 1) * len(entries_left) // (KILLS + 2)
+            wait_for(
+                lambda t=target: _grouped_at_least(scaled, t, groupers),
+                DRAIN_SECONDS,
+                f"{target} articles grouped",
+            )
+            pid = _leader_pid(scaled)
+            leader = next(g for g in groupers if g.pid == pid)
+            leader.signal(signal.SIGKILL)
+            leader.wait(30)
+            killed.append(pid)  # type: ignore[arg-type]
+            groupers.remove(leader)
+            n = len(killed) + 1
+            groupers.append(
+                Newswatch(["run", "--role", "group"], env, tmp_path / f"grouper{n}.log").start()
+            )
+            # More articles come while the standby takes over.
+            for chunk in chunks[stored : stored + (len(chunks) - half) // KILLS]:
+                store_as_fetch_worker(scaled, chunk)
+            stored += (len(chunks) - half) // KILLS
+        for chunk in chunks[stored:]:
+            store_as_fetch_worker(scaled, chunk)
+        wait_for(
+            lambda: _grouped_at_least(
+                scaled, _count(scaled, "SELECT count(*) FROM articles"), groupers
+            ),
+            DRAIN_SECONDS,
+            "every article grouped",
+        )
+        leader_after = _leader_pid(scaled)
+        logs = {g.log_path.name: g.log_text() for g in groupers}
+    finally:
+        for g in groupers:
+            g.stop()
+    assert leader_after not in killed
+    with session_scope(scaled) as session:
+        lease = read_lease(session)
+    assert lease is not None and lease.epoch >= KILLS + 1
+    # Each article grouped by exactly one logged batch: no double writes.
+    with scaled.connect() as conn:
+        logged = [
+            i
+            for (ids,) in conn.execute(text("SELECT article_ids FROM grouper_batches"))
+            for i in ids
+        ]
+    assert sorted(logged) == sorted(set(logged))
+    assert len(logged) == (
+        _count(scaled, "SELECT count(*) FROM articles") - grouped_by_single_process
+    )
+    for name, log in logs.items():
+        assert "grouper.diverged" not in log, name
+        assert "Traceback" not in log, (name, log[-3000:])
+    # The reference: a second single process (its window restored at its first write, as
+    # the first grouper restored it) over the rest, never interrupted.
+    single_process(reference, entries_left)
+    got, want = grouping_of(scaled), grouping_of(reference)
+    assert len(got[0]) == len(want[0]) > ARTICLES * 0.9
+    assert got[0] == want[0]
+    assert got[1] == want[1]
+    assert len(got[1]) < len(got[0])  # events grouped several reports
+    scaled.dispose()
+    reference.dispose()
+
+
+def test_a_deposed_grouper_writes_nothing(pg_urls: tuple[str, str]) -> None:
+    url, _ = pg_urls
+    engine = _migrated(url)
+    entries = _entries()[:CHUNK]
+    store_as_fetch_worker(engine, entries)
+    grouper = Grouper(engine, FileConfig(), Settings(), GrouperOptions(batch=GROUPER_BATCH))
+    grouper.state = grouper._build()
+    grouper.locked.set()  # as if its lock thread got the lock
+    grouper._lock_conn = None
+    from newswatch.store.grouper_lease import take_lease
+
+    with session_scope(engine) as session:
+        grouper.epoch = take_lease(session, "test:1")
+    assert grouper.group_batch() == GROUPER_BATCH  # it leads: a batch goes through
+    with session_scope(engine) as session:
+        bump_epoch(session)  # a successor took over
+    before = grouping_of(engine)
+    batches = _count(engine, "SELECT count(*) FROM grouper_batches")
+    with pytest.raises(Deposed):
+        grouper.group_batch()
+    assert grouping_of(engine) == before
+    assert _count(engine, "SELECT count(*) FROM grouper_batches") == batches
+    assert _count(engine, "SELECT count(*) FROM articles WHERE event_id IS NULL") == (
+        len(entries) - GROUPER_BATCH
+    )
+    engine.dispose()
+
+
+def test_group_role_is_refused_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    with pytest.raises(NotScalable, match="Postgres only"):
+        Grouper(engine, FileConfig(), Settings(), GrouperOptions())
+    engine.dispose()
+    result = CliRunner().invoke(
+        main, ["run", "--role", "group"], env={"DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"}
+    )
+    assert result.exit_code == 2, result.output
+    assert "Postgres only" in result.output
+    assert not (tmp_path / "c.db").exists()  # refused before the store is opened

@@ -47,7 +47,7 @@ def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | No
 def judge(rule: RuleConfig, event_id: int, rows: Sequence[Any]) -> tuple[Firing, list[int]] | None:
     """Whether the matches `rows` (source_id, at, terms, article_id) of a (rule, event) meet
     the rule: the firing and the matching articles' ids, in order."""
-    if len({r.source_id for r in rows}) < rule.min_sources:
+    if len(rows) < rule.min_sources or len({r.source_id for r in rows}) < rule.min_sources:
         return None  # too few sources in all: no window can hold enough
     count = corroboration(((r.source_id, as_utc(r.at)) for r in rows), rule.window)
     if count < rule.min_sources:

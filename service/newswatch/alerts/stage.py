@@ -14,7 +14,7 @@ outbox rows in one statement each: its cost does not grow with a query per match
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +33,7 @@ from newswatch.alerts.cap import RuleCap
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.judging import Firing, corroboration, due_update, judge
 from newswatch.alerts.matcher import CompiledRule, RuleSet
-from newswatch.alerts.payload import event_payload, listed
+from newswatch.alerts.payload import article_entry, event_payload, listed
 from newswatch.alerts.policy import group_wait, schedule
 from newswatch.alerts.query import present
 from newswatch.grouping.changes import EventChange
@@ -55,7 +55,7 @@ class Shown:
     """What the payloads of a set of (rule, event) show, loaded at once."""
 
     events: dict[int, Row[Any]]
-    views: dict[int, ArticleView]
+    articles: dict[int, dict[str, Any]]  # the listed articles' entries (payload.article_entry)
     names: dict[int, str]  # source names by id
 
     @classmethod
@@ -72,7 +72,10 @@ class Shown:
             sources.update(r.source_id for r in rows)
         return cls(
             store.events_by_id(session, events),
-            {v.id: v for v in load_articles(session, sorted(articles), with_text=False)},
+            {
+                v.id: article_entry(v)
+                for v in load_articles(session, sorted(articles), with_text=False)
+            },
             store.source_names(session, sources),
         )
 
@@ -92,7 +95,7 @@ class Shown:
             revision,
             matched,
             event=self.events.get(firing.event_id),
-            views=self.views,
+            articles=self.articles,
             sources=sorted(names),
             public_url=public_url,
         )
@@ -131,6 +134,10 @@ class AlertStage:
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
+        # Rules for which every carrier of an article counts (no `sources` lists).
+        self._counts_every = {
+            r.name: not r.sources and not r.exclude_sources for r in self.rules.values()
+        }
         self.clock = clock
         self.cap = RuleCap.from_settings(settings)
         # Called after a transaction that queued notifications commits (wakes the worker).
@@ -151,9 +158,8 @@ class AlertStage:
         rows += self._copied_matches(session, [c.article_id for c in changes if c.sighting])
         store.insert_matches(session, rows)
         fresh: dict[Pair, list[MatchRow]] = defaultdict(list)
-        for r in rows:
-            match = MatchRow(r["article_id"], r["source_id"], r["at"], r["terms"])
-            fresh[(r["rule"], r["event_id"])].append(match)
+        for row in rows:
+            fresh[(row.rule, row.event_id)].append(row)
         touched = set(fresh)
         # Events that grew by a merge are judged again with their new members; both parts
         # of a split too (the part split off is a new event to its rules).
@@ -169,17 +175,19 @@ class AlertStage:
         opened = {c.event_id for c in changes if c.opened and c.event_id == c.article_id}
         return self._decide(session, touched, fresh, earlier, opened - regrouped)
 
-    def _match_rows(self, view: ArticleView) -> list[dict[str, Any]]:
+    def _match_rows(self, view: ArticleView) -> list[MatchRow]:
         """A match row per rule the article matches and per source carrying it that counts."""
         doc = document(view)
+        every = [source_id for source_id, _ in view.sources]
         rows = []
         for compiled in self.ruleset.match(doc):
             rule = self.rules[compiled.name]
             terms = present(compiled.leaves, doc)
-            rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
+            counted = every if self._counts_every[rule.name] else counted_sources(rule, view)
+            rows += [MatchRow(rule.name, view.event_id, view.id, s, view.at, terms) for s in counted]
         return rows
 
-    def _copied_matches(self, session: Session, article_ids: list[int]) -> list[dict[str, Any]]:
+    def _copied_matches(self, session: Session, article_ids: list[int]) -> list[MatchRow]:
         """A known article seen at one more source counts for that source too: its match
         rows for every counted carrier (those stored already are skipped on insert)."""
         if not article_ids:
@@ -193,7 +201,10 @@ class AlertStage:
             rule, view = self.rules.get(row.rule), views.get(row.article_id)
             if rule is not None and view is not None:
                 terms = list(row.terms)
-                rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
+                rows += [
+                    MatchRow(rule.name, view.event_id, view.id, s, view.at, terms)
+                    for s in counted_sources(rule, view)
+                ]
         return rows
 
     # --- merges: fragments of one story -----------------------------------------------
@@ -280,25 +291,37 @@ class AlertStage:
         `new_events` events with nothing stored before this round."""
         if not touched:
             return []
+        # A pair of an event new this round has no state and no earlier matches: with fewer
+        # matches than the rule's min_sources it cannot fire (judge would say so), and
+        # nothing else is to be done for it.
+        rules = self.rules
+        touched = {
+            pair
+            for pair in touched
+            if pair[1] not in new_events or len(fresh.get(pair, ())) >= rules[pair[0]].min_sources
+        }
         known = [pair for pair in touched if pair[1] not in new_events]
-        states = store.alert_states(session, known)
+        states = store.alert_states(session, known) if known else {}
         # Notified already, without updates: nothing more can happen for these.
         open_pairs = [
             pair
             for pair in sorted(touched)
-            if (state := states.get(pair)) is None
-            or state.revision == 0
-            or self.rules[pair[0]].updates
+            if (state := states.get(pair)) is None or state.revision == 0 or rules[pair[0]].updates
         ]
         if not open_pairs:
             return []
-        found: dict[Pair, list[Any]] = defaultdict(list)
+        found: dict[Pair, list[Any]] = {}
         stored_before = [pair for pair in open_pairs if pair[1] not in new_events]
         if earlier is not None and stored_before:  # else no match was stored before
             found = store.matches_of_pairs(session, stored_before, up_to_id=earlier)
         for pair in open_pairs:
-            stored = {(m.article_id, m.source_id) for m in found[pair]}
-            found[pair] += [m for m in fresh.get(pair, ()) if (m[0], m[1]) not in stored]
+            if (stored_rows := found.get(pair)) is None:
+                found[pair] = fresh.get(pair, [])
+                continue
+            stored = {(m.article_id, m.source_id) for m in stored_rows}
+            stored_rows += [
+                m for m in fresh.get(pair, ()) if (m.article_id, m.source_id) not in stored
+            ]
         due = []
         for pair in open_pairs:
             rule = self.rules[pair[0]]
@@ -315,6 +338,8 @@ class AlertStage:
         muted = muted_events(session, {f.event_id for _r, f, _m, _rows in due})
         round_ = Round(now, states, shown, silenced, muted)
         fired = [f for rule, f, m, rows in due if self._notify(session, round_, rule, f, m, rows)]
+        for rule_name, count in Counter(f.rule for f in fired).items():
+            RULE_MATCHES.labels(rule_name).inc(count)
         store.save_alert_states(session, round_.changed.values())
         if enqueue_many(session, round_.outbox):
             self.enqueued = True
@@ -375,7 +400,6 @@ class AlertStage:
                     "batch_key": batch_key,
                 }
             )
-        RULE_MATCHES.labels(rule.name).inc()
         return True
 
     @staticmethod
@@ -421,14 +445,3 @@ def _join(round_: Round, key: tuple[str, str], group: WaitGroup) -> None:
     current = round_.wait_groups.get(key)
     if current is None or group[0] >= current[0]:
         round_.wait_groups[key] = group
-
-
-def _match_row(rule: str, view: ArticleView, source_id: int, terms: list[str]) -> dict[str, Any]:
-    return {
-        "rule": rule,
-        "event_id": view.event_id,
-        "article_id": view.id,
-        "source_id": source_id,
-        "at": view.at,
-        "terms": terms,
-    }

@@ -30,6 +30,7 @@ from sqlmodel import Session, col
 
 from newswatch.store.alert_models import AlertState, Notification, RuleMatch, Silence
 from newswatch.store.columns import as_utc
+from newswatch.store.executemany import executemany
 from newswatch.store.models import Article, Event, Sighting, Source, table_of
 from newswatch.store.timing import article_time, article_time_sql
 from newswatch.store.upsert import insert_ignoring_conflicts
@@ -142,12 +143,23 @@ def source_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
 
 
 # --- rule matches -------------------------------------------------------------------------
-def insert_matches(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Rows of rule, event_id, article_id, source_id, at, terms; ones recorded already (same
-    rule, article and source) are skipped."""
+class MatchRow(NamedTuple):
+    """A rule match: to store, and as a decision reads it (a stored row read back by
+    `matches_of_pairs` has these attributes too)."""
+
+    rule: str
+    event_id: int
+    article_id: int
+    source_id: int
+    at: datetime  # the time the article counts at (store/timing.py article_time)
+    terms: list[str]
+
+
+def insert_matches(session: Session, rows: Sequence[MatchRow]) -> None:
+    """Store the matches; ones recorded already (same rule, article and source) are skipped."""
     if rows:
         statement = insert_ignoring_conflicts(session, MATCHES, [M.rule, M.article_id, M.source_id])
-        session.execute(statement, rows)
+        executemany(session, statement, MatchRow._fields, rows)
 
 
 def matches_of_articles(session: Session, article_ids: Sequence[int]) -> list[Row[Any]]:
@@ -167,15 +179,6 @@ def rules_of_events(session: Session, event_ids: Iterable[int]) -> dict[int, set
         for event_id, rule in session.execute(query):
             out[event_id].add(rule)
     return out
-
-
-class MatchRow(NamedTuple):
-    """A rule match as a decision reads it (a stored row has these attributes too)."""
-
-    article_id: int
-    source_id: int
-    at: datetime
-    terms: list[str]
 
 
 def last_match_id(session: Session) -> int | None:
@@ -265,7 +268,8 @@ def save_alert_states(session: Session, states: Iterable[AlertStateRecord]) -> N
     for state in states:
         (known if state.stored else new).append(state)
     if new:
-        session.execute(insert(STATES), [s.values() for s in new])
+        values = [s.values() for s in new]
+        executemany(session, insert(STATES), list(values[0]), [tuple(v.values()) for v in values])
         for state in new:
             state.stored = True
     if known:

@@ -154,7 +154,13 @@ class AlertStage:
         # Matches stored before this round are read back; the round's own are at hand.
         earlier = store.last_match_id(session)
         new_ids = [c.article_id for c in changes if not c.sighting]
-        rows = [row for view in load_articles(session, new_ids) for row in self._match_rows(view)]
+        # One list per distinct set of matched words: the store encodes each once.
+        spellings: dict[tuple[str, ...], list[str]] = {}
+        rows = [
+            row
+            for view in load_articles(session, new_ids)
+            for row in self._match_rows(view, spellings)
+        ]
         rows += self._copied_matches(session, [c.article_id for c in changes if c.sighting])
         store.insert_matches(session, rows)
         fresh: dict[Pair, list[MatchRow]] = defaultdict(list)
@@ -175,14 +181,18 @@ class AlertStage:
         opened = {c.event_id for c in changes if c.opened and c.event_id == c.article_id}
         return self._decide(session, touched, fresh, earlier, opened - regrouped)
 
-    def _match_rows(self, view: ArticleView) -> list[MatchRow]:
-        """A match row per rule the article matches and per source carrying it that counts."""
+    def _match_rows(
+        self, view: ArticleView, spellings: dict[tuple[str, ...], list[str]]
+    ) -> list[MatchRow]:
+        """A match row per rule the article matches and per source carrying it that counts;
+        `spellings` holds the lists of matched words met so far (shared, never changed)."""
         doc = document(view)
         every = [source_id for source_id, _ in view.sources]
         rows = []
         for compiled in self.ruleset.match(doc):
             rule = self.rules[compiled.name]
-            terms = present(compiled.leaves, doc)
+            found = present(compiled.leaves, doc)
+            terms = spellings.setdefault(tuple(found), found)
             counted = every if self._counts_every[rule.name] else counted_sources(rule, view)
             rows += [MatchRow(rule.name, view.event_id, view.id, s, view.at, terms) for s in counted]
         return rows

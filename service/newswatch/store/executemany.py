@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
 
 
@@ -35,16 +37,25 @@ def executemany(
     # SQLite's "?") or by name (psycopg's "%(name)s"); a parameter not in `keys` is an error.
     names = compiled.positiontup or list(compiled.binds)
     index = {key: i for i, key in enumerate(keys)}
-    order = [
-        (index[name], compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in names
-    ]
-    params: list[Any] = [
-        tuple(row[i] if process is None else process(row[i]) for i, process in order)
-        for row in rows
-    ]
+    columns = list(zip(*rows, strict=True))
+    params: list[Any] = list(
+        zip(*(_converted(columns[index[name]], compiled.binds[name], dialect) for name in names))
+    )
     if compiled.positiontup is None:
         escaped = [compiled.escaped_bind_names.get(name, name) for name in names]
         params = [dict(zip(escaped, values, strict=True)) for values in params]
     result = connection.exec_driver_sql(compiled.string, params)
     return int(result.rowcount)
+
+
+def _converted(values: Sequence[Any], bind: BindParameter[Any], dialect: Dialect) -> Sequence[Any]:
+    """A column's values as the driver takes them, by the column type's bind processor. The
+    processor is a function of the value alone: a value object that recurs in the column (an
+    article's time in each of its matches, a round's time in each of its rows) is converted
+    once."""
+    process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return values
+    ids = list(map(id, values))  # the rows hold every value: ids are not reused meanwhile
+    done = {key: process(value) for key, value in dict(zip(ids, values, strict=True)).items()}
+    return list(map(done.__getitem__, ids))

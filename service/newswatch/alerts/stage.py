@@ -15,7 +15,7 @@ outbox rows in one statement each: its cost does not grow with a query per match
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -60,9 +60,13 @@ class Shown:
 
     @classmethod
     def load(
-        cls, session: Session, judged: Iterable[tuple[int, list[int], Sequence[Any]]]
+        cls,
+        session: Session,
+        judged: Iterable[tuple[int, list[int], Sequence[Any]]],
+        views: Mapping[int, ArticleView] | None = None,
     ) -> Shown:
-        """`judged`: (event id, matching article ids, match rows) of each (rule, event)."""
+        """`judged`: (event id, matching article ids, match rows) of each (rule, event);
+        `views`: articles read already this round (the others are read)."""
         events: set[int] = set()
         articles: set[int] = set()
         sources: set[int] = set()
@@ -70,12 +74,13 @@ class Shown:
             events.add(event_id)
             articles.update(listed(matched))
             sources.update(r.source_id for r in rows)
+        views = views or {}
+        unread = sorted(i for i in articles if i not in views)
+        shown = [views[i] for i in articles if i in views]
+        shown += load_articles(session, unread, with_text=False)
         return cls(
             store.events_by_id(session, events),
-            {
-                v.id: article_entry(v)
-                for v in load_articles(session, sorted(articles), with_text=False)
-            },
+            {v.id: article_entry(v) for v in shown},
             store.source_names(session, sources),
         )
 
@@ -96,7 +101,7 @@ class Shown:
             matched,
             event=self.events.get(firing.event_id),
             articles=self.articles,
-            sources=sorted(names),
+            sources=list(names),
             public_url=public_url,
         )
 
@@ -134,9 +139,10 @@ class AlertStage:
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
-        # Rules for which every carrier of an article counts (no `sources` lists).
-        self._counts_every = {
-            r.name: not r.sources and not r.exclude_sources for r in self.rules.values()
+        # Each rule, and whether every carrier of an article counts for it (no `sources`
+        # lists), by name.
+        self._rule_of = {
+            r.name: (r, not r.sources and not r.exclude_sources) for r in self.rules.values()
         }
         self.clock = clock
         self.cap = RuleCap.from_settings(settings)
@@ -156,11 +162,8 @@ class AlertStage:
         new_ids = [c.article_id for c in changes if not c.sighting]
         # One list per distinct set of matched words: the store encodes each once.
         spellings: dict[tuple[str, ...], list[str]] = {}
-        rows = [
-            row
-            for view in load_articles(session, new_ids)
-            for row in self._match_rows(view, spellings)
-        ]
+        views = {view.id: view for view in load_articles(session, new_ids)}
+        rows = [row for view in views.values() for row in self._match_rows(view, spellings)]
         rows += self._copied_matches(session, [c.article_id for c in changes if c.sighting])
         store.insert_matches(session, rows)
         fresh: dict[Pair, list[MatchRow]] = defaultdict(list)
@@ -179,7 +182,7 @@ class AlertStage:
         # Events this round opened (and no merge or split touched) have no state and no
         # earlier matches in the store: nothing to read for them.
         opened = {c.event_id for c in changes if c.opened and c.event_id == c.article_id}
-        return self._decide(session, touched, fresh, earlier, opened - regrouped)
+        return self._decide(session, touched, fresh, earlier, opened - regrouped, views)
 
     def _match_rows(
         self, view: ArticleView, spellings: dict[tuple[str, ...], list[str]]
@@ -188,13 +191,14 @@ class AlertStage:
         `spellings` holds the lists of matched words met so far (shared, never changed)."""
         doc = document(view)
         every = [source_id for source_id, _ in view.sources]
+        event_id, article_id, at = view.event_id, view.id, view.at
         rows = []
         for compiled in self.ruleset.match(doc):
-            rule = self.rules[compiled.name]
+            rule, counts_every = self._rule_of[compiled.name]
             found = present(compiled.leaves, doc)
             terms = spellings.setdefault(tuple(found), found)
-            counted = every if self._counts_every[rule.name] else counted_sources(rule, view)
-            rows += [MatchRow(rule.name, view.event_id, view.id, s, view.at, terms) for s in counted]
+            for source_id in every if counts_every else counted_sources(rule, view):
+                rows.append(MatchRow(rule.name, event_id, article_id, source_id, at, terms))
         return rows
 
     def _copied_matches(self, session: Session, article_ids: list[int]) -> list[MatchRow]:
@@ -295,10 +299,12 @@ class AlertStage:
         fresh: dict[Pair, list[MatchRow]],
         earlier: int | None,
         new_events: set[int],
+        views: Mapping[int, ArticleView],
     ) -> list[Firing]:
         """Judge every (rule, event) that got new matches, with a few statements in all:
         `fresh` are the round's matches, `earlier` the last match id stored before them,
-        `new_events` events with nothing stored before this round."""
+        `new_events` events with nothing stored before this round, `views` the round's
+        articles."""
         if not touched:
             return []
         # A pair of an event new this round has no state and no earlier matches: with fewer
@@ -342,7 +348,7 @@ class AlertStage:
         if not due:
             return []
         now = self.clock()
-        shown = Shown.load(session, ((f.event_id, m, rows) for _r, f, m, rows in due))
+        shown = Shown.load(session, ((f.event_id, m, rows) for _r, f, m, rows in due), views)
         silenced = store.silenced_rules(session, now)
         self.cap.new_round(session, {rule.name for rule, *_ in due}, now)
         muted = muted_events(session, {f.event_id for _r, f, _m, _rows in due})

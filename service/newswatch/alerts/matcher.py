@@ -23,6 +23,7 @@ from operator import itemgetter
 import ahocorasick
 
 from newswatch.alerts.query import (
+    DEFAULT_FIELDS,
     And,
     Document,
     Leaf,
@@ -107,15 +108,30 @@ def _key(trigger: Trigger) -> str:
     return f"{tag}{word}" if prefix else f"{tag}{word} "
 
 
+def _explained(leaf: Term | Phrase, spelled: str) -> tuple[str | None, Term | Phrase | None, str]:
+    """A positive part of a query as `RuleSet.explain` looks it up: (word, None, spelling)
+    for a whole word in the default fields (title and text: a set lookup in each), else
+    (None, the term or phrase, spelling), evaluated."""
+    if isinstance(leaf, Term) and not leaf.prefix and leaf.fields == DEFAULT_FIELDS:
+        return leaf.word, None, spelled
+    return None, leaf, spelled
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     name: str
     query: Node
     # The query's positive words and phrases, found once (query.present explains a match).
     leaves: list[Leaf] = field(init=False, compare=False, hash=False)
+    # The same, as RuleSet.explain looks them up.
+    explained: list[tuple[str | None, Term | Phrase | None, str]] = field(
+        init=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "leaves", positive_leaves(self.query))
+        leaves = positive_leaves(self.query)
+        object.__setattr__(self, "leaves", leaves)
+        object.__setattr__(self, "explained", [_explained(*leaf) for leaf in leaves])
 
 
 class RuleSet:
@@ -200,6 +216,29 @@ class RuleSet:
             i for i in touched - self.simple if required[i] <= hit and forbidden[i].isdisjoint(hit)
         )
         return out
+
+    def explain(self, doc: Document) -> list[tuple[CompiledRule, list[str]]]:
+        """The rules whose query matches `doc`, in configuration order, each with the
+        spellings of its positive words and phrases that `doc` holds, in the query's order:
+        what `query.present` finds, with whole words looked up in the title's and text's
+        word sets directly (most words of most rules)."""
+        empty: frozenset[str] = frozenset()
+        title, text = doc.sets.get("title", empty), doc.sets.get("text", empty)
+        return [
+            (
+                rule,
+                [
+                    spelled
+                    for word, leaf, spelled in rule.explained
+                    if (
+                        (word in title or word in text)
+                        if word is not None
+                        else evaluate(leaf, doc)  # type: ignore[arg-type]
+                    )
+                ],
+            )
+            for rule in self.match(doc)
+        ]
 
     def match(self, doc: Document) -> list[CompiledRule]:
         """The rules whose query matches `doc`, in configuration order."""

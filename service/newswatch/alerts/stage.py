@@ -35,7 +35,6 @@ from newswatch.alerts.judging import Firing, corroboration, due_update, judge
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.payload import article_entry, event_payload, listed
 from newswatch.alerts.policy import group_wait, schedule
-from newswatch.alerts.query import present
 from newswatch.grouping.changes import EventChange
 from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store import alerts as store
@@ -193,9 +192,8 @@ class AlertStage:
         every = [source_id for source_id, _ in view.sources]
         event_id, article_id, at = view.event_id, view.id, view.at
         rows = []
-        for compiled in self.ruleset.match(doc):
+        for compiled, found in self.ruleset.explain(doc):
             rule, counts_every = self._rule_of[compiled.name]
-            found = present(compiled.leaves, doc)
             terms = spellings.setdefault(tuple(found), found)
             for source_id in every if counts_every else counted_sources(rule, view):
                 rows.append(MatchRow(rule.name, event_id, article_id, source_id, at, terms))
@@ -436,14 +434,13 @@ class AlertStage:
         terms: dict[Pair, set[str]] = defaultdict(set)
         for start in range(0, len(ids), 500):
             for view in load_articles(session, ids[start : start + 500]):
-                doc = document(view)
-                for compiled in self.ruleset.match(doc):
+                for compiled, found in self.ruleset.explain(document(view)):
                     rule = self.rules[compiled.name]
                     key = (rule.name, view.event_id)
                     counted = counted_sources(rule, view)
                     points[key] += [(source_id, view.at) for source_id in counted]
                     if counted:
-                        terms[key].update(present(compiled.leaves, doc))
+                        terms[key].update(found)
         out = []
         for (rule_name, event_id), found in sorted(points.items()):
             rule = self.rules[rule_name]

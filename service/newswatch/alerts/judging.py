@@ -26,9 +26,13 @@ class Firing:
 
 def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | None) -> int:
     """Most distinct sources whose matches fall within one span of `window` (all when None)."""
-    items = sorted(points, key=lambda p: p[1])
-    if window is None:
+    items = list(points)
+    if window is None or not items:
         return len({source for source, _ in items})
+    times = [at for _, at in items]
+    if max(times) - min(times) <= window:  # one span holds them all (no sort needed)
+        return len({source for source, _ in items})
+    items.sort(key=lambda p: p[1])
     best = 0
     counts: dict[int, int] = defaultdict(int)
     start = 0

@@ -26,8 +26,9 @@ def executemany(
     rows: Sequence[Sequence[Any]],
 ) -> int:
     """Run `statement` once per row of `rows` (tuples of the bind parameters `keys`, in that
-    order) in the session's transaction; returns the rows the database reports changed (an
-    insert skipped on a conflict changes none)."""
+    order: every column the statement writes, also those with defaults) in the session's
+    transaction; returns the rows the database reports changed (an insert skipped on a
+    conflict changes none)."""
     if not rows:
         return 0
     connection = session.connection()
@@ -37,6 +38,9 @@ def executemany(
     # SQLite's "?") or by name (psycopg's "%(name)s"); a parameter not in `keys` is an error.
     names = compiled.positiontup or list(compiled.binds)
     index = {key: i for i, key in enumerate(keys)}
+    if missing := [name for name in names if name not in index]:
+        # (SQLAlchemy would fill in the columns' Python-side defaults; this path does not.)
+        raise ValueError(f"executemany: rows without {', '.join(missing)}")
     columns = list(zip(*rows, strict=True))
     params: list[Any] = list(
         zip(*(_converted(columns[index[name]], compiled.binds[name], dialect) for name in names))

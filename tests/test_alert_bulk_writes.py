@@ -105,15 +105,16 @@ def test_executemany_stores_what_sqlalchemy_stores(engine) -> None:  # type: ign
     keys += ("revision", "status", "attempts", "created_at")
 
     def rows(channel: str) -> list[tuple[object, ...]]:
+        payloads = [shared_payload if i % 2 else {"i": i} for i in range(6)]
         return [
-            ("r", channel, i, f"k{i}", shared_payload if i % 2 else {"i": i}, shared_time)
-            + (1, "pending", 0, shared_time)
-            for i in range(6)
+            ("r", channel, i, f"k{i}", payload, shared_time, 1, "pending", 0, shared_time)
+            for i, payload in enumerate(payloads)
         ]
 
     with session_scope(engine) as session:
         session.execute(insert(table), [dict(zip(keys, row, strict=True)) for row in rows("a")])
-        statement = insert_ignoring_conflicts(session, table, [table.c.channel, table.c.idempotency_key])
+        unique = [table.c.channel, table.c.idempotency_key]
+        statement = insert_ignoring_conflicts(session, table, unique)
         assert executemany(session, statement, keys, rows("b")) == 6
         assert executemany(session, statement, keys, rows("b")[:2]) == 0  # known: skipped
         try:  # a column left out is an error, not a default filled in

@@ -231,9 +231,7 @@ class RuleSet:
                     spelled
                     for word, leaf, spelled in rule.explained
                     if (
-                        (word in title or word in text)
-                        if word is not None
-                        else evaluate(leaf, doc)  # type: ignore[arg-type]
+                        (word in title or word in text) if word is not None else evaluate(leaf, doc)  # type: ignore[arg-type]
                     )
                 ],
             )

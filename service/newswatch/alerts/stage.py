@@ -434,13 +434,13 @@ class AlertStage:
         terms: dict[Pair, set[str]] = defaultdict(set)
         for start in range(0, len(ids), 500):
             for view in load_articles(session, ids[start : start + 500]):
-                for compiled, found in self.ruleset.explain(document(view)):
+                for compiled, words in self.ruleset.explain(document(view)):
                     rule = self.rules[compiled.name]
                     key = (rule.name, view.event_id)
                     counted = counted_sources(rule, view)
                     points[key] += [(source_id, view.at) for source_id in counted]
                     if counted:
-                        terms[key].update(found)
+                        terms[key].update(words)
         out = []
         for (rule_name, event_id), found in sorted(points.items()):
             rule = self.rules[rule_name]

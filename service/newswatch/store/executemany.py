@@ -43,7 +43,10 @@ def executemany(
         raise ValueError(f"executemany: rows without {', '.join(missing)}")
     columns = list(zip(*rows, strict=True))
     params: list[Any] = list(
-        zip(*(_converted(columns[index[name]], compiled.binds[name], dialect) for name in names))
+        zip(
+            *(_converted(columns[index[name]], compiled.binds[name], dialect) for name in names),
+            strict=True,
+        )
     )
     if compiled.positiontup is None:
         escaped = [compiled.escaped_bind_names.get(name, name) for name in names]

@@ -75,10 +75,8 @@ def enqueue_many(session: Session, notifications: list[dict[str, Any]]) -> int:
     for n in notifications:
         key = idempotency_key(n["rule"], n["event_id"], n["revision"])
         payload = {**n["payload"], "idempotency_key": key}
-        rows.append(
-            (n["rule"], n["channel"], n["event_id"], n["revision"], key, payload)
-            + ("pending", 0, n["not_before"], n["batch_key"], now)
-        )
+        written = (n["rule"], n["channel"], n["event_id"], n["revision"], key, payload)
+        rows.append((*written, "pending", 0, n["not_before"], n["batch_key"], now))
     statement = insert_ignoring_conflicts(session, NOTIFICATIONS, [N.channel, N.idempotency_key])
     return executemany(session, statement, _QUEUED, rows)
 

@@ -88,8 +88,8 @@ def _pair_params(pairs: Iterable[Pair]) -> Iterable[dict[str, Any]]:
     for start in range(0, len(groups), PAIR_GROUPS):
         params: dict[str, Any] = {}
         for i in range(PAIR_GROUPS):
-            name, events = groups[start + i] if start + i < len(groups) else (None, [])
-            params[f"pair_rule_{i}"], params[f"pair_events_{i}"] = name, list(events)
+            rule, ids = groups[start + i] if start + i < len(groups) else (None, [])
+            params[f"pair_rule_{i}"], params[f"pair_events_{i}"] = rule, list(ids)
         yield params
 
 

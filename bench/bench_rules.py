@@ -14,7 +14,8 @@ Targets: matcher < 1 ms per article, >= 20x faster than the baseline; results id
 With --pipeline N: N articles replayed through the whole pipeline into SQLite, without rules
 and with the same rules (min_sources 2 within 24h): what the alerts stage adds per article,
 against the matcher alone (Document.of + RuleSet.match) on the same articles, the modes
-interleaved --repeats times (min/median/max). Target: the stage <= 2x the matcher alone.
+interleaved --repeats times (min/median/max), in wall-clock and in the process's CPU time
+(the latter steady on a shared machine). Target: the stage <= 2x the matcher alone.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def timed(fn, reps: int) -> float:  # type: ignore[no-untyped-def]
 class Replayed:
     seconds: float  # the whole replay
     stage: float  # of which in the alerts stage (AlertStage.on_changes)
+    stage_cpu: float  # the process's CPU time in the stage
     queued: int  # notifications queued
 
 
@@ -101,7 +103,7 @@ def replay_seconds(path: Path, rules: list[RuleConfig], batch: int = 0) -> Repla
     configure_logging("WARNING", "json")
     channels = [ChannelConfig(name="ops", type="webhook", url="http://127.0.0.1:9/hook")]
     config = FileConfig(channels=channels, rules=rules)
-    in_stage = [0.0]
+    in_stage = [0.0, 0.0]  # wall-clock, CPU
     with tempfile.TemporaryDirectory() as tmp:
         engine = open_store(f"sqlite:///{tmp}/bench.db")
         settings = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -110,11 +112,12 @@ def replay_seconds(path: Path, rules: list[RuleConfig], batch: int = 0) -> Repla
             on_changes = pipeline.alert_engine.on_changes
 
             def timed_stage(*args, **kw):  # type: ignore[no-untyped-def]
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 try:
                     return on_changes(*args, **kw)
                 finally:
                     in_stage[0] += time.perf_counter() - started
+                    in_stage[1] += time.process_time() - cpu
 
             pipeline.alert_engine.on_changes = timed_stage  # type: ignore[method-assign]
         if batch:  # articles a transaction (the replay's default otherwise)
@@ -125,18 +128,19 @@ def replay_seconds(path: Path, rules: list[RuleConfig], batch: int = 0) -> Repla
         with engine.connect() as conn:
             queued = conn.execute(text("SELECT COUNT(*) FROM notifications")).scalar_one()
         engine.dispose()
-    return Replayed(seconds, in_stage[0], int(queued))
+    return Replayed(seconds, in_stage[0], in_stage[1], int(queued))
 
 
-def matcher_seconds(path: Path, ruleset: RuleSet) -> float:
-    """Seconds for the matcher alone over the articles of `path`: prepare each article's
-    document (fold, tokenise) and match it against every rule, as the stage must at least."""
+def matcher_seconds(path: Path, ruleset: RuleSet) -> tuple[float, float]:
+    """Seconds (wall-clock, CPU) for the matcher alone over the articles of `path`: prepare
+    each article's document (fold, tokenise) and match it against every rule, as the stage
+    must at least."""
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for r in records:
         doc = Document.of(title=r["title"], text=r["text"], source=r["source"], lang="en")
         ruleset.match(doc)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def pipeline_cost(queries: list[str], count: int, repeats: int, batch: int) -> None:
@@ -148,17 +152,18 @@ def pipeline_cost(queries: list[str], count: int, repeats: int, batch: int) -> N
         for i, q in enumerate(queries)
     ]
     ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in rules)
-    stage_ms, added_ms, matcher_ms, ratios = [], [], [], []
+    stage_ms, added_ms, matcher_ms, ratios, cpu_ratios = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp) / "stream.jsonl", count, seed=5)
         for _ in range(repeats):
             bare = replay_seconds(path, [], batch)
             alerting = replay_seconds(path, rules, batch)
-            matcher = matcher_seconds(path, ruleset)
+            matcher, matcher_cpu = matcher_seconds(path, ruleset)
             stage_ms.append(alerting.stage / count * 1000)
             added_ms.append((alerting.seconds - bare.seconds) / count * 1000)
             matcher_ms.append(matcher / count * 1000)
             ratios.append(stage_ms[-1] / matcher_ms[-1])
+            cpu_ratios.append(alerting.stage_cpu / matcher_cpu)
 
     def mmm(values: list[float], unit: str = "") -> str:
         low, mid, high = min(values), statistics.median(values), max(values)
@@ -174,6 +179,10 @@ def pipeline_cost(queries: list[str], count: int, repeats: int, batch: int) -> N
     met = "yes" if max(ratios) <= 2 else "NO"
     print(f"  stage / matcher (per run): {mmm(ratios, 'x')}; target <= 2x: {met}; "
           f"{alerting.queued} notifications queued a run")  # fmt: skip
+    # On a shared machine the wall-clock ratio also measures what the others ran meanwhile;
+    # the process's CPU time in each part does not.
+    met = "yes" if max(cpu_ratios) <= 2 else "NO"
+    print(f"  stage / matcher in CPU time (per run): {mmm(cpu_ratios, 'x')}; target <= 2x: {met}")
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ class RuleCap:
         self._counts: dict[tuple[str, datetime], int] = {}
         # The round's capped events, per (rule, window start): the summary lines to add.
         self._overflow: dict[tuple[str, datetime], tuple[RuleConfig, list[dict[str, Any]]]] = {}
+        self._last_window: tuple[datetime, tuple[datetime, datetime]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> RuleCap:
@@ -57,8 +58,11 @@ class RuleCap:
         self._overflow = {}
 
     def window_of(self, now: datetime) -> tuple[datetime, datetime]:
+        if self._last_window is not None and self._last_window[0] == now:
+            return self._last_window[1]  # a round asks about its own time for every event
         seconds = self.window.total_seconds()
         start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, UTC)
+        self._last_window = (now, (start, start + self.window))
         return start, start + self.window
 
     def full(self, rule: str, now: datetime) -> bool:

@@ -26,9 +26,13 @@ class Firing:
 
 def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | None) -> int:
     """Most distinct sources whose matches fall within one span of `window` (all when None)."""
-    items = sorted(points, key=lambda p: p[1])
-    if window is None:
+    items = list(points)
+    if window is None or not items:
         return len({source for source, _ in items})
+    times = [at for _, at in items]
+    if max(times) - min(times) <= window:  # one span holds them all (no sort needed)
+        return len({source for source, _ in items})
+    items.sort(key=lambda p: p[1])
     best = 0
     counts: dict[int, int] = defaultdict(int)
     start = 0
@@ -47,7 +51,7 @@ def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | No
 def judge(rule: RuleConfig, event_id: int, rows: Sequence[Any]) -> tuple[Firing, list[int]] | None:
     """Whether the matches `rows` (source_id, at, terms, article_id) of a (rule, event) meet
     the rule: the firing and the matching articles' ids, in order."""
-    if len({r.source_id for r in rows}) < rule.min_sources:
+    if len(rows) < rule.min_sources or len({r.source_id for r in rows}) < rule.min_sources:
         return None  # too few sources in all: no window can hold enough
     count = corroboration(((r.source_id, as_utc(r.at)) for r in rows), rule.window)
     if count < rule.min_sources:

@@ -21,6 +21,17 @@ def listed(matched_ids: Sequence[int]) -> Sequence[int]:
     return matched_ids[-PAYLOAD_ARTICLES:]
 
 
+def article_entry(view: ArticleView) -> dict[str, Any]:
+    """An article as a payload lists it (the same in every payload of a round: built once)."""
+    return {
+        "id": view.id,
+        "title": view.title,
+        "url": view.url,
+        "sources": [name for _, name in view.sources],
+        "published": view.at.isoformat(),
+    }
+
+
 def event_payload(
     rule: RuleConfig,
     firing: Firing,
@@ -28,16 +39,16 @@ def event_payload(
     matched_ids: Sequence[int],
     *,
     event: Row[Any] | None,
-    views: Mapping[int, ArticleView],
+    articles: Mapping[int, dict[str, Any]],
     sources: list[str],
     public_url: str | None = None,
 ) -> dict[str, Any]:
     """The payload of notification `revision` about `firing`. `matched_ids`: the event's
     articles that matched the rule, in order; `event`: its events row (title, first_seen,
-    last_seen, article_count, source_count); `views`: the listed articles, by id;
-    `sources`: the names of every source that carried a matching article, also of
-    articles not listed; `public_url`: the service's base URL (NEWSWATCH_PUBLIC_URL)."""
-    shown = [views[i] for i in listed(matched_ids) if i in views]
+    last_seen, article_count, source_count); `articles`: the listed articles' entries
+    (`article_entry`), by id; `sources`: the names of every source that carried a matching
+    article, also of articles not listed; `public_url`: the service's base URL
+    (NEWSWATCH_PUBLIC_URL)."""
     return {
         "rule": rule.name,
         "event_id": firing.event_id,
@@ -50,16 +61,7 @@ def event_payload(
         "article_count": event.article_count if event else len(matched_ids),
         "source_count": event.source_count if event else firing.sources,
         "sources": sorted(sources),
-        "articles": [
-            {
-                "id": v.id,
-                "title": v.title,
-                "url": v.url,
-                "sources": [name for _, name in v.sources],
-                "published": v.at.isoformat(),
-            }
-            for v in shown
-        ],
+        "articles": [articles[i] for i in listed(matched_ids) if i in articles],
         "why": {
             "query": rule.query,
             "matched_terms": firing.terms,

@@ -14,8 +14,8 @@ outbox rows in one statement each: its cost does not grow with a query per match
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,9 +33,8 @@ from newswatch.alerts.cap import RuleCap
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.judging import Firing, corroboration, due_update, judge
 from newswatch.alerts.matcher import CompiledRule, RuleSet
-from newswatch.alerts.payload import event_payload, listed
+from newswatch.alerts.payload import article_entry, event_payload, listed
 from newswatch.alerts.policy import group_wait, schedule
-from newswatch.alerts.query import present
 from newswatch.grouping.changes import EventChange
 from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store import alerts as store
@@ -55,14 +54,18 @@ class Shown:
     """What the payloads of a set of (rule, event) show, loaded at once."""
 
     events: dict[int, Row[Any]]
-    views: dict[int, ArticleView]
+    articles: dict[int, dict[str, Any]]  # the listed articles' entries (payload.article_entry)
     names: dict[int, str]  # source names by id
 
     @classmethod
     def load(
-        cls, session: Session, judged: Iterable[tuple[int, list[int], Sequence[Any]]]
+        cls,
+        session: Session,
+        judged: Iterable[tuple[int, list[int], Sequence[Any]]],
+        views: Mapping[int, ArticleView] | None = None,
     ) -> Shown:
-        """`judged`: (event id, matching article ids, match rows) of each (rule, event)."""
+        """`judged`: (event id, matching article ids, match rows) of each (rule, event);
+        `views`: articles read already this round (the others are read)."""
         events: set[int] = set()
         articles: set[int] = set()
         sources: set[int] = set()
@@ -70,9 +73,13 @@ class Shown:
             events.add(event_id)
             articles.update(listed(matched))
             sources.update(r.source_id for r in rows)
+        views = views or {}
+        unread = sorted(i for i in articles if i not in views)
+        shown = [views[i] for i in articles if i in views]
+        shown += load_articles(session, unread, with_text=False)
         return cls(
             store.events_by_id(session, events),
-            {v.id: v for v in load_articles(session, sorted(articles), with_text=False)},
+            {v.id: article_entry(v) for v in shown},
             store.source_names(session, sources),
         )
 
@@ -92,8 +99,8 @@ class Shown:
             revision,
             matched,
             event=self.events.get(firing.event_id),
-            views=self.views,
-            sources=sorted(names),
+            articles=self.articles,
+            sources=list(names),
             public_url=public_url,
         )
 
@@ -131,6 +138,11 @@ class AlertStage:
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
+        # Each rule, and whether every carrier of an article counts for it (no `sources`
+        # lists), by name.
+        self._rule_of = {
+            r.name: (r, not r.sources and not r.exclude_sources) for r in self.rules.values()
+        }
         self.clock = clock
         self.cap = RuleCap.from_settings(settings)
         # Called after a transaction that queued notifications commits (wakes the worker).
@@ -147,13 +159,15 @@ class AlertStage:
         # Matches stored before this round are read back; the round's own are at hand.
         earlier = store.last_match_id(session)
         new_ids = [c.article_id for c in changes if not c.sighting]
-        rows = [row for view in load_articles(session, new_ids) for row in self._match_rows(view)]
+        # One list per distinct set of matched words: the store encodes each once.
+        spellings: dict[tuple[str, ...], list[str]] = {}
+        views = {view.id: view for view in load_articles(session, new_ids)}
+        rows = [row for view in views.values() for row in self._match_rows(view, spellings)]
         rows += self._copied_matches(session, [c.article_id for c in changes if c.sighting])
         store.insert_matches(session, rows)
         fresh: dict[Pair, list[MatchRow]] = defaultdict(list)
-        for r in rows:
-            match = MatchRow(r["article_id"], r["source_id"], r["at"], r["terms"])
-            fresh[(r["rule"], r["event_id"])].append(match)
+        for row in rows:
+            fresh[(row.rule, row.event_id)].append(row)
         touched = set(fresh)
         # Events that grew by a merge are judged again with their new members; both parts
         # of a split too (the part split off is a new event to its rules).
@@ -167,19 +181,25 @@ class AlertStage:
         # Events this round opened (and no merge or split touched) have no state and no
         # earlier matches in the store: nothing to read for them.
         opened = {c.event_id for c in changes if c.opened and c.event_id == c.article_id}
-        return self._decide(session, touched, fresh, earlier, opened - regrouped)
+        return self._decide(session, touched, fresh, earlier, opened - regrouped, views)
 
-    def _match_rows(self, view: ArticleView) -> list[dict[str, Any]]:
-        """A match row per rule the article matches and per source carrying it that counts."""
+    def _match_rows(
+        self, view: ArticleView, spellings: dict[tuple[str, ...], list[str]]
+    ) -> list[MatchRow]:
+        """A match row per rule the article matches and per source carrying it that counts;
+        `spellings` holds the lists of matched words met so far (shared, never changed)."""
         doc = document(view)
+        every = [source_id for source_id, _ in view.sources]
+        event_id, article_id, at = view.event_id, view.id, view.at
         rows = []
-        for compiled in self.ruleset.match(doc):
-            rule = self.rules[compiled.name]
-            terms = present(compiled.leaves, doc)
-            rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
+        for compiled, found in self.ruleset.explain(doc):
+            rule, counts_every = self._rule_of[compiled.name]
+            terms = spellings.setdefault(tuple(found), found)
+            for source_id in every if counts_every else counted_sources(rule, view):
+                rows.append(MatchRow(rule.name, event_id, article_id, source_id, at, terms))
         return rows
 
-    def _copied_matches(self, session: Session, article_ids: list[int]) -> list[dict[str, Any]]:
+    def _copied_matches(self, session: Session, article_ids: list[int]) -> list[MatchRow]:
         """A known article seen at one more source counts for that source too: its match
         rows for every counted carrier (those stored already are skipped on insert)."""
         if not article_ids:
@@ -193,7 +213,10 @@ class AlertStage:
             rule, view = self.rules.get(row.rule), views.get(row.article_id)
             if rule is not None and view is not None:
                 terms = list(row.terms)
-                rows += [_match_row(rule.name, view, s, terms) for s in counted_sources(rule, view)]
+                rows += [
+                    MatchRow(rule.name, view.event_id, view.id, s, view.at, terms)
+                    for s in counted_sources(rule, view)
+                ]
         return rows
 
     # --- merges: fragments of one story -----------------------------------------------
@@ -274,31 +297,45 @@ class AlertStage:
         fresh: dict[Pair, list[MatchRow]],
         earlier: int | None,
         new_events: set[int],
+        views: Mapping[int, ArticleView],
     ) -> list[Firing]:
         """Judge every (rule, event) that got new matches, with a few statements in all:
         `fresh` are the round's matches, `earlier` the last match id stored before them,
-        `new_events` events with nothing stored before this round."""
+        `new_events` events with nothing stored before this round, `views` the round's
+        articles."""
         if not touched:
             return []
+        # A pair of an event new this round has no state and no earlier matches: with fewer
+        # matches than the rule's min_sources it cannot fire (judge would say so), and
+        # nothing else is to be done for it.
+        rules = self.rules
+        touched = {
+            pair
+            for pair in touched
+            if pair[1] not in new_events or len(fresh.get(pair, ())) >= rules[pair[0]].min_sources
+        }
         known = [pair for pair in touched if pair[1] not in new_events]
-        states = store.alert_states(session, known)
+        states = store.alert_states(session, known) if known else {}
         # Notified already, without updates: nothing more can happen for these.
         open_pairs = [
             pair
             for pair in sorted(touched)
-            if (state := states.get(pair)) is None
-            or state.revision == 0
-            or self.rules[pair[0]].updates
+            if (state := states.get(pair)) is None or state.revision == 0 or rules[pair[0]].updates
         ]
         if not open_pairs:
             return []
-        found: dict[Pair, list[Any]] = defaultdict(list)
+        found: dict[Pair, list[Any]] = {}
         stored_before = [pair for pair in open_pairs if pair[1] not in new_events]
         if earlier is not None and stored_before:  # else no match was stored before
             found = store.matches_of_pairs(session, stored_before, up_to_id=earlier)
         for pair in open_pairs:
-            stored = {(m.article_id, m.source_id) for m in found[pair]}
-            found[pair] += [m for m in fresh.get(pair, ()) if (m[0], m[1]) not in stored]
+            if (stored_rows := found.get(pair)) is None:
+                found[pair] = fresh.get(pair, [])
+                continue
+            stored = {(m.article_id, m.source_id) for m in stored_rows}
+            stored_rows += [
+                m for m in fresh.get(pair, ()) if (m.article_id, m.source_id) not in stored
+            ]
         due = []
         for pair in open_pairs:
             rule = self.rules[pair[0]]
@@ -309,12 +346,14 @@ class AlertStage:
         if not due:
             return []
         now = self.clock()
-        shown = Shown.load(session, ((f.event_id, m, rows) for _r, f, m, rows in due))
+        shown = Shown.load(session, ((f.event_id, m, rows) for _r, f, m, rows in due), views)
         silenced = store.silenced_rules(session, now)
         self.cap.new_round(session, {rule.name for rule, *_ in due}, now)
         muted = muted_events(session, {f.event_id for _r, f, _m, _rows in due})
         round_ = Round(now, states, shown, silenced, muted)
         fired = [f for rule, f, m, rows in due if self._notify(session, round_, rule, f, m, rows)]
+        for rule_name, count in Counter(f.rule for f in fired).items():
+            RULE_MATCHES.labels(rule_name).inc(count)
         store.save_alert_states(session, round_.changed.values())
         if enqueue_many(session, round_.outbox):
             self.enqueued = True
@@ -375,7 +414,6 @@ class AlertStage:
                     "batch_key": batch_key,
                 }
             )
-        RULE_MATCHES.labels(rule.name).inc()
         return True
 
     @staticmethod
@@ -396,14 +434,13 @@ class AlertStage:
         terms: dict[Pair, set[str]] = defaultdict(set)
         for start in range(0, len(ids), 500):
             for view in load_articles(session, ids[start : start + 500]):
-                doc = document(view)
-                for compiled in self.ruleset.match(doc):
+                for compiled, words in self.ruleset.explain(document(view)):
                     rule = self.rules[compiled.name]
                     key = (rule.name, view.event_id)
                     counted = counted_sources(rule, view)
                     points[key] += [(source_id, view.at) for source_id in counted]
                     if counted:
-                        terms[key].update(present(compiled.leaves, doc))
+                        terms[key].update(words)
         out = []
         for (rule_name, event_id), found in sorted(points.items()):
             rule = self.rules[rule_name]
@@ -421,14 +458,3 @@ def _join(round_: Round, key: tuple[str, str], group: WaitGroup) -> None:
     current = round_.wait_groups.get(key)
     if current is None or group[0] >= current[0]:
         round_.wait_groups[key] = group
-
-
-def _match_row(rule: str, view: ArticleView, source_id: int, terms: list[str]) -> dict[str, Any]:
-    return {
-        "rule": rule,
-        "event_id": view.event_id,
-        "article_id": view.id,
-        "source_id": source_id,
-        "at": view.at,
-        "terms": terms,
-    }

@@ -30,6 +30,7 @@ from sqlmodel import Session, col
 
 from newswatch.store.alert_models import AlertState, Notification, RuleMatch, Silence
 from newswatch.store.columns import as_utc
+from newswatch.store.executemany import executemany
 from newswatch.store.models import Article, Event, Sighting, Source, table_of
 from newswatch.store.timing import article_time, article_time_sql
 from newswatch.store.upsert import insert_ignoring_conflicts
@@ -53,14 +54,43 @@ def _chunks(ids: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield ids[start : start + CHUNK]
 
 
-def _pairs_in(rule: Any, event_id: Any, pairs: Sequence[Pair]) -> ColumnElement[bool]:
-    """`(rule, event_id)` is one of `pairs`, written so that both stores look the pairs up
-    in their (rule, event_id) index: one `rule = ? AND event_id IN (...)` per rule, ORed
-    (a row-value `IN (VALUES ...)` makes SQLite scan the table)."""
+# Rules in one pair lookup statement (see _pairs_in); unused places match nothing.
+PAIR_GROUPS = 32
+
+
+def _pairs_in(rule: Any, event_id: Any) -> ColumnElement[bool]:
+    """`(rule, event_id)` is one of the pairs bound by `_pair_params`, written so that both
+    stores look the pairs up in their (rule, event_id) index: `rule = ? AND event_id IN
+    (...)` for each of PAIR_GROUPS rules, ORed (a row-value `IN (VALUES ...)` makes SQLite
+    scan the table). The statement's shape never changes, so SQLAlchemy compiles it once:
+    an OR as long as the round's rules was compiled anew each round, which cost more than
+    running it."""
+    return or_(
+        *(
+            and_(
+                rule == bindparam(f"pair_rule_{i}"),
+                event_id.in_(bindparam(f"pair_events_{i}", expanding=True)),
+            )
+            for i in range(PAIR_GROUPS)
+        )
+    )
+
+
+def _pair_params(pairs: Iterable[Pair]) -> Iterable[dict[str, Any]]:
+    """The parameters of `_pairs_in` for `pairs`, a statement's worth at a time (at most
+    PAIR_GROUPS rules and about CHUNK events each)."""
     by_rule: dict[str, list[int]] = defaultdict(list)
-    for name, event in pairs:
+    for name, event in sorted(set(pairs)):
         by_rule[name].append(event)
-    return or_(*(and_(rule == name, event_id.in_(events)) for name, events in by_rule.items()))
+    groups: list[tuple[str | None, Sequence[int]]] = [
+        (name, chunk) for name, events in by_rule.items() for chunk in _chunks(events)
+    ]
+    for start in range(0, len(groups), PAIR_GROUPS):
+        params: dict[str, Any] = {}
+        for i in range(PAIR_GROUPS):
+            rule, ids = groups[start + i] if start + i < len(groups) else (None, [])
+            params[f"pair_rule_{i}"], params[f"pair_events_{i}"] = rule, list(ids)
+        yield params
 
 
 # --- articles and events, as notifications show them -------------------------------------
@@ -142,12 +172,23 @@ def source_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
 
 
 # --- rule matches -------------------------------------------------------------------------
-def insert_matches(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Rows of rule, event_id, article_id, source_id, at, terms; ones recorded already (same
-    rule, article and source) are skipped."""
+class MatchRow(NamedTuple):
+    """A rule match: to store, and as a decision reads it (a stored row read back by
+    `matches_of_pairs` has these attributes too)."""
+
+    rule: str
+    event_id: int
+    article_id: int
+    source_id: int
+    at: datetime  # the time the article counts at (store/timing.py article_time)
+    terms: list[str]
+
+
+def insert_matches(session: Session, rows: Sequence[MatchRow]) -> None:
+    """Store the matches; ones recorded already (same rule, article and source) are skipped."""
     if rows:
         statement = insert_ignoring_conflicts(session, MATCHES, [M.rule, M.article_id, M.source_id])
-        session.execute(statement, rows)
+        executemany(session, statement, MatchRow._fields, rows)
 
 
 def matches_of_articles(session: Session, article_ids: Sequence[int]) -> list[Row[Any]]:
@@ -169,15 +210,6 @@ def rules_of_events(session: Session, event_ids: Iterable[int]) -> dict[int, set
     return out
 
 
-class MatchRow(NamedTuple):
-    """A rule match as a decision reads it (a stored row has these attributes too)."""
-
-    article_id: int
-    source_id: int
-    at: datetime
-    terms: list[str]
-
-
 def last_match_id(session: Session) -> int | None:
     """The id of the latest rule match stored (None: none): rows written after it are new."""
     return session.execute(select(func.max(M.id))).scalar()
@@ -189,15 +221,17 @@ def matches_of_pairs(
     """The matches of each (rule, event) (only those stored up to id `up_to_id`, if given):
     article_id, source_id, at, terms."""
     out: dict[Pair, list[Any]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(pairs))):
-        query = select(M.rule, M.event_id, M.article_id, M.source_id, M.at, M.terms).where(
-            _pairs_in(M.rule, M.event_id, chunk)
-        )
-        if up_to_id is not None:
-            query = query.where(M.id <= up_to_id)
-        for row in session.execute(query):
+    query = _MATCHES_OF_PAIRS if up_to_id is None else _MATCHES_OF_PAIRS_UP_TO
+    for params in _pair_params(pairs):
+        for row in session.execute(query, {**params, "up_to_id": up_to_id}):
             out[(row.rule, row.event_id)].append(row)
     return out
+
+
+_MATCHES_OF_PAIRS = select(M.rule, M.event_id, M.article_id, M.source_id, M.at, M.terms).where(
+    _pairs_in(M.rule, M.event_id)
+)
+_MATCHES_OF_PAIRS_UP_TO = _MATCHES_OF_PAIRS.where(M.id <= bindparam("up_to_id"))
 
 
 def move_event_matches(session: Session, gone: int, keep: int) -> None:
@@ -238,11 +272,13 @@ class AlertStateRecord:
 def alert_states(session: Session, pairs: Iterable[Pair]) -> dict[Pair, AlertStateRecord]:
     """The stored state of each (rule, event) that has one."""
     out: dict[Pair, AlertStateRecord] = {}
-    for chunk in _chunks(sorted(set(pairs))):
-        query = select(STATES).where(_pairs_in(S.rule, S.event_id, chunk))
-        for row in session.execute(query):
+    for params in _pair_params(pairs):
+        for row in session.execute(_STATES_OF_PAIRS, params):
             out[(row.rule, row.event_id)] = _record(row)
     return out
+
+
+_STATES_OF_PAIRS = select(STATES).where(_pairs_in(S.rule, S.event_id))
 
 
 def _record(row: Row[Any]) -> AlertStateRecord:
@@ -265,7 +301,8 @@ def save_alert_states(session: Session, states: Iterable[AlertStateRecord]) -> N
     for state in states:
         (known if state.stored else new).append(state)
     if new:
-        session.execute(insert(STATES), [s.values() for s in new])
+        values = [s.values() for s in new]
+        executemany(session, insert(STATES), list(values[0]), [tuple(v.values()) for v in values])
         for state in new:
             state.stored = True
     if known:

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from newswatch.errors import InputError
 from newswatch.store.alert_models import Notification
 from newswatch.store.columns import as_utc, utcnow
+from newswatch.store.executemany import executemany
 from newswatch.store.models import table_of
 from newswatch.store.upsert import insert_ignoring_conflicts
 
@@ -73,20 +74,27 @@ def enqueue_many(session: Session, notifications: list[dict[str, Any]]) -> int:
     rows = []
     for n in notifications:
         key = idempotency_key(n["rule"], n["event_id"], n["revision"])
-        rows.append(
-            {
-                **n,
-                "idempotency_key": key,
-                "payload": {**n["payload"], "idempotency_key": key},
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-            }
-        )
-    statement = insert_ignoring_conflicts(
-        session, NOTIFICATIONS, [N.channel, N.idempotency_key]
-    ).returning(N.id)
-    return len(session.execute(statement, rows).all())
+        payload = {**n["payload"], "idempotency_key": key}
+        written = (n["rule"], n["channel"], n["event_id"], n["revision"], key, payload)
+        rows.append((*written, "pending", 0, n["not_before"], n["batch_key"], now))
+    statement = insert_ignoring_conflicts(session, NOTIFICATIONS, [N.channel, N.idempotency_key])
+    return executemany(session, statement, _QUEUED, rows)
+
+
+# The columns enqueue_many writes, in its rows' order.
+_QUEUED = (
+    "rule",
+    "channel",
+    "event_id",
+    "revision",
+    "idempotency_key",
+    "payload",
+    "status",
+    "attempts",
+    "not_before",
+    "batch_key",
+    "created_at",
+)
 
 
 def enqueue_summary(

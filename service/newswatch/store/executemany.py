@@ -1,0 +1,68 @@
+"""Many rows through one statement, compiled once, without SQLAlchemy's per-row bookkeeping.
+
+`session.execute(statement, rows)` builds, for each row, a dict of every bind parameter and
+then the driver's tuple, in its generic execution context: at the alerts stage's 25 rule
+matches an article that costs more than the database spends inserting them. Here SQLAlchemy
+compiles the statement for the session's dialect (the same SQL it would send), each value is
+converted by its column type's own bind processor (the same text in the store, the same types
+on Postgres), and the driver's `executemany` gets the rows (docs/decisions/0151).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BindParameter
+from sqlmodel import Session
+
+
+def executemany(
+    session: Session,
+    statement: Insert | Update,
+    keys: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> int:
+    """Run `statement` once per row of `rows` (tuples of the bind parameters `keys`, in that
+    order: every column the statement writes, also those with defaults) in the session's
+    transaction; returns the rows the database reports changed (an insert skipped on a
+    conflict changes none)."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    # The statement's parameters in the order its placeholders take them (positional, as
+    # SQLite's "?") or by name (psycopg's "%(name)s"); a parameter not in `keys` is an error.
+    names = compiled.positiontup or list(compiled.binds)
+    index = {key: i for i, key in enumerate(keys)}
+    if missing := [name for name in names if name not in index]:
+        # (SQLAlchemy would fill in the columns' Python-side defaults; this path does not.)
+        raise ValueError(f"executemany: rows without {', '.join(missing)}")
+    columns = list(zip(*rows, strict=True))
+    params: list[Any] = list(
+        zip(
+            *(_converted(columns[index[name]], compiled.binds[name], dialect) for name in names),
+            strict=True,
+        )
+    )
+    if compiled.positiontup is None:
+        escaped = [compiled.escaped_bind_names.get(name, name) for name in names]
+        params = [dict(zip(escaped, values, strict=True)) for values in params]
+    result = connection.exec_driver_sql(compiled.string, params)
+    return int(result.rowcount)
+
+
+def _converted(values: Sequence[Any], bind: BindParameter[Any], dialect: Dialect) -> Sequence[Any]:
+    """A column's values as the driver takes them, by the column type's bind processor. The
+    processor is a function of the value alone: a value object that recurs in the column (an
+    article's time in each of its matches, a round's time in each of its rows) is converted
+    once."""
+    process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return values
+    ids = list(map(id, values))  # the rows hold every value: ids are not reused meanwhile
+    done = {key: process(value) for key, value in dict(zip(ids, values, strict=True)).items()}
+    return list(map(done.__getitem__, ids))

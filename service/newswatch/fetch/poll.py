@@ -159,6 +159,10 @@ class GroupWriter:
             while len(batch) < self.max_batch and entries < limit and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 entries += len(batch[-1].entries)
+            # A poll cancelled while its job waited (at stop) records nothing: not written.
+            batch = [job for job in batch if not job.done.done()]
+            if not batch:
+                continue
             jobs = [(j.source_id, j.entries, j.after) for j in batch]
             try:
                 results = await asyncio.get_running_loop().run_in_executor(

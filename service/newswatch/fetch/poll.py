@@ -41,7 +41,7 @@ from newswatch.store.articles import describe_rejections
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert
 from newswatch.store.models import Fetch, Source, table_of
-from newswatch.store.sources import SourceSnapshot
+from newswatch.store.sources import SourceSnapshot, record_gone
 
 FETCH_LOG = table_of(Fetch)
 
@@ -444,6 +444,8 @@ class FetchRecorder:
                 "permanent redirect", source=source.name, old=source.url, new=r.permanent_redirect
             )
             source.url = r.permanent_redirect
+        if record_gone(source, r.status, self.settings.gone_pause_after, now):
+            log.error("source paused", source=source.name, reason=source.paused_reason)
         interval = self.snapshot.interval
         if not self.failed:
             source.consecutive_errors = 0

@@ -14,6 +14,12 @@ The floor: the same prober asks a bare aiohttp server (its own process, nothing 
 for the same tiny answer right after each /healthz probe. On a machine shared with other
 work its latency is what scheduling alone costs; newswatch's p99 is printed beside it.
 
+With `--pin` (the default on a machine with two cores or more) the service, the floor server
+and the prober run on the first cores and the load clients and the feed farm on the last one
+(sched_setaffinity): on a small machine the 50 clients' own CPU would otherwise be counted as
+the service's latency. `--service-env KEY=VALUE` passes settings to the service (to compare
+variants in separate runs).
+
 The feeds change every `--interval` seconds (20 new entries each), the sources are polled at
 that interval: every poll stores something.
 """
@@ -35,6 +41,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx
@@ -70,24 +77,54 @@ def quantile_ms(seconds: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else 0.0
 
 
-def floor_server(port: int) -> None:
-    """A bare aiohttp server answering /healthz: the floor of the probe's latency."""
+@dataclass(frozen=True)
+class Cores:
+    """Where each side runs: None leaves the scheduler free to place everything."""
+
+    service: set[int] | None = None
+    clients: set[int] | None = None
+
+    @classmethod
+    def split(cls, pin: bool) -> Cores:
+        cpus = sorted(os.sched_getaffinity(0))
+        if not pin or len(cpus) < 2:
+            return cls()
+        return cls(service=set(cpus[:-1]), clients={cpus[-1]})
+
+    def taskset(self) -> list[str]:
+        """The prefix that starts a command on the service's cores."""
+        if self.service is None:
+            return []
+        return ["taskset", "-c", ",".join(map(str, sorted(self.service)))]
+
+
+def pin_to(cores: set[int] | None) -> None:
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
+
+
+def floor_server(ports: Connection, cores: set[int] | None = None) -> None:
+    """A bare aiohttp server answering /healthz: the floor of the probe's latency. It binds
+    port 0 and sends the port back (a port chosen before binding may be taken meanwhile on a
+    shared machine)."""
     from aiohttp import web
+
+    pin_to(cores)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    web.run_app(app, host="127.0.0.1", port=port, print=None)
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        ports.send(runner.addresses[0][1])
+        await asyncio.Event().wait()  # until the process is terminated
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    asyncio.run(serve())
 
 
 def articles(db: Path) -> int:
@@ -95,7 +132,9 @@ def articles(db: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM articles").fetchone()[0])
 
 
-def start_service(farm: FeedFarm, tmp: Path, interval: int) -> tuple[subprocess.Popen, str]:
+def start_service(
+    farm: FeedFarm, tmp: Path, interval: int, cores: Cores, extra_env: dict[str, str]
+) -> tuple[subprocess.Popen, str]:
     config = tmp / "newswatch.yaml"
     config.write_text(
         "sources:\n"
@@ -104,21 +143,28 @@ def start_service(farm: FeedFarm, tmp: Path, interval: int) -> tuple[subprocess.
             for n in range(farm.feeds)
         )
     )
-    env = dict(os.environ) | {
-        "DATABASE_URL": f"sqlite:///{tmp / 'newswatch.db'}",
-        "NEWSWATCH_CONFIG": str(config),
-        "NEWSWATCH_API_TOKEN": TOKEN,
-        "NEWSWATCH_HTTP_HOST": "127.0.0.1",
-        "NEWSWATCH_HTTP_PORT": "0",
-        "NEWSWATCH_HTTP_MIN_HOST_DELAY": "0",
-        "NEWSWATCH_HTTP_PER_HOST_CONCURRENCY": "50",  # the farm stands for many hosts
-        "NEWSWATCH_FIRST_RUN_SPREAD": str(interval),
-        "NEWSWATCH_LOG_FORMAT": "json",
-    }
+    env = (
+        dict(os.environ)
+        | {
+            "DATABASE_URL": f"sqlite:///{tmp / 'newswatch.db'}",
+            "NEWSWATCH_CONFIG": str(config),
+            "NEWSWATCH_API_TOKEN": TOKEN,
+            "NEWSWATCH_HTTP_HOST": "127.0.0.1",
+            "NEWSWATCH_HTTP_PORT": "0",
+            "NEWSWATCH_HTTP_MIN_HOST_DELAY": "0",
+            "NEWSWATCH_HTTP_PER_HOST_CONCURRENCY": "50",  # the farm stands for many hosts
+            "NEWSWATCH_FIRST_RUN_SPREAD": str(interval),
+            "NEWSWATCH_LOG_FORMAT": "json",
+        }
+        | extra_env
+    )
     log = tmp / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "newswatch", "run"], env=env, stdout=out, stderr=out
+            [*cores.taskset(), sys.executable, "-m", "newswatch", "run"],
+            env=env,
+            stdout=out,
+            stderr=out,
         )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -249,18 +295,26 @@ def report(windows: list[Window], window_s: float, exit_after: float | None) -> 
 async def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp())
     spawn = multiprocessing.get_context("spawn")
-    floor_port = free_port()
-    floor_proc = spawn.Process(target=floor_server, args=(floor_port,), daemon=True)
+    cores = Cores.split(args.pin)
+    print(f"cores: service {cores.service or 'any'}, clients and farm {cores.clients or 'any'}")
+    extra_env = dict(item.split("=", 1) for item in args.service_env)
+    floor_end, child_end = spawn.Pipe()
+    floor_proc = spawn.Process(target=floor_server, args=(child_end, cores.service), daemon=True)
     floor_proc.start()
-    floor = f"http://127.0.0.1:{floor_port}"
+    if not floor_end.poll(60):
+        raise SystemExit("the floor server did not start")
+    floor = f"http://127.0.0.1:{floor_end.recv()}"
+    pin_to(cores.clients)  # this process's load clients, and the farm it starts
     with FeedFarm(args.feeds, tick=args.interval) as farm:
-        proc, base = start_service(farm, tmp, args.interval)
+        proc, base = start_service(farm, tmp, args.interval, cores, extra_env)
         db = tmp / "newswatch.db"
         try:
             # Warm-up: every source polled once (the first round stores the most).
             await asyncio.sleep(args.interval * 1.5)
             windows = []
-            prober = ProcessPoolExecutor(1, mp_context=spawn)
+            prober = ProcessPoolExecutor(
+                1, mp_context=spawn, initializer=pin_to, initargs=(cores.service,)
+            )
             for _ in range(args.rounds):
                 for mode in ("idle", "load"):
                     window = await measure(base, floor, db, mode, args.window, args.clients, prober)
@@ -286,6 +340,15 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--interval", type=int, default=60, help="poll interval (s) = feed change")
+    ap.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="service on the first cores, clients and farm on the last (default: on)",
+    )
+    ap.add_argument(
+        "--service-env", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
     asyncio.run(run(ap.parse_args()))
 
 

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     error_backoff_base: float = Field(60.0, validation_alias="NEWSWATCH_ERROR_BACKOFF_BASE")
     error_backoff_max: float = Field(6 * 3600.0, validation_alias="NEWSWATCH_ERROR_BACKOFF_MAX")
 
+    # A source answering 410 Gone this many polls in a row is paused (not polled) until
+    # `newswatch sources resume` or an edit of its config entry; 0: never paused.
+    gone_pause_after: int = Field(3, ge=0, validation_alias="NEWSWATCH_GONE_PAUSE_AFTER")
+
     # A poll stores at most this many of a feed's entries not stored yet, newest first; the
     # rest wait for the next polls (sources.pending_entries).
     max_entries_per_poll: int = Field(1000, ge=1, validation_alias="NEWSWATCH_MAX_ENTRIES_PER_POLL")

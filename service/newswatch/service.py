@@ -47,6 +47,12 @@ RESYNC_SECONDS = 60  # how often sources added or changed elsewhere (CLI) are pi
 PRUNE_EVERY = timedelta(days=1)  # retention (newswatch/retention.py)
 PRUNE_FIRST_AFTER = timedelta(minutes=10)  # after start, when the first polls have settled
 SHUTDOWN_GRACE_SECONDS = 60
+# At stop, polls under way (fetching, parsing, or queued for the writer) get this long; the
+# rest are cancelled. Nothing is lost: a poll's validators (ETag) are written only with its
+# articles, so a poll not written is simply fetched again at the next start. With the
+# writer's batch under way (bounded: NEWSWATCH_WRITE_BATCH_ENTRIES) and the HTTP server's
+# 3 s, SIGTERM ends the service within 10 s under full load (docs/decisions/0087).
+STOP_POLLS_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -229,8 +235,7 @@ class Service:
             # Polls still waiting for their host's turn have sent nothing: drop them now
             # rather than serve a saturated host's queue through the grace period.
             fetcher.cancel_waiting()
-            if self._inflight:
-                await asyncio.wait(self._inflight, timeout=SHUTDOWN_GRACE_SECONDS)
+            await self._finish_or_drop_polls()
             self.scheduler.shutdown(wait=False)
             self.status.set_running(False)
             for task in companions:
@@ -241,6 +246,24 @@ class Service:
         log.info("service stopped")
         if self.failure is not None:
             raise self.failure
+
+    async def _finish_or_drop_polls(self) -> None:
+        """Let polls under way finish for STOP_POLLS_GRACE_SECONDS, then cancel the rest: a
+        cancelled poll records nothing (its queued write is skipped by the writer), so the
+        source is polled again at the next start. A write the writer has begun commits."""
+        if not self._inflight:
+            return
+        _done, late = await asyncio.wait(self._inflight, timeout=STOP_POLLS_GRACE_SECONDS)
+        if not late:
+            return
+        log.warning(
+            "stopping: polls still under way are dropped; polled again at the next start",
+            dropped=len(late),
+            grace_seconds=STOP_POLLS_GRACE_SECONDS,
+        )
+        for task in late:
+            task.cancel()
+        await asyncio.wait(late, timeout=SHUTDOWN_GRACE_SECONDS)
 
     def _companion_done(self, task: asyncio.Task[None]) -> None:
         """A companion (HTTP server, delivery worker) that dies takes the service down:

@@ -24,6 +24,11 @@ class SourceOut(BaseModel):
     last_outcome: str | None = None
     last_error: str | None = None
     consecutive_errors: int = 0
+    paused_reason: str | None = Field(
+        None,
+        description="why the source is not polled (410 Gone too often); "
+        "`newswatch sources resume` or an edit of its config entry clears it",
+    )
     next_fetch_at: datetime | None = None
     host_wait_seconds: float | None = Field(
         None, description="how long the last fetch waited for its host's turn (politeness)"

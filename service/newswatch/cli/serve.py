@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 # One event loop answers /healthz and hands requests to worker threads that read the store
 # and render: a thread waiting for the GIL waits up to the switch interval, and the loop
-# waits again after every socket call. 1 ms instead of CPython's 5 keeps /healthz fast while
-# the workers are busy (docs/decisions/0081-api-load-isolation.md).
-LOOP_SWITCH_INTERVAL = 0.001
+# waits again after every socket call (under API load, dozens per turn of the loop). 0.5 ms
+# instead of CPython's 5 keeps /healthz fast while the workers are busy
+# (docs/decisions/0081-api-load-isolation.md; 1 ms before decision 0086).
+LOOP_SWITCH_INTERVAL = 0.0005
 
 
 def serve_api(app_ctx: AppContext, host: str, port: int, child: ChildLink | None = None) -> None:

@@ -1,4 +1,4 @@
-"""`newswatch sources`: list, add, remove, import-opml."""
+"""`newswatch sources`: list, add, remove, resume, import-opml, export-opml."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from newswatch.cli.common import AppContext, pass_app, progress
 from newswatch.config import SourceConfig, format_loc
 from newswatch.errors import NotFound
 from newswatch.shared_types import FetchOutcome, SourceKind
+from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.models import Source
 from newswatch.store.sources import (
@@ -20,6 +21,7 @@ from newswatch.store.sources import (
     delete_source,
     feed_sources,
     find_source,
+    resume,
     source_names_and_urls,
     sources_by_name,
 )
@@ -48,6 +50,8 @@ def _wait(seconds: float | None) -> str:
 
 def _state(s: Source) -> str:
     state = "disabled" if not s.enabled else (s.last_outcome or "new")
+    if s.enabled and s.paused_reason:
+        state = "paused"
     if s.last_status and s.last_outcome not in (FetchOutcome.OK, FetchOutcome.NOT_MODIFIED):
         state = f"{state} {s.last_status}"
     return state
@@ -85,6 +89,8 @@ def source_table(rows: list[Source]) -> list[str]:
     lines = [line(TABLE_HEADERS)]
     for s, row in zip(rows, cells, strict=True):
         lines.append(line(row))
+        if s.paused_reason:
+            lines.append(f"  paused: {s.paused_reason}")
         if s.last_error and s.consecutive_errors:
             lines.append(f"  error: {s.last_error[:200]}")
         if s.pending_entries:
@@ -108,6 +114,7 @@ def source_row(s: Source) -> dict[str, object]:
         "consecutive_errors": s.consecutive_errors,
         "last_error": s.last_error,
         "pending_entries": s.pending_entries,
+        "paused_reason": s.paused_reason,
         "next_fetch_at": s.next_fetch_at.isoformat() if s.next_fetch_at else None,
         "host_wait_seconds": s.host_wait_seconds,
     }
@@ -219,6 +226,23 @@ def remove(app: AppContext, name: str, purge: bool) -> None:
         else:
             source.enabled = False
             click.echo(f"disabled source {name}")
+
+
+@sources.command("resume")
+@click.argument("name")
+@pass_app
+def resume_source(app: AppContext, name: str) -> None:
+    """Poll a paused source again (one that answered 410 Gone too often); the running
+    service picks it up within a minute."""
+    with session_scope(app.engine()) as session:
+        source = find_source(session, name)
+        if source is None:
+            raise NotFound(f"no source named {name!r}")
+        if not source.paused_reason:
+            click.echo(f"source {source.name} is not paused", err=True)
+            return
+        resume(source, utcnow())
+        click.echo(f"resumed source {source.name}")
 
 
 @sources.command("import-opml")

@@ -41,7 +41,7 @@ from newswatch.store.articles import describe_rejections
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.db import defer_insert
 from newswatch.store.models import Fetch, Source, table_of
-from newswatch.store.sources import SourceSnapshot, record_state
+from newswatch.store.sources import SourceSnapshot, gone_state, record_state
 
 FETCH_LOG = table_of(Fetch)
 
@@ -159,6 +159,10 @@ class GroupWriter:
             while len(batch) < self.max_batch and entries < limit and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 entries += len(batch[-1].entries)
+            # A poll cancelled while its job waited (at stop) records nothing: not written.
+            batch = [job for job in batch if not job.done.done()]
+            if not batch:
+                continue
             jobs = [(j.source_id, j.entries, j.after) for j in batch]
             try:
                 results = await asyncio.get_running_loop().run_in_executor(
@@ -446,6 +450,10 @@ class FetchRecorder:
                 "permanent redirect", source=source.name, old=source.url, new=r.permanent_redirect
             )
             state["url"] = r.permanent_redirect
+        gone = gone_state(source, r.status, self.settings.gone_pause_after, now)
+        state.update(gone)
+        if "paused_reason" in gone:
+            log.error("source paused", source=source.name, reason=gone["paused_reason"])
         interval = self.snapshot.interval
         if not self.failed:
             state["consecutive_errors"] = 0

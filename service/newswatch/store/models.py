@@ -61,6 +61,10 @@ class Source(SQLModel, table=True):
     host_wait_seconds: float | None = None
     # Entries of the feed not stored yet: a poll stores at most NEWSWATCH_MAX_ENTRIES_PER_POLL.
     pending_entries: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # 410 Gone answers in a row; at NEWSWATCH_GONE_PAUSE_AFTER the source is paused: not
+    # polled until `sources resume` or an edit of its config entry clears `paused_reason`.
+    consecutive_gone: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    paused_reason: str | None = Field(default=None, sa_type=Text)
     next_fetch_at: datetime | None = _ts(default=None, index=True)
     created_at: datetime = _ts(default_factory=utcnow)
 

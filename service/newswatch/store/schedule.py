@@ -9,6 +9,8 @@ from newswatch.store.sources import SourceSnapshot
 
 
 def enabled_snapshot(session: Session, source_id: int) -> SourceSnapshot | None:
-    """The source as stored now, or None when it is gone or disabled."""
+    """The source as stored now, or None when it is gone, disabled or paused."""
     source = session.get(Source, source_id)
-    return SourceSnapshot.of(source) if source is not None and source.enabled else None
+    if source is None or not source.enabled or source.paused_reason:
+        return None
+    return SourceSnapshot.of(source)

@@ -98,6 +98,35 @@ def _options(cfg: SourceConfig) -> dict[str, Any]:
     return out
 
 
+GONE_STATUS = 410
+
+
+def gone_state(
+    source: Source, status: int | None, pause_after: int, now: datetime
+) -> dict[str, Any]:
+    """The columns a poll's answer changes in the count of 410 Gone answers in a row: at
+    `pause_after` (0: never) the source is paused with its reason. Returned as a state for
+    record_state (written with the batch's other states), empty when nothing changes."""
+    if status != GONE_STATUS:
+        return {"consecutive_gone": 0} if source.consecutive_gone else {}
+    count = (source.consecutive_gone or 0) + 1
+    changes: dict[str, Any] = {"consecutive_gone": count}
+    if pause_after and count >= pause_after and not source.paused_reason:
+        changes["paused_reason"] = (
+            f"410 Gone {count} times in a row (since {now:%Y-%m-%d %H:%M} UTC): the address is "
+            f"gone; fix its URL in the config file, or run `newswatch sources resume "
+            f"{source.name}`"
+        )
+    return changes
+
+
+def resume(source: Source, now: datetime) -> None:
+    """Poll a paused source again, soon."""
+    source.paused_reason = None
+    source.consecutive_gone = 0
+    source.next_fetch_at = now
+
+
 def apply_config(source: Source, cfg: SourceConfig) -> None:
     detected = (source.options or {}).get("detected_kind")
     if source.configured_url != cfg.url:
@@ -180,7 +209,9 @@ def sync_config_sources(session: Session, configs: list[SourceConfig]) -> dict[s
         else:
             row = _config_row(current, cfg)
             if any(row[k] != current[k] for k in _CONFIG_COLUMNS):
-                changed.append({**row, "source_id": current["id"]})
+                # An edited entry is polled again, paused or not (a fixed URL, say).
+                resumed = {"paused_reason": None, "consecutive_gone": 0}
+                changed.append({**row, **resumed, "source_id": current["id"]})
             else:
                 counts["unchanged"] += 1
     left = [
@@ -233,7 +264,11 @@ def schedulable_sources(session: Session) -> list[SourceSnapshot]:
     track: at start-up there may be tens of thousands)."""
     table = table_of(Source)
     fields = [table.c[k] for k in _SNAPSHOT_COLUMNS]
-    query = select(*fields).where(table.c.enabled == True, table.c.kind != "replay")  # noqa: E712
+    query = select(*fields).where(
+        table.c.enabled == True,  # noqa: E712
+        table.c.kind != "replay",
+        table.c.paused_reason.is_(None),
+    )
     return [SourceSnapshot.of(row) for row in session.execute(query)]
 
 

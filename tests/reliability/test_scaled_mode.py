@@ -1,0 +1,109 @@
+"""The scaled mode end to end (issue 16): a scheduler, a fetch worker, two groupers and a
+delivery worker as real `newswatch run --role …` processes on a real Postgres, against feeds
+and a webhook receiver on 127.0.0.1.
+
+The roles are tested one by one in test_scaled_roles.py and test_scaled_grouper.py; this
+test checks that they fit together: what fetch workers store, the grouper groups (the
+standby taking over when the leader is killed), and the notifications the grouper queues,
+the delivery worker sends, each once per idempotency key.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from newswatch.store.db import make_engine, upgrade
+from tests.localserver import LocalServer
+from tests.reliability.processes import wait_for
+from tests.reliability.test_scaled_roles import (
+    SETTLE_SECONDS,
+    Receiver,
+    expected_articles,
+    farm,
+    postgres_only,
+    problems,
+    role,
+    running,
+    scalar,
+    write_config,
+)
+
+FEEDS = 30
+
+
+@postgres_only
+def test_fetch_workers_a_failing_over_grouper_and_delivery_fit_together(
+    cli_env: dict[str, str], tmp_path: Path, server: LocalServer
+) -> None:
+    receiver = Receiver()
+    server.routes["/hook"] = receiver.handle
+    channels = (
+        f"channels:\n  - name: ops\n    type: webhook\n    url: {server.url('/hook')}\n"
+        "    timeout: 10\n"
+        "rules:\n  - name: wire\n    query: '\"wire story\"'\n    channels: [ops]\n"
+    )
+    env = cli_env | {"NEWSWATCH_FETCH_BATCH_SOURCES": "10", "NEWSWATCH_GROUPER_POLL_SECONDS": "1"}
+    engine = make_engine(env["DATABASE_URL"])
+    upgrade(engine)
+    with farm(FEEDS, hosts=2) as the_farm:
+        env["NEWSWATCH_CONFIG"] = str(write_config(tmp_path, the_farm, channels))
+        scheduler = role(env, tmp_path, "scheduler", "scheduler")
+        fetcher = role(env, tmp_path, "fetch", "fetch")
+        first = role(env, tmp_path, "group1", "group")
+        deliverer = role(env, tmp_path, "deliver", "deliver")
+        with scheduler, fetcher, first, deliverer:
+            wait_for(
+                lambda: running(scheduler, fetcher, first, deliverer)
+                and scalar(engine, "SELECT count(*) FROM articles WHERE group_stage IS NOT NULL")
+                >= expected_articles(the_farm),
+                SETTLE_SECONDS,
+                "the first round grouped",
+            )
+            # The leader dies; a standby started now takes over and groups the next round.
+            first.signal(signal.SIGKILL)
+            first.wait(30)
+            second = role(env, tmp_path, "group2", "group")
+            with second:
+                the_farm.bump(list(range(FEEDS)))
+                wait_for(the_farm.downloaded_current, SETTLE_SECONDS, "the changed feeds")
+                expected = expected_articles(the_farm)
+                wait_for(
+                    lambda: running(scheduler, fetcher, second, deliverer)
+                    and scalar(engine, "SELECT count(*) FROM articles WHERE group_stage IS NULL")
+                    == 0
+                    and scalar(engine, "SELECT count(*) FROM articles") >= expected,
+                    SETTLE_SECONDS,
+                    "every article grouped",
+                )
+                wait_for(
+                    lambda: scalar(
+                        engine, "SELECT count(*) FROM notifications WHERE status <> 'sent'"
+                    )
+                    == 0
+                    and len(receiver.keys) >= 2,
+                    SETTLE_SECONDS,
+                    "the notifications sent",
+                )
+                second.signal(signal.SIGTERM)
+                assert second.wait(90) == 0, second.log_text()[-3000:]
+            for nw in (scheduler, fetcher, deliverer):
+                nw.signal(signal.SIGTERM)
+            codes = [nw.wait(90) for nw in (scheduler, fetcher, deliverer)]
+        assert codes == [0, 0, 0]
+        assert problems(scheduler, fetcher, second, deliverer) == []
+    try:
+        assert scalar(engine, "SELECT count(*) FROM articles") == expected
+        # Each round's wire story is one event; every copy of it notified once per key.
+        assert (
+            scalar(
+                engine,
+                "SELECT count(DISTINCT event_id) FROM articles"
+                " WHERE canonical_url LIKE 'https://wire.example/%'",
+            )
+            == 2
+        )
+        assert set(receiver.keys.values()) == {1}
+        assert {key.split(":")[0] for key in receiver.keys} == {"wire"}
+    finally:
+        engine.dispose()

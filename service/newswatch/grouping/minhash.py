@@ -156,13 +156,22 @@ class LSHIndex:
         # Entries not merged yet: band key -> the key (an int) or keys (a tuple) under it.
         self.fresh: dict[int, int | tuple[int, ...]] = {}
         self._fresh_entries = 0
+        self._fresh_keys: set[int] = set()  # the keys with entries in `fresh`
+        # The last signature banded and its band keys: an article's signature is queried,
+        # then inserted (three numpy calls saved of each insert).
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
 
     def _band_keys(self, sig: np.ndarray) -> np.ndarray:
+        last = self._last
+        if last is not None and last[0] is sig:
+            return last[1]
         rows = sig.reshape(self.bands, self.rows).astype(np.uint64)
         rows *= self._mult
         keys = rows.sum(axis=1, dtype=np.uint64)
         keys += self._salt
-        return _mix(keys)
+        keys = _mix(keys)
+        self._last = (sig, keys)
+        return keys
 
     def signature(self, key: int) -> np.ndarray | None:
         row = self._rows.get(key)
@@ -222,6 +231,7 @@ class LSHIndex:
         self._matrix[row] = sig
         self._row_key[row] = key
         self._rows[key] = row
+        self._fresh_keys.add(key)
         fresh = self.fresh
         for band in self._band_keys(sig).tolist():
             members = fresh.get(band)
@@ -236,8 +246,12 @@ class LSHIndex:
             self._merge_fresh()
 
     def _grow(self) -> None:
+        """Twice the rows. Only the used rows are copied: the new rows' pages stay untouched,
+        so they cost no memory until rows land there."""
         n = len(self._matrix)
-        self._matrix = np.concatenate([self._matrix, np.empty_like(self._matrix)])
+        matrix = np.empty((2 * n, self._matrix.shape[1]), dtype=np.uint32)
+        matrix[:n] = self._matrix
+        self._matrix = matrix
         self._row_key = np.concatenate([self._row_key, np.zeros(n, dtype=np.int64)])
         self._row_gen = np.concatenate([self._row_gen, np.zeros(n, dtype=np.uint32)])
 
@@ -263,6 +277,7 @@ class LSHIndex:
         self._entry_gens = np.insert(entry_gens, at, new_gens)
         self.fresh = {}
         self._fresh_entries = 0
+        self._fresh_keys = set()
 
     def remove(self, key: int) -> None:
         row = self._rows.pop(key, None)
@@ -270,6 +285,9 @@ class LSHIndex:
             return
         self._row_gen[row] += 1  # its sorted entries are dead from now
         self._free.append(row)
+        if key not in self._fresh_keys:
+            return  # merged into the sorted arrays: dead by its generation alone
+        self._fresh_keys.discard(key)
         fresh = self.fresh
         for band in self._band_keys(self._matrix[row]).tolist():
             members = fresh.get(band)

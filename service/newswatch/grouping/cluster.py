@@ -80,7 +80,7 @@ class Member:
     8-byte entries, the weights in float32 (a split check compares members' cosines against
     a cut of 0.8; seven digits are plenty), one array and no Sparse object per member."""
 
-    __slots__ = ("article_id", "_entries", "when", "short", "opened", "copy_of")
+    __slots__ = ("_entries", "article_id", "copy_of", "opened", "short", "when")
 
     def __init__(
         self,

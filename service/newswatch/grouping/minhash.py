@@ -268,13 +268,29 @@ class LSHIndex:
         order = np.argsort(new_keys, kind="stable")
         new_keys, new_rows = new_keys[order], new_rows[order]
         new_gens = self._row_gen[new_rows]
+        # The merged arrays are allocated once and filled array by array, so that at most
+        # one temporary of the old entries' size is alive besides the old and new arrays: a
+        # merge of a 150,000-article window moves 2.4 million entries (38 MB).
         live = self._row_gen[self._entry_rows] == self._entry_gens
-        keys, entry_rows = self._keys[live], self._entry_rows[live]
-        entry_gens = self._entry_gens[live]
-        at = np.searchsorted(keys, new_keys, "right")  # after equal keys: older first
-        self._keys = np.insert(keys, at, new_keys)
-        self._entry_rows = np.insert(entry_rows, at, new_rows)
-        self._entry_gens = np.insert(entry_gens, at, new_gens)
+        # Where each new entry goes among the live ones: after equal keys (older first).
+        live_before = np.zeros(len(live) + 1, dtype=np.int32)  # live entries before each
+        np.cumsum(live, out=live_before[1:])
+        at = live_before[np.searchsorted(self._keys, new_keys, "right")]
+        del live_before
+        total = int(np.count_nonzero(live)) + len(new_keys)
+        fresh_at = at + np.arange(len(new_keys))
+        old_at = np.ones(total, dtype=np.bool_)
+        old_at[fresh_at] = False
+        for name, new in (
+            ("_keys", new_keys),
+            ("_entry_rows", new_rows),
+            ("_entry_gens", new_gens),
+        ):
+            old = getattr(self, name)
+            out = np.empty(total, dtype=old.dtype)
+            out[fresh_at] = new
+            out[old_at] = old[live]
+            setattr(self, name, out)  # the old array goes at the next turn
         self.fresh = {}
         self._fresh_entries = 0
         self._fresh_keys = set()

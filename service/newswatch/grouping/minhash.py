@@ -128,9 +128,9 @@ class LSHIndex:
     with 0.98; the signature comparison afterwards removes the false candidates.
 
     Compact (docs/decisions/0092-compact-grouping-state.md): each band of a signature is a
-    64-bit key (a multiply-add of its rows, salted by the band, then mixed), and the index
-    is one sorted uint64 array of keys with, beside it, the row of the signature matrix and
-    that row's generation: 16 bytes a band where a dict of bytes keys and tuples took about
+    32-bit key (a multiply-add of its rows, salted by the band, mixed, its low half), and the
+    index is one sorted uint32 array of keys with, beside it, the row of the signature matrix
+    and that row's generation: 12 bytes a band where a dict of bytes keys and tuples took about
     150. New entries wait in a small dict until FRESH_ENTRIES of them are merged in (the
     sorted arrays take no single insertions). A removed key's row gets a new generation, so
     its entries are dead at once and dropped at the next merge. A hash collision of two
@@ -150,7 +150,7 @@ class LSHIndex:
         self._row_gen = np.zeros(1024, dtype=np.uint32)
         self._free: list[int] = []
         # The sorted entries: band key, row, the row's generation when inserted.
-        self._keys = np.zeros(0, dtype=np.uint64)
+        self._keys = np.zeros(0, dtype=np.uint32)
         self._entry_rows = np.zeros(0, dtype=np.int32)
         self._entry_gens = np.zeros(0, dtype=np.uint32)
         # Entries not merged yet: band key -> the key (an int) or keys (a tuple) under it.
@@ -169,9 +169,12 @@ class LSHIndex:
         rows *= self._mult
         keys = rows.sum(axis=1, dtype=np.uint64)
         keys += self._salt
-        keys = _mix(keys)
-        self._last = (sig, keys)
-        return keys
+        # The low 32 bits of the mixed key: a window of 150,000 articles holds 2.4 million
+        # band entries, so another band's key matches by chance about once in 1,800 look-ups
+        # (and only adds a candidate, which the signature comparison judges).
+        low = _mix(keys).astype(np.uint32)
+        self._last = (sig, low)
+        return low
 
     def signature(self, key: int) -> np.ndarray | None:
         row = self._rows.get(key)
@@ -263,7 +266,7 @@ class LSHIndex:
             for key in (members,) if isinstance(members, int) else members:
                 bands.append(band)
                 rows.append(self._rows[key])
-        new_keys = np.array(bands, dtype=np.uint64)
+        new_keys = np.array(bands, dtype=np.uint32)
         new_rows = np.array(rows, dtype=np.int32)
         order = np.argsort(new_keys, kind="stable")
         new_keys, new_rows = new_keys[order], new_rows[order]
@@ -272,11 +275,11 @@ class LSHIndex:
         # one temporary of the old entries' size is alive besides the old and new arrays: a
         # merge of a 150,000-article window moves 2.4 million entries (38 MB).
         live = self._row_gen[self._entry_rows] == self._entry_gens
-        # Where each new entry goes among the live ones: after equal keys (older first).
-        live_before = np.zeros(len(live) + 1, dtype=np.int32)  # live entries before each
-        np.cumsum(live, out=live_before[1:])
-        at = live_before[np.searchsorted(self._keys, new_keys, "right")]
-        del live_before
+        # Where each new entry goes among the live ones (after equal keys: older first):
+        # its place among all entries less the dead ones before it (a merge's worth of
+        # articles died since the last, a few thousand entries of millions).
+        at = np.searchsorted(self._keys, new_keys, "right")
+        at -= np.searchsorted(np.flatnonzero(~live), at)
         total = int(np.count_nonzero(live)) + len(new_keys)
         fresh_at = at + np.arange(len(new_keys))
         old_at = np.ones(total, dtype=np.bool_)

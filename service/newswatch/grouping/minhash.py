@@ -121,6 +121,10 @@ _BAND_MULT = np.random.default_rng(2).integers(1 << 40, 1 << 63, size=64, dtype=
 # Band entries gathered in a dict before they are merged into the sorted arrays: a merge
 # moves every stored entry once, so it runs about once per thousand articles.
 FRESH_ENTRIES = 16_384
+# Rows of a block of the signature matrix (a power of two: a row's block is a shift away).
+_BLOCK_SHIFT = 14
+BLOCK_ROWS = 1 << _BLOCK_SHIFT
+_BLOCK_MASK = BLOCK_ROWS - 1
 
 
 class LSHIndex:
@@ -146,10 +150,12 @@ class LSHIndex:
         self.rows = rows
         self._mult = _BAND_MULT[:rows]
         self._salt = np.arange(bands, dtype=np.uint64) * _K1
-        self._rows: dict[int, int] = {}  # key -> its row of _matrix
-        self._matrix = np.empty((1024, bands * rows), dtype=np.uint16)  # see _stored
-        self._row_key = np.zeros(1024, dtype=np.int64)
-        self._row_gen = np.zeros(1024, dtype=np.uint32)
+        self._rows: dict[int, int] = {}  # key -> its row of the signature matrix
+        # The signature matrix (see _stored) in blocks of BLOCK_ROWS rows: growing adds a
+        # block, where one array would be copied whole (old and new side by side).
+        self._blocks: list[np.ndarray] = []
+        self._row_key = np.zeros(0, dtype=np.int64)
+        self._row_gen = np.zeros(0, dtype=np.uint32)
         self._free: list[int] = []
         # The sorted entries: band key, row, the row's generation when inserted.
         self._keys = np.zeros(0, dtype=np.uint32)
@@ -206,7 +212,9 @@ class LSHIndex:
         keys = sorted(found if accept is None else filter(accept, found))
         if not keys:
             return None
-        stack = self._matrix[[self._rows[k] for k in keys]]
+        blocks = self._blocks
+        rows = [self._rows[k] for k in keys]
+        stack = np.array([blocks[r >> _BLOCK_SHIFT][r & _BLOCK_MASK] for r in rows])
         stored = self._stored(sig)
         used = (stack != _EMPTY16) | (stored != _EMPTY16)
         same = np.count_nonzero((stack == stored) & used, axis=1)
@@ -244,9 +252,9 @@ class LSHIndex:
             row = self._free.pop()
         else:
             row = len(self._rows)
-            if row == len(self._matrix):
+            if row == len(self._row_key):
                 self._grow()
-        self._matrix[row] = self._stored(sig)
+        self._blocks[row >> _BLOCK_SHIFT][row & _BLOCK_MASK] = self._stored(sig)
         self._row_key[row] = key
         self._rows[key] = row
         bands = self._fresh_keys[key] = self._band_keys(sig)
@@ -264,14 +272,10 @@ class LSHIndex:
             self._merge_fresh()
 
     def _grow(self) -> None:
-        """Twice the rows. Only the used rows are copied: the new rows' pages stay untouched,
-        so they cost no memory until rows land there."""
-        n = len(self._matrix)
-        matrix = np.empty((2 * n, self._matrix.shape[1]), dtype=self._matrix.dtype)
-        matrix[:n] = self._matrix
-        self._matrix = matrix
-        self._row_key = np.concatenate([self._row_key, np.zeros(n, dtype=np.int64)])
-        self._row_gen = np.concatenate([self._row_gen, np.zeros(n, dtype=np.uint32)])
+        """A block of rows more (its pages cost no memory until rows land there)."""
+        self._blocks.append(np.empty((BLOCK_ROWS, self.bands * self.rows), dtype=np.uint16))
+        self._row_key = np.concatenate([self._row_key, np.zeros(BLOCK_ROWS, dtype=np.int64)])
+        self._row_gen = np.concatenate([self._row_gen, np.zeros(BLOCK_ROWS, dtype=np.uint32)])
 
     def _merge_fresh(self) -> None:
         """Move the fresh entries into the sorted arrays, dropping the dead ones."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
@@ -72,17 +72,81 @@ NEAR_MISSES = 3
 NEAR_SHARE = 0.5
 
 
-@dataclass(slots=True)
+# A member's vector entry: term id and weight side by side in one array.
+_MEMBER_ENTRY = np.dtype([("id", np.int32), ("weight", np.float32)])
+
+
 class Member:
     """What a young event remembers of each article, to check it for a split: its vector
-    (term ids heaviest first, and their weights)."""
+    (term ids heaviest first, and their weights).
 
-    article_id: int
-    vector: Sparse
-    when: float
-    short: bool  # a headline or a short summary: too sparse to judge a split on
-    opened: bool  # the article opened an event (its id is an event id)
-    copy_of: int | None = None  # a near-duplicate follows its original
+    Members are most of a window's memory (about half its articles belong to an event
+    young enough to split), so the vector is packed: ids and weights in one array of
+    8-byte entries, the weights in float32 (a split check compares members' cosines against
+    a cut of 0.8; seven digits are plenty), one array and no Sparse object per member."""
+
+    __slots__ = ("_entries", "article_id", "copy_of", "opened", "short", "when")
+
+    def __init__(
+        self,
+        article_id: int,
+        vector: Sparse,
+        when: float,
+        short: bool,  # a headline or a short summary: too sparse to judge a split on
+        opened: bool,  # the article opened an event (its id is an event id)
+        copy_of: int | None = None,  # a near-duplicate follows its original
+    ) -> None:
+        self.article_id = article_id
+        self.vector = vector
+        self.when = when
+        self.short = short
+        self.opened = opened
+        self.copy_of = copy_of
+
+    @property
+    def vector(self) -> Sparse:
+        entries = self._entries
+        return Sparse(entries["id"], entries["weight"])
+
+    @vector.setter
+    def vector(self, vector: Sparse) -> None:
+        entries = np.empty(len(vector), dtype=_MEMBER_ENTRY)
+        entries["id"] = vector.ids
+        entries["weight"] = vector.weights
+        self._entries = entries
+
+
+class Arrivals:
+    """Articles in the order they were added, with their times: two flat arrays and the
+    index of the oldest still held (a deque of (time, id) tuples cost 77 bytes an article,
+    these 16)."""
+
+    def __init__(self) -> None:
+        self.times = array("d")
+        self.keys = array("q")
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.times) - self.head
+
+    def append(self, when: float, key: int) -> None:
+        self.times.append(when)
+        self.keys.append(key)
+
+    def pop_older(self, horizon: float) -> list[int]:
+        """The keys at the front added with a time before `horizon`, removed (the front
+        stops at the first newer one, as a queue's would)."""
+        times, start = self.times, self.head
+        end = start
+        while end < len(times) and times[end] < horizon:
+            end += 1
+        popped = self.keys[start:end].tolist()
+        self.head = end
+        if end > len(times) // 2:  # the dead front is most of the arrays: drop it
+            del times[:end]
+            del self.keys[:end]
+            self.head = 0
+        return popped
 
 
 @dataclass(slots=True)
@@ -211,9 +275,12 @@ def _affinity(members: list[Member], kind: np.ndarray) -> np.ndarray:
     columns: one sort of the members' term ids finds them (a member holds a term once)."""
     n = len(members)
     keys = np.concatenate([m.vector.ids for m in members])
-    weights = np.concatenate([m.vector.weights for m in members])
+    weights = np.concatenate([m.vector.weights for m in members], dtype=np.float64)
     named = kind[keys] != WORD
     rows = np.repeat(np.arange(n), [len(m.vector) for m in members])
+    # Members keep float32 weights: unit length again in float64, so the product is the
+    # cosine to the last digit.
+    weights /= np.sqrt(np.bincount(rows, weights=weights * weights, minlength=n))[rows]
     # Entity vectors are normalised on all their entries, shared or not.
     named_weights = np.where(named, weights, 0.0)
     norms = np.sqrt(np.bincount(rows, weights=named_weights * named_weights, minlength=n))
@@ -298,7 +365,7 @@ class Clusterer:
         # list or deque).
         self.postings: dict[int, array[int]] = {}
         self.article_event: dict[int, int] = {}
-        self.lsh_times: deque[tuple[float, int]] = deque()
+        self.lsh_times = Arrivals()
         self.latest = 0.0  # the latest article time seen (the stream's "now")
         self.added = 0
         self.sweeps = 0  # calls of expire()
@@ -480,8 +547,7 @@ class Clusterer:
         """Forget articles and events older than the window, so memory stays flat however
         long the stream: their signatures, assignments, centroids and entity names."""
         horizon = now - self.window
-        while self.lsh_times and self.lsh_times[0][0] < horizon:
-            _, key = self.lsh_times.popleft()
+        for key in self.lsh_times.pop_older(horizon):
             self.lsh.remove(key)
             self.article_event.pop(key, None)
         old = [e.id for e in self.events.values() if e.last_seen < horizon]
@@ -689,7 +755,7 @@ class Clusterer:
             if len(event.members) > SPLIT_MAX_MEMBERS:
                 event.members = None  # past its last check: the vectors only cost memory
         self.article_event[article_id] = event_id
-        self.lsh_times.append((when, article_id))
+        self.lsh_times.append(when, article_id)
         self.latest = max(self.latest, when)
         self.added += 1
         if self.added % EXPIRE_EVERY == 0:
@@ -697,8 +763,10 @@ class Clusterer:
         names = self.entity_names.setdefault(event_id, {})
         ids = map(self.vocab.ids.get, feats.entities)
         for key, name in zip(ids, feats.entities.values(), strict=True):
-            if key is not None:
-                names.setdefault(key, name)
+            if key is not None and key not in names:
+                # One str for a name however many events write it (each article's words
+                # are strings of their own).
+                names[key] = sys.intern(name)
         if signature is not None:
             self.lsh.insert(article_id, signature)
 

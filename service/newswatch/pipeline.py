@@ -24,6 +24,7 @@ from newswatch.grouping.changes import EventChange
 from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import (
+    RejectedEntry,
     StoredArticle,
     admit_entries,
     store_batch,
@@ -235,16 +236,7 @@ class Pipeline:
             if items
             else []
         )
-        results: list[IngestResult] = []
-        start = 0
-        for _source, entries, rejected in admitted:
-            results.append(
-                IngestResult(stored=stored[start : start + len(entries)], rejected=rejected)
-            )
-            start += len(entries)
-        for article in stored:
-            if article.duplicate_reason:
-                DUPLICATES_DROPPED.labels(article.duplicate_reason).inc()
+        results = job_results(admitted, stored)
         ARTICLES_STORED.inc(sum(1 for a in stored if a.is_new))
         changes: list[EventChange] = []
         if grouper is not None and stored:
@@ -254,6 +246,23 @@ class Pipeline:
         if self.alert_engine is not None and changes:
             self.alert_engine.on_changes(session, changes)
         return results
+
+
+def job_results(
+    admitted: list[tuple[Source, list[ParsedEntry], list[RejectedEntry]]],
+    stored: list[StoredArticle],
+) -> list[IngestResult]:
+    """Each job's share of a batch's stored articles (stored in the jobs' order), with the
+    duplicates the batch dropped counted."""
+    results: list[IngestResult] = []
+    start = 0
+    for _source, entries, rejected in admitted:
+        results.append(IngestResult(stored=stored[start : start + len(entries)], rejected=rejected))
+        start += len(entries)
+    for article in stored:
+        if article.duplicate_reason:
+            DUPLICATES_DROPPED.labels(article.duplicate_reason).inc()
+    return results
 
 
 def _share_changes(results: list[IngestResult], changes: list[EventChange]) -> None:

@@ -18,8 +18,8 @@ from sqlmodel import Session
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.entry_sink import IngestResult
 from newswatch.fetch.language import language_of
-from newswatch.pipeline import Pipeline
-from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED
+from newswatch.pipeline import Pipeline, job_results
+from newswatch.prometheus_registry import ARTICLES_STORED
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import admit_entries, store_batch
 from newswatch.store.claims import notify_articles_stored
@@ -49,16 +49,7 @@ class StoringSink(Pipeline):
         stored = (
             store_batch(session, items, language_of=language_of, concurrent=True) if items else []
         )
-        results: list[IngestResult] = []
-        start = 0
-        for _source, entries, rejected in admitted:
-            results.append(
-                IngestResult(stored=stored[start : start + len(entries)], rejected=rejected)
-            )
-            start += len(entries)
-        for article in stored:
-            if article.duplicate_reason:
-                DUPLICATES_DROPPED.labels(article.duplicate_reason).inc()
+        results = job_results(admitted, stored)
         new = sum(1 for a in stored if a.is_new)
         ARTICLES_STORED.inc(new)
         if new:

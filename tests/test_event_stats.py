@@ -66,10 +66,16 @@ def test_event_counts_equal_a_recount(engine, tmp_path: Path, monkeypatch) -> No
         tmp_path / "again.jsonl",
         [dict(r, source=f"other-{n % 3}") for n, r in enumerate(rows[::9])],
     )
+    # And known articles carried by several outlets in one batch: each outlet counts.
+    widely = _write(
+        tmp_path / "widely.jsonl",
+        [dict(r, source=f"wire-{k}") for r in rows[::23] for k in range(3)],
+    )
     replay(engine, _pipeline(engine), first)
     restarted = _pipeline(engine)  # rebuilds the grouping state from the store
     replay(engine, restarted, second)
     replay(engine, restarted, again)
+    replay(engine, restarted, widely)
 
     with engine.connect() as conn:
         events = conn.execute(text(RECOUNT)).mappings().all()

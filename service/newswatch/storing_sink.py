@@ -23,6 +23,7 @@ from newswatch.prometheus_registry import ARTICLES_STORED
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import admit_entries, store_batch
 from newswatch.store.claims import notify_articles_stored
+from newswatch.store.grouper_lease import queue_late_sightings
 from newswatch.store.models import Source
 
 if TYPE_CHECKING:
@@ -50,6 +51,16 @@ class StoringSink(Pipeline):
             store_batch(session, items, language_of=language_of, concurrent=True) if items else []
         )
         results = job_results(admitted, stored)
+        # Articles stored before and now seen at one more source: their events may have one
+        # more source, which the grouper counts (single process: pipeline.py does it inline).
+        queue_late_sightings(
+            session,
+            [
+                (a.id, a.source_id)
+                for a in stored
+                if not a.is_new and a.new_sighting and a.source_id is not None
+            ],
+        )
         new = sum(1 for a in stored if a.is_new)
         ARTICLES_STORED.inc(new)
         if new:

@@ -35,6 +35,7 @@ from newswatch.store.grouper_lease import (
     notify,
     read_lease,
 )
+from newswatch.storing_sink import StoringSink
 from tests.conftest import SHARED_DATA, empty_database, shared_corpus
 from tests.reliability.processes import Newswatch, wait_for
 
@@ -286,3 +287,49 @@ def test_group_role_is_refused_on_sqlite(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "Postgres only" in result.output
     assert not (tmp_path / "c.db").exists()  # refused before the store is opened
+
+
+def _leading_grouper(engine: Engine) -> Grouper:
+    """A grouper in this process that leads (as if its lock thread got the lock)."""
+    from newswatch.store.grouper_lease import take_lease
+
+    grouper = Grouper(engine, FileConfig(), Settings(), GrouperOptions(batch=GROUPER_BATCH))
+    grouper.state = grouper._build()
+    grouper.locked.set()
+    grouper._lock_conn = None
+    with session_scope(engine) as session:
+        grouper.epoch = take_lease(session, "test:1")
+    return grouper
+
+
+def test_sightings_of_grouped_articles_count_into_their_events(
+    pg_urls: tuple[str, str],
+) -> None:
+    """One source's article is grouped; four more sources carry it later. Their sightings
+    (queued by the fetch workers' sink) give its event five sources, as the single process
+    counts them."""
+    url, _ = pg_urls
+    engine = _migrated(url)
+    entry = _entries()[0][1]
+    sink = StoringSink(engine, FileConfig(), Settings())
+    names = [f"outlet{i}" for i in range(5)]
+    with session_scope(engine) as session:
+        sources = ensure_sources(session, names, origin="config")
+        sink.ingest_jobs(session, [(sources[names[0]], [entry])])
+    grouper = _leading_grouper(engine)
+    assert grouper.group_batch() == 1
+    with session_scope(engine) as session:
+        sources = ensure_sources(session, names, origin="config")
+        sink.ingest_jobs(session, [(sources[name], [entry]) for name in names[1:]])
+    assert _count(engine, "SELECT count(*) FROM late_sightings") == 4
+    assert grouper.group_batch() == 4
+    assert _count(engine, "SELECT count(*) FROM late_sightings") == 0
+    assert (
+        _count(
+            engine,
+            "SELECT e.source_count FROM events e JOIN articles a ON a.event_id = e.id",
+        )
+        == 5
+    )
+    assert grouper.group_batch() == 0  # nothing waits: sightings are counted once
+    engine.dispose()

@@ -69,8 +69,25 @@ def test_fetch_workers_a_failing_over_grouper_and_delivery_fit_together(
             first.wait(30)
             second = role(env, tmp_path, "group2", "group")
             with second:
-                the_farm.bump(list(range(FEEDS)))
-                wait_for(the_farm.downloaded_current, SETTLE_SECONDS, "the changed feeds")
+                # Half the feeds change first, and their round's wire story is grouped
+                # before the other half carry it too: those are sightings of an article
+                # grouped already, which its event must count.
+                the_farm.bump(list(range(0, FEEDS, 2)))
+                wait_for(the_farm.downloaded_current, SETTLE_SECONDS, "the first half changed")
+                wait_for(
+                    lambda: (
+                        scalar(
+                            engine,
+                            "SELECT count(*) FROM articles WHERE canonical_url ="
+                            " 'https://wire.example/1' AND event_id IS NOT NULL",
+                        )
+                        == 1
+                    ),
+                    SETTLE_SECONDS,
+                    "the second round's wire story grouped",
+                )
+                the_farm.bump(list(range(1, FEEDS, 2)))
+                wait_for(the_farm.downloaded_current, SETTLE_SECONDS, "the second half changed")
                 expected = expected_articles(the_farm)
                 wait_for(
                     lambda: (
@@ -104,6 +121,17 @@ def test_fetch_workers_a_failing_over_grouper_and_delivery_fit_together(
         assert scalar(engine, "SELECT count(*) FROM articles") == expected
         # Every article grouped, by the leader or by the standby after the kill.
         assert scalar(engine, "SELECT count(*) FROM articles WHERE event_id IS NULL") == 0
+        # Every feed carried each round's wire story: fetch workers stored it once and each
+        # other feed's copy as a late sighting, which the grouper counted into its event.
+        assert (
+            scalar(
+                engine,
+                "SELECT min(e.source_count) FROM events e JOIN articles a ON a.event_id = e.id"
+                " WHERE a.canonical_url LIKE 'https://wire.example/%' AND e.merged_into IS NULL",
+            )
+            == FEEDS
+        )
+        assert scalar(engine, "SELECT count(*) FROM late_sightings") == 0
         # Each notification the groupers queued was sent, once per idempotency key.
         assert set(receiver.keys.values()) == {1}
         assert len(receiver.keys) == scalar(engine, "SELECT count(*) FROM notifications")

@@ -173,12 +173,18 @@ class EventGrouper:
         for (a, _d, when), change in zip(decisions, changes, strict=True):
             gains.setdefault(change.event_id, []).append((a.source_id, when, True))
         # Known articles seen at one more source: their events may have one more source.
-        sighted = {a.id: a for a in stored if not a.is_new and a.new_sighting}
+        # (Several sources may carry one known article in a batch: each source counts.)
+        sighted: dict[int, list[StoredArticle]] = {}
+        for a in stored:
+            if not a.is_new and a.new_sighting:
+                sighted.setdefault(a.id, []).append(a)
         for article_id, event_id in store.events_of(session, list(sighted)).items():
             changes.append(
                 EventChange(article_id=article_id, event_id=event_id, opened=False, sighting=True)
             )
-            gains.setdefault(event_id, []).append((sighted[article_id].source_id, None, False))
+            gains.setdefault(event_id, []).extend(
+                (a.source_id, None, False) for a in sighted[article_id]
+            )
         absorbed = [g for _a, d, _w in decisions for g in d.merged]
         split = [e for _a, d, _w in decisions if d.split for e in _split_events(d.split)]
         for event_id in chain(absorbed, split):

@@ -51,7 +51,9 @@ from newswatch.store.grouper_lease import (
     read_lease,
     read_origin,
     set_lease_origin,
+    sighting_of,
     snapshot,
+    take_late_sightings,
     take_lease,
     ungrouped_articles,
     wait_for_notifications,
@@ -350,17 +352,28 @@ class Grouper:
         with session_scope(self.engine) as session:
             hold_lease(session, self.epoch)  # first: the fence, and the lease row locked
             new = ungrouped_articles(session, self.options.batch)
-            if not new:
+            # Taken after the articles: a sighting of one of them is then counted by the
+            # recount of its event below, or as a late sighting here (a source set: once).
+            late = [sighting_of(a, s) for a, s in take_late_sightings(session, self.options.batch)]
+            if not new and not late:
                 return 0
-            self._group(session, grouper, new)
-            seq = log_batch(session, self.epoch, [a.id for a in new])
+            self._group(session, grouper, new, late)
+            # The log replays grouping decisions; sightings decide nothing.
+            seq = log_batch(session, self.epoch, [a.id for a in new]) if new else None
             notify(session, GROUPED_CHANNEL)
-        self.state.seq = seq
-        log.debug("grouper.batch", articles=len(new), seq=seq, epoch=self.epoch)
-        return len(new)
+        if seq is not None:
+            self.state.seq = seq
+        log.debug("grouper.batch", articles=len(new), sightings=len(late), epoch=self.epoch)
+        return len(new) + len(late)
 
-    def _group(self, session: Any, grouper: EventGrouper, new: list[StoredArticle]) -> None:
-        decisions = grouper.decide(new)
+    def _group(
+        self,
+        session: Any,
+        grouper: EventGrouper,
+        new: list[StoredArticle],
+        late: list[StoredArticle],
+    ) -> None:
+        decisions = grouper.decide(new) if new else []
         columns = grouper.article_columns(decisions)
         place_ungrouped(
             session,
@@ -371,7 +384,9 @@ class Grouper:
         # counts hold them all (the single process adds one source per new article).
         for _a, decision, _w in decisions:
             grouper.stats.pop(grouper.clusterer.resolve(decision.event_id), None)
-        changes = grouper.finish(session, new, decisions)
+        # Sightings of articles grouped before: their events gain a source, as in the single
+        # process (grouping/stage.py finish), growth notifications included.
+        changes = grouper.finish(session, [*new, *late], decisions)
         if self.alerts is not None and changes:
             self.alerts.on_changes(session, changes)
 

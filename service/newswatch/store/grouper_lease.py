@@ -25,13 +25,14 @@ from sqlmodel import Session
 
 from newswatch.store.articles import StoredArticle
 from newswatch.store.columns import UTCDateTime, utcnow
-from newswatch.store.grouper_models import GrouperBatch, GrouperLease
+from newswatch.store.grouper_models import GrouperBatch, GrouperLease, LateSighting
 from newswatch.store.models import Article, Source, table_of
 
 ARTICLES = table_of(Article)
 SOURCES = table_of(Source)
 LEASE = table_of(GrouperLease)
 BATCHES = table_of(GrouperBatch)
+LATE_SIGHTINGS = table_of(LateSighting)
 A = ARTICLES.c
 L = LEASE.c
 B = BATCHES.c
@@ -261,6 +262,48 @@ def place_ungrouped(session: Session, rows: list[dict[str, Any]]) -> None:
     result = session.connection().execute(statement, bound)
     if result.rowcount != len(rows):
         raise Overlap(f"{len(rows) - result.rowcount} of {len(rows)} articles grouped already")
+
+
+# --- sightings of known articles, for the grouper to count ---
+def queue_late_sightings(session: Session, pairs: list[tuple[int, int]]) -> None:
+    """(article, source) pairs a fetch worker stored as new sightings of articles stored
+    before: the grouper counts them into their events (take_late_sightings)."""
+    if pairs:
+        session.execute(
+            insert(LATE_SIGHTINGS), [{"article_id": a, "source_id": s} for a, s in pairs]
+        )
+
+
+def take_late_sightings(session: Session, limit: int) -> list[tuple[int, int]]:
+    """The oldest `limit` queued sightings, deleted in the caller's transaction (a batch
+    rolled back leaves them queued): (article, source) pairs in the order stored."""
+    oldest = select(LATE_SIGHTINGS.c.id).order_by(LATE_SIGHTINGS.c.id).limit(limit)
+    statement = (
+        LATE_SIGHTINGS.delete()
+        .where(LATE_SIGHTINGS.c.id.in_(oldest.scalar_subquery()))
+        .returning(LATE_SIGHTINGS.c.id, LATE_SIGHTINGS.c.article_id, LATE_SIGHTINGS.c.source_id)
+    )
+    rows = sorted(session.execute(statement))
+    return [(row.article_id, row.source_id) for row in rows]
+
+
+def sighting_of(article_id: int, source_id: int) -> StoredArticle:
+    """A queued sighting as the grouping stage takes one: a known article seen at one more
+    source (its text is not needed: the article is grouped already)."""
+    return StoredArticle(
+        id=article_id,
+        source_id=source_id,
+        source_name=None,
+        url=None,
+        title=None,
+        summary=None,
+        text=None,
+        published=None,
+        first_seen=utcnow(),
+        language=None,
+        is_new=False,
+        new_sighting=True,
+    )
 
 
 # --- the batch log -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Tables of the scaled mode's grouper (`newswatch run --role group`, Postgres): the lease
-that fences a deposed grouper, and the log of the batches it grouped, in order.
+that fences a deposed grouper, the log of the batches it grouped, in order, and the
+sightings of known articles that fetch workers stored for it to count.
 
 Public interface like every table: documented in docs/schema.md.
 """
@@ -50,3 +51,16 @@ class GrouperBatch(SQLModel, table=True):
     # held — so a standby restores the same state whatever was merged since.
     origin: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+class LateSighting(SQLModel, table=True):
+    """A fetch worker stored a new sighting of an article that was stored already (another
+    source carried it too): its event may have one more source. The grouper takes these
+    rows in order, counts them into their events (growth notifications included) and
+    deletes them, so the table holds only what waits (docs/decisions/0166)."""
+
+    __tablename__ = "late_sightings"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    article_id: int = Field(sa_type=BigInteger)
+    source_id: int = Field(sa_type=BigInteger)

@@ -5,7 +5,8 @@ Revises: 0012
 
 `newswatch run --role group` (Postgres): one grouper at a time holds an advisory lock; the
 lease row's epoch fences a deposed one, and the batch log lets standbys replay the leader's
-grouping in order (docs/decisions/0166, 0167).
+grouping in order (docs/decisions/0166, 0167); fetch workers queue the sightings of
+known articles for the grouper to count.
 """
 
 from __future__ import annotations
@@ -42,8 +43,16 @@ def upgrade() -> None:
         sa.Column("created_at", when(), nullable=False),
         sa.PrimaryKeyConstraint("seq"),
     )
+    op.create_table(
+        "late_sightings",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("article_id", sa.BigInteger(), nullable=False),
+        sa.Column("source_id", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("late_sightings")
     op.drop_table("grouper_batches")
     op.drop_table("grouper_lease")

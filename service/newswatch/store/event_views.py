@@ -259,15 +259,7 @@ def resolve_event_id(session: Session, event_id: int) -> int | None:
 def event_row(session: Session, event_id: int) -> Row[Any] | None:
     """One event's columns and its triage columns."""
     query = (
-        select(
-            EVENTS,
-            T.acknowledged_at,
-            T.acknowledged_by,
-            T.starred_at,
-            T.starred_by,
-            T.muted_at,
-            T.muted_by,
-        )
+        select(EVENTS, *_TRIAGE_COLUMNS)
         .select_from(EVENTS.outerjoin(table_of(EventTriage), T.event_id == E.id))
         .where(E.id == event_id)
     )

@@ -202,22 +202,30 @@ YOUNG_COLLECTION_ALLOCATIONS = 10_000
 
 
 @contextlib.contextmanager
-def long_lived_start() -> Iterator[None]:
-    """Start-up without the cyclic garbage collector: what is made inside (the modules, the
-    settings and config, the store's engine, the service) lives as long as the process. Each
-    collection while importing and reading a big config walked every object made so far
-    (a fifth of the CPU of a `run --once` over 2,000 unchanged feeds); afterwards they are
-    frozen out of the collector's sight, so later collections walk what polling makes only
-    (docs/decisions/0186-start-up-frozen-for-the-collector.md)."""
-    if not gc.isenabled():  # paused by a caller already: it decides
+def collector_paused(freeze_after: bool = False) -> Iterator[None]:
+    """No automatic cyclic garbage collection inside; with `freeze_after`, what was made
+    inside is moved out of the collector's sight when it ends. Nested or with collection
+    already off: the outer caller decides (process-wide state)."""
+    if not gc.isenabled():
         yield
         return
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze_after:
+            gc.freeze()
         gc.enable()
+
+
+def long_lived_start() -> contextlib.AbstractContextManager[None]:
+    """Start-up without the cyclic garbage collector: what is made inside (the modules, the
+    settings and config, the store's engine, the service) lives as long as the process. Each
+    collection while importing and reading a big config walked every object made so far
+    (a fifth of the CPU of a `run --once` over 2,000 unchanged feeds); afterwards they are
+    frozen out of the collector's sight, so later collections walk what polling makes only
+    (docs/decisions/0186-start-up-frozen-for-the-collector.md)."""
+    return collector_paused(freeze_after=True)
 
 
 @contextlib.contextmanager

@@ -7,9 +7,7 @@ loses all of it or none of it: an ETag is never saved for articles that were not
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -21,6 +19,7 @@ from newswatch.errors import NotFound
 from newswatch.fetch.entry_sink import AfterIngest, IngestResult
 from newswatch.fetch.language import language_of
 from newswatch.grouping.changes import EventChange
+from newswatch.lifecycle import collector_paused
 from newswatch.prometheus_registry import ARTICLES_STORED, DUPLICATES_DROPPED, NEAR_DUPLICATES
 from newswatch.shared_types import ParsedEntry
 from newswatch.store.articles import (
@@ -46,24 +45,6 @@ def _newest_first(entry: ParsedEntry) -> tuple[bool, float]:
     """Sort key: dated entries newest first, then undated ones (in their feed order)."""
     published: datetime | None = entry.published
     return (published is None, -published.timestamp() if published is not None else 0.0)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No automatic garbage collection inside: a batch's thousands of short-lived objects
-    (entries, rows, decisions) would otherwise survive the collections that run while it is
-    processed, reach the oldest generation and trigger a full collection of the whole
-    in-memory grouping state every ~1,500 articles (a tenth of a replay's time). They are
-    freed by reference counting when the batch ends; the few cycles by the next collection.
-    (Process-wide: a concurrent batch that finds collection paused leaves it to the first.)"""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class Pipeline:
@@ -131,7 +112,13 @@ class Pipeline:
     ) -> list[IngestResult | Exception]:
         """Several sources' entries in one transaction (group commit: one fsync for many
         polls). If the batch fails, each job is retried alone so one bad job fails alone."""
-        with _collector_paused():
+        # No automatic collection inside: a batch's thousands of short-lived objects
+        # (entries, rows, decisions) would otherwise survive the collections that run while
+        # it is processed, reach the oldest generation and trigger a full collection of the
+        # whole in-memory grouping state every ~1,500 articles (a tenth of a replay's time).
+        # Reference counting frees them when the batch ends; the few cycles wait for the
+        # next collection.
+        with collector_paused():
             return self._ingest_many(jobs)
 
     def _ingest_many(

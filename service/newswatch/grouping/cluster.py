@@ -811,7 +811,7 @@ class Clusterer:
         )
         short = feats.words < self.s.short_text_words
         threshold = self.s.short_threshold if short else self.s.threshold
-        chosen, near = self._choose(feats, vec, scored, threshold)
+        chosen, near, vetoed = self._choose(feats, vec, scored, threshold)
         self.names.observe(feats.title)
         if chosen is None:
             event = Event(article_id, when, when)
@@ -828,10 +828,7 @@ class Clusterer:
         self._join(event, vec, when, cross=score * math.sqrt(event.norm2))
         merged = []
         # A candidate vetoed for this article is not merged on its account either.
-        refused = {
-            event_id for event_id, _, reason in near if reason.startswith(evidence.VETO_PREFIX)
-        }
-        others = [(s, e) for s, e in scored if e is not event and e.id not in refused]
+        others = [(s, e) for s, e in scored if e is not event and e.id not in vetoed]
         for other_score, other in others[:MERGE_CHECKS]:
             if other_score < threshold:
                 break
@@ -853,11 +850,13 @@ class Clusterer:
 
     def _choose(
         self, feats: Features, vec: Sparse, scored: list[tuple[float, Event]], threshold: float
-    ) -> tuple[tuple[float, Event, list[str]] | None, list[tuple[int, float, str]]]:
+    ) -> tuple[tuple[float, Event, list[str]] | None, list[tuple[int, float, str]], set[int]]:
         """The closest candidate above the threshold whose specific names do not conflict
-        with the article's (score, event, the shared specific names), and the candidates
-        passed over with the reason (at most NEAR_MISSES, from half the threshold up)."""
+        with the article's (score, event, the shared specific names), the candidates passed
+        over with the reason (at most NEAR_MISSES, from half the threshold up), and every
+        candidate vetoed (not capped: none of them may be merged on this article's account)."""
         near: list[tuple[int, float, str]] = []
+        vetoed: set[int] = set()
         chosen = None
         named = (vec.ids[self.vocab.kind[vec.ids] != WORD]).astype(np.intp)
         for score, event in scored:
@@ -870,9 +869,11 @@ class Clusterer:
             veto, proof = self._conflict(feats, named, event)
             if veto is None:
                 chosen = (score, event, proof)
-            elif len(near) < NEAR_MISSES:
+                continue
+            vetoed.add(event.id)
+            if len(near) < NEAR_MISSES:
                 near.append((event.id, round(score, 4), veto.reason()))
-        return chosen, near
+        return chosen, near, vetoed
 
     def _live(self, event_id: int) -> int | None:
         """The id `event_id` resolves to if that event is live, else None."""

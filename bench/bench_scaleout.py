@@ -218,7 +218,7 @@ def scheduler_cost(url: str, sources: int, rounds: int) -> dict:
     from newswatch.config import Settings
     from newswatch.scaled.queue import build_app, ensure_queue_tables
     from newswatch.scaled.roles import register_tasks
-    from newswatch.scaled.scheduler import ClaimScheduler
+    from newswatch.scaled.scheduler import CLAIM_LEASE, ClaimScheduler
     from newswatch.store.db import make_engine, upgrade
 
     engine = make_engine(url)
@@ -232,7 +232,7 @@ def scheduler_cost(url: str, sources: int, rounds: int) -> dict:
         scheduler = ClaimScheduler(engine, settings, app=None)  # type: ignore[arg-type]
         started = time.perf_counter()
         claimed = 0
-        while batch := scheduler.claim(datetime.now(UTC)):
+        while batch := scheduler.claim(now := datetime.now(UTC), now + CLAIM_LEASE):
             claimed += len(batch)
         return time.perf_counter() - started, claimed
 

@@ -55,7 +55,10 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
 
         chosen = [r for r in SCALED_ROLES if r in roles]
         refuse_unless_postgres(app.settings.database_url, chosen)
-        asyncio.run(run_roles(app.engine(), app.config, app.settings, chosen))
+        with long_lived_start():
+            engine = app.engine()
+        with polling_collections():
+            asyncio.run(run_roles(engine, app.config, app.settings, chosen))
         skip_final_collection()
         return
     if role == "group":
@@ -67,11 +70,6 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         # First, before the API's imports (seconds on a loaded machine): from here on the
         # kernel ends this process when the service dies.
         bind_to_parent(_parent_pid(api_child))
-    if role == "group":
-        from newswatch.cli.group_role import run_group_role
-
-        run_group_role(app)
-        return
     if role == "api":
         from newswatch.api.process import ChildLink
         from newswatch.cli.serve import serve_api

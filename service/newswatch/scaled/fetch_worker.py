@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
 from newswatch.config import FileConfig, Settings
 from newswatch.fetch.http import Fetcher
 from newswatch.fetch.poll import Poller, PollOutcome
 from newswatch.log import get_logger
-from newswatch.service import POLLER_PLUGINS
+from newswatch.service import POLLER_PLUGINS, trigger_for
 from newswatch.store.claims import leased_snapshots, set_next_fetch
 from newswatch.store.db import session_scope
 from newswatch.store.sources import SourceSnapshot
@@ -87,8 +86,7 @@ class FetchRuntime:
     def _next_cron_run(self, source: SourceSnapshot) -> None:
         """A cron source runs at its schedule's next time (the poll set now + interval)."""
         assert source.cron is not None
-        trigger = CronTrigger.from_crontab(source.cron, timezone=UTC)
-        when = trigger.get_next_fire_time(None, datetime.now(UTC))
+        when = trigger_for(source).get_next_fire_time(None, datetime.now(UTC))
         if when is not None:
             with session_scope(self.engine) as session:
                 set_next_fetch(session, source.id, when)

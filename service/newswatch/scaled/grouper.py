@@ -37,7 +37,6 @@ from newswatch.store.grouper_lease import (
     Origin,
     Overlap,
     articles_by_id,
-    batches_after,
     hold_lease,
     iter_batches_after,
     last_seq,
@@ -262,7 +261,7 @@ class Grouper:
                 else:
                     self.state = None
             if self.state is not None:
-                replay(session, self.state, batches_after(session, self.state.seq))
+                replay(session, self.state, list(iter_batches_after(session, self.state.seq)))
         if self.state is None or self.state.mismatches:
             if self.state is not None:
                 log.warning("grouper.diverged", mismatches=self.state.mismatches)
@@ -315,8 +314,7 @@ class Grouper:
                     log.error("grouper.lock_lost", epoch=self.epoch)
                     self._step_down()
                     return
-                if grouped == 0:
-                    self._heartbeat()
+                if grouped == 0:  # its transaction renewed the lease's heartbeat
                     self._wait()
 
     def _take_lease(self, session: Any) -> int:
@@ -328,13 +326,6 @@ class Grouper:
             self.state.origin_seq = log_origin(session, epoch, self.state.origin)
         set_lease_origin(session, self.state.origin_seq)
         return epoch
-
-    def _heartbeat(self) -> None:
-        try:
-            with session_scope(self.engine) as session:
-                hold_lease(session, self.epoch or 0)
-        except Deposed:
-            pass  # the next batch finds out and steps down
 
     def _step_down(self) -> None:
         """Give the lock up (closing its session) and become a standby with a state built
@@ -389,11 +380,3 @@ class Grouper:
         changes = grouper.finish(session, [*new, *late], decisions)
         if self.alerts is not None and changes:
             self.alerts.on_changes(session, changes)
-
-
-def run_grouper(
-    engine: Engine, config: FileConfig, settings: Settings, options: GrouperOptions | None = None
-) -> Grouper:
-    grouper = Grouper(engine, config, settings, options or GrouperOptions())
-    grouper.run()
-    return grouper

@@ -42,7 +42,6 @@ from newswatch.store.startup import startup_lock
 
 log = get_logger(__name__)
 
-SCALED_ROLES = ("scheduler", "fetch", "deliver")
 SHUTDOWN_GRACE_SECONDS = 60.0
 CLAIM_EVERY_SECOND = "* * * * * *"  # croniter's sixth field: seconds
 PRUNE_DAILY = "17 3 * * *"

@@ -85,9 +85,11 @@ class ClaimScheduler:
     def claim_limit(self) -> int:
         return self.settings.fetch_batch_sources * self.settings.fetch_lanes
 
-    def claim(self, now: datetime) -> list[ClaimedSource]:
+    def claim(self, now: datetime, lease: datetime) -> list[ClaimedSource]:
+        """Due sources, their next_fetch_at moved to `lease` (the batches' token: the same
+        value goes into their jobs)."""
         with session_scope(self.engine) as session:
-            return claim_due_sources(session, now, now + CLAIM_LEASE, self.claim_limit)
+            return claim_due_sources(session, now, lease, self.claim_limit)
 
     async def tick(self) -> int:
         """Claim what is due and queue it; the number of sources queued."""
@@ -95,11 +97,12 @@ class ClaimScheduler:
         queued = 0
         for _ in range(MAX_PASSES):
             now = datetime.now(UTC)
-            claimed = await asyncio.to_thread(self.claim, now)
+            lease = now + CLAIM_LEASE
+            claimed = await asyncio.to_thread(self.claim, now, lease)
             if claimed:
                 batches = form_batches(
                     claimed,
-                    now + CLAIM_LEASE,
+                    lease,
                     self.settings.fetch_lanes,
                     self.settings.fetch_batch_sources,
                 )

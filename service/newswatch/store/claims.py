@@ -19,10 +19,9 @@ from sqlalchemy import bindparam, text
 from sqlmodel import Session, col, select
 
 from newswatch.store.columns import UTCDateTime
+from newswatch.store.grouper_lease import ARTICLES_CHANNEL, notify
 from newswatch.store.models import Source
 from newswatch.store.sources import SourceSnapshot
-
-ARTICLES_CHANNEL = "newswatch_articles"  # NOTIFY after a fetch worker stored a batch
 
 
 @dataclass(frozen=True)
@@ -94,14 +93,9 @@ def due_source_count(session: Session, now: datetime) -> int:
     return int(session.execute(_DUE, {"now": now}).scalar_one())
 
 
-_NOTIFY = text("SELECT pg_notify(:channel, coalesce(current_schema(), ''))")
-
-
 def notify_articles_stored(session: Session) -> None:
-    """Tell the grouper (LISTEN newswatch_articles) that articles were stored; Postgres sends
-    it when the caller's transaction commits, never for one rolled back. The payload is the
-    store's schema: stores in other schemas of the database share the channel."""
-    session.execute(_NOTIFY, {"channel": ARTICLES_CHANNEL})
+    """Tell the grouper (LISTEN newswatch_articles) that articles were stored."""
+    notify(session, ARTICLES_CHANNEL)
 
 
 def set_next_fetch(session: Session, source_id: int, when: datetime) -> None:

@@ -121,9 +121,14 @@ def wait_for_notifications(conn: psycopg.Connection[Any], timeout: float) -> boo
     return came
 
 
+_NOTIFY = text("SELECT pg_notify(:channel, coalesce(current_schema(), ''))")
+
+
 def notify(session: Session, channel: str) -> None:
-    """NOTIFY `channel` when the caller's transaction commits."""
-    session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+    """NOTIFY `channel` when the caller's transaction commits (never for one rolled back).
+    The payload is the store's schema: stores in other schemas of the database share the
+    channel, and a listener may tell them apart."""
+    session.execute(_NOTIFY, {"channel": channel})
 
 
 # --- the lease ---------------------------------------------------------------------------

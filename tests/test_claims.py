@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from newswatch.api import create_app
 from newswatch.config import Settings
-from newswatch.scaled.queue import FETCH_QUEUE, POLL_BATCH, build_app, ensure_queue_tables
+from newswatch.scaled.queue import POLL_BATCH, build_app, ensure_queue_tables
 from newswatch.scaled.roles import register_tasks
 from newswatch.scaled.scheduler import form_batches, lane_of
 from newswatch.shared_types import ParsedEntry
@@ -25,7 +25,7 @@ from newswatch.store.claims import (
     release_claims,
 )
 from newswatch.store.db import session_scope
-from newswatch.store.job_queue import queue_depth, queue_tables_exist
+from newswatch.store.job_queue import FETCH_QUEUE, queue_depth, queue_tables_exist
 from newswatch.store.models import Source
 from tests.api_support import running
 

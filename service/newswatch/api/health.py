@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
-from newswatch.store.db import current_revision, head_revision, probe_writes
+from newswatch.store.db import probe_writes, schema_head, stored_schema
 from newswatch.store.health import ping
 
 # The scheduler's resync job ticks every minute; three missed ticks mean it is stuck.
@@ -37,7 +37,7 @@ class Readiness:
     status: SchedulerStatus | None = None
     tick_max_age: float = DEFAULT_TICK_MAX_AGE
     timeout: float = 4.0  # seconds; below the Dockerfile HEALTHCHECK timeout (5 s)
-    head: str | None = field(default_factory=head_revision)
+    head: str | None = field(default_factory=schema_head)
     write_probe_every: float = WRITE_PROBE_EVERY
     clock: Callable[[], float] = time.monotonic
     _last_write_probe: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
@@ -87,7 +87,7 @@ class Readiness:
 
     def _migrations(self) -> dict[str, Any]:
         try:
-            current = current_revision(self.engine)
+            current = stored_schema(self.engine)
         except Exception as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         result: dict[str, Any] = {"ok": current == self.head, "current": current, "head": self.head}

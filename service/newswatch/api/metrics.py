@@ -35,14 +35,12 @@ from newswatch.shared_types import FetchOutcome
 from newswatch.store.claims import due_source_count
 from newswatch.store.gauges import fetch_outcome_share, sources_by_state, sources_in_error
 from newswatch.store.grouper_lease import grouping_backlog, read_lease
-from newswatch.store.job_queue import queue_depth
+from newswatch.store.job_queue import QUEUE_NAMES, queue_depth
 from newswatch.store.outbox import dead_letter_count, outbox_stats
 
 log = get_logger(__name__)
 
 NOT_MODIFIED_WINDOW = timedelta(hours=1)
-# The scaled mode's queues (scaled/queue.py), named here: the API does not import the roles.
-QUEUE_NAMES = {"newswatch-schedule", "newswatch-fetch"}
 
 
 def refresh_store_gauges(session: Session) -> None:

@@ -17,8 +17,6 @@ from sqlalchemy import Engine
 from newswatch.store.job_queue import conninfo, create_queue_tables
 from newswatch.store.startup import startup_lock
 
-SCHEDULE_QUEUE = "newswatch-schedule"
-FETCH_QUEUE = "newswatch-fetch"
 POLL_BATCH = "newswatch.poll_batch"
 CLAIM_DUE = "newswatch.claim_due"
 PRUNE = "newswatch.prune"

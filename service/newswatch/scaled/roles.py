@@ -25,18 +25,17 @@ from newswatch.log import get_logger
 from newswatch.scaled.fetch_worker import FetchRuntime
 from newswatch.scaled.queue import (
     CLAIM_DUE,
-    FETCH_QUEUE,
     POLL_BATCH,
     POLL_RETRY,
     PRUNE,
     RUNTIME,
-    SCHEDULE_QUEUE,
     build_app,
     ensure_queue_tables,
     runtime_of,
 )
 from newswatch.scaled.scheduler import ClaimScheduler
 from newswatch.store.db import normalise_url, session_scope
+from newswatch.store.job_queue import FETCH_QUEUE, SCHEDULE_QUEUE
 from newswatch.store.sources import sync_config_sources
 from newswatch.store.startup import startup_lock
 

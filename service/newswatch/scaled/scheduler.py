@@ -28,9 +28,10 @@ from newswatch.fetch.http import host_key
 from newswatch.log import get_logger
 from newswatch.prometheus_registry import SCHEDULER_LAST_TICK
 from newswatch.retention import prune
-from newswatch.scaled.queue import FETCH_QUEUE, POLL_BATCH
+from newswatch.scaled.queue import POLL_BATCH
 from newswatch.store.claims import ClaimedSource, claim_due_sources, release_claims
 from newswatch.store.db import session_scope
+from newswatch.store.job_queue import FETCH_QUEUE
 
 log = get_logger(__name__)
 

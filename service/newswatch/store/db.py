@@ -273,10 +273,6 @@ def head_revision() -> str | None:
     return script.get_current_head()
 
 
-def migrations_current(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()
-
-
 _REVISION_LINE = re.compile(r'^(down_revision|revision)\s*=\s*["\']([^"\']+)["\']', re.MULTILINE)
 
 
@@ -297,6 +293,18 @@ def stored_revision(connection: Connection) -> str | None:
     if not inspect(connection).has_table("alembic_version"):
         return None
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def schema_head() -> str | None:
+    """The one head of the migration files (None if they have several), without alembic."""
+    heads = migration_heads()
+    return next(iter(heads)) if len(heads) == 1 else None
+
+
+def stored_schema(engine: Engine) -> str | None:
+    """The store's revision, read without alembic (readiness asks at every probe)."""
+    with engine.connect() as connection:
+        return stored_revision(connection)
 
 
 def _schema_current(engine: Engine) -> bool:

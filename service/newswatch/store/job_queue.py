@@ -19,6 +19,11 @@ from newswatch.log import get_logger
 log = get_logger(__name__)
 
 JOBS_TABLE = "procrastinate_jobs"
+# The scaled mode's queues: named here, where /metrics reads their depth, so the API need
+# not import procrastinate (scaled/queue.py defines the tasks on them).
+SCHEDULE_QUEUE = "newswatch-schedule"
+FETCH_QUEUE = "newswatch-fetch"
+QUEUE_NAMES = frozenset({SCHEDULE_QUEUE, FETCH_QUEUE})
 _EXISTS = text("SELECT to_regclass(:name) IS NOT NULL")
 _QUEUE_DEPTH = text(
     "SELECT queue_name, status, count(*) FROM procrastinate_jobs"

@@ -113,9 +113,9 @@ def gone_state(
     changes: dict[str, Any] = {"consecutive_gone": count}
     if pause_after and count >= pause_after and not source.paused_reason:
         changes["paused_reason"] = (
-            f"410 Gone {count} times in a row (since {now:%Y-%m-%d %H:%M} UTC): the address is "
-            f"gone; fix its URL in the config file, or run `newswatch sources resume "
-            f"{source.name}`"
+            f"410 Gone {count} times in a row (the last at {now:%Y-%m-%d %H:%M} UTC): the "
+            "address is gone; fix its URL in the config file, or run `newswatch sources "
+            f"resume {source.name}`"
         )
     return changes
 

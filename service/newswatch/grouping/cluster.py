@@ -881,14 +881,14 @@ class Clusterer:
         return resolved if resolved in self.events else None
 
     def _event_subjects(self, event: Event, exclude: set[int]) -> dict[int, str]:
-        """The event's specific subjects: among its heaviest entities, the names (not common
-        words) rare in the window, weighing at least SUBJECT_SHARE of the heaviest."""
+        """The event's specific subjects: among its heaviest entities, the names that can be
+        subjects (evidence.NameFinder.is_subject) rare in the window, weighing at least SUBJECT_SHARE of the heaviest."""
         named = self.entity_names.get(event.id, {})
         entities = self.vocab.of_kind(event.centroid, ENTITY).top(evidence.SUBJECT_CANDIDATES)
         kept: list[tuple[int, float]] = []
         for term, weight in zip(entities.ids.tolist(), entities.weights.tolist(), strict=True):
             surface = named.get(term)
-            if surface is None or self.names.is_common(surface):
+            if surface is None or not self.names.is_subject(surface):
                 continue
             if evidence.is_specific(self.postings, self._live, term, exclude):
                 kept.append((term, weight))

@@ -26,13 +26,36 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from newswatch.grouping.text import STOPWORDS, fold, headline_names, words_of
+from newswatch.grouping.text import ALIASES, STOPWORDS, fold, headline_names, words_of
 
 # The frequency list of common English words, and how many of its most frequent words are
 # common (chosen on the tuning halves: fewer let everyday words of title-case headlines
 # pass for names, "Tote", "Recap").
 COMMON_WORDS_FILE = Path(__file__).with_name("data") / "common-words-en.txt"
 COMMON_WORDS_COUNT = 30_000
+# Titles, roles and company designators, abbreviated ("Sen", "CEO", "Inc", "Mt"): written
+# beside names, never names themselves (decision 0179).
+NAME_AFFIXES_FILE = Path(__file__).with_name("data") / "name-affixes-en.txt"
+# Inflectional endings and what restores the base word: a title-case headline's "Leverages"
+# or "Bossier" is an everyday word when "leverage" or "bossy" is one. Only endings that keep
+# a verb, a plural or a comparative (not "-er" of nouns: Baker, Cooper are surnames), longest
+# first.
+INFLECTIONS = (
+    ("iest", "y"),
+    ("ier", "y"),
+    ("ies", "y"),
+    ("ied", "y"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("es", ""),
+    ("ed", ""),
+    ("ed", "e"),
+    ("s", ""),
+)
+# Shortest base an inflection may leave ("Bing" is no inflection of "b").
+INFLECTION_BASE = 3
+# Remembered answers of the stream-independent part of is_common (cleared when full).
+LISTED_MEMO_MAX = 100_000
 # Share of a title's words (of 4+ letters) capitalised above which it is in title case.
 TITLE_CASE_SHARE = 0.6
 # A word written in lower case at least this share of the times it was seen mid-sentence is
@@ -71,7 +94,42 @@ def load_common_words(
     return frozenset(STOPWORDS).union(w for w in listed if w)
 
 
+def load_word_list(path: Path) -> frozenset[str]:
+    """The lower-case words of a data file, one a line; "#" starts a comment."""
+    with path.open(encoding="utf-8") as f:
+        return frozenset(
+            word.lower() for line in f if (word := line.split("#", 1)[0].strip())
+        )
+
+
 COMMON_WORDS = load_common_words()
+NAME_AFFIXES = load_word_list(NAME_AFFIXES_FILE)
+
+
+def strip_possessive(low: str) -> str:
+    """"gox's" -> "gox": a possessive is its name."""
+    return low[:-2] if low.endswith(("'s", "’s")) else low
+
+
+def is_inflection_of_common(low: str) -> bool:
+    """Whether a lower-case word is an inflected form of a common word ("leverages",
+    "bossier", "unveiling")."""
+    for ending, base in INFLECTIONS:
+        if low.endswith(ending) and len(low) - len(ending) + len(base) >= INFLECTION_BASE:
+            if low[: -len(ending)] + base in COMMON_WORDS:
+                return True
+    return False
+
+
+def is_acronym(word: str) -> bool:
+    """Initials rather than a word: at least two capitals, and capitals at least half the
+    letters once a possessive or plural "s" is set aside ("USB", "BoE", "MPs", "CEO's"; not
+    "CarPlay", "UniCredit")."""
+    core = strip_possessive(word)
+    if core.endswith("s") and len(core) > 2:
+        core = core[:-1]
+    capitals = sum(c.isupper() for c in core)
+    return capitals >= 2 and 2 * capitals >= sum(c.isalpha() for c in core)
 
 
 # How a veto's reason starts (the rest names the two sides' subjects).
@@ -95,6 +153,8 @@ class NameFinder:
     def __init__(self) -> None:
         # Folded word -> [times seen in lower case, times capitalised mid-sentence].
         self.case: dict[str, list[int]] = {}
+        # Word as written -> whether the lists make it common (see _listed).
+        self.listed: dict[str, bool] = {}
 
     def observe(self, title: str) -> None:
         """Count the case of each word of a sentence-case title after its first (of its
@@ -117,21 +177,46 @@ class NameFinder:
         self.case = {w: [c[0] // 2, c[1] // 2] for w, c in self.case.items() if sum(c) > 1}
 
     def is_common(self, word: str) -> bool:
-        """A common word: in the list, or written in lower case by the stream often enough.
-        A possessive is its name; a compound ("Android-based") is common when a part is."""
-        low = fold(word)
-        if low.endswith(("'s", "’s")):
-            low = low[:-2]
-        if low in COMMON_WORDS or any(p in COMMON_WORDS for p in low.split("-")):
+        """A common word, no name: in the list (or inflected from a word in it), a title or
+        company designator, or written in lower case by the stream often enough. A
+        possessive is its name; a compound ("Android-based") is common when a part is."""
+        if self._listed(word):
             return True
         counts = self.case.get(word.lower())
         return counts is not None and counts[0] >= LOWER_SHARE * (counts[0] + counts[1])
 
+    def _listed(self, word: str) -> bool:
+        """The stream-independent part of is_common, remembered."""
+        known = self.listed.get(word)
+        if known is None:
+            low = strip_possessive(fold(word))
+            known = (
+                low in COMMON_WORDS
+                or low in NAME_AFFIXES
+                or any(p in COMMON_WORDS for p in low.split("-"))
+                or (not word.isupper() and is_inflection_of_common(low))
+            )
+            if len(self.listed) >= LISTED_MEMO_MAX:
+                self.listed.clear()
+            self.listed[word] = known
+        return known
+
+    def is_subject(self, word: str) -> bool:
+        """A name that can tell what a headline is about: no common word, and neither
+        initials ("USB", "BoE": a thing or a body written many ways, which a report may
+        spell out) nor a code with digits ("Q4", "MH370": part of a story, not its
+        protagonist), unless the alias table names it (a country: "UK", "DPRK")."""
+        if self.is_common(word):
+            return False
+        if any(c.isdigit() for c in word) or is_acronym(word):
+            return fold(strip_possessive(word)) in ALIASES
+        return True
+
     def names(self, title: str) -> dict[str, str]:
-        """The title's names: entity key -> surface form, common words left out. A
-        headline's first word is capitalised whatever it is: it counts when it is no common
-        word, like any other ("Sbarro files for bankruptcy")."""
-        return {k: s for k, s in headline_names(title).items() if not self.is_common(s)}
+        """The title's subjects: entity key -> surface form, of the names that are
+        subjects (is_subject). A headline's first word is capitalised whatever it is: it
+        counts when it is no common word, like any other ("Sbarro files for bankruptcy")."""
+        return {k: s for k, s in headline_names(title).items() if self.is_subject(s)}
 
 
 def _title_case(words: list[str]) -> bool:

@@ -209,22 +209,38 @@ def test_events_show_explain_and_near(cli_env, tmp_path):
 
     near = newswatch("events", "near", str(sbarro), env=cli_env)
     assert near.returncode == 0, near.stderr
-    first = near.stdout.splitlines()[0]
+    heading, first, reason, *rest = near.stdout.splitlines()
+    assert heading == f"events the articles of event {sbarro} were kept out of:"
     assert f"event {gox:>8}" in first and "Mt. Gox files for bankruptcy" in first
-    assert "different subject: Sbarro vs" in near.stdout
-    as_json = [
-        json.loads(line)
-        for line in newswatch(
-            "events", "near", str(sbarro), "--json", env=cli_env
-        ).stdout.splitlines()
-    ]
-    assert as_json[0]["event_id"] == gox and as_json[0]["articles"] >= 1
+    assert "different subject: Sbarro vs" in reason
+    # Nothing of the exchange's event was kept out of the pizza chain's.
+    assert "kept out of event" not in "".join(rest)
+    as_json = _near_json(sbarro, cli_env)
+    assert as_json[0]["event_id"] == gox and as_json[0]["direction"] == "kept_out_of_it"
+    # As many articles as the explanations of the pizza chain's event name the exchange's.
+    kept_out = shown.stdout.count(f"kept out of event {gox} (score")
+    assert as_json[0]["articles"] == kept_out >= 1
     assert as_json[0]["score"] >= GroupingSettings().short_threshold
     scores = [n["score"] for n in as_json]
     assert scores == sorted(scores, reverse=True)
 
+    # The other way: the exchange's event kept the pizza chain's first report out.
+    back = newswatch("events", "near", str(gox), env=cli_env)
+    assert back.returncode == 0, back.stderr
+    assert f"events whose articles were kept out of event {gox}:" in back.stdout
+    (entry,) = [n for n in _near_json(gox, cli_env) if n["direction"] == "kept_out_of_this"]
+    assert entry["event_id"] == sbarro and entry["articles"] == kept_out
+    assert entry["reason"].startswith("different subject: Sbarro vs ")
+    assert entry["score"] == as_json[0]["score"]
+
     missing = newswatch("events", "near", "999999", env=cli_env)
     assert missing.returncode == 1 and "no event with id 999999" in missing.stderr
+
+
+def _near_json(event_id: int, env: dict[str, str]) -> list[dict[str, object]]:
+    run = newswatch("events", "near", str(event_id), "--json", env=env)
+    assert run.returncode == 0, run.stderr
+    return [json.loads(line) for line in run.stdout.splitlines()]
 
 
 def test_near_reads_only_well_formed_entries() -> None:
@@ -302,3 +318,77 @@ def test_halves_script_reports_both_halves(tmp_path: Path) -> None:
         for h in halves.HALVES
     }
     assert sum(sizes.values()) == len(rows) and min(sizes.values()) > 0.3 * len(rows)
+
+
+def test_near_both_ways_through_merges(engine) -> None:  # type: ignore[no-untyped-def]
+    """`near_events` on both engines: candidates recorded under an id since merged away are
+    read as their survivor (two merges deep, resolved in one query), the other direction
+    finds the articles whose explanations name this event or one merged into it, and a
+    malformed `near` is skipped, not an error."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert, update
+
+    from newswatch.api.events import KEPT_OUT_OF_IT, KEPT_OUT_OF_THIS, near_events
+    from newswatch.store import event_lookup
+    from newswatch.store.columns import utcnow
+    from newswatch.store.db import session_scope
+    from newswatch.store.models import Article, Event, table_of
+    from tests.api_support import add_articles
+
+    t0 = utcnow() - timedelta(hours=2)
+    a, b, c, x, joiner, stray, late = add_articles(engine, "wire", list("abcxjsl"), t0)
+    events = table_of(Event)
+    with session_scope(engine) as session:
+        for event_id, merged_into in ((a, None), (c, None), (b, c), (x, b)):
+            session.execute(
+                insert(events).values(
+                    id=event_id,
+                    title=f"event {event_id}",
+                    first_seen=t0,
+                    last_seen=t0,
+                    article_count=1,
+                    source_count=1,
+                    top_entities=[],
+                    revision=1,
+                    created_at=t0,
+                    updated_at=t0,
+                    merged_into=merged_into,
+                )
+            )
+        explanations = {
+            # joined a; had been kept out of x (now in c) and out of a missing event
+            joiner: (
+                a,
+                [
+                    {"event": x, "score": 0.31, "reason": "score below 0.4"},
+                    {"event": 999_999, "score": 0.5, "reason": "gone"},
+                    {"event": "x"},
+                ],
+            ),
+            stray: (a, "not a list"),
+            # joined c; kept out of a by a veto
+            late: (c, [{"event": a, "score": 0.45, "reason": "different subject: A vs C"}]),
+        }
+        articles = table_of(Article)
+        for article_id, (event_id, near) in explanations.items():
+            session.execute(
+                update(articles)
+                .where(articles.c.id == article_id)
+                .values(event_id=event_id, group_explain={"stage": "similar", "near": near})
+            )
+    with session_scope(engine) as session:
+        assert event_lookup.resolve_events(session, [x, b, a, 999_999]) == {x: c, b: c, a: a}
+        assert event_lookup.merged_aliases(session, c) == sorted([b, c, x])
+        of_a = near_events(session, a)
+        of_c = near_events(session, c)
+    assert of_a is not None and of_c is not None
+    assert [(n.direction, n.event_id, n.score, n.articles) for n in of_a] == [
+        (KEPT_OUT_OF_IT, c, 0.31, 1),
+        (KEPT_OUT_OF_THIS, c, 0.45, 1),
+    ]
+    assert [(n.direction, n.event_id, n.reason, n.articles) for n in of_c] == [
+        (KEPT_OUT_OF_IT, a, "different subject: A vs C", 1),
+        (KEPT_OUT_OF_THIS, a, "score below 0.4", 1),
+    ]
+    assert of_c[0].title == f"event {a}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from newswatch.api.schemas import (
     Mark,
     Triage,
 )
-from newswatch.store import event_triage, event_views
+from newswatch.store import event_lookup, event_triage, event_views
 from newswatch.store.columns import as_utc, utcnow
 from newswatch.store.event_triage import EventTriage
 from newswatch.store.event_views import EVENTS, After, EventFilter, Sort, events_available
@@ -324,42 +324,73 @@ def set_mark(
     return triage_out(event_triage.set_mark(session, final, mark, on, by=by))
 
 
+# Which way a near miss went: this event's articles were kept out of the other event
+# (it rejected them), or the other event's articles were kept out of this one.
+KEPT_OUT_OF_IT = "kept_out_of_it"
+KEPT_OUT_OF_THIS = "kept_out_of_this"
+
+
 @dataclass(frozen=True)
 class NearEvent:
-    """An event that articles of another were kept out of: the closest score, and why."""
+    """An event close to the one asked about that grouping kept apart from it: the closest
+    score, why, and which way."""
 
     event_id: int
     title: str | None
     score: float
     reason: str
-    articles: int  # articles of the event asked about that were kept out of this one
+    articles: int  # articles kept out (of the direction's side)
+    direction: str  # KEPT_OUT_OF_IT or KEPT_OUT_OF_THIS
 
 
 def near_events(session: Session, event_id: int, limit: int = 10) -> list[NearEvent] | None:
-    """The candidate events that the grouping considered for the articles of `event_id` and
-    rejected (a veto, or a score below the threshold), closest first, as recorded in their
-    explanations; merged-away candidates are read as their survivors. None: no such event."""
+    """The events grouping kept apart from `event_id`, as recorded in the explanations, in
+    both directions: the candidates that rejected its articles (a veto, or a score below
+    the threshold) and the events whose articles it rejected; at most `limit` each, closest
+    first. Merged-away events are read as their survivors. None: no such event. Reads the
+    `near` entries only, never whole articles; candidates are resolved in one query."""
     final = event_views.resolve_event_id(session, event_id)
     if final is None:
         return None
-    pairs = event_views.event_articles(session, [final]).get(final, [])
+    ours = [
+        item
+        for _, near in event_lookup.near_misses_of_event(session, final)
+        for item in _near_of({"near": near})
+    ]
+    now = event_lookup.resolve_events(session, {item["event"] for item in ours})
+    rejected_by = _closest(((now.get(item["event"]), item) for item in ours), final, limit)
+    aliases = event_lookup.merged_aliases(session, final)
+    named = set(aliases)
+    theirs = [
+        (article_event, item)
+        for _, article_event, near in event_lookup.near_misses_naming(session, aliases, final)
+        for item in _near_of({"near": near})
+        if item["event"] in named
+    ]
+    rejected = _closest(theirs, final, limit)
+    titles = event_views.event_titles(session, [e for e, *_ in rejected_by + rejected])
+    return [
+        NearEvent(e, titles.get(e), score, reason, count, direction)
+        for direction, found in ((KEPT_OUT_OF_IT, rejected_by), (KEPT_OUT_OF_THIS, rejected))
+        for e, score, reason, count in found
+    ]
+
+
+def _closest(
+    pairs: Iterable[tuple[int | None, dict[str, Any]]], final: int, limit: int
+) -> list[tuple[int, float, str, int]]:
+    """Per other event (pairs of event and near-miss entry; None or `final` left out): its
+    best score with that entry's reason and how many entries name it, closest first."""
     best: dict[int, tuple[float, str]] = {}
     counts: Counter[int] = Counter()
-    resolved: dict[int, int | None] = {}
-    for article, _ in pairs:
-        for item in _near_of(article.group_explain):
-            candidate = item["event"]
-            if candidate not in resolved:
-                resolved[candidate] = event_views.resolve_event_id(session, candidate)
-            now = resolved[candidate]
-            if now is None or now == final:
-                continue
-            counts[now] += 1
-            if now not in best or item["score"] > best[now][0]:
-                best[now] = (item["score"], item["reason"])
+    for event, item in pairs:
+        if event is None or event == final:
+            continue
+        counts[event] += 1
+        if event not in best or item["score"] > best[event][0]:
+            best[event] = (item["score"], item["reason"])
     closest = sorted(best, key=lambda e: (-best[e][0], e))[:limit]
-    titles = event_views.event_titles(session, closest)
-    return [NearEvent(e, titles.get(e), best[e][0], best[e][1], counts[e]) for e in closest]
+    return [(e, best[e][0], best[e][1], counts[e]) for e in closest]
 
 
 def _near_of(explanation: Any) -> list[dict[str, Any]]:

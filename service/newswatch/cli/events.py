@@ -8,7 +8,13 @@ import json
 import click
 
 from newswatch.alerts.query import QueryError
-from newswatch.api.events import get_event, list_events, near_events
+from newswatch.api.events import (
+    KEPT_OUT_OF_IT,
+    KEPT_OUT_OF_THIS,
+    get_event,
+    list_events,
+    near_events,
+)
 from newswatch.api.schemas import EventDetail
 from newswatch.cli.common import AppContext, format_time, parse_since, pass_app
 from newswatch.store.db import session_scope
@@ -171,12 +177,15 @@ def _explain(explanation: object) -> str:
 
 @events.command("near")
 @click.argument("event_id", type=int)
-@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 100), default=10, show_default=True, help="Events each way."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 @pass_app
 def near_command(app: AppContext, event_id: int, limit: int, as_json: bool) -> None:
-    """The closest events the articles of EVENT_ID were kept out of, with the scores and
-    the reasons (a veto on different subjects, or a score below the threshold)."""
+    """The closest events grouping kept apart from EVENT_ID, both ways: those its articles
+    were kept out of, and those whose articles were kept out of it, with the scores and the
+    reasons (a veto on different subjects, or a score below the threshold)."""
     with session_scope(app.engine()) as session:
         near = near_events(session, event_id, limit=limit)
     if near is None:
@@ -188,10 +197,19 @@ def near_command(app: AppContext, event_id: int, limit: int, as_json: bool) -> N
     if not near:
         click.echo(f"event {event_id}: no rejected candidate events recorded")
         return
-    for n in near:
-        kept = f"{n.articles} article{'' if n.articles == 1 else 's'}"
-        click.echo(f"{n.score:6.3f}  event {n.event_id:>8}  {n.title or '(no title)'}")
-        click.echo(f"        {n.reason} ({kept} kept out)")
+    headings = {
+        KEPT_OUT_OF_IT: f"events the articles of event {event_id} were kept out of:",
+        KEPT_OUT_OF_THIS: f"events whose articles were kept out of event {event_id}:",
+    }
+    for direction, heading in headings.items():
+        shown = [n for n in near if n.direction == direction]
+        if not shown:
+            continue
+        click.echo(heading)
+        for n in shown:
+            kept = f"{n.articles} article{'' if n.articles == 1 else 's'}"
+            click.echo(f"  {n.score:6.3f}  event {n.event_id:>8}  {n.title or '(no title)'}")
+            click.echo(f"          {n.reason} ({kept} kept out)")
 
 
 def register(main: click.Group) -> None:

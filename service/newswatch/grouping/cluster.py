@@ -882,7 +882,8 @@ class Clusterer:
 
     def _event_subjects(self, event: Event, exclude: set[int]) -> dict[int, str]:
         """The event's specific subjects: among its heaviest entities, the names that can be
-        subjects (evidence.NameFinder.is_subject) rare in the window, weighing at least SUBJECT_SHARE of the heaviest."""
+        subjects (NameFinder.is_subject) rare in the window, weighing at least SUBJECT_SHARE
+        of the heaviest."""
         named = self.entity_names.get(event.id, {})
         entities = self.vocab.of_kind(event.centroid, ENTITY).top(evidence.SUBJECT_CANDIDATES)
         kept: list[tuple[int, float]] = []

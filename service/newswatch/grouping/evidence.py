@@ -97,9 +97,7 @@ def load_common_words(
 def load_word_list(path: Path) -> frozenset[str]:
     """The lower-case words of a data file, one a line; "#" starts a comment."""
     with path.open(encoding="utf-8") as f:
-        return frozenset(
-            word.lower() for line in f if (word := line.split("#", 1)[0].strip())
-        )
+        return frozenset(word.lower() for line in f if (word := line.split("#", 1)[0].strip()))
 
 
 COMMON_WORDS = load_common_words()
@@ -107,18 +105,19 @@ NAME_AFFIXES = load_word_list(NAME_AFFIXES_FILE)
 
 
 def strip_possessive(low: str) -> str:
-    """"gox's" -> "gox": a possessive is its name."""
+    """ "gox's" -> "gox": a possessive is its name."""
     return low[:-2] if low.endswith(("'s", "’s")) else low
 
 
 def is_inflection_of_common(low: str) -> bool:
     """Whether a lower-case word is an inflected form of a common word ("leverages",
     "bossier", "unveiling")."""
-    for ending, base in INFLECTIONS:
-        if low.endswith(ending) and len(low) - len(ending) + len(base) >= INFLECTION_BASE:
-            if low[: -len(ending)] + base in COMMON_WORDS:
-                return True
-    return False
+    return any(
+        low.endswith(ending)
+        and len(low) - len(ending) + len(base) >= INFLECTION_BASE
+        and low[: -len(ending)] + base in COMMON_WORDS
+        for ending, base in INFLECTIONS
+    )
 
 
 def is_acronym(word: str) -> bool:

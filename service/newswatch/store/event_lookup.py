@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, Numeric, case, cast, exists, func, literal, select, true
+from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlmodel import Session, col
 
-from newswatch.store.models import Article, Event
+from newswatch.store.models import Article, Event, table_of
 
 LOOKUP_CHUNK = 500
+# Merges followed from one event to the event it lives in now (event_views.MAX_MERGE_HOPS:
+# a chain is a handful of merges; the cap guards against a cycle in damaged rows).
+MAX_MERGE_HOPS = 50
+
+EVENTS = table_of(Event)
+E = EVENTS.c
+A = table_of(Article).c
 
 
 def event_titles(session: Session, ids: list[int]) -> dict[int, str | None]:
@@ -30,3 +41,97 @@ def events_of_articles(session: Session, article_ids: list[int]) -> dict[int, in
         query = select(col(Article.id), col(Article.event_id)).where(col(Article.id).in_(chunk))
         found.update({row[0]: row[1] for row in session.execute(query)})
     return found
+
+
+def resolve_events(session: Session, ids: Iterable[int]) -> dict[int, int]:
+    """The event each of `ids` lives in now: itself, or the event it was merged into through
+    any number of merges. One recursive query a LOOKUP_CHUNK ids (not one an id, nor one a
+    merge); ids of no stored event are left out."""
+    found: dict[int, int] = {}
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), LOOKUP_CHUNK):
+        chunk = ordered[start : start + LOOKUP_CHUNK]
+        chain = (
+            select(E.id.label("start"), E.id.label("at"), E.merged_into.label("next"))
+            .add_columns(literal(0).label("hops"))
+            .where(E.id.in_(chunk))
+            .cte("merge_chain", recursive=True)
+        )
+        step = select(chain.c.start, E.id, E.merged_into, chain.c.hops + 1).join(
+            EVENTS, E.id == chain.c.next
+        )
+        chain = chain.union_all(step.where(chain.c.hops < MAX_MERGE_HOPS))
+        query = select(chain.c.start, chain.c.at).where(chain.c.next.is_(None))
+        found.update({row.start: row.at for row in session.execute(query)})
+    return found
+
+
+def merged_aliases(session: Session, event_id: int) -> list[int]:
+    """`event_id` and every event merged into it, directly or through others (the ids its
+    articles' neighbours may have recorded), in one recursive query."""
+    tree = (
+        select(E.id.label("id"), literal(0).label("hops"))
+        .where(E.id == event_id)
+        .cte("merged_tree", recursive=True)
+    )
+    step = select(E.id, tree.c.hops + 1).join(EVENTS, E.merged_into == tree.c.id)
+    tree = tree.union_all(step.where(tree.c.hops < MAX_MERGE_HOPS))
+    return sorted({row.id for row in session.execute(select(tree.c.id))})
+
+
+def near_misses_of_event(session: Session, event_id: int) -> list[tuple[int, Any]]:
+    """(article id, the `near` entry of its stored explanation) for each article of the
+    event: the candidates it was kept out of, without the rest of the article."""
+    query = select(A.id, _near_column()).where(A.event_id == event_id).order_by(A.id)
+    return [(row[0], row[1]) for row in session.execute(query)]
+
+
+def near_misses_naming(
+    session: Session, event_ids: list[int], exclude_event: int
+) -> list[tuple[int, int, Any]]:
+    """(article id, its event, its `near` entry) for the articles of other events than
+    `exclude_event` whose recorded near misses name one of `event_ids`: the articles those
+    events kept out. Only articles grouped after the first of `event_ids` was opened can
+    name it (an event's id is the id of an article, and articles are grouped in id order),
+    so the scan starts there."""
+    if not event_ids:
+        return []
+    query = (
+        select(A.id, A.event_id, _near_column())
+        .where(
+            A.id > min(event_ids),
+            A.event_id.is_not(None),
+            A.event_id != exclude_event,
+            _near_names_any(session, event_ids),
+        )
+        .order_by(A.id)
+    )
+    return [(row[0], row[1], row[2]) for row in session.execute(query)]
+
+
+def _near_column() -> ColumnElement[Any]:
+    """The `near` list of an article's stored explanation, read as JSON."""
+    return A.group_explain["near"].label("near")
+
+
+def _near_names_any(session: Session, event_ids: list[int]) -> ColumnElement[bool]:
+    """Whether an article's recorded near misses hold an entry whose event is one of
+    `event_ids`. The two stores spell a walk over a JSON array differently (SQLite's
+    json_each, Postgres's json_array_elements); a `near` that is not an array names none."""
+    near = A.group_explain["near"]
+    if session.get_bind().dialect.name == "postgresql":
+        array = case(
+            (func.json_typeof(near) == "array", near),
+            else_=cast(literal("[]"), near.type),
+        )
+        element = func.json_array_elements(array).table_valued("value")
+        named: KeyedColumnElement[Any] = element.c.value.op("->>")("event")
+        entry = case((func.json_typeof(element.c.value.op("->")("event")) == "number", named))
+        return exists(
+            select(true()).select_from(element).where(cast(entry, Numeric).in_(event_ids))
+        )
+    element = func.json_each(A.group_explain, "$.near").table_valued("value", "type")
+    entry = func.json_extract(element.c.value, "$.event")
+    return exists(
+        select(true()).select_from(element).where(element.c.type == "object", entry.in_(event_ids))
+    )

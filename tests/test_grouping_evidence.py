@@ -103,6 +103,27 @@ def test_the_stream_teaches_which_words_are_common() -> None:
     assert other.case == {}
 
 
+def test_a_name_written_two_ways_is_no_different_subject() -> None:
+    """A subject inside the other side's ("MtGox" and "Gox") is one name, not a conflict;
+    the veto stands for names that share nothing."""
+    assert evidence.veto_of(["MtGox"], ["Gox"]) is None
+    assert evidence.veto_of(["Gox's"], ["Karpeles", "MtGox"]) is None
+    veto = evidence.veto_of(["Sbarro"], ["Karpeles", "Gox"])
+    assert veto is not None and veto.reason() == "different subject: Sbarro vs Karpeles, Gox"
+    # Two letters inside a name prove nothing ("Al" is in "Alibaba").
+    assert evidence.veto_of(["Al"], ["Alibaba"]) is not None
+
+
+def test_words_that_start_a_sentence_teach_nothing() -> None:
+    """In "... Think So. Be Bossier." the word after the full stop is capitalised as a
+    sentence's first word: it is not counted as written capitalised mid-sentence."""
+    finder = evidence.NameFinder()
+    finder.observe("Critics call the ban silly. Zorbling stays in the shops: Quorpit says no")
+    assert "zorbling" not in finder.case and "quorpit" not in finder.case
+    finder.observe("The shops keep Zorbling on the shelves for now")
+    assert finder.case["zorbling"] == [0, 1]
+
+
 def test_common_words_list_is_the_documented_size() -> None:
     lines = evidence.COMMON_WORDS_FILE.read_text(encoding="utf-8").split()
     assert len(lines) == len(set(lines)) >= evidence.COMMON_WORDS_COUNT
@@ -128,6 +149,8 @@ def test_names_are_no_inflections_titles_initials_or_codes() -> None:
         assert not finder.is_common(word) and not finder.is_subject(word), word
     for word in ("UK", "DPRK", "CarPlay", "UniCredit", "Sbarro"):
         assert finder.is_subject(word), word
+    # A compound written with a lower-case part is an adjective ("OEM-agnostic", "US-led").
+    assert finder.is_common("OEM-agnostic") and not finder.is_common("Hewlett-Packard")
     assert finder.names("Dick's Sporting Goods Q4 Profit Leverages Online Sales") == {}
     assert list(finder.names("Pimco Inc Names New CEO").values()) == ["Pimco"]
 

@@ -930,7 +930,7 @@ class Clusterer:
         theirs = self._event_subjects(event, own)
         if not theirs:
             return None, []
-        return evidence.Veto(tuple(ours), tuple(theirs.values())), []
+        return evidence.veto_of(ours, theirs.values()), []
 
     def _surface(self, feats: Features, term: int) -> str:
         """How the article wrote an entity or figure term ("Gox" for "@gks", "24" for

@@ -22,6 +22,7 @@ explanation reports.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,11 @@ INFLECTIONS = (
 )
 # Shortest base an inflection may leave ("Bing" is no inflection of "b").
 INFLECTION_BASE = 3
+# Shortest name that, found inside another, makes them one name written two ways.
+NAME_PART_LETTERS = 3
+# Punctuation that ends a sentence inside a title, and the word that starts the next.
+SENTENCE_MARKS = re.compile(r"[.!?:;…]\s")
+SENTENCE_START = re.compile(r"[.!?:;…]['\"”’)\]]*\s+['\"“‘(\[]*([^\W\d_][^\W_]*)")
 # Remembered answers of the stream-independent part of is_common (cleared when full).
 LISTED_MEMO_MAX = 100_000
 # Share of a title's words (of 4+ letters) capitalised above which it is in title case.
@@ -146,6 +152,20 @@ class Veto:
         return f"{VETO_PREFIX}: {', '.join(self.ours)} vs {', '.join(self.theirs)}"
 
 
+def veto_of(ours: Iterable[str], theirs: Iterable[str]) -> Veto | None:
+    """The veto of a join whose two sides name these subjects, unless a name of one side is
+    part of a name of the other: one name written two ways ("MtGox" and "Gox", "Obama" and
+    "Obamacare" are no different subjects to be sure of)."""
+    veto = Veto(tuple(ours), tuple(theirs))
+    mine = [strip_possessive(fold(n)) for n in veto.ours]
+    other = [strip_possessive(fold(n)) for n in veto.theirs]
+    for a in mine:
+        for b in other:
+            if min(len(a), len(b)) >= NAME_PART_LETTERS and (a in b or b in a):
+                return None
+    return veto
+
+
 class NameFinder:
     """Which capitalised words of a headline are names: learnt from the stream's case use."""
 
@@ -156,13 +176,19 @@ class NameFinder:
         self.listed: dict[str, bool] = {}
 
     def observe(self, title: str) -> None:
-        """Count the case of each word of a sentence-case title after its first (of its
-        first OBSERVED_WORDS: a long first sentence standing for a title says no more)."""
+        """Count the case of each word of a sentence-case title that does not start a
+        sentence (of its first OBSERVED_WORDS: a long first sentence standing for a title
+        says no more)."""
         words = words_of(title, OBSERVED_WORDS)
         if len(words) < 3 or _title_case(words):
             return
+        # A word that starts a later sentence ("Ban Bossy? I Don't Think So. Be Bossier.")
+        # is capitalised whatever it is: its case says nothing either.
+        starts = set(SENTENCE_START.findall(title)) if SENTENCE_MARKS.search(title) else ()
         case = self.case
         for word in words[1:]:
+            if word in starts:
+                continue
             low = word.lower()
             counts = case.get(low)
             if counts is None:
@@ -178,7 +204,8 @@ class NameFinder:
     def is_common(self, word: str) -> bool:
         """A common word, no name: in the list (or inflected from a word in it), a title or
         company designator, or written in lower case by the stream often enough. A
-        possessive is its name; a compound ("Android-based") is common when a part is."""
+        possessive is its name; a compound is common when a part is ("Android-based") or is
+        written in lower case (an adjective: "OEM-agnostic")."""
         if self._listed(word):
             return True
         counts = self.case.get(word.lower())
@@ -193,6 +220,7 @@ class NameFinder:
                 low in COMMON_WORDS
                 or low in NAME_AFFIXES
                 or any(p in COMMON_WORDS for p in low.split("-"))
+                or ("-" in word and any(p[:1].islower() for p in word.split("-")))
                 or (not word.isupper() and is_inflection_of_common(low))
             )
             if len(self.listed) >= LISTED_MEMO_MAX:

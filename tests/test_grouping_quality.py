@@ -2,8 +2,9 @@
 outlets' reports of one defence ministers' meeting (tests/fixtures/grouping).
 
 Deterministic (no timing, same input same events). The corpus floors are the figures
-measured with the default settings less 0.01 (docs/benchmarks.md); the issue's targets are
-ECB+ >= 0.90 (reached: 0.915) and UCI >= 0.80 (reached: 0.841).
+measured with the default settings less 0.01 (docs/benchmarks.md), raised only; issue 18's
+targets are ECB+ >= 0.92 (not reached: 0.915) and UCI >= 0.84 (reached: 0.841), with the
+halves of each corpus within 0.03 of each other.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def replay(name: str) -> tuple[float, float, float]:
     "corpus, f1_floor, precision_floor, recall_floor",
     [
         ("ecbplus-dev.jsonl", 0.908, 0.89, 0.92),  # measured 0.900 / 0.929 / 0.915
-        ("uci-headlines-dev.jsonl", 0.830, 0.928, 0.75),  # measured 0.939 / 0.761 / 0.841
+        ("uci-headlines-dev.jsonl", 0.831, 0.930, 0.751),  # measured 0.940 / 0.761 / 0.841
     ],
 )
 def test_bcubed_on_dev_corpora(
@@ -54,6 +55,39 @@ def test_bcubed_on_dev_corpora(
     precision, recall, f1 = replay(corpus)
     assert f1 >= f1_floor, (precision, recall, f1)
     assert precision >= precision_floor and recall >= recall_floor, (precision, recall)
+
+
+def _halves():
+    """bench/grouping_halves.py as a module (the split and replay the figures come from)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "grouping_halves.py"
+    spec = importlib.util.spec_from_file_location("grouping_halves", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "corpus, tuning_floor, checking_floor",
+    [
+        ("ecbplus-dev.jsonl", 0.881, 0.895),  # measured 0.891 / 0.906
+        ("uci-headlines-dev.jsonl", 0.816, 0.791),  # measured 0.826 / 0.802
+    ],
+)
+def test_halves_score_alike(corpus: str, tuning_floor: float, checking_floor: float) -> None:
+    """Each half replayed alone (decision 0174): both at their floors, and the checking
+    half within 0.03 of the tuning half (a wider gap is over-fitting)."""
+    shared_corpus(GROUPING / corpus)
+    halves = _halves()
+    rows = halves.load(corpus)
+    f1 = {
+        half: halves.replay([r for r in rows if halves.half_of(corpus, r["event"]) == half])[2]
+        for half in halves.HALVES
+    }
+    assert f1["tuning"] >= tuning_floor and f1["checking"] >= checking_floor, f1
+    assert abs(f1["tuning"] - f1["checking"]) <= 0.03, f1
 
 
 def test_three_outlets_report_one_meeting() -> None:

@@ -437,6 +437,7 @@ def test_near_both_ways_through_merges(engine) -> None:  # type: ignore[no-untyp
                     {"event": x, "score": 0.31, "reason": "score below 0.4"},
                     {"event": 999_999, "score": 0.5, "reason": "gone"},
                     {"event": "x"},
+                    5,
                 ],
             ),
             stray: (a, "not a list"),

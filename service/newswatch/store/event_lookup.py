@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Numeric, case, cast, exists, func, literal, select, true
-from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlmodel import Session, col
 
 from newswatch.store.models import Article, Event, table_of
@@ -118,20 +117,26 @@ def _near_names_any(session: Session, event_ids: list[int]) -> ColumnElement[boo
     """Whether an article's recorded near misses hold an entry whose event is one of
     `event_ids`. The two stores spell a walk over a JSON array differently (SQLite's
     json_each, Postgres's json_array_elements); a `near` that is not an array names none."""
-    near = A.group_explain["near"]
     if session.get_bind().dialect.name == "postgresql":
-        array = case(
-            (func.json_typeof(near) == "array", near),
-            else_=cast(literal("[]"), near.type),
-        )
-        element = func.json_array_elements(array).table_valued("value")
-        named: KeyedColumnElement[Any] = element.c.value.op("->>")("event")
-        entry = case((func.json_typeof(element.c.value.op("->")("event")) == "number", named))
-        return exists(
-            select(true()).select_from(element).where(cast(entry, Numeric).in_(event_ids))
-        )
+        return _postgres_near_names_any(event_ids)
+    return _sqlite_near_names_any(event_ids)
+
+
+def _postgres_near_names_any(event_ids: list[int]) -> ColumnElement[bool]:
+    near = A.group_explain["near"]
+    array = case(
+        (func.json_typeof(near) == "array", near),
+        else_=cast(literal("[]"), near.type),
+    )
+    element = func.json_array_elements(array).table_valued("value")
+    value = element.c.value
+    number = case((func.json_typeof(value.op("->")("event")) == "number", value.op("->>")("event")))
+    return exists(select(true()).select_from(element).where(cast(number, Numeric).in_(event_ids)))
+
+
+def _sqlite_near_names_any(event_ids: list[int]) -> ColumnElement[bool]:
     element = func.json_each(A.group_explain, "$.near").table_valued("value", "type")
-    entry = func.json_extract(element.c.value, "$.event")
+    named = func.json_extract(element.c.value, "$.event")
     return exists(
-        select(true()).select_from(element).where(element.c.type == "object", entry.in_(event_ids))
+        select(true()).select_from(element).where(element.c.type == "object", named.in_(event_ids))
     )

@@ -6,9 +6,11 @@ topic words and very common entities (bankruptcy, Google). Two things decide wha
 specific here:
 
 - **Names, not capitalised words.** A headline's capitalised words are names only when they
-  are not words the stream writes in lower case too: "Files For Bankruptcy" is capitalised
-  in a title-case headline, but the stream writes "files" and "bankruptcy" in lower case
-  elsewhere; "Sbarro" it never does. `NameFinder` learns that from every title it sees
+  are no common words, inflections of them, or titles and designators written beside names
+  ("Leverages", "Inc", "Mt"); initials and codes ("USB", "Q4") may agree but tell no subject
+  (decision 0179). Nor are they words the stream writes in lower case too: "Files For
+  Bankruptcy" is capitalised in a title-case headline, but the stream writes "files" and
+  "bankruptcy" in lower case elsewhere; "Sbarro" it never does. `NameFinder` learns that from every title it sees
   (sentence-case ones only: title case says nothing), on top of a corpus-independent list
   of common English words (data/common-words-en.txt).
 - **Rare in the window.** An entity posted under many of the window's events (Google,
@@ -16,7 +18,7 @@ specific here:
   events in its posting list, must be at most `common_events`.
 
 A join or a merge is vetoed when both sides name specific subjects and share none of them
-("different subject: Sbarro vs Mt. Gox"). Shared specific names are the evidence an
+("different subject: Sbarro vs Gox"). Shared specific names are the evidence an
 explanation reports.
 """
 
@@ -60,8 +62,9 @@ NAME_PART_LETTERS = 3
 # Punctuation that ends a sentence inside a title, and the word that starts the next.
 SENTENCE_MARKS = re.compile(r"[.!?:;…]\s")
 SENTENCE_START = re.compile(r"[.!?:;…]['\"”’)\]]*\s+['\"“‘(\[]*([^\W\d_][^\W_]*)")
-# Remembered answers of the stream-independent part of is_common (cleared when full).
-LISTED_MEMO_MAX = 100_000
+# Remembered answers of the stream-independent part of is_common (cleared when full; a
+# few MB at most: the grouping window's memory is budgeted, issue 15).
+LISTED_MEMO_MAX = 20_000
 # Share of a title's words (of 4+ letters) capitalised above which it is in title case.
 TITLE_CASE_SHARE = 0.6
 # A word written in lower case at least this share of the times it was seen mid-sentence is
@@ -111,7 +114,7 @@ NAME_AFFIXES = load_word_list(NAME_AFFIXES_FILE)
 
 
 def strip_possessive(low: str) -> str:
-    """ "gox's" -> "gox": a possessive is its name."""
+    """A possessive is its name: "gox's" -> "gox"."""
     return low[:-2] if low.endswith(("'s", "’s")) else low
 
 

@@ -10,9 +10,9 @@ specific here:
   ("Leverages", "Inc", "Mt"); initials and codes ("USB", "Q4") may agree but tell no subject
   (decision 0179). Nor are they words the stream writes in lower case too: "Files For
   Bankruptcy" is capitalised in a title-case headline, but the stream writes "files" and
-  "bankruptcy" in lower case elsewhere; "Sbarro" it never does. `NameFinder` learns that from every title it sees
-  (sentence-case ones only: title case says nothing), on top of a corpus-independent list
-  of common English words (data/common-words-en.txt).
+  "bankruptcy" in lower case elsewhere; "Sbarro" it never does. `NameFinder` learns that
+  from every title it sees (sentence-case ones only: title case says nothing), on top of a
+  corpus-independent list of common English words (data/common-words-en.txt).
 - **Rare in the window.** An entity posted under many of the window's events (Google,
   Congress, the United States) tells none of them apart: its event frequency, the live
   events in its posting list, must be at most `common_events`.

@@ -5,6 +5,12 @@ docs/decisions/0174-tuning-and-checking-halves.md).
 
     python bench/grouping_halves.py            # both corpora, default settings
     python bench/grouping_halves.py --json     # one JSON object a line
+    python bench/grouping_halves.py --cost-against OLD/service   # ms per add(), interleaved
+
+`--cost-against` replays each whole corpus in memory, this checkout's grouping and another's
+(a `service` directory, e.g. of `git archive main`) in turns, each in a fresh process, and
+prints the median ms per `Clusterer.add` of each run, then min / median / max per tree and
+the median of the paired differences, with the load average.
 
 A story's half is the parity of the first byte of the SHA-256 of its group key: the same on
 every machine and in every run. The group key is the story label, except on ECB+, whose
@@ -19,7 +25,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -86,11 +96,65 @@ def measure(
     return out
 
 
+def time_replay(corpus: str) -> float:
+    """Median ms per `Clusterer.add` over one in-memory replay of the whole corpus."""
+    rows = load(corpus)
+    clusterer = Clusterer(GroupingSettings())
+    clock = time.perf_counter_ns
+    costs = []
+    for i, row in enumerate(rows):
+        start = clock()
+        clusterer.add(i, row["title"], row["text"], timestamp(row))
+        costs.append(clock() - start)
+    return statistics.median(costs) / 1e6
+
+
+def compare_cost(other: Path, corpora: Iterable[str], rounds: int) -> None:
+    """This checkout's grouping against `other`'s, rounds interleaved, a process a run."""
+    trees = {"this": Path(__file__).resolve().parents[1] / "service", "other": other.resolve()}
+    costs: dict[tuple[str, str], list[float]] = {}
+    for n in range(rounds):
+        for corpus in corpora:
+            for name, service in trees.items():
+                env = os.environ | {"PYTHONPATH": str(service)}
+                run = subprocess.run(
+                    [sys.executable, __file__, "--time-replay", corpus],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                cost = float(run.stdout)
+                costs.setdefault((corpus, name), []).append(cost)
+                load = os.getloadavg()[0]
+                print(f"round {n + 1} {corpus:<26} {name:<5} {cost:.4f} ms  load {load:.1f}")
+    for corpus in corpora:
+        for name in trees:
+            c = costs[(corpus, name)]
+            print(
+                f"{corpus:<26} {name:<5} min {min(c):.4f} median {statistics.median(c):.4f} "
+                f"max {max(c):.4f} ms an article"
+            )
+        diffs = [
+            a - b for a, b in zip(costs[(corpus, "this")], costs[(corpus, "other")], strict=True)
+        ]
+        print(f"{corpus:<26} this - other, paired: median {statistics.median(diffs):+.4f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="one JSON object a line")
     parser.add_argument("--corpus", action="append", choices=CORPORA, help="default: all")
+    parser.add_argument("--cost-against", type=Path, help="another checkout's service dir")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--time-replay", choices=CORPORA, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time_replay:
+        print(time_replay(args.time_replay))
+        return
+    if args.cost_against:
+        compare_cost(args.cost_against, args.corpus or CORPORA, args.rounds)
+        return
     for corpus in args.corpus or CORPORA:
         rows = load(corpus)
         stories = {

@@ -70,6 +70,7 @@ FILL_CHUNK = 500
 FEED_TICK = 0.1  # seconds between the feeder's batches
 TEMPLATE_MAX_AGE_HOURS = 60  # the groupers restore 72 hours of first_seen
 BARE_TABLE = "bench_bare_batches"
+UNPLACED = "SELECT count(*) FROM articles WHERE event_id IS NULL"
 
 
 def _entries(records: list[dict[str, Any]]) -> list[tuple[str, ParsedEntry]]:
@@ -123,7 +124,11 @@ def _template_age_hours(base: str, name: str) -> float:
 
 
 def ensure_template(
-    base: str, admin: Engine, window: int, words: int, entries: list[tuple[str, ParsedEntry]],
+    base: str,
+    admin: Engine,
+    window: int,
+    words: int,
+    entries: list[tuple[str, ParsedEntry]],
     rebuild: bool,
 ) -> str:
     """The template database holding the filled window (built here if missing or stale)."""
@@ -372,9 +377,10 @@ def run_rounds(
     entries: list[tuple[str, ParsedEntry]],
     args: argparse.Namespace,
 ) -> Results:
-    """`1 + args.spares` groupers at first; each round kills the leader and starts a fresh
-    grouper, whose build runs while the next rounds go on (a ready standby is always there):
-    on a shared machine its build would otherwise be waited for alone, round after round."""
+    """`1 + args.spares` groupers at first; each round kills the leader and (`--fresh`)
+    starts a fresh grouper, whose build runs while the next rounds go on (a ready standby is
+    always there): on a shared machine its build would otherwise be waited for alone, round
+    after round."""
     results = Results()
     groupers = [GrouperProcess(url, logs / f"g{n}.log") for n in range(1 + args.spares)]
     all_started = list(groupers)
@@ -386,7 +392,7 @@ def run_rounds(
         wait(lambda: all(g.built for g in groupers), 7200, "the first states")
         print(
             f"first {len(groupers)} groupers built their state at once: "
-            + ", ".join(f"{g.built['restored']} restored in {g.built['seconds']} s" for g in groupers)  # type: ignore[index]
+            + ", ".join(f"{b['restored']} restored in {b['seconds']} s" for b in _builds(groupers))
             + f" (load {load()})",
             flush=True,
         )
@@ -395,7 +401,7 @@ def run_rounds(
         for round_no in range(args.rounds):
             wait(lambda: _lease(engine) is not None, 600, "a leader")
             leader = _leader(engine, groupers)
-            wait(lambda: any(g.built for g in groupers if g is not leader), 7200, "a standby")
+            wait(lambda ld=leader: any(g.built for g in groupers if g is not ld), 7200, "a standby")
             standbys = [g for g in groupers if g is not leader and g.built]
             first_id = int(_scalar(engine, "SELECT coalesce(max(id), 0) + 1 FROM articles"))
             feeder = Feeder(engine, entries[next_entry : next_entry + per_round], args.rate)
@@ -424,11 +430,11 @@ def run_rounds(
             feeder.join()
             next_entry += feeder.sent
             groupers.remove(leader)
-            fresh = GrouperProcess(url, logs / f"g{len(all_started)}.log")
-            groupers.append(fresh)
-            all_started.append(fresh)
-            unplaced = "SELECT count(*) FROM articles WHERE event_id IS NULL"
-            wait(lambda: _scalar(engine, unplaced) == 0, 600, "the drain")
+            if args.fresh:
+                fresh = GrouperProcess(url, logs / f"g{len(all_started)}.log")
+                groupers.append(fresh)
+                all_started.append(fresh)
+            wait(lambda: _scalar(engine, UNPLACED) == 0, 600, "the drain")
             lag = lags_since(engine, "grouper_batches", first_id)
             floor = lags_since(engine, BARE_TABLE, first_id)
             results.add("grouper lag p50 s", pct(lag, 0.5))
@@ -462,9 +468,8 @@ def run_rounds(
                 f"{g.build_cpu():.1f} s CPU",
                 flush=True,
             )
-            if kind == "fresh":
-                results.add("fresh grouper's state build s (wall)", float(built["seconds"]))
-                results.add("fresh grouper's state build s (CPU)", g.build_cpu())
+            results.add(f"state build of a {kind} grouper s (wall)", float(built["seconds"]))
+            results.add(f"state build of a {kind} grouper s (CPU)", g.build_cpu())
     finally:
         watcher.stop.set()
         if feeder is not None:
@@ -474,6 +479,10 @@ def run_rounds(
         bare.kill()
         bare.wait(30)
     return results
+
+
+def _builds(groupers: list[GrouperProcess]) -> list[dict[str, Any]]:
+    return [b for b in (g.built for g in groupers) if b is not None]
 
 
 def _lease(engine: Engine) -> tuple[int, str] | None:
@@ -498,10 +507,19 @@ def main() -> None:
     parser.add_argument(
         "--spares", type=int, default=2, help="standbys besides the first leader (>= 1)"
     )
+    parser.add_argument(
+        "--fresh",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start a fresh grouper after each kill (--no-fresh: the first ones must do, "
+        "--spares >= --rounds)",
+    )
     parser.add_argument("--rebuild-template", action="store_true")
     parser.add_argument("--build-only", action="store_true", help="build the template, stop")
     parser.add_argument("--bare-listener", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.fresh and args.spares < args.rounds:
+        parser.error("--no-fresh needs --spares >= --rounds (a standby for every kill)")
     if args.bare_listener:
         bare_listener(args.bare_listener)
         return
@@ -517,9 +535,7 @@ def main() -> None:
         stream(args.window + per_round * args.rounds, per_hour=args.window // 72, words=args.words)
     )
     entries = _entries(records)
-    template = ensure_template(
-        base, admin, args.window, args.words, entries, args.rebuild_template
-    )
+    template = ensure_template(base, admin, args.window, args.words, entries, args.rebuild_template)
     if args.build_only:
         admin.dispose()
         return

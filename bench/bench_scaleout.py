@@ -48,6 +48,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TICKS = os.sysconf("SC_CLK_TCK")
+CPU_GROUPS = ("workers", "busiest worker", "postgres", "scheduler")
 
 
 def spread(values: list[float]) -> str:
@@ -158,8 +159,9 @@ class CpuMeter:
         }
 
 
-def throughput(admin: Engine, url: str, database: str, feeds: int, worker_counts: list[int],
-               rounds: int) -> dict:
+def throughput(
+    admin: Engine, url: str, database: str, feeds: int, worker_counts: list[int], rounds: int
+) -> dict:
     import bench_poll
     from bench_poll import bare_client
     from feedfarm import FeedFarm
@@ -226,15 +228,11 @@ def throughput(admin: Engine, url: str, database: str, feeds: int, worker_counts
                     stop(workers)
                     results.setdefault(f"fetch x{mode}", []).append(took)
                     for name, per_process in cpu.items():
-                        results.setdefault(f"fetch x{mode} cpu {name}", []).append(
-                            sum(per_process)
-                        )
+                        results.setdefault(f"fetch x{mode} cpu {name}", []).append(sum(per_process))
                     results.setdefault(f"fetch x{mode} cpu busiest worker", []).append(
                         max(cpu["workers"])
                     )
-                line = ", ".join(
-                    f"{k} {v[-1]:.2f} s" for k, v in results.items() if "cpu" not in k
-                )
+                line = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items() if "cpu" not in k)
                 print(f"  round {r + 1} (load {load()}): {line}", flush=True)
         finally:
             stop([scheduler])
@@ -248,9 +246,11 @@ def report_throughput(results: dict[str, list[float]], feeds: int, counts: list[
         return spread([v / feeds * 1000 for v in values])
 
     bare = results["bare"]
-    print(f"(a) {feeds} sources, every answer 304; bare aiohttp client's GETs {spread(bare)} s, "
-          f"{spread([feeds / t for t in bare])} sources/s, "
-          f"CPU {per_source_ms(results['bare cpu'])} ms a source")
+    print(
+        f"(a) {feeds} sources, every answer 304; bare aiohttp client's GETs {spread(bare)} s, "
+        f"{spread([feeds / t for t in bare])} sources/s, "
+        f"CPU {per_source_ms(results['bare cpu'])} ms a source"
+    )
     for count in counts:
         times = results[f"fetch x{count}"]
         ratios = [b / t for b, t in zip(bare, times, strict=True)]
@@ -259,11 +259,11 @@ def report_throughput(results: dict[str, list[float]], feeds: int, counts: list[
             f"{spread([feeds / t for t in times])} sources/s; "
             f"rate ratio to the bare client {spread(ratios)}"
         )
+        cpu = {name: per_source_ms(results[f"fetch x{count} cpu {name}"]) for name in CPU_GROUPS}
         print(
-            f"      CPU ms a source: fetch workers {per_source_ms(results[f'fetch x{count} cpu workers'])}"
-            f" (the busiest process {per_source_ms(results[f'fetch x{count} cpu busiest worker'])}),"
-            f" Postgres backends {per_source_ms(results[f'fetch x{count} cpu postgres'])},"
-            f" scheduler {per_source_ms(results[f'fetch x{count} cpu scheduler'])}"
+            f"      CPU ms a source: fetch workers {cpu['workers']} (the busiest process "
+            f"{cpu['busiest worker']}), Postgres backends {cpu['postgres']}, scheduler "
+            f"{cpu['scheduler']}"
         )
 
 

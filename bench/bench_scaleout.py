@@ -1,6 +1,6 @@
 """The scaled mode (issue 16) against its limits, on a real Postgres.
 
-    python bench/bench_scaleout.py [--database-url URL] [--feeds 2000] [--workers 1,2,4]
+    python bench/bench_scaleout.py [--database-url URL] [--feeds 10000] [--workers 1,2,4]
                                    [--scheduler-sources 50000] [--rounds 5]
 
 (a) Fetch throughput: a farm of `--feeds` feeds on loopback (bench/feedfarm.py, one port a
@@ -12,13 +12,19 @@
     (bench/bench_poll.py's, 100 requests under way), its GET phase. Ratio: rate(newswatch)
     / rate(bare client). Politeness stays on (a 1 s gap per host; each host has one feed
     here, so it never waits).
+    CPU per source, from /proc (user + system) over the same clock: the fetch-worker
+    processes (summed, and per process), the scheduler, and the Postgres backends serving
+    this run's database (its own database, so they can be told from other clients'); the
+    bare client's whole process less an empty run of it (its start-up). Unlike the rates,
+    these carry to a machine with more cores.
 (b) The scheduler's cost per due source: `--scheduler-sources` sources, all due. The
     scheduler's claim passes (store/claims.py, `NEWSWATCH_FETCH_BATCH_SOURCES` x lanes a
     pass, committed each) and its full tick (claims, lanes, one procrastinate job per batch)
     against a plain SELECT of the same rows (id, url of every due source), per source.
 
 Each mode is interleaved with its baseline in every round; min/median/max over `--rounds`.
-Everything runs in a schema of its own (bench_scaleout_<pid>), dropped at the end.
+(a) runs in a database of its own (bench_scaleout_<pid>), (b) in a schema of its own; both
+dropped at the end.
 """
 
 from __future__ import annotations
@@ -38,13 +44,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+TICKS = os.sysconf("SC_CLK_TCK")
+CPU_GROUPS = ("workers", "busiest worker", "postgres", "scheduler")
 
 
 def spread(values: list[float]) -> str:
     return f"{min(values):.3g}/{statistics.median(values):.3g}/{max(values):.3g}"
+
+
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def schema_url(base: str, schema: str) -> str:
@@ -104,11 +116,58 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.wait(120)
 
 
-def throughput(url: str, feeds: int, worker_counts: list[int], rounds: int) -> dict:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process `pid` has used so far; 0 if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def backend_pids(admin: Engine, database: str) -> list[int]:
+    with admin.connect() as conn:
+        return list(
+            conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": database}
+            ).scalars()
+        )
+
+
+class CpuMeter:
+    """CPU seconds of named process groups between `start()` and `stop()`: the fetch
+    workers, the scheduler, and the Postgres backends of the run's database (a backend
+    opened during the round counts from its start; one closed during it is lost, which
+    makes that figure a floor)."""
+
+    def __init__(self, admin: Engine, database: str):
+        self.admin, self.database = admin, database
+
+    def sample(self, groups: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+        groups = groups | {"postgres": backend_pids(self.admin, self.database)}
+        return {name: {pid: process_cpu(pid) for pid in pids} for name, pids in groups.items()}
+
+    def start(self, groups: dict[str, list[int]]) -> None:
+        self.before = self.sample(groups)
+
+    def stop(self, groups: dict[str, list[int]]) -> dict[str, list[float]]:
+        after = self.sample(groups)
+        return {
+            name: [cpu - self.before.get(name, {}).get(pid, 0.0) for pid, cpu in pids.items()]
+            for name, pids in after.items()
+        }
+
+
+def throughput(
+    admin: Engine, url: str, database: str, feeds: int, worker_counts: list[int], rounds: int
+) -> dict:
+    import bench_poll
     from bench_poll import bare_client
     from feedfarm import FeedFarm
 
     engine = create_engine(url)
+    meter = CpuMeter(admin, database)
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp_dir, FeedFarm(feeds, hosts=feeds) as farm:
         tmp = Path(tmp_dir)
@@ -147,27 +206,52 @@ def throughput(url: str, feeds: int, worker_counts: list[int], rounds: int) -> d
                     modes.reverse()
                 for mode in modes:
                     if mode == "bare":
+                        bare_client(tmp, [])  # its start-up alone, taken off its CPU below
+                        idle_cpu = bench_poll.LAST_CPU["bare"]
                         # Its GET phase: the fetch workers' clock excludes their start too.
                         _took, gets, statuses = bare_client(tmp, requests)
                         assert statuses == {"304": feeds}, statuses
                         results.setdefault("bare", []).append(gets)
+                        results.setdefault("bare cpu", []).append(
+                            bench_poll.LAST_CPU["bare"] - idle_cpu
+                        )
                         continue
                     log = tmp / f"fetch-{mode}-{r}.log"
                     workers = [start(["--role", "fetch"], env, log) for _ in range(int(mode))]
                     wait_logged(log, "roles started", int(mode))
+                    groups = {"workers": [w.pid for w in workers], "scheduler": [scheduler.pid]}
+                    meter.start(groups)
                     started = time.perf_counter()
                     since = make_all_due(engine)
                     took = wait_polled(engine, since, feeds) - started
+                    cpu = meter.stop(groups)
                     stop(workers)
                     results.setdefault(f"fetch x{mode}", []).append(took)
-                line = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items())
-                print(f"  round {r + 1}: {line}", flush=True)
+                    for name, per_process in cpu.items():
+                        results.setdefault(f"fetch x{mode} cpu {name}", []).append(sum(per_process))
+                    results.setdefault(f"fetch x{mode} cpu busiest worker", []).append(
+                        max(cpu["workers"])
+                    )
+                line = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in results.items() if "cpu" not in k)
+                print(f"  round {r + 1} (load {load()}): {line}", flush=True)
         finally:
             stop([scheduler])
     engine.dispose()
+    report_throughput(results, feeds, worker_counts)
+    return results
+
+
+def report_throughput(results: dict[str, list[float]], feeds: int, counts: list[int]) -> None:
+    def per_source_ms(values: list[float]) -> str:
+        return spread([v / feeds * 1000 for v in values])
+
     bare = results["bare"]
-    print(f"(a) {feeds} sources, every answer 304; bare aiohttp client's GETs {spread(bare)} s")
-    for count in worker_counts:
+    print(
+        f"(a) {feeds} sources, every answer 304; bare aiohttp client's GETs {spread(bare)} s, "
+        f"{spread([feeds / t for t in bare])} sources/s, "
+        f"CPU {per_source_ms(results['bare cpu'])} ms a source"
+    )
+    for count in counts:
         times = results[f"fetch x{count}"]
         ratios = [b / t for b, t in zip(bare, times, strict=True)]
         print(
@@ -175,7 +259,12 @@ def throughput(url: str, feeds: int, worker_counts: list[int], rounds: int) -> d
             f"{spread([feeds / t for t in times])} sources/s; "
             f"rate ratio to the bare client {spread(ratios)}"
         )
-    return results
+        cpu = {name: per_source_ms(results[f"fetch x{count} cpu {name}"]) for name in CPU_GROUPS}
+        print(
+            f"      CPU ms a source: fetch workers {cpu['workers']} (the busiest process "
+            f"{cpu['busiest worker']}), Postgres backends {cpu['postgres']}, scheduler "
+            f"{cpu['scheduler']}"
+        )
 
 
 # --- (b) the scheduler's cost per due source ------------------------------------------------
@@ -285,7 +374,7 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default=os.environ.get("NEWSWATCH_TEST_DATABASE_URL", DEFAULT_URL)
     )
-    parser.add_argument("--feeds", type=int, default=2000)
+    parser.add_argument("--feeds", type=int, default=10_000)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--scheduler-sources", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
@@ -294,24 +383,32 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()}", flush=True)
-    admin = create_engine(args.database_url)
+    admin = create_engine(args.database_url, isolation_level="AUTOCOMMIT")
     out: dict[str, dict] = {}
     for part in ("throughput", "scheduler"):
         if getattr(args, f"skip_{part}"):
             continue
-        schema = f"bench_scaleout_{os.getpid()}_{part}"
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            url = schema_url(args.database_url, schema)
-            if part == "throughput":
+        name = f"bench_scaleout_{os.getpid()}_{part}"
+        if part == "throughput":  # a database of its own: its backends' CPU is measured
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            try:
+                url = make_url(args.database_url).set(database=name).render_as_string(False)
                 counts = [int(n) for n in args.workers.split(",")]
-                out[part] = throughput(url, args.feeds, counts, args.rounds)
-            else:
-                out[part] = scheduler_cost(url, args.scheduler_sources, args.rounds)
+                out[part] = throughput(admin, url, name, args.feeds, counts, args.rounds)
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            continue
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        try:
+            out[part] = scheduler_cost(
+                schema_url(args.database_url, name), args.scheduler_sources, args.rounds
+            )
         finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
     admin.dispose()
     print(f"load average {os.getloadavg()}")
     if args.json:

@@ -123,9 +123,12 @@ class Document:
 
 def evaluate(node: Node, doc: Document) -> bool:
     if isinstance(node, Term):
-        if node.prefix:
-            return any(doc.has_prefix(name, node.word) for name in node.fields)
-        return _has_word(doc, node)
+        if not node.prefix:
+            return _has_word(doc, node)
+        for name in node.fields:  # noqa: SIM110 (a loop: any() of a generator costs more)
+            if doc.has_prefix(name, node.word):
+                return True
+        return False
     if isinstance(node, Phrase):
         return any(_has_phrase(doc, name, node.words) for name in node.fields)
     if isinstance(node, Not):

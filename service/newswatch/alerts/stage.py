@@ -284,7 +284,7 @@ class AlertStage:
             pair
             for pair in touched
             if pair[1] not in new_events
-            or sum(len(m.sources) for m in fresh.get(pair, ())) >= rules[pair[0]].min_sources
+            or _carried_at_least(fresh.get(pair, ()), rules[pair[0]].min_sources)
         }
         known = [pair for pair in touched if pair[1] not in new_events]
         states = store.alert_states(session, known) if known else {}
@@ -411,6 +411,16 @@ class AlertStage:
             if count >= rule.min_sources:
                 out.append(Firing(rule_name, event_id, count, sorted(terms[(rule_name, event_id)])))
         return out
+
+
+def _carried_at_least(matches: Sequence[Match], wanted: int) -> bool:
+    """Whether `matches` count `wanted` carriers in all (a bound: some may be the same)."""
+    total = 0
+    for match in matches:
+        total += len(match.sources)
+        if total >= wanted:
+            return True
+    return False
 
 
 def _join(round_: Round, key: tuple[str, str], group: WaitGroup) -> None:

@@ -34,7 +34,7 @@ from newswatch.config import FileConfig, Settings
 from newswatch.grouping.changes import EventChange, EventSplit
 from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store.alert_models import AlertState, ArticleMatch, Notification, Silence
-from newswatch.store.alerts import matches_of_articles, rules_of_events
+from newswatch.store.alerts import matches_of_articles, matches_of_events
 from newswatch.store.columns import utcnow
 from newswatch.store.events import Merge, SplitOff, apply_regroupings
 from newswatch.store.models import Article, Event, Sighting, Source
@@ -319,7 +319,11 @@ def test_merged_event_keeps_the_absorbed_events_history(engine: Engine) -> None:
         assert len(notifications(session)) == 1
         states = session.execute(select(AlertState)).scalars().all()
         assert [(s.rule, s.event_id) for s in states] == [("dprk", b.event_id)]
-        assert rules_of_events(session, [a.event_id, b.event_id]) == {b.event_id: {"dprk"}}
+        # The four matching articles' matches are the survivor's now.
+        found = matches_of_events(session, [a.event_id, b.event_id])
+        assert {e: [list(m.rules) for m in ms] for e, ms in found.items()} == {
+            b.event_id: [["dprk"]] * 4
+        }
 
 
 def test_merge_can_complete_corroboration(engine: Engine) -> None:

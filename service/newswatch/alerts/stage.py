@@ -170,11 +170,11 @@ class AlertStage:
         for c in changes:
             if c.split is not None:
                 regrouped |= {c.split.event_id, c.split.new_event_id}
-        for event_id, rules in store.rules_of_events(session, regrouped).items():
-            touched |= {(r, event_id) for r in rules if r in self.rules}
         # Events this round opened (and no merge or split touched) have nothing stored.
         opened = {c.event_id for c in changes if c.opened and c.event_id == c.article_id}
         gather = _Gather(self.rules, fresh, opened - regrouped)
+        for event_id, found in gather.read(session, regrouped).items():
+            touched |= {(r, event_id) for stored in found for r in stored.rules if r in self.rules}
         self._retell(session, waiting, gather)
         fired = self._decide(session, touched, gather, views)
         store.insert_matches(session, rows)
@@ -280,12 +280,12 @@ class AlertStage:
         # matches than the rule's min_sources it cannot fire (judge would say so), and
         # nothing else is to be done for it.
         rules, fresh, new_events = self.rules, gather.fresh, gather.new_events
-        touched = {
-            pair
-            for pair in touched
-            if pair[1] not in new_events
-            or _carried_at_least(fresh.get(pair, ()), rules[pair[0]].min_sources)
-        }
+        kept: set[Pair] = set()
+        for pair in touched:
+            if pair[1] in new_events and _carriers(fresh[pair]) < rules[pair[0]].min_sources:
+                continue
+            kept.add(pair)
+        touched = kept
         known = [pair for pair in touched if pair[1] not in new_events]
         states = store.alert_states(session, known) if known else {}
         # Notified already, without updates: nothing more can happen for these.
@@ -413,14 +413,11 @@ class AlertStage:
         return out
 
 
-def _carried_at_least(matches: Sequence[Match], wanted: int) -> bool:
-    """Whether `matches` count `wanted` carriers in all (a bound: some may be the same)."""
-    total = 0
-    for match in matches:
-        total += len(match.sources)
-        if total >= wanted:
-            return True
-    return False
+def _carriers(matches: Sequence[Match]) -> int:
+    """The carriers of `matches` in all (some may be the same source)."""
+    if len(matches) == 1:  # most pairs of a new event: one article
+        return len(matches[0].sources)
+    return sum(len(m.sources) for m in matches)
 
 
 def _join(round_: Round, key: tuple[str, str], group: WaitGroup) -> None:
@@ -448,24 +445,35 @@ class _Gather:
         self.new_events = new_events
         self.stored: dict[int, list[StoredMatches]] = {}
 
-    def matches(self, session: Session, pairs: Iterable[Pair]) -> dict[Pair, list[Match]]:
-        """Every matching article of each pair, once: stored ones first, then the round's."""
-        pairs = list(pairs)
-        unread = {e for _, e in pairs if e not in self.stored and e not in self.new_events}
+    def read(self, session: Session, events: Iterable[int]) -> dict[int, list[StoredMatches]]:
+        """The stored matches of the events' articles (read once an event)."""
+        events = set(events)
+        unread = {e for e in events if e not in self.stored and e not in self.new_events}
         if unread:
             found = store.matches_of_events(session, unread)
             self.stored.update((e, found.get(e, [])) for e in unread)
+        return {e: self.stored.get(e, []) for e in events}
+
+    def matches(self, session: Session, pairs: Iterable[Pair]) -> dict[Pair, list[Match]]:
+        """Every matching article of each pair, once: stored ones first, then the round's
+        (a list of the round's may be returned as it is: not to be changed)."""
+        pairs = list(pairs)
         wanted: dict[int, set[str]] = defaultdict(set)
         for rule, event_id in pairs:
-            wanted[event_id].add(rule)
-        out: dict[Pair, list[Match]] = {pair: [] for pair in pairs}
+            if event_id not in self.new_events:
+                wanted[event_id].add(rule)
+        self.read(session, wanted)
+        out: dict[Pair, list[Match]] = {}
         for event_id, names in wanted.items():
-            for stored in self.stored.get(event_id, ()):
+            for stored in self.stored[event_id]:
                 for name in names & stored.rules.keys():
                     counted = counted_sources(self.rules[name], stored.sources)
                     if counted:
                         match = Match(stored.article_id, stored.at, counted, stored.rules[name])
-                        out[(name, event_id)].append(match)
+                        out.setdefault((name, event_id), []).append(match)
         for pair in pairs:
-            out[pair] += self.fresh.get(pair, ())
+            if (found := out.get(pair)) is None:
+                out[pair] = self.fresh.get(pair, [])
+            else:
+                found += self.fresh.get(pair, ())
         return out

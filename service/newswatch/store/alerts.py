@@ -263,14 +263,6 @@ _CARRIERS_OF_EVENTS = _CARRIERS.where(A.event_id.in_(_IDS))
 _CARRIERS_OF_ARTICLES = _CARRIERS.where(M.article_id.in_(_IDS))
 
 
-def rules_of_events(session: Session, event_ids: Iterable[int]) -> dict[int, set[str]]:
-    """The rules matched by some article of each event."""
-    return {
-        event_id: {rule for stored in found for rule in stored.rules}
-        for event_id, found in matches_of_events(session, event_ids).items()
-    }
-
-
 def _matched_rule_names() -> Any:
     """The rule names of the article_matches rows as a table to select from (each row's
     JSON object's keys: json_each, on both stores)."""

@@ -15,7 +15,7 @@ rule's lists left out come back too.
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import newswatch.store.columns

@@ -280,12 +280,11 @@ class AlertStage:
         # matches than the rule's min_sources it cannot fire (judge would say so), and
         # nothing else is to be done for it.
         rules, fresh, new_events = self.rules, gather.fresh, gather.new_events
-        kept: set[Pair] = set()
-        for pair in touched:
-            if pair[1] in new_events and _carriers(fresh[pair]) < rules[pair[0]].min_sources:
-                continue
-            kept.add(pair)
-        touched = kept
+        touched = {
+            pair
+            for pair in touched
+            if pair[1] not in new_events or _carriers(fresh[pair]) >= rules[pair[0]].min_sources
+        }
         known = [pair for pair in touched if pair[1] not in new_events]
         states = store.alert_states(session, known) if known else {}
         # Notified already, without updates: nothing more can happen for these.

@@ -33,7 +33,8 @@ from newswatch.alerts.stage import AlertStage as AlertEngine
 from newswatch.config import FileConfig, Settings
 from newswatch.grouping.changes import EventChange, EventSplit
 from newswatch.prometheus_registry import RULE_MATCHES
-from newswatch.store.alert_models import AlertState, Notification, RuleMatch, Silence
+from newswatch.store.alert_models import AlertState, ArticleMatch, Notification, Silence
+from newswatch.store.alerts import matches_of_articles, matches_of_events
 from newswatch.store.columns import utcnow
 from newswatch.store.events import Merge, SplitOff, apply_regroupings
 from newswatch.store.models import Article, Event, Sighting, Source
@@ -215,13 +216,9 @@ def test_window_is_measured_on_publication_time(engine: Engine) -> None:
         assert [f.sources for f in fired] == [2]
         # A publication time in the future is not trusted: the first-seen time counts.
         future = w.article("agency-d", published=NOW + timedelta(days=30))
-        row = session.get(RuleMatch, 1)
-        assert row is not None
         alerts.on_changes(session, [future])
-        at = session.execute(
-            select(RuleMatch.at).where(RuleMatch.article_id == future.article_id)  # type: ignore[arg-type]
-        ).scalar_one()
-        assert at.replace(tzinfo=UTC) == NOW
+        (stored,) = matches_of_articles(session, [future.article_id])
+        assert stored.at == NOW and list(stored.rules) == ["dprk"]
 
 
 def test_source_include_and_exclude_lists(engine: Engine) -> None:
@@ -322,8 +319,11 @@ def test_merged_event_keeps_the_absorbed_events_history(engine: Engine) -> None:
         assert len(notifications(session)) == 1
         states = session.execute(select(AlertState)).scalars().all()
         assert [(s.rule, s.event_id) for s in states] == [("dprk", b.event_id)]
-        matches = session.execute(select(RuleMatch.event_id)).scalars().all()
-        assert set(matches) == {b.event_id}
+        # The four matching articles' matches are the survivor's now.
+        found = matches_of_events(session, [a.event_id, b.event_id])
+        assert {e: [list(m.rules) for m in ms] for e, ms in found.items()} == {
+            b.event_id: [["dprk"]] * 4
+        }
 
 
 def test_merge_can_complete_corroboration(engine: Engine) -> None:
@@ -351,10 +351,8 @@ def test_a_part_split_off_is_a_new_event_to_the_rules(engine: Engine) -> None:
         fired = alerts.on_changes(session, [w.split(a.event_id, [c.article_id, d.article_id], d)])
         assert [(f.event_id, f.sources) for f in fired] == [(c.article_id, 2)]
         assert [n.event_id for n in notifications(session)] == [a.event_id, c.article_id]
-        moved = session.execute(
-            select(RuleMatch.event_id).where(RuleMatch.article_id.in_([c.article_id, d.article_id]))  # type: ignore[attr-defined]
-        ).scalars()
-        assert set(moved) == {c.article_id}
+        moved = matches_of_articles(session, [c.article_id, d.article_id])
+        assert {m.event_id for m in moved} == {c.article_id}
         # Once notified, the part split off is not notified again.
         e = w.article("s5", event=c.article_id)
         assert alerts.on_changes(session, [e]) == []
@@ -635,7 +633,7 @@ def test_dry_run_lists_firing_events_and_writes_nothing(engine: Engine) -> None:
         assert [f.event_id for f in loose] == [first.event_id, alone.event_id]
         assert make_engine(rule()).dry_run(session, T0 + timedelta(hours=1)) == []
         assert notifications(session) == []
-        assert session.execute(select(RuleMatch)).first() is None
+        assert session.execute(select(ArticleMatch)).first() is None
         assert session.execute(select(AlertState)).first() is None
 
 

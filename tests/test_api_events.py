@@ -11,7 +11,7 @@ from sqlalchemy import Engine, Insert, insert, select, update
 
 from newswatch.api import create_app
 from newswatch.config import Settings
-from newswatch.store.alert_models import RuleMatch
+from newswatch.store.alert_models import ArticleMatch
 from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.event_views import EVENTS
@@ -238,20 +238,13 @@ def test_language_source_and_rule_filters(api: Running, corpus) -> None:  # type
         article_id = session.execute(
             select(ARTICLES.c.id).where(ARTICLES.c.event_id == a).limit(1)
         ).scalar_one()
-        session.add(
-            RuleMatch(
-                rule="mtgox",
-                event_id=a,
-                article_id=article_id,
-                source_id=source_id(engine, rows[0]["source"]),
-                at=utcnow(),
-            )
-        )
+        session.add(ArticleMatch(article_id=article_id, rules={"mtgox": ["gox"], "o'hara": []}))
     ids = lambda **p: {e["id"] for e in api.get("/api/events", params=p).json()["items"]}  # noqa: E731
     assert ids(language="de") == {b}
     assert ids(language="DE") == {b}
     assert ids(rule="mtgox") == {a}
-    assert ids(rule="nothing") == set()
+    assert ids(rule="o'hara") == {a}
+    assert ids(rule="mt") == ids(rule="nothing") == set()
     name = rows[-1]["source"]
     expected = {events[r["event"]] for r in rows if r["source"] == name}
     assert ids(source=source_id(engine, name)) == expected

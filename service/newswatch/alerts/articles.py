@@ -29,11 +29,13 @@ def document(view: ArticleView) -> Document:
     return Document.of(title=view.title, text=view.text, source=names, lang=view.language)
 
 
-def counted_sources(rule: RuleConfig, view: ArticleView) -> list[int]:
-    """The carriers of the article whose matches count for `rule` (its `sources` and
-    `exclude_sources` lists)."""
+def counted_sources(rule: RuleConfig, carriers: Sequence[tuple[int, str]]) -> list[int]:
+    """The ids of the carriers (source id, name) of an article whose matches count for
+    `rule` (its `sources` and `exclude_sources` lists): every carrier when it has neither."""
+    if not rule.sources and not rule.exclude_sources:
+        return [source_id for source_id, _ in carriers]
     return [
         source_id
-        for source_id, name in view.sources
+        for source_id, name in carriers
         if (not rule.sources or name in rule.sources) and name not in rule.exclude_sources
     ]

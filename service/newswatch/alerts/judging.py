@@ -7,11 +7,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import NamedTuple
 
 from newswatch.alerts.config import RuleConfig
 from newswatch.store.alerts import AlertStateRecord
-from newswatch.store.columns import as_utc
+
+
+class Match(NamedTuple):
+    """An article that matched a rule, as judging reads it."""
+
+    article_id: int
+    at: datetime  # the time the article counts at (store/timing.py article_time)
+    sources: Sequence[int]  # the carriers that count for the rule (articles.counted_sources)
+    terms: list[str]  # the words of the rule's query found in it
 
 
 @dataclass
@@ -48,16 +56,19 @@ def corroboration(points: Iterable[tuple[int, datetime]], window: timedelta | No
     return best
 
 
-def judge(rule: RuleConfig, event_id: int, rows: Sequence[Any]) -> tuple[Firing, list[int]] | None:
-    """Whether the matches `rows` (source_id, at, terms, article_id) of a (rule, event) meet
-    the rule: the firing and the matching articles' ids, in order."""
-    if len(rows) < rule.min_sources or len({r.source_id for r in rows}) < rule.min_sources:
+def judge(
+    rule: RuleConfig, event_id: int, matches: Sequence[Match]
+) -> tuple[Firing, list[int]] | None:
+    """Whether the matching articles `matches` of a (rule, event) (each once) meet the rule:
+    the firing and the matching articles' ids, in order."""
+    points = [(source, m.at) for m in matches for source in m.sources]
+    if len(points) < rule.min_sources or len({s for s, _ in points}) < rule.min_sources:
         return None  # too few sources in all: no window can hold enough
-    count = corroboration(((r.source_id, as_utc(r.at)) for r in rows), rule.window)
+    count = corroboration(points, rule.window)
     if count < rule.min_sources:
         return None
-    terms = sorted({t for r in rows for t in r.terms})
-    return Firing(rule.name, event_id, count, terms), sorted({r.article_id for r in rows})
+    terms = sorted({t for m in matches for t in m.terms})
+    return Firing(rule.name, event_id, count, terms), sorted(m.article_id for m in matches)
 
 
 def due_update(rule: RuleConfig, state: AlertStateRecord, sources: int) -> bool:

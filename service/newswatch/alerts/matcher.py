@@ -23,7 +23,6 @@ from operator import itemgetter
 import ahocorasick
 
 from newswatch.alerts.query import (
-    DEFAULT_FIELDS,
     And,
     Document,
     Leaf,
@@ -34,6 +33,7 @@ from newswatch.alerts.query import (
     Term,
     evaluate,
     positive_leaves,
+    present,
 )
 
 # A field set's tag in the automaton: a character no word contains, put before each word.
@@ -108,34 +108,15 @@ def _key(trigger: Trigger) -> str:
     return f"{tag}{word}" if prefix else f"{tag}{word} "
 
 
-# A positive part of a query as `RuleSet.explain` looks it up: (word, field, None, spelling)
-# for a whole word, field None for the default ones (title and text); else (None, None, the
-# term or phrase, spelling), evaluated.
-Explained = tuple[str | None, str | None, Term | Phrase | None, str]
-
-
-def _explained(leaf: Term | Phrase, spelled: str) -> Explained:
-    if isinstance(leaf, Term) and not leaf.prefix:
-        if leaf.fields == DEFAULT_FIELDS:
-            return leaf.word, None, None, spelled
-        if len(leaf.fields) == 1:
-            return leaf.word, leaf.fields[0], None, spelled
-    return None, None, leaf, spelled
-
-
 @dataclass(frozen=True)
 class CompiledRule:
     name: str
     query: Node
     # The query's positive words and phrases, found once (query.present explains a match).
     leaves: list[Leaf] = field(init=False, compare=False, hash=False)
-    # The same, as RuleSet.explain looks them up.
-    explained: list[Explained] = field(init=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        leaves = positive_leaves(self.query)
-        object.__setattr__(self, "leaves", leaves)
-        object.__setattr__(self, "explained", [_explained(*leaf) for leaf in leaves])
+        object.__setattr__(self, "leaves", positive_leaves(self.query))
 
 
 class RuleSet:
@@ -223,10 +204,9 @@ class RuleSet:
 
     def explain(self, doc: Document) -> list[tuple[CompiledRule, list[str]]]:
         """The rules whose query matches `doc`, in configuration order, each with the
-        spellings of its positive words and phrases that `doc` holds, in the query's order:
-        what `query.present` finds, with whole words looked up in the fields' word sets
-        directly (most words of most rules)."""
-        return [(rule, _present(rule.explained, doc)) for rule in self.match(doc)]
+        spellings of its positive words and phrases that `doc` holds, in the query's order
+        (`query.present`)."""
+        return [(rule, present(rule.leaves, doc)) for rule in self.match(doc)]
 
     def match(self, doc: Document) -> list[CompiledRule]:
         """The rules whose query matches `doc`, in configuration order."""
@@ -243,23 +223,3 @@ class RuleSet:
             ):
                 out.append(self.rules[i])
         return out
-
-
-def _present(explained: list[Explained], doc: Document) -> list[str]:
-    """The spellings of the parts in `explained` that `doc` holds (as `query.present`)."""
-    sets = doc.sets
-    title, text = sets.get("title", _EMPTY), sets.get("text", _EMPTY)
-    out = []
-    for word, name, leaf, spelled in explained:
-        if word is None:
-            if evaluate(leaf, doc):  # type: ignore[arg-type]
-                out.append(spelled)
-        elif name is None:
-            if word in title or word in text:
-                out.append(spelled)
-        elif word in sets.get(name, _EMPTY):
-            out.append(spelled)
-    return out
-
-
-_EMPTY: frozenset[str] = frozenset()

@@ -123,11 +123,10 @@ class Document:
 
 def evaluate(node: Node, doc: Document) -> bool:
     if isinstance(node, Term):
-        for name in node.fields:
-            if node.prefix:
-                if doc.has_prefix(name, node.word):
-                    return True
-            elif node.word in doc.sets.get(name, ()):
+        if not node.prefix:
+            return _has_word(doc, node)
+        for name in node.fields:  # noqa: SIM110 (a loop: any() of a generator costs more)
+            if doc.has_prefix(name, node.word):
                 return True
         return False
     if isinstance(node, Phrase):
@@ -137,6 +136,18 @@ def evaluate(node: Node, doc: Document) -> bool:
     if isinstance(node, And):
         return all(evaluate(c, doc) for c in node.children)
     return any(evaluate(c, doc) for c in node.children)
+
+
+def _has_word(doc: Document, term: Term) -> bool:
+    """Whether a field of `term` holds its word (a whole word: a set lookup)."""
+    sets = doc.sets
+    for name in term.fields:  # noqa: SIM110 (a loop: any() of a generator costs more)
+        if term.word in sets.get(name, _NO_WORDS):
+            return True
+    return False
+
+
+_NO_WORDS: frozenset[str] = frozenset()
 
 
 def _has_phrase(doc: Document, name: str, phrase: tuple[str, ...]) -> bool:
@@ -175,8 +186,17 @@ def positive_leaves(node: Node) -> list[Leaf]:
 
 
 def present(leaves: list[Leaf], doc: Document) -> list[str]:
-    """The spellings of the `leaves` found in `doc`."""
-    return [spelled for leaf, spelled in leaves if evaluate(leaf, doc)]
+    """The spellings of the `leaves` found in `doc`. A whole word (most words of most rules)
+    is looked up directly, without `evaluate`'s dispatch on the kind of node: an article
+    matches ~25 of 1,000 rules, and each match is explained (decision 0226)."""
+    out = []
+    for leaf, spelled in leaves:
+        if leaf.__class__ is Term and not leaf.prefix:
+            if _has_word(doc, leaf):
+                out.append(spelled)
+        elif evaluate(leaf, doc):
+            out.append(spelled)
+    return out
 
 
 def matched_terms(node: Node, doc: Document) -> list[str]:

@@ -31,14 +31,14 @@ from newswatch.alerts.articles import (
 )
 from newswatch.alerts.cap import RuleCap
 from newswatch.alerts.config import ChannelConfig, RuleConfig
-from newswatch.alerts.judging import Firing, corroboration, due_update, judge
+from newswatch.alerts.judging import Firing, Match, corroboration, due_update, judge
 from newswatch.alerts.matcher import CompiledRule, RuleSet
 from newswatch.alerts.payload import article_entry, event_payload, listed
 from newswatch.alerts.policy import group_wait, schedule
 from newswatch.grouping.changes import EventChange
 from newswatch.prometheus_registry import RULE_MATCHES
 from newswatch.store import alerts as store
-from newswatch.store.alerts import AlertStateRecord, MatchRow, Pair
+from newswatch.store.alerts import AlertStateRecord, Pair, StoredMatches
 from newswatch.store.columns import utcnow
 from newswatch.store.event_triage import muted_events
 from newswatch.store.outbox import enqueue_many, idempotency_key, open_wait_group
@@ -61,18 +61,18 @@ class Shown:
     def load(
         cls,
         session: Session,
-        judged: Iterable[tuple[int, list[int], Sequence[Any]]],
+        judged: Iterable[tuple[int, list[int], Sequence[Match]]],
         views: Mapping[int, ArticleView] | None = None,
     ) -> Shown:
-        """`judged`: (event id, matching article ids, match rows) of each (rule, event);
+        """`judged`: (event id, matching article ids, matches) of each (rule, event);
         `views`: articles read already this round (the others are read)."""
         events: set[int] = set()
         articles: set[int] = set()
         sources: set[int] = set()
-        for event_id, matched, rows in judged:
+        for event_id, matched, matches in judged:
             events.add(event_id)
             articles.update(listed(matched))
-            sources.update(r.source_id for r in rows)
+            sources.update(s for m in matches for s in m.sources)
         views = views or {}
         unread = sorted(i for i in articles if i not in views)
         shown = [views[i] for i in articles if i in views]
@@ -89,10 +89,10 @@ class Shown:
         firing: Firing,
         revision: int,
         matched: list[int],
-        rows: Sequence[Any],
+        matches: Sequence[Match],
         public_url: str | None,
     ) -> dict[str, Any]:
-        names = {self.names[r.source_id] for r in rows if r.source_id in self.names}
+        names = {self.names[s] for m in matches for s in m.sources if s in self.names}
         return event_payload(
             rule,
             firing,
@@ -138,11 +138,6 @@ class AlertStage:
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
-        # Each rule, and whether every carrier of an article counts for it (no `sources`
-        # lists), by name.
-        self._rule_of = {
-            r.name: (r, not r.sources and not r.exclude_sources) for r in self.rules.values()
-        }
         self.clock = clock
         self.cap = RuleCap.from_settings(settings)
         # Called after a transaction that queued notifications commits (wakes the worker).
@@ -156,68 +151,45 @@ class AlertStage:
         for change in changes:  # merges in the order they happened
             for gone in change.merged_event_ids:
                 waiting |= self._fold_outbox(session, gone, change.event_id)
-        # Matches stored before this round are read back; the round's own are at hand.
-        earlier = store.last_match_id(session)
+        # The round's new articles are matched; their matches are judged from memory and
+        # stored at the end of the round (what is read back is what was stored before).
         new_ids = [c.article_id for c in changes if not c.sighting]
-        # One list per distinct set of matched words: the store encodes each once.
-        spellings: dict[tuple[str, ...], list[str]] = {}
         views = {view.id: view for view in load_articles(session, new_ids)}
-        rows = [row for view in views.values() for row in self._match_rows(view, spellings)]
-        rows += self._copied_matches(session, [c.article_id for c in changes if c.sighting])
-        store.insert_matches(session, rows)
-        fresh: dict[Pair, list[MatchRow]] = defaultdict(list)
-        for row in rows:
-            fresh[(row.rule, row.event_id)].append(row)
+        fresh: dict[Pair, list[Match]] = defaultdict(list)
+        rows = [(view.id, self._match(view, fresh)) for view in views.values()]
+        rows = [(article_id, matched) for article_id, matched in rows if matched]
+        # Known articles seen at one more source: their rules are judged again (the new
+        # carrier is read from the sightings with the others).
         touched = set(fresh)
+        sighted = [c.article_id for c in changes if c.sighting]
+        for stored in store.matches_of_articles(session, sighted):
+            touched |= {(r, stored.event_id) for r in stored.rules if r in self.rules}
         # Events that grew by a merge are judged again with their new members; both parts
         # of a split too (the part split off is a new event to its rules).
         regrouped = {c.event_id for c in changes if c.merged_event_ids}
         for c in changes:
             if c.split is not None:
                 regrouped |= {c.split.event_id, c.split.new_event_id}
-        for event_id, rules in store.rules_of_events(session, regrouped).items():
-            touched |= {(r, event_id) for r in rules if r in self.rules}
-        self._retell(session, waiting)
-        # Events this round opened (and no merge or split touched) have no state and no
-        # earlier matches in the store: nothing to read for them.
+        # Events this round opened (and no merge or split touched) have nothing stored.
         opened = {c.event_id for c in changes if c.opened and c.event_id == c.article_id}
-        return self._decide(session, touched, fresh, earlier, opened - regrouped, views)
+        gather = _Gather(self.rules, fresh, opened - regrouped)
+        for event_id, found in gather.read(session, regrouped).items():
+            touched |= {(r, event_id) for stored in found for r in stored.rules if r in self.rules}
+        self._retell(session, waiting, gather)
+        fired = self._decide(session, touched, gather, views)
+        store.insert_matches(session, rows)
+        return fired
 
-    def _match_rows(
-        self, view: ArticleView, spellings: dict[tuple[str, ...], list[str]]
-    ) -> list[MatchRow]:
-        """A match row per rule the article matches and per source carrying it that counts;
-        `spellings` holds the lists of matched words met so far (shared, never changed)."""
-        doc = document(view)
-        every = [source_id for source_id, _ in view.sources]
-        event_id, article_id, at = view.event_id, view.id, view.at
-        rows = []
-        for compiled, found in self.ruleset.explain(doc):
-            rule, counts_every = self._rule_of[compiled.name]
-            terms = spellings.setdefault(tuple(found), found)
-            for source_id in every if counts_every else counted_sources(rule, view):
-                rows.append(MatchRow(rule.name, event_id, article_id, source_id, at, terms))
-        return rows
-
-    def _copied_matches(self, session: Session, article_ids: list[int]) -> list[MatchRow]:
-        """A known article seen at one more source counts for that source too: its match
-        rows for every counted carrier (those stored already are skipped on insert)."""
-        if not article_ids:
-            return []
-        known = store.matches_of_articles(session, article_ids)
-        if not known:
-            return []
-        views = {v.id: v for v in load_articles(session, sorted({r.article_id for r in known}))}
-        rows = []
-        for row in known:
-            rule, view = self.rules.get(row.rule), views.get(row.article_id)
-            if rule is not None and view is not None:
-                terms = list(row.terms)
-                rows += [
-                    MatchRow(rule.name, view.event_id, view.id, s, view.at, terms)
-                    for s in counted_sources(rule, view)
-                ]
-        return rows
+    def _match(self, view: ArticleView, fresh: dict[Pair, list[Match]]) -> store.Matched:
+        """The rules the article matches that a carrier of it counts for, with the words
+        found ({rule: words}, as stored); each is added to `fresh` under its (rule, event)."""
+        out: store.Matched = {}
+        for compiled, found in self.ruleset.explain(document(view)):
+            rule = self.rules[compiled.name]
+            if counted := counted_sources(rule, view.sources):
+                out[rule.name] = found
+                fresh[(rule.name, view.event_id)].append(Match(view.id, view.at, counted, found))
+        return out
 
     # --- merges: fragments of one story -----------------------------------------------
     def _fold_outbox(self, session: Session, gone: int, keep: int) -> set[Pair]:
@@ -260,12 +232,12 @@ class AlertStage:
             state.revision, state.status = row.revision, "notified"
             store.save_alert_states(session, [state])
 
-    def _retell(self, session: Session, pairs: set[Pair]) -> None:
+    def _retell(self, session: Session, pairs: set[Pair], gather: _Gather) -> None:
         """The waiting notifications of merged events say what the survivor holds now:
         its title, sources and articles (so the one notification covers every fragment)."""
         if not pairs:
             return
-        found = store.matches_of_pairs(session, pairs)
+        found = gather.matches(session, pairs)
         judged = {
             pair: result
             for pair in sorted(pairs)
@@ -281,8 +253,10 @@ class AlertStage:
                     continue
                 if row.status != "pending" or row.attempts:
                     continue
-                rows = found[(rule_name, event_id)]
-                payload = shown.payload(rule, firing, row.revision, matched, rows, self.public_url)
+                matches = found[(rule_name, event_id)]
+                payload = shown.payload(
+                    rule, firing, row.revision, matched, matches, self.public_url
+                )
                 key = idempotency_key(rule_name, event_id, row.revision)
                 store.rewrite_notification(session, row.id, event_id, key, payload)
             if (state := states.get((rule_name, event_id))) is not None:
@@ -294,25 +268,22 @@ class AlertStage:
         self,
         session: Session,
         touched: set[Pair],
-        fresh: dict[Pair, list[MatchRow]],
-        earlier: int | None,
-        new_events: set[int],
+        gather: _Gather,
         views: Mapping[int, ArticleView],
     ) -> list[Firing]:
-        """Judge every (rule, event) that got new matches, with a few statements in all:
-        `fresh` are the round's matches, `earlier` the last match id stored before them,
-        `new_events` events with nothing stored before this round, `views` the round's
-        articles."""
+        """Judge every (rule, event) that got new matches, with a few statements in all
+        (`gather` holds the round's matches and reads the stored ones); `views` are the
+        round's articles."""
         if not touched:
             return []
         # A pair of an event new this round has no state and no earlier matches: with fewer
         # matches than the rule's min_sources it cannot fire (judge would say so), and
         # nothing else is to be done for it.
-        rules = self.rules
+        rules, fresh, new_events = self.rules, gather.fresh, gather.new_events
         touched = {
             pair
             for pair in touched
-            if pair[1] not in new_events or len(fresh.get(pair, ())) >= rules[pair[0]].min_sources
+            if pair[1] not in new_events or _carriers(fresh[pair]) >= rules[pair[0]].min_sources
         }
         known = [pair for pair in touched if pair[1] not in new_events]
         states = store.alert_states(session, known) if known else {}
@@ -324,21 +295,10 @@ class AlertStage:
         ]
         if not open_pairs:
             return []
-        found: dict[Pair, list[Any]] = {}
-        stored_before = [pair for pair in open_pairs if pair[1] not in new_events]
-        if earlier is not None and stored_before:  # else no match was stored before
-            found = store.matches_of_pairs(session, stored_before, up_to_id=earlier)
-        for pair in open_pairs:
-            if (stored_rows := found.get(pair)) is None:
-                found[pair] = fresh.get(pair, [])
-                continue
-            stored = {(m.article_id, m.source_id) for m in stored_rows}
-            stored_rows += [
-                m for m in fresh.get(pair, ()) if (m.article_id, m.source_id) not in stored
-            ]
+        found = gather.matches(session, open_pairs)
         due = []
         for pair in open_pairs:
-            rule = self.rules[pair[0]]
+            rule = rules[pair[0]]
             judged = judge(rule, pair[1], found[pair])
             state = states.get(pair)
             if judged is not None and (state is None or due_update(rule, state, judged[0].sources)):
@@ -346,12 +306,12 @@ class AlertStage:
         if not due:
             return []
         now = self.clock()
-        shown = Shown.load(session, ((f.event_id, m, rows) for _r, f, m, rows in due), views)
+        shown = Shown.load(session, ((f.event_id, m, found) for _r, f, m, found in due), views)
         silenced = store.silenced_rules(session, now)
         self.cap.new_round(session, {rule.name for rule, *_ in due}, now)
-        muted = muted_events(session, {f.event_id for _r, f, _m, _rows in due})
+        muted = muted_events(session, {f.event_id for _r, f, _m, _found in due})
         round_ = Round(now, states, shown, silenced, muted)
-        fired = [f for rule, f, m, rows in due if self._notify(session, round_, rule, f, m, rows)]
+        fired = [f for rule, f, m, ms in due if self._notify(session, round_, rule, f, m, ms)]
         for rule_name, count in Counter(f.rule for f in fired).items():
             RULE_MATCHES.labels(rule_name).inc(count)
         store.save_alert_states(session, round_.changed.values())
@@ -368,7 +328,7 @@ class AlertStage:
         rule: RuleConfig,
         firing: Firing,
         matched: list[int],
-        rows: Sequence[Any],
+        matches: Sequence[Match],
     ) -> bool:
         now, pair = round_.now, (rule.name, firing.event_id)
         state = round_.states.get(pair)
@@ -394,7 +354,9 @@ class AlertStage:
         self.cap.counted(rule.name, now)
         state.status = "notified"
         state.revision += 1
-        payload = round_.shown.payload(rule, firing, state.revision, matched, rows, self.public_url)
+        payload = round_.shown.payload(
+            rule, firing, state.revision, matched, matches, self.public_url
+        )
         for channel_name in rule.channels:
             channel = self.channels[channel_name]
             group = None
@@ -437,7 +399,7 @@ class AlertStage:
                 for compiled, words in self.ruleset.explain(document(view)):
                     rule = self.rules[compiled.name]
                     key = (rule.name, view.event_id)
-                    counted = counted_sources(rule, view)
+                    counted = counted_sources(rule, view.sources)
                     points[key] += [(source_id, view.at) for source_id in counted]
                     if counted:
                         terms[key].update(words)
@@ -450,6 +412,13 @@ class AlertStage:
         return out
 
 
+def _carriers(matches: Sequence[Match]) -> int:
+    """The carriers of `matches` in all (some may be the same source)."""
+    if len(matches) == 1:  # most pairs of a new event: one article
+        return len(matches[0].sources)
+    return sum(len(m.sources) for m in matches)
+
+
 def _join(round_: Round, key: tuple[str, str], group: WaitGroup) -> None:
     """A notification of this round went into wait group `group`: the latest such group is
     the one later notifications join (as outbox.open_wait_group would find it)."""
@@ -458,3 +427,52 @@ def _join(round_: Round, key: tuple[str, str], group: WaitGroup) -> None:
     current = round_.wait_groups.get(key)
     if current is None or group[0] >= current[0]:
         round_.wait_groups[key] = group
+
+
+class _Gather:
+    """The matches of a round's (rule, event) pairs: the round's own, held in memory, and
+    those stored before the round, read once an event (an event the round opened has none)."""
+
+    def __init__(
+        self,
+        rules: Mapping[str, RuleConfig],
+        fresh: dict[Pair, list[Match]],
+        new_events: set[int],
+    ):
+        self.rules = rules
+        self.fresh = fresh
+        self.new_events = new_events
+        self.stored: dict[int, list[StoredMatches]] = {}
+
+    def read(self, session: Session, events: Iterable[int]) -> dict[int, list[StoredMatches]]:
+        """The stored matches of the events' articles (read once an event)."""
+        events = set(events)
+        unread = {e for e in events if e not in self.stored and e not in self.new_events}
+        if unread:
+            found = store.matches_of_events(session, unread)
+            self.stored.update((e, found.get(e, [])) for e in unread)
+        return {e: self.stored.get(e, []) for e in events}
+
+    def matches(self, session: Session, pairs: Iterable[Pair]) -> dict[Pair, list[Match]]:
+        """Every matching article of each pair, once: stored ones first, then the round's
+        (a list of the round's may be returned as it is: not to be changed)."""
+        pairs = list(pairs)
+        wanted: dict[int, set[str]] = defaultdict(set)
+        for rule, event_id in pairs:
+            if event_id not in self.new_events:
+                wanted[event_id].add(rule)
+        self.read(session, wanted)
+        out: dict[Pair, list[Match]] = {}
+        for event_id, names in wanted.items():
+            for stored in self.stored[event_id]:
+                for name in names & stored.rules.keys():
+                    counted = counted_sources(self.rules[name], stored.sources)
+                    if counted:
+                        match = Match(stored.article_id, stored.at, counted, stored.rules[name])
+                        out.setdefault((name, event_id), []).append(match)
+        for pair in pairs:
+            if (found := out.get(pair)) is None:
+                out[pair] = self.fresh.get(pair, [])
+            else:
+                found += self.fresh.get(pair, ())
+        return out

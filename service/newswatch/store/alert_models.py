@@ -1,6 +1,6 @@
-"""Tables of the alerts stage: rule matches, per-(rule, event) state, silences, the outbox
-(the stage reads and writes them through store/alerts.py, store/outbox.py and
-store/deliveries.py).
+"""Tables of the alerts stage: the rules each article matched, per-(rule, event) state,
+silences, the outbox (the stage reads and writes them through store/alerts.py,
+store/outbox.py and store/deliveries.py).
 
 Public interface like every table: documented in docs/schema.md.
 """
@@ -20,22 +20,24 @@ def _ts(**kw: Any) -> Any:
     return Field(sa_type=UTCDateTime, **kw)
 
 
-class RuleMatch(SQLModel, table=True):
-    """That an article, carried by a source, matched a rule's query."""
+class ArticleMatch(SQLModel, table=True):
+    """The rules an article matched, each with the words of its query found in the article:
+    one row an article (decision 0225). A rule is recorded when a source carrying the
+    article counts for it; which carriers count is read from the sightings when a match is
+    judged (the article's event and time from the article)."""
 
-    __tablename__ = "rule_matches"
-    __table_args__ = (
-        UniqueConstraint("rule", "article_id", "source_id", name="uq_rule_matches"),
-        Index("ix_rule_matches_rule_event", "rule", "event_id"),
+    __tablename__ = "article_matches"
+
+    article_id: int = Field(
+        primary_key=True,
+        foreign_key="articles.id",
+        ondelete="CASCADE",
+        sa_column_kwargs={"autoincrement": False},
     )
-
-    id: int | None = Field(default=None, primary_key=True)
-    rule: str = Field(max_length=100)
-    event_id: int = Field(foreign_key="events.id", ondelete="CASCADE")
-    article_id: int = Field(foreign_key="articles.id", ondelete="CASCADE", index=True)
-    source_id: int = Field(foreign_key="sources.id", ondelete="CASCADE")
-    at: datetime = _ts()  # the time the article counts at (store/timing.py article_time)
-    terms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # {rule name: the words and phrases of its query found in the article}
+    rules: dict[str, list[str]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
 
 
 class AlertState(SQLModel, table=True):

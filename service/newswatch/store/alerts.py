@@ -1,19 +1,22 @@
-"""What the alerts stage reads and writes: rule matches, per-(rule, event) alert state,
-silences, the articles and events a notification shows, and the outbox rows a merge folds.
+"""What the alerts stage reads and writes: the rules each article matched, per-(rule, event)
+alert state, silences, the articles and events a notification shows, and the outbox rows a
+merge folds.
 
-Neutral types: ArticleRow (an article as the alerts stage reads it), AlertStateRecord (a
-row of alert_state, held in memory for one decision round).
+Neutral types: ArticleRow (an article as the alerts stage reads it), StoredMatches (an
+article's stored matches, as judging reads them), AlertStateRecord (a row of alert_state,
+held in memory for one decision round).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Row,
     and_,
@@ -21,6 +24,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     null,
     or_,
     select,
@@ -28,20 +32,23 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col
 
-from newswatch.store.alert_models import AlertState, Notification, RuleMatch, Silence
+from newswatch.store.alert_models import AlertState, ArticleMatch, Notification, Silence
 from newswatch.store.columns import as_utc
 from newswatch.store.executemany import executemany
 from newswatch.store.models import Article, Event, Sighting, Source, table_of
 from newswatch.store.timing import article_time, article_time_sql
 from newswatch.store.upsert import insert_ignoring_conflicts
 
-MATCHES = table_of(RuleMatch)
+MATCHES = table_of(ArticleMatch)
 STATES = table_of(AlertState)
 SILENCES = table_of(Silence)
 M = MATCHES.c
 S = STATES.c
 N = table_of(Notification).c
-A = table_of(Article).c
+ARTICLES = table_of(Article)
+A = ARTICLES.c
+SIGHTINGS, SOURCES = table_of(Sighting), table_of(Source)
+SG, SO = SIGHTINGS.c, SOURCES.c
 EV = table_of(Event).c
 # Ids in one IN (...) list.
 CHUNK = 500
@@ -171,78 +178,115 @@ def source_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
     return out
 
 
-# --- rule matches -------------------------------------------------------------------------
-class MatchRow(NamedTuple):
-    """A rule match: to store, and as a decision reads it (a stored row read back by
-    `matches_of_pairs` has these attributes too)."""
-
-    rule: str
-    event_id: int
-    article_id: int
-    source_id: int
-    at: datetime  # the time the article counts at (store/timing.py article_time)
-    terms: list[str]
+# --- rule matches: one row an article (decision 0225) -----------------------------------
+Matched = dict[str, list[str]]  # rule name -> the words of its query found in the article
 
 
-def insert_matches(session: Session, rows: Sequence[MatchRow]) -> None:
-    """Store the matches; ones recorded already (same rule, article and source) are skipped."""
+def insert_matches(session: Session, rows: Sequence[tuple[int, Matched]]) -> None:
+    """Store the rules each article matched, (article id, {rule: words}) a row; an article
+    recorded already keeps its row."""
     if rows:
-        statement = insert_ignoring_conflicts(session, MATCHES, [M.rule, M.article_id, M.source_id])
-        executemany(session, statement, MatchRow._fields, rows)
+        statement = insert_ignoring_conflicts(session, MATCHES, [M.article_id])
+        executemany(session, statement, ("article_id", "rules"), rows)
 
 
-def matches_of_articles(session: Session, article_ids: Sequence[int]) -> list[Row[Any]]:
-    """The rules the articles matched: rule, article_id, terms (once per source)."""
-    out: list[Row[Any]] = []
-    for chunk in _chunks(article_ids):
-        query = select(M.rule, M.article_id, M.terms).where(M.article_id.in_(chunk))
-        out += session.execute(query).all()
-    return out
+@dataclass
+class StoredMatches:
+    """An article's stored matches, with what judging them reads: its event, its time and
+    every source that carried it."""
+
+    article_id: int
+    event_id: int
+    at: datetime  # store/timing.py article_time
+    rules: Matched
+    sources: list[tuple[int, str]] = field(default_factory=list)  # (id, name), first seen first
 
 
-def rules_of_events(session: Session, event_ids: Iterable[int]) -> dict[int, set[str]]:
-    """The rules with matches in each event."""
-    out: dict[int, set[str]] = defaultdict(set)
+def matches_of_events(session: Session, event_ids: Iterable[int]) -> dict[int, list[StoredMatches]]:
+    """The stored matches of the events' articles, by event, in article id order: two
+    statements for every CHUNK events (the rows, their articles' carriers)."""
+    out: dict[int, list[StoredMatches]] = defaultdict(list)
     for chunk in _chunks(sorted(set(event_ids))):
-        query = select(M.event_id, M.rule).where(M.event_id.in_(chunk)).distinct()
-        for event_id, rule in session.execute(query):
-            out[event_id].add(rule)
+        found = _stored_matches(session, _MATCHES_OF_EVENTS, _CARRIERS_OF_EVENTS, chunk)
+        for stored in found:
+            out[stored.event_id].append(stored)
     return out
 
 
-def last_match_id(session: Session) -> int | None:
-    """The id of the latest rule match stored (None: none): rows written after it are new."""
-    return session.execute(select(func.max(M.id))).scalar()
-
-
-def matches_of_pairs(
-    session: Session, pairs: Iterable[Pair], up_to_id: int | None = None
-) -> dict[Pair, list[Any]]:
-    """The matches of each (rule, event) (only those stored up to id `up_to_id`, if given):
-    article_id, source_id, at, terms."""
-    out: dict[Pair, list[Any]] = defaultdict(list)
-    query = _MATCHES_OF_PAIRS if up_to_id is None else _MATCHES_OF_PAIRS_UP_TO
-    for params in _pair_params(pairs):
-        for row in session.execute(query, {**params, "up_to_id": up_to_id}):
-            out[(row.rule, row.event_id)].append(row)
+def matches_of_articles(session: Session, article_ids: Iterable[int]) -> list[StoredMatches]:
+    """The stored matches of the grouped articles among `article_ids`, in id order."""
+    out: list[StoredMatches] = []
+    for chunk in _chunks(sorted(set(article_ids))):
+        out += _stored_matches(session, _MATCHES_OF_ARTICLES, _CARRIERS_OF_ARTICLES, chunk)
     return out
 
 
-_MATCHES_OF_PAIRS = select(M.rule, M.event_id, M.article_id, M.source_id, M.at, M.terms).where(
-    _pairs_in(M.rule, M.event_id)
+def _stored_matches(
+    session: Session, rows: Any, carriers: Any, ids: Sequence[int]
+) -> list[StoredMatches]:
+    found = {
+        r.article_id: StoredMatches(
+            r.article_id,
+            r.event_id,
+            article_time(as_utc(r.published) if r.published else None, as_utc(r.first_seen)),
+            r.rules,
+        )
+        for r in session.execute(rows, {"ids": list(ids)})
+    }
+    for article_id, source_id, name in session.execute(carriers, {"ids": list(ids)}):
+        if (stored := found.get(article_id)) is not None:
+            stored.sources.append((source_id, name))
+    return sorted(found.values(), key=lambda s: s.article_id)
+
+
+# The statements of _stored_matches, compiled once: the matched articles of some events, or
+# some matched articles; then every source that carried them.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_MATCHED_ARTICLES = MATCHES.join(ARTICLES, A.id == M.article_id)
+_MATCHES = (
+    select(M.article_id, A.event_id, A.published, A.first_seen, M.rules)
+    .select_from(_MATCHED_ARTICLES)
+    .where(A.event_id.is_not(None))
 )
-_MATCHES_OF_PAIRS_UP_TO = _MATCHES_OF_PAIRS.where(M.id <= bindparam("up_to_id"))
+_MATCHES_OF_EVENTS = _MATCHES.where(A.event_id.in_(_IDS))
+_MATCHES_OF_ARTICLES = _MATCHES.where(M.article_id.in_(_IDS))
+_CARRIERS = (
+    select(SG.article_id, SG.source_id, SO.name)
+    .select_from(
+        _MATCHED_ARTICLES.join(SIGHTINGS, SG.article_id == M.article_id).join(
+            SOURCES, SO.id == SG.source_id
+        )
+    )
+    .order_by(SG.id)
+)
+_CARRIERS_OF_EVENTS = _CARRIERS.where(A.event_id.in_(_IDS))
+_CARRIERS_OF_ARTICLES = _CARRIERS.where(M.article_id.in_(_IDS))
 
 
-def move_event_matches(session: Session, gone: int, keep: int) -> None:
-    """A merged event's matches belong to the survivor."""
-    session.execute(update(MATCHES).where(M.event_id == gone).values(event_id=keep))
+def _matched_rule_names() -> Any:
+    """The rule names of the article_matches rows as a table to select from (each row's
+    JSON object's keys: json_each, on both stores)."""
+    return func.json_each(M.rules).table_valued("key", joins_implicitly=True)
 
 
-def move_article_matches(session: Session, article_ids: Sequence[int], event_id: int) -> None:
-    """Articles split off into `event_id` take their matches along."""
-    for chunk in _chunks(article_ids):
-        session.execute(update(MATCHES).where(M.article_id.in_(chunk)).values(event_id=event_id))
+def event_matched(event_id: ColumnElement[int], rule: str) -> ColumnElement[bool]:
+    """SQL: whether an article of event `event_id` matched `rule` (the events list's rule
+    filter)."""
+    article = ARTICLES.alias("matched_article")  # never correlated with an outer articles
+    names = _matched_rule_names()
+    return (
+        select(literal(1))
+        .select_from(MATCHES.join(article, article.c.id == M.article_id), names)
+        .where(article.c.event_id == event_id, names.c.key == rule)
+        .exists()
+    )
+
+
+def matched_rule_names(session: Session) -> list[str]:
+    """The names of the rules that matched some article, in order."""
+    names = _matched_rule_names()
+    query = select(names.c.key).select_from(MATCHES, names).distinct().order_by(names.c.key)
+    return [str(name) for name in session.execute(query).scalars()]
 
 
 # --- alert state --------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col
 
-from newswatch.store.alert_models import RuleMatch
+from newswatch.store.alerts import event_matched, matched_rule_names
 from newswatch.store.columns import UTCDateTime
 from newswatch.store.event_triage import EventTriage
 from newswatch.store.models import Article, Sighting, Source, table_of
@@ -56,7 +56,6 @@ EVENTS = table(
 E = EVENTS.c
 A = table_of(Article).c
 S = table_of(Sighting).c
-M = table_of(RuleMatch).c
 T = table_of(EventTriage).c
 MAX_MERGE_HOPS = 50
 # "Growth" counts the distinct sources an event gained in this span before the page's time.
@@ -156,7 +155,7 @@ def _filters(session: Session, query: Any, filters: EventFilter) -> Any:
         )
         query = query.where(carried.exists())
     if filters.rule:
-        query = query.where(exists().where(M.event_id == E.id, M.rule == filters.rule))
+        query = query.where(event_matched(E.id, filters.rule))
     if filters.hide_acknowledged:
         query = query.where(T.acknowledged_at.is_(None))
     if filters.starred:
@@ -366,5 +365,4 @@ def languages_since(session: Session, since: datetime) -> list[str]:
 
 def matched_rules(session: Session) -> list[str]:
     """Names of the rules that matched some event (the page's rule filter)."""
-    rows = session.execute(select(M.rule).group_by(M.rule).order_by(M.rule))
-    return [str(r[0]) for r in rows]
+    return matched_rule_names(session)

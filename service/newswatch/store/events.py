@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
-from newswatch.store.alerts import merge_alert_states, move_article_matches, move_event_matches
+from newswatch.store.alerts import merge_alert_states
 from newswatch.store.columns import as_utc
 from newswatch.store.event_triage import carry_marks
 from newswatch.store.models import Article, Event, Sighting, table_of
@@ -120,10 +120,10 @@ def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
 
 def apply_regroupings(session: Session, regroupings: Sequence[Regrouping], now: datetime) -> None:
     """Merges and splits, in the order they happened, applied to every table that names an
-    event: an absorbed event keeps its row (merged_into) and hands over its articles, rule
-    matches and alert state; a split opens a row for the moved articles (split_from), which
-    take their rule matches along (the notification history stays with the event they
-    left)."""
+    event: an absorbed event keeps its row (merged_into) and hands over its articles (their
+    rule matches follow them: article_matches names no event) and alert state; a split opens
+    a row for the moved articles (split_from) (the notification history stays with the event
+    they left)."""
     for change in regroupings:
         if isinstance(change, Merge):
             _merge(session, change, now)
@@ -139,7 +139,6 @@ def _merge(session: Session, merge: Merge, now: datetime) -> None:
         .where(or_(E.id == gone, E.merged_into == gone))
         .values(merged_into=keep, updated_at=now, revision=E.revision + 1)
     )
-    move_event_matches(session, gone, keep)
     merge_alert_states(session, gone, keep)
     carry_marks(session, gone, keep, now)
 
@@ -165,7 +164,6 @@ def _split(session: Session, split: SplitOff, now: datetime) -> None:
     for start in range(0, len(split.moved), CHUNK):
         moved = split.moved[start : start + CHUNK]
         session.execute(update(ARTICLES).where(A.id.in_(moved)).values(event_id=new_id))
-    move_article_matches(session, split.moved, new_id)
 
 
 def events_of(session: Session, article_ids: list[int]) -> dict[int, int]:

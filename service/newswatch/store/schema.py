@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
-# Every table: the alerts' rule_matches, alert_state, silences, notifications; then the
+# Every table: the alerts' article_matches, alert_state, silences, notifications; then the
 # foundation's sources, fetches, articles, sightings and the grouping's events; the article
 # URLs page sources fetched already; people's marks on events.
 import newswatch.store.alert_models

@@ -21,9 +21,9 @@ from newswatch.fetch.language import language_of
 from newswatch.pipeline import Pipeline, job_results
 from newswatch.prometheus_registry import ARTICLES_STORED
 from newswatch.shared_types import ParsedEntry
-from newswatch.store.articles import admit_entries, store_batch
+from newswatch.store.articles import StoredArticle, admit_entries, store_batch
 from newswatch.store.claims import notify_articles_stored
-from newswatch.store.grouper_lease import queue_late_sightings
+from newswatch.store.grouper_lease import join_article_writers, queue_late_sightings
 from newswatch.store.models import Source
 
 if TYPE_CHECKING:
@@ -47,9 +47,7 @@ class StoringSink(Pipeline):
     ) -> list[IngestResult]:
         admitted = [(source, *admit_entries(entries)) for source, entries in jobs]
         items = [(source, entry) for source, entries, _r in admitted for entry in entries]
-        stored = (
-            store_batch(session, items, language_of=language_of, concurrent=True) if items else []
-        )
+        stored = self._store(session, items) if items else []
         results = job_results(admitted, stored)
         # Articles stored before and now seen at one more source: their events may have one
         # more source, which the grouper counts (single process: pipeline.py does it inline).
@@ -66,3 +64,10 @@ class StoringSink(Pipeline):
         if new:
             notify_articles_stored(session)
         return results
+
+    @staticmethod
+    def _store(session: Session, items: list[tuple[Source, ParsedEntry]]) -> list[StoredArticle]:
+        # Among the article writers before taking article ids: the grouper takes articles
+        # in id order and waits for the writers it saw (docs/decisions/0211).
+        join_article_writers(session)
+        return store_batch(session, items, language_of=language_of, concurrent=True)

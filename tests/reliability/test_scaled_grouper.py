@@ -15,7 +15,6 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -38,6 +37,7 @@ from newswatch.store.grouper_lease import (
 from newswatch.storing_sink import StoringSink
 from tests.conftest import SHARED_DATA, empty_database, shared_corpus
 from tests.reliability.processes import Newswatch, wait_for
+from tests.reliability.scaled_support import grouping_of
 
 ARTICLES = 2400  # of the UCI headlines corpus, in publication order
 CHUNK = 60  # articles stored per transaction, as a fetch worker's batch
@@ -103,30 +103,6 @@ def single_process(engine: Engine, entries: list[tuple[str, ParsedEntry]]) -> No
         with session_scope(engine) as session:
             sources = ensure_sources(session, [name for name, _e in chunk], origin="config")
             pipeline.ingest_jobs(session, [(sources[name], [entry]) for name, entry in chunk])
-
-
-def grouping_of(engine: Engine) -> tuple[dict[int, tuple[Any, ...]], dict[int, tuple[Any, ...]]]:
-    """Every article's place (event, stage, copy of) and every event's identity (merged into,
-    split from) with, for open events, its article count (a merged event's row keeps the
-    count of its last write before the merge, which depends on where batches end, in
-    either mode)."""
-    with engine.connect() as conn:
-        articles = {
-            r[0]: tuple(r[1:])
-            for r in conn.execute(
-                text("SELECT id, event_id, group_stage, duplicate_of FROM articles")
-            )
-        }
-        events = {
-            r[0]: tuple(r[1:])
-            for r in conn.execute(
-                text(
-                    "SELECT id, merged_into, split_from, "
-                    "CASE WHEN merged_into IS NULL THEN article_count END FROM events"
-                )
-            )
-        }
-    return articles, events
 
 
 def _count(engine: Engine, query: str) -> int:

@@ -209,7 +209,13 @@ class AlertStage:
             return []
         views = {v.id: v for v in load_articles(session, sorted({r.article_id for r in known}))}
         rows = []
+        # `known` holds a row per carrier already counted: one of them per (rule, article)
+        # gives the rows of every carrier (each was a row per carrier again: quadratic in
+        # the carriers of a story carried by thousands of feeds).
+        firsts: dict[tuple[str, int], Any] = {}
         for row in known:
+            firsts.setdefault((row.rule, row.article_id), row)
+        for row in firsts.values():
             rule, view = self.rules.get(row.rule), views.get(row.article_id)
             if rule is not None and view is not None:
                 terms = list(row.terms)

@@ -33,11 +33,13 @@ from newswatch.store.grouper_lease import (
     ARTICLES_CHANNEL,
     GROUPED_CHANNEL,
     Deposed,
+    Horizon,
     Lease,
     Origin,
     Overlap,
     articles_by_id,
     hold_lease,
+    horizon_settled,
     iter_batches_after,
     last_seq,
     listen,
@@ -47,6 +49,7 @@ from newswatch.store.grouper_lease import (
     notify,
     place_ungrouped,
     raw_connection,
+    read_horizon,
     read_lease,
     read_origin,
     set_lease_origin,
@@ -62,6 +65,9 @@ from newswatch.store.grouper_lease import (
 
 log = get_logger(__name__)
 
+# How soon a leader looks again when ungrouped articles wait behind a horizon whose
+# writers have not ended yet (a fetch worker's store transaction: milliseconds).
+HORIZON_RECHECK_SECONDS = 0.05
 # A standby replays at most this many logged articles to build the leader's state; beyond
 # it (a long-lived leader), it restores the window as a restarted process does instead.
 REPLAY_LIMIT = 300_000
@@ -182,6 +188,10 @@ class Grouper:
         self.locked = threading.Event()
         self.epoch: int | None = None
         self.state: GroupingState | None = None
+        # Articles are grouped in id order: up to `settled`, whose writers all ended, while
+        # `horizon` waits for its writers (docs/decisions/0211).
+        self.settled = 0
+        self.horizon: Horizon | None = None
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._listen_conn: psycopg.Connection[Any] | None = None
 
@@ -225,9 +235,9 @@ class Grouper:
         threading.Thread(target=wait, name="grouper-lock", daemon=True).start()
         log.info("grouper.standby", holder=self.options.holder)
 
-    def _wait(self) -> None:
+    def _wait(self, seconds: float | None = None) -> None:
         assert self._listen_conn is not None
-        wait_for_notifications(self._listen_conn, self.options.poll_seconds)
+        wait_for_notifications(self._listen_conn, seconds or self.options.poll_seconds)
 
     # --- standby -----------------------------------------------------------------------
     def _follow_or_log(self) -> None:
@@ -315,7 +325,7 @@ class Grouper:
                     self._step_down()
                     return
                 if grouped == 0:  # its transaction renewed the lease's heartbeat
-                    self._wait()
+                    self._wait(HORIZON_RECHECK_SECONDS if self.horizon is not None else None)
 
     def _take_lease(self, session: Any) -> int:
         """Bump the epoch (fencing the previous leader) and name this state's origin, logging
@@ -341,8 +351,9 @@ class Grouper:
         assert self.state is not None and self.epoch is not None
         grouper = self.state.grouper
         with session_scope(self.engine) as session:
-            hold_lease(session, self.epoch)  # first: the fence, and the lease row locked
-            new = ungrouped_articles(session, self.options.batch)
+            up_to = self._settled_top(session)  # reads only: the fence is the first write
+            hold_lease(session, self.epoch)  # the fence, and the lease row locked
+            new = ungrouped_articles(session, self.options.batch, up_to)
             # Taken after the articles: a sighting of one of them is then counted by the
             # recount of its event below, or as a late sighting here (a source set: once).
             late = [sighting_of(a, s) for a, s in take_late_sightings(session, self.options.batch)]
@@ -356,6 +367,22 @@ class Grouper:
             self.state.seq = seq
         log.debug("grouper.batch", articles=len(new), sightings=len(late), epoch=self.epoch)
         return len(new) + len(late)
+
+    def _settled_top(self, session: Any) -> int:
+        """The highest article id a batch may take now: ids are taken in id order, and an
+        id below one taken must not commit later (docs/decisions/0211). A horizon read
+        while writers ran settles once they have all ended; one read without writers has."""
+        if self.horizon is not None and horizon_settled(session, self.horizon):
+            self.settled = max(self.settled, self.horizon.top)
+            self.horizon = None
+        if self.horizon is None:
+            now = read_horizon(session)
+            if now.top > self.settled:
+                if now.writers:
+                    self.horizon = now
+                else:
+                    self.settled = now.top
+        return self.settled
 
     def _group(
         self,

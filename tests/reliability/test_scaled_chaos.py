@@ -37,7 +37,6 @@ from tests.conftest import SHARED_DATA, empty_database, shared_corpus
 from tests.localserver import LocalServer
 from tests.reliability.processes import Newswatch, wait_for
 from tests.reliability.scaled_support import (
-    ITEMS,
     Farm,
     Receiver,
     farm,
@@ -62,6 +61,9 @@ ROUND_SECONDS = 150
 DRAIN_SECONDS = 180
 REFERENCE_CHUNK = 500
 SEED = 16
+# Reports of its own in each version of a feed (beside the round's wire story): grouping
+# thousands of articles (and a fresh standby's replay of them) is what takes the time.
+ITEMS = 1
 
 
 def _corpus() -> list[tuple[str, str]]:

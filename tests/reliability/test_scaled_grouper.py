@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
 from newswatch.cli import main
 from newswatch.config import FileConfig, Settings
@@ -31,6 +32,7 @@ from newswatch.store.grouper_lease import (
     ARTICLES_CHANNEL,
     Deposed,
     bump_epoch,
+    join_article_writers,
     notify,
     read_lease,
 )
@@ -92,6 +94,7 @@ def store_as_fetch_worker(engine: Engine, chunk: list[tuple[str, ParsedEntry]]) 
     """What a fetch worker writes: articles and sightings, no event; then the wake-up."""
     with session_scope(engine) as session:
         sources = ensure_sources(session, [name for name, _e in chunk], origin="config")
+        join_article_writers(session)
         store_batch(session, [(sources[name], entry) for name, entry in chunk])
         notify(session, ARTICLES_CHANNEL)
 
@@ -308,4 +311,40 @@ def test_sightings_of_grouped_articles_count_into_their_events(
         == 5
     )
     assert grouper.group_batch() == 0  # nothing waits: sightings are counted once
+    engine.dispose()
+
+
+def test_an_article_committed_before_an_earlier_id_waits_for_it(
+    pg_urls: tuple[str, str],
+) -> None:
+    """Two fetch workers: the first takes an article id and is still storing when the
+    second takes the next id and commits. The grouper takes nothing past the first's id
+    until the first has ended, then both in id order (docs/decisions/0211): the events do
+    not depend on which worker committed first."""
+    url, _ = pg_urls
+    engine = _migrated(url)
+    first, second = _entries()[:2]
+    with session_scope(engine) as session:
+        ensure_sources(session, [first[0], second[0]], origin="config")
+    grouper = _leading_grouper(engine)
+    slow = Session(engine)
+    try:
+        sources = ensure_sources(slow, [first[0]], origin="config")
+        join_article_writers(slow)
+        (earlier,) = store_batch(slow, [(sources[first[0]], first[1])], concurrent=True)
+        store_as_fetch_worker(engine, [second])  # joins the writers too (StoringSink does)
+        assert _count(engine, "SELECT max(id) FROM articles") > earlier.id
+        assert grouper.group_batch() == 0  # the later id is visible, the earlier one is not
+        assert grouper.horizon is not None
+        slow.commit()
+    finally:
+        slow.close()
+    wait_for(lambda: grouper.group_batch() > 0, 30, "the horizon settled")
+    with engine.connect() as conn:
+        logged = [
+            i
+            for (ids,) in conn.execute(text("SELECT article_ids FROM grouper_batches"))
+            for i in ids
+        ]
+    assert logged == sorted(logged) and logged[0] == earlier.id and len(logged) == 2
     engine.dispose()

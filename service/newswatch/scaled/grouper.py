@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -28,6 +29,7 @@ from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.stage import EventGrouper
 from newswatch.log import get_logger
 from newswatch.store.articles import StoredArticle
+from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.grouper_lease import (
     ARTICLES_CHANNEL,
@@ -47,7 +49,9 @@ from newswatch.store.grouper_lease import (
     log_batch,
     log_origin,
     notify,
+    origin_logged_at,
     place_ungrouped,
+    prune_log,
     raw_connection,
     read_horizon,
     read_lease,
@@ -71,6 +75,11 @@ HORIZON_RECHECK_SECONDS = 0.05
 # A standby replays at most this many logged articles to build the leader's state; beyond
 # it (a long-lived leader), it restores the window as a restarted process does instead.
 REPLAY_LIMIT = 300_000
+# The leader starts a new origin (a checkpoint) once this many articles were logged after
+# its origin, or once its origin is older than the grouping window, and prunes the log
+# before it: the log holds about one window, and a fresh standby replays at most this many
+# articles after restoring the checkpoint (docs/decisions/0212).
+CHECKPOINT_ARTICLES = REPLAY_LIMIT // 2
 
 
 class NotScalable(Exception):
@@ -88,6 +97,9 @@ class GroupingState:
     origin: Origin
     origin_seq: int | None
     seq: int
+    # Articles of the logged batches after the origin this state holds (replayed or
+    # grouped): a checkpoint starts a new origin when they are many (decision 0212).
+    logged: int = 0
     mismatches: int = 0
     restored: int = 0
     replayed: int = 0
@@ -156,6 +168,7 @@ def replay(session: Any, state: GroupingState, batches: list[tuple[int, list[int
                 state.mismatches += 1
         state.seq = seq
         state.replayed += len(new)
+        state.logged += len(ids)
 
 
 @dataclass
@@ -164,6 +177,7 @@ class GrouperOptions:
     poll_seconds: float = 5.0
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     replay_limit: int = REPLAY_LIMIT
+    checkpoint_articles: int = CHECKPOINT_ARTICLES
 
 
 class Grouper:
@@ -192,6 +206,7 @@ class Grouper:
         # `horizon` waits for its writers (docs/decisions/0211).
         self.settled = 0
         self.horizon: Horizon | None = None
+        self.origin_at: datetime | None = None  # when the leader's origin was logged
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._listen_conn: psycopg.Connection[Any] | None = None
 
@@ -319,6 +334,8 @@ class Grouper:
                 self.state = self._build()
                 self.stop.wait(1.0)
                 continue
+            if self._checkpoint_due():
+                self.checkpoint()
             if grouped < self.options.batch:
                 if not lock_alive(self._lock_conn):
                     log.error("grouper.lock_lost", epoch=self.epoch)
@@ -335,7 +352,41 @@ class Grouper:
         if self.state.origin_seq is None:
             self.state.origin_seq = log_origin(session, epoch, self.state.origin)
         set_lease_origin(session, self.state.origin_seq)
+        pruned = prune_log(session, self.state.origin_seq)
+        self.origin_at = origin_logged_at(session, self.state.origin_seq)
+        if pruned:
+            log.info("grouper.log_pruned", rows=pruned, origin_seq=self.state.origin_seq)
         return epoch
+
+    def _checkpoint_due(self) -> bool:
+        """Whether the log after the origin outgrew the checkpoint's bound: in articles, or
+        in age (older than the grouping window, so everything before it is out of it)."""
+        assert self.state is not None
+        if self.state.logged >= self.options.checkpoint_articles:
+            return True
+        window = timedelta(hours=self.grouping.window_hours)
+        return self.origin_at is not None and utcnow() - self.origin_at > window
+
+    def checkpoint(self) -> None:
+        """A new origin: this leader's state restored from the store as it stands (what a
+        restarted single process restores), logged as the lease's origin, fenced like a
+        batch; the log before it pruned. Standbys see the origin move and build from it."""
+        assert self.epoch is not None
+        started = time.perf_counter()
+        self.state = build_state(self.engine, self.grouping, None, 0)
+        with session_scope(self.engine) as session:
+            hold_lease(session, self.epoch)
+            self.state.origin_seq = log_origin(session, self.epoch, self.state.origin)
+            set_lease_origin(session, self.state.origin_seq)
+            pruned = prune_log(session, self.state.origin_seq)
+            self.origin_at = origin_logged_at(session, self.state.origin_seq)
+        log.info(
+            "grouper.checkpoint",
+            origin_seq=self.state.origin_seq,
+            restored=self.state.restored,
+            pruned=pruned,
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
     def _step_down(self) -> None:
         """Give the lock up (closing its session) and become a standby with a state built
@@ -365,6 +416,7 @@ class Grouper:
             notify(session, GROUPED_CHANNEL)
         if seq is not None:
             self.state.seq = seq
+            self.state.logged += len(new)
         log.debug("grouper.batch", articles=len(new), sightings=len(late), epoch=self.epoch)
         return len(new) + len(late)
 

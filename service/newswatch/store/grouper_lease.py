@@ -442,6 +442,22 @@ def snapshot(engine: Engine) -> Iterator[Session]:
             session.rollback()
 
 
+def origin_logged_at(session: Session, seq: int) -> datetime | None:
+    """When the origin row `seq` was logged (None: no such row)."""
+    return session.execute(
+        select(func.min(B.created_at, type_=UTCDateTime)).where(B.seq == seq)
+    ).scalar()
+
+
+def prune_log(session: Session, origin_seq: int) -> int:
+    """Delete the logged batches and origins before `origin_seq`, the lease's origin: a
+    state is built from the lease's origin and the batches after it only, so nothing reads
+    them again (a standby building from an older origin reads them in its own snapshot,
+    which still holds them). How many rows went."""
+    result = session.execute(BATCHES.delete().where(B.seq < origin_seq))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def last_seq(session: Session) -> int:
     return int(session.execute(select(func.coalesce(func.max(B.seq), 0))).scalar_one())
 

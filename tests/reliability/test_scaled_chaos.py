@@ -190,7 +190,7 @@ def _kill_mid_work(cluster: Cluster, engine: Engine, the_farm: Farm, round_feeds
 def _retried_feeds(scheduler: Newswatch, engine: Engine) -> Counter[int]:
     """Feeds whose batch the scheduler queued again (its worker was killed), and how often."""
     with engine.connect() as conn:
-        names = dict(conn.execute(text("SELECT id, name FROM sources")).tuples().all())
+        names = {row[0]: row[1] for row in conn.execute(text("SELECT id, name FROM sources"))}
     retried: Counter[int] = Counter()
     for line in scheduler.logged("retrying a batch whose worker stopped"):
         for source_id in line["source_ids"]:  # type: ignore[union-attr]

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -35,6 +36,7 @@ from newswatch.store.grouper_lease import (
     join_article_writers,
     notify,
     read_lease,
+    ungrouped_articles,
 )
 from newswatch.storing_sink import StoringSink
 from tests.conftest import SHARED_DATA, empty_database, shared_corpus
@@ -348,3 +350,87 @@ def test_an_article_committed_before_an_earlier_id_waits_for_it(
         ]
     assert logged == sorted(logged) and logged[0] == earlier.id and len(logged) == 2
     engine.dispose()
+
+
+def _grouper(engine: Engine, checkpoint_articles: int) -> Grouper:
+    options = GrouperOptions(batch=GROUPER_BATCH, checkpoint_articles=checkpoint_articles)
+    grouper = Grouper(engine, FileConfig(), Settings(), options)
+    grouper.state = grouper._build()
+    return grouper
+
+
+def _lead(grouper: Grouper) -> None:
+    """Become the leader as the lock thread's process does: the lease, the origin logged."""
+    grouper.locked.set()
+    with session_scope(grouper.engine) as session:
+        grouper.epoch = grouper._take_lease(session)
+
+
+def _drain(grouper: Grouper) -> int:
+    """What the leader's loop does until nothing waits: batches, a checkpoint when due."""
+    checkpoints = 0
+    while grouper.group_batch() or grouper.horizon is not None:
+        if grouper._checkpoint_due():
+            grouper.checkpoint()
+            checkpoints += 1
+    return checkpoints
+
+
+def _placements(grouper: Grouper, articles: list[Any]) -> list[tuple[Any, ...]]:
+    assert grouper.state is not None
+    return [
+        (d.event_id, d.stage, round(float(d.score), 4), d.duplicate_of)
+        for _a, d, _w in grouper.state.grouper.decide(articles)
+    ]
+
+
+def test_checkpoints_prune_the_log_and_standbys_build_the_leaders_state_from_them(
+    pg_urls: tuple[str, str],
+) -> None:
+    """The leader starts a new origin every 100 logged articles and prunes the log before
+    it. A standby that was following moves to the new origin; a standby started afresh
+    restores the checkpoint and replays only the tail. Both then hold the leader's state:
+    the next articles get the same decisions from all three (docs/decisions/0212)."""
+    url, _ = pg_urls
+    engine = _migrated(url)
+    entries = _entries()[:660]
+    chunks = list(_chunks(entries))
+    for chunk in chunks[:4]:
+        store_as_fetch_worker(engine, chunk)
+    leader = _grouper(engine, checkpoint_articles=100)
+    _lead(leader)
+    following = _grouper(engine, checkpoint_articles=100)
+    first_origin = _lease_origin(engine)
+    assert _drain(leader) >= 2
+    for chunk in chunks[4:-1]:
+        store_as_fetch_worker(engine, chunk)
+    _drain(leader)
+    origin = _lease_origin(engine)
+    assert origin > first_origin
+    # The log starts at the lease's origin: everything before it is gone.
+    assert _count(engine, "SELECT min(seq) FROM grouper_batches") == origin
+    logged_after = _count(engine, "SELECT count(*) FROM grouper_batches WHERE origin IS NULL")
+    assert 0 < logged_after <= 100 // GROUPER_BATCH + 1
+    following._follow()
+    fresh = _grouper(engine, checkpoint_articles=100)
+    for standby in (following, fresh):
+        assert standby.state is not None and leader.state is not None
+        assert standby.state.origin_seq == origin
+        assert standby.state.seq == leader.state.seq
+        assert standby.state.mismatches == 0
+        assert standby.state.replayed <= 100 + GROUPER_BATCH
+    store_as_fetch_worker(engine, chunks[-1])
+    with session_scope(engine) as session:
+        upcoming = ungrouped_articles(session, 100)
+    assert len(upcoming) == len(chunks[-1])
+    expected = _placements(leader, upcoming)
+    assert _placements(following, upcoming) == expected
+    assert _placements(fresh, upcoming) == expected
+    engine.dispose()
+
+
+def _lease_origin(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        lease = read_lease(session)
+    assert lease is not None
+    return lease.origin_seq

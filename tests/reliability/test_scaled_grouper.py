@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -434,3 +435,61 @@ def _lease_origin(engine: Engine) -> int:
         lease = read_lease(session)
     assert lease is not None
     return lease.origin_seq
+
+
+def test_the_real_grouping_lock_picks_one_leader_and_passes_to_the_standby(
+    pg_urls: tuple[str, str],
+) -> None:
+    """Two groupers in threads on the real Postgres advisory lock (the other tests here
+    hand the lock to one by hand): one leads, the other waits on the lock; when the
+    leader's lock session ends (as when its process dies) the standby gets the lock, bumps
+    the epoch and groups what comes next, and the old leader steps down to wait."""
+    url, _ = pg_urls
+    engine = _migrated(url)
+    chunks = list(_chunks(_entries()[: 2 * CHUNK]))
+    store_as_fetch_worker(engine, chunks[0])
+
+    def grouper(holder: str) -> Grouper:
+        options = GrouperOptions(batch=GROUPER_BATCH, poll_seconds=0.2, holder=holder)
+        return Grouper(engine, FileConfig(), Settings(), options)
+
+    def holder() -> str | None:
+        with session_scope(engine) as session:
+            lease = read_lease(session)
+        return None if lease is None else lease.holder
+
+    first, second = grouper("first:1"), grouper("second:2")
+    threads = [threading.Thread(target=g.run, daemon=True) for g in (first, second)]
+    try:
+        threads[0].start()
+        wait_for(
+            lambda: holder() == "first:1" and _count(engine, GROUPED) == CHUNK, 120, "first leads"
+        )
+        threads[1].start()
+        wait_for(lambda: second.state is not None, 120, "the second's state built")
+        assert not second.locked.is_set()  # it waits on the lock the first holds
+        assert first._lock_conn is not None
+        # The leader's lock session ends, as when its process dies (ended by the server:
+        # closing the connection from this thread could race the grouper's own use of it).
+        with engine.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(:pid)"),
+                {"pid": first._lock_conn.info.backend_pid},
+            )
+        wait_for(lambda: holder() == "second:2", 120, "the standby leads")
+        store_as_fetch_worker(engine, chunks[1])
+        wait_for(lambda: _count(engine, GROUPED) == 2 * CHUNK, 120, "the next articles grouped")
+        wait_for(lambda: not first.locked.is_set(), 120, "the old leader stepped down")
+        with session_scope(engine) as session:
+            lease = read_lease(session)
+        assert lease is not None and lease.epoch == 2
+    finally:
+        for g in (first, second):
+            g.stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    engine.dispose()
+
+
+GROUPED = "SELECT count(*) FROM articles WHERE event_id IS NOT NULL"

@@ -319,6 +319,8 @@ class Grouper:
         while not self.stop.is_set():
             try:
                 grouped = self.group_batch()
+                if self._checkpoint_due():  # fenced like a batch; on failure, rebuilt
+                    self.checkpoint()
             except Deposed as exc:
                 log.warning("grouper.deposed", epoch=self.epoch, error=str(exc))
                 self._step_down()
@@ -328,14 +330,12 @@ class Grouper:
                 self._step_down()
                 return
             except Exception:
-                # The batch rolled back but the in-memory grouping took it: rebuild it from
-                # the store (the origin and the log), then try again.
+                # The batch (or checkpoint) rolled back but the in-memory grouping took it:
+                # rebuild it from the store (the lease's origin and the log), then try again.
                 log.exception("grouper.batch_failed", epoch=self.epoch)
                 self.state = self._build()
                 self.stop.wait(1.0)
                 continue
-            if self._checkpoint_due():
-                self.checkpoint()
             if grouped < self.options.batch:
                 if not lock_alive(self._lock_conn):
                     log.error("grouper.lock_lost", epoch=self.epoch)

@@ -122,13 +122,6 @@ class Farm:
         with self.lock:
             return all(self.downloads[(n, self.generation.get(n, 0))] for n in range(self.feeds))
 
-    def downloaded(self) -> int:
-        """How many feeds' current version was downloaded."""
-        with self.lock:
-            return sum(
-                1 for n in range(self.feeds) if self.downloads[(n, self.generation.get(n, 0))]
-            )
-
 
 @contextmanager
 def farm(

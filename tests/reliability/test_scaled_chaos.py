@@ -155,7 +155,9 @@ def _backlog(engine: Engine) -> int:
     return scalar(engine, "SELECT count(*) FROM articles WHERE event_id IS NULL")
 
 
-def _kill_mid_work(cluster: Cluster, engine: Engine, the_farm: Farm, round_feeds: list[int]):
+def _kill_mid_work(
+    cluster: Cluster, engine: Engine, the_farm: Farm, round_feeds: list[int]
+) -> None:
     """Kill a random fetch worker while the round's downloads are under way, then the
     leading grouper while articles wait for it (both mid-batch), and start new ones."""
     rng = random.Random(SEED + sum(cluster.killed.values()))
@@ -170,7 +172,9 @@ def _kill_mid_work(cluster: Cluster, engine: Engine, the_farm: Farm, round_feeds
         ROUND_SECONDS,
         "a quarter of the round downloaded",
     )
-    cluster.kill(rng.choice(cluster.live["fetch"]), "fetch")
+    # A worker that is polling (one started a moment ago may still be importing).
+    working = [w for w in cluster.live["fetch"] if '"event": "fetch"' in w.log_text()]
+    cluster.kill(rng.choice(working or cluster.live["fetch"]), "fetch")
     grouped = _grouped(engine)
     wait_for(
         lambda: (

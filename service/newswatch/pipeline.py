@@ -202,7 +202,20 @@ class Pipeline:
         transaction: a few statements for the whole batch, in the order given."""
         admitted = [(source, *admit_entries(entries)) for source, entries in jobs]
         items = [(source, entry) for source, entries, _r in admitted for entry in entries]
-        grouper = self.restored_grouper() if items else None
+        stored, changes = self.store_entries(session, items) if items else ([], [])
+        results = job_results(admitted, stored)
+        ARTICLES_STORED.inc(sum(1 for a in stored if a.is_new))
+        if changes:
+            _share_changes(results, changes)
+        return results
+
+    def store_entries(
+        self, session: Session, items: list[tuple[Source, ParsedEntry]]
+    ) -> tuple[list[StoredArticle], list[EventChange]]:
+        """The stages after admission: store the entries (one StoredArticle each, in
+        order), group the new articles and judge the alerts; the grouping's changes. (The
+        scaled mode's fetch workers store only: storing_sink.py.)"""
+        grouper = self.restored_grouper()
         # The grouping decides on the new articles before they are inserted (their ids
         # reserved), so each row is written once with its event columns.
         placed: list[Placement] = []
@@ -213,26 +226,19 @@ class Pipeline:
             placed.extend(decisions)
             return grouper.article_columns(decisions)
 
-        stored = (
-            store_batch(
-                session,
-                items,
-                assign=assign if grouper is not None else None,
-                language_of=language_of,
-            )
-            if items
-            else []
+        stored = store_batch(
+            session,
+            items,
+            assign=assign if grouper is not None else None,
+            language_of=language_of,
         )
-        results = job_results(admitted, stored)
-        ARTICLES_STORED.inc(sum(1 for a in stored if a.is_new))
         changes: list[EventChange] = []
         if grouper is not None and stored:
             changes = grouper.finish(session, stored, placed)
             NEAR_DUPLICATES.inc(sum(1 for c in changes if c.duplicate_of is not None))
-            _share_changes(results, changes)
         if self.alert_engine is not None and changes:
             self.alert_engine.on_changes(session, changes)
-        return results
+        return stored, changes
 
 
 def job_results(

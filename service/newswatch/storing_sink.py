@@ -16,14 +16,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newswatch.config import FileConfig, Settings
-from newswatch.fetch.entry_sink import IngestResult
 from newswatch.fetch.language import language_of
-from newswatch.pipeline import Pipeline, job_results
-from newswatch.prometheus_registry import ARTICLES_STORED
+from newswatch.grouping.changes import EventChange
+from newswatch.pipeline import Pipeline
 from newswatch.shared_types import ParsedEntry
-from newswatch.store.articles import admit_entries, store_batch
+from newswatch.store.articles import StoredArticle, store_batch
 from newswatch.store.claims import notify_articles_stored
-from newswatch.store.grouper_lease import queue_late_sightings
+from newswatch.store.grouper_lease import join_article_writers, queue_late_sightings
 from newswatch.store.models import Source
 
 if TYPE_CHECKING:
@@ -42,15 +41,16 @@ class StoringSink(Pipeline):
         builds the grouping stage nor restores its window."""
         return None
 
-    def ingest_jobs(
-        self, session: Session, jobs: list[tuple[Source, list[ParsedEntry]]]
-    ) -> list[IngestResult]:
-        admitted = [(source, *admit_entries(entries)) for source, entries in jobs]
-        items = [(source, entry) for source, entries, _r in admitted for entry in entries]
-        stored = (
-            store_batch(session, items, language_of=language_of, concurrent=True) if items else []
-        )
-        results = job_results(admitted, stored)
+    def store_entries(
+        self, session: Session, items: list[tuple[Source, ParsedEntry]]
+    ) -> tuple[list[StoredArticle], list[EventChange]]:
+        """Store only (ON CONFLICT DO NOTHING beside the other workers); no changes: the
+        grouper groups and alerts. Admission, the jobs' results and the stored-articles
+        count are the pipeline's (Pipeline.ingest_jobs)."""
+        # Among the article writers before taking article ids: the grouper takes articles
+        # in id order and waits for the writers it saw (docs/decisions/0211).
+        join_article_writers(session)
+        stored = store_batch(session, items, language_of=language_of, concurrent=True)
         # Articles stored before and now seen at one more source: their events may have one
         # more source, which the grouper counts (single process: pipeline.py does it inline).
         queue_late_sightings(
@@ -61,8 +61,6 @@ class StoringSink(Pipeline):
                 if not a.is_new and a.new_sighting and a.source_id is not None
             ],
         )
-        new = sum(1 for a in stored if a.is_new)
-        ARTICLES_STORED.inc(new)
-        if new:
+        if any(a.is_new for a in stored):
             notify_articles_stored(session)
-        return results
+        return stored, []

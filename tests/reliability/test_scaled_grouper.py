@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
 from newswatch.cli import main
 from newswatch.config import FileConfig, Settings
@@ -32,12 +34,15 @@ from newswatch.store.grouper_lease import (
     ARTICLES_CHANNEL,
     Deposed,
     bump_epoch,
+    join_article_writers,
     notify,
     read_lease,
+    ungrouped_articles,
 )
 from newswatch.storing_sink import StoringSink
 from tests.conftest import SHARED_DATA, empty_database, shared_corpus
 from tests.reliability.processes import Newswatch, wait_for
+from tests.reliability.scaled_support import grouping_of
 
 ARTICLES = 2400  # of the UCI headlines corpus, in publication order
 CHUNK = 60  # articles stored per transaction, as a fetch worker's batch
@@ -92,6 +97,7 @@ def store_as_fetch_worker(engine: Engine, chunk: list[tuple[str, ParsedEntry]]) 
     """What a fetch worker writes: articles and sightings, no event; then the wake-up."""
     with session_scope(engine) as session:
         sources = ensure_sources(session, [name for name, _e in chunk], origin="config")
+        join_article_writers(session)
         store_batch(session, [(sources[name], entry) for name, entry in chunk])
         notify(session, ARTICLES_CHANNEL)
 
@@ -103,30 +109,6 @@ def single_process(engine: Engine, entries: list[tuple[str, ParsedEntry]]) -> No
         with session_scope(engine) as session:
             sources = ensure_sources(session, [name for name, _e in chunk], origin="config")
             pipeline.ingest_jobs(session, [(sources[name], [entry]) for name, entry in chunk])
-
-
-def grouping_of(engine: Engine) -> tuple[dict[int, tuple[Any, ...]], dict[int, tuple[Any, ...]]]:
-    """Every article's place (event, stage, copy of) and every event's identity (merged into,
-    split from) with, for open events, its article count (a merged event's row keeps the
-    count of its last write before the merge, which depends on where batches end, in
-    either mode)."""
-    with engine.connect() as conn:
-        articles = {
-            r[0]: tuple(r[1:])
-            for r in conn.execute(
-                text("SELECT id, event_id, group_stage, duplicate_of FROM articles")
-            )
-        }
-        events = {
-            r[0]: tuple(r[1:])
-            for r in conn.execute(
-                text(
-                    "SELECT id, merged_into, split_from, "
-                    "CASE WHEN merged_into IS NULL THEN article_count END FROM events"
-                )
-            )
-        }
-    return articles, events
 
 
 def _count(engine: Engine, query: str) -> int:
@@ -333,3 +315,181 @@ def test_sightings_of_grouped_articles_count_into_their_events(
     )
     assert grouper.group_batch() == 0  # nothing waits: sightings are counted once
     engine.dispose()
+
+
+def test_an_article_committed_before_an_earlier_id_waits_for_it(
+    pg_urls: tuple[str, str],
+) -> None:
+    """Two fetch workers: the first takes an article id and is still storing when the
+    second takes the next id and commits. The grouper takes nothing past the first's id
+    until the first has ended, then both in id order (docs/decisions/0211): the events do
+    not depend on which worker committed first."""
+    url, _ = pg_urls
+    engine = _migrated(url)
+    first, second = _entries()[:2]
+    with session_scope(engine) as session:
+        ensure_sources(session, [first[0], second[0]], origin="config")
+    grouper = _leading_grouper(engine)
+    slow = Session(engine)
+    try:
+        sources = ensure_sources(slow, [first[0]], origin="config")
+        join_article_writers(slow)
+        (earlier,) = store_batch(slow, [(sources[first[0]], first[1])], concurrent=True)
+        store_as_fetch_worker(engine, [second])  # joins the writers too (StoringSink does)
+        assert _count(engine, "SELECT max(id) FROM articles") > earlier.id
+        assert grouper.group_batch() == 0  # the later id is visible, the earlier one is not
+        assert grouper.horizon is not None
+        slow.commit()
+    finally:
+        slow.close()
+    wait_for(lambda: grouper.group_batch() > 0, 30, "the horizon settled")
+    with engine.connect() as conn:
+        logged = [
+            i
+            for (ids,) in conn.execute(text("SELECT article_ids FROM grouper_batches"))
+            for i in ids
+        ]
+    assert logged == sorted(logged) and logged[0] == earlier.id and len(logged) == 2
+    engine.dispose()
+
+
+def _grouper(engine: Engine, checkpoint_articles: int) -> Grouper:
+    options = GrouperOptions(batch=GROUPER_BATCH, checkpoint_articles=checkpoint_articles)
+    grouper = Grouper(engine, FileConfig(), Settings(), options)
+    grouper.state = grouper._build()
+    return grouper
+
+
+def _lead(grouper: Grouper) -> None:
+    """Become the leader as the lock thread's process does: the lease, the origin logged."""
+    grouper.locked.set()
+    with session_scope(grouper.engine) as session:
+        grouper.epoch = grouper._take_lease(session)
+
+
+def _drain(grouper: Grouper) -> int:
+    """What the leader's loop does until nothing waits: batches, a checkpoint when due."""
+    checkpoints = 0
+    while grouper.group_batch() or grouper.horizon is not None:
+        if grouper._checkpoint_due():
+            grouper.checkpoint()
+            checkpoints += 1
+    return checkpoints
+
+
+def _placements(grouper: Grouper, articles: list[Any]) -> list[tuple[Any, ...]]:
+    assert grouper.state is not None
+    return [
+        (d.event_id, d.stage, round(float(d.score), 4), d.duplicate_of)
+        for _a, d, _w in grouper.state.grouper.decide(articles)
+    ]
+
+
+def test_checkpoints_prune_the_log_and_standbys_build_the_leaders_state_from_them(
+    pg_urls: tuple[str, str],
+) -> None:
+    """The leader starts a new origin every 100 logged articles and prunes the log before
+    it. A standby that was following moves to the new origin; a standby started afresh
+    restores the checkpoint and replays only the tail. Both then hold the leader's state:
+    the next articles get the same decisions from all three (docs/decisions/0212)."""
+    url, _ = pg_urls
+    engine = _migrated(url)
+    entries = _entries()[:660]
+    chunks = list(_chunks(entries))
+    for chunk in chunks[:4]:
+        store_as_fetch_worker(engine, chunk)
+    leader = _grouper(engine, checkpoint_articles=100)
+    _lead(leader)
+    following = _grouper(engine, checkpoint_articles=100)
+    first_origin = _lease_origin(engine)
+    assert _drain(leader) >= 2
+    for chunk in chunks[4:-1]:
+        store_as_fetch_worker(engine, chunk)
+    _drain(leader)
+    origin = _lease_origin(engine)
+    assert origin > first_origin
+    # The log starts at the lease's origin: everything before it is gone.
+    assert _count(engine, "SELECT min(seq) FROM grouper_batches") == origin
+    logged_after = _count(engine, "SELECT count(*) FROM grouper_batches WHERE origin IS NULL")
+    assert 0 < logged_after <= 100 // GROUPER_BATCH + 1
+    following._follow()
+    fresh = _grouper(engine, checkpoint_articles=100)
+    for standby in (following, fresh):
+        assert standby.state is not None and leader.state is not None
+        assert standby.state.origin_seq == origin
+        assert standby.state.seq == leader.state.seq
+        assert standby.state.mismatches == 0
+        assert standby.state.replayed <= 100 + GROUPER_BATCH
+    store_as_fetch_worker(engine, chunks[-1])
+    with session_scope(engine) as session:
+        upcoming = ungrouped_articles(session, 100)
+    assert upcoming  # (a chunk's repeated texts are one article: fewer than its entries)
+    expected = _placements(leader, upcoming)
+    assert _placements(following, upcoming) == expected
+    assert _placements(fresh, upcoming) == expected
+    engine.dispose()
+
+
+def _lease_origin(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        lease = read_lease(session)
+    assert lease is not None
+    return lease.origin_seq
+
+
+def test_the_real_grouping_lock_picks_one_leader_and_passes_to_the_standby(
+    pg_urls: tuple[str, str],
+) -> None:
+    """Two groupers in threads on the real Postgres advisory lock (the other tests here
+    hand the lock to one by hand): one leads, the other waits on the lock; when the
+    leader's lock session ends (as when its process dies) the standby gets the lock, bumps
+    the epoch and groups what comes next, and the old leader steps down to wait."""
+    url, _ = pg_urls
+    engine = _migrated(url)
+    chunks = list(_chunks(_entries()[: 2 * CHUNK]))
+    store_as_fetch_worker(engine, chunks[0])
+
+    def grouper(holder: str) -> Grouper:
+        options = GrouperOptions(batch=GROUPER_BATCH, poll_seconds=0.2, holder=holder)
+        return Grouper(engine, FileConfig(), Settings(), options)
+
+    def holder() -> str | None:
+        with session_scope(engine) as session:
+            lease = read_lease(session)
+        return None if lease is None else lease.holder
+
+    first, second = grouper("first:1"), grouper("second:2")
+    threads = [threading.Thread(target=g.run, daemon=True) for g in (first, second)]
+    try:
+        threads[0].start()
+        wait_for(
+            lambda: holder() == "first:1" and _count(engine, GROUPED) == CHUNK, 120, "first leads"
+        )
+        threads[1].start()
+        wait_for(lambda: second.state is not None, 120, "the second's state built")
+        assert not second.locked.is_set()  # it waits on the lock the first holds
+        assert first._lock_conn is not None
+        # The leader's lock session ends, as when its process dies (ended by the server:
+        # closing the connection from this thread could race the grouper's own use of it).
+        with engine.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(:pid)"),
+                {"pid": first._lock_conn.info.backend_pid},
+            )
+        wait_for(lambda: holder() == "second:2", 120, "the standby leads")
+        store_as_fetch_worker(engine, chunks[1])
+        wait_for(lambda: _count(engine, GROUPED) == 2 * CHUNK, 120, "the next articles grouped")
+        wait_for(lambda: not first.locked.is_set(), 120, "the old leader stepped down")
+        with session_scope(engine) as session:
+            lease = read_lease(session)
+        assert lease is not None and lease.epoch == 2
+    finally:
+        for g in (first, second):
+            g.stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    engine.dispose()
+
+
+GROUPED = "SELECT count(*) FROM articles WHERE event_id IS NOT NULL"

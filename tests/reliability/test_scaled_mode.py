@@ -16,7 +16,7 @@ from pathlib import Path
 from newswatch.store.db import make_engine, upgrade
 from tests.localserver import LocalServer
 from tests.reliability.processes import wait_for
-from tests.reliability.test_scaled_roles import (
+from tests.reliability.scaled_support import (
     SETTLE_SECONDS,
     Receiver,
     expected_articles,

@@ -12,157 +12,34 @@ Conditions are polled for (tests/reliability/processes.py wait_for), never slept
 
 from __future__ import annotations
 
-import asyncio
-import json
 import signal
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-import pytest
-from aiohttp import web
 from sqlalchemy import Engine, text
 
 from newswatch.store.db import make_engine, session_scope, upgrade
 from newswatch.store.outbox import enqueue
 from tests.localserver import LocalServer
-from tests.reliability.processes import Newswatch, wait_for
+from tests.reliability.processes import wait_for
+from tests.reliability.scaled_support import (
+    HOSTS,
+    ITEMS,
+    RETRY_SECONDS,
+    SETTLE_SECONDS,
+    Receiver,
+    expected_articles,
+    farm,
+    postgres_only,
+    problems,
+    role,
+    running,
+    scalar,
+    write_config,
+)
 
-postgres_only = pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
-
-HOSTS = 4  # servers on ports of their own: four hosts to the fetchers' politeness
 FEEDS = 240
-ITEMS = 3
-SETTLE_SECONDS = 180
-# A batch whose worker was killed runs again once the worker's heartbeat is missed (30 s).
-RETRY_SECONDS = 240
-PROBLEMS = ("UniqueViolation", "IntegrityError", "deadlock", "Traceback")
-
-
-@dataclass
-class Farm:
-    """Feeds on several local servers; `generation[n]` is feed n's content version."""
-
-    servers: list[LocalServer]
-    feeds: int
-    generation: dict[int, int] = field(default_factory=dict)
-    downloads: Counter[tuple[int, int]] = field(default_factory=Counter)
-    not_modified: Counter[int] = field(default_factory=Counter)
-    hold: set[int] = field(default_factory=set)  # feeds whose answer waits for `release`
-    held: set[int] = field(default_factory=set)  # feeds with a request waiting now
-    release: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    in_flight: Counter[int] = field(default_factory=Counter)  # requests under way, by port
-    most_in_flight: Counter[int] = field(default_factory=Counter)
-
-    def url(self, n: int) -> str:
-        return self.servers[n % len(self.servers)].url(f"/feed/{n}")
-
-    async def handle(self, request: web.Request) -> web.Response:
-        port = request.url.port or 0
-        with self.lock:
-            self.in_flight[port] += 1
-            self.most_in_flight[port] = max(self.most_in_flight[port], self.in_flight[port])
-        try:
-            # A moment's work, so that requests from two workers would overlap here.
-            await asyncio.sleep(0.01)
-            return await self._answer(request)
-        finally:
-            with self.lock:
-                self.in_flight[port] -= 1
-
-    async def _answer(self, request: web.Request) -> web.Response:
-        n = int(request.path.rsplit("/", 1)[1])
-        if n in self.hold and not self.release.is_set():
-            self.held.add(n)
-            while not self.release.is_set():
-                await asyncio.sleep(0.05)
-        with self.lock:
-            gen = self.generation.get(n, 0)
-            etag = f'"{n}-{gen}"'
-            if request.headers.get("If-None-Match") == etag:
-                self.not_modified[n] += 1
-                return web.Response(status=304, headers={"ETag": etag})
-            self.downloads[(n, gen)] += 1
-        return web.Response(
-            body=render(n, gen), content_type="application/rss+xml", headers={"ETag": etag}
-        )
-
-    def bump(self, feeds: list[int]) -> None:
-        with self.lock:
-            for n in feeds:
-                self.generation[n] = self.generation.get(n, 0) + 1
-
-    def downloaded_current(self) -> bool:
-        with self.lock:
-            return all(self.downloads[(n, self.generation.get(n, 0))] for n in range(self.feeds))
-
-
-def render(n: int, gen: int) -> bytes:
-    """ITEMS entries of its own per feed and generation, and one entry that every feed
-    carries in that generation (stored once, a sighting at each: the fetch workers store it
-    at the same moment)."""
-    items = [
-        (f"https://news.example/{n}/{gen}/{i}", f"Report {i} of feed {n}, version {gen}")
-        for i in range(ITEMS)
-    ] + [(f"https://wire.example/{gen}", f"The wire story of round {gen}")]
-    body = "".join(
-        f"<item><title>{title}</title><link>{link}</link><guid>{link}</guid>"
-        f"<description>{title}: what happened, told at length for the reader.</description>"
-        "</item>"
-        for link, title in items
-    )
-    return (f"<rss version='2.0'><channel><title>feed {n}</title>{body}</channel></rss>").encode()
-
-
-@contextmanager
-def farm(feeds: int, hosts: int = HOSTS) -> Iterator[Farm]:
-    with ExitStack() as stack:
-        servers = [stack.enter_context(LocalServer()) for _ in range(hosts)]
-        result = Farm(servers, feeds)
-        for server in servers:
-            server.routes.update({f"/feed/{n}": result.handle for n in range(feeds)})
-        yield result
-
-
-def write_config(tmp_path: Path, the_farm: Farm, channels: str = "") -> Path:
-    config = tmp_path / "newswatch.yaml"
-    sources = "".join(
-        f"  - name: feed{n}\n    url: {the_farm.url(n)}\n    interval: 10s\n    kind: feed\n"
-        for n in range(the_farm.feeds)
-    )
-    config.write_text(f"sources:\n{sources}{channels}")
-    return config
-
-
-def role(env: dict[str, str], tmp_path: Path, name: str, *roles: str) -> Newswatch:
-    args = ["run", *(arg for r in roles for arg in ("--role", r))]
-    return Newswatch(args, env, tmp_path / f"{name}.log")
-
-
-def running(*processes: Newswatch) -> bool:
-    """True while every process runs; a process that ended fails the test with its log."""
-    for nw in processes:
-        assert nw.proc is not None and nw.proc.poll() is None, nw.log_text()[-3000:]
-    return True
-
-
-def scalar(engine: Engine, sql: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(sql)).scalar_one())
-
-
-def problems(*processes: Newswatch) -> list[str]:
-    return [
-        line
-        for nw in processes
-        for line in nw.log_text().splitlines()
-        if any(problem in line for problem in PROBLEMS)
-    ]
 
 
 class Listener:
@@ -277,14 +154,6 @@ def test_a_scheduler_and_two_fetch_workers_download_each_change_once(
         engine.dispose()
 
 
-def expected_articles(the_farm: Farm) -> int:
-    """Distinct articles the farm served: every version's own entries, and one wire story
-    for each round (generation) any feed served."""
-    versions = sum(the_farm.generation.get(n, 0) + 1 for n in range(the_farm.feeds))
-    rounds = max(the_farm.generation.values(), default=0) + 1
-    return versions * ITEMS + rounds
-
-
 @postgres_only
 def test_a_fetch_worker_killed_mid_batch_its_batch_runs_again_and_nothing_is_lost(
     cli_env: dict[str, str], tmp_path: Path
@@ -352,18 +221,6 @@ def polled_feeds(engine: Engine) -> set[int]:
             text("SELECT name FROM sources WHERE last_success_at IS NOT NULL")
         ).scalars()
         return {int(name.removeprefix("feed")) for name in names}
-
-
-@dataclass
-class Receiver:
-    keys: Counter[str] = field(default_factory=Counter)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        payloads = body.get("notifications") or [body]
-        for payload in payloads:
-            self.keys[payload["idempotency_key"]] += 1
-        return web.Response(status=204)
 
 
 @postgres_only

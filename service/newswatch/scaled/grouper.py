@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -28,16 +29,19 @@ from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.stage import EventGrouper
 from newswatch.log import get_logger
 from newswatch.store.articles import StoredArticle
+from newswatch.store.columns import utcnow
 from newswatch.store.db import session_scope
 from newswatch.store.grouper_lease import (
     ARTICLES_CHANNEL,
     GROUPED_CHANNEL,
     Deposed,
+    Horizon,
     Lease,
     Origin,
     Overlap,
     articles_by_id,
     hold_lease,
+    horizon_settled,
     iter_batches_after,
     last_seq,
     listen,
@@ -45,8 +49,11 @@ from newswatch.store.grouper_lease import (
     log_batch,
     log_origin,
     notify,
+    origin_logged_at,
     place_ungrouped,
+    prune_log,
     raw_connection,
+    read_horizon,
     read_lease,
     read_origin,
     set_lease_origin,
@@ -62,9 +69,17 @@ from newswatch.store.grouper_lease import (
 
 log = get_logger(__name__)
 
+# How soon a leader looks again when ungrouped articles wait behind a horizon whose
+# writers have not ended yet (a fetch worker's store transaction: milliseconds).
+HORIZON_RECHECK_SECONDS = 0.05
 # A standby replays at most this many logged articles to build the leader's state; beyond
 # it (a long-lived leader), it restores the window as a restarted process does instead.
 REPLAY_LIMIT = 300_000
+# The leader starts a new origin (a checkpoint) once this many articles were logged after
+# its origin, or once its origin is older than the grouping window, and prunes the log
+# before it: the log holds about one window, and a fresh standby replays at most this many
+# articles after restoring the checkpoint (docs/decisions/0212).
+CHECKPOINT_ARTICLES = REPLAY_LIMIT // 2
 
 
 class NotScalable(Exception):
@@ -82,6 +97,9 @@ class GroupingState:
     origin: Origin
     origin_seq: int | None
     seq: int
+    # Articles of the logged batches after the origin this state holds (replayed or
+    # grouped): a checkpoint starts a new origin when they are many (decision 0212).
+    logged: int = 0
     mismatches: int = 0
     restored: int = 0
     replayed: int = 0
@@ -150,6 +168,7 @@ def replay(session: Any, state: GroupingState, batches: list[tuple[int, list[int
                 state.mismatches += 1
         state.seq = seq
         state.replayed += len(new)
+        state.logged += len(ids)
 
 
 @dataclass
@@ -158,6 +177,7 @@ class GrouperOptions:
     poll_seconds: float = 5.0
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     replay_limit: int = REPLAY_LIMIT
+    checkpoint_articles: int = CHECKPOINT_ARTICLES
 
 
 class Grouper:
@@ -182,6 +202,11 @@ class Grouper:
         self.locked = threading.Event()
         self.epoch: int | None = None
         self.state: GroupingState | None = None
+        # Articles are grouped in id order: up to `settled`, whose writers all ended, while
+        # `horizon` waits for its writers (docs/decisions/0211).
+        self.settled = 0
+        self.horizon: Horizon | None = None
+        self.origin_at: datetime | None = None  # when the leader's origin was logged
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._listen_conn: psycopg.Connection[Any] | None = None
 
@@ -225,9 +250,9 @@ class Grouper:
         threading.Thread(target=wait, name="grouper-lock", daemon=True).start()
         log.info("grouper.standby", holder=self.options.holder)
 
-    def _wait(self) -> None:
+    def _wait(self, seconds: float | None = None) -> None:
         assert self._listen_conn is not None
-        wait_for_notifications(self._listen_conn, self.options.poll_seconds)
+        wait_for_notifications(self._listen_conn, seconds or self.options.poll_seconds)
 
     # --- standby -----------------------------------------------------------------------
     def _follow_or_log(self) -> None:
@@ -294,6 +319,8 @@ class Grouper:
         while not self.stop.is_set():
             try:
                 grouped = self.group_batch()
+                if self._checkpoint_due():  # fenced like a batch; on failure, rebuilt
+                    self.checkpoint()
             except Deposed as exc:
                 log.warning("grouper.deposed", epoch=self.epoch, error=str(exc))
                 self._step_down()
@@ -303,8 +330,8 @@ class Grouper:
                 self._step_down()
                 return
             except Exception:
-                # The batch rolled back but the in-memory grouping took it: rebuild it from
-                # the store (the origin and the log), then try again.
+                # The batch (or checkpoint) rolled back but the in-memory grouping took it:
+                # rebuild it from the store (the lease's origin and the log), then try again.
                 log.exception("grouper.batch_failed", epoch=self.epoch)
                 self.state = self._build()
                 self.stop.wait(1.0)
@@ -315,7 +342,7 @@ class Grouper:
                     self._step_down()
                     return
                 if grouped == 0:  # its transaction renewed the lease's heartbeat
-                    self._wait()
+                    self._wait(HORIZON_RECHECK_SECONDS if self.horizon is not None else None)
 
     def _take_lease(self, session: Any) -> int:
         """Bump the epoch (fencing the previous leader) and name this state's origin, logging
@@ -325,7 +352,41 @@ class Grouper:
         if self.state.origin_seq is None:
             self.state.origin_seq = log_origin(session, epoch, self.state.origin)
         set_lease_origin(session, self.state.origin_seq)
+        pruned = prune_log(session, self.state.origin_seq)
+        self.origin_at = origin_logged_at(session, self.state.origin_seq)
+        if pruned:
+            log.info("grouper.log_pruned", rows=pruned, origin_seq=self.state.origin_seq)
         return epoch
+
+    def _checkpoint_due(self) -> bool:
+        """Whether the log after the origin outgrew the checkpoint's bound: in articles, or
+        in age (older than the grouping window, so everything before it is out of it)."""
+        assert self.state is not None
+        if self.state.logged >= self.options.checkpoint_articles:
+            return True
+        window = timedelta(hours=self.grouping.window_hours)
+        return self.origin_at is not None and utcnow() - self.origin_at > window
+
+    def checkpoint(self) -> None:
+        """A new origin: this leader's state restored from the store as it stands (what a
+        restarted single process restores), logged as the lease's origin, fenced like a
+        batch; the log before it pruned. Standbys see the origin move and build from it."""
+        assert self.epoch is not None
+        started = time.perf_counter()
+        self.state = build_state(self.engine, self.grouping, None, 0)
+        with session_scope(self.engine) as session:
+            hold_lease(session, self.epoch)
+            self.state.origin_seq = log_origin(session, self.epoch, self.state.origin)
+            set_lease_origin(session, self.state.origin_seq)
+            pruned = prune_log(session, self.state.origin_seq)
+            self.origin_at = origin_logged_at(session, self.state.origin_seq)
+        log.info(
+            "grouper.checkpoint",
+            origin_seq=self.state.origin_seq,
+            restored=self.state.restored,
+            pruned=pruned,
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
     def _step_down(self) -> None:
         """Give the lock up (closing its session) and become a standby with a state built
@@ -341,8 +402,9 @@ class Grouper:
         assert self.state is not None and self.epoch is not None
         grouper = self.state.grouper
         with session_scope(self.engine) as session:
-            hold_lease(session, self.epoch)  # first: the fence, and the lease row locked
-            new = ungrouped_articles(session, self.options.batch)
+            up_to = self._settled_top(session)  # reads only: the fence is the first write
+            hold_lease(session, self.epoch)  # the fence, and the lease row locked
+            new = ungrouped_articles(session, self.options.batch, up_to)
             # Taken after the articles: a sighting of one of them is then counted by the
             # recount of its event below, or as a late sighting here (a source set: once).
             late = [sighting_of(a, s) for a, s in take_late_sightings(session, self.options.batch)]
@@ -354,8 +416,25 @@ class Grouper:
             notify(session, GROUPED_CHANNEL)
         if seq is not None:
             self.state.seq = seq
+            self.state.logged += len(new)
         log.debug("grouper.batch", articles=len(new), sightings=len(late), epoch=self.epoch)
         return len(new) + len(late)
+
+    def _settled_top(self, session: Any) -> int:
+        """The highest article id a batch may take now: ids are taken in id order, and an
+        id below one taken must not commit later (docs/decisions/0211). A horizon read
+        while writers ran settles once they have all ended; one read without writers has."""
+        if self.horizon is not None and horizon_settled(session, self.horizon):
+            self.settled = max(self.settled, self.horizon.top)
+            self.horizon = None
+        if self.horizon is None:
+            now = read_horizon(session)
+            if now.top > self.settled:
+                if now.writers:
+                    self.horizon = now
+                else:
+                    self.settled = now.top
+        return self.settled
 
     def _group(
         self,

@@ -155,7 +155,13 @@ class ClaimScheduler:
             )
         )
         for job in stalled:
-            log.warning("retrying a batch whose worker stopped", job_id=job.id)
+            # The batch's sources: the polls its first run had not finished are downloaded
+            # again (an operator, and the kill test, can tell those repeats apart).
+            log.warning(
+                "retrying a batch whose worker stopped",
+                job_id=job.id,
+                source_ids=job.task_kwargs.get("source_ids"),
+            )
             await self.app.job_manager.retry_job(job)
         return len(stalled)
 

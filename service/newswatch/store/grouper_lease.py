@@ -221,17 +221,84 @@ def _stored(row: Row[Any]) -> StoredArticle:
     )
 
 
-def ungrouped_articles(session: Session, limit: int) -> list[StoredArticle]:
+def ungrouped_articles(
+    session: Session, limit: int, up_to: int | None = None
+) -> list[StoredArticle]:
     """The first `limit` articles nobody grouped yet, in id order, as the grouping takes
-    new articles (fetch workers store them with no event and no stage)."""
+    new articles (fetch workers store them with no event and no stage); with `up_to`, none
+    past that id (a settled horizon)."""
+    bound = [] if up_to is None else [A.id <= up_to]
     query = (
         select(*_ARTICLE_COLUMNS)
         .select_from(ARTICLES.outerjoin(SOURCES, SOURCES.c.id == A.source_id))
-        .where(A.event_id.is_(None), A.group_stage.is_(None))
+        .where(A.event_id.is_(None), A.group_stage.is_(None), *bound)
         .order_by(A.id)
         .limit(limit)
     )
     return [_stored(row) for row in session.execute(query)]
+
+
+# --- the id horizon: articles grouped in id order, whatever order writers commit in ------
+# Fetch workers insert articles beside each other: one may commit id 101 before another
+# commits id 100. Grouping 101 first would make the events depend on commit timing, not on
+# the articles (docs/decisions/0211). So the grouper takes only ids up to a *settled*
+# horizon: the highest id handed out at some moment, once every transaction that was
+# writing articles then has ended (committed: its rows are visible; rolled back: gone for
+# good). A writer holds a shared transaction-level advisory lock from before it takes
+# article ids until it ends (join_article_writers), so the writers are the lock's holders,
+# listed in pg_locks: other transactions, in this database or another, delay nothing.
+_WRITERS_KEY = (
+    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND CAST(l.classid AS int4) = hashtext('newswatch-article-writers')"
+    " AND CAST(l.objid AS int4) = hashtext(coalesce(current_schema(), ''))"
+)
+_JOIN_WRITERS = text(
+    "SELECT pg_advisory_xact_lock_shared("
+    "hashtext('newswatch-article-writers'), hashtext(coalesce(current_schema(), '')))"
+)
+_LAST_ARTICLE_ID = text(
+    "SELECT coalesce(pg_sequence_last_value("
+    "CAST(pg_get_serial_sequence('articles', 'id') AS regclass)), 0)"
+)
+_WRITERS = text(
+    f"SELECT l.virtualtransaction FROM pg_locks l WHERE {_WRITERS_KEY}"
+    " AND l.pid <> pg_backend_pid()"
+)
+_STILL_WRITING = text(
+    f"SELECT count(*) FROM pg_locks l WHERE {_WRITERS_KEY} AND l.virtualtransaction = ANY(:writers)"
+)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The highest article id handed out when it was read, and the transactions writing
+    articles then: every id up to `top` is visible or never will be once they have ended."""
+
+    top: int
+    writers: tuple[str, ...]
+
+
+def join_article_writers(session: Session) -> None:
+    """Count the caller's transaction among the article writers until it ends; call it
+    before the transaction takes article ids (read_horizon relies on that order)."""
+    session.execute(_JOIN_WRITERS)
+
+
+def read_horizon(session: Session) -> Horizon:
+    """Read in two statements, the id first: a writer that took an id up to `top` held the
+    writers' lock before, so the second statement lists it unless it has ended."""
+    top = int(session.execute(_LAST_ARTICLE_ID).scalar_one())
+    writers = tuple(sorted(session.execute(_WRITERS).scalars()))
+    return Horizon(top, writers)
+
+
+def horizon_settled(session: Session, horizon: Horizon) -> bool:
+    """Whether every transaction writing articles when `horizon` was read has ended."""
+    if not horizon.writers:
+        return True
+    still = session.execute(_STILL_WRITING, {"writers": list(horizon.writers)}).scalar_one()
+    return int(still) == 0
 
 
 def articles_by_id(
@@ -373,6 +440,22 @@ def snapshot(engine: Engine) -> Iterator[Session]:
             yield session
         finally:
             session.rollback()
+
+
+def origin_logged_at(session: Session, seq: int) -> datetime | None:
+    """When the origin row `seq` was logged (None: no such row)."""
+    return session.execute(
+        select(func.min(B.created_at, type_=UTCDateTime)).where(B.seq == seq)
+    ).scalar()
+
+
+def prune_log(session: Session, origin_seq: int) -> int:
+    """Delete the logged batches and origins before `origin_seq`, the lease's origin: a
+    state is built from the lease's origin and the batches after it only, so nothing reads
+    them again (a standby building from an older origin reads them in its own snapshot,
+    which still holds them). How many rows went."""
+    result = session.execute(BATCHES.delete().where(B.seq < origin_seq))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def last_seq(session: Session) -> int:

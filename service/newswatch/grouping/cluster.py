@@ -23,7 +23,7 @@ import math
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import itemgetter
@@ -33,7 +33,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from newswatch.grouping import evidence
-from newswatch.grouping.minhash import LSHIndex, MinHasher
+from newswatch.grouping.minhash import LSHIndex, MinHasher, Prepared, token_hashes_many
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.text import Features, extract
 from newswatch.grouping.vocabulary import ENTITY, WORD, Sparse, Vocabulary
@@ -604,18 +604,31 @@ class Clusterer:
         }
 
     # --- the entry point ------------------------------------------------------------
-    def add(
-        self,
-        article_id: int,
-        title: str | None,
-        body: str | None,
-        when: float,
-        feats: Features | None = None,
-        signature: np.ndarray | None = None,
-    ) -> Decision:
+    def add(self, article_id: int, title: str | None, body: str | None, when: float) -> Decision:
         """Assign one article; the event id of a new event is the article's id."""
-        feats = feats or self.features(title, body)
-        signature = self._signature(feats, signature)
+        return self.add_many([(article_id, title, body, when)])[0]
+
+    def add_many(
+        self, articles: Sequence[tuple[int, str | None, str | None, float]]
+    ) -> list[Decision]:
+        """Assign articles (id, title, body, time) in order: the decisions of add() called
+        on each in turn. What depends on no state (text features, near-duplicate
+        signatures and their band keys) is computed for all of them first, the hashing in
+        one numpy pass: a batch pays numpy's per-call overhead once instead of per article."""
+        feats = [self.features(title, body) for _, title, body, _ in articles]
+        signed = self._sign(feats, self.s.duplicate_min_tokens)
+        return [
+            self._add(article_id, f, prepared, when)
+            for (article_id, _, _, when), f, prepared in zip(articles, feats, signed, strict=True)
+        ]
+
+    def _add(
+        self, article_id: int, feats: Features, prepared: Prepared | None, when: float
+    ) -> Decision:
+        signature = None
+        if prepared is not None:
+            self.lsh.prime(prepared)
+            signature = prepared[0]
         vec, rare = self._learn_vector(feats)
         decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
@@ -629,12 +642,17 @@ class Clusterer:
             decision.split = self._check_split(event)
         return decision
 
-    def _signature(self, feats: Features, given: np.ndarray | None) -> np.ndarray | None:
-        """Counts the text's words; the `given` signature, else the MinHash of the text's
-        beginning (None for short texts)."""
-        wanted = sys.maxsize if given is not None else self.s.duplicate_min_tokens
-        feats.words, signature = self.hasher.of_text(feats.shingle_text, wanted)
-        return given if given is not None else signature
+    def _sign(self, feats: list[Features], min_tokens: int) -> list[Prepared | None]:
+        """Counts each text's words (`Features.words`); the MinHash signature of each text's
+        beginning with its band keys (`LSHIndex.prepare`), None for texts of fewer than
+        `min_tokens` words."""
+        hashes, counts = token_hashes_many([f.shingle_text for f in feats])
+        prepared = self.lsh.prepare(self.hasher.signatures(hashes, counts))
+        words = counts.tolist()
+        for f, n in zip(feats, words, strict=True):
+            f.words = n
+        least = max(min_tokens, 3)
+        return [p if n >= least else None for p, n in zip(prepared, words, strict=True)]
 
     def restore(
         self,
@@ -653,7 +671,11 @@ class Clusterer:
         near-duplicate signature is computed from the text unless given. `opened`: the
         article opened an event; `duplicate_of`: the article it copies."""
         feats = self.features(title, body)
-        signature = self._signature(feats, signature)
+        if signature is None:
+            prepared = self._sign([feats], self.s.duplicate_min_tokens)[0]
+            signature = None if prepared is None else prepared[0]
+        else:
+            self._sign([feats], sys.maxsize)  # the words only
         vec, _ = self._learn_vector(feats)
         self.names.observe(feats.title)
         event = self.events.get(event_id)

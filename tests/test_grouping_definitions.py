@@ -247,10 +247,22 @@ def test_lsh_candidates_share_a_whole_band() -> None:
         assert index.candidates(sig) == by_definition(sig, stored)
 
 
-def test_a_batch_decides_as_articles_one_at_a_time() -> None:
-    """add_many (features and signatures of the whole batch first) takes the decisions of
-    add() called on each article in turn: events, copies, scores, merges and splits, on
-    ECB+ reports with copies of some of them among them."""
+def test_a_batch_decides_as_articles_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """add_many (features, signatures and TF-IDF vectors of the whole batch first) takes the
+    decisions of add() called on each article in turn: events, copies, scores, merges and
+    splits, on ECB+ reports with copies of some of them among them; with expiries inside a
+    batch that compact the vocabulary (renumbering term ids), and the vocabulary and
+    document frequencies the same at the end."""
+    monkeypatch.setattr(cluster, "EXPIRE_EVERY", 50)
+    monkeypatch.setattr(cluster, "DF_MAX", 3000)
+    compactions: list[int] = []
+    compact = Vocabulary.compact
+
+    def counted(vocab: Vocabulary, used: np.ndarray) -> np.ndarray:
+        compactions.append(len(vocab))
+        return compact(vocab, used)
+
+    monkeypatch.setattr(Vocabulary, "compact", counted)
     rows = [(r["title"], r["text"]) for r in articles(400)]
     rows += [(t + " (update)", b + " More to follow.") for t, b in rows[::7]]
     start = 1_763_700_000.0
@@ -277,3 +289,6 @@ def test_a_batch_decides_as_articles_one_at_a_time() -> None:
         else:
             assert b.signature is not None and a.signature.tolist() == b.signature.tolist()
     assert one.article_event == batched.article_event
+    assert one.vocab.terms == batched.vocab.terms and one.sweeps == batched.sweeps > 5
+    assert len(compactions) >= 6  # each clusterer compacted its vocabulary 3+ times
+    assert (one.vocab.df == batched.vocab.df).all() and one.docs == batched.docs

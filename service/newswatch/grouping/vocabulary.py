@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_
 
 import numpy as np
 
@@ -100,13 +102,14 @@ class Vocabulary:
         places: list[tuple[int, str]] = []
         if None in found:
             known = len(self.terms)
-            for place, (key, i) in enumerate(zip(keys, found, strict=True)):
+            # Only the keys not found are looked at (compress walks the list in C).
+            for place in compress(range(len(found)), map(is_, found, repeat(None))):
+                key = keys[place]
+                i = new.get(key)
                 if i is None:
-                    i = new.get(key)
-                    if i is None:
-                        i = new[key] = known + len(new)
-                        places.append((place, key))
-                    found[place] = i
+                    i = new[key] = known + len(new)
+                    places.append((place, key))
+                found[place] = i
         return np.array(found, dtype=np.intp), places
 
     def admit(self, new: Iterable[str], ids: np.ndarray) -> None:

@@ -212,3 +212,13 @@ def test_a_copy_joins_no_event_outside_the_window() -> None:
     back = c.add(4, *QUAKE, YEARS_AGO - 30 * 24 * HOUR)
     assert (back.event_id, back.opened) == (4, True)
     assert c.events[1].size == 1 and c.events[2].size == 2
+
+
+def test_an_empty_batch_decides_nothing_and_changes_nothing() -> None:
+    c = clusterer()
+    c.add(1, *QUAKE, T0)
+    terms = len(c.vocab)
+    assert c.add_many([]) == []
+    assert (c.docs, c.added, len(c.vocab), len(c.lsh)) == (1, 1, terms, 1)
+    copy = c.add(2, *QUAKE, T0 + 60)
+    assert copy.stage == "duplicate" and copy.duplicate_of == 1

@@ -245,3 +245,50 @@ def test_lsh_candidates_share_a_whole_band() -> None:
         del stored[key]
     for sig in signatures:
         assert index.candidates(sig) == by_definition(sig, stored)
+
+
+def test_a_batch_decides_as_articles_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """add_many (features, signatures and TF-IDF vectors of the whole batch first) takes the
+    decisions of add() called on each article in turn: events, copies, scores, merges and
+    splits, on ECB+ reports with copies of some of them among them; with expiries inside a
+    batch that compact the vocabulary (renumbering term ids), and the vocabulary and
+    document frequencies the same at the end."""
+    monkeypatch.setattr(cluster, "EXPIRE_EVERY", 50)
+    monkeypatch.setattr(cluster, "DF_MAX", 3000)
+    compactions: list[int] = []
+    compact = Vocabulary.compact
+
+    def counted(vocab: Vocabulary, used: np.ndarray) -> np.ndarray:
+        compactions.append(len(vocab))
+        return compact(vocab, used)
+
+    monkeypatch.setattr(Vocabulary, "compact", counted)
+    rows = [(r["title"], r["text"]) for r in articles(400)]
+    rows += [(t + " (update)", b + " More to follow.") for t, b in rows[::7]]
+    start = 1_763_700_000.0
+    stream = [(i, t, b, start + 90.0 * i) for i, (t, b) in enumerate(rows)]
+    one, batched = Clusterer(), Clusterer()
+    alone = [one.add(*item) for item in stream]
+    together = []
+    for first in range(0, len(stream), 64):
+        together += batched.add_many(stream[first : first + 64])
+    assert {d.stage for d in alone} == {"duplicate", "similar", "new"}
+    assert any(d.merged for d in alone) or any(d.split for d in alone)
+    for a, b in zip(alone, together, strict=True):
+        assert (a.event_id, a.stage, a.score, a.duplicate_of, a.merged, a.evidence) == (
+            b.event_id,
+            b.stage,
+            b.score,
+            b.duplicate_of,
+            b.merged,
+            b.evidence,
+        )
+        assert (a.split and a.split.moved) == (b.split and b.split.moved)
+        if a.signature is None:
+            assert b.signature is None
+        else:
+            assert b.signature is not None and a.signature.tolist() == b.signature.tolist()
+    assert one.article_event == batched.article_event
+    assert one.vocab.terms == batched.vocab.terms and one.sweeps == batched.sweeps > 5
+    assert len(compactions) >= 6  # each clusterer compacted its vocabulary 3+ times
+    assert (one.vocab.df == batched.vocab.df).all() and one.docs == batched.docs

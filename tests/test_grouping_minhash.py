@@ -68,6 +68,35 @@ def test_token_hashes_and_signature_match_their_definition() -> None:
             assert sig.tolist() == reference_signature(hasher, hashes), text[:40]
 
 
+def test_a_batch_hashes_and_signs_each_text_as_alone() -> None:
+    """token_hashes_many, signatures and LSHIndex.prepare over a batch: each text's tokens,
+    signature, band keys and stored form are those of the text hashed on its own (the
+    definitions above), whatever its neighbours: empty texts, one or two tokens, texts cut
+    at MAX_BYTES, white space at the joins."""
+    rng = random.Random(11)
+    words = ["quake", "Ölpreis", "東京", "a", "x\x01y", "9,000", "—", "tail\n"]
+    texts = ["", "one", "one two", " lead ", "é" * (MAX_BYTES + 5), "", "x " * 5000]
+    texts += [" ".join(rng.choice(words) for _ in range(rng.randint(0, 200))) for _ in range(30)]
+    rng.shuffle(texts)
+    hasher = MinHasher()
+    hashes, counts = minhash.token_hashes_many(texts)
+    assert counts.tolist() == [len(reference_hashes(t)) for t in texts]
+    assert hashes.tolist() == [h for t in texts for h in reference_hashes(t)]
+    matrix = hasher.signatures(hashes, counts)
+    index = LSHIndex()
+    for text, row, (_, keys, stored) in zip(texts, matrix, index.prepare(matrix), strict=True):
+        alone = reference_hashes(text)
+        if len(alone) < 3:
+            assert (row == EMPTY).all(), text[:40]
+            continue
+        assert row.tolist() == reference_signature(hasher, alone), text[:40]
+        one = LSHIndex().prepare(row[None, :].copy())[0]
+        assert keys.tolist() == one[1].tolist() and stored.tolist() == one[2].tolist()
+    counted, signed = hasher.of_texts(texts, 30)
+    assert counted == counts.tolist()
+    assert [s is not None for s in signed] == [n >= 30 for n in counted]
+
+
 def test_lsh_finds_a_copy_and_forgets_removed_keys() -> None:
     hasher = MinHasher()
     text = " ".join(f"word{i}" for i in range(200))

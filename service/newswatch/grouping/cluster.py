@@ -23,8 +23,9 @@ import math
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import TypeVar
@@ -33,7 +34,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from newswatch.grouping import evidence
-from newswatch.grouping.minhash import LSHIndex, MinHasher
+from newswatch.grouping.minhash import LSHIndex, MinHasher, Prepared, token_hashes_many
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.text import Features, extract
 from newswatch.grouping.vocabulary import ENTITY, WORD, Sparse, Vocabulary
@@ -243,26 +244,90 @@ def _tfidf(
     learn: bool,
 ) -> tuple[Sparse, list[int]]:
     """The article's TF-IDF vector (heaviest first) and rare term ids (see
-    Clusterer._learn_vector), in numpy over ~100 terms. With `learn`, the article's terms
-    and entities are counted in the document frequencies first."""
-    keys = [*terms, *entities]
-    if not keys:
-        return Sparse.empty(), []
-    ids = vocab.lookup(keys)  # unique: entity keys start with "@", terms never do
+    Clusterer._learn_vectors): `_tfidf_many` of one article, learnt at once with `learn`."""
+    [(vec, rare, admit)] = _tfidf_many(
+        [(terms, entities)], vocab, [docs], entity_weight, size, rare_count, [rare_limit], learn
+    )
+    admit()
+    return vec, rare
+
+
+def _tfidf_many(
+    articles: list[tuple[dict[str, float], dict[str, str]]],
+    vocab: Vocabulary,
+    docs: list[int],
+    entity_weight: float,
+    size: int,
+    rare_count: int,
+    rare_limits: list[float],
+    learn: bool,
+) -> list[tuple[Sparse, list[int], Callable[[], None]]]:
+    """Each article's TF-IDF vector (heaviest first), rare term ids, and the step that
+    learns it (adds its new terms to the vocabulary and counts it in their document
+    frequencies; nothing with `learn` false), for `docs` documents seen (each article's own
+    count), in one numpy pass over all their terms. With `learn`, an article's document
+    frequencies count it and the articles before it, as _tfidf on each in turn would, and
+    term ids are those the vocabulary gives when the steps run in order (a term is once in
+    an article: terms and entity keys are dict keys, and entity keys start with "@", terms
+    never do). The vocabulary changes only in those steps, so that whatever looks at it
+    between two articles sees the state of one article at a time."""
+    sizes = [len(t) + len(e) for t, e in articles]
+    ids, new = vocab.peek(chain.from_iterable(chain(t, e) for t, e in articles))
+    k, total = len(articles), len(ids)
+    article = np.repeat(np.arange(k), sizes)
+    starts = np.cumsum(sizes) - sizes
+    counts = np.zeros(total, dtype=np.float64)
+    known = ids < len(vocab)
+    counts[known] = vocab.df[ids[known]]
     if learn:
-        vocab.df[ids] += 1
-    counts = vocab.df[ids].astype(np.float64)
-    n_terms = len(terms)
-    weight = (math.log(docs + 1) + 1.0) - np.log1p(counts)
-    tf = np.fromiter(terms.values(), dtype=np.float64, count=n_terms)
-    weight[:n_terms] *= np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1.0)), tf)
-    weight[n_terms:] *= entity_weight
-    top = np.argsort(-weight, kind="stable")[:size]
+        # The articles before this one in the batch that hold the term, and this one.
+        order = np.argsort(ids, kind="stable")
+        ordered = ids[order]
+        first = np.ones(total, dtype=np.bool_)
+        first[1:] = ordered[1:] != ordered[:-1]
+        group = np.maximum.accumulate(np.where(first, np.arange(total), 0))
+        seen = np.empty(total, dtype=np.int64)
+        seen[order] = np.arange(total) - group + 1
+        counts += seen
+    idf = np.array([math.log(d + 1) + 1.0 for d in docs])
+    weight = idf[article] - np.log1p(counts)
+    n_terms = np.array([len(t) for t, _ in articles], dtype=np.intp)
+    is_term = np.arange(total) - starts[article] < n_terms[article]
+    tf = np.fromiter(chain.from_iterable(t.values() for t, _ in articles), np.float64)
+    factor = np.full(total, entity_weight)
+    factor[is_term] = np.where(tf >= 1, 1.0 + np.log(np.maximum(tf, 1.0)), tf)
+    weight *= factor
+    # Heaviest first within each article (ties in the text's order), its first `size`.
+    order = np.lexsort((-weight, article))
+    keep = np.arange(total) - starts[article] < size
+    top, owner = order[keep], article[keep]
     chosen = weight[top]
-    chosen /= math.sqrt(float(chosen @ chosen)) or 1.0
-    kept = ids[top]
-    rare = kept[counts[top] <= rare_limit][:rare_count].tolist()
-    return Sparse(kept.astype(np.int32), chosen), rare
+    norms = np.sqrt(np.bincount(owner, weights=chosen * chosen, minlength=k))
+    norms[norms == 0] = 1.0
+    chosen /= norms[owner]
+    kept = ids[top].astype(np.int32)
+    rare = np.flatnonzero(counts[top] <= np.array(rare_limits)[owner])
+    rare_owner = owner[rare]
+    rare = rare[np.arange(len(rare)) - np.searchsorted(rare_owner, rare_owner) < rare_count]
+    rare_ids = kept[rare].tolist()
+    ends = np.cumsum(np.bincount(owner, minlength=k)).tolist()
+    rare_ends = np.cumsum(np.bincount(owner[rare], minlength=k)).tolist()
+    # Each new term is added by the article it first appears in.
+    new_by_article: list[list[str]] = [[] for _ in articles]
+    for place, key in new:
+        new_by_article[int(article[place])].append(key)
+    out: list[tuple[Sparse, list[int], Callable[[], None]]] = []
+    begin = rare_begin = 0
+    for i, (end, rare_end) in enumerate(zip(ends, rare_ends, strict=True)):
+        vec = Sparse(kept[begin:end], chosen[begin:end])
+        step = partial(vocab.admit, new_by_article[i], ids[starts[i] : starts[i] + sizes[i]])
+        out.append((vec, rare_ids[rare_begin:rare_end], step if learn else _nothing))
+        begin, rare_begin = end, rare_end
+    return out
+
+
+def _nothing() -> None:
+    pass
 
 
 def _affinity(members: list[Member], kind: np.ndarray) -> np.ndarray:
@@ -391,25 +456,35 @@ class Clusterer:
         )
 
     def _learn_vector(self, feats: Features) -> tuple[Sparse, list[int]]:
-        """Count the article in the document frequencies; then its unit-length TF-IDF
-        vector, heaviest terms first, and its rare terms (the ones that look up candidates).
+        """_learn_vectors of one article, learnt at once."""
+        [(vec, rare, learn)] = self._learn_vectors([feats])
+        learn()
+        return vec, rare
+
+    def _learn_vectors(
+        self, feats: list[Features]
+    ) -> list[tuple[Sparse, list[int], Callable[[], None]]]:
+        """Each article's unit-length TF-IDF vector, heaviest terms first, its rare terms
+        (the ones that look up candidates), and the step that counts it in the document
+        frequencies (to run in order, each before the article is decided: each article's
+        vector counts itself and the ones before it).
 
         idf = log((docs + 1) / (df + 1)) + 1, tf sub-linear (1 + log tf; a term seen only
         with a weight below 1, a body word, keeps it), entities are extra features weighted
         entity_weight. Only the heaviest vector_terms are kept: they carry the similarity,
         the long tail only costs time (ties keep the order of the text). A term in more than
         RARE_SHARE of documents is too common to find candidates by."""
-        self.docs += 1
-        limit = max(2.0, RARE_SHARE * self.docs) if self.docs >= IDF_WARMUP else math.inf
-        return _tfidf(
-            feats.terms,
-            feats.entities,
+        docs = list(range(self.docs + 1, self.docs + len(feats) + 1))
+        self.docs += len(feats)
+        limits = [max(2.0, RARE_SHARE * d) if d >= IDF_WARMUP else math.inf for d in docs]
+        return _tfidf_many(
+            [(f.terms, f.entities) for f in feats],
             self.vocab,
-            self.docs,
+            docs,
             self.s.entity_weight,
             self.s.vector_terms,
             CANDIDATE_TERMS,
-            limit,
+            limits,
             True,
         )
 
@@ -475,9 +550,12 @@ class Clusterer:
 
     def _scores(self, vec: Sparse, events: list[Event]) -> list[float]:
         """The cosine of the article's vector with each event's centroid, in one step."""
-        dots = self.vocab.dots(vec, [e.centroid for e in events])
-        norms = np.sqrt([e.norm2 for e in events])
-        return np.divide(dots, norms, out=np.zeros(len(events)), where=norms > 0).tolist()
+        dots = self.vocab.dots(vec, [e.centroid for e in events]).tolist()
+        # In Python: three numpy calls on six numbers cost more than the arithmetic.
+        return [
+            dot / math.sqrt(e.norm2) if e.norm2 > 0 else 0.0
+            for dot, e in zip(dots, events, strict=True)
+        ]
 
     def _cosine(self, a: Event, b: Event) -> float:
         """Cosine of two events' centroids (their squared norms are kept up to date)."""
@@ -604,19 +682,45 @@ class Clusterer:
         }
 
     # --- the entry point ------------------------------------------------------------
-    def add(
+    def add(self, article_id: int, title: str | None, body: str | None, when: float) -> Decision:
+        """Assign one article; the event id of a new event is the article's id."""
+        return self.add_many([(article_id, title, body, when)])[0]
+
+    def add_many(
+        self, articles: Sequence[tuple[int, str | None, str | None, float]]
+    ) -> list[Decision]:
+        """Assign articles (id, title, body, time) in order: the decisions of add() called
+        on each in turn. What depends on no state (text features, near-duplicate
+        signatures and their band keys) is computed for all of them first, the hashing in
+        one numpy pass: a batch pays numpy's per-call overhead once instead of per article."""
+        feats = [self.features(title, body) for _, title, body, _ in articles]
+        signed = self._sign(feats, self.s.duplicate_min_tokens)
+        out: list[Decision] = []
+        while len(out) < len(articles):
+            # Vectors for the articles up to the next expiry, the one step that can renumber
+            # term ids (the vocabulary's compaction) and that reads no document frequency.
+            first = len(out)
+            last = min(len(articles), first + EXPIRE_EVERY - self.added % EXPIRE_EVERY)
+            vectors = self._learn_vectors(feats[first:last])
+            for i, (vec, rare, learn) in enumerate(vectors, start=first):
+                article_id, _, _, when = articles[i]
+                learn()
+                out.append(self._add(article_id, feats[i], signed[i], vec, rare, when))
+        return out
+
+    def _add(
         self,
         article_id: int,
-        title: str | None,
-        body: str | None,
+        feats: Features,
+        prepared: Prepared | None,
+        vec: Sparse,
+        rare: list[int],
         when: float,
-        feats: Features | None = None,
-        signature: np.ndarray | None = None,
     ) -> Decision:
-        """Assign one article; the event id of a new event is the article's id."""
-        feats = feats or self.features(title, body)
-        signature = self._signature(feats, signature)
-        vec, rare = self._learn_vector(feats)
+        signature = None
+        if prepared is not None:
+            self.lsh.prime(prepared)
+            signature = prepared[0]
         decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
         short = feats.words < self.s.short_text_words
@@ -629,12 +733,17 @@ class Clusterer:
             decision.split = self._check_split(event)
         return decision
 
-    def _signature(self, feats: Features, given: np.ndarray | None) -> np.ndarray | None:
-        """Counts the text's words; the `given` signature, else the MinHash of the text's
-        beginning (None for short texts)."""
-        wanted = sys.maxsize if given is not None else self.s.duplicate_min_tokens
-        feats.words, signature = self.hasher.of_text(feats.shingle_text, wanted)
-        return given if given is not None else signature
+    def _sign(self, feats: list[Features], min_tokens: int) -> list[Prepared | None]:
+        """Counts each text's words (`Features.words`); the MinHash signature of each text's
+        beginning with its band keys (`LSHIndex.prepare`), None for texts of fewer than
+        `min_tokens` words."""
+        hashes, counts = token_hashes_many([f.shingle_text for f in feats])
+        prepared = self.lsh.prepare(self.hasher.signatures(hashes, counts))
+        words = counts.tolist()
+        for f, n in zip(feats, words, strict=True):
+            f.words = n
+        least = max(min_tokens, 3)
+        return [p if n >= least else None for p, n in zip(prepared, words, strict=True)]
 
     def restore(
         self,
@@ -653,7 +762,11 @@ class Clusterer:
         near-duplicate signature is computed from the text unless given. `opened`: the
         article opened an event; `duplicate_of`: the article it copies."""
         feats = self.features(title, body)
-        signature = self._signature(feats, signature)
+        if signature is None:
+            prepared = self._sign([feats], self.s.duplicate_min_tokens)[0]
+            signature = None if prepared is None else prepared[0]
+        else:
+            self._sign([feats], sys.maxsize)  # the words only
         vec, _ = self._learn_vector(feats)
         self.names.observe(feats.title)
         event = self.events.get(event_id)

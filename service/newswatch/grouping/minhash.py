@@ -32,6 +32,8 @@ _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _C1, _C2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _NO_HASH = np.uint64(_M64)
 _LOW16 = np.uint32(0xFFFF)
+# A signature with its band keys and the form the index stores it in (LSHIndex.prepare).
+Prepared = tuple[np.ndarray, np.ndarray, np.ndarray]
 _FULL16, _EMPTY16 = np.uint16(0xFFFE), np.uint16(0xFFFF)
 
 
@@ -46,24 +48,40 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 
 def token_hashes(text: str) -> np.ndarray:
-    """A 64-bit hash of each white-space separated token of `text`, in order.
+    """A 64-bit hash of each white-space separated token of `text`, in order (see
+    token_hashes_many)."""
+    return token_hashes_many([text])[0]
 
-    Token j spanning bytes [s, e) hashes to sum(b[i] * BASE**(i - s)): the difference of two
-    prefix sums of b[i] * BASE**i, scaled back by BASE**-s (all modulo 2**64)."""
-    raw = np.frombuffer(text.encode("utf-8")[:MAX_BYTES], dtype=np.uint8)
+
+def token_hashes_many(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The 64-bit hash of each white-space separated token of each text (of its first
+    MAX_BYTES bytes), all texts' in order in one array; and how many tokens each text has.
+
+    Token j spanning bytes [s, e) of its text hashes to sum(b[i] * BASE**(i - s)): the
+    difference of two prefix sums of b[i] * BASE**i (i counted from its text's start),
+    scaled back by BASE**-s (all modulo 2**64). The texts are joined by a space, which no
+    token spans, so a batch is hashed in one pass: on texts of a few hundred tokens each
+    numpy call costs more in overhead than in arithmetic."""
+    raws = [t.encode("utf-8")[:MAX_BYTES] for t in texts]
+    raw = np.frombuffer(b" ".join(raws), dtype=np.uint8)
     n = len(raw)
+    sizes = np.fromiter(map(len, raws), dtype=np.intp, count=len(raws)) + 1  # its space
+    offsets = np.cumsum(sizes) - sizes
+    # Each byte's place in its own text (the joining space is its text's last byte).
+    local = np.arange(n + 1)
+    local -= np.repeat(offsets, sizes)[: n + 1] if n else 0
     word = np.zeros(n + 2, dtype=np.bool_)
     np.greater(raw, 32, out=word[1:-1])  # white space and control bytes separate tokens
     edges = np.flatnonzero(word[1:] != word[:-1])
     starts, ends = edges[::2], edges[1::2]
     prefix = np.zeros(n + 1, dtype=np.uint64)
-    (raw * _POW[:n]).cumsum(out=prefix[1:])
-    # In place from here: on these small arrays each numpy call costs more in overhead and
-    # temporaries than in arithmetic.
+    (raw * _POW[local[:n]]).cumsum(out=prefix[1:])
+    # In place from here (temporaries cost more than the arithmetic).
     h = prefix[ends]
     h -= prefix[starts]
-    h *= _INV[starts]
-    return _mix(h)
+    h *= _INV[local[starts]]
+    counts = np.diff(np.searchsorted(starts, offsets), append=len(starts))
+    return _mix(h), counts
 
 
 class MinHasher:
@@ -83,31 +101,53 @@ class MinHasher:
     def of_text(self, text: str, min_tokens: int) -> tuple[int, np.ndarray | None]:
         """How many tokens `text` holds (in its first MAX_BYTES bytes), and its signature
         when they are at least `min_tokens` (else None)."""
-        tokens = token_hashes(text)
-        return len(tokens), self.signature(tokens) if len(tokens) >= min_tokens else None
+        counts, signatures = self.of_texts([text], min_tokens)
+        return counts[0], signatures[0]
+
+    def of_texts(
+        self, texts: list[str], min_tokens: int
+    ) -> tuple[list[int], list[np.ndarray | None]]:
+        """of_text of each text, hashed and signed in one pass over all of them."""
+        hashes, counts = token_hashes_many(texts)
+        matrix = self.signatures(hashes, counts)
+        signed = (counts >= max(min_tokens, 3)).tolist()
+        return counts.tolist(), [
+            row if ok else None for row, ok in zip(matrix, signed, strict=True)
+        ]
 
     def signature(self, t: np.ndarray) -> np.ndarray | None:
         """The signature of the 3-shingles of a text's token hashes (`token_hashes`); None
         when there are too few to mean much."""
         if len(t) < 3:
             return None
-        # Order matters in a shingle: each position has its own odd multiplier. (Integer
-        # arrays wrap around silently; no errstate needed, and it costs more than the math.)
-        hashed = t[:-2] * _K1
-        hashed += t[1:-1] * _K2
-        hashed += t[2:]
+        return self.signatures(t, np.array([len(t)]))[0]
+
+    def signatures(self, hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """One signature a row for the texts whose token hashes are `hashes` (`counts` of
+        them each, in order; see token_hashes_many); a text of fewer than 3 tokens gets a
+        row of EMPTY bins."""
+        k, bins_per = len(counts), self.num_perm
+        text = np.repeat(np.arange(k), counts)
+        # A shingle is three tokens of one text. Order matters in a shingle: each position
+        # has its own odd multiplier. (Integer arrays wrap around silently.)
+        whole = text[:-2] == text[2:]
+        hashed = hashes[:-2] * _K1
+        hashed += hashes[1:-1] * _K2
+        hashed += hashes[2:]
+        hashed = hashed[whole]
         hashed *= self.mult
         # Each bin's minimum in one unbuffered ufunc pass (cheaper than sorting the hashes
         # and taking each bin's first); bins no shingle fell into stay EMPTY.
-        bins = hashed >> self.shift
-        low = np.full(self.num_perm, _NO_HASH, dtype=np.uint64)
+        bins = (hashed >> self.shift).astype(np.intp)
+        bins += text[:-2][whole] * bins_per
+        low = np.full(k * bins_per, _NO_HASH, dtype=np.uint64)
         np.minimum.at(low, bins, hashed)
         sig = low.astype(np.uint32)
         sig &= _NOT_EMPTY
-        empty = np.ones(self.num_perm, dtype=np.bool_)
+        empty = np.ones(k * bins_per, dtype=np.bool_)
         empty[bins] = False
         sig[empty] = EMPTY
-        return sig
+        return sig.reshape(k, bins_per)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -166,39 +206,55 @@ class LSHIndex:
         self._fresh_entries = 0
         # The keys with entries in `fresh`, and their band keys (to take them out again).
         self._fresh_keys: dict[int, np.ndarray] = {}
-        # The last signature banded and its band keys: an article's signature is queried,
-        # then inserted (three numpy calls saved of each insert).
-        self._last: tuple[np.ndarray, np.ndarray] | None = None
-        self._last_stored: tuple[np.ndarray, np.ndarray] | None = None
+        # The last signature banded, its band keys and stored form: an article's signature
+        # is queried, then inserted (see prime).
+        self._last: Prepared | None = None
 
-    def _band_keys(self, sig: np.ndarray) -> np.ndarray:
-        last = self._last
-        if last is not None and last[0] is sig:
-            return last[1]
-        rows = sig.reshape(self.bands, self.rows).astype(np.uint64)
+    def prepare(self, signatures: np.ndarray) -> list[Prepared]:
+        """Each row of `signatures` with its band keys and stored form, computed for all rows
+        at once (a batch's signatures: numpy's overhead paid once), for `prime`."""
+        keys = self.band_keys_many(signatures)
+        stored = self.stored_many(signatures)
+        return list(zip(signatures, keys, stored, strict=True))
+
+    def prime(self, prepared: Prepared) -> None:
+        """The signature queried and inserted next, with its band keys and stored form (from
+        `prepare`): an article's signature is queried, then inserted."""
+        self._last = prepared
+
+    def band_keys_many(self, signatures: np.ndarray) -> np.ndarray:
+        """The band keys of each row of `signatures` (a row of keys each)."""
+        rows = signatures.reshape(len(signatures), self.bands, self.rows).astype(np.uint64)
         rows *= self._mult
-        keys = rows.sum(axis=1, dtype=np.uint64)
+        keys = rows.sum(axis=2, dtype=np.uint64)
         keys += self._salt
         # The low 32 bits of the mixed key: a window of 150,000 articles holds 2.4 million
         # band entries, so another band's key matches by chance about once in 1,800 look-ups
         # (and only adds a candidate, which the signature comparison judges).
-        low = _mix(keys).astype(np.uint32)
-        self._last = (sig, low)
+        return _mix(keys).astype(np.uint32)
+
+    def stored_many(self, signatures: np.ndarray) -> np.ndarray:
+        """The form the matrix keeps each row of `signatures` in: each bin's low 16 bits,
+        EMPTY as 0xFFFF and a filled bin never so. Two different bins look equal once in
+        65,536 comparisons, a Jaccard estimate of 64 bins moves by 1/64 that often; a
+        150,000-article window's matrix is 19 MB instead of 38."""
+        low = (signatures & _LOW16).astype(np.uint16)
+        np.minimum(low, _FULL16, out=low)
+        low[signatures == EMPTY] = _EMPTY16
         return low
 
+    def _prepared(self, sig: np.ndarray) -> Prepared:
+        last = self._last
+        if last is None or last[0] is not sig:
+            _, keys, stored = self.prepare(sig[None, :])[0]
+            last = self._last = (sig, keys, stored)
+        return last
+
+    def _band_keys(self, sig: np.ndarray) -> np.ndarray:
+        return self._prepared(sig)[1]
+
     def _stored(self, sig: np.ndarray) -> np.ndarray:
-        """The form the matrix keeps a signature in: each bin's low 16 bits, EMPTY as
-        0xFFFF and a filled bin never so. Two different bins look equal once in 65,536
-        comparisons, a Jaccard estimate of 64 bins moves by 1/64 that often; a 150,000-article
-        window's matrix is 19 MB instead of 38."""
-        last = self._last_stored
-        if last is not None and last[0] is sig:
-            return last[1]
-        low = (sig & _LOW16).astype(np.uint16)
-        np.minimum(low, _FULL16, out=low)
-        low[sig == EMPTY] = _EMPTY16
-        self._last_stored = (sig, low)
-        return low
+        return self._prepared(sig)[2]
 
     def query(
         self, sig: np.ndarray, threshold: float, accept: Callable[[int], bool] | None = None

@@ -120,16 +120,16 @@ class EventGrouper:
         return self.finish(session, stored, decisions)
 
     def decide(self, new: list[StoredArticle]) -> list[Placement]:
-        """Assign new articles (ids known, rows maybe not inserted yet) to events in memory."""
-        out: list[Placement] = []
-        add = self.clusterer.add
-        for article in new:
-            when = article_time(article.published, article.first_seen)
-            decision = add(
-                article.id, article.title, body_of(article.text, article.summary), when.timestamp()
-            )
-            out.append((article, decision, when))
-        return out
+        """Assign new articles (ids known, rows maybe not inserted yet) to events in memory,
+        as one batch (Clusterer.add_many: the decisions of one at a time)."""
+        times = [article_time(a.published, a.first_seen) for a in new]
+        decisions = self.clusterer.add_many(
+            [
+                (a.id, a.title, body_of(a.text, a.summary), when.timestamp())
+                for a, when in zip(new, times, strict=True)
+            ]
+        )
+        return list(zip(new, decisions, times, strict=True))
 
     @staticmethod
     def article_columns(decisions: list[Placement]) -> list[dict[str, object]]:

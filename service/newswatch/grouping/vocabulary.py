@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_
 
 import numpy as np
 
@@ -89,6 +91,33 @@ class Vocabulary:
         if None in found:
             found = [self._add(k) if i is None else i for k, i in zip(keys, found, strict=True)]
         return np.array(found, dtype=np.intp)
+
+    def peek(self, keys: Iterable[str]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """The id of each key as `lookup` would give it, without adding any: the keys not
+        seen before are numbered after the known ones in the order they first appear. And
+        those new keys, each with the place of its first appearance, for `admit`."""
+        keys = list(keys)
+        found = list(map(self.ids.get, keys))
+        new: dict[str, int] = {}
+        places: list[tuple[int, str]] = []
+        if None in found:
+            known = len(self.terms)
+            # Only the keys not found are looked at (compress walks the list in C).
+            for place in compress(range(len(found)), map(is_, found, repeat(None))):
+                key = keys[place]
+                i = new.get(key)
+                if i is None:
+                    i = new[key] = known + len(new)
+                    places.append((place, key))
+                found[place] = i
+        return np.array(found, dtype=np.intp), places
+
+    def admit(self, new: Iterable[str], ids: np.ndarray) -> None:
+        """Add the `new` keys (in the order `peek` numbered them) and count one more
+        document holding each of `ids`."""
+        for key in new:
+            self._add(key)
+        self.df[ids] += 1
 
     def _add(self, term: str) -> int:
         i = len(self.terms)

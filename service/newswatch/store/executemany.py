@@ -66,3 +66,14 @@ def _converted(values: Sequence[Any], bind: BindParameter[Any], dialect: Dialect
     ids = list(map(id, values))  # the rows hold every value: ids are not reused meanwhile
     done = {key: process(value) for key, value in dict(zip(ids, values, strict=True)).items()}
     return list(map(done.__getitem__, ids))
+
+
+def executemany_rows(
+    session: Session, statement: Insert | Update, rows: Sequence[dict[str, Any]]
+) -> int:
+    """`executemany` for rows as dicts: one run for each set of columns the rows set (rows of
+    one builder all set the same). Returns the rows changed."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(tuple(row.values()))
+    return sum(executemany(session, statement, keys, values) for keys, values in groups.items())

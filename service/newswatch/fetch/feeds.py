@@ -179,6 +179,7 @@ def _guessed_encoding(d: Any, body: bytes, content_type: str | None) -> bool:
 # (a third of a parse), and an entry's links and GUIDs with it. Both are pure functions of
 # their strings, so a memo returns what they would (docs/decisions/0221-feed-parse-cost.md).
 URL_JOIN_MEMO = 4096
+MEMOISED_JOINS = ("make_safe_absolute_uri", "_urljoin")
 
 
 @lru_cache(maxsize=1)
@@ -187,9 +188,10 @@ def _feedparser_module() -> Any:
     import feedparser
     import feedparser.mixin
 
-    for name in ("make_safe_absolute_uri", "_urljoin"):
-        join = getattr(feedparser.mixin, name)
-        setattr(feedparser.mixin, name, lru_cache(maxsize=URL_JOIN_MEMO)(join))
+    for name in MEMOISED_JOINS:
+        join = getattr(feedparser.mixin, name, None)
+        if callable(join):  # (another feedparser release may name them otherwise: not fatal)
+            setattr(feedparser.mixin, name, lru_cache(maxsize=URL_JOIN_MEMO)(join))
     return feedparser
 
 

@@ -33,7 +33,9 @@ def executemany(
         return 0
     connection = session.connection()
     dialect = connection.dialect
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    # As for an executemany: without the RETURNING of a generated key that Postgres's
+    # compiler adds to a lone INSERT (nothing would read it).
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
     # The statement's parameters in the order its placeholders take them (positional, as
     # SQLite's "?") or by name (psycopg's "%(name)s"); a parameter not in `keys` is an error.
     names = compiled.positiontup or list(compiled.binds)
@@ -72,8 +74,38 @@ def executemany_rows(
     session: Session, statement: Insert | Update, rows: Sequence[dict[str, Any]]
 ) -> int:
     """`executemany` for rows as dicts: one run for each set of columns the rows set (rows of
-    one builder all set the same). Returns the rows changed."""
+    one builder all set the same). An INSERT's rows get the scalar defaults of the columns
+    they leave out; rows that leave out a column with a computed default (a function, a
+    server default) go through SQLAlchemy, which computes it for each row. Returns the rows
+    changed."""
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows:
         groups.setdefault(tuple(row), []).append(tuple(row.values()))
-    return sum(executemany(session, statement, keys, values) for keys, values in groups.items())
+    changed = 0
+    for keys, values in groups.items():
+        defaults = _scalar_defaults(statement, keys)
+        if defaults is None:
+            result = session.execute(statement, [dict(zip(keys, v, strict=True)) for v in values])
+            changed += int(result.rowcount)  # type: ignore[attr-defined]
+            continue
+        filled = tuple(defaults.values())
+        all_keys = (*keys, *defaults)
+        changed += executemany(session, statement, all_keys, [(*v, *filled) for v in values])
+    return changed
+
+
+def _scalar_defaults(statement: Insert | Update, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The scalar Python-side defaults of the INSERT's columns left out of `keys` (none for
+    an UPDATE); None when one of them has a default only SQLAlchemy can compute."""
+    if not isinstance(statement, Insert):
+        return {}
+    defaults: dict[str, Any] = {}
+    for column in statement.table.columns:  # type: ignore[attr-defined]
+        if column.key in keys:
+            continue
+        default = column.default
+        if default is not None and not default.is_scalar:
+            return None
+        if default is not None:
+            defaults[column.key] = default.arg
+    return defaults

@@ -12,8 +12,8 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin
 
@@ -186,7 +186,7 @@ MEMOISED_JOINS = ("make_safe_absolute_uri", "_urljoin")
 def _feedparser_module() -> Any:
     """feedparser, imported at the first parse, its URL joins memoised."""
     import feedparser
-    import feedparser.mixin
+    import feedparser.mixin  # type: ignore[import-untyped]
 
     for name in MEMOISED_JOINS:
         join = getattr(feedparser.mixin, name, None)

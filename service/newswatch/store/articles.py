@@ -393,7 +393,7 @@ def _insert_sightings(
     """Insert the sightings not stored yet; returns the (article, source) pairs inserted.
     Those of articles new in this transaction cannot be stored yet: one executemany INSERT;
     the others skip the stored ones (ON CONFLICT DO NOTHING, RETURNING what went in)."""
-    unique = {(r["article_id"], r["source_id"]): r for r in reversed(rows)}
+    unique = {(cast(int, r["article_id"]), cast(int, r["source_id"])): r for r in reversed(rows)}
     fresh = [row for key, row in unique.items() if key[0] in new_articles]
     executemany_rows(session, insert(SIGHTINGS), fresh)
     inserted = {key for key in unique if key[0] in new_articles}

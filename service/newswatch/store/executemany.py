@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 from sqlmodel import Session
 
 
@@ -100,12 +101,12 @@ def _scalar_defaults(statement: Insert | Update, keys: tuple[str, ...]) -> dict[
     if not isinstance(statement, Insert):
         return {}
     defaults: dict[str, Any] = {}
-    for column in statement.table.columns:  # type: ignore[attr-defined]
+    for column in statement.table.columns:
         if column.key in keys:
             continue
         default = column.default
-        if default is not None and not default.is_scalar:
-            return None
-        if default is not None:
+        if isinstance(default, ScalarElementColumnDefault):
             defaults[column.key] = default.arg
+        elif default is not None:
+            return None
     return defaults

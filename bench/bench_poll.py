@@ -98,17 +98,26 @@ def children_cpu() -> float:
 LAST_CPU: dict[str, float] = {}  # the CPU seconds of the last process each mode ran
 
 
-def run_once(tmp: Path, config: Path) -> tuple[float, str]:
+# The other build of newswatch (`--other SERVICE_DIR`), run in every round beside this one.
+OTHER: dict[str, str] = {}
+
+
+def run_once(tmp: Path, config: Path, build: str = "newswatch") -> tuple[float, str]:
+    """`newswatch run --once` of this build ("newswatch") or of the other one ("other"),
+    each on a store of its own; its wall seconds and summary line (CPU in LAST_CPU[build])."""
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp / 'newswatch.db'}",
+        "DATABASE_URL": f"sqlite:///{tmp / f'{build}.db'}",
         "NEWSWATCH_CONFIG": str(config),
         "NEWSWATCH_LOG_LEVEL": "WARNING",
     }
+    env.pop("PYTHONPATH", None)
+    if build == "other":
+        env["PYTHONPATH"] = OTHER["service"]
     command = [sys.executable, "-m", "newswatch", "run", "--once"]
     profile_dir = os.environ.get("BENCH_POLL_PROFILE")
     if profile_dir:  # py-spy's raw samples of each run, for finding where the time goes
-        out = Path(profile_dir) / f"{config.stem}-{time.time():.0f}.txt"
+        out = Path(profile_dir) / f"{config.stem}-{build}-{time.time():.0f}.txt"
         command = ["py-spy", "record", "-r", "100", "-f", "raw", "-o", str(out), "--", *command]
     started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(
@@ -119,11 +128,20 @@ def run_once(tmp: Path, config: Path) -> tuple[float, str]:
         check=False,
     )
     took = time.perf_counter() - started
-    LAST_CPU["newswatch"] = children_cpu() - cpu
+    LAST_CPU[build] = children_cpu() - cpu
     if done.returncode != 0:
-        raise SystemExit(f"newswatch run --once failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"newswatch run --once ({build}) failed:\n{done.stderr[-3000:]}")
     summary = [line for line in done.stderr.splitlines() if "sources polled" in line]
     return took, summary[-1] if summary else done.stderr[-300:]
+
+
+def builds() -> list[str]:
+    return ["newswatch", "other"] if OTHER else ["newswatch"]
+
+
+def rotated(modes: list[str], r: int) -> list[str]:
+    """The round's order: each mode first in turn, so a neighbour's burst favours none."""
+    return modes[r % len(modes) :] + modes[: r % len(modes)]
 
 
 def bare_client(tmp: Path, requests: list[tuple[str, str | None]]) -> tuple[float, float, dict]:
@@ -152,10 +170,13 @@ def stored_articles(db: Path) -> int:
         return conn.execute("SELECT count(*) FROM articles").fetchone()[0]
 
 
-def _parse(body: bytes) -> int:
+def _parse(body: bytes) -> tuple[int, float]:
+    """The entries of one body and the CPU seconds its parse took."""
     import feedparser
 
-    return len(feedparser.parse(body).entries)
+    cpu = time.process_time()
+    entries = len(feedparser.parse(body).entries)
+    return entries, time.process_time() - cpu
 
 
 def _warm(_: int) -> int:
@@ -165,9 +186,13 @@ def _warm(_: int) -> int:
 
 
 def feedparser_pool(pool: ProcessPoolExecutor, bodies: list[bytes]) -> tuple[float, int]:
+    """Wall seconds to parse `bodies` in the pool, and the entries found; the pool's CPU
+    seconds for them in LAST_CPU["feedparser"]."""
     started = time.perf_counter()
-    entries = sum(pool.map(_parse, bodies))
-    return time.perf_counter() - started, entries
+    parsed = list(pool.map(_parse, bodies))
+    took = time.perf_counter() - started
+    LAST_CPU["feedparser"] = sum(cpu for _entries, cpu in parsed)
+    return took, sum(entries for entries, _cpu in parsed)
 
 
 def fetch_bodies(urls: list[str]) -> list[bytes]:
@@ -201,104 +226,145 @@ def unchanged_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> N
     config, first = tmp / f"unchanged-{feeds}.yaml", tmp / f"first-{feeds}.yaml"
     write_config(config, urls, grouping=True)
     write_config(first, urls, grouping=False)
-    db = tmp / "newswatch.db"
-    db.unlink(missing_ok=True)
-    # The first pass stores every feed's entries (grouping off: quicker, and a run that
-    # stores nothing does not read the grouping window anyway).
-    took, summary = run_once(tmp, first)
-    print(f"  first pass (every feed new, grouping off): {took:.1f} s; {summary}")
-    etags = stored_validators(db)
+    for build in builds():
+        (tmp / f"{build}.db").unlink(missing_ok=True)
+        # The first pass stores every feed's entries (grouping off: quicker, and a run that
+        # stores nothing does not read the grouping window anyway).
+        took, summary = run_once(tmp, first, build)
+        print(f"  first pass of {build} (every feed new, grouping off): {took:.1f} s; {summary}")
+    etags = stored_validators(tmp / "newswatch.db")
     requests = [(u, etags.get(u)) for u in urls]
     assert all(e for _u, e in requests), "a feed has no stored ETag"
-    ratios, nw_times, bare_times, bare_gets, cpu_ratios = [], [], [], [], []
+    times: dict[str, list[float]] = {mode: [] for mode in ["bare", *builds()]}
+    cpu: dict[str, list[float]] = {mode: [] for mode in times}
+    bare_gets: list[float] = []
     for r in range(rounds):
-        # Alternate which goes first: a neighbour's burst then favours neither.
-        order = ("bare", "newswatch") if r % 2 == 0 else ("newswatch", "bare")
-        for mode in order:
+        for mode in rotated(list(times), r):
             if mode == "bare":
-                t_bare, t_gets, statuses = bare_client(tmp, requests)
+                took, t_gets, statuses = bare_client(tmp, requests)
                 assert statuses == {"304": feeds}, statuses
+                bare_gets.append(t_gets)
             else:
-                t_nw, summary = run_once(tmp, config)
+                took, summary = run_once(tmp, config, mode)
                 assert " 0 new articles, 0 with errors" in summary, summary
-        nw_times.append(t_nw)
-        bare_times.append(t_bare)
-        bare_gets.append(t_gets)
-        ratios.append(t_bare / t_nw)
-        cpu_ratios.append(LAST_CPU["bare"] / LAST_CPU["newswatch"])
+            times[mode].append(took)
+            cpu[mode].append(LAST_CPU[mode])
         print(
-            f"  round {r + 1}: newswatch run --once {t_nw:.2f} s, bare aiohttp client "
-            f"{t_bare:.2f} s (its GETs {t_gets:.2f} s): rate ratio {t_bare / t_nw:.2f}; "
-            f"CPU {LAST_CPU['newswatch']:.2f} s against {LAST_CPU['bare']:.2f} s "
-            f"(ratio {cpu_ratios[-1]:.2f}); load average {os.getloadavg()[0]:.1f}"
+            f"  round {r + 1}: "
+            + "; ".join(_round_figures(mode, "bare", times, cpu) for mode in builds())
+            + f"; bare aiohttp client {times['bare'][-1]:.2f} s (its GETs {bare_gets[-1]:.2f} s,"
+            f" CPU {cpu['bare'][-1]:.2f} s); load average {os.getloadavg()[0]:.1f}"
         )
+    ratios = _ratios("newswatch", "bare", times)
+    cpu_ratios = _ratios("newswatch", "bare", cpu)
     key = f"unchanged-{feeds}"
     results[key] = {
-        "newswatch_s": nw_times,
-        "bare_s": bare_times,
+        "newswatch_s": times["newswatch"],
+        "bare_s": times["bare"],
         "bare_gets_s": bare_gets,
         "ratio": ratios,
         "cpu_ratio": cpu_ratios,
         "target": 0.5,
     }
     print(
-        f"(a) {feeds} unchanged feeds: newswatch {spread(nw_times)} s, bare client "
-        f"{spread(bare_times)} s (GET phase {spread(bare_gets)} s); rate ratio "
+        f"(a) {feeds} unchanged feeds: newswatch {spread(times['newswatch'])} s, bare client "
+        f"{spread(times['bare'])} s (GET phase {spread(bare_gets)} s); rate ratio "
         f"min/median/max {spread(ratios)} (target >= 0.50); CPU ratio {spread(cpu_ratios)}"
+    )
+    _other_summary(results[key], "bare", times, cpu)
+
+
+def _round_figures(
+    build: str, baseline: str, times: dict[str, list[float]], cpu: dict[str, list[float]]
+) -> str:
+    return (
+        f"{build} {times[build][-1]:.2f} s (CPU {cpu[build][-1]:.2f} s): rate ratio "
+        f"{times[baseline][-1] / times[build][-1]:.2f}, CPU ratio "
+        f"{cpu[baseline][-1] / cpu[build][-1]:.2f}"
+    )
+
+
+def _ratios(build: str, baseline: str, values: dict[str, list[float]]) -> list[float]:
+    """Per round, the baseline's time (or CPU) over the build's: the build's relative rate."""
+    return [b / n for b, n in zip(values[baseline], values[build], strict=True)]
+
+
+def _other_summary(
+    result: dict, baseline: str, times: dict[str, list[float]], cpu: dict[str, list[float]]
+) -> None:
+    """The other build's ratios, and this build's over the other's, round by round."""
+    if not OTHER:
+        return
+    result["other_ratio"] = _ratios("other", baseline, times)
+    result["other_cpu_ratio"] = _ratios("other", baseline, cpu)
+    result["this_over_other"] = _ratios("newswatch", "other", times)
+    result["this_over_other_cpu"] = _ratios("newswatch", "other", cpu)
+    print(
+        f"    other build ({OTHER['service']}): rate ratio {spread(result['other_ratio'])}, CPU "
+        f"ratio {spread(result['other_cpu_ratio'])}; this build's rate / the other's "
+        f"{spread(result['this_over_other'])} (CPU {spread(result['this_over_other_cpu'])})"
     )
 
 
 def changed_mode(farm, tmp: Path, feeds: int, rounds: int, results: dict) -> None:  # type: ignore[no-untyped-def]
     urls = [farm.url(i) for i in range(feeds)]
-    db = tmp / "newswatch.db"
-    db.unlink(missing_ok=True)
     plain, grouped = tmp / "changed-plain.yaml", tmp / "changed-grouped.yaml"
     write_config(plain, urls, grouping=False)
     write_config(grouped, urls, grouping=True)
     workers = parse_workers()
-    run_once(tmp, plain)  # every feed known: each round then brings 20 new entries a feed
-    ratios, nw_times, fp_times, grouped_ratios = [], [], [], []
+    for build in builds():
+        (tmp / f"{build}.db").unlink(missing_ok=True)
+        run_once(tmp, plain, build)  # every feed known: each round then brings 20 new entries
+    times: dict[str, list[float]] = {mode: [] for mode in ["feedparser", *builds()]}
+    cpu: dict[str, list[float]] = {mode: [] for mode in times}
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_warm, range(workers)))
         for r in range(rounds):
             farm.bump()
             bodies = fetch_bodies(urls)
-            order = ("feedparser", "newswatch") if r % 2 == 0 else ("newswatch", "feedparser")
-            for mode in order:
+            for mode in rotated(list(times), r):
                 if mode == "feedparser":
-                    t_fp, entries = feedparser_pool(pool, bodies)
+                    took, entries = feedparser_pool(pool, bodies)
                     assert entries == 20 * feeds, entries
                 else:
-                    before = stored_articles(db)
-                    t_nw, summary = run_once(tmp, plain)
-                    assert stored_articles(db) - before == 20 * feeds, summary
-            nw_times.append(t_nw)
-            fp_times.append(t_fp)
-            ratios.append(t_fp / t_nw)
+                    before = stored_articles(tmp / f"{mode}.db")
+                    took, summary = run_once(tmp, plain, mode)
+                    stored = stored_articles(tmp / f"{mode}.db") - before
+                    assert stored == 20 * feeds, summary
+                times[mode].append(took)
+                cpu[mode].append(LAST_CPU[mode])
             print(
-                f"  round {r + 1}: newswatch run --once {t_nw:.2f} s, feedparser in {workers} "
-                f"processes {t_fp:.2f} s: rate ratio {t_fp / t_nw:.2f}; "
-                f"load average {os.getloadavg()[0]:.1f}"
+                f"  round {r + 1}: "
+                + "; ".join(_round_figures(mode, "feedparser", times, cpu) for mode in builds())
+                + f"; feedparser in {workers} processes {times['feedparser'][-1]:.2f} s (CPU "
+                f"{cpu['feedparser'][-1]:.2f} s); load average {os.getloadavg()[0]:.1f}"
             )
         # (b'): with grouping, after the rounds (its window would slow (b) otherwise).
         farm.bump()
         t_grouped, _summary = run_once(tmp, grouped)
-        grouped_ratios.append(statistics.median(fp_times) / t_grouped)
-    results[f"changed-{feeds}"] = {
-        "newswatch_s": nw_times,
-        "feedparser_s": fp_times,
+    ratios = _ratios("newswatch", "feedparser", times)
+    cpu_ratios = _ratios("newswatch", "feedparser", cpu)
+    key = f"changed-{feeds}"
+    results[key] = {
+        "newswatch_s": times["newswatch"],
+        "feedparser_s": times["feedparser"],
         "ratio": ratios,
+        "cpu_ratio": cpu_ratios,
         "target": 0.7,
         "workers": workers,
     }
     print(
         f"(b) {feeds} changed feeds (20 new entries each), grouping off: newswatch "
-        f"{spread(nw_times)} s, feedparser alone in {workers} processes {spread(fp_times)} s; "
-        f"rate ratio min/median/max {spread(ratios)} (target >= 0.70)"
+        f"{spread(times['newswatch'])} s, feedparser alone in {workers} processes "
+        f"{spread(times['feedparser'])} s; rate ratio min/median/max {spread(ratios)} "
+        f"(target >= 0.70); CPU ratio {spread(cpu_ratios)} (newswatch's CPU with its start-up "
+        f"and workers, feedparser's parses alone)"
     )
+    _other_summary(results[key], "feedparser", times, cpu)
+    grouped_ratio = statistics.median(times["feedparser"]) / t_grouped
     print(
         f"(b') the same with event grouping on, once: {t_grouped:.2f} s, ratio to feedparser's "
-        f"median {grouped_ratios[0]:.2f} (no target)"
+        f"median {grouped_ratio:.2f} (no target)"
     )
 
 
@@ -306,6 +372,7 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--bare-client":
         bare_client_main(sys.argv[2], MAX_CONNECTIONS)
         return
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # rounds as they end
     ap = argparse.ArgumentParser()
     ap.add_argument("--feeds", type=int, nargs="*", default=[2000, 10000])
     ap.add_argument("--changed-feeds", type=int, default=500)
@@ -313,7 +380,14 @@ def main() -> None:
     ap.add_argument("--feeds-per-host", type=int, default=1)
     ap.add_argument("--skip-changed", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--other",
+        type=Path,
+        help="another build's service/ directory: its `run --once` runs in every round too",
+    )
     args = ap.parse_args()
+    if args.other:
+        OTHER["service"] = str(args.other.resolve())
     from feedfarm import PORTS_PER_PROCESS, FeedFarm
 
     results: dict = {}

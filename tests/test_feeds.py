@@ -189,3 +189,37 @@ def test_html_to_text():
     assert html_to_text("plain") == "plain"
     assert html_to_text("") is None
     assert html_to_text("<<<>>>") is not None
+
+
+BASES = b"""<?xml version="1.0"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:base="sub/">
+<title>Bases</title><link href="index.html"/>
+<entry xml:base="../other/"><id>t3_relative</id><title>One</title><link href="one.html"/>
+<summary type="html">&lt;p&gt;Text &lt;a href="x.html"&gt;here&lt;/a&gt;&lt;/p&gt;</summary></entry>
+<entry><id>https://abs.example/2</id><title>Two</title><link href="/two"/></entry>
+</feed>"""
+
+
+def test_memoised_url_joins_give_what_feedparser_gives(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """feedparser's URL joins are memoised (decision 0221): the same feeds parse to the same
+    entries (links, GUIDs, xml:base) with the memo and with feedparser's own functions."""
+    import feedparser.mixin
+    import feedparser.urls
+
+    bodies = [BASES, read("rss-with-relative-urls.xml"), read("intertwingly.atom")]
+    memoised = [parse_feed(b, url="https://feeds.example/dir/feed.xml") for b in bodies]
+    # The memo is in place and serves the repeated joins of the base URI.
+    join = feedparser.mixin.make_safe_absolute_uri
+    assert join.cache_info().hits > 0  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        feedparser.mixin, "make_safe_absolute_uri", feedparser.urls.make_safe_absolute_uri
+    )
+    monkeypatch.setattr(feedparser.mixin, "_urljoin", feedparser.urls._urljoin)
+    plain = [parse_feed(b, url="https://feeds.example/dir/feed.xml") for b in bodies]
+    assert memoised == plain
+    first = memoised[0].entries[0]
+    # A relative id is resolved as feedparser resolves it, against the bases that apply.
+    assert first.guid == "https://feeds.example/dir/other/t3_relative"
+    assert first.url == "https://feeds.example/dir/other/one.html"
+    assert first.summary == "Text here"
+    assert memoised[0].entries[1].url == "https://feeds.example/two"

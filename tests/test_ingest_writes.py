@@ -192,3 +192,85 @@ def test_an_archive_article_and_its_copies_stay_out_of_each_others_events(engine
         }
     assert {first.year for first in spans[archive[0]]} == {2006}
     assert min(spans[undated[0]]) >= now - timedelta(hours=2)  # the archive's time is not in it
+
+
+def test_a_batch_writes_its_articles_and_sightings_in_a_few_statements(engine) -> None:  # type: ignore[no-untyped-def]
+    """New articles: one INSERT of the articles and one of their sightings, whatever their
+    number (executemany), none with RETURNING; sightings of stored articles skip those stored
+    already (decision 0222). The rows are the ones the entries describe."""
+    with session_scope(engine) as session:
+        a, b = ensure_source(session, "a"), ensure_source(session, "b")
+        known = store_batch(session, [(a, _entries()[2][1])])[0]
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()).upper())
+
+    story = _entries()[0][1]
+    entries = [
+        (a, story),  # new
+        (b, story),  # the same new article at a second source: a second sighting
+        (a, _entries()[2][1]),  # stored, sighted at a already: no new sighting
+        (b, _entries()[2][1]),  # stored, new at b
+        *[
+            (b, ParsedEntry(url=f"https://b.example/{n}", title=f"Item {n} " * 3))
+            for n in range(30)
+        ],
+    ]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with session_scope(engine) as session:
+            a, b = ensure_source(session, "a"), ensure_source(session, "b")
+            stored = store_batch(session, [(s, e) for s, e in entries])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert [x.is_new for x in stored[:4]] == [True, False, False, False]
+    assert all(x.is_new for x in stored[4:])
+    assert [x.new_sighting for x in stored[:4]] == [True, True, False, True]
+    assert stored[2].id == stored[3].id == known.id and stored[1].id == stored[0].id
+    inserts = [s for s in statements if s.startswith("INSERT INTO ARTICLES")]
+    assert len(inserts) == 1 and "RETURNING" not in inserts[0]
+    sightings = [s for s in statements if s.startswith("INSERT INTO SIGHTINGS")]
+    # One for the new articles' sightings; one (ON CONFLICT ..., RETURNING) for the stored one's.
+    assert len(sightings) == 2 and sum("RETURNING" in s for s in sightings) == 1
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT a.url, s.source_id FROM sightings s JOIN articles a ON a.id = s.article_id"
+            )
+        ).all()
+        titles = dict(conn.execute(text("SELECT url, title FROM articles")).all())
+    pairs = {(url, source) for url, source in rows}
+    assert len(rows) == len(pairs) == 3 + 30 + 1  # story at a and b, 30 items, known at a and b
+    assert {(story.url, a.id), (story.url, b.id), (_entries()[2][1].url, b.id)} <= pairs
+    assert titles["https://b.example/7"] == "Item 7 " * 3
+
+
+def test_deferred_rows_of_one_table_with_different_columns_are_all_written(engine) -> None:  # type: ignore[no-untyped-def]
+    """Deferred inserts and updates go through store/executemany, one statement a table and
+    set of columns; rows that set other columns get their own."""
+    from newswatch.store.db import defer_insert, defer_update
+    from newswatch.store.models import Fetch, Source, table_of
+
+    fetches, sources = table_of(Fetch), table_of(Source)
+    with session_scope(engine) as session:
+        a, b = ensure_source(session, "a"), ensure_source(session, "b")
+    base = {"started_at": T0, "url": "https://a.example/feed", "outcome": "ok"}
+    with session_scope(engine) as session:
+        defer_insert(session, fetches, [{**base, "source_id": a.id, "status": 200}])
+        defer_insert(session, fetches, [{**base, "source_id": b.id, "error": "boom"}])
+        defer_insert(session, fetches, [{**base, "source_id": b.id, "status": 304}])
+        defer_update(session, sources, a.id, {"last_status": 200, "title": "A"})
+        defer_update(session, sources, b.id, {"last_error": "boom"})
+    with engine.connect() as conn:
+        logged = conn.execute(
+            text("SELECT source_id, status, error FROM fetches ORDER BY id")
+        ).all()
+        states = dict(
+            (r[0], r[1:])
+            for r in conn.execute(text("SELECT id, last_status, title, last_error FROM sources"))
+        )
+    assert sorted(logged, key=str) == sorted(
+        [(a.id, 200, None), (b.id, None, "boom"), (b.id, 304, None)], key=str
+    )
+    assert states[a.id] == (200, "A", None) and states[b.id] == (None, None, "boom")

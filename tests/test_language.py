@@ -271,3 +271,23 @@ def test_migration_marks_stored_languages_declared(store_url) -> None:  # type: 
         ]
     finally:
         eng.dispose()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "abcdefghi",
+        "abcdefghij",
+        "1234567890 abc",
+        "Ünïcødé ñ 東京都 العربية",
+        "a1b2c3d4e5f6g7h8i9j",
+        "",
+        "²½ⅫⅣ 9 letters",
+    ],
+)
+def test_the_letter_floor_counts_letters_as_str_isalpha(text: str) -> None:
+    """The floor stops at the tenth letter: it says what counting every letter would."""
+    from newswatch.fetch.language import MIN_LETTERS, _has_letters
+
+    assert _has_letters(text, MIN_LETTERS) == (sum(c.isalpha() for c in text) >= MIN_LETTERS)
+    assert _has_letters(text, 1) == any(c.isalpha() for c in text)

@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin
 
@@ -174,11 +175,30 @@ def _guessed_encoding(d: Any, body: bytes, content_type: str | None) -> bool:
     return not declared and "charset" not in (content_type or "").lower()
 
 
-def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
-    import feedparser
+# URL joins feedparser repeats: its parser joins the base URI with itself at every start tag
+# (a third of a parse), and an entry's links and GUIDs with it. Both are pure functions of
+# their strings, so a memo returns what they would (docs/decisions/0221-feed-parse-cost.md).
+URL_JOIN_MEMO = 4096
+MEMOISED_JOINS = ("make_safe_absolute_uri", "_urljoin")
 
-    return feedparser.parse(
-        body, response_headers=headers, sanitize_html=True, resolve_relative_uris=True
+
+@lru_cache(maxsize=1)
+def _feedparser_module() -> Any:
+    """feedparser, imported at the first parse, its URL joins memoised."""
+    import feedparser
+    import feedparser.mixin  # type: ignore[import-untyped]
+
+    for name in MEMOISED_JOINS:
+        join = getattr(feedparser.mixin, name, None)
+        if callable(join):  # (another feedparser release may name them otherwise: not fatal)
+            setattr(feedparser.mixin, name, lru_cache(maxsize=URL_JOIN_MEMO)(join))
+    return feedparser
+
+
+def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
+    # Relative URIs inside HTML content are not resolved: only their text is kept.
+    return _feedparser_module().parse(
+        body, response_headers=headers, sanitize_html=True, resolve_relative_uris=False
     )
 
 

@@ -70,11 +70,22 @@ def _model() -> Any:
     return fasttext.load_model(str(path))
 
 
+def _has_letters(text: str, wanted: int) -> bool:
+    """Whether `text` holds at least `wanted` letters (str.isalpha); stops at the last one
+    wanted rather than counting all (a title usually has them in its first words)."""
+    for char in text:
+        if char.isalpha():
+            wanted -= 1
+            if wanted == 0:
+                return True
+    return wanted <= 0
+
+
 def detect_language(title: str | None, body: str | None) -> str | None:
     """The language of a title and body (summary or text), or None when the text is too
     short or the detector not confident enough to say."""
     text = " ".join(part[:DETECT_CHARS] for part in (title, body) if part)[:DETECT_CHARS]
-    if sum(1 for c in text if c.isalpha()) < MIN_LETTERS:
+    if not _has_letters(text, MIN_LETTERS):
         return None
     # fastText reads one line of UTF-8: whitespace (line breaks too) collapsed, a lone
     # surrogate (from a broken \u escape) replaced. Lower case: capitals mislead it (an

@@ -30,6 +30,7 @@ from sqlmodel import select as select_model
 from newswatch.dedupe_keys import canonical_url, content_hash
 from newswatch.shared_types import LanguageSource, ParsedEntry, SourceKind
 from newswatch.store.columns import storable_text, utcnow
+from newswatch.store.executemany import executemany_rows
 from newswatch.store.models import Article, Sighting, Source, table_of
 from newswatch.store.search import index_new_articles
 from newswatch.store.upsert import insert_ignoring_conflicts
@@ -312,20 +313,6 @@ def _article_row(k: _Keys, now: datetime) -> dict[str, object]:
     }
 
 
-def _insert_articles(session: Session, rows: list[dict[str, object]]) -> list[int]:
-    """Multi-row INSERT … RETURNING; the ids, in the order of `rows`.
-
-    Both SQLite (rowid = max + 1) and Postgres (nextval per row) number the rows of a
-    multi-row VALUES in order, so the ids sorted ascending are the rows' ids in order. We
-    rely on that rather than on SQLAlchemy's sort_by_parameter_order, which on SQLite falls
-    back to one INSERT per row (several times slower).
-    """
-    if not rows:
-        return []
-    statement = insert(ARTICLES).returning(ARTICLES.c.id)
-    return sorted(session.execute(statement, rows).scalars())
-
-
 def reserve_article_ids(session: Session, count: int) -> list[int]:
     """`count` ids for articles this transaction will insert, ascending.
 
@@ -400,16 +387,23 @@ def _insert_articles_beside_others(
     return ids, taken
 
 
-def _insert_sightings(session: Session, rows: list[dict[str, object]]) -> set[tuple[int, int]]:
-    """Insert the sightings not stored yet; returns the (article, source) pairs inserted."""
-    unique = {(r["article_id"], r["source_id"]): r for r in reversed(rows)}
-    rows = list(unique.values())
-    if not rows:
-        return set()
-    statement = insert_ignoring_conflicts(
-        session, SIGHTINGS, [SIGHTINGS.c.article_id, SIGHTINGS.c.source_id]
-    ).returning(SIGHTINGS.c.article_id, SIGHTINGS.c.source_id)
-    return {(row[0], row[1]) for row in session.execute(statement, rows)}
+def _insert_sightings(
+    session: Session, rows: list[dict[str, object]], new_articles: set[int]
+) -> set[tuple[int, int]]:
+    """Insert the sightings not stored yet; returns the (article, source) pairs inserted.
+    Those of articles new in this transaction cannot be stored yet: one executemany INSERT;
+    the others skip the stored ones (ON CONFLICT DO NOTHING, RETURNING what went in)."""
+    unique = {(cast(int, r["article_id"]), cast(int, r["source_id"])): r for r in reversed(rows)}
+    fresh = [row for key, row in unique.items() if key[0] in new_articles]
+    executemany_rows(session, insert(SIGHTINGS), fresh)
+    inserted = {key for key in unique if key[0] in new_articles}
+    known = [row for key, row in unique.items() if key[0] not in new_articles]
+    if known:
+        statement = insert_ignoring_conflicts(
+            session, SIGHTINGS, [SIGHTINGS.c.article_id, SIGHTINGS.c.source_id]
+        ).returning(SIGHTINGS.c.article_id, SIGHTINGS.c.source_id)
+        inserted.update((row[0], row[1]) for row in session.execute(statement, known))
+    return inserted
 
 
 # The language to store for a new article's entry and how it is known (a LanguageSource),
@@ -479,11 +473,9 @@ def store_batch(
         ids, taken = _insert_articles_beside_others(session, new_rows, new_index)
         new_rows = [row for row in new_rows if "id" in row]
         new_index = [i for i in new_index if i in ids]
-    elif assign is None:
-        ids = dict(zip(new_index, _insert_articles(session, new_rows), strict=True))
-        for row, article_id in zip(new_rows, ids.values(), strict=True):
-            row["id"] = article_id
     else:
+        # Ids reserved, then one executemany INSERT (after `assign`, with its columns): no
+        # RETURNING, which SQLAlchemy runs as batches of multi-row VALUES built row by row.
         reserved = reserve_article_ids(session, len(new_rows))
         for row, article_id in zip(new_rows, reserved, strict=True):
             row["id"] = article_id
@@ -530,9 +522,10 @@ def store_batch(
         extra = assign([results[i] for i in new_index])
         for row, columns in zip(new_rows, extra, strict=True):
             row.update(columns)
-        session.execute(insert(ARTICLES), new_rows)
+    if not concurrent:
+        executemany_rows(session, insert(ARTICLES), new_rows)
     index_new_articles(session, new_rows)  # the full-text index, in the same transaction
-    inserted = _insert_sightings(session, sightings)
+    inserted = _insert_sightings(session, sightings, set(ids.values()))
     for article in results:
         article.new_sighting = (article.id, article.source_id) in inserted
     return results

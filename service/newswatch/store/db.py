@@ -30,6 +30,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 from newswatch import errors
+from newswatch.store.executemany import executemany, executemany_rows
 from newswatch.store.startup import startup_lock
 
 if TYPE_CHECKING:
@@ -220,11 +221,14 @@ def defer_update(session: Session, table: Table, row_id: int, values: dict[str, 
 
 
 def _flush_deferred(session: Session) -> None:
+    """The deferred rows, one executemany a table and set of columns (store/executemany:
+    the statement compiled once, no per-row bookkeeping)."""
     for table, rows in session.info.pop("deferred", {}).items():
-        if rows:
-            session.execute(insert(table), rows)
-    for (table, _columns), rows in session.info.pop("deferred_updates", {}).items():
-        session.execute(update(table).where(table.c.id == bindparam(_ROW_ID)), rows)
+        executemany_rows(session, insert(table), rows)
+    for (table, columns), rows in session.info.pop("deferred_updates", {}).items():
+        keys = (*columns, _ROW_ID)
+        values = [tuple(row[key] for key in keys) for row in rows]
+        executemany(session, update(table).where(table.c.id == bindparam(_ROW_ID)), keys, values)
 
 
 @contextmanager

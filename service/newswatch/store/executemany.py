@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert, Update
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 from sqlmodel import Session
 
 
@@ -33,7 +34,9 @@ def executemany(
         return 0
     connection = session.connection()
     dialect = connection.dialect
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    # As for an executemany: without the RETURNING of a generated key that Postgres's
+    # compiler adds to a lone INSERT (nothing would read it).
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
     # The statement's parameters in the order its placeholders take them (positional, as
     # SQLite's "?") or by name (psycopg's "%(name)s"); a parameter not in `keys` is an error.
     names = compiled.positiontup or list(compiled.binds)
@@ -66,3 +69,44 @@ def _converted(values: Sequence[Any], bind: BindParameter[Any], dialect: Dialect
     ids = list(map(id, values))  # the rows hold every value: ids are not reused meanwhile
     done = {key: process(value) for key, value in dict(zip(ids, values, strict=True)).items()}
     return list(map(done.__getitem__, ids))
+
+
+def executemany_rows(
+    session: Session, statement: Insert | Update, rows: Sequence[dict[str, Any]]
+) -> int:
+    """`executemany` for rows as dicts: one run for each set of columns the rows set (rows of
+    one builder all set the same). An INSERT's rows get the scalar defaults of the columns
+    they leave out; rows that leave out a column with a computed default (a function, a
+    server default) go through SQLAlchemy, which computes it for each row. Returns the rows
+    changed."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(tuple(row.values()))
+    changed = 0
+    for keys, values in groups.items():
+        defaults = _scalar_defaults(statement, keys)
+        if defaults is None:
+            result = session.execute(statement, [dict(zip(keys, v, strict=True)) for v in values])
+            changed += int(result.rowcount)  # type: ignore[attr-defined]
+            continue
+        filled = tuple(defaults.values())
+        all_keys = (*keys, *defaults)
+        changed += executemany(session, statement, all_keys, [(*v, *filled) for v in values])
+    return changed
+
+
+def _scalar_defaults(statement: Insert | Update, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The scalar Python-side defaults of the INSERT's columns left out of `keys` (none for
+    an UPDATE); None when one of them has a default only SQLAlchemy can compute."""
+    if not isinstance(statement, Insert):
+        return {}
+    defaults: dict[str, Any] = {}
+    for column in statement.table.columns:
+        if column.key in keys:
+            continue
+        default = column.default
+        if isinstance(default, ScalarElementColumnDefault):
+            defaults[column.key] = default.arg
+        elif default is not None:
+            return None
+    return defaults

@@ -122,17 +122,16 @@ def test_liveness_fails_while_ingestions_loop_is_stuck_and_recovers(
     with Newswatch(["run"], env, tmp_path / "run.log") as nw:
         base = _base_url(nw)
         auth = {"Authorization": "Bearer secret"}
-        with httpx.Client(base_url=base, timeout=30) as probe, httpx.Client(
-            base_url=base, timeout=30, headers=auth
-        ) as client:
+        with (
+            httpx.Client(base_url=base, timeout=30) as probe,
+            httpx.Client(base_url=base, timeout=30, headers=auth) as client,
+        ):
             wait_for(lambda: probe.get("/healthz").status_code == 200, START_SECONDS, "alive")
             # A connection that carried another request first is served by the API process.
             assert client.get("/api/sources").status_code == 200
             nw.signal(signal.SIGSTOP)
             try:
-                wait_for(
-                    lambda: probe.get("/healthz").status_code == 503, START_SECONDS, "a 503"
-                )
+                wait_for(lambda: probe.get("/healthz").status_code == 503, START_SECONDS, "a 503")
                 stuck = probe.get("/healthz").json()
                 assert stuck["stuck"] == ["ingestion"], stuck
                 from_api = client.get("/healthz")

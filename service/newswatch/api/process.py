@@ -153,9 +153,7 @@ class ApiProcess:
     ) -> None:
         exits = {asyncio.create_task(child.wait()): name for name, child in children.items()}
         stopping = asyncio.create_task(stop.wait())
-        done, _pending = await asyncio.wait(
-            {*exits, stopping}, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _pending = await asyncio.wait({*exits, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         for task in exits:
             if task in done:

@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from newswatch.api.listening import log_listening, page_url
+from newswatch.api.listening import log_listening
 from newswatch.api.liveness import ALIVE, Verdict
 from newswatch.api.probe import probe_answer
 from newswatch.log import get_logger
@@ -65,7 +65,7 @@ class _Server(uvicorn.Server):
         handoff.setblocking(False)
 
         def protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[no-any-return]
+            return config.http_protocol_class(  # type: ignore[call-arg]
                 config=config,
                 server_state=self.server_state,
                 app_state=self.lifespan.state,
@@ -88,9 +88,14 @@ class _Server(uvicorn.Server):
                         loop.connect_accepted_socket(protocol, socket.socket(fileno=fd))
                     )
                     self._adopting.add(task)
-                    task.add_done_callback(self._adopting.discard)
+                    task.add_done_callback(self._adopted)
 
         loop.add_reader(handoff.fileno(), receive)
+
+    def _adopted(self, task: asyncio.Task[Any]) -> None:
+        self._adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the client left already
+            log.debug("a handed-over connection closed early", error=repr(task.exception()))
 
 
 class HealthProbeProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
@@ -139,7 +144,11 @@ def make_server(
     protocol = HealthProbeProtocol
     check = app.state.liveness
     if check is not None:
-        protocol = type("LivenessProbeProtocol", (HealthProbeProtocol,), {"liveness": staticmethod(check)})
+
+        class LivenessProbeProtocol(HealthProbeProtocol):
+            liveness = staticmethod(check)
+
+        protocol = LivenessProbeProtocol
     config = uvicorn.Config(
         app,
         http=protocol,

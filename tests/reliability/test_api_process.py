@@ -142,24 +142,6 @@ def test_liveness_fails_while_ingestions_loop_is_stuck_and_recovers(
             assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def _niceness(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19, after pid and comm
-
-
-@sqlite_only
-def test_the_api_process_yields_the_cpu_to_ingestion_and_the_front_does_not(
-    running: tuple[dict[str, str], Path],
-) -> None:
-    env, tmp_path = running
-    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
-        _base_url(nw)
-        wait_for(lambda: _api_pids(nw) and _front_pids(nw), START_SECONDS, "both children")
-        [api], [front] = _api_pids(nw), _front_pids(nw)
-        wait_for(lambda: _niceness(api) > _niceness(nw.pid), START_SECONDS, "a nicer API")
-        assert _niceness(front) == _niceness(nw.pid)
-
-
 @sqlite_only
 def test_sigterm_stops_the_service_and_both_children(
     running: tuple[dict[str, str], Path],

@@ -46,11 +46,6 @@ from newswatch.status_board import StatusBoard
 
 log = get_logger(__name__)
 
-# The API process runs this much nicer than the service: when both want the CPU, the kernel
-# gives ingestion about nine tenths (CFS weights 1024 against 110), and the API the rest and
-# all that ingestion leaves idle. Separate interpreters share no lock, so a descheduled API
-# thread cannot hold ingestion up (decision 0090; the front keeps the service's priority).
-API_PROCESS_NICENESS = 10
 CHILD_STOP_SECONDS = 8.0  # SIGTERM, then SIGKILL: the API process's own grace is 3 s
 METRICS_WAIT_SECONDS = 2.0  # the child's wait for the parent's metrics at a scrape
 _HEADER = struct.Struct(">II")  # an answer's request number and length

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,11 +70,6 @@ def run(app: AppContext, once: bool, roles: tuple[str, ...], api_child: str | No
         # First, before the API's imports (seconds on a loaded machine): from here on the
         # kernel ends this process when the service dies.
         bind_to_parent(_parent_pid(api_child))
-        from newswatch.api.process import API_PROCESS_NICENESS
-
-        # Before any thread starts (threads inherit it): ingestion keeps its share of the CPU
-        # under API load (docs/decisions/0090-liveness-from-heartbeats.md).
-        os.nice(API_PROCESS_NICENESS)
     if role == "api":
         from newswatch.api.process import ChildLink
         from newswatch.cli.serve import serve_api

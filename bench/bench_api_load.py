@@ -3,6 +3,9 @@ set) polls 300 feeds on 127.0.0.1 while 50 concurrent clients read the API and t
 
     python bench/bench_api_load.py [--feeds 300] [--clients 50] [--window 60] [--rounds 5]
 
+`newswatch run` serves the port from a probe front and an API process of its own
+(decisions 0083, 0089): /healthz is the front's answer from the service's heartbeats.
+
 Windows without and with API load alternate (`--rounds` of each, interleaved); the baseline
 is the windows without load of the same run. Per mode it prints min/median/max of the
 ingestion rate (articles stored/s), of /healthz's median and 99th percentile latency (probed
@@ -63,6 +66,7 @@ class Window:
     floor: list[float] = field(default_factory=list)  # the bare server's, seconds
     statuses: dict[int, int] = field(default_factory=dict)
     failures: int = 0  # timeouts, broken connections
+    load_average: float = 0.0  # the machine's 1-minute load average at the window's end
 
     def p(self, q: float) -> float:
         """The q-quantile of /healthz latency in ms; a missed probe counts as 5 s."""
@@ -241,6 +245,7 @@ async def measure(
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     window.articles_per_s = (after - before) / (ended - started)
+    window.load_average = os.getloadavg()[0]
     return window
 
 
@@ -280,6 +285,7 @@ def report(windows: list[Window], window_s: float, exit_after: float | None) -> 
         print(f"  floor median ms           {spread([w.floor_p(0.5) for w in ws], '{:.1f}')}")
         print(f"  floor p99 ms              {spread([w.floor_p(0.99) for w in ws], '{:.1f}')}")
         print(f"  /healthz unanswered       {sum(w.health_missed for w in ws)}")
+        print(f"  load average (1 min)      {spread([w.load_average for w in ws], '{:.1f}')}")
         if mode == "load":
             ok = [w.statuses.get(200, 0) / window_s for w in ws]
             busy = [float(w.statuses.get(503, 0)) for w in ws]
@@ -322,7 +328,8 @@ async def run(args: argparse.Namespace) -> None:
                     print(
                         f"{mode}: {window.articles_per_s:.1f} articles/s, /healthz p99 "
                         f"{window.p(0.99):.1f} ms (floor {window.floor_p(0.99):.1f} ms), "
-                        f"statuses {dict(sorted(window.statuses.items()))}",
+                        f"statuses {dict(sorted(window.statuses.items()))}, "
+                        f"load average {window.load_average:.1f}",
                         flush=True,
                     )
             exit_after = await sigterm_under_load(proc, base, args.clients)

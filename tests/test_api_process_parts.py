@@ -44,7 +44,7 @@ def test_a_read_only_board_refuses_writes() -> None:
 
 
 def test_the_child_link_round_trips_and_names_a_bad_value() -> None:
-    link = ChildLink(10, 3, 4, 5)
+    link = ChildLink(10, 3, 4, 5, 6)
     assert ChildLink.decode(link.encode()) == link
     with pytest.raises(ValueError, match="--api-child '1,2'"):
         ChildLink.decode("1,2")

@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from newswatch.api import create_app
-from newswatch.api.server import page_url
+from newswatch.api.listening import page_url
 from newswatch.config import Settings
 from newswatch.store.db import make_engine, upgrade
 from tests.api_support import running

@@ -1,15 +1,23 @@
 """/healthz answered by the HTTP protocol itself on a probe's connection (decision 0086): a
-real uvicorn on 127.0.0.1, raw sockets to control what a connection carries."""
+real uvicorn on 127.0.0.1, raw sockets to control what a connection carries. Then the
+heartbeats behind /healthz under `run` and the probe front that answers it there, on real
+sockets (decision 0089)."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine
 
 from newswatch.api.app import create_app
+from newswatch.api.front import Front
+from newswatch.api.liveness import ALIVE, API, INGESTION, Heartbeats, Verdict, verdict
 from newswatch.api.server import probe_answer
 from newswatch.config import Settings
 from tests.api_support import Running, running
@@ -101,3 +109,130 @@ def test_an_ordinary_client_gets_the_same_answer(api: Running) -> None:
 )
 def test_anything_but_one_complete_plain_probe_is_left_to_the_server(request_bytes: bytes) -> None:
     assert probe_answer(request_bytes, []) is None
+
+
+# --- Liveness from heartbeats (api/liveness.py) and the probe front (api/front.py) ---------
+
+
+def test_liveness_fails_naming_the_loop_that_stopped_beating() -> None:
+    beats = Heartbeats.create()
+    try:
+        beats.beat(INGESTION, now=1000.0)
+        beats.beat(API, now=1000.0)
+        assert verdict(beats.last_beats(), now=1010.0, max_age=20.0) == ALIVE
+        beats.beat(API, now=1025.0)  # ingestion's loop stopped at 1000
+        stuck = verdict(beats.last_beats(), now=1030.0, max_age=20.0)
+        assert stuck.status == 503
+        assert json.loads(stuck.body) == {
+            "status": "stuck",
+            "stuck": ["ingestion"],
+            "seconds_since_beat": {"ingestion": 30.0},
+        }
+        beats.beat(INGESTION, now=1031.0)  # it turns again
+        assert verdict(beats.last_beats(), now=1032.0, max_age=20.0) == ALIVE
+    finally:
+        beats.close()
+
+
+def test_another_mapping_of_the_descriptor_sees_the_beats() -> None:
+    """What the front and the API process see: the beats through their inherited copy."""
+    beats = Heartbeats.create()
+    seen = Heartbeats(os.dup(beats.fd))
+    try:
+        beats.beat(INGESTION, now=5.0)
+        seen.beat(API, now=7.5)
+        assert seen.last_beats() == {INGESTION: 5.0, API: 7.5}
+        assert beats.last_beats() == {INGESTION: 5.0, API: 7.5}
+    finally:
+        seen.close()
+        beats.close()
+
+
+def test_a_stuck_verdict_is_the_probe_answer() -> None:
+    stuck = verdict({INGESTION: 0.0, API: 50.0}, now=60.0, max_age=20.0)
+    answer = probe_answer(PROBE, [(b"date", b"today")], stuck)
+    assert answer is not None
+    response, close = answer
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and not close
+    assert json.loads(body)["stuck"] == ["ingestion"]
+    assert f"content-length: {len(body)}".encode() in head
+
+
+@dataclass
+class FrontUnderTest:
+    address: tuple[str, int]
+    api_end: socket.socket  # what the API process would read handed-over connections from
+    verdicts: list[Verdict]  # what the front's liveness check answers next (last one repeats)
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(self.address, timeout=30)
+
+    def handed_over(self) -> socket.socket:
+        self.api_end.settimeout(30)
+        message, fds, _flags, _address = socket.recv_fds(self.api_end, 16, 4)
+        assert message == b"c" and len(fds) == 1
+        conn = socket.socket(fileno=fds[0])
+        conn.settimeout(30)
+        return conn
+
+
+@pytest.fixture
+def front() -> Iterator[FrontUnderTest]:
+    """A real front in a thread: a real listening socket and a real hand-over socket pair."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    api_end, front_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    verdicts = [ALIVE]
+    the_front = Front(listener, front_end, lambda: verdicts[0])
+    threading.Thread(target=the_front.run_forever, daemon=True).start()
+    try:
+        yield FrontUnderTest(listener.getsockname(), api_end, verdicts)
+    finally:
+        api_end.close()  # the thread stays blocked in select until the test process exits
+
+
+def test_the_front_answers_probes_from_the_heartbeats(front: FrontUnderTest) -> None:
+    with front.connect() as conn:
+        conn.sendall(PROBE)
+        status, headers, body = _response(conn)
+        assert status == b"HTTP/1.1 200 OK" and body == b'{"status":"ok"}'
+        assert b"GMT" in headers[b"date"]
+        front.verdicts[0] = verdict({INGESTION: 0.0, API: 100.0}, now=100.0, max_age=20.0)
+        conn.sendall(PROBE)  # keep-alive: the same connection, the new verdict
+        status, _headers, body = _response(conn)
+        assert status == b"HTTP/1.1 503 Service Unavailable"
+        assert json.loads(body)["stuck"] == ["ingestion"]
+
+
+def test_the_front_hands_other_connections_over_with_the_request_unread(
+    front: FrontUnderTest,
+) -> None:
+    request = b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n"
+    with front.connect() as conn:
+        conn.sendall(request)
+        with front.handed_over() as adopted:
+            assert adopted.recv(65536) == request
+            adopted.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")  # the API process answers
+        assert conn.recv(65536) == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+def test_a_probe_connection_is_handed_over_at_its_first_other_request(
+    front: FrontUnderTest,
+) -> None:
+    with front.connect() as conn:
+        conn.sendall(PROBE)
+        assert _response(conn)[0] == b"HTTP/1.1 200 OK"
+        split = b"GET /healthz HTTP/1.1\r\nHost: probe\r\n"  # not one complete probe
+        conn.sendall(split)
+        with front.handed_over() as adopted:
+            assert adopted.recv(65536) == split  # the answered probe is not in it
+
+
+def test_the_front_closes_a_connection_that_asks_to_be_closed(front: FrontUnderTest) -> None:
+    with front.connect() as conn:
+        conn.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK") and body == b""

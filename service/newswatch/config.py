@@ -150,10 +150,8 @@ class Settings(BaseSettings):
     api_statement_timeout: float = Field(
         5.0, gt=0, validation_alias="NEWSWATCH_API_STATEMENT_TIMEOUT"
     )
-    # `run` serves the API from a process of its own (`run --role api`) instead of its own
-    # event loop. Off by default: on 2 cores it doubled /healthz p99 under API load
-    # (docs/decisions/0083-api-process.md).
-    api_process: bool = Field(False, validation_alias="NEWSWATCH_API_PROCESS")
+    # /healthz fails when an event loop of `run` has not beaten for this long (api/liveness.py).
+    liveness_max_age: float = Field(20.0, gt=0, validation_alias="NEWSWATCH_LIVENESS_MAX_AGE")
 
     smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
     smtp_port: int = Field(587, validation_alias="SMTP_PORT")

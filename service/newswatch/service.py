@@ -31,7 +31,7 @@ from newswatch.pipeline import Pipeline
 from newswatch.poll_runs import PollRuns
 from newswatch.prometheus_registry import SCHEDULER_LAST_TICK, SOURCES_IN_ERROR
 from newswatch.status_board import StatusBoard
-from newswatch.store.db import bounded_engine, session_scope
+from newswatch.store.db import session_scope
 from newswatch.store.gauges import sources_in_error
 from newswatch.store.schedule import enabled_snapshot
 from newswatch.store.sources import SourceSnapshot, schedulable_sources, sync_config_sources
@@ -396,25 +396,14 @@ def build_service(
         worker = DeliveryWorker.from_config(engine, config, settings)
         service.pipeline.on_enqueued.append(worker.wake)
         service.companions.append(worker.run)
-    if serve_http and settings.api_process:
+    if serve_http:
         from newswatch.api.process import ApiProcess
 
-        # The API runs in a process of its own (`run --role api`): its load cannot take
-        # ingestion's CPU or connections, nor ingestion delay its health checks. It reads
-        # the scheduler's state from the board (docs/decisions/0083-api-process.md).
+        # The HTTP port is served by processes of their own: a probe front that answers
+        # liveness probes from the heartbeats and hands every other connection to the API
+        # process (`run --role api`). The API's load takes neither ingestion's interpreter
+        # lock nor its connections, and neither side's work delays a probe
+        # (docs/decisions/0083-api-process.md, 0089-probe-front.md).
         service.status.board = StatusBoard.create()
         service.companions.append(ApiProcess(settings, service.status.board).run)
-    elif serve_http:
-        from newswatch.api.app import create_app
-        from newswatch.api.server import serve
-
-        # The API reads through a pool of its own: its load cannot take ingestion's
-        # connections (docs/decisions/0081-api-load-isolation.md).
-        api_engine = bounded_engine(
-            engine, settings.api_max_concurrent, settings.api_statement_timeout
-        )
-        app = create_app(api_engine, settings, status=service.status, config=config)
-        service.companions.append(
-            lambda stop: serve(app, settings.http_host, settings.http_port, stop)
-        )
     return service

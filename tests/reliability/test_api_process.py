@@ -1,8 +1,9 @@
-"""With NEWSWATCH_API_PROCESS set, `newswatch run` serves its API from a process of its own
-(`run --role api`): real processes
-on 127.0.0.1. The API process reports the scheduler's state (/readyz) and the service's
-metrics (/metrics), dies with the service even after SIGKILL, and takes the service down
-when it dies itself. `--role api` alone reads only; the roles to come are refused."""
+"""`newswatch run` serves its API from a process of its own (`run --role api`) behind a probe
+front that accepts the port's connections (decisions 0083, 0089): real processes on
+127.0.0.1. The API process reports the scheduler's state (/readyz) and the service's
+metrics (/metrics); /healthz fails while ingestion's loop is stuck; both children die with
+the service even after SIGKILL, stop with it on SIGTERM, and take the service down when one
+of them dies. `--role api` alone reads only; the roles are checked."""
 
 from __future__ import annotations
 
@@ -28,13 +29,24 @@ def _base_url(nw: Newswatch) -> str:
     return f"http://127.0.0.1:{nw.logged('http server listening')[0]['port']}"
 
 
-def _api_pids(nw: Newswatch) -> list[int]:
+def _pids_with(nw: Newswatch, argument: bytes) -> list[int]:
     pids = []
     for pid in marked(nw.marker):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"--api-child" in cmdline:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if argument in cmdline:
             pids.append(pid)
     return pids
+
+
+def _api_pids(nw: Newswatch) -> list[int]:
+    return _pids_with(nw, b"--api-child")
+
+
+def _front_pids(nw: Newswatch) -> list[int]:
+    return _pids_with(nw, b"newswatch.api.front")
 
 
 @pytest.fixture
@@ -49,7 +61,6 @@ def running(
         "NEWSWATCH_HTTP_HOST": "127.0.0.1",
         "NEWSWATCH_FIRST_RUN_SPREAD": "0",
         "NEWSWATCH_PARSE_WORKERS": "0",
-        "NEWSWATCH_API_PROCESS": "true",
     }
     return env, tmp_path
 
@@ -82,34 +93,66 @@ def test_the_api_process_reports_the_scheduler_and_the_service_metrics(
         nw.signal(signal.SIGTERM)
         assert nw.wait(START_SECONDS) == 0, nw.log_text()
         wait_for(lambda: not nw.family(), START_SECONDS, "the API process to exit")
-        assert nw.logged("api process stopped")
+        assert nw.logged("API process stopped") and nw.logged("probe front stopped")
 
 
 @sqlite_only
-def test_by_default_run_serves_the_api_from_its_own_process(
+def test_the_api_process_and_the_front_die_with_the_service(
     running: tuple[dict[str, str], Path],
 ) -> None:
-    """Without NEWSWATCH_API_PROCESS the API is served by the service itself (decision 0083's
-    measurement on 2 cores): no child process, /readyz still sees the scheduler."""
-    env, tmp_path = running
-    env = {k: v for k, v in env.items() if k != "NEWSWATCH_API_PROCESS"}
-    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
-        base = _base_url(nw)
-        assert _api_pids(nw) == []
-        with httpx.Client(base_url=base, timeout=30) as http:
-            ready = http.get("/readyz").json()
-        assert ready["checks"]["scheduler"]["running"] is True, ready
-
-
-@sqlite_only
-def test_the_api_process_dies_with_the_service(running: tuple[dict[str, str], Path]) -> None:
+    """Issue 20 §5: after SIGKILL of the service (no clean-up runs) no child is left."""
     env, tmp_path = running
     with Newswatch(["run"], env, tmp_path / "run.log") as nw:
         _base_url(nw)
-        assert _api_pids(nw)
+        wait_for(lambda: _api_pids(nw) and _front_pids(nw), START_SECONDS, "both children")
         nw.signal(signal.SIGKILL)
         nw.wait(START_SECONDS)
-        wait_for(lambda: not nw.family(), START_SECONDS, "the API process to exit")
+        wait_for(lambda: not nw.family(), START_SECONDS, "the children to exit")
+
+
+@sqlite_only
+def test_liveness_fails_while_ingestions_loop_is_stuck_and_recovers(
+    running: tuple[dict[str, str], Path],
+) -> None:
+    """SIGSTOP freezes the service's process (ingestion's event loop) and nothing else: the
+    front's answer and the API process's own /healthz route both turn 503 naming ingestion,
+    then 200 again once it runs."""
+    env, tmp_path = running
+    env = env | {"NEWSWATCH_LIVENESS_MAX_AGE": "2", "NEWSWATCH_API_TOKEN": "secret"}
+    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
+        base = _base_url(nw)
+        auth = {"Authorization": "Bearer secret"}
+        with (
+            httpx.Client(base_url=base, timeout=30) as probe,
+            httpx.Client(base_url=base, timeout=30, headers=auth) as client,
+        ):
+            wait_for(lambda: probe.get("/healthz").status_code == 200, START_SECONDS, "alive")
+            # A connection that carried another request first is served by the API process.
+            assert client.get("/api/sources").status_code == 200
+            nw.signal(signal.SIGSTOP)
+            try:
+                wait_for(lambda: probe.get("/healthz").status_code == 503, START_SECONDS, "a 503")
+                stuck = probe.get("/healthz").json()
+                assert stuck["stuck"] == ["ingestion"], stuck
+                from_api = client.get("/healthz")
+                assert from_api.status_code == 503 and from_api.json()["stuck"] == ["ingestion"]
+            finally:
+                nw.signal(signal.SIGCONT)
+            wait_for(lambda: probe.get("/healthz").status_code == 200, START_SECONDS, "alive")
+            assert client.get("/healthz").json() == {"status": "ok"}
+
+
+@sqlite_only
+def test_sigterm_stops_the_service_and_both_children(
+    running: tuple[dict[str, str], Path],
+) -> None:
+    env, tmp_path = running
+    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
+        _base_url(nw)
+        wait_for(lambda: _api_pids(nw) and _front_pids(nw), START_SECONDS, "both children")
+        nw.signal(signal.SIGTERM)
+        assert nw.wait(START_SECONDS) == 0, nw.log_text()
+        assert not nw.family()  # reaped by the service before it exited
 
 
 @sqlite_only
@@ -124,6 +167,23 @@ def test_the_service_stops_when_its_api_process_dies(
         assert nw.wait(START_SECONDS) == 1, nw.log_text()
         [fatal] = nw.logged("fatal error")
         assert "the API process exited" in str(fatal["exception"])
+        wait_for(lambda: not nw.family(), START_SECONDS, "the probe front to exit")
+
+
+@sqlite_only
+def test_the_service_stops_when_its_probe_front_dies(
+    running: tuple[dict[str, str], Path],
+) -> None:
+    env, tmp_path = running
+    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
+        _base_url(nw)
+        wait_for(lambda: _front_pids(nw), START_SECONDS, "the probe front")
+        [front] = _front_pids(nw)
+        os.kill(front, signal.SIGKILL)
+        assert nw.wait(START_SECONDS) == 1, nw.log_text()
+        [fatal] = nw.logged("fatal error")
+        assert "the probe front exited" in str(fatal["exception"])
+        wait_for(lambda: not nw.family(), START_SECONDS, "the API process to exit")
 
 
 def test_role_api_alone_reads_only(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from newswatch.api.auth import TokenMiddleware
 from newswatch.api.errors import install_error_handlers
 from newswatch.api.gate import ConcurrencyGate
 from newswatch.api.health import DEFAULT_TICK_MAX_AGE, Readiness, SchedulerStatus
+from newswatch.api.liveness import Verdict
 from newswatch.config import FileConfig, Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -46,11 +47,14 @@ def create_app(
     ready_timeout: float = 4.0,
     config: FileConfig | None = None,
     service_metrics: Callable[[], bytes] | None = None,
+    liveness: Callable[[], Verdict] | None = None,
 ) -> FastAPI:
     """The app over `engine`; `status` is the running service's scheduler status (None under
     `newswatch serve`, where readiness checks only the store and its migrations); `config`
     is the config file, whose alert rules /api/rules lists; `service_metrics` gives the
-    service's own metrics when the app runs in a process apart from it (api/process.py)."""
+    service's own metrics when the app runs in a process apart from it (api/process.py);
+    `liveness` tells /healthz whether the service's event loops still turn (api/liveness.py;
+    None: answering is liveness enough)."""
     app = FastAPI(
         title="newswatch",
         version=__version__,
@@ -62,6 +66,7 @@ def create_app(
     app.state.settings = settings
     app.state.config = config
     app.state.service_metrics = service_metrics
+    app.state.liveness = liveness
     app.state.readiness = Readiness(engine, status, tick_max_age, ready_timeout)
     install_error_handlers(app)
     # The gate inside the token check: a request without the token takes no slot.

@@ -1,15 +1,26 @@
-"""The HTTP API in a process of its own under `newswatch run`.
+"""The HTTP API in processes of its own under `newswatch run`.
 
-The service (the parent) binds the HTTP port, then starts `newswatch run --role api` with
-three descriptors: the listening socket, the scheduler's status board (status_board.py) and
-one end of a socket pair over which the API asks for the service's own metrics at each
-scrape. The API's work — parsing requests, reading the store, rendering JSON and pages —
-then runs on a GIL and an event loop of its own, so neither its load slows ingestion nor
-ingestion its health checks (docs/decisions/0083-api-process.md).
+The service (the parent, ingestion's process) binds the HTTP port, then starts two
+children:
 
-The child dies with the parent (a parent-death signal, lifecycle.bind_to_parent); the parent
-stops the child with SIGTERM when it stops itself, and stops itself when the child dies
-(a service without its API would fail silently).
+- the **probe front** (api/front.py, `python -m newswatch.api.front`): it accepts every
+  connection on the port, answers liveness probes from the heartbeats (api/liveness.py), and
+  hands every other connection to the API process;
+- the **API process** (`newswatch run --role api --api-child ...`, the same code as
+  `newswatch serve`): parsing requests, reading the store, rendering JSON and pages, on an
+  interpreter lock and an event loop of its own. It gets the scheduler's status board
+  (status_board.py, for /readyz), one end of a socket pair over which it asks for the
+  service's own metrics at each scrape, its end of the front's hand-over socket, and the
+  heartbeats.
+
+So neither ingestion's work nor the API's load delays a liveness probe, and neither slows
+the other through one interpreter lock (docs/decisions/0083-api-process.md,
+0089-probe-front.md). Ingestion's event loop beats in its slot of the heartbeats, the API's
+in its own; /healthz fails when either stops.
+
+Both children die with the parent (a parent-death signal, lifecycle.bind_to_parent); the
+parent stops them with SIGTERM when it stops itself, and stops itself when one of them dies
+(a service without its API or its front would fail silently).
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ from dataclasses import dataclass
 
 from prometheus_client import generate_latest
 
+from newswatch.api.listening import listen, log_listening
+from newswatch.api.liveness import INGESTION, Heartbeats, beat_forever
 from newswatch.config import Settings
 from newswatch.log import get_logger
 from newswatch.prometheus_registry import REGISTRY
@@ -33,21 +46,9 @@ from newswatch.status_board import StatusBoard
 
 log = get_logger(__name__)
 
-CHILD_STOP_SECONDS = 8.0  # SIGTERM, then SIGKILL: the child's own grace is 3 s
+CHILD_STOP_SECONDS = 8.0  # SIGTERM, then SIGKILL: the API process's own grace is 3 s
 METRICS_WAIT_SECONDS = 2.0  # the child's wait for the parent's metrics at a scrape
-BACKLOG = 2048  # connections the kernel queues while the API process starts or is busy
 _HEADER = struct.Struct(">II")  # an answer's request number and length
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """The listening socket the API process will serve; RuntimeError when it cannot bind."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
-    except OSError as exc:
-        raise RuntimeError(f"HTTP server could not start on {host}:{port}: {exc}") from exc
-    sock.set_inheritable(True)
-    return sock
 
 
 @dataclass(frozen=True)
@@ -55,76 +56,108 @@ class ChildLink:
     """What the API process inherits from the service: `--api-child` on its command line."""
 
     parent_pid: int
-    listen_fd: int
     status_fd: int
     metrics_fd: int
+    handoff_fd: int
+    heartbeats_fd: int
 
     def encode(self) -> str:
-        return f"{self.parent_pid},{self.listen_fd},{self.status_fd},{self.metrics_fd}"
+        return ",".join(
+            str(n)
+            for n in (
+                self.parent_pid,
+                self.status_fd,
+                self.metrics_fd,
+                self.handoff_fd,
+                self.heartbeats_fd,
+            )
+        )
 
     @classmethod
     def decode(cls, value: str) -> ChildLink:
         try:
-            parent_pid, listen_fd, status_fd, metrics_fd = (int(v) for v in value.split(","))
+            parent_pid, status_fd, metrics_fd, handoff_fd, heartbeats_fd = (
+                int(v) for v in value.split(",")
+            )
         except ValueError:
-            raise ValueError(f"--api-child {value!r}: expected PID,FD,FD,FD") from None
-        return cls(parent_pid, listen_fd, status_fd, metrics_fd)
+            raise ValueError(f"--api-child {value!r}: expected PID,FD,FD,FD,FD") from None
+        return cls(parent_pid, status_fd, metrics_fd, handoff_fd, heartbeats_fd)
 
 
 class ApiProcess:
-    """The service's companion that runs the API process (service.build_service)."""
+    """The service's companion that runs the probe front and the API process
+    (service.build_service)."""
 
     def __init__(self, settings: Settings, board: StatusBoard):
         self.settings = settings
         self.board = board
 
     async def run(self, stop: asyncio.Event) -> None:
-        sock = listen(self.settings.http_host, self.settings.http_port)
-        ours, theirs = socket.socketpair()
+        beats = Heartbeats.create()
+        metrics_ours, metrics_theirs = socket.socketpair()
+        children: dict[str, asyncio.subprocess.Process] = {}
+        beating = metrics = None
         try:
-            link = ChildLink(os.getpid(), sock.fileno(), self.board.fd, theirs.fileno())
-            child = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "newswatch",
-                "run",
-                "--role",
-                "api",
-                "--api-child",
-                link.encode(),
-                pass_fds=(sock.fileno(), self.board.fd, theirs.fileno()),
+            await self._start(children, beats, metrics_theirs)
+            # On this loop: when ingestion's loop is stuck, the beats stop and /healthz fails.
+            beating = asyncio.create_task(beat_forever(beats, INGESTION))
+            metrics = asyncio.create_task(serve_metrics(metrics_ours))
+            await self._watch(children, stop)
+        finally:
+            await _stop_all(children)
+            for task in (beating, metrics):
+                if task is not None:
+                    task.cancel()
+            metrics_ours.close()
+            metrics_theirs.close()
+            beats.close()
+
+    async def _start(
+        self,
+        children: dict[str, asyncio.subprocess.Process],
+        beats: Heartbeats,
+        metrics: socket.socket,
+    ) -> None:
+        settings = self.settings
+        sock = listen(settings.http_host, settings.http_port)
+        api_end, front_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            for end in (metrics, api_end, front_end):
+                end.set_inheritable(True)
+            link = ChildLink(
+                os.getpid(), self.board.fd, metrics.fileno(), api_end.fileno(), beats.fd
+            )
+            children["API process"] = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "newswatch", "run", "--role", "api"),
+                *("--api-child", link.encode()),
+                pass_fds=(self.board.fd, metrics.fileno(), api_end.fileno(), beats.fd),
                 env=self._child_env(),
             )
-        except BaseException:
-            ours.close()
-            raise
+            children["probe front"] = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "newswatch.api.front", "--parent", str(os.getpid())),
+                *("--listen-fd", str(sock.fileno()), "--handoff-fd", str(front_end.fileno())),
+                *("--heartbeats-fd", str(beats.fd)),
+                *("--max-age", str(settings.liveness_max_age)),
+                pass_fds=(sock.fileno(), front_end.fileno(), beats.fd),
+            )
+            # Connections queue in the kernel until the front accepts them.
+            port = int(sock.getsockname()[1])
+            log_listening(settings.http_host, port, bool(settings.token_holders))
         finally:
-            sock.close()  # the child has its own copies now
-            theirs.close()
-        metrics = asyncio.create_task(serve_metrics(ours))
-        try:
-            await self._watch(child, stop)
-        finally:
-            metrics.cancel()
-            ours.close()
+            sock.close()  # the children have their own copies now
+            api_end.close()
+            front_end.close()
 
-    async def _watch(self, child: asyncio.subprocess.Process, stop: asyncio.Event) -> None:
-        exited = asyncio.create_task(child.wait())
+    async def _watch(
+        self, children: dict[str, asyncio.subprocess.Process], stop: asyncio.Event
+    ) -> None:
+        exits = {asyncio.create_task(child.wait()): name for name, child in children.items()}
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        done, _pending = await asyncio.wait({*exits, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if exited.done():
-            raise RuntimeError(f"the API process exited with status {exited.result()}")
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(exited, CHILD_STOP_SECONDS)
-        except TimeoutError:
-            log.warning("the API process did not stop in time; killing it", pid=child.pid)
-            with contextlib.suppress(ProcessLookupError):
-                child.kill()
-            await child.wait()
-        log.info("api process stopped", exit_code=child.returncode)
+        for task in exits:
+            if task in done:
+                raise RuntimeError(f"the {exits[task]} exited with status {task.result()}")
 
     def _child_env(self) -> dict[str, str]:
         """The parent's environment with the store and config it resolved (they may have
@@ -133,6 +166,27 @@ class ApiProcess:
         if self.settings.config_path:
             env["NEWSWATCH_CONFIG"] = str(self.settings.config_path)
         return env
+
+
+async def _stop_all(children: dict[str, asyncio.subprocess.Process]) -> None:
+    """SIGTERM to every child still running, at once; SIGKILL to those still there after
+    CHILD_STOP_SECONDS."""
+    running = {name: c for name, c in children.items() if c.returncode is None}
+    for child in running.values():
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM)
+    await asyncio.gather(*(_reap(name, child) for name, child in running.items()))
+
+
+async def _reap(name: str, child: asyncio.subprocess.Process) -> None:
+    try:
+        await asyncio.wait_for(child.wait(), CHILD_STOP_SECONDS)
+    except TimeoutError:
+        log.warning(f"the {name} did not stop in time; killing it", pid=child.pid)
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        await child.wait()
+    log.info(f"{name} stopped", exit_code=child.returncode)
 
 
 async def serve_metrics(sock: socket.socket) -> None:

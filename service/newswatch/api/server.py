@@ -6,11 +6,15 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from newswatch.api.listening import log_listening
+from newswatch.api.liveness import ALIVE, Verdict
+from newswatch.api.probe import probe_answer
 from newswatch.log import get_logger
 
 log = get_logger(__name__)
@@ -22,11 +26,16 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers: the service owns SIGTERM/SIGINT and tells us
-    to stop through an event."""
+    to stop through an event. Under `newswatch run` it accepts nothing itself: the probe
+    front hands it connections over `handoff` (api/front.py)."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, handoff: socket.socket | None = None
+    ) -> None:
         super().__init__(config)
         self.app = app  # config.app is typed as any ASGI app; this one has our settings
+        self.handoff = handoff
+        self._adopting: set[asyncio.Task[Any]] = set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -34,47 +43,59 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self.started:  # the bound port matters when port 0 was asked for
-            port = bound_port(self)
-            url = page_url(self.config.host, port)
-            log.info(
-                "http server listening",
-                host=self.config.host,
-                port=port,
-                web_page=url,
-                token=token_hint(url, bool(self.app.state.settings.token_holders)),
+        if not self.started:
+            return
+        if self.handoff is not None:
+            self._adopt_handed_over()
+            log.info("api process serving the connections the front hands over")
+        else:  # the bound port matters when port 0 was asked for
+            token_required = bool(self.app.state.settings.token_holders)
+            log_listening(self.config.host, bound_port(self), token_required)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.handoff is not None:
+            asyncio.get_running_loop().remove_reader(self.handoff.fileno())
+        await super().shutdown(sockets)
+
+    def _adopt_handed_over(self) -> None:
+        """Serve each connection the front sends (one descriptor a message) with the same
+        protocol as an accepted one: the request is still unread in its socket."""
+        assert self.handoff is not None
+        handoff, config, loop = self.handoff, self.config, asyncio.get_running_loop()
+        handoff.setblocking(False)
+
+        def protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=loop,
             )
 
+        def receive() -> None:
+            while True:
+                try:
+                    message, fds, _flags, _address = socket.recv_fds(handoff, 16, 4)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    message, fds = b"", []
+                if not message and not fds:  # the front is gone; the service stops on that
+                    loop.remove_reader(handoff.fileno())
+                    return
+                for fd in fds:
+                    task = loop.create_task(
+                        loop.connect_accepted_socket(protocol, socket.socket(fileno=fd))
+                    )
+                    self._adopting.add(task)
+                    task.add_done_callback(self._adopted)
 
-# What a liveness probe sends first on a connection of its own (kubelet, Docker's
-# HEALTHCHECK, a load balancer): answered by the protocol itself (HealthProbeProtocol).
-_PROBE_REQUEST_LINES = {b"GET /healthz HTTP/1.1\r\n": False, b"HEAD /healthz HTTP/1.1\r\n": True}
-_HEALTH_BODY = b'{"status":"ok"}'
-_END_OF_HEAD = b"\r\n\r\n"
+        loop.add_reader(handoff.fileno(), receive)
 
-
-def probe_answer(
-    data: bytes, default_headers: list[tuple[bytes, bytes]]
-) -> tuple[bytes, bool] | None:
-    """The response to `data` when it is exactly one complete `GET`/`HEAD /healthz` request
-    without a body, and whether to close the connection after it; None for anything else
-    (the HTTP server proper answers it)."""
-    head_only = next((h for line, h in _PROBE_REQUEST_LINES.items() if data.startswith(line)), None)
-    if head_only is None or not data.endswith(_END_OF_HEAD) or data.count(_END_OF_HEAD) != 1:
-        return None
-    lowered = data.lower()
-    if b"\r\ncontent-length:" in lowered or b"\r\ntransfer-encoding:" in lowered:
-        return None
-    headers = [
-        *default_headers,
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(_HEALTH_BODY)).encode()),
-    ]
-    close = b"\r\nconnection: close\r\n" in lowered
-    if close:
-        headers.append((b"connection", b"close"))
-    head = b"HTTP/1.1 200 OK\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in headers)
-    return head + b"\r\n" + (b"" if head_only else _HEALTH_BODY), close
+    def _adopted(self, task: asyncio.Task[Any]) -> None:
+        self._adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the client left already
+            log.debug("a handed-over connection closed early", error=repr(task.exception()))
 
 
 class HealthProbeProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
@@ -89,9 +110,14 @@ class HealthProbeProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
 
     _handed_over = False
 
+    @staticmethod
+    def liveness() -> Verdict:
+        """Replaced by make_server with the app's check (api/liveness.py) when it has one."""
+        return ALIVE
+
     def data_received(self, data: bytes) -> None:
         if not self._handed_over:
-            answer = probe_answer(data, self.server_state.default_headers)
+            answer = probe_answer(data, self.server_state.default_headers, self.liveness())
             if answer is not None:
                 response, close = answer
                 self._unset_keepalive_if_required()
@@ -112,25 +138,20 @@ class HealthProbeProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self.transport.close()
 
 
-def page_url(host: str, port: int | None) -> str:
-    """The address to open in a browser: a wildcard host means this machine."""
-    if host in ("", "0.0.0.0", "::"):
-        host = "localhost"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}/"
+def make_server(
+    app: FastAPI, host: str, port: int, handoff: socket.socket | None = None
+) -> uvicorn.Server:
+    protocol = HealthProbeProtocol
+    check = app.state.liveness
+    if check is not None:
 
+        class LivenessProbeProtocol(HealthProbeProtocol):
+            liveness = staticmethod(check)
 
-def token_hint(url: str, required: bool) -> str:
-    if required:
-        return f"open {url}?token=<NEWSWATCH_API_TOKEN> once; the browser keeps it"
-    return "none: NEWSWATCH_API_TOKEN is not set, anyone who reaches the port can read"
-
-
-def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+        protocol = LivenessProbeProtocol
     config = uvicorn.Config(
         app,
-        http=HealthProbeProtocol,
+        http=protocol,
         host=host,
         port=port,
         log_config=None,  # keep the process's structlog set-up
@@ -139,7 +160,7 @@ def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    return _Server(config, app)
+    return _Server(config, app, handoff)
 
 
 async def serve(
@@ -149,11 +170,11 @@ async def serve(
     stop: asyncio.Event,
     *,
     server: uvicorn.Server | None = None,
-    sockets: list[socket.socket] | None = None,
+    handoff: socket.socket | None = None,
 ) -> None:
-    """Serve `app` on host:port (or on `sockets`, bound already) until `stop` is set;
-    in-flight requests finish first."""
-    server = server or make_server(app, host, port)
+    """Serve `app` on host:port (or, given `handoff`, the connections the probe front sends
+    over it) until `stop` is set; in-flight requests finish first."""
+    server = server or make_server(app, host, port, handoff)
 
     async def watch() -> None:
         await stop.wait()
@@ -161,7 +182,7 @@ async def serve(
 
     watcher = asyncio.create_task(watch())
     try:
-        await server.serve(sockets)
+        await server.serve([] if handoff is not None else None)
     except SystemExit as exc:  # uvicorn exits when it cannot bind the port
         raise RuntimeError(f"HTTP server could not start on {host}:{port}") from exc
     finally:

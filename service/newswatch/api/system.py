@@ -18,11 +18,20 @@ log = get_logger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=HealthOut)
-async def healthz() -> HealthOut:
-    """The process is alive and answers requests (no store access; run on the event loop,
-    not in the worker threads that API load may keep busy)."""
-    return HealthOut(status="ok")
+@router.get(
+    "/healthz",
+    response_model=HealthOut,
+    responses={503: {"description": "an event loop of the service is stuck; `stuck` names it"}},
+)
+async def healthz(request: Request) -> Response:
+    """The process is alive and answers requests and, under `newswatch run`, ingestion's
+    event loop still turns (no store access; run on the event loop, not in the worker
+    threads that API load may keep busy)."""
+    check = request.app.state.liveness
+    if check is None:
+        return JSONResponse({"status": "ok"})
+    verdict = check()
+    return Response(verdict.body, status_code=verdict.status, media_type="application/json")
 
 
 @router.get(

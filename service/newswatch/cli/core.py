@@ -102,26 +102,14 @@ def _poll_once_and_report(app: AppContext, service: Service) -> None:
 
 
 def _run_until_stopped(app: AppContext, service: Service) -> None:
-    if app.settings.api_process:
-        asyncio.run(service.run())
-        return
-    # The API is served on this event loop: 1-ms GIL switches keep /healthz answered
-    # beside the API's handler threads and the writer (decisions 0081, 0083).
-    from newswatch.cli.serve import LOOP_SWITCH_INTERVAL
-
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(LOOP_SWITCH_INTERVAL)
-    try:
-        asyncio.run(service.run())
-    finally:  # a command run in-process (the tests) leaves the interpreter as it found it
-        sys.setswitchinterval(previous)
+    asyncio.run(service.run())
 
 
 def _parent_pid(api_child: str) -> int:
     try:
         return int(api_child.split(",", 1)[0])
     except ValueError:
-        raise click.BadParameter("expected PID,FD,FD,FD", param_hint="--api-child") from None
+        raise click.BadParameter("expected PID,FD,FD,FD,FD", param_hint="--api-child") from None
 
 
 def _chosen_role(roles: tuple[str, ...], once: bool, api_child: str | None) -> str:

@@ -1,7 +1,7 @@
 """`newswatch serve` and `newswatch run --role api`: the HTTP API and pages alone, over an
 existing store, reading only. `run` starts the same code as its API process
-(api/process.py), given the listening socket, the scheduler's status board and the service's
-metrics channel."""
+(api/process.py), given the probe front's hand-over socket, the heartbeats, the scheduler's
+status board and the service's metrics channel."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ async def _serve_until_signal(
     app_ctx: AppContext, host: str, port: int, child: ChildLink | None
 ) -> None:
     from newswatch.api import create_app, serve
+    from newswatch.api.liveness import API, Heartbeats, beat_forever, checker
     from newswatch.api.process import ParentMetrics
     from newswatch.status_board import BoardStatus, StatusBoard
     from newswatch.store.db import bounded_engine
@@ -61,15 +62,20 @@ async def _serve_until_signal(
             app = create_app(engine, settings, config=app_ctx.config)
             await serve(app, host, port, stop)
             return
+        beats = Heartbeats(child.heartbeats_fd)
         app = create_app(
             engine,
             settings,
             config=app_ctx.config,
             status=BoardStatus(StatusBoard(child.status_fd, writable=False)),
             service_metrics=ParentMetrics(child.metrics_fd).fetch,
+            liveness=checker(beats, settings.liveness_max_age),
         )
-        listening = socket.socket(fileno=child.listen_fd)
-        await serve(app, host, port, stop, sockets=[listening])
+        beating = asyncio.create_task(beat_forever(beats, API))
+        try:
+            await serve(app, host, port, stop, handoff=socket.socket(fileno=child.handoff_fd))
+        finally:
+            beating.cancel()
 
 
 @click.command("serve")

@@ -1,0 +1,178 @@
+"""The probe front of `newswatch run`: the process that accepts the HTTP port's connections.
+
+A connection whose first request is a liveness probe (`GET`/`HEAD /healthz`, one complete
+request) is answered here, from the service's heartbeats (api/liveness.py): 200 while
+ingestion's and the API's event loops both beat, 503 naming the one that stopped. Any
+other connection is handed to the API process whole — its descriptor over a Unix socket
+(SCM_RIGHTS), the request still unread in the kernel (it was only peeked at) — and served
+there by uvicorn as if that process had accepted it. Nothing is copied or proxied: after the
+hand-over the front never sees the connection again. A probe connection that later carries
+another request is handed over at that request's boundary.
+
+Why a process of its own: an answer is only as quick as the loop that gives it, and both
+of the service's loops are busy under load (the API's with fifty clients, ingestion's with
+polls, both sharing their interpreter's lock with worker threads). The front does nothing
+else, so a probe waits only for the operating system, as a bare server would
+(docs/decisions/0089-probe-front.md). Standard library only, one thread, no event loop
+library: it starts in a fraction of the API's time and memory.
+
+    python -m newswatch.api.front --parent PID --listen-fd FD --handoff-fd FD --heartbeats-fd FD
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+
+from newswatch.api.liveness import DEFAULT_MAX_AGE_SECONDS, Heartbeats, Verdict, checker
+from newswatch.api.probe import is_probe, probe_answer
+
+PEEK_BYTES = 8192  # a probe's request is a few hundred bytes; anything longer is not one
+KEEP_ALIVE_SECONDS = 5.0  # an idle probe connection is closed after this (uvicorn's default)
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+class Front:
+    def __init__(
+        self, listener: socket.socket, handoff: socket.socket, liveness: Callable[[], Verdict]
+    ):
+        self.listener = listener
+        self.handoff = handoff  # SOCK_SEQPACKET to the API process: one connection a message
+        self.liveness = liveness
+        self.selector = selectors.DefaultSelector()
+        self.idle_until: dict[socket.socket, float] = {}  # probe connections kept alive
+        self.waiting: collections.deque[socket.socket] = collections.deque()  # to hand over
+        self._date = (0, [(b"date", b"")])
+        self._handoff_watched = False
+        listener.setblocking(False)
+        handoff.setblocking(False)
+        self.selector.register(listener, _READ)
+
+    def run_forever(self) -> None:
+        while True:
+            for key, events in self.selector.select(timeout=1.0):
+                if key.fileobj is self.listener:
+                    self._accept()
+                elif key.fileobj is self.handoff:
+                    self._hand_over_waiting()
+                elif events & _READ:
+                    self._serve(key.fileobj)  # type: ignore[arg-type]
+            self._close_idle(time.monotonic())
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _address = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors: the kernel keeps the rest queued
+                print(f"newswatch probe front: accept failed: {exc}", file=sys.stderr)
+                return
+            conn.setblocking(False)
+            self.selector.register(conn, _READ)
+            self.idle_until[conn] = time.monotonic() + KEEP_ALIVE_SECONDS
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+        elif is_probe(data):
+            self._answer(conn, conn.recv(len(data)))
+        else:
+            self._forget(conn)
+            self.waiting.append(conn)
+            self._hand_over_waiting()
+
+    def _answer(self, conn: socket.socket, request: bytes) -> None:
+        answer = probe_answer(request, self._default_headers(), self.liveness())
+        assert answer is not None  # is_probe said so
+        response, close = answer
+        try:
+            sent = conn.send(response)  # a few hundred bytes into an empty socket buffer
+        except OSError:
+            sent = 0
+        if close or sent != len(response):
+            self._close(conn)
+        else:
+            self.idle_until[conn] = time.monotonic() + KEEP_ALIVE_SECONDS
+
+    def _hand_over_waiting(self) -> None:
+        """Send the waiting connections to the API process, in order; when its queue is
+        full, wait until the socket is writable again (the API process is busy, not gone:
+        its heartbeat says which)."""
+        while self.waiting:
+            conn = self.waiting[0]
+            try:
+                socket.send_fds(self.handoff, [b"c"], [conn.fileno()])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # the API process is gone; the service stops on that
+                print(f"newswatch probe front: hand-over failed: {exc}", file=sys.stderr)
+                conn.close()
+            else:
+                conn.close()  # the API process has its own descriptor now
+            self.waiting.popleft()
+        self._watch_handoff(writable=bool(self.waiting))
+
+    def _watch_handoff(self, *, writable: bool) -> None:
+        if writable and not self._handoff_watched:
+            self.selector.register(self.handoff, _WRITE)
+        elif self._handoff_watched and not writable:
+            self.selector.unregister(self.handoff)
+        self._handoff_watched = writable
+
+    def _default_headers(self) -> list[tuple[bytes, bytes]]:
+        second = int(time.time())
+        if self._date[0] != second:
+            self._date = (second, [(b"date", formatdate(second, usegmt=True).encode())])
+        return self._date[1]
+
+    def _close_idle(self, now: float) -> None:
+        for conn in [c for c, until in self.idle_until.items() if until < now]:
+            self._close(conn)
+
+    def _forget(self, conn: socket.socket) -> None:
+        self.selector.unregister(conn)
+        self.idle_until.pop(conn, None)
+
+    def _close(self, conn: socket.socket) -> None:
+        self._forget(conn)
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m newswatch.api.front")
+    parser.add_argument("--parent", type=int, required=True, help="the service's pid")
+    parser.add_argument("--listen-fd", type=int, required=True)
+    parser.add_argument("--handoff-fd", type=int, required=True)
+    parser.add_argument("--heartbeats-fd", type=int, required=True)
+    parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE_SECONDS)
+    args = parser.parse_args(argv)
+    from newswatch.lifecycle import bind_to_parent
+
+    bind_to_parent(args.parent)  # dies with the service, even after its SIGKILL
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    front = Front(
+        socket.socket(fileno=args.listen_fd),
+        socket.socket(fileno=args.handoff_fd),
+        checker(Heartbeats(args.heartbeats_fd), args.max_age),
+    )
+    front.run_forever()
+
+
+if __name__ == "__main__":
+    main()

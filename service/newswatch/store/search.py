@@ -3,8 +3,12 @@
 One parser, two engines: a query is parsed by `alerts.query.parse` and its tree is translated
 into an SQLite FTS5 MATCH expression or a Postgres tsquery. Both indexes hold the same thing:
 each article's words as the alert matcher sees them (`alerts.query.words`: lowercased,
-accents folded), so a query finds the same articles on both engines and the articles a rule
-with that query would match (docs/decisions/0191-full-text-search.md).
+accents folded), stemmed in Python by the article's language (store/stemming.py: `en¦elect`
+for "elections" in English; words of other languages as they are), so a query finds the same
+articles on both engines (docs/decisions/0191-full-text-search.md, 0205). A query's title and
+text words are rewritten the same way, each into its stem in every language or itself
+(`index_tree`): "elections" finds "election" in English, "Wahl" finds "Wahlen" in German.
+The alert rules match words as they are (decision 0206).
 
 - SQLite: the FTS5 table `article_search` (title, text, lang), rowid = articles.id.
 - Postgres: the table `article_search` (article_id, document tsvector) with a GIN index;
@@ -59,6 +63,7 @@ from newswatch.alerts.query import (
     words,
 )
 from newswatch.store.models import Article, Sighting, Source, table_of
+from newswatch.store.stemming import CODES, TAG, stem_language, stem_word, stem_words
 
 __all__ = ["QueryError", "SearchQuery", "compile_query"]
 
@@ -77,6 +82,8 @@ MAX_WORD_CHARS = 200
 # Weights of the Postgres document's parts (tsquery restricts a word to them).
 WEIGHTS = {"title": "A", "text": "B", "lang": "C"}
 INDEXED_FIELDS = frozenset(WEIGHTS)
+# The fields whose words are stemmed (the language code and source names are not).
+STEMMED_FIELDS = frozenset(("title", "text"))
 # Articles indexed per statement when (re)indexing in bulk.
 INDEX_BATCH = 500
 
@@ -84,7 +91,9 @@ INDEX_BATCH = 500
 # --- documents ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SearchDocument:
-    """The words of an article as the index holds them, per field."""
+    """The tokens of an article as the index holds them, per field: title and text words
+    stemmed by the article's language (or not, see store/stemming.py), the language's words
+    as they are."""
 
     title: list[str]
     text: list[str]
@@ -95,11 +104,15 @@ def _cut(tokens: list[str], limit: int) -> list[str]:
     return [w[:MAX_WORD_CHARS] for w in tokens[:limit]]
 
 
-def document_of(title: str | None, body: str | None, language: str | None) -> SearchDocument:
-    """What the index holds for an article; `body` is its text, or its summary without one."""
+def document_of(
+    title: str | None, body: str | None, language: str | None, *, stem: bool = True
+) -> SearchDocument:
+    """What the index holds for an article; `body` is its text, or its summary without one.
+    `stem=False`: the words unstemmed, as the index held them before migration 0017."""
+    code = stem_language(language) if stem else None
     return SearchDocument(
-        title=_cut(words(title or ""), MAX_TITLE_WORDS),
-        text=_cut(words(body or ""), MAX_TEXT_WORDS),
+        title=stem_words(_cut(words(title or ""), MAX_TITLE_WORDS), code),
+        text=stem_words(_cut(words(body or ""), MAX_TEXT_WORDS), code),
         lang=words(language or ""),
     )
 
@@ -137,13 +150,15 @@ _POSTGRES_INSERT = text(
 
 
 def _index_rows(
-    conn: Connection | Session, rows: Iterable[tuple[int, str | None, str | None, str | None]]
+    conn: Connection | Session,
+    rows: Iterable[tuple[int, str | None, str | None, str | None]],
+    stem: bool = True,
 ) -> int:
     """Write the index rows of (id, title, text-or-summary, language) articles."""
     postgres = _is_postgres(conn)
     params: list[dict[str, object]] = []
     for article_id, title, body, language in rows:
-        doc = document_of(title, body, language)
+        doc = document_of(title, body, language, stem=stem)
         if postgres:
             params.append({"id": article_id, "document": tsvector_literal(doc)})
         else:
@@ -207,12 +222,17 @@ _SOURCE_COLUMNS = (
 
 
 def index_articles(
-    conn: Connection | Session, ids: Sequence[int] | None = None, *, rebuild: bool = False
+    conn: Connection | Session,
+    ids: Sequence[int] | None = None,
+    *,
+    rebuild: bool = False,
+    stem: bool = True,
 ) -> int:
     """(Re)index the articles `ids`; or, with None, every article not indexed yet (after
     migration 0010, after an update of an article's words, or for articles written without
     the store: raw SQL, an ORM add), every article with `rebuild`. One pass over the
-    articles in id order, INDEX_BATCH at a time. Returns how many were indexed."""
+    articles in id order, INDEX_BATCH at a time. Returns how many were indexed. `stem=False`
+    writes unstemmed words (migration 0017's downgrade)."""
     postgres = _is_postgres(conn)
     if rebuild:
         conn.execute(text(f"DELETE FROM {TABLE}"))
@@ -223,7 +243,8 @@ def index_articles(
             chunk = list(ids[start : start + INDEX_BATCH])
             _delete_index_rows(conn, postgres, chunk)
             found = conn.execute(select(*_SOURCE_COLUMNS).where(a.id.in_(chunk))).all()
-            total += _index_rows(conn, ((r[0], r[1], r[2] or r[3], r[4]) for r in found))
+            rows = ((r[0], r[1], r[2] or r[3], r[4]) for r in found)
+            total += _index_rows(conn, rows, stem)
         return total
     after = 0
     while True:
@@ -233,11 +254,37 @@ def index_articles(
             return total
         done = _indexed_among(conn, postgres, [r[0] for r in found])
         rows = ((r[0], r[1], r[2] or r[3], r[4]) for r in found if r[0] not in done)
-        total += _index_rows(conn, rows)
+        total += _index_rows(conn, rows, stem)
         after = found[-1][0]
 
 
 # --- queries ------------------------------------------------------------------------------
+def index_tree(node: Node) -> Node:
+    """The query as the index answers it: each title/text word or phrase becomes the OR of
+    its stem in every language (tagged, see store/stemming.py) and of itself (for articles
+    of languages without a stemmer). A prefix `p*` matches stems starting with `p` or with
+    p's own stem ("happy*": `en¦happi…`). `lang:` and `source:` parts stay as they are."""
+    if isinstance(node, Term):
+        if not set(node.fields) <= STEMMED_FIELDS:
+            return node
+        found = [node.word]
+        for code in CODES:
+            found.append(stem_word(node.word, code))
+            if node.prefix:  # the prefix as typed, among that language's stems too
+                found.append(code + TAG + node.word)
+        return Or(tuple(Term(node.fields, w, node.prefix) for w in dict.fromkeys(found)))
+    if isinstance(node, Phrase):
+        if not set(node.fields) <= STEMMED_FIELDS:
+            return node
+        variants = [node.words] + [tuple(stem_word(w, code) for w in node.words) for code in CODES]
+        return Or(tuple(Phrase(node.fields, v) for v in variants))
+    if isinstance(node, Not):
+        return Not(index_tree(node.child))
+    if isinstance(node, And):
+        return And(tuple(index_tree(c) for c in node.children))
+    return Or(tuple(index_tree(c) for c in node.children))
+
+
 def _fts_field(node: Term | Phrase) -> bool:
     return set(node.fields) <= INDEXED_FIELDS
 
@@ -313,7 +360,8 @@ def _driver(node: Node) -> tuple[Node | None, list[Node]]:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """A parsed query, ready to become conditions on `articles` for an engine."""
+    """A parsed query, ready to become conditions on `articles` for an engine; `tree` is
+    its form for the stemmed index (`index_tree` of the parsed query)."""
 
     text: str
     tree: Node
@@ -324,9 +372,9 @@ class SearchQuery:
 
 
 def compile_query(query: str) -> SearchQuery:
-    """The query parsed by the alert rules' parser: QueryError (with its column) when it
-    does not parse."""
-    return SearchQuery(query, parse(query))
+    """The query parsed by the alert rules' parser, in its form for the index: QueryError
+    (with its column) when it does not parse."""
+    return SearchQuery(query, index_tree(parse(query)))
 
 
 # The index as SQLAlchemy sees it: a key column naming the article (FTS5's rowid).

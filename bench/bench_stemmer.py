@@ -23,9 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shared_data import shared_corpus
-
 from newswatch.alerts.query import words
+from shared_data import shared_corpus
 
 
 def articles(n_words: int, count: int) -> list[list[str]]:

@@ -71,7 +71,9 @@ STEMMING = [
     ("Коммерсантъ", "Выборы в Госдуму", "Итоги голосования на выборах.", "ru"),
     ("Narnia Times", "Elections in Narnia", "The elections were free.", None),
     ("Kyodo", "Elections in Japan", "The elections were held.", "ja"),
+    ("AP", "Long " + "z" * 250 + "ing", "A word past the 200 characters indexed.", "en"),
 ]
+LONG = "Long " + "z" * 250 + "ing"
 
 QUERIES = [
     "kyiv",
@@ -253,6 +255,9 @@ def _paged(engine: Engine, query: str, size: int = 7) -> list[int]:
         # a stem in one language is not a word of another: "bank" is "ban" in Lithuanian only
         ("bank AND (imports OR steel)", []),
         ("ban AND imports", ["Ban on imports"]),
+        # words are cut at 200 characters before stemming, in articles and queries alike
+        ("z" * 250 + "ed", [LONG]),
+        (f'"{LONG}"', [LONG]),
     ],
 )
 def test_words_find_their_forms_in_the_articles_language(both_engines, query, titles):

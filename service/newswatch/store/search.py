@@ -267,16 +267,18 @@ def index_tree(node: Node) -> Node:
     if isinstance(node, Term):
         if not set(node.fields) <= STEMMED_FIELDS:
             return node
-        found = [node.word]
+        word = node.word[:MAX_WORD_CHARS]  # cut as the documents' words are, then stemmed
+        found = [word]
         for code in CODES:
-            found.append(stem_word(node.word, code))
+            found.append(stem_word(word, code))
             if node.prefix:  # the prefix as typed, among that language's stems too
-                found.append(code + TAG + node.word)
+                found.append(code + TAG + word)
         return Or(tuple(Term(node.fields, w, node.prefix) for w in dict.fromkeys(found)))
     if isinstance(node, Phrase):
         if not set(node.fields) <= STEMMED_FIELDS:
             return node
-        variants = [node.words] + [tuple(stem_word(w, code) for w in node.words) for code in CODES]
+        cut = tuple(w[:MAX_WORD_CHARS] for w in node.words)
+        variants = [cut] + [tuple(stem_word(w, code) for w in cut) for code in CODES]
         return Or(tuple(Phrase(node.fields, v) for v in variants))
     if isinstance(node, Not):
         return Not(index_tree(node.child))
@@ -308,9 +310,9 @@ def _fts5(node: Node) -> str:
     if isinstance(node, Term | Phrase):
         columns = " ".join(node.fields)
         if isinstance(node, Term):
-            body = '"' + node.word[:MAX_WORD_CHARS] + '"' + (" *" if node.prefix else "")
+            body = '"' + node.word + '"' + (" *" if node.prefix else "")
         else:
-            body = '"' + " ".join(w[:MAX_WORD_CHARS] for w in node.words) + '"'
+            body = '"' + " ".join(node.words) + '"'
         return f"{{{columns}}} : {body}"
     if isinstance(node, Or):
         return "(" + " OR ".join(_fts5(c) for c in node.children) + ")"
@@ -329,8 +331,8 @@ def _tsquery(node: Node) -> str:
         weights = "".join(WEIGHTS[f] for f in node.fields)
         if isinstance(node, Term):
             star = "*" if node.prefix else ""
-            return f"{_quote(node.word[:MAX_WORD_CHARS])}:{star}{weights}"
-        parts = [f"{_quote(w[:MAX_WORD_CHARS])}:{weights}" for w in node.words]
+            return f"{_quote(node.word)}:{star}{weights}"
+        parts = [f"{_quote(w)}:{weights}" for w in node.words]
         return "(" + " <-> ".join(parts) + ")"
     if isinstance(node, Or):
         return "(" + " | ".join(_tsquery(c) for c in node.children) + ")"

@@ -645,22 +645,36 @@ def _articles_plan(
     return _Plan(query.where(and_(true(), *conditions)).order_by(key.desc()), serial)
 
 
-_PARALLEL = "max_parallel_workers_per_gather"
+# A collected plan's settings, for its statement only: no parallel workers (decision 0204),
+# and the few matches (the store has just judged them few) joined to their articles one by
+# one: the planner's estimate for a word's 35 forms (decision 0205) is 160,000 rows for a
+# name in 224 articles, for which it would hash or merge-join every article (530 ms at
+# 1,000,000 articles, where the matches themselves take 15).
+_COLLECTED_SETTINGS = {
+    "max_parallel_workers_per_gather": "0",
+    "enable_seqscan": "off",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+}
 _SET_LOCAL = text("SELECT current_setting(:name), set_config(:name, :value, true)")
 _RESTORE = text("SELECT set_config(:name, :value, true)")
 
 
 def _rows(session: Session, plan: _Plan, limit: int) -> list[ArticleRow]:
-    """Run `plan`'s statement for `limit` rows; a serial plan with parallel workers off for
-    that statement only (the transaction's setting is put back after it)."""
+    """Run `plan`'s statement for `limit` rows; a collected (serial) plan with the settings
+    above for that statement only (the transaction's own are put back after it)."""
     query = plan.query.limit(limit)
     if not plan.serial:
         return [ArticleRow(**r._mapping) for r in session.execute(query)]
-    before = session.execute(_SET_LOCAL, {"name": _PARALLEL, "value": "0"}).one()[0]
+    before = {
+        name: session.execute(_SET_LOCAL, {"name": name, "value": value}).one()[0]
+        for name, value in _COLLECTED_SETTINGS.items()
+    }
     try:
         return [ArticleRow(**r._mapping) for r in session.execute(query)]
     finally:
-        session.execute(_RESTORE, {"name": _PARALLEL, "value": before})
+        for name, value in before.items():
+            session.execute(_RESTORE, {"name": name, "value": value})
 
 
 def list_articles(

@@ -80,10 +80,10 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.fixture
-def corpus_site(sqlite_engine: Engine) -> Iterator[tuple[Running, dict[str, int], list[dict]]]:
+def corpus_site(engine: Engine) -> Iterator[tuple[Running, dict[str, int], list[dict]]]:
     rows = load_corpus()
-    events = replay_corpus(sqlite_engine, rows, end=utcnow() - timedelta(minutes=5))
-    with session_scope(sqlite_engine) as session:  # leads and explanations to read
+    events = replay_corpus(engine, rows, end=utcnow() - timedelta(minutes=5))
+    with session_scope(engine) as session:  # leads and explanations to read
         session.execute(
             update(ARTICLES).values(
                 group_explain={"stage": "similar", "score": 0.42},
@@ -98,7 +98,7 @@ def corpus_site(sqlite_engine: Engine) -> Iterator[tuple[Running, dict[str, int]
             .values(group_explain={"stage": "new", "score": 0.0})
         )
         index_articles(session)  # the text written above dropped their search entries
-    with running(create_app(sqlite_engine, Settings(_env_file=None))) as srv:  # type: ignore[call-arg]
+    with running(create_app(engine, Settings(_env_file=None))) as srv:  # type: ignore[call-arg]
         yield srv, events, rows
 
 

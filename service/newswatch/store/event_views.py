@@ -35,6 +35,7 @@ from sqlmodel import Session, col
 
 from newswatch.store.alerts import event_matched, matched_rule_names
 from newswatch.store.columns import UTCDateTime
+from newswatch.store.event_sources import EventSource
 from newswatch.store.event_triage import EventTriage
 from newswatch.store.models import Article, Sighting, Source, table_of
 from newswatch.store.search import SearchQuery, matching_event_ids
@@ -57,6 +58,7 @@ E = EVENTS.c
 A = table_of(Article).c
 S = table_of(Sighting).c
 T = table_of(EventTriage).c
+F = table_of(EventSource).c
 MAX_MERGE_HOPS = 50
 # "Growth" counts the distinct sources an event gained in this span before the page's time.
 GROWTH_SPAN = timedelta(hours=1)
@@ -101,30 +103,16 @@ def events_available(session: Session) -> bool:
 
 def _growth(as_of: datetime, event_ids: list[int] | None = None) -> Any:
     """Per event: distinct sources whose first sighting in the event falls in the growth span
-    before `as_of` (later sightings are not counted, so pages of one list agree). Only events
-    with a sighting in the span (or the `event_ids` given) are looked at."""
+    before `as_of` (later sightings are not counted, so pages of one list agree). Read from
+    event_sources (each source's first sighting of each event, kept by the database,
+    decision 0207): the span's rows by their index, or those of `event_ids`."""
     cutoff = as_of - GROWTH_SPAN
-    carried = table_of(Sighting).join(table_of(Article), S.article_id == A.id)
-    if event_ids is None:
-        candidates: Any = (
-            select(A.event_id)
-            .select_from(carried)
-            .where(S.first_seen > cutoff, S.first_seen <= as_of, A.event_id.is_not(None))
-        )
-    else:
-        candidates = event_ids
-    first = (
-        select(A.event_id, func.min(S.first_seen).label("at"))
-        .select_from(carried)
-        .where(A.event_id.in_(candidates))
-        .group_by(A.event_id, S.source_id)
-        .subquery()
+    query = select(F.event_id, func.count().label("growth")).where(
+        F.first_seen > cutoff, F.first_seen <= as_of
     )
-    return (
-        select(first.c.event_id, func.count().label("growth"))
-        .where(first.c.at > cutoff, first.c.at <= as_of)
-        .group_by(first.c.event_id)
-    )
+    if event_ids is not None:
+        query = query.where(F.event_id.in_(event_ids))
+    return query.group_by(F.event_id)
 
 
 def growth_of(session: Session, event_ids: list[int], as_of: datetime) -> dict[int, int]:

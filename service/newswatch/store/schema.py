@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 # foundation's sources, fetches, articles, sightings and the grouping's events; the article
 # URLs page sources fetched already; people's marks on events.
 import newswatch.store.alert_models
+import newswatch.store.event_sources  # each source's first sighting of each event (growth)
 import newswatch.store.event_triage  # event_triage: acknowledged, starred, muted events
 import newswatch.store.grouper_models  # the scaled mode's grouper lease and batch log
 import newswatch.store.models  # sources, fetches, articles, sightings, events

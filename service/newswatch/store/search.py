@@ -3,8 +3,12 @@
 One parser, two engines: a query is parsed by `alerts.query.parse` and its tree is translated
 into an SQLite FTS5 MATCH expression or a Postgres tsquery. Both indexes hold the same thing:
 each article's words as the alert matcher sees them (`alerts.query.words`: lowercased,
-accents folded), so a query finds the same articles on both engines and the articles a rule
-with that query would match (docs/decisions/0191-full-text-search.md).
+accents folded), stemmed in Python by the article's language (store/stemming.py: `en¦elect`
+for "elections" in English; words of other languages as they are), so a query finds the same
+articles on both engines (docs/decisions/0191-full-text-search.md, 0205). A query's title and
+text words are rewritten the same way, each into its stem in every language or itself
+(`index_tree`): "elections" finds "election" in English, "Wahl" finds "Wahlen" in German.
+The alert rules match words as they are (decision 0206).
 
 - SQLite: the FTS5 table `article_search` (title, text, lang), rowid = articles.id.
 - Postgres: the table `article_search` (article_id, document tsvector) with a GIN index;
@@ -59,6 +63,7 @@ from newswatch.alerts.query import (
     words,
 )
 from newswatch.store.models import Article, Sighting, Source, table_of
+from newswatch.store.stemming import CODES, TAG, stem_language, stem_word, stem_words
 
 __all__ = ["QueryError", "SearchQuery", "compile_query"]
 
@@ -77,6 +82,8 @@ MAX_WORD_CHARS = 200
 # Weights of the Postgres document's parts (tsquery restricts a word to them).
 WEIGHTS = {"title": "A", "text": "B", "lang": "C"}
 INDEXED_FIELDS = frozenset(WEIGHTS)
+# The fields whose words are stemmed (the language code and source names are not).
+STEMMED_FIELDS = frozenset(("title", "text"))
 # Articles indexed per statement when (re)indexing in bulk.
 INDEX_BATCH = 500
 
@@ -84,7 +91,9 @@ INDEX_BATCH = 500
 # --- documents ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SearchDocument:
-    """The words of an article as the index holds them, per field."""
+    """The tokens of an article as the index holds them, per field: title and text words
+    stemmed by the article's language (or not, see store/stemming.py), the language's words
+    as they are."""
 
     title: list[str]
     text: list[str]
@@ -95,11 +104,15 @@ def _cut(tokens: list[str], limit: int) -> list[str]:
     return [w[:MAX_WORD_CHARS] for w in tokens[:limit]]
 
 
-def document_of(title: str | None, body: str | None, language: str | None) -> SearchDocument:
-    """What the index holds for an article; `body` is its text, or its summary without one."""
+def document_of(
+    title: str | None, body: str | None, language: str | None, *, stem: bool = True
+) -> SearchDocument:
+    """What the index holds for an article; `body` is its text, or its summary without one.
+    `stem=False`: the words unstemmed, as the index held them before migration 0016."""
+    code = stem_language(language) if stem else None
     return SearchDocument(
-        title=_cut(words(title or ""), MAX_TITLE_WORDS),
-        text=_cut(words(body or ""), MAX_TEXT_WORDS),
+        title=stem_words(_cut(words(title or ""), MAX_TITLE_WORDS), code),
+        text=stem_words(_cut(words(body or ""), MAX_TEXT_WORDS), code),
         lang=words(language or ""),
     )
 
@@ -137,13 +150,15 @@ _POSTGRES_INSERT = text(
 
 
 def _index_rows(
-    conn: Connection | Session, rows: Iterable[tuple[int, str | None, str | None, str | None]]
+    conn: Connection | Session,
+    rows: Iterable[tuple[int, str | None, str | None, str | None]],
+    stem: bool = True,
 ) -> int:
     """Write the index rows of (id, title, text-or-summary, language) articles."""
     postgres = _is_postgres(conn)
     params: list[dict[str, object]] = []
     for article_id, title, body, language in rows:
-        doc = document_of(title, body, language)
+        doc = document_of(title, body, language, stem=stem)
         if postgres:
             params.append({"id": article_id, "document": tsvector_literal(doc)})
         else:
@@ -207,12 +222,17 @@ _SOURCE_COLUMNS = (
 
 
 def index_articles(
-    conn: Connection | Session, ids: Sequence[int] | None = None, *, rebuild: bool = False
+    conn: Connection | Session,
+    ids: Sequence[int] | None = None,
+    *,
+    rebuild: bool = False,
+    stem: bool = True,
 ) -> int:
     """(Re)index the articles `ids`; or, with None, every article not indexed yet (after
     migration 0010, after an update of an article's words, or for articles written without
     the store: raw SQL, an ORM add), every article with `rebuild`. One pass over the
-    articles in id order, INDEX_BATCH at a time. Returns how many were indexed."""
+    articles in id order, INDEX_BATCH at a time. Returns how many were indexed. `stem=False`
+    writes unstemmed words (migration 0016's downgrade)."""
     postgres = _is_postgres(conn)
     if rebuild:
         conn.execute(text(f"DELETE FROM {TABLE}"))
@@ -223,7 +243,8 @@ def index_articles(
             chunk = list(ids[start : start + INDEX_BATCH])
             _delete_index_rows(conn, postgres, chunk)
             found = conn.execute(select(*_SOURCE_COLUMNS).where(a.id.in_(chunk))).all()
-            total += _index_rows(conn, ((r[0], r[1], r[2] or r[3], r[4]) for r in found))
+            rows = ((r[0], r[1], r[2] or r[3], r[4]) for r in found)
+            total += _index_rows(conn, rows, stem)
         return total
     after = 0
     while True:
@@ -233,11 +254,39 @@ def index_articles(
             return total
         done = _indexed_among(conn, postgres, [r[0] for r in found])
         rows = ((r[0], r[1], r[2] or r[3], r[4]) for r in found if r[0] not in done)
-        total += _index_rows(conn, rows)
+        total += _index_rows(conn, rows, stem)
         after = found[-1][0]
 
 
 # --- queries ------------------------------------------------------------------------------
+def index_tree(node: Node) -> Node:
+    """The query as the index answers it: each title/text word or phrase becomes the OR of
+    its stem in every language (tagged, see store/stemming.py) and of itself (for articles
+    of languages without a stemmer). A prefix `p*` matches stems starting with `p` or with
+    p's own stem ("happy*": `en¦happi…`). `lang:` and `source:` parts stay as they are."""
+    if isinstance(node, Term):
+        if not set(node.fields) <= STEMMED_FIELDS:
+            return node
+        word = node.word[:MAX_WORD_CHARS]  # cut as the documents' words are, then stemmed
+        found = [word]
+        for code in CODES:
+            found.append(stem_word(word, code))
+            if node.prefix:  # the prefix as typed, among that language's stems too
+                found.append(code + TAG + word)
+        return Alternatives(tuple(Term(node.fields, w, node.prefix) for w in dict.fromkeys(found)))
+    if isinstance(node, Phrase):
+        if not set(node.fields) <= STEMMED_FIELDS:
+            return node
+        cut = tuple(w[:MAX_WORD_CHARS] for w in node.words)
+        variants = [cut] + [tuple(stem_word(w, code) for w in cut) for code in CODES]
+        return Alternatives(tuple(Phrase(node.fields, v) for v in variants))
+    if isinstance(node, Not):
+        return Not(index_tree(node.child))
+    if isinstance(node, And):
+        return And(tuple(index_tree(c) for c in node.children))
+    return Or(tuple(index_tree(c) for c in node.children))
+
+
 def _fts_field(node: Term | Phrase) -> bool:
     return set(node.fields) <= INDEXED_FIELDS
 
@@ -261,9 +310,9 @@ def _fts5(node: Node) -> str:
     if isinstance(node, Term | Phrase):
         columns = " ".join(node.fields)
         if isinstance(node, Term):
-            body = '"' + node.word[:MAX_WORD_CHARS] + '"' + (" *" if node.prefix else "")
+            body = '"' + node.word + '"' + (" *" if node.prefix else "")
         else:
-            body = '"' + " ".join(w[:MAX_WORD_CHARS] for w in node.words) + '"'
+            body = '"' + " ".join(node.words) + '"'
         return f"{{{columns}}} : {body}"
     if isinstance(node, Or):
         return "(" + " OR ".join(_fts5(c) for c in node.children) + ")"
@@ -282,8 +331,8 @@ def _tsquery(node: Node) -> str:
         weights = "".join(WEIGHTS[f] for f in node.fields)
         if isinstance(node, Term):
             star = "*" if node.prefix else ""
-            return f"{_quote(node.word[:MAX_WORD_CHARS])}:{star}{weights}"
-        parts = [f"{_quote(w[:MAX_WORD_CHARS])}:{weights}" for w in node.words]
+            return f"{_quote(node.word)}:{star}{weights}"
+        parts = [f"{_quote(w)}:{weights}" for w in node.words]
         return "(" + " <-> ".join(parts) + ")"
     if isinstance(node, Or):
         return "(" + " | ".join(_tsquery(c) for c in node.children) + ")"
@@ -313,7 +362,8 @@ def _driver(node: Node) -> tuple[Node | None, list[Node]]:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """A parsed query, ready to become conditions on `articles` for an engine."""
+    """A parsed query, ready to become conditions on `articles` for an engine; `tree` is
+    its form for the stemmed index (`index_tree` of the parsed query)."""
 
     text: str
     tree: Node
@@ -324,9 +374,9 @@ class SearchQuery:
 
 
 def compile_query(query: str) -> SearchQuery:
-    """The query parsed by the alert rules' parser: QueryError (with its column) when it
-    does not parse."""
-    return SearchQuery(query, parse(query))
+    """The query parsed by the alert rules' parser, in its form for the index: QueryError
+    (with its column) when it does not parse."""
+    return SearchQuery(query, index_tree(parse(query)))
 
 
 # The index as SQLAlchemy sees it: a key column naming the article (FTS5's rowid).
@@ -473,10 +523,59 @@ _ROW_COLUMNS = (
 )
 
 
-_ESTIMATE = text(
-    f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {TABLE} WHERE document @@ CAST(:q AS tsquery)"
+# The statistics ANALYZE keeps of the index's lexemes: the most common ones and their shares
+# of documents (the array's last three values are the minimum, the maximum and the share of
+# empty documents).
+_LEXEME_STATS = text(
+    "SELECT CAST(CAST(most_common_elems AS text) AS text[]), most_common_elem_freqs FROM pg_stats "
+    f"WHERE schemaname = current_schema() AND tablename = '{TABLE}' AND attname = 'document'"
 )
 _INDEXED_COUNT = text(f"SELECT reltuples FROM pg_class WHERE oid = CAST('{TABLE}' AS regclass)")
+# Postgres' share for a lexeme outside the common ones (DEFAULT_TS_MATCH_SEL), at most half
+# the least common one's.
+_RARE_SHARE = 0.005
+
+
+class Alternatives(Or):
+    """The forms one query word stands for (its stem in each language, itself): an OR to
+    the engines, but one word to the estimate of its matches."""
+
+
+@dataclass(frozen=True)
+class _LexemeShares:
+    common: dict[str, float]
+    rare: float
+
+    def of(self, node: Node) -> float:
+        """The estimated share of documents `node` matches, as Postgres estimates a lexeme
+        (its share if common, else `rare`), combined: a word's forms by the most common
+        (the others are mostly absent: summing 35 "rare" guesses made a name in 224 of
+        1,000,000 articles look like 160,000), OR by sum, AND by product, NOT ignored."""
+        if isinstance(node, Term):
+            if node.prefix:
+                found = sum(f for w, f in self.common.items() if w.startswith(node.word))
+                return min(1.0, max(found, self.rare))
+            return self.common.get(node.word, self.rare)
+        if isinstance(node, Phrase):
+            return min(self.common.get(w, self.rare) for w in node.words)
+        if isinstance(node, Alternatives):
+            return max(self.of(c) for c in node.children)
+        if isinstance(node, Or):
+            return min(1.0, sum(self.of(c) for c in node.children))
+        share = 1.0
+        for child in node.children if isinstance(node, And) else ():
+            if not isinstance(child, Not):
+                share *= self.of(child)
+        return share
+
+
+def _lexeme_shares(session: Session) -> _LexemeShares | None:
+    row = session.execute(_LEXEME_STATS).first()
+    if row is None or not row[0] or not row[1]:
+        return None
+    words, freqs = list(row[0]), list(row[1])
+    least = freqs[len(words)] if len(freqs) > len(words) else min(freqs[: len(words)])
+    return _LexemeShares(dict(zip(words, freqs, strict=False)), min(_RARE_SHARE, least / 2))
 
 
 def _scan_in_order(session: Session, driver: Node, page: int) -> bool:
@@ -485,14 +584,14 @@ def _scan_in_order(session: Session, driver: Node, page: int) -> bool:
     check a row: in order ~ page / share of matching articles rows, collecting ~ matches.
     So in order pays when matches² > page × articles. The planner makes this choice itself
     but misjudges a document check (it reads a de-TOASTed tsvector): it walked 25,000 rows
-    for a word in 0.3 % of articles (220 ms where collecting took 13). Its estimate of the
-    matches is good, so we decide with it."""
-    found = session.execute(_ESTIMATE, {"q": _tsquery(driver)}).scalar_one()
-    plan = found[0]["Plan"] if isinstance(found, list) else {}
-    matches = float(plan.get("Plan Rows", 0))
+    for a word in 0.3 % of articles (220 ms where collecting took 13). The matches are
+    estimated from the planner's own lexeme statistics (_LexemeShares), with a query word's
+    35 forms counted as one word."""
     total = float(session.execute(_INDEXED_COUNT).scalar_one() or 0)
-    if total <= 0:  # never analysed: no estimate to go by
+    shares = _lexeme_shares(session)
+    if total <= 0 or shares is None:  # never analysed: no estimate to go by
         return True
+    matches = shares.of(driver) * total
     return matches * matches > page * total
 
 
@@ -546,22 +645,36 @@ def _articles_plan(
     return _Plan(query.where(and_(true(), *conditions)).order_by(key.desc()), serial)
 
 
-_PARALLEL = "max_parallel_workers_per_gather"
+# A collected plan's settings, for its statement only: no parallel workers (decision 0204),
+# and the few matches (the store has just judged them few) joined to their articles one by
+# one: the planner's estimate for a word's 35 forms (decision 0205) is 160,000 rows for a
+# name in 224 articles, for which it would hash or merge-join every article (530 ms at
+# 1,000,000 articles, where the matches themselves take 15).
+_COLLECTED_SETTINGS = {
+    "max_parallel_workers_per_gather": "0",
+    "enable_seqscan": "off",
+    "enable_hashjoin": "off",
+    "enable_mergejoin": "off",
+}
 _SET_LOCAL = text("SELECT current_setting(:name), set_config(:name, :value, true)")
 _RESTORE = text("SELECT set_config(:name, :value, true)")
 
 
 def _rows(session: Session, plan: _Plan, limit: int) -> list[ArticleRow]:
-    """Run `plan`'s statement for `limit` rows; a serial plan with parallel workers off for
-    that statement only (the transaction's setting is put back after it)."""
+    """Run `plan`'s statement for `limit` rows; a collected (serial) plan with the settings
+    above for that statement only (the transaction's own are put back after it)."""
     query = plan.query.limit(limit)
     if not plan.serial:
         return [ArticleRow(**r._mapping) for r in session.execute(query)]
-    before = session.execute(_SET_LOCAL, {"name": _PARALLEL, "value": "0"}).one()[0]
+    before = {
+        name: session.execute(_SET_LOCAL, {"name": name, "value": value}).one()[0]
+        for name, value in _COLLECTED_SETTINGS.items()
+    }
     try:
         return [ArticleRow(**r._mapping) for r in session.execute(query)]
     finally:
-        session.execute(_RESTORE, {"name": _PARALLEL, "value": before})
+        for name, value in before.items():
+            session.execute(_RESTORE, {"name": name, "value": value})
 
 
 def list_articles(

@@ -193,6 +193,19 @@ class Receiver:
         return web.Response(status=204)
 
 
+def wire_rule_to_webhook(server: LocalServer) -> tuple[Receiver, str]:
+    """A receiver served at /hook and the config lines of a webhook channel to it with the
+    rule `wire` ("wire story") sending there."""
+    receiver = Receiver()
+    server.routes["/hook"] = receiver.handle
+    channels = (
+        f"channels:\n  - name: ops\n    type: webhook\n    url: {server.url('/hook')}\n"
+        "    timeout: 10\n"
+        "rules:\n  - name: wire\n    query: '\"wire story\"'\n    channels: [ops]\n"
+    )
+    return receiver, channels
+
+
 def grouping_of(engine: Engine) -> tuple[dict[int, tuple[Any, ...]], dict[int, tuple[Any, ...]]]:
     """Every article's place (event, stage, copy of) and every event's identity (merged into,
     split from) with, for open events, its article count (a merged event's row keeps the

@@ -46,6 +46,7 @@ from tests.reliability.scaled_support import (
     role,
     running,
     scalar,
+    wire_rule_to_webhook,
     write_config,
 )
 
@@ -207,13 +208,7 @@ def _retried_feeds(scheduler: Newswatch, engine: Engine) -> Counter[int]:
 def test_kills_of_fetch_workers_and_groupers_lose_nothing_and_change_no_event(
     cli_env: dict[str, str], tmp_path: Path, server: LocalServer
 ) -> None:
-    receiver = Receiver()
-    server.routes["/hook"] = receiver.handle
-    channels = (
-        f"channels:\n  - name: ops\n    type: webhook\n    url: {server.url('/hook')}\n"
-        "    timeout: 10\n"
-        "rules:\n  - name: wire\n    query: '\"wire story\"'\n    channels: [ops]\n"
-    )
+    receiver, channels = wire_rule_to_webhook(server)
     env = cli_env | {
         "NEWSWATCH_FETCH_BATCH_SOURCES": "25",
         "NEWSWATCH_GROUPER_BATCH": str(GROUPER_BATCH),

@@ -18,7 +18,6 @@ from tests.localserver import LocalServer
 from tests.reliability.processes import wait_for
 from tests.reliability.scaled_support import (
     SETTLE_SECONDS,
-    Receiver,
     expected_articles,
     farm,
     postgres_only,
@@ -26,6 +25,7 @@ from tests.reliability.scaled_support import (
     role,
     running,
     scalar,
+    wire_rule_to_webhook,
     write_config,
 )
 
@@ -36,13 +36,7 @@ FEEDS = 30
 def test_fetch_workers_a_failing_over_grouper_and_delivery_fit_together(
     cli_env: dict[str, str], tmp_path: Path, server: LocalServer
 ) -> None:
-    receiver = Receiver()
-    server.routes["/hook"] = receiver.handle
-    channels = (
-        f"channels:\n  - name: ops\n    type: webhook\n    url: {server.url('/hook')}\n"
-        "    timeout: 10\n"
-        "rules:\n  - name: wire\n    query: '\"wire story\"'\n    channels: [ops]\n"
-    )
+    receiver, channels = wire_rule_to_webhook(server)
     env = cli_env | {"NEWSWATCH_FETCH_BATCH_SOURCES": "10", "NEWSWATCH_GROUPER_POLL_SECONDS": "1"}
     engine = make_engine(env["DATABASE_URL"])
     upgrade(engine)

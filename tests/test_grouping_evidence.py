@@ -16,6 +16,7 @@ from newswatch.grouping import evidence, text
 from newswatch.grouping.cluster import Clusterer
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.replay import bcubed
+from tests.bench_scripts import bench_script
 from tests.cli_support import newswatch
 
 BANKRUPTCIES = Path(__file__).parent / "fixtures" / "grouping" / "bankruptcies.jsonl"
@@ -327,14 +328,8 @@ _OTHER_STORIES = {
 
 
 def _halves_module():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "grouping_halves.py"
-    spec = importlib.util.spec_from_file_location("grouping_halves", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """bench/grouping_halves.py as a module (the split and replay the figures come from)."""
+    return bench_script("grouping_halves")
 
 
 def test_halves_split_by_story_and_keep_ecb_topics_whole() -> None:

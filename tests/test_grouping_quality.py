@@ -18,6 +18,7 @@ import pytest
 from newswatch.grouping.cluster import Clusterer, Decision
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.replay import bcubed
+from tests.bench_scripts import bench_script
 from tests.conftest import SHARED_DATA, shared_corpus
 
 GROUPING = SHARED_DATA / "grouping"
@@ -59,14 +60,7 @@ def test_bcubed_on_dev_corpora(
 
 def _halves():
     """bench/grouping_halves.py as a module (the split and replay the figures come from)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "grouping_halves.py"
-    spec = importlib.util.spec_from_file_location("grouping_halves", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("grouping_halves")
 
 
 @pytest.mark.parametrize(

@@ -430,6 +430,41 @@ def test_checkpoints_prune_the_log_and_standbys_build_the_leaders_state_from_the
     engine.dispose()
 
 
+def test_a_standby_built_before_any_lease_replays_the_leaders_batches_when_it_takes_over(
+    pg_urls: tuple[str, str],
+) -> None:
+    """A standby whose state was built when no lease existed logs a new origin when it
+    takes over; the old leader's batches after that state must survive the pruning that
+    comes with the new origin, or the standby never replays them (review of 0212)."""
+    url, _ = pg_urls
+    engine = _migrated(url)
+    chunks = list(_chunks(_entries()[:500]))
+    store_as_fetch_worker(engine, chunks[0])
+    standby = _grouper(engine, checkpoint_articles=1_000_000)
+    assert standby.state is not None and standby.state.origin_seq is None
+    leader = _grouper(engine, checkpoint_articles=1_000_000)
+    _lead(leader)
+    for chunk in chunks[1:-1]:
+        store_as_fetch_worker(engine, chunk)
+    _drain(leader)
+    assert _count(engine, "SELECT count(*) FROM grouper_batches WHERE origin IS NULL") > 0
+    # The leader dies; the standby takes the lease without having followed the log.
+    standby.locked.set()
+    standby._lock_conn = engine.connect()  # stands for the lock's session; never checked here
+    standby.stop.set()  # take over, replay, and return instead of grouping on
+    standby._lead()
+    standby._lock_conn.close()
+    assert standby.state is not None and leader.state is not None
+    assert standby.state.seq == leader.state.seq
+    assert standby.state.mismatches == 0
+    store_as_fetch_worker(engine, chunks[-1])
+    with session_scope(engine) as session:
+        upcoming = ungrouped_articles(session, 100)
+    assert upcoming
+    assert _placements(standby, upcoming) == _placements(leader, upcoming)
+    engine.dispose()
+
+
 def _lease_origin(engine: Engine) -> int:
     with session_scope(engine) as session:
         lease = read_lease(session)

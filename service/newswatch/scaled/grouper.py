@@ -352,7 +352,10 @@ class Grouper:
         if self.state.origin_seq is None:
             self.state.origin_seq = log_origin(session, epoch, self.state.origin)
         set_lease_origin(session, self.state.origin_seq)
-        pruned = prune_log(session, self.state.origin_seq)
+        # Not past this state's own origin: a state built before the old leader's last
+        # batches (a standby) still has them to replay after taking the lease.
+        keep_from = min(self.state.origin_seq, self.state.origin.after_seq + 1)
+        pruned = prune_log(session, keep_from)
         self.origin_at = origin_logged_at(session, self.state.origin_seq)
         if pruned:
             log.info("grouper.log_pruned", rows=pruned, origin_seq=self.state.origin_seq)

@@ -261,7 +261,9 @@ def test_kills_of_fetch_workers_and_groupers_lose_nothing_and_change_no_event(
             scheduler = cluster.live["scheduler"][0]
             downloads = Counter(the_farm.downloads)
         assert codes == [0] * len(codes), [nw.log_text()[-2000:] for nw in cluster.processes()]
-        assert cluster.killed == Counter({"fetch": ROUNDS, "group": ROUNDS})
+        # Each leader killed was followed by a takeover: a new epoch led after every kill.
+        leads = [line for nw in cluster.started for line in nw.logged("grouper.leading")]
+        assert len({line["epoch"] for line in leads}) >= ROUNDS + 1, leads
         assert problems(*cluster.started) == []
         _assert_downloads(downloads, _retried_feeds(scheduler, engine))
         assert scalar(engine, "SELECT count(*) FROM articles") == expected

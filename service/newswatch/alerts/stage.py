@@ -283,7 +283,8 @@ class AlertStage:
         touched = {
             pair
             for pair in touched
-            if pair[1] not in new_events or _carriers(fresh[pair]) >= rules[pair[0]].min_sources
+            if pair[1] not in new_events
+            or _carriers(fresh.get(pair, ())) >= rules[pair[0]].min_sources
         }
         known = [pair for pair in touched if pair[1] not in new_events]
         states = store.alert_states(session, known) if known else {}

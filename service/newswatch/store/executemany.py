@@ -75,10 +75,10 @@ def executemany_rows(
     session: Session, statement: Insert | Update, rows: Sequence[dict[str, Any]]
 ) -> int:
     """`executemany` for rows as dicts: one run for each set of columns the rows set (rows of
-    one builder all set the same). An INSERT's rows get the scalar defaults of the columns
-    they leave out; rows that leave out a column with a computed default (a function, a
-    server default) go through SQLAlchemy, which computes it for each row. Returns the rows
-    changed."""
+    one builder all set the same). An INSERT's rows get the scalar Python-side defaults of the
+    columns they leave out, and a column with only a server default is left to the database;
+    rows that leave out a column whose Python-side default is computed (a function) go
+    through SQLAlchemy, which computes it for each row. Returns the rows changed."""
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows:
         groups.setdefault(tuple(row), []).append(tuple(row.values()))

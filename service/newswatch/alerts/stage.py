@@ -181,13 +181,15 @@ class AlertStage:
         return fired
 
     def _match(self, view: ArticleView, fresh: dict[Pair, list[Match]]) -> store.Matched:
-        """The rules the article matches that a carrier of it counts for, with the words
-        found ({rule: words}, as stored); each is added to `fresh` under its (rule, event)."""
+        """Every rule the article's text matches, with the words found ({rule: words}, as
+        stored: which carriers count is decided when a match is judged, so a later carrier
+        that counts, or a source added to the rule's list, still fires); those a carrier
+        counts for now are added to `fresh` under their (rule, event)."""
         out: store.Matched = {}
         for compiled, found in self.ruleset.explain(document(view)):
             rule = self.rules[compiled.name]
+            out[rule.name] = found
             if counted := counted_sources(rule, view.sources):
-                out[rule.name] = found
                 fresh[(rule.name, view.event_id)].append(Match(view.id, view.at, counted, found))
         return out
 

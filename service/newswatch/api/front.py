@@ -13,8 +13,9 @@ Why a process of its own: an answer is only as quick as the loop that gives it, 
 of the service's loops are busy under load (the API's with fifty clients, ingestion's with
 polls, both sharing their interpreter's lock with worker threads). The front does nothing
 else, so a probe waits only for the operating system, as a bare server would
-(docs/decisions/0089-probe-front.md). Standard library only, one thread, no event loop
-library: it starts in a fraction of the API's time and memory.
+(docs/decisions/0089-probe-front.md). One thread, no event loop library, and of
+newswatch only the liveness reader and lifecycle's parent-death link (which brings
+structlog with it): it starts in a fraction of the API's time and memory.
 
     python -m newswatch.api.front --parent PID --listen-fd FD --handoff-fd FD --heartbeats-fd FD
 """

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -236,3 +238,48 @@ def test_the_front_closes_a_connection_that_asks_to_be_closed(front: FrontUnderT
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK") and body == b""
+
+
+_OUT_OF_DESCRIPTORS = """
+import os, resource, socket
+from newswatch.api.front import Front
+listener = socket.create_server(("127.0.0.1", 0))
+api_end, front_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+front = Front(listener, front_end, lambda: None)
+client = socket.create_connection(listener.getsockname())
+# No descriptor left: the limit just above the highest open one, every hole filled.
+highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+fillers = []
+while True:
+    try:
+        fillers.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        break
+front._accept()
+watched = listener in {key.fileobj for key in front.selector.get_map().values()}
+print("watched after a failed accept:", watched)
+os.close(fillers.pop())
+front._resume_accepting(front.accept_paused_until + 1)
+watched = listener in {key.fileobj for key in front.selector.get_map().values()}
+print("watched once resumed:", watched)
+front._accept()
+print("accepted:", len(front.idle_until))
+"""
+
+
+def test_an_accept_out_of_descriptors_stops_watching_the_listener_for_a_while() -> None:
+    """Out of descriptors, accept fails while the listener stays readable (the connection
+    waits in the kernel's queue): still watching it would spin the front's loop at full CPU
+    and answer no probe. A real EMFILE, in a process of its own (review of 0089)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "accept failed" in done.stderr and "Too many open files" in done.stderr
+    assert done.stdout.splitlines() == [
+        "watched after a failed accept: False",
+        "watched once resumed: True",
+        "accepted: 1",
+    ]

@@ -37,6 +37,9 @@ from newswatch.api.probe import is_probe, probe_answer
 
 PEEK_BYTES = 8192  # a probe's request is a few hundred bytes; anything longer is not one
 KEEP_ALIVE_SECONDS = 5.0  # an idle probe connection is closed after this (uvicorn's default)
+# After a failed accept (out of descriptors) the listener is left alone this long: it stays
+# readable while the kernel queues connections, so watching it would spin the loop.
+ACCEPT_PAUSE_SECONDS = 0.1
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 
@@ -53,13 +56,17 @@ class Front:
         self.waiting: collections.deque[socket.socket] = collections.deque()  # to hand over
         self._date = (0, [(b"date", b"")])
         self._handoff_watched = False
+        self.accept_paused_until: float | None = None
         listener.setblocking(False)
         handoff.setblocking(False)
         self.selector.register(listener, _READ)
 
     def run_forever(self) -> None:
         while True:
-            for key, events in self.selector.select(timeout=1.0):
+            paused = self.accept_paused_until is not None
+            for key, events in self.selector.select(
+                timeout=ACCEPT_PAUSE_SECONDS if paused else 1.0
+            ):
                 if key.fileobj is self.listener:
                     self._accept()
                 elif key.fileobj is self.handoff:
@@ -67,6 +74,7 @@ class Front:
                 elif events & _READ:
                     self._serve(key.fileobj)  # type: ignore[arg-type]
             self._close_idle(time.monotonic())
+            self._resume_accepting(time.monotonic())
 
     def _accept(self) -> None:
         while True:
@@ -76,10 +84,21 @@ class Front:
                 return
             except OSError as exc:  # out of descriptors: the kernel keeps the rest queued
                 print(f"newswatch probe front: accept failed: {exc}", file=sys.stderr)
+                self._pause_accepting(time.monotonic() + ACCEPT_PAUSE_SECONDS)
                 return
             conn.setblocking(False)
             self.selector.register(conn, _READ)
             self.idle_until[conn] = time.monotonic() + KEEP_ALIVE_SECONDS
+
+    def _pause_accepting(self, until: float) -> None:
+        if self.accept_paused_until is None:
+            self.selector.unregister(self.listener)
+        self.accept_paused_until = until
+
+    def _resume_accepting(self, now: float) -> None:
+        if self.accept_paused_until is not None and now >= self.accept_paused_until:
+            self.selector.register(self.listener, _READ)
+            self.accept_paused_until = None
 
     def _serve(self, conn: socket.socket) -> None:
         try:

@@ -96,9 +96,7 @@ def test_tfidf_vector_is_its_definition() -> None:
     vocab = Vocabulary()
     for docs, row in enumerate(articles(), start=1):
         feats = clusterer.features(row["title"], row["text"])
-        sparse, rare = cluster._tfidf(
-            feats.terms, feats.entities, vocab, docs, 1.5, 64, 16, 3.0, True
-        )
+        sparse, rare = cluster._tfidf(feats.terms, feats.entities, vocab, docs, 1.5, 64, 16, 3.0)
         vec = spelt_out(vocab, sparse)
         assert all(vocab.df_of(k) >= 1 for k in (*feats.terms, *feats.entities))
         df = {t: vocab.df_of(t) for t in vocab.terms}
@@ -108,11 +106,9 @@ def test_tfidf_vector_is_its_definition() -> None:
             assert value == pytest.approx(expected.get(key, value), rel=1e-9)
         assert sum(v * v for v in vec.values()) == pytest.approx(1.0)
         assert [vocab.terms[i] for i in rare] == [k for k in vec if df[k] <= 3.0][:16]
-    before = vocab.df.copy()
-    cluster._tfidf(feats.terms, feats.entities, vocab, docs, 1.5, 64, 16, 2.0, False)
-    assert (vocab.df[: len(before)] == before).all()
-    empty, no_rare = cluster._tfidf({}, {}, vocab, docs, 1.5, 64, 16, 2.0, False)
-    assert len(empty) == 0 and no_rare == []
+    size = len(vocab)
+    empty, no_rare = cluster._tfidf({}, {}, vocab, docs, 1.5, 64, 16, 2.0)
+    assert len(empty) == 0 and no_rare == [] and len(vocab) == size
 
 
 def test_sparse_arithmetic_is_its_definition() -> None:

@@ -241,12 +241,11 @@ def _tfidf(
     size: int,
     rare_count: int,
     rare_limit: float,
-    learn: bool,
 ) -> tuple[Sparse, list[int]]:
     """The article's TF-IDF vector (heaviest first) and rare term ids (see
-    Clusterer._learn_vectors): `_tfidf_many` of one article, learnt at once with `learn`."""
+    Clusterer._learn_vectors): `_tfidf_many` of one article, learnt at once."""
     [(vec, rare, admit)] = _tfidf_many(
-        [(terms, entities)], vocab, [docs], entity_weight, size, rare_count, [rare_limit], learn
+        [(terms, entities)], vocab, [docs], entity_weight, size, rare_count, [rare_limit]
     )
     admit()
     return vec, rare
@@ -260,12 +259,11 @@ def _tfidf_many(
     size: int,
     rare_count: int,
     rare_limits: list[float],
-    learn: bool,
 ) -> list[tuple[Sparse, list[int], Callable[[], None]]]:
     """Each article's TF-IDF vector (heaviest first), rare term ids, and the step that
     learns it (adds its new terms to the vocabulary and counts it in their document
-    frequencies; nothing with `learn` false), for `docs` documents seen (each article's own
-    count), in one numpy pass over all their terms. With `learn`, an article's document
+    frequencies), for `docs` documents seen (each article's own count), in one numpy pass
+    over all their terms. An article's document
     frequencies count it and the articles before it, as _tfidf on each in turn would, and
     term ids are those the vocabulary gives when the steps run in order (a term is once in
     an article: terms and entity keys are dict keys, and entity keys start with "@", terms
@@ -279,16 +277,15 @@ def _tfidf_many(
     counts = np.zeros(total, dtype=np.float64)
     known = ids < len(vocab)
     counts[known] = vocab.df[ids[known]]
-    if learn:
-        # The articles before this one in the batch that hold the term, and this one.
-        order = np.argsort(ids, kind="stable")
-        ordered = ids[order]
-        first = np.ones(total, dtype=np.bool_)
-        first[1:] = ordered[1:] != ordered[:-1]
-        group = np.maximum.accumulate(np.where(first, np.arange(total), 0))
-        seen = np.empty(total, dtype=np.int64)
-        seen[order] = np.arange(total) - group + 1
-        counts += seen
+    # The articles before this one in the batch that hold the term, and this one.
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    first = np.ones(total, dtype=np.bool_)
+    first[1:] = ordered[1:] != ordered[:-1]
+    group = np.maximum.accumulate(np.where(first, np.arange(total), 0))
+    seen = np.empty(total, dtype=np.int64)
+    seen[order] = np.arange(total) - group + 1
+    counts += seen
     idf = np.array([math.log(d + 1) + 1.0 for d in docs])
     weight = idf[article] - np.log1p(counts)
     n_terms = np.array([len(t) for t, _ in articles], dtype=np.intp)
@@ -321,13 +318,9 @@ def _tfidf_many(
     for i, (end, rare_end) in enumerate(zip(ends, rare_ends, strict=True)):
         vec = Sparse(kept[begin:end], chosen[begin:end])
         step = partial(vocab.admit, new_by_article[i], ids[starts[i] : starts[i] + sizes[i]])
-        out.append((vec, rare_ids[rare_begin:rare_end], step if learn else _nothing))
+        out.append((vec, rare_ids[rare_begin:rare_end], step))
         begin, rare_begin = end, rare_end
     return out
-
-
-def _nothing() -> None:
-    pass
 
 
 def _affinity(members: list[Member], kind: np.ndarray) -> np.ndarray:
@@ -485,7 +478,6 @@ class Clusterer:
             self.s.vector_terms,
             CANDIDATE_TERMS,
             limits,
-            True,
         )
 
     def entity_weights(self, event: Event) -> Sparse:

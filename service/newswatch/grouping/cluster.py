@@ -757,8 +757,9 @@ class Clusterer:
         if signature is None:
             prepared = self._sign([feats], self.s.duplicate_min_tokens)[0]
             signature = None if prepared is None else prepared[0]
-        else:
-            self._sign([feats], sys.maxsize)  # the words only
+        else:  # the stored signature is the one: the words counted only
+            _hashes, counts = token_hashes_many([feats.shingle_text])
+            feats.words = int(counts[0])
         vec, _ = self._learn_vector(feats)
         self.names.observe(feats.title)
         event = self.events.get(event_id)

@@ -37,7 +37,7 @@ from newswatch.grouping import evidence
 from newswatch.grouping.minhash import LSHIndex, MinHasher, Prepared, token_hashes_many
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.text import Features, extract
-from newswatch.grouping.vocabulary import ENTITY, WORD, Sparse, Vocabulary
+from newswatch.grouping.vocabulary import ENTITY, FIGURE, WORD, Sparse, Vocabulary
 
 # A term in more than this share of documents is too common to find candidates by.
 RARE_SHARE = 0.05
@@ -823,9 +823,23 @@ class Clusterer:
         if len(kept_names) and len(moved_names):
             norms = math.sqrt(kept_names.norm2() * moved_names.norm2()) or 1.0
             agreement = self.vocab.dot(kept_names, moved_names) / norms
-            if agreement >= self.s.merge_entity_threshold:
+            if agreement >= self.s.merge_entity_threshold and not evidence.dated_apart(
+                self._years(kept), self._years(moved)
+            ):
                 return None
         return kept, moved, score
+
+    def _years(self, members: list[Member]) -> list[frozenset[str]]:
+        """The year figures ("#2013") each member's vector holds."""
+        terms, kind = self.vocab.terms, self.vocab.kind
+        return [
+            frozenset(
+                y
+                for t in m.vector.ids[kind[m.vector.ids] == FIGURE].tolist()
+                if evidence.YEAR_FIGURE.fullmatch(y := terms[t])
+            )
+            for m in members
+        ]
 
     def _names(self, members: list[Member]) -> Sparse:
         """The summed weights of the members' entities."""

@@ -25,6 +25,7 @@ explanation reports.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,3 +282,35 @@ def is_specific(
             if len(found) > common_events:
                 return False
     return True
+
+
+# A figure that is a year ("#2013"): four digits from 1900 to 2099.
+YEAR_FIGURE = re.compile(r"#(?:19|20)\d\d")
+# Reports of a group that must state its year before the group counts as dated.
+DATED_REPORTS = 2
+# Share of a group's reports that may state the other group's year with the groups still
+# dated apart (a report recalls an earlier year: "the 2004 tsunami").
+OTHER_YEAR_SHARE = 0.25
+
+
+def main_year(years: list[frozenset[str]]) -> str | None:
+    """The year the most reports of a group state (ties: the latest), when at least
+    DATED_REPORTS state it; else None. `years`: each report's year figures."""
+    counts = Counter(y for stated in years for y in stated)
+    if not counts:
+        return None
+    year, n = max(counts.items(), key=lambda yn: (yn[1], yn[0]))
+    return year if n >= DATED_REPORTS else None
+
+
+def dated_apart(a: list[frozenset[str]], b: list[frozenset[str]]) -> bool:
+    """Whether two groups of reports tell of two years: each group's main year differs, and
+    few reports of each state the other's. Two castings of one role, two elections of one
+    parliament name the same people and places; the year they happen in is what differs."""
+    ya, yb = main_year(a), main_year(b)
+    if ya is None or yb is None or ya == yb:
+        return False
+    return (
+        sum(ya in s for s in b) <= OTHER_YEAR_SHARE * len(b)
+        and sum(yb in s for s in a) <= OTHER_YEAR_SHARE * len(a)
+    )

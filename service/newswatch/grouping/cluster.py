@@ -807,7 +807,9 @@ class Clusterer:
         originals = [m for m in members if m.copy_of is None]
         if sum(m.short for m in originals) * 2 > len(originals):
             return None  # headlines: too few words to tell two events of a kind apart
-        score, side = bipartition(_affinity(originals, self.vocab.kind), SPLIT_MIN_SIDE)
+        w = _affinity(originals, self.vocab.kind)
+        w *= evidence.year_agreement(self._years(originals))
+        score, side = bipartition(w, SPLIT_MIN_SIDE)
         if side is None or score >= self.s.split_ncut:
             return None
         in_side = {m.article_id: s for m, s in zip(originals, side.tolist(), strict=True)}

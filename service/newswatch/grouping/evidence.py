@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from newswatch.grouping.text import ALIASES, STOPWORDS, fold, headline_names, words_of
 
 # The frequency list of common English words, and how many of its most frequent words are
@@ -314,3 +316,24 @@ def dated_apart(a: list[frozenset[str]], b: list[frozenset[str]]) -> bool:
         sum(ya in s for s in b) <= OTHER_YEAR_SHARE * len(b)
         and sum(yb in s for s in a) <= OTHER_YEAR_SHARE * len(a)
     )
+
+
+# What the similarity of two reports keeps when both state years and none in common: the
+# conflict halves it rather than cutting it (a report may recall only an earlier year).
+YEAR_CONFLICT_AFFINITY = 0.5
+
+
+def year_agreement(years: list[frozenset[str]]) -> np.ndarray:
+    """A factor for each pair of reports' similarity: YEAR_CONFLICT_AFFINITY when both
+    state years and none in common ("2013" against "2009, 2010"), else 1."""
+    n = len(years)
+    stated = sorted(set().union(*years))
+    if not stated:
+        return np.ones((n, n))
+    column = {y: j for j, y in enumerate(stated)}
+    incidence = np.zeros((n, len(stated)))
+    for i, ys in enumerate(years):
+        incidence[i, [column[y] for y in ys]] = 1.0
+    dated = incidence.any(axis=1)
+    conflict = np.outer(dated, dated) & ((incidence @ incidence.T) == 0)
+    return np.where(conflict, YEAR_CONFLICT_AFFINITY, 1.0)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from newswatch.grouping import evidence, text
-from newswatch.grouping.cluster import Clusterer
+from newswatch.grouping.cluster import Clusterer, _affinity, bipartition
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.replay import bcubed
 from tests.bench_scripts import bench_script
@@ -461,3 +462,83 @@ def test_near_both_ways_through_merges(engine) -> None:  # type: ignore[no-untyp
         (KEPT_OUT_OF_THIS, a, "score below 0.4", 1),
     ]
     assert of_c[0].title == f"event {a}"
+
+
+# Two elections of one council, five years apart, written for these tests: the same town,
+# council and candidates, told in different words; what differs is the year.
+ELECTION = (
+    "Voters in Harwick returned Mayor Ellen Brandt and the Harwick council on Sunday in the "
+    "{year} election, with turnout near {turnout} percent across the town's wards.",
+    "Harwick's {year} council election ended with Ellen Brandt ahead of Tomas Rieger, "
+    "officials said, after counting closed late in the evening.",
+    "The {year} Harwick ballot gave Brandt a majority on the council; Rieger conceded and "
+    "promised to work with the new members.",
+)
+
+
+def _election_reports(first: str, second: str) -> list[str]:
+    """Six reports, alternating: three of an election in `first`, three in `second`, each
+    of two sentences (long enough not to count as headlines, which never split)."""
+    texts = [f"{a} {b}" for a, b in zip(ELECTION, ELECTION[1:] + ELECTION[:1], strict=True)]
+    a = [t.format(year=first, turnout=61) for t in texts]
+    b = [t.format(year=second, turnout=48) for t in texts]
+    return [x for pair in zip(a, b, strict=True) for x in pair]
+
+
+def _event_of(reports: list[str], settings: GroupingSettings) -> Clusterer:
+    c = Clusterer(settings)
+    for n, body in enumerate(reports):
+        c.restore(n, 0, body[:70], body, T0 + n, opened=n == 0)
+    return c
+
+
+def test_main_year_and_groups_dated_apart() -> None:
+    y = [frozenset({"#2009"}), frozenset({"#2009", "#2004"}), frozenset()]
+    assert evidence.main_year(y) == "#2009"
+    assert evidence.main_year([frozenset({"#2009"}), frozenset()]) is None  # one report
+    assert evidence.main_year([frozenset({"#2009", "#2013"})] * 2) == "#2013"  # tie: latest
+    other = [frozenset({"#2013"}), frozenset({"#2013"}), frozenset(), frozenset()]
+    assert evidence.dated_apart(y, other)
+    # One group recalls the other's year often: one story that looks back, not two.
+    recalls = [frozenset({"#2013", "#2009"}), frozenset({"#2013"})]
+    assert not evidence.dated_apart(y, recalls)
+    assert not evidence.dated_apart(y, y)
+    assert not evidence.dated_apart(y, [frozenset()] * 4)  # undated: no evidence either way
+
+
+def test_reports_of_different_years_are_half_as_similar() -> None:
+    years = [frozenset({"#2009"}), frozenset({"#2014"}), frozenset({"#2009", "#2014"}), frozenset()]
+    factor = evidence.year_agreement(years)
+    half = evidence.YEAR_CONFLICT_AFFINITY
+    assert factor.tolist() == [
+        [1.0, half, 1.0, 1.0],
+        [half, 1.0, 1.0, 1.0],
+        [1.0, 1.0, 1.0, 1.0],
+        [1.0, 1.0, 1.0, 1.0],
+    ]
+    assert (evidence.year_agreement([frozenset()] * 3) == 1.0).all()
+
+
+def test_two_elections_of_one_council_split_by_their_years() -> None:
+    """The two groups name the same town and people, which alone keeps an event whole (even
+    with every cut allowed); stating different years, they are two events."""
+    anywhere = GroupingSettings(split_ncut=2.0)
+    same = _event_of(_election_reports("2014", "2014"), anywhere)
+    assert same._check_split(same.events[0]) is None
+    c = _event_of(_election_reports("2009", "2014"), anywhere)
+    members = list(c.events[0].members or [])
+    split = c._check_split(c.events[0])
+    assert split is not None
+    assert sorted(split.moved) == [1, 3, 5]  # the 2014 reports; the 2009 ones keep the id
+    # Reports of different years are half as similar in the check: a deeper cut between
+    # the two groups than their words alone make.
+    plain = _affinity(members, c.vocab.kind)
+    factor = evidence.year_agreement(c._years(members))
+    assert factor[1].tolist() == [0.5, 1.0, 0.5, 1.0, 0.5, 1.0]  # 2014 against 2009
+    plain_score, plain_side = bipartition(plain, 3)
+    assert plain_side is not None and sorted(np.flatnonzero(plain_side).tolist()) in (
+        [0, 2, 4],
+        [1, 3, 5],
+    )
+    assert split.score == pytest.approx(bipartition(plain * factor, 3)[0], abs=1e-4)
+    assert split.score < plain_score - 0.1

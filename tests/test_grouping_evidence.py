@@ -516,7 +516,8 @@ def test_reports_of_different_years_are_half_as_similar() -> None:
         [1.0, 1.0, 1.0, 1.0],
         [1.0, 1.0, 1.0, 1.0],
     ]
-    assert (evidence.year_agreement([frozenset()] * 3) == 1.0).all()
+    assert evidence.year_agreement([frozenset()] * 3) is None  # no year: no factor
+    assert evidence.year_agreement([frozenset({"#2009"})] * 3 + [frozenset()]) is None
 
 
 def test_two_elections_of_one_council_split_by_their_years() -> None:

@@ -808,7 +808,9 @@ class Clusterer:
         if sum(m.short for m in originals) * 2 > len(originals):
             return None  # headlines: too few words to tell two events of a kind apart
         w = _affinity(originals, self.vocab.kind)
-        w *= evidence.year_agreement(self._years(originals))
+        factor = evidence.year_agreement(self._years(originals))
+        if factor is not None:  # reports of different years: half as similar (0189)
+            w *= factor
         score, side = bipartition(w, SPLIT_MIN_SIDE)
         if side is None or score >= self.s.split_ncut:
             return None
@@ -832,16 +834,18 @@ class Clusterer:
         return kept, moved, score
 
     def _years(self, members: list[Member]) -> list[frozenset[str]]:
-        """The year figures ("#2013") each member's vector holds."""
-        terms, kind = self.vocab.terms, self.vocab.kind
-        return [
-            frozenset(
-                y
-                for t in m.vector.ids[kind[m.vector.ids] == FIGURE].tolist()
-                if evidence.YEAR_FIGURE.fullmatch(y := terms[t])
-            )
-            for m in members
-        ]
+        """The year figures ("#2013") each member's vector holds: the figure terms of all
+        members found in one step, the few of them checked for being years."""
+        vectors = [m.vector.ids for m in members]
+        ids = np.concatenate(vectors)
+        rows = np.repeat(np.arange(len(members)), [len(v) for v in vectors])
+        figures = self.vocab.kind[ids] == FIGURE
+        years: list[set[str]] = [set() for _ in members]
+        terms = self.vocab.terms
+        for term, row in zip(ids[figures].tolist(), rows[figures].tolist(), strict=True):
+            if evidence.YEAR_FIGURE.fullmatch(figure := terms[term]):
+                years[row].add(figure)
+        return [frozenset(y) for y in years]
 
     def _names(self, members: list[Member]) -> Sparse:
         """The summed weights of the members' entities."""

@@ -312,10 +312,9 @@ def dated_apart(a: list[frozenset[str]], b: list[frozenset[str]]) -> bool:
     ya, yb = main_year(a), main_year(b)
     if ya is None or yb is None or ya == yb:
         return False
-    return (
-        sum(ya in s for s in b) <= OTHER_YEAR_SHARE * len(b)
-        and sum(yb in s for s in a) <= OTHER_YEAR_SHARE * len(a)
-    )
+    a_recalls = sum(yb in s for s in a)
+    b_recalls = sum(ya in s for s in b)
+    return a_recalls <= OTHER_YEAR_SHARE * len(a) and b_recalls <= OTHER_YEAR_SHARE * len(b)
 
 
 # What the similarity of two reports keeps when both state years and none in common: the
@@ -323,15 +322,15 @@ def dated_apart(a: list[frozenset[str]], b: list[frozenset[str]]) -> bool:
 YEAR_CONFLICT_AFFINITY = 0.5
 
 
-def year_agreement(years: list[frozenset[str]]) -> np.ndarray:
+def year_agreement(years: list[frozenset[str]]) -> np.ndarray | None:
     """A factor for each pair of reports' similarity: YEAR_CONFLICT_AFFINITY when both
-    state years and none in common ("2013" against "2009, 2010"), else 1."""
-    n = len(years)
+    state years and none in common ("2013" against "2009, 2010"), else 1; None when no pair
+    conflicts (fewer than two years stated among them: most events)."""
     stated = sorted(set().union(*years))
-    if not stated:
-        return np.ones((n, n))
+    if len(stated) < 2:
+        return None
     column = {y: j for j, y in enumerate(stated)}
-    incidence = np.zeros((n, len(stated)))
+    incidence = np.zeros((len(years), len(stated)))
     for i, ys in enumerate(years):
         incidence[i, [column[y] for y in ys]] = 1.0
     dated = incidence.any(axis=1)

@@ -6,6 +6,7 @@ docs/decisions/0174-tuning-and-checking-halves.md).
     python bench/grouping_halves.py            # both corpora, default settings
     python bench/grouping_halves.py --json     # one JSON object a line
     python bench/grouping_halves.py --cost-against OLD/service   # ms per add(), interleaved
+    python bench/grouping_halves.py --mixes tuning   # the half's mixed events, with years
 
 `--cost-against` replays each whole corpus in memory, this checkout's grouping and another's
 (a `service` directory, e.g. of `git archive main`) in turns, each in a fresh process, and
@@ -37,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from newswatch.grouping import evidence
 from newswatch.grouping.cluster import Clusterer
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.replay import bcubed
@@ -96,6 +98,37 @@ def measure(
     return out
 
 
+def mixes(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, tuple[int, dict[str, int]]]]]:
+    """The events of one replay of `rows` that hold reports of several gold stories, biggest
+    first: (event id, {story: (its reports there, {year: reports stating it})}). The years
+    are the year figures grouping itself reads (title and lead): the evidence that tells two
+    events of a kind apart (decision 0189)."""
+    clusterer = Clusterer(GroupingSettings())
+    for i, row in enumerate(rows):
+        clusterer.add(i, row["title"], row["text"], timestamp(row))
+    events: dict[int, dict[str, tuple[int, dict[str, int]]]] = {}
+    for i, row in enumerate(rows):
+        event = events.setdefault(clusterer.resolve(clusterer.article_event[i]), {})
+        count, years = event.get(row["event"], (0, {}))
+        for term in clusterer.features(row["title"], row["text"]).terms:
+            if evidence.YEAR_FIGURE.fullmatch(term):
+                years[term[1:]] = years.get(term[1:], 0) + 1
+        event[row["event"]] = (count + 1, years)
+    mixed = [(k, v) for k, v in events.items() if len(v) > 1]
+    return sorted(mixed, key=lambda kv: -sum(n for n, _ in kv[1].values()))
+
+
+def print_mixes(corpus: str, half: str) -> None:
+    rows = load(corpus)
+    if half != "all":
+        rows = [r for r in rows if half_of(corpus, r["event"]) == half]
+    for event, stories in mixes(rows):
+        print(f"{corpus} {half}: event {event}")
+        for story, (n, years) in stories.items():
+            stated = ", ".join(f"{y} x{c}" for y, c in sorted(years.items(), key=lambda yc: -yc[1]))
+            print(f"    {story:<40} {n:>4} reports; years: {stated or '-'}")
+
+
 def time_replay(corpus: str) -> float:
     """Median ms per `Clusterer.add` over one in-memory replay of the whole corpus."""
     rows = load(corpus)
@@ -148,7 +181,16 @@ def main() -> None:
     parser.add_argument("--cost-against", type=Path, help="another checkout's service dir")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--time-replay", choices=CORPORA, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--mixes",
+        choices=("all", *HALVES),
+        help="list the events of this part that mix stories, with the years each states",
+    )
     args = parser.parse_args()
+    if args.mixes:
+        for corpus in args.corpus or CORPORA:
+            print_mixes(corpus, args.mixes)
+        return
     if args.time_replay:
         print(time_replay(args.time_replay))
         return

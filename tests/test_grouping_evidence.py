@@ -543,3 +543,19 @@ def test_two_elections_of_one_council_split_by_their_years() -> None:
     )
     assert split.score == pytest.approx(bipartition(plain * factor, 3)[0], abs=1e-4)
     assert split.score < plain_score - 0.1
+
+
+def test_halves_script_lists_mixed_events_with_their_years() -> None:
+    """`--mixes`: the events holding several gold stories, each with the years its reports
+    state (the figures grouping reads), as found after a replay; pure events are left out."""
+    halves = _halves_module()
+    reports = _election_reports("2014", "2014")  # one year: nothing tells the two apart
+    rows = [
+        {"id": f"r{n}", "title": body[:70], "text": body, "published": None, "event": "ab"[n % 2]}
+        for n, body in enumerate(reports)
+    ]
+    rows.append(
+        {"id": "x", "title": "Ferry timetable", "text": "", "published": None, "event": "c"}
+    )
+    assert halves.mixes(rows) == [(0, {"a": (3, {"2014": 3}), "b": (3, {"2014": 3})})]
+    assert halves.mixes(rows[:1] + rows[-1:]) == []

@@ -908,7 +908,7 @@ class Clusterer:
         names = self.entity_names.get(event.id, {})
         ids = np.fromiter(names, dtype=np.intp, count=len(names))
         weights = event.centroid.weight_of(ids)
-        order = np.argsort(-weights, kind="stable")[:n]
+        order = (-weights).argsort(kind="stable")[:n]
         surface = list(names.values())
         top = [surface[i] for i in order.tolist() if weights[i] > 0]
         self._top_cache[event.id] = (event.size, top)
@@ -1102,7 +1102,7 @@ class Clusterer:
         if not len(shared):
             return similarity
         products = a.centroid.weight_of(shared) * b.centroid.weight_of(shared)
-        top = np.argsort(-products, kind="stable")[: evidence.SHARED_TERMS_CHECKED]
+        top = (-products).argsort(kind="stable")[: evidence.SHARED_TERMS_CHECKED]
         pair = {a.id, b.id}
         common = sum(
             float(products[i])

@@ -284,9 +284,9 @@ class LSHIndex:
         bands = self._band_keys(sig)
         found: set[int] = set()
         if len(self._keys):
-            lo = np.searchsorted(self._keys, bands, "left")
-            hi = np.searchsorted(self._keys, bands, "right")
-            for b in np.flatnonzero(hi > lo).tolist():
+            lo = self._keys.searchsorted(bands, "left")
+            hi = self._keys.searchsorted(bands, "right")
+            for b in (hi > lo).nonzero()[0].tolist():
                 rows = self._entry_rows[lo[b] : hi[b]]
                 live = rows[self._row_gen[rows] == self._entry_gens[lo[b] : hi[b]]]
                 found.update(self._row_key[live].tolist())

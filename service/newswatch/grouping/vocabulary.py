@@ -45,21 +45,25 @@ class Sparse:
 
     def top(self, n: int) -> Sparse:
         """The n heaviest entries, heaviest first (ties in the vector's order)."""
-        order = np.argsort(-self.weights, kind="stable")[:n]
+        order = (-self.weights).argsort(kind="stable")[:n]
         return Sparse(self.ids[order], self.weights[order])
 
     def pruned(self, n: int) -> Sparse:
         """The n heaviest entries, in id order."""
-        keep = np.sort(np.argsort(-self.weights, kind="stable")[:n])
+        keep = (-self.weights).argsort(kind="stable")[:n]
+        keep.sort()
         return Sparse(self.ids[keep], self.weights[keep])
 
     def weight_of(self, ids: np.ndarray) -> np.ndarray:
         """The weight of each of `ids` in this centroid (id-ordered), 0.0 where absent."""
-        at = np.searchsorted(self.ids, ids)
-        at = np.minimum(at, max(len(self.ids) - 1, 0))
-        if not len(self.ids):
+        own = self.ids
+        if not len(own):
             return np.zeros(len(ids))
-        return np.where(self.ids[at] == ids, self.weights[at], 0.0)
+        # Array methods, not the np.* functions: those wrap them in a Python call that costs
+        # more than the search on these sizes (called several times an article).
+        at = own.searchsorted(ids)
+        np.minimum(at, len(own) - 1, out=at)
+        return np.where(own[at] == ids, self.weights[at], 0.0)
 
 
 class Vocabulary:
@@ -175,7 +179,7 @@ class Vocabulary:
         scratch[vec.ids] = vec.weights
         ids = np.concatenate([o.ids for o in others])
         weights = np.concatenate([o.weights for o in others])
-        rows = np.repeat(np.arange(len(others)), [len(o) for o in others])
+        rows = np.arange(len(others)).repeat([len(o) for o in others])
         out = np.bincount(rows, weights=scratch[ids] * weights, minlength=len(others))
         scratch[vec.ids] = 0.0
         return out

@@ -71,6 +71,7 @@ class Front:
         self._handoff_watched = False
         self.accept_paused_until: float | None = None
         self.handoff_paused_until: float | None = None
+        self._refs_reported = False
         listener.setblocking(False)
         handoff.setblocking(False)
         self.selector.register(listener, _READ)
@@ -83,7 +84,8 @@ class Front:
         """One turn of the loop: wait for the sockets (at most until the next pause ends),
         serve what is ready, then what is due."""
         paused = self.accept_paused_until is not None or self.handoff_paused_until is not None
-        for key, events in self.selector.select(timeout=ACCEPT_PAUSE_SECONDS if paused else 1.0):
+        pause = min(ACCEPT_PAUSE_SECONDS, HANDOFF_PAUSE_SECONDS)
+        for key, events in self.selector.select(timeout=pause if paused else 1.0):
             if key.fileobj is self.listener:
                 self._accept()
             elif key.fileobj is self.handoff:
@@ -167,15 +169,19 @@ class Front:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                if exc.errno == errno.ETOOMANYREFS:
-                    print(f"newswatch probe front: hand-over waits: {exc}", file=sys.stderr)
+                if exc.errno == errno.ETOOMANYREFS:  # behind, not gone: try again shortly
+                    if not self._refs_reported:  # once a spell, not at every retry
+                        print(f"newswatch probe front: hand-over waits: {exc}", file=sys.stderr)
+                        self._refs_reported = True
                     self._watch_handoff(writable=False)
                     self.handoff_paused_until = time.monotonic() + HANDOFF_PAUSE_SECONDS
-                    return  # the API process is gone; the service stops on that
+                    return
+                # The API process is gone; the service stops on that.
                 print(f"newswatch probe front: hand-over failed: {exc}", file=sys.stderr)
                 conn.close()
             else:
                 conn.close()  # the API process has its own descriptor now
+                self._refs_reported = False
             self.waiting.popleft()
         self._watch_handoff(writable=bool(self.waiting))
 

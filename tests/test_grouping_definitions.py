@@ -15,7 +15,7 @@ import pytest
 
 from newswatch.grouping import cluster, text
 from newswatch.grouping.cluster import Clusterer
-from newswatch.grouping.minhash import LSHIndex, MinHasher
+from newswatch.grouping.minhash import LSHIndex, MinHasher, token_hashes_many
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.vocabulary import ENTITY, Sparse, Vocabulary
 from tests.conftest import SHARED_DATA, shared_corpus
@@ -219,7 +219,9 @@ def test_lsh_candidates_share_a_whole_band() -> None:
     texts = [f"{r['title']} {r['text']}".lower() for r in articles(120)]
     # Copies with small edits, so that bands collide.
     texts += [t[: len(t) // 2] + " an edit " + t[len(t) // 2 :] for t in texts[:40]]
-    signatures = [sig for t in texts if (sig := hasher.of_text(t, 30)[1]) is not None]
+    hashes, counts = token_hashes_many(texts)  # as Clusterer._sign signs them
+    matrix = hasher.signatures(hashes, counts)
+    signatures = [row for row, n in zip(matrix, counts.tolist(), strict=True) if n >= 30]
     index = LSHIndex()
 
     def by_definition(sig: np.ndarray, stored: dict[int, np.ndarray]) -> set[int]:

@@ -405,13 +405,20 @@ def test_near_both_ways_through_merges(engine) -> None:  # type: ignore[no-untyp
     from newswatch.store.models import Article, Event, table_of
     from tests.api_support import add_articles
 
-    t0 = utcnow() - timedelta(hours=2)
+    t0 = utcnow() - timedelta(days=30)
     a, b, c, x, joiner, stray, late = add_articles(engine, "wire", list("abcxjsl"), t0)
+    window = timedelta(hours=72)
+    # Published more than a window after every report of a and of c (split off it, reports
+    # up to t0 + 1 h): no grouper could have compared it with a; the scan does not read it.
+    [beyond] = add_articles(engine, "far", ["far"], t0 + window + timedelta(hours=2))
+    # Seen later, but published within the window: its time is its publication.
+    [backdated] = add_articles(engine, "back", ["back"], t0 + 2 * window)
     events = table_of(Event)
     with session_scope(engine) as session:
         for event_id, merged_into in ((a, None), (c, None), (b, c), (x, b)):
             session.execute(
                 insert(events).values(
+                    split_from=a if event_id == c else None,
                     id=event_id,
                     title=f"event {event_id}",
                     first_seen=t0,
@@ -439,8 +446,19 @@ def test_near_both_ways_through_merges(engine) -> None:  # type: ignore[no-untyp
             stray: (a, "not a list"),
             # joined c; kept out of a by a veto
             late: (c, [{"event": a, "score": 0.45, "reason": "different subject: A vs C"}]),
+            beyond: (c, [{"event": a, "score": 0.9, "reason": "out of the window"}]),
+            backdated: (c, [{"event": a, "score": 0.2, "reason": "published in time"}]),
         }
         articles = table_of(Article)
+        session.execute(
+            update(articles)
+            .where(articles.c.id == backdated)
+            .values(published=t0 + window + timedelta(minutes=30))  # within c's span
+        )
+        # c was split off a and its reports are the latest: a's span reaches to them.
+        session.execute(
+            update(events).where(events.c.id == c).values(last_seen=t0 + timedelta(hours=1))
+        )
         for article_id, (event_id, near) in explanations.items():
             session.execute(
                 update(articles)
@@ -450,15 +468,16 @@ def test_near_both_ways_through_merges(engine) -> None:  # type: ignore[no-untyp
     with session_scope(engine) as session:
         assert event_lookup.resolve_events(session, [x, b, a, 999_999]) == {x: c, b: c, a: a}
         assert event_lookup.merged_aliases(session, c) == sorted([b, c, x])
-        of_a = near_events(session, a)
-        of_c = near_events(session, c)
+        of_a = near_events(session, a, window=window)
+        of_c = near_events(session, c, window=window)
     assert of_a is not None and of_c is not None
     assert [(n.direction, n.event_id, n.score, n.articles) for n in of_a] == [
         (KEPT_OUT_OF_IT, c, 0.31, 1),
-        (KEPT_OUT_OF_THIS, c, 0.45, 1),
+        (KEPT_OUT_OF_THIS, c, 0.45, 2),  # late and backdated, not beyond
     ]
     assert [(n.direction, n.event_id, n.reason, n.articles) for n in of_c] == [
-        (KEPT_OUT_OF_IT, a, "different subject: A vs C", 1),
+        # c's own articles are read whatever their time (closest first: "beyond", made up)
+        (KEPT_OUT_OF_IT, a, "out of the window", 3),
         (KEPT_OUT_OF_THIS, a, "score below 0.4", 1),
     ]
     assert of_c[0].title == f"event {a}"

@@ -14,7 +14,7 @@ from newswatch.grouping.minhash import (
     LSHIndex,
     MinHasher,
     jaccard,
-    token_hashes,
+    token_hashes_many,
 )
 
 M64 = (1 << 64) - 1
@@ -51,6 +51,14 @@ def reference_signature(hasher: MinHasher, hashes: list[int]) -> list[int]:
     return [(low[i] & 0xFFFFFFFE) if i in low else int(EMPTY) for i in range(hasher.num_perm)]
 
 
+def signed(hasher: MinHasher, texts: list[str], min_tokens: int = 30) -> list[np.ndarray]:
+    """The signatures of the texts of at least `min_tokens` tokens, made as grouping makes
+    them (Clusterer._sign: token_hashes_many, then MinHasher.signatures)."""
+    hashes, counts = token_hashes_many(texts)
+    matrix = hasher.signatures(hashes, counts)
+    return [row for row, n in zip(matrix, counts.tolist(), strict=True) if n >= min_tokens]
+
+
 def test_token_hashes_and_signature_match_their_definition() -> None:
     rng = random.Random(3)
     words = ["quake", "Ölpreis", "東京", "a", "x\x01y", "tab\there", "9,000", "—"]
@@ -59,12 +67,13 @@ def test_token_hashes_and_signature_match_their_definition() -> None:
     hasher = MinHasher()
     for text in texts:
         hashes = reference_hashes(text)
-        assert token_hashes(text).tolist() == hashes, text[:40]
-        sig = hasher.signature(token_hashes(text))
+        found, counts = token_hashes_many([text])
+        assert found.tolist() == hashes and counts.tolist() == [len(hashes)], text[:40]
+        sig = hasher.signatures(found, counts)[0]
+        assert sig.dtype == np.uint32
         if len(hashes) < 3:
-            assert sig is None
+            assert (sig == EMPTY).all()
         else:
-            assert sig is not None and sig.dtype == np.uint32
             assert sig.tolist() == reference_signature(hasher, hashes), text[:40]
 
 
@@ -92,18 +101,14 @@ def test_a_batch_hashes_and_signs_each_text_as_alone() -> None:
         assert row.tolist() == reference_signature(hasher, alone), text[:40]
         one = LSHIndex().prepare(row[None, :].copy())[0]
         assert keys.tolist() == one[1].tolist() and stored.tolist() == one[2].tolist()
-    counted, signed = hasher.of_texts(texts, 30)
-    assert counted == counts.tolist()
-    assert [s is not None for s in signed] == [n >= 30 for n in counted]
 
 
 def test_lsh_finds_a_copy_and_forgets_removed_keys() -> None:
     hasher = MinHasher()
     text = " ".join(f"word{i}" for i in range(200))
-    sig = hasher.signature(token_hashes(text))
-    copy = hasher.signature(token_hashes(text + " with a short tail"))
-    other = hasher.signature(token_hashes(" ".join(f"other{i}" for i in range(200))))
-    assert sig is not None and copy is not None and other is not None
+    sig, copy, other = signed(
+        hasher, [text, text + " with a short tail", " ".join(f"other{i}" for i in range(200))]
+    )
     assert jaccard(sig, copy) > 0.9 and jaccard(sig, other) < 0.1
     lsh = LSHIndex()
     lsh.insert(1, sig)
@@ -128,7 +133,7 @@ def test_lsh_merged_entries_answer_as_fresh_ones(monkeypatch: pytest.MonkeyPatch
     base = [" ".join(rng.choices(words, k=120)) for _ in range(30)]
     # Copies with an edit each, so that some bands collide and others do not.
     texts = base + [t.replace(t.split()[rng.randrange(100)], "edit", 1) for t in base * 2]
-    signatures = [sig for t in texts if (sig := hasher.of_text(t, 30)[1]) is not None]
+    signatures = signed(hasher, texts)
     index = LSHIndex()
     stored: dict[int, np.ndarray] = {}
 

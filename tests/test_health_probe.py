@@ -5,6 +5,7 @@ sockets (decision 0089)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine
 
+from newswatch.api import front as front_module
 from newswatch.api.app import create_app
 from newswatch.api.front import Front
 from newswatch.api.liveness import ALIVE, API, INGESTION, Heartbeats, Verdict, verdict
-from newswatch.api.server import probe_answer
+from newswatch.api.server import make_server, probe_answer, serve
 from newswatch.config import Settings
 from tests.api_support import Running, running
 
@@ -283,3 +285,94 @@ def test_an_accept_out_of_descriptors_stops_watching_the_listener_for_a_while() 
         "watched once resumed: True",
         "accepted: 1",
     ]
+
+
+def test_a_connection_that_sends_nothing_goes_to_the_api_process_as_it_is(
+    front: FrontUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn waits for a new connection's first request without a limit: the front does
+    not close a silent one (it did after 5 s), it hands it over when it stops watching, and
+    the request that comes later reaches the API process (decision 0093)."""
+    monkeypatch.setattr(front_module, "FIRST_REQUEST_SECONDS", 0.0)
+    with front.connect() as conn, front.handed_over() as adopted:
+        request = b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n"
+        conn.sendall(request)
+        assert adopted.recv(65536) == request
+
+
+_TOO_MANY_IN_FLIGHT = """
+import os, resource, socket
+from newswatch.api.front import Front
+listener = socket.create_server(("127.0.0.1", 0))
+api_end, front_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+held, holder = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+client = socket.create_connection(listener.getsockname())
+if os.geteuid() == 0:  # root may pass any number (CAP_SYS_RESOURCE): be nobody
+    os.setgid(65534)
+    os.setuid(65534)
+# Linux refuses to send a descriptor while the user's descriptors in flight (sent, not yet
+# received) outnumber the sender's RLIMIT_NOFILE: put 40 in flight, allow 30.
+spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(40)]
+socket.send_fds(held, [b"x"], spare)
+for fd in spare:
+    os.close(fd)
+resource.setrlimit(resource.RLIMIT_NOFILE, (30, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+front = Front(listener, front_end, lambda: None)
+client.sendall(b"GET /api/events HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+for _ in range(20):
+    front.step()
+    if front.handoff_paused_until is not None:
+        break
+print("waiting:", len(front.waiting))
+client.setblocking(False)
+try:
+    print("client closed:", client.recv(1) == b"")
+except BlockingIOError:
+    print("client closed:", False)
+held.close()  # its queue goes, and the 40 descriptors in flight with it
+holder.close()
+for _ in range(50):
+    front.step()
+    if not front.waiting:
+        break
+api_end.settimeout(30)
+_message, fds, _flags, _address = socket.recv_fds(api_end, 16, 4)
+print("handed over:", socket.socket(fileno=fds[0]).recv(100).split(b"\\r\\n")[0].decode())
+"""
+
+
+def test_too_many_descriptors_in_flight_delay_the_hand_over_without_losing_the_client() -> None:
+    """ETOOMANYREFS means the API process has not taken the descriptors sent before, not
+    that it is gone: the connection waits and is handed over once they are taken (it was
+    closed). A real ETOOMANYREFS, in a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TOO_MANY_IN_FLIGHT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "hand-over waits" in done.stderr and "Too many references" in done.stderr
+    assert done.stdout.splitlines() == [
+        "waiting: 1",
+        "client closed: False",
+        "handed over: GET /api/events HTTP/1.1",
+    ]
+
+
+def test_the_api_process_stops_when_its_hand_over_socket_fails(sqlite_engine: Engine) -> None:
+    """A hand-over socket that fails (here a real ECONNRESET: the front's end closed with a
+    message unread) can bring no connection any more: the API process stops with an error,
+    so the service sees its child die and stops (it dropped the socket and served nothing,
+    silently). EAGAIN/EINTR only mean "nothing yet" (decision 0093)."""
+    app = create_app(sqlite_engine, Settings(_env_file=None))  # type: ignore[call-arg]
+    api_end, front_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    api_end.send(b"x")  # into the front's queue, never read
+    front_end.close()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        server = make_server(app, "127.0.0.1", 0, api_end)
+        serving = serve(app, "127.0.0.1", 0, stop, server=server, handoff=api_end)
+        # The bound is a guard against a hang (what happened before), not a latency claim.
+        with pytest.raises(RuntimeError, match=r"hand-over socket failed: .*reset"):
+            await asyncio.wait_for(serving, 60)
+
+    asyncio.run(main())

@@ -4,18 +4,21 @@ matcher's evaluation of the query over the stemmed words (store/stemming.py)."""
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy import Connection, Engine, delete, select, text, update
 
 from newswatch.alerts.query import Document, QueryError, evaluate, parse
 from newswatch.shared_types import ParsedEntry
 from newswatch.store import search
 from newswatch.store.articles import ensure_source, store_batch
 from newswatch.store.db import make_engine, session_scope, upgrade
+from newswatch.store.migrations import frozen_search
 from newswatch.store.models import Article, table_of
 from newswatch.store.search import (
     ArticleFilter,
@@ -416,3 +419,49 @@ def test_a_words_forms_count_as_one_word_in_the_estimate():
     assert share('"the police"') == pytest.approx(0.005)  # its rarest word
     assert share("police OR griberber") == pytest.approx(0.205)
     assert share("police AND killed -sport") == pytest.approx(0.01)
+
+
+def _index_rows(conn: Connection) -> list[tuple[object, ...]]:
+    if conn.dialect.name == "postgresql":
+        query = "SELECT article_id, CAST(document AS text) FROM article_search ORDER BY 1"
+    else:
+        query = "SELECT rowid, title, text, lang FROM article_search ORDER BY 1"
+    return [tuple(row) for row in conn.execute(text(query))]
+
+
+def test_the_migrations_frozen_indexer_writes_what_the_live_one_does(both_engines):
+    """Migrations 0010 and 0016 write the index with a frozen copy of the indexer (decision
+    0094): today it must write exactly the live indexer's rows, on both engines, for
+    articles of stemmed languages, of others and of none. When the live format changes,
+    the migration that rewrites the index brings its own copy, and this test compares that."""
+    for engine in both_engines.values():
+        with engine.connect() as conn:
+            live = _index_rows(conn)
+            assert len(live) == len(_corpus())
+            frozen_search.index_every_article(conn, stem=True)
+            assert _index_rows(conn) == live
+            conn.rollback()
+
+
+def test_migrations_import_no_live_code_but_column_types():
+    """A migration runs on a store at its own revision long after the code moved on: what it
+    imports of newswatch must not change under it. Column types (their change is a schema
+    change) and the migrations' own frozen copies only; two older ones are left as they are
+    (0006: language codes, 0015: an article's time), and the list may not grow."""
+    versions = Path(frozen_search.__file__).parent / "versions"
+    allowed = {"newswatch.store.columns", "newswatch.store.migrations.frozen_search"}
+    left = {
+        ("0006_language_source.py", "newswatch.fetch.language"),
+        ("0015_article_matches.py", "newswatch.store.timing"),
+    }
+    found = set()
+    for path in sorted(versions.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            found |= {(path.name, n) for n in names if n.startswith("newswatch")}
+    assert len(found) > 10  # the walk saw the imports
+    assert {(f, n) for f, n in found if n not in allowed} == left

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from newswatch.api.process import ChildLink
 from newswatch.store.db import current_revision, make_engine
 from tests.cli_support import newswatch
 from tests.localserver import LocalServer, static
@@ -108,6 +109,31 @@ def test_the_api_process_and_the_front_die_with_the_service(
         nw.signal(signal.SIGKILL)
         nw.wait(START_SECONDS)
         wait_for(lambda: not nw.family(), START_SECONDS, "the children to exit")
+
+
+def _socket_of(pid: int, fd: int) -> str:
+    return os.readlink(f"/proc/{pid}/fd/{fd}")  # "socket:[inode]": the same for every copy
+
+
+@sqlite_only
+def test_the_service_keeps_no_copy_of_its_childrens_ends(
+    running: tuple[dict[str, str], Path],
+) -> None:
+    """The service hands the API process its end of the metrics channel and of the front's
+    hand-over socket, and the front its listener: it closes its own copies, so the channel
+    ends when the API process does (it held the metrics end for its whole life; 0093)."""
+    env, tmp_path = running
+    with Newswatch(["run"], env, tmp_path / "run.log") as nw:
+        _base_url(nw)
+        wait_for(lambda: _api_pids(nw) and _front_pids(nw), START_SECONDS, "both children")
+        [api] = _api_pids(nw)
+        cmdline = Path(f"/proc/{api}/cmdline").read_bytes().split(b"\0")
+        link = ChildLink.decode(cmdline[cmdline.index(b"--api-child") + 1].decode())
+        theirs = {_socket_of(api, fd) for fd in (link.metrics_fd, link.handoff_fd)}
+        ours = {_socket_of(nw.pid, int(fd)) for fd in os.listdir(f"/proc/{nw.pid}/fd")}
+        assert len(theirs) == 2 and not theirs & ours
+        nw.signal(signal.SIGTERM)
+        assert nw.wait(START_SECONDS) == 0, nw.log_text()
 
 
 @sqlite_only

@@ -465,6 +465,65 @@ def test_a_standby_built_before_any_lease_replays_the_leaders_batches_when_it_ta
     engine.dispose()
 
 
+def test_a_checkpoint_between_a_standbys_reads_changes_nothing_it_reads(
+    pg_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A standby reads the lease, then the origin it names and the log after it. When the
+    leader checkpoints in between (a new origin, the log before it pruned) and logs a batch
+    after it, the standby must still read what the lease it read names: one snapshot
+    (decision 0095). Before, a standby being built lost the origin (and restored the whole
+    window afresh) and a following one replayed the batch after the new origin over a gap
+    of pruned batches it had never replayed."""
+    import newswatch.scaled.grouper as grouper_module
+
+    url, _ = pg_urls
+    engine = _migrated(url)
+    chunks = list(_chunks(_entries()[:420]))
+    store_as_fetch_worker(engine, chunks[0])
+    leader = _grouper(engine, checkpoint_articles=1_000_000)
+    _lead(leader)
+    _drain(leader)
+    origin = _lease_origin(engine)
+    following = _grouper(engine, checkpoint_articles=1_000_000)
+    for chunk in chunks[1:3]:
+        store_as_fetch_worker(engine, chunk)
+    _drain(leader)
+    assert leader.state is not None and following.state is not None
+    logged_seq, followed_seq = leader.state.seq, following.state.seq
+    assert logged_seq > followed_seq
+    later = iter(chunks[3:])
+
+    def checkpoint_then(real: Any) -> Any:
+        def hooked(session: Any, *args: Any) -> Any:
+            if real not in hooked_once:
+                hooked_once.add(real)
+                leader.checkpoint()
+                store_as_fetch_worker(engine, next(later))
+                assert leader.group_batch() > 0  # a batch logged after the new origin
+            return real(session, *args)
+
+        return hooked
+
+    hooked_once: set[Any] = set()
+    # Following: the lease names the origin it holds; the log is read after the checkpoint.
+    monkeypatch.setattr(
+        grouper_module, "iter_batches_after", checkpoint_then(grouper_module.iter_batches_after)
+    )
+    following._follow()
+    assert following.state is not None
+    assert (following.state.origin_seq, following.state.seq) == (origin, logged_seq)
+    assert following.state.mismatches == 0
+    # Being built: the origin the lease names is read after the next checkpoint.
+    origin, logged_seq = _lease_origin(engine), leader.state.seq
+    monkeypatch.setattr(grouper_module, "read_origin", checkpoint_then(grouper_module.read_origin))
+    built = _grouper(engine, checkpoint_articles=1_000_000)
+    assert built.state is not None
+    assert (built.state.origin_seq, built.state.seq) == (origin, logged_seq)
+    assert built.state.mismatches == 0 and built.state.restored > 0
+    assert _lease_origin(engine) > origin  # the checkpoint did happen in between
+    engine.dispose()
+
+
 def _lease_origin(engine: Engine) -> int:
     with session_scope(engine) as session:
         lease = read_lease(session)

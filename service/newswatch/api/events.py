@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -343,12 +343,16 @@ class NearEvent:
     direction: str  # KEPT_OUT_OF_IT or KEPT_OUT_OF_THIS
 
 
-def near_events(session: Session, event_id: int, limit: int = 10) -> list[NearEvent] | None:
+def near_events(
+    session: Session, event_id: int, *, window: timedelta, limit: int = 10
+) -> list[NearEvent] | None:
     """The events grouping kept apart from `event_id`, as recorded in the explanations, in
     both directions: the candidates that rejected its articles (a veto, or a score below
     the threshold) and the events whose articles it rejected; at most `limit` each, closest
     first. Merged-away events are read as their survivors. None: no such event. Reads the
-    `near` entries only, never whole articles; candidates are resolved in one query."""
+    `near` entries only, never whole articles, and of the second direction only those of
+    articles within `window` (the grouping window) of the event; candidates are resolved in
+    one query."""
     final = event_views.resolve_event_id(session, event_id)
     if final is None:
         return None
@@ -363,7 +367,9 @@ def near_events(session: Session, event_id: int, limit: int = 10) -> list[NearEv
     named = set(aliases)
     theirs = [
         (article_event, item)
-        for _, article_event, near in event_lookup.near_misses_naming(session, aliases, final)
+        for _, article_event, near in event_lookup.near_misses_naming(
+            session, aliases, final, window
+        )
         for item in _near_of({"near": near})
         if item["event"] in named
     ]

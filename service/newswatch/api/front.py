@@ -7,7 +7,10 @@ other connection is handed to the API process whole — its descriptor over a Un
 (SCM_RIGHTS), the request still unread in the kernel (it was only peeked at) — and served
 there by uvicorn as if that process had accepted it. Nothing is copied or proxied: after the
 hand-over the front never sees the connection again. A probe connection that later carries
-another request is handed over at that request's boundary.
+another request is handed over at that request's boundary; one that has sent nothing for
+FIRST_REQUEST_SECONDS is handed over as it is, so the API process treats it as uvicorn
+treats any new connection (it waits for the first request: `newswatch serve` behaves the
+same).
 
 Why a process of its own: an answer is only as quick as the loop that gives it, and both
 of the service's loops are busy under load (the API's with fifty clients, ingestion's with
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import errno
 import selectors
 import signal
 import socket
@@ -37,9 +41,17 @@ from newswatch.api.probe import is_probe, probe_answer
 
 PEEK_BYTES = 8192  # a probe's request is a few hundred bytes; anything longer is not one
 KEEP_ALIVE_SECONDS = 5.0  # an idle probe connection is closed after this (uvicorn's default)
+# A new connection that has sent nothing after this goes to the API process unread: uvicorn
+# sets no limit on the wait for a first request, and the front's clients get what a client
+# of `newswatch serve` gets (decision 0093). The front only stops watching it.
+FIRST_REQUEST_SECONDS = KEEP_ALIVE_SECONDS
 # After a failed accept (out of descriptors) the listener is left alone this long: it stays
 # readable while the kernel queues connections, so watching it would spin the loop.
 ACCEPT_PAUSE_SECONDS = 0.1
+# After ETOOMANYREFS (too many descriptors in flight, not yet taken by the API process:
+# Linux counts them against the sender's RLIMIT_NOFILE) hand-overs wait this long; the
+# socket stays writable meanwhile, so watching it would spin the loop (decision 0093).
+HANDOFF_PAUSE_SECONDS = 0.1
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 
@@ -52,29 +64,38 @@ class Front:
         self.handoff = handoff  # SOCK_SEQPACKET to the API process: one connection a message
         self.liveness = liveness
         self.selector = selectors.DefaultSelector()
-        self.idle_until: dict[socket.socket, float] = {}  # probe connections kept alive
+        self.idle_until: dict[socket.socket, float] = {}  # connections watched, until when
+        self.fresh: set[socket.socket] = set()  # watched, nothing received yet
         self.waiting: collections.deque[socket.socket] = collections.deque()  # to hand over
         self._date = (0, [(b"date", b"")])
         self._handoff_watched = False
         self.accept_paused_until: float | None = None
+        self.handoff_paused_until: float | None = None
+        self._refs_reported = False
         listener.setblocking(False)
         handoff.setblocking(False)
         self.selector.register(listener, _READ)
 
     def run_forever(self) -> None:
         while True:
-            paused = self.accept_paused_until is not None
-            for key, events in self.selector.select(
-                timeout=ACCEPT_PAUSE_SECONDS if paused else 1.0
-            ):
-                if key.fileobj is self.listener:
-                    self._accept()
-                elif key.fileobj is self.handoff:
-                    self._hand_over_waiting()
-                elif events & _READ:
-                    self._serve(key.fileobj)  # type: ignore[arg-type]
-            self._close_idle(time.monotonic())
-            self._resume_accepting(time.monotonic())
+            self.step()
+
+    def step(self) -> None:
+        """One turn of the loop: wait for the sockets (at most until the next pause ends),
+        serve what is ready, then what is due."""
+        paused = self.accept_paused_until is not None or self.handoff_paused_until is not None
+        pause = min(ACCEPT_PAUSE_SECONDS, HANDOFF_PAUSE_SECONDS)
+        for key, events in self.selector.select(timeout=pause if paused else 1.0):
+            if key.fileobj is self.listener:
+                self._accept()
+            elif key.fileobj is self.handoff:
+                self._hand_over_waiting()
+            elif events & _READ:
+                self._serve(key.fileobj)  # type: ignore[arg-type]
+        now = time.monotonic()
+        self._close_idle(now)
+        self._resume_accepting(now)
+        self._resume_handing_over(now)
 
     def _accept(self) -> None:
         while True:
@@ -88,7 +109,8 @@ class Front:
                 return
             conn.setblocking(False)
             self.selector.register(conn, _READ)
-            self.idle_until[conn] = time.monotonic() + KEEP_ALIVE_SECONDS
+            self.idle_until[conn] = time.monotonic() + FIRST_REQUEST_SECONDS
+            self.fresh.add(conn)
 
     def _pause_accepting(self, until: float) -> None:
         if self.accept_paused_until is None:
@@ -111,11 +133,15 @@ class Front:
         if not data:
             self._close(conn)
         elif is_probe(data):
+            self.fresh.discard(conn)
             self._answer(conn, conn.recv(len(data)))
         else:
-            self._forget(conn)
-            self.waiting.append(conn)
-            self._hand_over_waiting()
+            self._hand_over(conn)
+
+    def _hand_over(self, conn: socket.socket) -> None:
+        self._forget(conn)
+        self.waiting.append(conn)
+        self._hand_over_waiting()
 
     def _answer(self, conn: socket.socket, request: bytes) -> None:
         answer = probe_answer(request, self._default_headers(), self.liveness())
@@ -133,20 +159,36 @@ class Front:
     def _hand_over_waiting(self) -> None:
         """Send the waiting connections to the API process, in order; when its queue is
         full, wait until the socket is writable again (the API process is busy, not gone:
-        its heartbeat says which)."""
+        its heartbeat says which). Too many descriptors in flight: wait a moment."""
+        if self.handoff_paused_until is not None:
+            return
         while self.waiting:
             conn = self.waiting[0]
             try:
                 socket.send_fds(self.handoff, [b"c"], [conn.fileno()])
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError as exc:  # the API process is gone; the service stops on that
+            except OSError as exc:
+                if exc.errno == errno.ETOOMANYREFS:  # behind, not gone: try again shortly
+                    if not self._refs_reported:  # once a spell, not at every retry
+                        print(f"newswatch probe front: hand-over waits: {exc}", file=sys.stderr)
+                        self._refs_reported = True
+                    self._watch_handoff(writable=False)
+                    self.handoff_paused_until = time.monotonic() + HANDOFF_PAUSE_SECONDS
+                    return
+                # The API process is gone; the service stops on that.
                 print(f"newswatch probe front: hand-over failed: {exc}", file=sys.stderr)
                 conn.close()
             else:
                 conn.close()  # the API process has its own descriptor now
+                self._refs_reported = False
             self.waiting.popleft()
         self._watch_handoff(writable=bool(self.waiting))
+
+    def _resume_handing_over(self, now: float) -> None:
+        if self.handoff_paused_until is not None and now >= self.handoff_paused_until:
+            self.handoff_paused_until = None
+            self._hand_over_waiting()
 
     def _watch_handoff(self, *, writable: bool) -> None:
         if writable and not self._handoff_watched:
@@ -162,12 +204,17 @@ class Front:
         return self._date[1]
 
     def _close_idle(self, now: float) -> None:
+        """Idle probe connections are closed; new ones still silent go to the API process."""
         for conn in [c for c, until in self.idle_until.items() if until < now]:
-            self._close(conn)
+            if conn in self.fresh:
+                self._hand_over(conn)
+            else:
+                self._close(conn)
 
     def _forget(self, conn: socket.socket) -> None:
         self.selector.unregister(conn)
         self.idle_until.pop(conn, None)
+        self.fresh.discard(conn)
 
     def _close(self, conn: socket.socket) -> None:
         self._forget(conn)

@@ -20,8 +20,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
     except OSError as exc:
         raise RuntimeError(f"HTTP server could not start on {host}:{port}: {exc}") from exc
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: pass_fds hands it to the front alone
 
 
 def log_listening(host: str, port: int | None, token_required: bool) -> None:

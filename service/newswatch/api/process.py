@@ -121,9 +121,9 @@ class ApiProcess:
         settings = self.settings
         sock = listen(settings.http_host, settings.http_port)
         api_end, front_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # None of these is inheritable here: pass_fds makes each child's copies inheritable
+        # in that child only, so no other process the service starts holds them.
         try:
-            for end in (metrics, api_end, front_end):
-                end.set_inheritable(True)
             link = ChildLink(
                 os.getpid(), self.board.fd, metrics.fileno(), api_end.fileno(), beats.fd
             )
@@ -144,9 +144,10 @@ class ApiProcess:
             port = int(sock.getsockname()[1])
             log_listening(settings.http_host, port, bool(settings.token_holders))
         finally:
-            sock.close()  # the children have their own copies now
-            api_end.close()
-            front_end.close()
+            # The children have their own copies now. The metrics end too: while the service
+            # held it, the API process's death never closed the channel (decision 0093).
+            for end in (sock, api_end, front_end, metrics):
+                end.close()
 
     async def _watch(
         self, children: dict[str, asyncio.subprocess.Process], stop: asyncio.Event

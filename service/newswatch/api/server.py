@@ -35,6 +35,9 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.app = app  # config.app is typed as any ASGI app; this one has our settings
         self.handoff = handoff
+        # Why the hand-over socket failed, if it did: the process then stops with an error
+        # (serve raises), so the service's watcher sees its API process die (decision 0093).
+        self.handoff_error: OSError | None = None
         self._adopting: set[asyncio.Task[Any]] = set()
 
     @contextlib.contextmanager
@@ -75,14 +78,20 @@ class _Server(uvicorn.Server):
         def receive() -> None:
             while True:
                 try:
-                    message, fds, _flags, _address = socket.recv_fds(handoff, 16, 4)
-                except (BlockingIOError, InterruptedError):
+                    message, fds, flags, _address = socket.recv_fds(handoff, 16, 4)
+                except (BlockingIOError, InterruptedError):  # nothing yet: called again
                     return
-                except OSError:
-                    message, fds = b"", []
+                except OSError as exc:  # no connection can reach this process any more
+                    log.error("the probe front's hand-over socket failed", error=repr(exc))
+                    loop.remove_reader(handoff.fileno())
+                    self.handoff_error = exc
+                    self.should_exit = True
+                    return
                 if not message and not fds:  # the front is gone; the service stops on that
                     loop.remove_reader(handoff.fileno())
                     return
+                if flags & socket.MSG_CTRUNC:  # the kernel closed what found no descriptor
+                    log.warning("a handed-over connection was lost: out of descriptors")
                 for fd in fds:
                     task = loop.create_task(
                         loop.connect_accepted_socket(protocol, socket.socket(fileno=fd))
@@ -187,6 +196,9 @@ async def serve(
         raise RuntimeError(f"HTTP server could not start on {host}:{port}") from exc
     finally:
         watcher.cancel()
+    failed = getattr(server, "handoff_error", None)
+    if failed is not None:
+        raise RuntimeError(f"the probe front's hand-over socket failed: {failed}")
     if not server.started and not stop.is_set():
         raise RuntimeError(f"HTTP server could not start on {host}:{port}")
     log.info("http server stopped")

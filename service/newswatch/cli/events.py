@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import timedelta
 
 import click
 
@@ -185,9 +186,12 @@ def _explain(explanation: object) -> str:
 def near_command(app: AppContext, event_id: int, limit: int, as_json: bool) -> None:
     """The closest events grouping kept apart from EVENT_ID, both ways: those its articles
     were kept out of, and those whose articles were kept out of it, with the scores and the
-    reasons (a veto on different subjects, or a score below the threshold)."""
+    reasons (a veto on different subjects, or a score below the threshold). The second
+    direction reads the articles within the configured grouping window of the event (a
+    window made smaller since they were grouped hides the farther ones)."""
+    window = timedelta(hours=app.config.grouping.window_hours)
     with session_scope(app.engine()) as session:
-        near = near_events(session, event_id, limit=limit)
+        near = near_events(session, event_id, window=window, limit=limit)
     if near is None:
         raise click.ClickException(f"no event with id {event_id}")
     if as_json:

@@ -47,12 +47,6 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def token_hashes(text: str) -> np.ndarray:
-    """A 64-bit hash of each white-space separated token of `text`, in order (see
-    token_hashes_many)."""
-    return token_hashes_many([text])[0]
-
-
 def token_hashes_many(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The 64-bit hash of each white-space separated token of each text (of its first
     MAX_BYTES bytes), all texts' in order in one array; and how many tokens each text has.
@@ -97,30 +91,6 @@ class MinHasher:
         self.num_perm = num_perm
         self.shift = np.uint64(64 - (num_perm.bit_length() - 1))
         self.mult = rng.integers(1 << 40, 1 << 63, dtype=np.uint64) | _ONE
-
-    def of_text(self, text: str, min_tokens: int) -> tuple[int, np.ndarray | None]:
-        """How many tokens `text` holds (in its first MAX_BYTES bytes), and its signature
-        when they are at least `min_tokens` (else None)."""
-        counts, signatures = self.of_texts([text], min_tokens)
-        return counts[0], signatures[0]
-
-    def of_texts(
-        self, texts: list[str], min_tokens: int
-    ) -> tuple[list[int], list[np.ndarray | None]]:
-        """of_text of each text, hashed and signed in one pass over all of them."""
-        hashes, counts = token_hashes_many(texts)
-        matrix = self.signatures(hashes, counts)
-        signed = (counts >= max(min_tokens, 3)).tolist()
-        return counts.tolist(), [
-            row if ok else None for row, ok in zip(matrix, signed, strict=True)
-        ]
-
-    def signature(self, t: np.ndarray) -> np.ndarray | None:
-        """The signature of the 3-shingles of a text's token hashes (`token_hashes`); None
-        when there are too few to mean much."""
-        if len(t) < 3:
-            return None
-        return self.signatures(t, np.array([len(t)]))[0]
 
     def signatures(self, hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """One signature a row for the texts whose token hashes are `hashes` (`counts` of

@@ -36,7 +36,6 @@ from newswatch.store.grouper_lease import (
     GROUPED_CHANNEL,
     Deposed,
     Horizon,
-    Lease,
     Origin,
     Overlap,
     articles_by_id,
@@ -107,15 +106,18 @@ class GroupingState:
 
 
 def build_state(
-    engine: Engine, settings: GroupingSettings, lease: Lease | None, replay_limit: int
+    engine: Engine, settings: GroupingSettings, replay_limit: int, *, fresh: bool = False
 ) -> GroupingState:
-    """The leader's grouping state: its logged origin restored, then the log replayed to
-    its end. Without a lease (no leader yet), or with more than `replay_limit` articles to
-    replay, a new origin now: the window restored as a restarted single process restores
-    it, at the log's end."""
+    """The leader's grouping state: the lease's origin restored, then the log replayed to
+    its end. Without a lease (no leader yet), with more than `replay_limit` articles to
+    replay, or `fresh`, a new origin now: the window restored as a restarted single process
+    restores it, at the log's end. The lease, the origin and the log are read in one
+    snapshot: a checkpoint committed meanwhile (a new origin, the log before it pruned)
+    cannot take the origin away between them (decision 0095)."""
     started = time.perf_counter()
     grouper = EventGrouper(settings)
     with snapshot(engine) as session:
+        lease = None if fresh else read_lease(session)
         origin = read_origin(session, lease.origin_seq) if lease is not None else None
         later = list(iter_batches_after(session, origin.after_seq)) if origin else []
         if origin is None or sum(len(ids) for _s, ids in later) > replay_limit:
@@ -229,9 +231,7 @@ class Grouper:
                     conn.close()
 
     def _build(self) -> GroupingState:
-        with session_scope(self.engine) as session:
-            lease = read_lease(session)
-        return build_state(self.engine, self.grouping, lease, self.options.replay_limit)
+        return build_state(self.engine, self.grouping, self.options.replay_limit)
 
     def _wait_for_lock(self) -> None:
         """A thread blocks on the grouping lock on a connection of its own; the loop sees
@@ -271,10 +271,12 @@ class Grouper:
 
     def _follow(self) -> None:
         """Replay what the leader logged since; start afresh from the leader's origin when
-        this state is not the leader's (another origin, or a decision that differed)."""
+        this state is not the leader's (another origin, or a decision that differed). One
+        snapshot: the log read is the one the lease read names (a checkpoint committed in
+        between would have pruned batches this state has not replayed)."""
         if self.state is None:
             self.state = self._build()
-        with session_scope(self.engine) as session:
+        with snapshot(self.engine) as session:
             lease = read_lease(session)
             if lease is not None and lease.origin_seq != self.state.origin_seq:
                 # Built afresh at the same moment as the leader's (processes started
@@ -306,7 +308,7 @@ class Grouper:
             replay(session, self.state, list(iter_batches_after(session, self.state.seq)))
         if self.state.mismatches:  # not the state its origin gives: a new origin, now
             log.warning("grouper.diverged", mismatches=self.state.mismatches)
-            self.state = build_state(self.engine, self.grouping, None, 0)
+            self.state = build_state(self.engine, self.grouping, 0, fresh=True)
             with session_scope(self.engine) as session:
                 self.epoch = self._take_lease(session)
         log.info(
@@ -376,7 +378,7 @@ class Grouper:
         batch; the log before it pruned. Standbys see the origin move and build from it."""
         assert self.epoch is not None
         started = time.perf_counter()
-        self.state = build_state(self.engine, self.grouping, None, 0)
+        self.state = build_state(self.engine, self.grouping, 0, fresh=True)
         with session_scope(self.engine) as session:
             hold_lease(session, self.epoch)
             self.state.origin_seq = log_origin(session, self.epoch, self.state.origin)

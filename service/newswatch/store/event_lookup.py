@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, case, cast, exists, func, literal, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    select,
+    true,
+    union,
+)
 from sqlmodel import Session, col
 
+from newswatch.store.columns import as_utc
 from newswatch.store.models import Article, Event, table_of
+from newswatch.store.timing import article_time_sql
 
 LOOKUP_CHUNK = 500
 # Merges followed from one event to the event it lives in now (event_views.MAX_MERGE_HOPS:
@@ -86,19 +101,36 @@ def near_misses_of_event(session: Session, event_id: int) -> list[tuple[int, Any
 
 
 def near_misses_naming(
-    session: Session, event_ids: list[int], exclude_event: int
+    session: Session, event_ids: list[int], exclude_event: int, window: timedelta
 ) -> list[tuple[int, int, Any]]:
     """(article id, its event, its `near` entry) for the articles of other events than
     `exclude_event` whose recorded near misses name one of `event_ids`: the articles those
-    events kept out. Only articles grouped after the first of `event_ids` was opened can
-    name it (an event's id is the id of an article, and articles are grouped in id order),
-    so the scan starts there."""
+    events kept out. Only articles a grouper could have compared with one of them are read
+    (decision 0180): grouped after the first of them was opened (an event's id is the id of
+    an article, and articles are grouped in id order), at a time within `window` (the
+    grouping window) of their span: a candidate's first report minus the window to its last
+    plus the window (Clusterer._within). The span is the widest of the events and those split
+    off them, which hold the reports they had when compared."""
     if not event_ids:
         return []
+    span = _span_with_split_offs(session, event_ids)
+    if span is None:
+        return []
+    low, high = span[0] - window, span[1] + window
+    when = article_time_sql(A.published, A.first_seen)
+    # An article's time is its publication or its first sighting: one of the two is in the
+    # range. The ids come from the indexes on both (a condition on the id alone would have
+    # SQLite scan the rest of the table), then the time itself is checked.
+    in_range = union(
+        select(A.id).where(A.published.between(low, high)),
+        select(A.id).where(A.first_seen.between(low, high)),
+    )
     query = (
         select(A.id, A.event_id, _near_column())
         .where(
+            A.id.in_(in_range),
             A.id > min(event_ids),
+            when.between(low, high),
             A.event_id.is_not(None),
             A.event_id != exclude_event,
             _near_names_any(session, event_ids),
@@ -106,6 +138,25 @@ def near_misses_naming(
         .order_by(A.id)
     )
     return [(row[0], row[1], row[2]) for row in session.execute(query)]
+
+
+def _span_with_split_offs(session: Session, event_ids: list[int]) -> tuple[Any, Any] | None:
+    """The first and last report times over `event_ids` and every event split off them
+    (and off those, MAX_MERGE_HOPS deep): None when none of them is stored."""
+    tree = (
+        select(E.id.label("id"), literal(0).label("hops"))
+        .where(E.id.in_(event_ids))
+        .cte("split_tree", recursive=True)
+    )
+    step = select(E.id, tree.c.hops + 1).join(
+        EVENTS, and_(E.split_from == tree.c.id, E.id != tree.c.id)
+    )
+    tree = tree.union_all(step.where(tree.c.hops < MAX_MERGE_HOPS))
+    query = select(func.min(E.first_seen), func.max(E.last_seen)).where(E.id.in_(select(tree.c.id)))
+    first, last = session.execute(query).one()
+    if first is None or last is None:
+        return None
+    return as_utc(first), as_utc(last)
 
 
 def _near_column() -> ColumnElement[Any]:

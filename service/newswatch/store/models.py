@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -127,6 +128,13 @@ class Event(SQLModel, table=True):
         # hand them over in that order, so no sort of every open event (decision 0201).
         Index("ix_events_open_last_seen", "merged_into", "last_seen", "id"),
         Index("ix_events_open_size", "merged_into", "source_count", "id"),
+        # The few events split off another (events near: decision 0180; migration 0017).
+        Index(
+            "ix_events_split_from",
+            "split_from",
+            sqlite_where=text("split_from IS NOT NULL"),
+            postgresql_where=text("split_from IS NOT NULL"),
+        ),
     )
 
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})

@@ -104,12 +104,9 @@ def _cut(tokens: list[str], limit: int) -> list[str]:
     return [w[:MAX_WORD_CHARS] for w in tokens[:limit]]
 
 
-def document_of(
-    title: str | None, body: str | None, language: str | None, *, stem: bool = True
-) -> SearchDocument:
-    """What the index holds for an article; `body` is its text, or its summary without one.
-    `stem=False`: the words unstemmed, as the index held them before migration 0016."""
-    code = stem_language(language) if stem else None
+def document_of(title: str | None, body: str | None, language: str | None) -> SearchDocument:
+    """What the index holds for an article; `body` is its text, or its summary without one."""
+    code = stem_language(language)
     return SearchDocument(
         title=stem_words(_cut(words(title or ""), MAX_TITLE_WORDS), code),
         text=stem_words(_cut(words(body or ""), MAX_TEXT_WORDS), code),
@@ -152,13 +149,12 @@ _POSTGRES_INSERT = text(
 def _index_rows(
     conn: Connection | Session,
     rows: Iterable[tuple[int, str | None, str | None, str | None]],
-    stem: bool = True,
 ) -> int:
     """Write the index rows of (id, title, text-or-summary, language) articles."""
     postgres = _is_postgres(conn)
     params: list[dict[str, object]] = []
     for article_id, title, body, language in rows:
-        doc = document_of(title, body, language, stem=stem)
+        doc = document_of(title, body, language)
         if postgres:
             params.append({"id": article_id, "document": tsvector_literal(doc)})
         else:
@@ -226,13 +222,12 @@ def index_articles(
     ids: Sequence[int] | None = None,
     *,
     rebuild: bool = False,
-    stem: bool = True,
 ) -> int:
-    """(Re)index the articles `ids`; or, with None, every article not indexed yet (after
-    migration 0010, after an update of an article's words, or for articles written without
-    the store: raw SQL, an ORM add), every article with `rebuild`. One pass over the
-    articles in id order, INDEX_BATCH at a time. Returns how many were indexed. `stem=False`
-    writes unstemmed words (migration 0016's downgrade)."""
+    """(Re)index the articles `ids`; or, with None, every article not indexed yet (after an
+    update of an article's words, or for articles written without the store: raw SQL, an
+    ORM add), every article with `rebuild`. One pass over the articles in id order,
+    INDEX_BATCH at a time. Returns how many were indexed. (Migrations write the index with
+    a frozen copy of their own: store/migrations/frozen_search.py.)"""
     postgres = _is_postgres(conn)
     if rebuild:
         conn.execute(text(f"DELETE FROM {TABLE}"))
@@ -244,7 +239,7 @@ def index_articles(
             _delete_index_rows(conn, postgres, chunk)
             found = conn.execute(select(*_SOURCE_COLUMNS).where(a.id.in_(chunk))).all()
             rows = ((r[0], r[1], r[2] or r[3], r[4]) for r in found)
-            total += _index_rows(conn, rows, stem)
+            total += _index_rows(conn, rows)
         return total
     after = 0
     while True:
@@ -254,7 +249,7 @@ def index_articles(
             return total
         done = _indexed_among(conn, postgres, [r[0] for r in found])
         rows = ((r[0], r[1], r[2] or r[3], r[4]) for r in found if r[0] not in done)
-        total += _index_rows(conn, rows, stem)
+        total += _index_rows(conn, rows)
         after = found[-1][0]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from newswatch.store.search import index_articles
+from newswatch.store.migrations.frozen_search import index_every_article
 
 revision = "0010"
 down_revision = "0009"
@@ -51,7 +51,7 @@ def upgrade() -> None:
     bind = op.get_bind()
     for statement in POSTGRES if bind.dialect.name == "postgresql" else SQLITE:
         op.execute(statement)
-    index_articles(bind)
+    index_every_article(bind, stem=False)
 
 
 def downgrade() -> None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from newswatch.store.columns import UTCDateTime
-from newswatch.store.search import index_articles
+from newswatch.store.migrations.frozen_search import index_every_article
 
 revision = "0016"
 down_revision = "0015"
@@ -164,7 +164,7 @@ def upgrade() -> None:
     op.execute(FILL)
     for statement in POSTGRES if bind.dialect.name == "postgresql" else SQLITE:
         op.execute(statement)
-    index_articles(bind, rebuild=True)
+    index_every_article(bind, stem=True)
 
 
 def downgrade() -> None:
@@ -177,4 +177,4 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER {trigger}")
     op.drop_index("ix_event_sources_first_seen", table_name="event_sources")
     op.drop_table("event_sources")
-    index_articles(bind, rebuild=True, stem=False)
+    index_every_article(bind, stem=False)

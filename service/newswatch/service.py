@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from newswatch.config import FileConfig, Settings
@@ -40,6 +37,7 @@ from newswatch.store.startup import startup_lock
 if TYPE_CHECKING:
     # Imported by `run` alone: `run --once` schedules nothing and prunes nothing.
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.base import BaseTrigger
 
 log = get_logger(__name__)
 
@@ -80,6 +78,9 @@ class ServiceStatus:
 
 
 def trigger_for(source: SourceSnapshot) -> BaseTrigger:
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
     if source.cron:
         return CronTrigger.from_crontab(source.cron, timezone=UTC)
     seconds = source.interval.total_seconds()
@@ -200,6 +201,7 @@ class Service:
 
     async def _run(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
 
         sources = self.sync_sources()
         async with Fetcher(self.settings) as fetcher, self._make_poller(fetcher) as poller:

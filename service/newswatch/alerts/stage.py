@@ -106,8 +106,9 @@ class Shown:
             fields = self.fields[event_id] = event_fields(
                 self.events.get(event_id), event_id, public_url
             )
+        articles, sources = self.articles, list(names)
         return event_payload(
-            rule, firing, revision, matched, event=fields, articles=self.articles, sources=list(names)
+            rule, firing, revision, matched, event=fields, articles=articles, sources=sources
         )
 
 
@@ -295,13 +296,13 @@ class AlertStage:
         # matches than the rule's min_sources it cannot fire (judge would say so), and
         # nothing else is to be done for it.
         rules, fresh, new_events = self.rules, gather.fresh, gather.new_events
-        touched = {
-            pair
-            for pair in touched
-            if pair[1] not in new_events
-            or _carriers(fresh.get(pair, ())) >= rules[pair[0]].min_sources
-        }
         known = [pair for pair in touched if pair[1] not in new_events]
+        touched = set(known)
+        touched.update(
+            pair
+            for pair, matches in fresh.items()
+            if pair[1] in new_events and _carriers(matches) >= rules[pair[0]].min_sources
+        )
         states = store.alert_states(session, known) if known else {}
         # Notified already, without updates: nothing more can happen for these.
         open_pairs = [

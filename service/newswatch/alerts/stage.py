@@ -298,11 +298,13 @@ class AlertStage:
         rules, fresh, new_events = self.rules, gather.fresh, gather.new_events
         known = [pair for pair in touched if pair[1] not in new_events]
         touched = set(known)
-        touched.update(
-            pair
-            for pair, matches in fresh.items()
-            if pair[1] in new_events and _carriers(matches) >= rules[pair[0]].min_sources
-        )
+        for pair, matches in fresh.items():
+            if (
+                pair[1] in new_events
+                and (len(matches[0].sources) if len(matches) == 1 else _carriers(matches))
+                >= rules[pair[0]].min_sources
+            ):
+                touched.add(pair)
         states = store.alert_states(session, known) if known else {}
         # Notified already, without updates: nothing more can happen for these.
         open_pairs = [
@@ -431,8 +433,6 @@ class AlertStage:
 
 def _carriers(matches: Sequence[Match]) -> int:
     """The carriers of `matches` in all (some may be the same source)."""
-    if len(matches) == 1:  # most pairs of a new event: one article
-        return len(matches[0].sources)
     return sum(len(m.sources) for m in matches)
 
 

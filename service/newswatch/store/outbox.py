@@ -113,9 +113,10 @@ def _encoded(payload: dict[str, Any], key: str, done: dict[Any, str]) -> str:
     if not isinstance(articles, list) or not articles:
         text = json.dumps({**payload, "idempotency_key": key})
     else:
-        head = json.dumps(
-            {k: v for k, v in payload.items() if k != "articles"} | {"idempotency_key": key}
-        )
+        rest = dict(payload)
+        del rest["articles"]
+        rest["idempotency_key"] = key
+        head = json.dumps(rest)
         entries = []
         for entry in articles:
             if (found := done.get(id(entry))) is None:

@@ -97,8 +97,8 @@ def test_enqueue_many_counts_new_rows_and_skips_known_keys(engine) -> None:  # t
 
 def test_enqueue_many_stores_shared_entries_as_each_payload_says(engine) -> None:  # type: ignore[no-untyped-def]
     """Payloads sharing article entries (an event's notifications to several rules) and one
-    payload sent to two channels: each stored payload reads back as its own dict with its
-    key, whatever was encoded once (decision 0234); also without articles, and text that
+    payload object sent to two channels (its keyed copy made and encoded once): each stored
+    payload reads back as its own dict with its key; also without articles, and text that
     JSON escapes."""
     at = datetime(2026, 12, 7, 10, 30, tzinfo=UTC)
     kyiv = {"id": 7, "title": 'Kyïv: "talks" \\ 東京', "sources": ["a", "b"], "url": None}

@@ -6,13 +6,11 @@ nothing: the delivery worker finds the row when it starts again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, TypeDecorator, bindparam, func, insert, select, update
-from sqlalchemy.engine import Dialect
+from sqlalchemy import func, insert, select, update
 from sqlmodel import Session
 
 from newswatch.errors import InputError
@@ -74,14 +72,16 @@ def enqueue_many(session: Session, notifications: list[dict[str, Any]]) -> int:
         return 0
     now = utcnow()
     rows = []
-    encoded: dict[Any, str] = {}  # payloads and article entries shared by several rows
+    # A notification to several channels shares one payload object (and key): one copy with
+    # the key, which executemany then encodes once for all of them.
+    keyed: dict[tuple[int, str], dict[str, Any]] = {}
     for n in notifications:
         key = idempotency_key(n["rule"], n["event_id"], n["revision"])
-        payload = _encoded(n["payload"], key, encoded)
+        if (payload := keyed.get((id(n["payload"]), key))) is None:
+            payload = keyed[(id(n["payload"]), key)] = {**n["payload"], "idempotency_key": key}
         written = (n["rule"], n["channel"], n["event_id"], n["revision"], key, payload)
         rows.append((*written, "pending", 0, n["not_before"], n["batch_key"], now))
     statement = insert_ignoring_conflicts(session, NOTIFICATIONS, [N.channel, N.idempotency_key])
-    statement = statement.values(payload=bindparam("payload", type_=EncodedJSON()))
     return executemany(session, statement, _QUEUED, rows)
 
 
@@ -99,52 +99,6 @@ _QUEUED = (
     "batch_key",
     "created_at",
 )
-
-
-def _encoded(payload: dict[str, Any], key: str, done: dict[Any, str]) -> str:
-    """`payload` with its idempotency key as JSON text. The listed articles (an event's
-    notifications to its ~20 rules list the same entries: the same dict objects) are encoded
-    once in `done` (by object: every object is alive until the rows are written), and so is
-    a payload sent to several channels: encoding the entries again and again was most of the
-    time spent writing notifications (decision 0234)."""
-    if (text := done.get((id(payload), key))) is not None:
-        return text
-    articles = payload.get("articles")
-    if not isinstance(articles, list) or not articles:
-        text = json.dumps({**payload, "idempotency_key": key})
-    else:
-        rest = dict(payload)
-        del rest["articles"]
-        rest["idempotency_key"] = key
-        head = json.dumps(rest)
-        entries = []
-        for entry in articles:
-            if (found := done.get(id(entry))) is None:
-                found = done[id(entry)] = json.dumps(entry)
-            entries.append(found)
-        # The object without its last "}", then the articles: one JSON object either way.
-        text = f'{head[:-1]}{", " if len(head) > 2 else ""}"articles": [{", ".join(entries)}]}}'
-    done[(id(payload), key)] = text
-    return text
-
-
-class EncodedJSON(TypeDecorator[str]):
-    """A JSON column's value given as JSON text already (`_encoded`): stored as it is
-    (SQLite keeps JSON as text; psycopg is handed it as a json value, not encoded again)."""
-
-    impl = JSON
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
-        if dialect.name == "postgresql":
-            from psycopg.types.json import Json
-
-            return lambda text: Json(text, dumps=_as_is)
-        return None
-
-
-def _as_is(text: str) -> str:
-    return text
 
 
 def enqueue_summary(

@@ -15,7 +15,10 @@ With --pipeline N: N articles replayed through the whole pipeline into SQLite, w
 and with the same rules (min_sources 2 within 24h): what the alerts stage adds per article,
 against the matcher alone (Document.of + RuleSet.match) on the same articles, the modes
 interleaved --repeats times (min/median/max), in wall-clock and in the process's CPU time
-(the latter steady on a shared machine). Target: the stage <= 2x the matcher alone.
+(the latter steady on a shared machine). The matcher alone is also timed beside each call of
+the stage: on that batch's new articles, just before and just after it (the mean of the two),
+so that both are measured in the same moment of the machine's load (decision 0234); the two
+must match the same articles. Target: the stage <= 2x the matcher alone.
 """
 
 from __future__ import annotations

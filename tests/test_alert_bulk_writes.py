@@ -95,6 +95,34 @@ def test_enqueue_many_counts_new_rows_and_skips_known_keys(engine) -> None:  # t
     assert first.not_before == at and first.status == "pending" and first.attempts == 0
 
 
+def test_enqueue_many_stores_shared_entries_as_each_payload_says(engine) -> None:  # type: ignore[no-untyped-def]
+    """Payloads sharing article entries (an event's notifications to several rules) and one
+    payload object sent to two channels (its keyed copy made and encoded once): each stored
+    payload reads back as its own dict with its key; also without articles, and text that
+    JSON escapes."""
+    at = datetime(2026, 12, 7, 10, 30, tzinfo=UTC)
+    kyiv = {"id": 7, "title": 'Kyïv: "talks" \\ 東京', "sources": ["a", "b"], "url": None}
+    port = {"id": 8, "title": "port\nclosed", "sources": [], "url": "https://x.example/8"}
+    shared = {"rule": "r2", "why": {"window": 86400.0}, "articles": [port, kyiv]}
+    rows = [
+        {**_notification(5, at), "payload": {"rule": "r", "articles": [kyiv, port]}},
+        {**_notification(5, at), "rule": "r2", "payload": shared},
+        {**_notification(5, at, "desk"), "rule": "r2", "payload": shared},
+        {**_notification(6, at), "payload": {"rule": "r", "articles": []}},
+        {**_notification(9, at), "payload": {}},
+    ]
+    with session_scope(engine) as session:
+        assert enqueue_many(session, rows) == 5
+    with session_scope(engine) as session:
+        stored = session.execute(select(Notification).order_by(Notification.id)).scalars().all()
+        # A JSON object in the store, not a string holding one: SQL reads into it.
+        rules = session.execute(text("SELECT payload FROM notifications ORDER BY id")).scalars()
+        assert all(not isinstance(p, str) or p.startswith("{") for p in rules)
+    expected = [{**r["payload"], "idempotency_key": f"{r['rule']}:{r['event_id']}:1"} for r in rows]
+    assert [n.payload for n in stored] == expected
+    assert [n.channel for n in stored] == ["ops", "ops", "desk", "ops", "ops"]
+
+
 def test_executemany_stores_what_sqlalchemy_stores(engine) -> None:  # type: ignore[no-untyped-def]
     """The same rows through session.execute and through executemany: the same text in the
     store, column for column (times, JSON), also for a value object shared by rows."""

@@ -61,12 +61,16 @@ def judge(
 ) -> tuple[Firing, list[int]] | None:
     """Whether the matching articles `matches` of a (rule, event) (each once) meet the rule:
     the firing and the matching articles' ids, in order."""
-    points = [(source, m.at) for m in matches for source in m.sources]
-    if len(points) < rule.min_sources or len({s for s, _ in points}) < rule.min_sources:
+    distinct = {source for m in matches for source in m.sources}
+    if len(distinct) < rule.min_sources:
         return None  # too few sources in all: no window can hold enough
-    count = corroboration(points, rule.window)
-    if count < rule.min_sources:
-        return None
+    window = rule.window
+    if window is None or max(m.at for m in matches) - min(m.at for m in matches) <= window:
+        count = len(distinct)  # one span holds every match (as corroboration would find)
+    else:
+        count = corroboration(((s, m.at) for m in matches for s in m.sources), window)
+        if count < rule.min_sources:
+            return None
     terms = sorted({t for m in matches for t in m.terms})
     return Firing(rule.name, event_id, count, terms), sorted(m.article_id for m in matches)
 

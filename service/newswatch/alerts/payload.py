@@ -4,7 +4,7 @@ what the stage loaded for its round; no statements of its own."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row
 
@@ -32,34 +32,59 @@ def article_entry(view: ArticleView) -> dict[str, Any]:
     }
 
 
+class EventFields(NamedTuple):
+    """What every payload about one event says of it (built once an event and round)."""
+
+    url: str | None
+    title: str | None
+    first_seen: str | None
+    last_seen: str | None
+    article_count: int | None  # None: no events row (the payload counts its matches)
+    source_count: int | None
+
+
+def event_fields(event: Row[Any] | None, event_id: int, public_url: str | None) -> EventFields:
+    """The event's part of its payloads: `event` is its events row (title, first_seen,
+    last_seen, article_count, source_count), if there is one."""
+    url = event_page(public_url, event_id)
+    if event is None:
+        return EventFields(url, None, None, None, None, None)
+    return EventFields(
+        url,
+        event.title,
+        event.first_seen.isoformat(),
+        event.last_seen.isoformat(),
+        event.article_count,
+        event.source_count,
+    )
+
+
 def event_payload(
     rule: RuleConfig,
     firing: Firing,
     revision: int,
     matched_ids: Sequence[int],
     *,
-    event: Row[Any] | None,
+    event: EventFields,
     articles: Mapping[int, dict[str, Any]],
     sources: list[str],
-    public_url: str | None = None,
 ) -> dict[str, Any]:
     """The payload of notification `revision` about `firing`. `matched_ids`: the event's
-    articles that matched the rule, in order; `event`: its events row (title, first_seen,
-    last_seen, article_count, source_count); `articles`: the listed articles' entries
-    (`article_entry`), by id; `sources`: the names of every source that carried a matching
-    article, also of articles not listed; `public_url`: the service's base URL
-    (NEWSWATCH_PUBLIC_URL)."""
+    articles that matched the rule, in order; `event`: the event's fields (`event_fields`);
+    `articles`: the listed articles' entries (`article_entry`), by id; `sources`: the names
+    of every source that carried a matching article, also of articles not listed."""
+    no_row = event.article_count is None
     return {
         "rule": rule.name,
         "event_id": firing.event_id,
         "revision": revision,
         "kind": "event" if revision == 1 else "update",
-        "url": event_page(public_url, firing.event_id),
-        "title": event.title if event else None,
-        "first_seen": event.first_seen.isoformat() if event else None,
-        "last_seen": event.last_seen.isoformat() if event else None,
-        "article_count": event.article_count if event else len(matched_ids),
-        "source_count": event.source_count if event else firing.sources,
+        "url": event.url,
+        "title": event.title,
+        "first_seen": event.first_seen,
+        "last_seen": event.last_seen,
+        "article_count": len(matched_ids) if no_row else event.article_count,
+        "source_count": firing.sources if no_row else event.source_count,
         "sources": sorted(sources),
         "articles": [articles[i] for i in listed(matched_ids) if i in articles],
         "why": {

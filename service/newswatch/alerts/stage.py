@@ -33,7 +33,13 @@ from newswatch.alerts.cap import RuleCap
 from newswatch.alerts.config import ChannelConfig, RuleConfig
 from newswatch.alerts.judging import Firing, Match, corroboration, due_update, judge
 from newswatch.alerts.matcher import CompiledRule, RuleSet
-from newswatch.alerts.payload import article_entry, event_payload, listed
+from newswatch.alerts.payload import (
+    EventFields,
+    article_entry,
+    event_fields,
+    event_payload,
+    listed,
+)
 from newswatch.alerts.policy import group_wait, schedule
 from newswatch.grouping.changes import EventChange
 from newswatch.prometheus_registry import RULE_MATCHES
@@ -56,6 +62,8 @@ class Shown:
     events: dict[int, Row[Any]]
     articles: dict[int, dict[str, Any]]  # the listed articles' entries (payload.article_entry)
     names: dict[int, str]  # source names by id
+    # Each event's part of its payloads, built at its first payload of the round.
+    fields: dict[int, EventFields] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -93,15 +101,14 @@ class Shown:
         public_url: str | None,
     ) -> dict[str, Any]:
         names = {self.names[s] for m in matches for s in m.sources if s in self.names}
+        event_id = firing.event_id
+        if (fields := self.fields.get(event_id)) is None:  # once an event: ~19 rules each
+            fields = self.fields[event_id] = event_fields(
+                self.events.get(event_id), event_id, public_url
+            )
+        articles, sources = self.articles, list(names)
         return event_payload(
-            rule,
-            firing,
-            revision,
-            matched,
-            event=self.events.get(firing.event_id),
-            articles=self.articles,
-            sources=list(names),
-            public_url=public_url,
+            rule, firing, revision, matched, event=fields, articles=articles, sources=sources
         )
 
 
@@ -138,6 +145,8 @@ class AlertStage:
         self.rules = {r.name: r for r in rules if r.enabled}
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
+        # Rules whose sources / exclude_sources lists leave some carriers out.
+        self._filtered = {r.name for r in self.rules.values() if r.sources or r.exclude_sources}
         self.clock = clock
         self.cap = RuleCap.from_settings(settings)
         # Called after a transaction that queued notifications commits (wakes the worker).
@@ -186,11 +195,16 @@ class AlertStage:
         that counts, or a source added to the rule's list, still fires); those a carrier
         counts for now are added to `fresh` under their (rule, event)."""
         out: store.Matched = {}
+        # Most rules have no source lists: every carrier counts, one tuple for all of them.
+        every = tuple(source_id for source_id, _ in view.sources)
+        article_id, event_id, at = view.id, view.event_id, view.at
+        filtered, rules = self._filtered, self.rules
         for compiled, found in self.ruleset.explain(document(view)):
-            rule = self.rules[compiled.name]
-            out[rule.name] = found
-            if counted := counted_sources(rule, view.sources):
-                fresh[(rule.name, view.event_id)].append(Match(view.id, view.at, counted, found))
+            name = compiled.name
+            out[name] = found
+            counted = counted_sources(rules[name], view.sources) if name in filtered else every
+            if counted:
+                fresh[(name, event_id)].append(Match(article_id, at, counted, found))
         return out
 
     # --- merges: fragments of one story -----------------------------------------------
@@ -282,13 +296,15 @@ class AlertStage:
         # matches than the rule's min_sources it cannot fire (judge would say so), and
         # nothing else is to be done for it.
         rules, fresh, new_events = self.rules, gather.fresh, gather.new_events
-        touched = {
-            pair
-            for pair in touched
-            if pair[1] not in new_events
-            or _carriers(fresh.get(pair, ())) >= rules[pair[0]].min_sources
-        }
         known = [pair for pair in touched if pair[1] not in new_events]
+        touched = set(known)
+        for pair, matches in fresh.items():
+            if (
+                pair[1] in new_events
+                and (len(matches[0].sources) if len(matches) == 1 else _carriers(matches))
+                >= rules[pair[0]].min_sources
+            ):
+                touched.add(pair)
         states = store.alert_states(session, known) if known else {}
         # Notified already, without updates: nothing more can happen for these.
         open_pairs = [
@@ -417,8 +433,6 @@ class AlertStage:
 
 def _carriers(matches: Sequence[Match]) -> int:
     """The carriers of `matches` in all (some may be the same source)."""
-    if len(matches) == 1:  # most pairs of a new event: one article
-        return len(matches[0].sources)
     return sum(len(m.sources) for m in matches)
 
 

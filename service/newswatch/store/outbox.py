@@ -72,9 +72,13 @@ def enqueue_many(session: Session, notifications: list[dict[str, Any]]) -> int:
         return 0
     now = utcnow()
     rows = []
+    # A notification to several channels shares one payload object (and key): one copy with
+    # the key, which executemany then encodes once for all of them.
+    keyed: dict[tuple[int, str], dict[str, Any]] = {}
     for n in notifications:
         key = idempotency_key(n["rule"], n["event_id"], n["revision"])
-        payload = {**n["payload"], "idempotency_key": key}
+        if (payload := keyed.get((id(n["payload"]), key))) is None:
+            payload = keyed[(id(n["payload"]), key)] = {**n["payload"], "idempotency_key": key}
         written = (n["rule"], n["channel"], n["event_id"], n["revision"], key, payload)
         rows.append((*written, "pending", 0, n["not_before"], n["batch_key"], now))
     statement = insert_ignoring_conflicts(session, NOTIFICATIONS, [N.channel, N.idempotency_key])

@@ -32,6 +32,7 @@ replaced by a no-op), alternately `--repeats` times into fresh stores; ms per 1,
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import multiprocessing
 import os
@@ -43,6 +44,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -50,21 +52,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sqlalchemy import Connection, Engine, bindparam, create_engine, insert, text
 from sqlalchemy.orm import Session
 
+from newswatch.store import search as current
 from newswatch.store.db import make_engine, normalise_url, session_scope, upgrade
 from newswatch.store.models import Article, Source, table_of
-from newswatch.store.search import (
-    ArticleFilter,
-    SearchQuery,
-    compile_query,
-    document_of,
-    index_new_articles,
-    list_articles,
-    tsvector_literal,
-)
+from newswatch.store.search import document_of, index_new_articles, tsvector_literal
 from newswatch.store.stemming import stem_word
 from synthetic_news import stream
 
 BATCH = 2_000
+MODES = frozenset(("search", "raw", "like"))
 PAGE = 50
 ARTICLES = table_of(Article)
 SOURCES = table_of(Source)
@@ -340,19 +336,37 @@ def timed(fn: Callable[[], int]) -> tuple[float, int]:
     return (time.perf_counter() - started) * 1000, found
 
 
-def measure(engine: Engine, rare: str, repeats: int) -> list[tuple[str, str, list[float], int]]:
+def measure(
+    engine: Engine,
+    rare: str,
+    repeats: int,
+    before: ModuleType | None = None,
+    modes: frozenset[str] = MODES,
+) -> list[tuple[str, str, list[float], int]]:
+    """Each query kind in each of `modes`, interleaved `repeats` times; with `before` (an
+    older store/search.py loaded as a module) its list_articles too, as mode "before",
+    which must list the same ids."""
     out: dict[tuple[str, str], list[float]] = {}
     hits: dict[tuple[str, str], int] = {}
-    for _ in range(repeats):
+    for round_ in range(repeats):
         for label, ours, fts5, tsq in queries(rare):
-            compiled = compile_query(ours)
             raw, params = raw_sql(engine, fts5, tsq)
             like = like_sql(engine, label, rare)
+            listed: dict[str, list[int]] = {}
 
-            def search(compiled: SearchQuery = compiled) -> int:
-                with session_scope(engine) as session:
-                    rows, _more = list_articles(session, ArticleFilter(q=compiled), PAGE)
-                    return len(rows)
+            def search(
+                module: Any, mode: str, query: str, listed: dict[str, list[int]]
+            ) -> Callable[[], int]:
+                compiled = module.compile_query(query)
+
+                def go() -> int:
+                    with session_scope(engine) as session:
+                        filters = module.ArticleFilter(q=compiled)
+                        rows, _more = module.list_articles(session, filters, PAGE)
+                        listed[mode] = [r.id for r in rows]
+                        return len(rows)
+
+                return go
 
             def run(sql: str, p: dict[str, str]) -> Callable[[], int]:
                 def go() -> int:
@@ -361,15 +375,33 @@ def measure(engine: Engine, rare: str, repeats: int) -> list[tuple[str, str, lis
 
                 return go
 
-            for mode, fn in (
-                ("search", search),
+            runs = [
+                ("search", search(current, "search", ours, listed)),
+                ("before", search(before, "before", ours, listed) if before else None),
                 ("raw", run(raw, params)),
                 ("like", run(like, {})),
-            ):
+            ]
+            if round_ % 2:  # which of the two lists runs first alternates (warm caches)
+                runs[0], runs[1] = runs[1], runs[0]
+            for mode, fn in runs:
+                if fn is None or mode not in modes | {"before"}:
+                    continue
                 ms, found = timed(fn)
                 out.setdefault((label, mode), []).append(ms)
                 hits[(label, mode)] = found
+            if before is not None:
+                assert listed["before"] == listed["search"], f"{label}: the lists differ"
     return [(label, mode, values, hits[(label, mode)]) for (label, mode), values in out.items()]
+
+
+def load_module(path: Path) -> ModuleType:
+    """An older copy of store/search.py, to measure beside the current one."""
+    spec = importlib.util.spec_from_file_location("search_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def report(engine_name: str, count: int, results: list[tuple[str, str, list[float], int]]) -> None:
@@ -463,6 +495,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="Postgres load: processes building tsvectors"
     )
+    parser.add_argument("--modes", default=",".join(sorted(MODES)), help="of search,raw,like")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="an older store/search.py (git show REV:service/newswatch/store/search.py > F) "
+        "measured beside the current one, interleaved; its lists must be the same",
+    )
     parser.add_argument("--ingest", type=int, help="measure what indexing adds to storing")
     parser.add_argument(
         "--schema",
@@ -491,7 +530,9 @@ def main() -> None:
                     seconds, rare = load(engine, args.articles, args.words, args.workers)
                     print(f"  stored in {seconds:.0f} s ({args.articles / seconds:,.0f}/s)")
                     count = args.articles
-                report(name, count, measure(engine, rare, args.repeats))
+                before = load_module(args.before) if args.before else None
+                modes = frozenset(args.modes.split(","))
+                report(name, count, measure(engine, rare, args.repeats, before, modes))
             finally:
                 cleanup()
 

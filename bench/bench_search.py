@@ -2,16 +2,24 @@
 write instead.
 
     python bench/bench_search.py [--articles 1000000] [--words 150] [--engines sqlite,postgres]
-                                 [--repeats 5] [--keep DIR] [--schema NAME]
+                                 [--repeats 5] [--keep DIR] [--schema NAME] [--workers 2]
+                                 [--modes search,raw,like] [--before OLD_SEARCH_PY]
 
 Articles come from the synthetic news stream (bench/synthetic_news.py: sentences of the real
 ECB+ corpus, names of each event's own), `--words` words of text each, in batches of 2,000
-with the index rows the store itself would write: on SQLite multi-row inserts and
-store.search.index_new_articles (as store_batch does); on Postgres COPY of the articles and
-of their tsvectors built by store.search.document_of / tsvector_literal (1M in ~10 minutes
-on the shared 2-core machine). Postgres: the schema named in the output, under
-$NEWSWATCH_TEST_DATABASE_URL (dropped afterwards unless --keep); with --schema NAME that
-schema is used and kept, and a store already loaded there is measured without loading.
+with the index rows the store itself would write. SQLite: multi-row inserts and
+store.search.index_new_articles (as store_batch does), every index in place. Postgres: COPY
+of the articles and of their tsvectors built by store.search.document_of / tsvector_literal
+(what search._index_rows writes) in `--workers` processes, each batch committed without
+waiting for the disk; the indexes that back no constraint (the GIN index, the articles'
+secondary ones) dropped for the load and made again from their own definitions
+(pg_get_indexdef, compared after), then ANALYZE; finally 1,000 random articles' index rows
+are compared with what the store's writer writes for them (check_index_rows). 1,000,000 in
+32 minutes at load 8-17 on the shared 2-core machine (~70 with the indexes kept in step).
+Postgres: the schema named in the output, under $NEWSWATCH_TEST_DATABASE_URL (dropped
+afterwards unless --keep); with --schema NAME that schema is used and kept, and a store
+already loaded there is measured without loading. A loaded database can be kept as a
+template (CREATE DATABASE copy TEMPLATE loaded) and measured again at once.
 
 For each query, interleaved `--repeats` times, the first page (50 articles, newest first
 seen first) as:
@@ -22,6 +30,8 @@ seen first) as:
   list's columns add;
 - like: a LIKE (Postgres: ILIKE) scan of title and text, the same order and limit: what a
   user without a full-text index would run.
+- before (with --before FILE): list_articles of an older copy of store/search.py, run
+  alternately first and second with `search`; both must list the same ids.
 Target: search median < 100 ms on both engines. Prints min/median/max in ms per mode.
 
 With --ingest N: what indexing adds to storing. N entries (of `--words` words) are stored

@@ -2,16 +2,24 @@
 write instead.
 
     python bench/bench_search.py [--articles 1000000] [--words 150] [--engines sqlite,postgres]
-                                 [--repeats 5] [--keep DIR] [--schema NAME]
+                                 [--repeats 5] [--keep DIR] [--schema NAME] [--workers 2]
+                                 [--modes search,raw,like] [--before OLD_SEARCH_PY]
 
 Articles come from the synthetic news stream (bench/synthetic_news.py: sentences of the real
 ECB+ corpus, names of each event's own), `--words` words of text each, in batches of 2,000
-with the index rows the store itself would write: on SQLite multi-row inserts and
-store.search.index_new_articles (as store_batch does); on Postgres COPY of the articles and
-of their tsvectors built by store.search.document_of / tsvector_literal (1M in ~10 minutes
-on the shared 2-core machine). Postgres: the schema named in the output, under
-$NEWSWATCH_TEST_DATABASE_URL (dropped afterwards unless --keep); with --schema NAME that
-schema is used and kept, and a store already loaded there is measured without loading.
+with the index rows the store itself would write. SQLite: multi-row inserts and
+store.search.index_new_articles (as store_batch does), every index in place. Postgres: COPY
+of the articles and of their tsvectors built by store.search.document_of / tsvector_literal
+(what search._index_rows writes) in `--workers` processes, each batch committed without
+waiting for the disk; the indexes that back no constraint (the GIN index, the articles'
+secondary ones) dropped for the load and made again from their own definitions
+(pg_get_indexdef, compared after), then ANALYZE; finally 1,000 random articles' index rows
+are compared with what the store's writer writes for them (check_index_rows). 1,000,000 in
+32 minutes at load 8-17 on the shared 2-core machine (~70 with the indexes kept in step).
+Postgres: the schema named in the output, under $NEWSWATCH_TEST_DATABASE_URL (dropped
+afterwards unless --keep); with --schema NAME that schema is used and kept, and a store
+already loaded there is measured without loading. A loaded database can be kept as a
+template (CREATE DATABASE copy TEMPLATE loaded) and measured again at once.
 
 For each query, interleaved `--repeats` times, the first page (50 articles, newest first
 seen first) as:
@@ -22,6 +30,8 @@ seen first) as:
   list's columns add;
 - like: a LIKE (Postgres: ILIKE) scan of title and text, the same order and limit: what a
   user without a full-text index would run.
+- before (with --before FILE): list_articles of an older copy of store/search.py, run
+  alternately first and second with `search`; both must list the same ids.
 Target: search median < 100 ms on both engines. Prints min/median/max in ms per mode.
 
 With --ingest N: what indexing adds to storing. N entries (of `--words` words) are stored
@@ -32,46 +42,46 @@ replaced by a no-op), alternately `--repeats` times into fresh stores; ms per 1,
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, insert, text
+from sqlalchemy.orm import Session
 
+from newswatch.store import search as current
 from newswatch.store.db import make_engine, normalise_url, session_scope, upgrade
 from newswatch.store.models import Article, Source, table_of
-from newswatch.store.search import (
-    ArticleFilter,
-    SearchQuery,
-    compile_query,
-    document_of,
-    index_new_articles,
-    list_articles,
-    tsvector_literal,
-)
+from newswatch.store.search import document_of, index_new_articles, tsvector_literal
 from newswatch.store.stemming import stem_word
 from synthetic_news import stream
 
 BATCH = 2_000
+MODES = frozenset(("search", "raw", "like"))
 PAGE = 50
 ARTICLES = table_of(Article)
 SOURCES = table_of(Source)
 
 
-def load(engine: Engine, count: int, words: int) -> tuple[float, str]:
+def load(engine: Engine, count: int, words: int, workers: int = 2) -> tuple[float, str]:
     """Store `count` synthetic articles; the seconds it took and a rare name of the stream.
 
     The index rows are the store's own (search.document_of / tsvector_literal on Postgres,
-    index_new_articles on SQLite); the rows go in with COPY on Postgres and multi-row
-    inserts on SQLite, BATCH at a time, with every index of the schema in place."""
+    index_new_articles on SQLite). SQLite: multi-row inserts, BATCH at a time, with every
+    index in place. Postgres: see _load_postgres."""
     started = time.perf_counter()
     with session_scope(engine) as session:
         rows = [
@@ -79,39 +89,42 @@ def load(engine: Engine, count: int, words: int) -> tuple[float, str]:
             for i in range(400)
         ]
         session.execute(insert(SOURCES), rows)
-    rare = ""
-    write = _copy if engine.dialect.name == "postgresql" else _write
-    batch: list[dict[str, object]] = []
-    for n, record in enumerate(stream(count, words=words)):
-        title = str(record["title"])
-        when = datetime.fromisoformat(str(record["published"]))
-        batch.append(
-            {
-                "id": n + 1,
-                "title": title,
-                "text": record["text"],
-                "url": record["url"],
-                "published": when,
-                "first_seen": when,
-                "language": "en",
-                "content_hash": f"{n:064x}",
-                "source_id": int(str(record["source"]).split("-")[1]) + 1,
-            }
-        )
-        if n == count // 2:
-            rare = title.split()[0]
-        if len(batch) == BATCH:
-            write(engine, batch)
-            batch = []
-        if (n + 1) % 100_000 == 0:
-            print(f"  {n + 1:,} stored, {time.perf_counter() - started:.0f} s", flush=True)
-    if batch:
-        write(engine, batch)
+    rare: list[str] = []
+
+    def batches() -> Iterator[list[dict[str, object]]]:
+        batch: list[dict[str, object]] = []
+        for n, record in enumerate(stream(count, words=words)):
+            title = str(record["title"])
+            when = datetime.fromisoformat(str(record["published"]))
+            batch.append(
+                {
+                    "id": n + 1,
+                    "title": title,
+                    "text": record["text"],
+                    "url": record["url"],
+                    "published": when,
+                    "first_seen": when,
+                    "language": "en",
+                    "content_hash": f"{n:064x}",
+                    "source_id": int(str(record["source"]).split("-")[1]) + 1,
+                }
+            )
+            if n == count // 2:
+                rare.append(title.split()[0])
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
+            if (n + 1) % 100_000 == 0:
+                print(f"  {n + 1:,} stored, {time.perf_counter() - started:.0f} s", flush=True)
+        if batch:
+            yield batch
+
     if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(text("ANALYZE"))
-            conn.commit()
-    return time.perf_counter() - started, rare
+        _load_postgres(engine, batches(), workers)
+    else:
+        for batch in batches():
+            _write(engine, batch)
+    return time.perf_counter() - started, rare[0]
 
 
 def loaded(engine: Engine) -> tuple[int, str]:
@@ -134,23 +147,121 @@ def _write(engine: Engine, batch: list[dict[str, object]]) -> None:
 
 COLUMNS = ("id", "title", "text", "url", "published", "first_seen", "language")
 COLUMNS += ("content_hash", "source_id")
+# The loaded tables' indexes that back no constraint: dropped for the load and made again
+# from their own definitions after it (a GIN index built in one pass takes minutes; kept in
+# step row by row, the load took over an hour on the shared machine).
+_DEFERRED_INDEXES = text(
+    "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+    "WHERE i.indrelid IN (CAST('articles' AS regclass), CAST('article_search' AS regclass)) "
+    "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+    "ORDER BY 1"
+)
 
 
-def _copy(engine: Engine, batch: list[dict[str, object]]) -> None:
-    """Postgres: the batch's articles and their index rows (the store's tsvector) by COPY."""
+def documents(batch: list[dict[str, object]]) -> list[tuple[object, str]]:
+    """The batch's index rows as the store writes them on Postgres (search._index_rows):
+    (article id, tsvector literal of document_of)."""
+    return [
+        (row["id"], tsvector_literal(document_of(_text(row["title"]), _text(row["text"]), "en")))
+        for row in batch
+    ]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _load_postgres(
+    engine: Engine, batches: Iterator[list[dict[str, object]]], workers: int
+) -> None:
+    """COPY of the articles and of their index rows (the store's tsvectors, built by
+    `workers` processes while the main one copies), one commit a batch without waiting for
+    the disk; the indexes that back no constraint are made after the load from their own
+    definitions (pg_get_indexdef, checked equal afterwards), then ANALYZE, and a sample of
+    the index rows is checked against the store's own writer (check_index_rows)."""
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:  # type: ignore[attr-defined]
-            with cur.copy(f"COPY articles ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for row in batch:
-                    copy.write_row([row[c] for c in COLUMNS])
-            with cur.copy("COPY article_search (article_id, document) FROM STDIN") as copy:
-                for row in batch:
-                    doc = document_of(str(row["title"]), str(row["text"]), str(row["language"]))
-                    copy.write_row([row["id"], tsvector_literal(doc)])
-        raw.commit()
+            cur.execute(_DEFERRED_INDEXES.text)
+            deferred = cur.fetchall()
+            for name, _definition in deferred:
+                cur.execute(f"DROP INDEX {name}")
+            cur.execute("SET synchronous_commit = off")
+            raw.commit()
+            pool = multiprocessing.get_context("fork").Pool(workers) if workers else None
+            try:
+                while window := list(itertools.islice(batches, 4 * max(workers, 1))):
+                    made = pool.imap(documents, window) if pool else map(documents, window)
+                    for batch, docs in zip(window, made, strict=True):
+                        _copy(cur, batch, docs)
+                        raw.commit()
+            finally:
+                if pool:
+                    pool.terminate()
+            cur.execute("SET maintenance_work_mem = '1GB'")
+            for _name, definition in deferred:
+                cur.execute(definition)
+            raw.commit()
+            cur.execute(_DEFERRED_INDEXES.text)
+            assert cur.fetchall() == deferred, "an index was not made again as it was"
+            raw.commit()
+            cur.execute("ANALYZE")
+            raw.commit()
     finally:
         raw.close()
+    check_index_rows(engine, 1_000)
+
+
+def _copy(cur: Any, batch: list[dict[str, object]], docs: list[tuple[object, str]]) -> None:
+    with cur.copy(f"COPY articles ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        for row in batch:
+            copy.write_row([row[c] for c in COLUMNS])
+    with cur.copy("COPY article_search (article_id, document) FROM STDIN") as copy:
+        for doc in docs:
+            copy.write_row(doc)
+
+
+def check_index_rows(engine: Engine, sample: int) -> int:
+    """Postgres: `sample` random articles' index rows compared with what the store's own
+    writer (search.index_new_articles) writes for them, in a transaction rolled back; an
+    AssertionError naming the first that differs. Returns how many were compared."""
+    with engine.connect() as conn:
+        ids = (
+            conn.execute(text("SELECT id FROM articles ORDER BY random() LIMIT :n"), {"n": sample})
+            .scalars()
+            .all()
+        )
+        stored = _documents_of(conn, list(ids))
+        with Session(bind=conn) as session:
+            rows = (
+                session.execute(
+                    text(
+                        "SELECT id, title, text, summary, language FROM articles WHERE id IN :ids"
+                    ).bindparams(bindparam("ids", expanding=True)),
+                    {"ids": list(ids)},
+                )
+                .mappings()
+                .all()
+            )
+            session.execute(
+                text("DELETE FROM article_search WHERE article_id IN :ids").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"ids": list(ids)},
+            )
+            index_new_articles(session, [dict(r) for r in rows])
+            written = _documents_of(session, list(ids))
+            session.rollback()
+    for article_id in ids:
+        assert stored.get(article_id) == written.get(article_id), f"article {article_id}"
+    return len(ids)
+
+
+def _documents_of(conn: Connection | Session, ids: list[int]) -> dict[int, str]:
+    query = text(
+        "SELECT article_id, CAST(document AS text) FROM article_search WHERE article_id IN :ids"
+    ).bindparams(bindparam("ids", expanding=True))
+    return {int(r[0]): str(r[1]) for r in conn.execute(query, {"ids": ids})}
 
 
 def queries(rare: str) -> list[tuple[str, str, str, str]]:
@@ -235,19 +346,37 @@ def timed(fn: Callable[[], int]) -> tuple[float, int]:
     return (time.perf_counter() - started) * 1000, found
 
 
-def measure(engine: Engine, rare: str, repeats: int) -> list[tuple[str, str, list[float], int]]:
+def measure(
+    engine: Engine,
+    rare: str,
+    repeats: int,
+    before: ModuleType | None = None,
+    modes: frozenset[str] = MODES,
+) -> list[tuple[str, str, list[float], int]]:
+    """Each query kind in each of `modes`, interleaved `repeats` times; with `before` (an
+    older store/search.py loaded as a module) its list_articles too, as mode "before",
+    which must list the same ids."""
     out: dict[tuple[str, str], list[float]] = {}
     hits: dict[tuple[str, str], int] = {}
-    for _ in range(repeats):
+    for round_ in range(repeats):
         for label, ours, fts5, tsq in queries(rare):
-            compiled = compile_query(ours)
             raw, params = raw_sql(engine, fts5, tsq)
             like = like_sql(engine, label, rare)
+            listed: dict[str, list[int]] = {}
 
-            def search(compiled: SearchQuery = compiled) -> int:
-                with session_scope(engine) as session:
-                    rows, _more = list_articles(session, ArticleFilter(q=compiled), PAGE)
-                    return len(rows)
+            def search(
+                module: Any, mode: str, query: str, listed: dict[str, list[int]]
+            ) -> Callable[[], int]:
+                compiled = module.compile_query(query)
+
+                def go() -> int:
+                    with session_scope(engine) as session:
+                        filters = module.ArticleFilter(q=compiled)
+                        rows, _more = module.list_articles(session, filters, PAGE)
+                        listed[mode] = [r.id for r in rows]
+                        return len(rows)
+
+                return go
 
             def run(sql: str, p: dict[str, str]) -> Callable[[], int]:
                 def go() -> int:
@@ -256,15 +385,33 @@ def measure(engine: Engine, rare: str, repeats: int) -> list[tuple[str, str, lis
 
                 return go
 
-            for mode, fn in (
-                ("search", search),
+            runs = [
+                ("search", search(current, "search", ours, listed)),
+                ("before", search(before, "before", ours, listed) if before else None),
                 ("raw", run(raw, params)),
                 ("like", run(like, {})),
-            ):
+            ]
+            if round_ % 2:  # which of the two lists runs first alternates (warm caches)
+                runs[0], runs[1] = runs[1], runs[0]
+            for mode, fn in runs:
+                if fn is None or mode not in modes | {"before"}:
+                    continue
                 ms, found = timed(fn)
                 out.setdefault((label, mode), []).append(ms)
                 hits[(label, mode)] = found
+            if before is not None:
+                assert listed["before"] == listed["search"], f"{label}: the lists differ"
     return [(label, mode, values, hits[(label, mode)]) for (label, mode), values in out.items()]
+
+
+def load_module(path: Path) -> ModuleType:
+    """An older copy of store/search.py, to measure beside the current one."""
+    spec = importlib.util.spec_from_file_location("search_before", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def report(engine_name: str, count: int, results: list[tuple[str, str, list[float], int]]) -> None:
@@ -355,6 +502,16 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="keep the SQLite file here (and the schema)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Postgres load: processes building tsvectors"
+    )
+    parser.add_argument("--modes", default=",".join(sorted(MODES)), help="of search,raw,like")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="an older store/search.py (git show REV:service/newswatch/store/search.py > F) "
+        "measured beside the current one, interleaved; its lists must be the same",
+    )
     parser.add_argument("--ingest", type=int, help="measure what indexing adds to storing")
     parser.add_argument(
         "--schema",
@@ -380,10 +537,12 @@ def main() -> None:
                 count, rare = loaded(engine)
                 if not count:
                     print(f"{name}: storing {args.articles:,} articles of ~{args.words} words")
-                    seconds, rare = load(engine, args.articles, args.words)
+                    seconds, rare = load(engine, args.articles, args.words, args.workers)
                     print(f"  stored in {seconds:.0f} s ({args.articles / seconds:,.0f}/s)")
                     count = args.articles
-                report(name, count, measure(engine, rare, args.repeats))
+                before = load_module(args.before) if args.before else None
+                modes = frozenset(args.modes.split(","))
+                report(name, count, measure(engine, rare, args.repeats, before, modes))
             finally:
                 cleanup()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -220,11 +221,13 @@ def test_same_articles_on_both_engines_as_the_alert_matcher(both_engines, query)
         assert _paged(engine, query) == sorted(expected, reverse=True), query
 
 
-def _paged(engine: Engine, query: str, size: int = 7) -> list[int]:
+def _paged(
+    engine: Engine, query: str, size: int = 7, filters: ArticleFilter | None = None
+) -> list[int]:
     out: list[int] = []
     after = None
     with session_scope(engine) as session:
-        filters = ArticleFilter(q=compile_query(query))
+        filters = replace(filters or ArticleFilter(), q=compile_query(query))
         while True:
             rows, more = list_articles(session, filters, size, after)
             out += [r.id for r in rows]
@@ -387,19 +390,31 @@ def test_migration_indexes_existing_articles(store_url, tmp_path):
         engine.dispose()
 
 
-def test_collected_matches_leave_the_transactions_settings_alone(both_engines):
+def test_collected_matches_leave_the_transactions_settings_alone(both_engines, monkeypatch):
     """Postgres: a search whose matches are collected and sorted runs without parallel
-    workers (decision 0204); the transaction's own setting is back afterwards."""
+    workers (decision 0204), JIT (0208) and the join methods for many rows (0205); the
+    transaction's own settings are back afterwards."""
     engine = both_engines["postgres"]
     rare = compile_query("kyiv")  # two articles of 310: collected, not read in id order
     with session_scope(engine) as session:
-        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 3"))
+        own = {name: "on" for name in search._COLLECTED_SETTINGS}
+        own |= {"max_parallel_workers_per_gather": "3"}
+        for name, value in own.items():
+            session.execute(text(f"SET LOCAL {name} = {value}"))
         plan = search._articles_plan(session, ArticleFilter(q=rare), page=51)
         assert plan.serial
+        seen: list[dict[str, str]] = []
+        real = search._set_local
+
+        def spy(session, settings):
+            real(session, settings)
+            seen.append(search._current(session, settings))
+
+        monkeypatch.setattr(search, "_set_local", spy)
         rows, _more = list_articles(session, ArticleFilter(q=rare), 50)
+        assert seen[0] == search._COLLECTED_SETTINGS  # in force while the statement ran
         assert [r.id for r in rows] == sorted(_expected(_corpus(), "kyiv"), reverse=True)
-        setting = session.execute(text("SHOW max_parallel_workers_per_gather")).scalar_one()
-        assert setting == "3"
+        assert search._current(session, own) == own
 
 
 def test_a_words_forms_count_as_one_word_in_the_estimate():
@@ -465,3 +480,24 @@ def test_migrations_import_no_live_code_but_column_types():
             found |= {(path.name, n) for n in names if n.startswith("newswatch")}
     assert len(found) > 10  # the walk saw the imports
     assert {(f, n) for f, n in found if n not in allowed} == left
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+@pytest.mark.parametrize("query", QUERIES)
+def test_the_page_taken_from_the_index_first_lists_what_the_joined_statement_lists(
+    both_engines, query, in_order, monkeypatch
+):
+    """A query the index answers alone takes its page of ids from the index and joins only
+    them (decision 0208); with a filter the index matches are joined to every article's row
+    and filtered there. A filter every article passes must not change the list, on either
+    engine, for both of Postgres' ways of reading the matches (decision 0192)."""
+    monkeypatch.setattr(search, "_scan_in_order", lambda *_args: in_order)
+    everything = ArticleFilter(since=START - timedelta(days=1))
+    for engine in both_engines.values():
+        alone = _paged(engine, query)
+        filtered = _paged(engine, query, filters=everything)
+        assert alone == filtered, query
+        with session_scope(engine) as session:
+            plan = search._articles_plan(session, ArticleFilter(q=compile_query(query)))
+            page_first = " AS page " in str(plan.query)
+            assert page_first == (search._driver(compile_query(query).tree)[1] == []), query

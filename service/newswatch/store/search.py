@@ -622,6 +622,8 @@ def _articles_plan(
         return _Plan(query.order_by(a.first_seen.desc(), a.id.desc()))
     translate = _Translator(session)
     driver, rest = _driver(filters.q.tree)
+    if driver is not None and not conditions and not rest:
+        return _page_first(session, translate, driver, after, page)
     conditions += [translate.condition(node) for node in rest]
     serial = False
     if driver is None:
@@ -640,19 +642,61 @@ def _articles_plan(
     return _Plan(query.where(and_(true(), *conditions)).order_by(key.desc()), serial)
 
 
-# A collected plan's settings, for its statement only: no parallel workers (decision 0204),
-# and the few matches (the store has just judged them few) joined to their articles one by
-# one: the planner's estimate for a word's 35 forms (decision 0205) is 160,000 rows for a
-# name in 224 articles, for which it would hash or merge-join every article (530 ms at
-# 1,000,000 articles, where the matches themselves take 15).
+def _page_first(
+    session: Session, translate: _Translator, driver: Node, after: Position | None, page: int
+) -> _Plan:
+    """A query the index answers alone (no filter, no part left to check on articles): the
+    page's ids are taken from the index first, in order and cut at the page, and only they
+    are joined to their articles and sources. Postgres plans the join for the page's rows,
+    not for its guess of the matches (a word's 35 forms look like 16 % of the articles,
+    decision 0205), so a name in a few hundred articles joins a few dozen (decision 0208)."""
+    a = ARTICLES.c
+    key = translate.index_key
+    order: ColumnElement[int] = key
+    serial = translate.postgres and not _scan_in_order(session, driver, page)
+    if serial:
+        order = key + literal_column("0")  # collected and sorted, as in _articles_plan
+    ids = select(key.label("id")).where(translate.index_expression(driver))
+    if after is not None:
+        ids = ids.where(key < after.id)
+    matches = ids.order_by(order.desc()).limit(page).subquery("page")
+    joined = matches.join(ARTICLES, a.id == matches.c.id).outerjoin(
+        SOURCES, SOURCES.c.id == a.source_id
+    )
+    return _Plan(select(*_ROW_COLUMNS).select_from(joined).order_by(a.id.desc()), serial)
+
+
+# A collected plan's settings, for its statement only: no parallel workers (decision 0204);
+# the few matches (the store has just judged them few) joined to their articles one by one:
+# the planner's estimate for a word's 35 forms (decision 0205) is 160,000 rows for a name in
+# 224 articles, for which it would hash or merge-join every article (530 ms at 1,000,000
+# articles, where the matches themselves take 15); and no JIT compilation: that estimate put
+# the statement's cost over jit_optimize_above_cost, and compiling it took 100 ms on an idle
+# machine, 0.9-1.2 s at load 17, for 50 ms of work (decision 0208).
 _COLLECTED_SETTINGS = {
     "max_parallel_workers_per_gather": "0",
     "enable_seqscan": "off",
     "enable_hashjoin": "off",
     "enable_mergejoin": "off",
+    "jit": "off",
 }
-_SET_LOCAL = text("SELECT current_setting(:name), set_config(:name, :value, true)")
-_RESTORE = text("SELECT set_config(:name, :value, true)")
+
+
+def _set_local(session: Session, settings: dict[str, str]) -> None:
+    """Set `settings` for the transaction (set_config(..., true)), in one statement."""
+    calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(settings)))
+    params: dict[str, str] = {}
+    for i, (name, value) in enumerate(settings.items()):
+        params |= {f"n{i}": name, f"v{i}": value}
+    session.execute(text(f"SELECT {calls}"), params)
+
+
+def _current(session: Session, names: Iterable[str]) -> dict[str, str]:
+    """The transaction's values of the settings `names`, in one statement."""
+    names = list(names)
+    reads = ", ".join(f"current_setting(:n{i})" for i in range(len(names)))
+    row = session.execute(text(f"SELECT {reads}"), {f"n{i}": n for i, n in enumerate(names)})
+    return dict(zip(names, row.one(), strict=True))
 
 
 def _rows(session: Session, plan: _Plan, limit: int) -> list[ArticleRow]:
@@ -661,15 +705,12 @@ def _rows(session: Session, plan: _Plan, limit: int) -> list[ArticleRow]:
     query = plan.query.limit(limit)
     if not plan.serial:
         return [ArticleRow(**r._mapping) for r in session.execute(query)]
-    before = {
-        name: session.execute(_SET_LOCAL, {"name": name, "value": value}).one()[0]
-        for name, value in _COLLECTED_SETTINGS.items()
-    }
+    before = _current(session, _COLLECTED_SETTINGS)
+    _set_local(session, _COLLECTED_SETTINGS)
     try:
         return [ArticleRow(**r._mapping) for r in session.execute(query)]
     finally:
-        for name, value in before.items():
-            session.execute(_RESTORE, {"name": name, "value": value})
+        _set_local(session, before)
 
 
 def list_articles(

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, delete, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from newswatch.alerts.query import Document, QueryError, evaluate, parse
 from newswatch.shared_types import ParsedEntry
@@ -401,7 +402,7 @@ def test_collected_matches_leave_the_transactions_settings_alone(both_engines, m
         own |= {"max_parallel_workers_per_gather": "3"}
         for name, value in own.items():
             session.execute(text(f"SET LOCAL {name} = {value}"))
-        plan = search._articles_plan(session, ArticleFilter(q=rare), page=51)
+        plan = search._articles_plan(session, ArticleFilter(q=rare), None, 51)
         assert plan.serial
         seen: list[dict[str, str]] = []
         real = search._set_local
@@ -415,6 +416,21 @@ def test_collected_matches_leave_the_transactions_settings_alone(both_engines, m
         assert seen[0] == search._COLLECTED_SETTINGS  # in force while the statement ran
         assert [r.id for r in rows] == sorted(_expected(_corpus(), "kyiv"), reverse=True)
         assert search._current(session, own) == own
+
+
+def test_a_collected_search_that_times_out_raises_the_timeout(both_engines, monkeypatch):
+    """Postgres: when a collected search hits the statement timeout, the caller gets the
+    timeout (OperationalError, which the API answers 503 + Retry-After), not the error of
+    restoring the settings in the aborted transaction (a 500)."""
+    engine = both_engines["postgres"]
+    slow = select(func.pg_sleep(30).label("id"))
+    monkeypatch.setattr(search, "_articles_plan", lambda *a, **k: search._Plan(slow, True))
+    with (
+        pytest.raises(OperationalError, match="statement timeout"),
+        session_scope(engine) as session,
+    ):
+        session.execute(text("SET LOCAL statement_timeout = '50ms'"))
+        list_articles(session, ArticleFilter(q=compile_query("kyiv")), 50)
 
 
 def test_a_words_forms_count_as_one_word_in_the_estimate():
@@ -498,6 +514,6 @@ def test_the_page_taken_from_the_index_first_lists_what_the_joined_statement_lis
         filtered = _paged(engine, query, filters=everything)
         assert alone == filtered, query
         with session_scope(engine) as session:
-            plan = search._articles_plan(session, ArticleFilter(q=compile_query(query)))
+            plan = search._articles_plan(session, ArticleFilter(q=compile_query(query)), None, 50)
             page_first = " AS page " in str(plan.query)
             assert page_first == (search._driver(compile_query(query).tree)[1] == []), query

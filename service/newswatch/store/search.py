@@ -46,6 +46,7 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnClause, TableClause
 
@@ -599,7 +600,7 @@ class _Plan:
 
 
 def _articles_plan(
-    session: Session, filters: ArticleFilter, after: Position | None = None, page: int = 50
+    session: Session, filters: ArticleFilter, after: Position | None, page: int
 ) -> _Plan:
     """The articles matching `filters` in list order, after `after` (keyset paging).
 
@@ -610,7 +611,10 @@ def _articles_plan(
 
     On Postgres, when the matches are collected and sorted (few: at most about
     √(page × articles), see _scan_in_order), the statement runs without parallel workers:
-    starting them costs more than the work they share (decision 0204)."""
+    starting them costs more than the work they share (decision 0204).
+
+    `page` is the number of rows the caller reads: a query the index answers alone takes no
+    more than that from it (decision 0208), so it has no default that could cut a page short."""
     a = ARTICLES.c
     sources = ARTICLES.outerjoin(SOURCES, SOURCES.c.id == a.source_id)
     conditions: list[ColumnElement[bool] | TextClause] = [*_filters(filters)]
@@ -708,9 +712,17 @@ def _rows(session: Session, plan: _Plan, limit: int) -> list[ArticleRow]:
     before = _current(session, _COLLECTED_SETTINGS)
     _set_local(session, _COLLECTED_SETTINGS)
     try:
-        return [ArticleRow(**r._mapping) for r in session.execute(query)]
-    finally:
+        rows = [ArticleRow(**r._mapping) for r in session.execute(query)]
+    except DBAPIError:
+        # The statement failed, so the transaction is aborted and its LOCAL settings end with
+        # it; restoring them would raise "current transaction is aborted" over the original
+        # error (a statement timeout must reach the API as OperationalError: 503, not 500).
+        raise
+    except BaseException:
         _set_local(session, before)
+        raise
+    _set_local(session, before)
+    return rows
 
 
 def list_articles(

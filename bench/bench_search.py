@@ -133,10 +133,23 @@ def loaded(engine: Engine) -> tuple[int, str]:
         count = conn.execute(text("SELECT count(*) FROM articles")).scalar_one()
         if not count:
             return 0, ""
+        if conn.dialect.name == "postgresql" and not _indexed(conn):
+            # The fast load drops the search index and rebuilds it last: without it the load
+            # was interrupted, and a partial store would be measured as if complete.
+            raise SystemExit("the kept store's load did not finish (no search index): drop it")
         title = conn.execute(
             text("SELECT title FROM articles WHERE id = :id"), {"id": count // 2 + 1}
         ).scalar_one()
     return int(count), str(title).split()[0]
+
+
+def _indexed(conn: Connection) -> bool:
+    """Whether the search table has its GIN index (rebuilt at the end of the fast load)."""
+    query = (
+        "SELECT count(*) FROM pg_indexes WHERE tablename = 'article_search'"
+        " AND schemaname = current_schema() AND indexdef LIKE '%USING gin%'"
+    )
+    return bool(conn.execute(text(query)).scalar_one())
 
 
 def _write(engine: Engine, batch: list[dict[str, object]]) -> None:

@@ -23,9 +23,9 @@ from sqlmodel import Session
 from newswatch.config import Settings
 from newswatch.fetch import http
 from newswatch.fetch.entry_sink import EntrySink, IngestResult
-from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard
+from newswatch.fetch.prepare import parse_feed_prepared
 from newswatch.fetch.source_kinds import (
     BodyResult,
     Handler,
@@ -54,28 +54,23 @@ FEED_ACCEPT = (
 )
 
 
-async def handle_feed(
-    poller: PollContext, source: SourceSnapshot, result: FetchResult
-) -> BodyResult:
-    parsed = await poller.run_cpu(
-        parse_feed, result.body, url=result.final_url, content_type=result.content_type
-    )
-    if not parsed.is_feed:
-        return BodyResult(error=parsed.error or "not a feed", detected_kind="other")
-    return BodyResult(
-        entries=list(parsed.entries), error=parsed.error, title=parsed.title, detected_kind="feed"
-    )
-
-
 def looks_like_feed(result: FetchResult) -> bool:
     head = body_head(result)
     return head.startswith(b"{") or any(m in head for m in (b"<rss", b"<feed", b"<rdf:rdf"))
 
 
 class FeedReader:
-    """The feed kind (RSS, Atom, JSON Feed): the reader every poller has."""
+    """The feed kind (RSS, Atom, JSON Feed): the reader every poller has.
+
+    It keeps, per source, the keys of the entries of its previous poll (8 bytes an entry):
+    the parse worker derives the language and index tokens of the other entries only, those
+    likely new (fetch/prepare.py, docs/decisions/0227). A source's first poll in this
+    process has no previous keys: all its entries are prepared."""
 
     kind = SourceKind.FEED
+
+    def __init__(self) -> None:
+        self._previous: dict[int, bytes] = {}
 
     def detects(self, result: FetchResult) -> bool:
         return looks_like_feed(result)
@@ -83,7 +78,28 @@ class FeedReader:
     def own_checks(self, source: SourceSnapshot) -> list[URLCheck]:
         return []
 
-    read = staticmethod(handle_feed)
+    async def read(
+        self, poller: PollContext, source: SourceSnapshot, result: FetchResult
+    ) -> BodyResult:
+        parsed, keys = await poller.run_cpu(
+            parse_feed_prepared,
+            result.body,
+            url=result.final_url,
+            content_type=result.content_type,
+            previous=self._previous.get(source.id),
+            # Full text replaces an entry's text after parsing: what would be derived here
+            # from the feed's text would not be used.
+            prepare=not source.options.get("full_text"),
+        )
+        if not parsed.is_feed:
+            return BodyResult(error=parsed.error or "not a feed", detected_kind="other")
+        self._previous[source.id] = keys
+        return BodyResult(
+            entries=list(parsed.entries),
+            error=parsed.error,
+            title=parsed.title,
+            detected_kind="feed",
+        )
 
 
 @dataclass

@@ -62,23 +62,24 @@ from newswatch.alerts.query import (
     parse,
     words,
 )
+from newswatch.shared_types import PreparedText
 from newswatch.store.models import Article, Sighting, Source, table_of
-from newswatch.store.stemming import CODES, TAG, stem_language, stem_word, stem_words
+from newswatch.store.stemming import (
+    CODES,
+    MAX_WORD_CHARS,
+    TAG,
+    SearchDocument,
+    document_of,
+    stem_word,
+)
 
-__all__ = ["QueryError", "SearchQuery", "compile_query"]
+__all__ = ["QueryError", "SearchDocument", "SearchQuery", "compile_query", "document_of"]
 
 ARTICLES = table_of(Article)
 SIGHTINGS = table_of(Sighting)
 SOURCES = table_of(Source)
 TABLE = "article_search"
 
-# Postgres keeps at most 16,383 positions in a tsvector: words after that cannot take part in
-# phrases. Both engines index the first words of a text up to these limits, so that they
-# agree; a news text is a few thousand words at most.
-MAX_TITLE_WORDS = 1_000
-MAX_TEXT_WORDS = 15_000
-# Postgres refuses lexemes over 2,047 bytes; longer words are cut (in queries too).
-MAX_WORD_CHARS = 200
 # Weights of the Postgres document's parts (tsquery restricts a word to them).
 WEIGHTS = {"title": "A", "text": "B", "lang": "C"}
 INDEXED_FIELDS = frozenset(WEIGHTS)
@@ -88,35 +89,7 @@ STEMMED_FIELDS = frozenset(("title", "text"))
 INDEX_BATCH = 500
 
 
-# --- documents ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SearchDocument:
-    """The tokens of an article as the index holds them, per field: title and text words
-    stemmed by the article's language (or not, see store/stemming.py), the language's words
-    as they are."""
-
-    title: list[str]
-    text: list[str]
-    lang: list[str]
-
-
-def _cut(tokens: list[str], limit: int) -> list[str]:
-    return [w[:MAX_WORD_CHARS] for w in tokens[:limit]]
-
-
-def document_of(
-    title: str | None, body: str | None, language: str | None, *, stem: bool = True
-) -> SearchDocument:
-    """What the index holds for an article; `body` is its text, or its summary without one.
-    `stem=False`: the words unstemmed, as the index held them before migration 0016."""
-    code = stem_language(language) if stem else None
-    return SearchDocument(
-        title=stem_words(_cut(words(title or ""), MAX_TITLE_WORDS), code),
-        text=stem_words(_cut(words(body or ""), MAX_TEXT_WORDS), code),
-        lang=words(language or ""),
-    )
-
-
+# --- documents ---------------------------------------------------------------------------
 def tsvector_literal(doc: SearchDocument) -> str:
     """The document as a Postgres tsvector literal: each word with its positions and its
     field's weight. A gap of one position between fields keeps phrases inside a field."""
@@ -149,6 +122,26 @@ _POSTGRES_INSERT = text(
 )
 
 
+def _params(article_id: int, doc: SearchDocument, postgres: bool) -> dict[str, object]:
+    """The index row of an article as the INSERT of its engine takes it."""
+    if postgres:
+        return {"id": article_id, "document": tsvector_literal(doc)}
+    return {
+        "id": article_id,
+        "title": " ".join(doc.title),
+        "text": " ".join(doc.text),
+        "lang": " ".join(doc.lang),
+    }
+
+
+def _insert_index_rows(
+    conn: Connection | Session, postgres: bool, params: list[dict[str, object]]
+) -> int:
+    if params:
+        conn.execute(_POSTGRES_INSERT if postgres else _SQLITE_INSERT, params)
+    return len(params)
+
+
 def _index_rows(
     conn: Connection | Session,
     rows: Iterable[tuple[int, str | None, str | None, str | None]],
@@ -156,40 +149,50 @@ def _index_rows(
 ) -> int:
     """Write the index rows of (id, title, text-or-summary, language) articles."""
     postgres = _is_postgres(conn)
-    params: list[dict[str, object]] = []
-    for article_id, title, body, language in rows:
-        doc = document_of(title, body, language, stem=stem)
-        if postgres:
-            params.append({"id": article_id, "document": tsvector_literal(doc)})
-        else:
-            params.append(
-                {
-                    "id": article_id,
-                    "title": " ".join(doc.title),
-                    "text": " ".join(doc.text),
-                    "lang": " ".join(doc.lang),
-                }
-            )
-    if params:
-        conn.execute(_POSTGRES_INSERT if postgres else _SQLITE_INSERT, params)
-    return len(params)
+    params = [
+        _params(article_id, document_of(title, body, language, stem=stem), postgres)
+        for article_id, title, body, language in rows
+    ]
+    return _insert_index_rows(conn, postgres, params)
 
 
-def index_new_articles(session: Session, rows: Sequence[dict[str, object]]) -> None:
+def _prepared_params(
+    article_id: int, prepared: PreparedText, language: str | None, postgres: bool
+) -> dict[str, object]:
+    """The index row from tokens derived beforehand (PreparedText: document_of's title and
+    text tokens joined by spaces; no token holds a space, so split() gives them back)."""
+    lang = words(language or "")
+    if postgres:
+        doc = SearchDocument(prepared.title.split(), prepared.text.split(), lang)
+        return {"id": article_id, "document": tsvector_literal(doc)}
+    return {
+        "id": article_id,
+        "title": prepared.title,
+        "text": prepared.text,
+        "lang": " ".join(lang),
+    }
+
+
+def index_new_articles(
+    session: Session,
+    rows: Sequence[dict[str, object]],
+    prepared: Sequence[PreparedText | None] | None = None,
+) -> None:
     """Index articles just inserted, given their rows as inserted (id, title, text, summary,
-    language). Runs in the caller's transaction."""
-    _index_rows(
-        session,
-        (
-            (
-                int(r["id"]),  # type: ignore[call-overload]
-                _str(r.get("title")),
-                _str(r.get("text")) or _str(r.get("summary")),
-                _str(r.get("language")),
-            )
-            for r in rows
-        ),
-    )
+    language) and, for each, its index tokens derived beforehand for that language
+    (fetch/prepare.py) or None. Runs in the caller's transaction."""
+    postgres = _is_postgres(session)
+    params: list[dict[str, object]] = []
+    for r, ready in zip(rows, prepared or [None] * len(rows), strict=True):
+        article_id = int(r["id"])  # type: ignore[call-overload]
+        language = _str(r.get("language"))
+        if ready is not None:
+            params.append(_prepared_params(article_id, ready, language, postgres))
+            continue
+        body = _str(r.get("text")) or _str(r.get("summary"))
+        doc = document_of(_str(r.get("title")), body, language)
+        params.append(_params(article_id, doc, postgres))
+    _insert_index_rows(session, postgres, params)
 
 
 def _str(value: object) -> str | None:

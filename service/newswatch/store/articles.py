@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 ARTICLES = table_of(Article)
 SIGHTINGS = table_of(Sighting)
+# Made once: store/executemany compiles each statement object once.
+INSERT_ARTICLES = insert(ARTICLES)
+INSERT_SIGHTINGS = insert(SIGHTINGS)
 
 # Content hashes of very short texts (a bare "Update" headline) would merge unrelated items.
 MIN_HASHED_CHARS = 24
@@ -395,7 +398,7 @@ def _insert_sightings(
     the others skip the stored ones (ON CONFLICT DO NOTHING, RETURNING what went in)."""
     unique = {(cast(int, r["article_id"]), cast(int, r["source_id"])): r for r in reversed(rows)}
     fresh = [row for key, row in unique.items() if key[0] in new_articles]
-    executemany_rows(session, insert(SIGHTINGS), fresh)
+    executemany_rows(session, INSERT_SIGHTINGS, fresh)
     inserted = {key for key in unique if key[0] in new_articles}
     known = [row for key, row in unique.items() if key[0] not in new_articles]
     if known:
@@ -541,7 +544,7 @@ def store_batch(
         for row, columns in zip(new_rows, extra, strict=True):
             row.update(columns)
     if not concurrent:
-        executemany_rows(session, insert(ARTICLES), new_rows)
+        executemany_rows(session, INSERT_ARTICLES, new_rows)
     # The full-text index, in the same transaction.
     index_new_articles(session, new_rows, new_prepared)
     inserted = _insert_sightings(session, sightings, set(ids.values()))

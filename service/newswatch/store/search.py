@@ -63,6 +63,7 @@ from newswatch.alerts.query import (
     words,
 )
 from newswatch.shared_types import PreparedText
+from newswatch.store.executemany import executemany
 from newswatch.store.models import Article, Sighting, Source, table_of
 from newswatch.store.stemming import (
     CODES,
@@ -134,10 +135,20 @@ def _params(article_id: int, doc: SearchDocument, postgres: bool) -> dict[str, o
     }
 
 
+_SQLITE_KEYS = ("id", "title", "text", "lang")
+_POSTGRES_KEYS = ("id", "document")
+
+
 def _insert_index_rows(
     conn: Connection | Session, postgres: bool, params: list[dict[str, object]]
 ) -> int:
-    if params:
+    if not params:
+        return 0
+    if isinstance(conn, Session):  # (the ingest path) one executemany, compiled once
+        keys = _POSTGRES_KEYS if postgres else _SQLITE_KEYS
+        statement = _POSTGRES_INSERT if postgres else _SQLITE_INSERT
+        executemany(conn, statement, keys, [tuple(p[k] for k in keys) for p in params])
+    else:
         conn.execute(_POSTGRES_INSERT if postgres else _SQLITE_INSERT, params)
     return len(params)
 

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import (
     SQLColumnExpression,
     TextClause,
+    bindparam,
     func,
     insert,
-    literal,
     select,
     text,
-    union_all,
 )
 from sqlmodel import Session, col
 from sqlmodel import select as select_model
@@ -240,6 +239,25 @@ def _lookup_source_guids(
     return found
 
 
+_KEY_COLUMNS = {"url": "canonical_url", "guid": "guid", "hash": "content_hash"}
+
+
+@lru_cache(maxsize=8)
+def _keys_query(kinds: tuple[str, ...]) -> TextClause:
+    """SELECT kind, key, id of the articles with one of the given canonical URLs, global
+    GUIDs or content hashes (each an expanding IN list named by its kind), a UNION ALL part
+    a kind: built once for each set of kinds (a statement of SQLAlchemy expressions, built
+    for every batch, cost more to build and cache-key than the query took)."""
+    parts = [
+        f"SELECT '{kind}' AS kind, {_KEY_COLUMNS[kind]} AS key, id FROM articles "
+        f"WHERE {_KEY_COLUMNS[kind]} IN :{kind}"
+        for kind in kinds
+    ]
+    return text(" UNION ALL ".join(parts)).bindparams(
+        *(bindparam(kind, expanding=True) for kind in kinds)
+    )
+
+
 class _Known:
     """Keys already stored (looked up in bulk) plus those added earlier in this batch."""
 
@@ -257,23 +275,15 @@ class _Known:
         )
         # One round trip for the three keys; UNION ALL keeps each part on its index (an OR
         # of three IN lists makes SQLite scan the table).
+        found = {"url": self.by_url, "guid": self.by_guid, "hash": self.by_hash}
         for i in range(0, max(len(urls), len(global_guids), len(hashes)), LOOKUP_CHUNK):
             part = slice(i, i + LOOKUP_CHUNK)
-            parts = [
-                select(literal(kind).label("kind"), column.label("key"), ARTICLES.c.id).where(
-                    column.in_(values[part])
-                )
-                for kind, column, values in (
-                    ("url", ARTICLES.c.canonical_url, urls),
-                    ("guid", ARTICLES.c.guid, global_guids),
-                    ("hash", ARTICLES.c.content_hash, hashes),
-                )
-                if values[part]
-            ]
-            if not parts:
+            values = {"url": urls[part], "guid": global_guids[part], "hash": hashes[part]}
+            kinds = tuple(kind for kind in _KEY_COLUMNS if values[kind])
+            if not kinds:
                 continue
-            found = {"url": self.by_url, "guid": self.by_guid, "hash": self.by_hash}
-            for kind, key, article_id in session.execute(union_all(*parts)):
+            params = {kind: values[kind] for kind in kinds}
+            for kind, key, article_id in session.execute(_keys_query(kinds), params):
                 found[kind].setdefault(key, article_id)
 
     def match(self, k: _Keys) -> tuple[int, DuplicateReason] | None:

@@ -13,25 +13,6 @@ from datetime import datetime
 from enum import StrEnum
 
 
-@dataclass(frozen=True)
-class PreparedText:
-    """What the store derives from a new article's text, derived where the entry was parsed
-    (a parse worker) so that the writer does not have to (docs/decisions/0227).
-
-    `language` and `language_source` are what `fetch.language.language_of` gives for the entry
-    (the declared language normalised, else the detected one); `title` and `text` are the
-    full-text index's tokens (`store.stemming.document_of`), each joined by single spaces.
-    `basis` is the entry's (title, summary, text, language) they were derived from: the store
-    uses them only while the entry still has exactly these (else it derives them itself).
-    """
-
-    basis: tuple[str | None, str | None, str | None, str | None]
-    language: str | None
-    language_source: str | None
-    title: str
-    text: str
-
-
 @dataclass
 class ParsedEntry:
     """One item found at a source (feed, page, sitemap, replay), before it is stored.
@@ -49,13 +30,6 @@ class ParsedEntry:
     published: datetime | None = None
     language: str | None = None
     canonical_url: str | None = None
-    # The language and index tokens derived beforehand (a parse worker), for an entry its
-    # source did not carry at its previous poll; None: the store derives them if it is new.
-    prepared: PreparedText | None = None
-
-    def text_basis(self) -> tuple[str | None, str | None, str | None, str | None]:
-        """The fields a PreparedText is derived from, as they are now."""
-        return (self.title, self.summary, self.text, self.language)
 
 
 class FetchOutcome(StrEnum):

@@ -23,9 +23,9 @@ from sqlmodel import Session
 from newswatch.config import Settings
 from newswatch.fetch import http
 from newswatch.fetch.entry_sink import EntrySink, IngestResult
+from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.http import Fetcher, FetchResult, URLCheck, backoff_delay
 from newswatch.fetch.netguard import NetGuard
-from newswatch.fetch.prepare import parse_feed_prepared
 from newswatch.fetch.source_kinds import (
     BodyResult,
     Handler,
@@ -54,23 +54,28 @@ FEED_ACCEPT = (
 )
 
 
+async def handle_feed(
+    poller: PollContext, source: SourceSnapshot, result: FetchResult
+) -> BodyResult:
+    parsed = await poller.run_cpu(
+        parse_feed, result.body, url=result.final_url, content_type=result.content_type
+    )
+    if not parsed.is_feed:
+        return BodyResult(error=parsed.error or "not a feed", detected_kind="other")
+    return BodyResult(
+        entries=list(parsed.entries), error=parsed.error, title=parsed.title, detected_kind="feed"
+    )
+
+
 def looks_like_feed(result: FetchResult) -> bool:
     head = body_head(result)
     return head.startswith(b"{") or any(m in head for m in (b"<rss", b"<feed", b"<rdf:rdf"))
 
 
 class FeedReader:
-    """The feed kind (RSS, Atom, JSON Feed): the reader every poller has.
-
-    It keeps, per source, the keys of the entries of its previous poll (8 bytes an entry):
-    the parse worker derives the language and index tokens of the other entries only, those
-    likely new (fetch/prepare.py, docs/decisions/0227). A source's first poll in this
-    process has no previous keys: all its entries are prepared."""
+    """The feed kind (RSS, Atom, JSON Feed): the reader every poller has."""
 
     kind = SourceKind.FEED
-
-    def __init__(self) -> None:
-        self._previous: dict[int, bytes] = {}
 
     def detects(self, result: FetchResult) -> bool:
         return looks_like_feed(result)
@@ -78,28 +83,7 @@ class FeedReader:
     def own_checks(self, source: SourceSnapshot) -> list[URLCheck]:
         return []
 
-    async def read(
-        self, poller: PollContext, source: SourceSnapshot, result: FetchResult
-    ) -> BodyResult:
-        parsed, keys = await poller.run_cpu(
-            parse_feed_prepared,
-            result.body,
-            url=result.final_url,
-            content_type=result.content_type,
-            previous=self._previous.get(source.id),
-            # Full text replaces an entry's text after parsing: what would be derived here
-            # from the feed's text would not be used.
-            prepare=not source.options.get("full_text"),
-        )
-        if not parsed.is_feed:
-            return BodyResult(error=parsed.error or "not a feed", detected_kind="other")
-        self._previous[source.id] = keys
-        return BodyResult(
-            entries=list(parsed.entries),
-            error=parsed.error,
-            title=parsed.title,
-            detected_kind="feed",
-        )
+    read = staticmethod(handle_feed)
 
 
 @dataclass
@@ -114,11 +98,6 @@ class PollOutcome:
     new: int = 0
     error: str | None = None
     queued: float = 0.0  # seconds waited for the host's turn
-
-
-# How long the writer waits for more polls' entries before writing a small batch (seconds):
-# well under a poll's own time, long enough for the polls ending meanwhile to join it.
-GROUP_WAIT = 0.02
 
 
 @dataclass
@@ -172,24 +151,14 @@ class GroupWriter:
         self._queue.put_nowait(job)
         return await job.done
 
-    def _take_waiting(self, batch: list[_WriteJob], entries: int) -> int:
-        """Move the jobs waiting into `batch`, within its bounds; the batch's entries."""
-        limit = self.pipeline.settings.write_batch_entries
-        while len(batch) < self.max_batch and entries < limit and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-            entries += len(batch[-1].entries)
-        return entries
-
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            entries = self._take_waiting(batch, len(batch[0].entries))
-            if 0 < entries < self.pipeline.settings.write_batch_entries // 4:
-                # Group commit: a batch of a few polls' entries costs a transaction's fixed
-                # part (its statements, the commit) per few articles; while other polls end
-                # every few milliseconds, waiting GROUP_WAIT for them writes several at once.
-                await asyncio.sleep(GROUP_WAIT)
-                entries = self._take_waiting(batch, entries)
+            entries = len(batch[0].entries)
+            limit = self.pipeline.settings.write_batch_entries
+            while len(batch) < self.max_batch and entries < limit and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                entries += len(batch[-1].entries)
             # A poll cancelled while its job waited (at stop) records nothing: not written.
             batch = [job for job in batch if not job.done.done()]
             if not batch:

@@ -27,7 +27,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as select_model
 
 from newswatch.dedupe_keys import canonical_url, content_hash
-from newswatch.shared_types import LanguageSource, ParsedEntry, PreparedText, SourceKind
+from newswatch.shared_types import LanguageSource, ParsedEntry, SourceKind
 from newswatch.store.columns import storable_text, utcnow
 from newswatch.store.executemany import executemany_rows
 from newswatch.store.models import Article, Sighting, Source, table_of
@@ -419,15 +419,6 @@ def _insert_sightings(
     return inserted
 
 
-def _prepared(entry: ParsedEntry) -> PreparedText | None:
-    """What the entry carries derived from its text, if derived from its fields as they
-    are now (not if admit_entries cleaned them or a step changed them after parsing)."""
-    prepared = entry.prepared
-    if prepared is None or prepared.basis != entry.text_basis():
-        return None
-    return prepared
-
-
 # The language to store for a new article's entry and how it is known (a LanguageSource),
 # or (None, None).
 LanguageOf = Callable[[ParsedEntry], tuple[str | None, str | None]]
@@ -454,9 +445,7 @@ def store_batch(
     written in the same statement rather than by an UPDATE of each row afterwards.
 
     With `language_of`, each new article's language is what it returns for the entry: called
-    once per new article, never for an entry found to be stored already, nor for one that
-    carries what it returns (`ParsedEntry.prepared`, derived by the same function in a parse
-    worker, docs/decisions/0227) for its fields as they are.
+    once per new article, never for an entry found to be stored already.
 
     With `concurrent` (the scaled mode's fetch workers, which store beside each other), an
     article another transaction inserted meanwhile under the same canonical URL is not an
@@ -477,7 +466,6 @@ def store_batch(
     earlier: dict[int, tuple[int, DuplicateReason]] = {}
     new_rows: list[dict[str, object]] = []
     new_index: list[int] = []
-    new_prepared: list[PreparedText | None] = []  # language and index tokens derived before
     for i, k in enumerate(keys):
         match = known.match(k)
         if match is not None and match[0] < 0:  # placeholder: an entry of this batch
@@ -488,20 +476,14 @@ def store_batch(
         if match is None:
             known.add(k, -i - 1)
             how: str | None = LanguageSource.DECLARED if k.entry.language else None
-            prepared = _prepared(k.entry) if language_of is not None else None
-            if prepared is not None:
-                language, how = prepared.language, prepared.language_source
-                k.entry = replace(k.entry, language=language)
-            elif language_of is not None:
+            if language_of is not None:
                 language, how = language_of(k.entry)
                 k.entry = replace(k.entry, language=language)
             new_rows.append(_article_row(k, now) | {"language_source": how})
             new_index.append(i)
-            new_prepared.append(prepared)
     taken: dict[int, int] = {}  # entry index -> the article another writer stored first
     if concurrent:
         ids, taken = _insert_articles_beside_others(session, new_rows, new_index)
-        new_prepared = [p for p, row in zip(new_prepared, new_rows, strict=True) if "id" in row]
         new_rows = [row for row in new_rows if "id" in row]
         new_index = [i for i in new_index if i in ids]
     else:
@@ -555,8 +537,7 @@ def store_batch(
             row.update(columns)
     if not concurrent:
         executemany_rows(session, INSERT_ARTICLES, new_rows)
-    # The full-text index, in the same transaction.
-    index_new_articles(session, new_rows, new_prepared)
+    index_new_articles(session, new_rows)  # the full-text index, in the same transaction
     inserted = _insert_sightings(session, sightings, set(ids.values()))
     for article in results:
         article.new_sighting = (article.id, article.source_id) in inserted

@@ -62,25 +62,29 @@ from newswatch.alerts.query import (
     parse,
     words,
 )
-from newswatch.shared_types import PreparedText
 from newswatch.store.executemany import executemany
 from newswatch.store.models import Article, Sighting, Source, table_of
 from newswatch.store.stemming import (
     CODES,
     MAX_WORD_CHARS,
     TAG,
-    SearchDocument,
-    document_of,
+    index_tokens,
+    stem_language,
     stem_word,
 )
 
-__all__ = ["QueryError", "SearchDocument", "SearchQuery", "compile_query", "document_of"]
+__all__ = ["QueryError", "SearchQuery", "compile_query"]
 
 ARTICLES = table_of(Article)
 SIGHTINGS = table_of(Sighting)
 SOURCES = table_of(Source)
 TABLE = "article_search"
 
+# Postgres keeps at most 16,383 positions in a tsvector: words after that cannot take part in
+# phrases. Both engines index the first words of a text up to these limits, so that they
+# agree; a news text is a few thousand words at most. (Words are cut to MAX_WORD_CHARS.)
+MAX_TITLE_WORDS = 1_000
+MAX_TEXT_WORDS = 15_000
 # Weights of the Postgres document's parts (tsquery restricts a word to them).
 WEIGHTS = {"title": "A", "text": "B", "lang": "C"}
 INDEXED_FIELDS = frozenset(WEIGHTS)
@@ -90,7 +94,31 @@ STEMMED_FIELDS = frozenset(("title", "text"))
 INDEX_BATCH = 500
 
 
-# --- documents ---------------------------------------------------------------------------
+# --- documents ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SearchDocument:
+    """The tokens of an article as the index holds them, per field: title and text words
+    stemmed by the article's language (or not, see store/stemming.py), the language's words
+    as they are."""
+
+    title: list[str]
+    text: list[str]
+    lang: list[str]
+
+
+def document_of(
+    title: str | None, body: str | None, language: str | None, *, stem: bool = True
+) -> SearchDocument:
+    """What the index holds for an article; `body` is its text, or its summary without one.
+    `stem=False`: the words unstemmed, as the index held them before migration 0016."""
+    code = stem_language(language) if stem else None
+    return SearchDocument(
+        title=index_tokens(words(title or "")[:MAX_TITLE_WORDS], code),
+        text=index_tokens(words(body or "")[:MAX_TEXT_WORDS], code),
+        lang=words(language or ""),
+    )
+
+
 def tsvector_literal(doc: SearchDocument) -> str:
     """The document as a Postgres tsvector literal: each word with its positions and its
     field's weight. A gap of one position between fields keeps phrases inside a field."""
@@ -167,43 +195,21 @@ def _index_rows(
     return _insert_index_rows(conn, postgres, params)
 
 
-def _prepared_params(
-    article_id: int, prepared: PreparedText, language: str | None, postgres: bool
-) -> dict[str, object]:
-    """The index row from tokens derived beforehand (PreparedText: document_of's title and
-    text tokens joined by spaces; no token holds a space, so split() gives them back)."""
-    lang = words(language or "")
-    if postgres:
-        doc = SearchDocument(prepared.title.split(), prepared.text.split(), lang)
-        return {"id": article_id, "document": tsvector_literal(doc)}
-    return {
-        "id": article_id,
-        "title": prepared.title,
-        "text": prepared.text,
-        "lang": " ".join(lang),
-    }
-
-
-def index_new_articles(
-    session: Session,
-    rows: Sequence[dict[str, object]],
-    prepared: Sequence[PreparedText | None] | None = None,
-) -> None:
+def index_new_articles(session: Session, rows: Sequence[dict[str, object]]) -> None:
     """Index articles just inserted, given their rows as inserted (id, title, text, summary,
-    language) and, for each, its index tokens derived beforehand for that language
-    (fetch/prepare.py) or None. Runs in the caller's transaction."""
-    postgres = _is_postgres(session)
-    params: list[dict[str, object]] = []
-    for r, ready in zip(rows, prepared or [None] * len(rows), strict=True):
-        article_id = int(r["id"])  # type: ignore[call-overload]
-        language = _str(r.get("language"))
-        if ready is not None:
-            params.append(_prepared_params(article_id, ready, language, postgres))
-            continue
-        body = _str(r.get("text")) or _str(r.get("summary"))
-        doc = document_of(_str(r.get("title")), body, language)
-        params.append(_params(article_id, doc, postgres))
-    _insert_index_rows(session, postgres, params)
+    language). Runs in the caller's transaction."""
+    _index_rows(
+        session,
+        (
+            (
+                int(r["id"]),  # type: ignore[call-overload]
+                _str(r.get("title")),
+                _str(r.get("text")) or _str(r.get("summary")),
+                _str(r.get("language")),
+            )
+            for r in rows
+        ),
+    )
 
 
 def _str(value: object) -> str | None:

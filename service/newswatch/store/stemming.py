@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import Stemmer
 
@@ -61,12 +60,7 @@ ALGORITHMS = {
     "tr": "turkish",
     "yi": "yiddish",
 }
-# Postgres keeps at most 16,383 positions in a tsvector: words after that cannot take part in
-# phrases. Both engines index the first words of a text up to these limits, so that they
-# agree; a news text is a few thousand words at most.
-MAX_TITLE_WORDS = 1_000
-MAX_TEXT_WORDS = 15_000
-# Postgres refuses lexemes over 2,047 bytes; longer words are cut (in queries too).
+# Postgres refuses lexemes over 2,047 bytes; longer words are cut (store/search.py, queries too).
 MAX_WORD_CHARS = 200
 # Codes that name the same algorithm (Norwegian Bokmål and Nynorsk).
 _SAME_AS = {"nb": "no", "nn": "no"}
@@ -111,18 +105,6 @@ def stem_word(word: str, code: str) -> str:
     return code + TAG + _stemmer(code).stemWord(word)
 
 
-@dataclass(frozen=True)
-class SearchDocument:
-    """The tokens of an article as the index holds them, per field: title and text words
-    stemmed by the article's language (or not, see above), the language's words as they are.
-    Here rather than in store/search.py, which builds SQL: a parse worker derives documents
-    too (docs/decisions/0227) and need not load SQLAlchemy for it."""
-
-    title: list[str]
-    text: list[str]
-    lang: list[str]
-
-
 # Distinct words a thread remembers the index token of, per language (then it starts over):
 # the words of news recur, and a dictionary lookup costs a third of stemming and tagging.
 MEMO_WORDS = 50_000
@@ -154,16 +136,3 @@ def index_tokens(tokens: list[str], code: str | None) -> list[str]:
         memo.clear()
     memo.update(made)
     return [made[w] if token is None else token for w, token in zip(tokens, found, strict=True)]
-
-
-def document_of(
-    title: str | None, body: str | None, language: str | None, *, stem: bool = True
-) -> SearchDocument:
-    """What the index holds for an article; `body` is its text, or its summary without one.
-    `stem=False`: the words unstemmed, as the index held them before migration 0016."""
-    code = stem_language(language) if stem else None
-    return SearchDocument(
-        title=index_tokens(words(title or "")[:MAX_TITLE_WORDS], code),
-        text=index_tokens(words(body or "")[:MAX_TEXT_WORDS], code),
-        lang=words(language or ""),
-    )

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import (
     SQLColumnExpression,
     TextClause,
+    bindparam,
     func,
     insert,
-    literal,
     select,
     text,
-    union_all,
 )
 from sqlmodel import Session, col
 from sqlmodel import select as select_model
@@ -40,6 +39,9 @@ if TYPE_CHECKING:
 
 ARTICLES = table_of(Article)
 SIGHTINGS = table_of(Sighting)
+# Made once: store/executemany compiles each statement object once.
+INSERT_ARTICLES = insert(ARTICLES)
+INSERT_SIGHTINGS = insert(SIGHTINGS)
 
 # Content hashes of very short texts (a bare "Update" headline) would merge unrelated items.
 MIN_HASHED_CHARS = 24
@@ -237,6 +239,25 @@ def _lookup_source_guids(
     return found
 
 
+_KEY_COLUMNS = {"url": "canonical_url", "guid": "guid", "hash": "content_hash"}
+
+
+@lru_cache(maxsize=8)
+def _keys_query(kinds: tuple[str, ...]) -> TextClause:
+    """SELECT kind, key, id of the articles with one of the given canonical URLs, global
+    GUIDs or content hashes (each an expanding IN list named by its kind), a UNION ALL part
+    a kind: built once for each set of kinds (a statement of SQLAlchemy expressions, built
+    for every batch, cost more to build and cache-key than the query took)."""
+    parts = [
+        f"SELECT '{kind}' AS kind, {_KEY_COLUMNS[kind]} AS key, id FROM articles "
+        f"WHERE {_KEY_COLUMNS[kind]} IN :{kind}"
+        for kind in kinds
+    ]
+    return text(" UNION ALL ".join(parts)).bindparams(
+        *(bindparam(kind, expanding=True) for kind in kinds)
+    )
+
+
 class _Known:
     """Keys already stored (looked up in bulk) plus those added earlier in this batch."""
 
@@ -254,23 +275,15 @@ class _Known:
         )
         # One round trip for the three keys; UNION ALL keeps each part on its index (an OR
         # of three IN lists makes SQLite scan the table).
+        found = {"url": self.by_url, "guid": self.by_guid, "hash": self.by_hash}
         for i in range(0, max(len(urls), len(global_guids), len(hashes)), LOOKUP_CHUNK):
             part = slice(i, i + LOOKUP_CHUNK)
-            parts = [
-                select(literal(kind).label("kind"), column.label("key"), ARTICLES.c.id).where(
-                    column.in_(values[part])
-                )
-                for kind, column, values in (
-                    ("url", ARTICLES.c.canonical_url, urls),
-                    ("guid", ARTICLES.c.guid, global_guids),
-                    ("hash", ARTICLES.c.content_hash, hashes),
-                )
-                if values[part]
-            ]
-            if not parts:
+            values = {"url": urls[part], "guid": global_guids[part], "hash": hashes[part]}
+            kinds = tuple(kind for kind in _KEY_COLUMNS if values[kind])
+            if not kinds:
                 continue
-            found = {"url": self.by_url, "guid": self.by_guid, "hash": self.by_hash}
-            for kind, key, article_id in session.execute(union_all(*parts)):
+            params = {kind: values[kind] for kind in kinds}
+            for kind, key, article_id in session.execute(_keys_query(kinds), params):
                 found[kind].setdefault(key, article_id)
 
     def match(self, k: _Keys) -> tuple[int, DuplicateReason] | None:
@@ -395,7 +408,7 @@ def _insert_sightings(
     the others skip the stored ones (ON CONFLICT DO NOTHING, RETURNING what went in)."""
     unique = {(cast(int, r["article_id"]), cast(int, r["source_id"])): r for r in reversed(rows)}
     fresh = [row for key, row in unique.items() if key[0] in new_articles]
-    executemany_rows(session, insert(SIGHTINGS), fresh)
+    executemany_rows(session, INSERT_SIGHTINGS, fresh)
     inserted = {key for key in unique if key[0] in new_articles}
     known = [row for key, row in unique.items() if key[0] not in new_articles]
     if known:
@@ -523,7 +536,7 @@ def store_batch(
         for row, columns in zip(new_rows, extra, strict=True):
             row.update(columns)
     if not concurrent:
-        executemany_rows(session, insert(ARTICLES), new_rows)
+        executemany_rows(session, INSERT_ARTICLES, new_rows)
     index_new_articles(session, new_rows)  # the full-text index, in the same transaction
     inserted = _insert_sightings(session, sightings, set(ids.values()))
     for article in results:

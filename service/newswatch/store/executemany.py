@@ -11,18 +11,34 @@ on Postgres), and the driver's `executemany` gets the rows (docs/decisions/0151)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert, Update
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
-from sqlmodel import Session
+
+
+@lru_cache(maxsize=128)
+def _compiled(
+    statement: Insert | Update | TextClause, dialect: Dialect, keys: tuple[str, ...]
+) -> SQLCompiler:
+    """The statement compiled for an executemany of rows of `keys`: once for each statement
+    object (those of a module's constants: the ingest path's INSERTs run several times a
+    second), not at each call (a compile of the articles' INSERT costs about a millisecond).
+    As for an executemany: without the RETURNING of a generated key that Postgres's compiler
+    adds to a lone INSERT (nothing would read it)."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+    assert isinstance(compiled, SQLCompiler)
+    return compiled
 
 
 def executemany(
     session: Session,
-    statement: Insert | Update,
+    statement: Insert | Update | TextClause,
     keys: Sequence[str],
     rows: Sequence[Sequence[Any]],
 ) -> int:
@@ -34,9 +50,7 @@ def executemany(
         return 0
     connection = session.connection()
     dialect = connection.dialect
-    # As for an executemany: without the RETURNING of a generated key that Postgres's
-    # compiler adds to a lone INSERT (nothing would read it).
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+    compiled = _compiled(statement, dialect, tuple(keys))
     # The statement's parameters in the order its placeholders take them (positional, as
     # SQLite's "?") or by name (psycopg's "%(name)s"); a parameter not in `keys` is an error.
     names = compiled.positiontup or list(compiled.binds)

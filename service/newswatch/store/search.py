@@ -63,8 +63,16 @@ from newswatch.alerts.query import (
     parse,
     words,
 )
+from newswatch.store.executemany import executemany
 from newswatch.store.models import Article, Sighting, Source, table_of
-from newswatch.store.stemming import CODES, TAG, stem_language, stem_word, stem_words
+from newswatch.store.stemming import (
+    CODES,
+    MAX_WORD_CHARS,
+    TAG,
+    index_tokens,
+    stem_language,
+    stem_word,
+)
 
 __all__ = ["QueryError", "SearchQuery", "compile_query"]
 
@@ -75,11 +83,9 @@ TABLE = "article_search"
 
 # Postgres keeps at most 16,383 positions in a tsvector: words after that cannot take part in
 # phrases. Both engines index the first words of a text up to these limits, so that they
-# agree; a news text is a few thousand words at most.
+# agree; a news text is a few thousand words at most. (Words are cut to MAX_WORD_CHARS.)
 MAX_TITLE_WORDS = 1_000
 MAX_TEXT_WORDS = 15_000
-# Postgres refuses lexemes over 2,047 bytes; longer words are cut (in queries too).
-MAX_WORD_CHARS = 200
 # Weights of the Postgres document's parts (tsquery restricts a word to them).
 WEIGHTS = {"title": "A", "text": "B", "lang": "C"}
 INDEXED_FIELDS = frozenset(WEIGHTS)
@@ -101,16 +107,12 @@ class SearchDocument:
     lang: list[str]
 
 
-def _cut(tokens: list[str], limit: int) -> list[str]:
-    return [w[:MAX_WORD_CHARS] for w in tokens[:limit]]
-
-
 def document_of(title: str | None, body: str | None, language: str | None) -> SearchDocument:
     """What the index holds for an article; `body` is its text, or its summary without one."""
     code = stem_language(language)
     return SearchDocument(
-        title=stem_words(_cut(words(title or ""), MAX_TITLE_WORDS), code),
-        text=stem_words(_cut(words(body or ""), MAX_TEXT_WORDS), code),
+        title=index_tokens(words(title or "")[:MAX_TITLE_WORDS], code),
+        text=index_tokens(words(body or "")[:MAX_TEXT_WORDS], code),
         lang=words(language or ""),
     )
 
@@ -147,29 +149,47 @@ _POSTGRES_INSERT = text(
 )
 
 
+def _params(article_id: int, doc: SearchDocument, postgres: bool) -> dict[str, object]:
+    """The index row of an article as the INSERT of its engine takes it."""
+    if postgres:
+        return {"id": article_id, "document": tsvector_literal(doc)}
+    return {
+        "id": article_id,
+        "title": " ".join(doc.title),
+        "text": " ".join(doc.text),
+        "lang": " ".join(doc.lang),
+    }
+
+
+_SQLITE_KEYS = ("id", "title", "text", "lang")
+_POSTGRES_KEYS = ("id", "document")
+
+
+def _insert_index_rows(
+    conn: Connection | Session, postgres: bool, params: list[dict[str, object]]
+) -> int:
+    if not params:
+        return 0
+    if isinstance(conn, Session):  # (the ingest path) one executemany, compiled once
+        keys = _POSTGRES_KEYS if postgres else _SQLITE_KEYS
+        statement = _POSTGRES_INSERT if postgres else _SQLITE_INSERT
+        executemany(conn, statement, keys, [tuple(p[k] for k in keys) for p in params])
+    else:
+        conn.execute(_POSTGRES_INSERT if postgres else _SQLITE_INSERT, params)
+    return len(params)
+
+
 def _index_rows(
     conn: Connection | Session,
     rows: Iterable[tuple[int, str | None, str | None, str | None]],
 ) -> int:
     """Write the index rows of (id, title, text-or-summary, language) articles."""
     postgres = _is_postgres(conn)
-    params: list[dict[str, object]] = []
-    for article_id, title, body, language in rows:
-        doc = document_of(title, body, language)
-        if postgres:
-            params.append({"id": article_id, "document": tsvector_literal(doc)})
-        else:
-            params.append(
-                {
-                    "id": article_id,
-                    "title": " ".join(doc.title),
-                    "text": " ".join(doc.text),
-                    "lang": " ".join(doc.lang),
-                }
-            )
-    if params:
-        conn.execute(_POSTGRES_INSERT if postgres else _SQLITE_INSERT, params)
-    return len(params)
+    params = [
+        _params(article_id, document_of(title, body, language), postgres)
+        for article_id, title, body, language in rows
+    ]
+    return _insert_index_rows(conn, postgres, params)
 
 
 def index_new_articles(session: Session, rows: Sequence[dict[str, object]]) -> None:

@@ -60,6 +60,8 @@ ALGORITHMS = {
     "tr": "turkish",
     "yi": "yiddish",
 }
+# Postgres refuses lexemes over 2,047 bytes; longer words are cut (store/search.py, queries too).
+MAX_WORD_CHARS = 200
 # Codes that name the same algorithm (Norwegian Bokmål and Nynorsk).
 _SAME_AS = {"nb": "no", "nn": "no"}
 CODES: tuple[str, ...] = tuple(sorted(ALGORITHMS))
@@ -101,3 +103,36 @@ def stem_words(tokens: Sequence[str], code: str | None) -> list[str]:
 def stem_word(word: str, code: str) -> str:
     """One folded word's tagged stem in language `code`."""
     return code + TAG + _stemmer(code).stemWord(word)
+
+
+# Distinct words a thread remembers the index token of, per language (then it starts over):
+# the words of news recur, and a dictionary lookup costs a third of stemming and tagging.
+MEMO_WORDS = 50_000
+
+
+def _memo(code: str) -> dict[str, str]:
+    memos: dict[str, dict[str, str]] | None = getattr(_local, "memos", None)
+    if memos is None:
+        memos = _local.memos = {}
+    return memos.setdefault(code, {})
+
+
+def index_tokens(tokens: list[str], code: str | None) -> list[str]:
+    """The index's tokens for an article's folded words: each cut to MAX_WORD_CHARS, then
+    its tagged stem in language `code` (stem_words), or the cut word when `code` is None.
+    Each distinct word is stemmed once per thread and language (a memo of MEMO_WORDS)."""
+    if code is None:
+        return [w[:MAX_WORD_CHARS] for w in tokens]
+    memo = _memo(code)
+    found = [memo.get(w) for w in tokens]
+    missing = [w for w, token in zip(tokens, found, strict=True) if token is None]
+    if not missing:
+        return found  # type: ignore[return-value]  # (no None left)
+    distinct = list(dict.fromkeys(missing))
+    made = dict(
+        zip(distinct, stem_words([w[:MAX_WORD_CHARS] for w in distinct], code), strict=True)
+    )
+    if len(memo) + len(made) > MEMO_WORDS:
+        memo.clear()
+    memo.update(made)
+    return [made[w] if token is None else token for w, token in zip(tokens, found, strict=True)]

@@ -564,6 +564,27 @@ def test_two_elections_of_one_council_split_by_their_years() -> None:
     assert split.score < plain_score - 0.1
 
 
+def test_a_count_written_with_a_comma_is_no_year() -> None:
+    """"2,000 people" is a count: only a figure written without separator is a year, and the
+    figure term itself stays "#2000" (its weight in the similarity is unchanged)."""
+    c = Clusterer(GroupingSettings())
+    crowd = c.features("Crowd at the dam", "About 2,000 people and 1,950 police gathered.")
+    dated = c.features("Crowd at the dam", "The dam was built in 2013 by the province.")
+    assert crowd.years == frozenset() and dated.years == frozenset({"#2013"})
+    assert "#2000" in crowd.terms and "#1950" in crowd.terms
+    both = c.features(None, "About 2,000 people and 1,950 police came, as in 2013.")
+    assert both.years == frozenset({"#2013"})
+    assert evidence.year_agreement([crowd.years, dated.years]) is None
+
+
+def test_one_event_whose_groups_state_a_count_and_a_year_stays_whole() -> None:
+    """Three reports say "2,000", three "2013": no two years, so the same names keep the
+    event whole (read as years, "#2000" against "#2013" split it)."""
+    c = _event_of(_election_reports("2,000", "2013"), GroupingSettings(split_ncut=2.0))
+    assert c._check_split(c.events[0]) is None
+    assert c._years(list(c.events[0].members or []))[0] == frozenset()
+
+
 def test_halves_script_lists_mixed_events_with_their_years() -> None:
     """`--mixes`: the events holding several gold stories, each with the years its reports
     state (the figures grouping reads), as found after a replay; pure events are left out."""

@@ -286,8 +286,6 @@ def is_specific(
     return True
 
 
-# A figure that is a year ("#2013"): four digits from 1900 to 2099.
-YEAR_FIGURE = re.compile(r"#(?:19|20)\d\d")
 # Reports of a group that must state its year before the group counts as dated.
 DATED_REPORTS = 2
 # Share of a group's reports that may state the other group's year with the groups still

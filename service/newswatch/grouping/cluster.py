@@ -119,6 +119,11 @@ class Member:
         self._entries = entries
 
 
+def _originals(members: list[Member]) -> list[Member]:
+    """The members that copy no other (copies follow their originals)."""
+    return [m for m in members if m.copy_of is None]
+
+
 class Arrivals:
     """Articles in the order they were added, with their times: two flat arrays and the
     index of the oldest still held (a deque of (time, id) tuples cost 77 bytes an article,
@@ -808,7 +813,7 @@ class Clusterer:
     ) -> tuple[list[Member], list[Member], float] | None:
         """(kept, moved, normalised cut) when the original reports (copies follow their
         originals) fall in two groups with a cut below split_ncut whose entities disagree."""
-        originals = [m for m in members if m.copy_of is None]
+        originals = _originals(members)
         if sum(m.short for m in originals) * 2 > len(originals):
             return None  # headlines: too few words to tell two events of a kind apart
         w = _affinity(originals, self.vocab.kind)
@@ -831,8 +836,10 @@ class Clusterer:
         if len(kept_names) and len(moved_names):
             norms = math.sqrt(kept_names.norm2() * moved_names.norm2()) or 1.0
             agreement = self.vocab.dot(kept_names, moved_names) / norms
+            # Years counted over originals, as the similarity above: a wire story and its
+            # syndicated copy are one report, not the DATED_REPORTS a dated group needs.
             if agreement >= self.s.merge_entity_threshold and not evidence.dated_apart(
-                self._years(kept), self._years(moved)
+                self._years(_originals(kept)), self._years(_originals(moved))
             ):
                 return None
         return kept, moved, score

@@ -322,8 +322,9 @@ YEAR_CONFLICT_AFFINITY = 0.5
 
 def year_agreement(years: list[frozenset[str]]) -> np.ndarray | None:
     """A factor for each pair of reports' similarity: YEAR_CONFLICT_AFFINITY when both
-    state years and none in common ("2013" against "2009, 2010"), else 1; None when no pair
-    conflicts (fewer than two years stated among them: most events)."""
+    state years and none in common ("2013" against "2009, 2010"), else 1. None when fewer
+    than two years are stated among them (most events); with two or more, the matrix may
+    hold only ones (every pair that states years shares one)."""
     stated = sorted(set().union(*years))
     if len(stated) < 2:
         return None

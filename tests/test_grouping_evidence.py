@@ -565,7 +565,7 @@ def test_two_elections_of_one_council_split_by_their_years() -> None:
 
 
 def test_a_count_written_with_a_comma_is_no_year() -> None:
-    """"2,000 people" is a count: only a figure written without separator is a year, and the
+    """A count ("2,000 people") is no year: only a figure written without separator is, and the
     figure term itself stays "#2000" (its weight in the similarity is unchanged)."""
     c = Clusterer(GroupingSettings())
     crowd = c.features("Crowd at the dam", "About 2,000 people and 1,950 police gathered.")

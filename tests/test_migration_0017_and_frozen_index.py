@@ -66,8 +66,7 @@ EXPECTED_UNSTEMMED = {
     "postgresql": [
         (
             1,
-            "'a':2A 'elections':1A 'fr':10C 'les':5B 'ont':7B 'paris':3A 'presidents':6B "
-            "'vote':8B",
+            "'a':2A 'elections':1A 'fr':10C 'les':5B 'ont':7B 'paris':3A 'presidents':6B 'vote':8B",
         )
     ],
 }

@@ -38,7 +38,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from newswatch.grouping import evidence
 from newswatch.grouping.cluster import Clusterer
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.replay import bcubed
@@ -110,9 +109,8 @@ def mixes(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, tuple[int, di
     for i, row in enumerate(rows):
         event = events.setdefault(clusterer.resolve(clusterer.article_event[i]), {})
         count, years = event.get(row["event"], (0, {}))
-        for term in clusterer.features(row["title"], row["text"]).terms:
-            if evidence.YEAR_FIGURE.fullmatch(term):
-                years[term[1:]] = years.get(term[1:], 0) + 1
+        for year in clusterer.features(row["title"], row["text"]).years:  # what _years reads
+            years[year[1:]] = years.get(year[1:], 0) + 1
         event[row["event"]] = (count + 1, years)
     mixed = [(k, v) for k, v in events.items() if len(v) > 1]
     return sorted(mixed, key=lambda kv: -sum(n for n, _ in kv[1].values()))

@@ -190,7 +190,7 @@ def test_deletes_of_many_rows_keep_the_pairs_in_step_counted_once_a_statement(en
     """Sightings of a source and articles of several events deleted, each in one
     statement: the pairs stay in step on both engines. On Postgres the delete triggers run
     once a statement over the deleted rows (decision 0217): each ran once a row, recounting
-    its pair or its event (25 s for a source of 20,000 sightings)."""
+    its pair or its event (23 s for a source of 20,000 sightings)."""
     with session_scope(engine) as session:
         sources = [ensure_source(session, f"s{i}") for i in range(3)]
         ids = [s.id for s in sources]

@@ -564,6 +564,44 @@ def test_two_elections_of_one_council_split_by_their_years() -> None:
     assert split.score < plain_score - 0.1
 
 
+def test_a_count_written_with_a_comma_is_no_year() -> None:
+    """A count ("2,000 people") is no year: only a figure written without separator is, and the
+    figure term itself stays "#2000" (its weight in the similarity is unchanged)."""
+    c = Clusterer(GroupingSettings())
+    crowd = c.features("Crowd at the dam", "About 2,000 people and 1,950 police gathered.")
+    dated = c.features("Crowd at the dam", "The dam was built in 2013 by the province.")
+    assert crowd.years == frozenset() and dated.years == frozenset({"#2013"})
+    assert "#2000" in crowd.terms and "#1950" in crowd.terms
+    both = c.features(None, "About 2,000 people and 1,950 police came, as in 2013.")
+    assert both.years == frozenset({"#2013"})
+    assert evidence.year_agreement([crowd.years, dated.years]) is None
+
+
+def test_one_event_whose_groups_state_a_count_and_a_year_stays_whole() -> None:
+    """Three reports say "2,000", three "2013": no two years, so the same names keep the
+    event whole (read as years, "#2000" against "#2013" split it)."""
+    c = _event_of(_election_reports("2,000", "2013"), GroupingSettings(split_ncut=2.0))
+    assert c._check_split(c.events[0]) is None
+    assert c._years(list(c.events[0].members or []))[0] == frozenset()
+
+
+def test_a_copy_does_not_date_a_group() -> None:
+    """One group: a report stating 2013 and its syndicated copy, three undated reports; the
+    other: four reports stating 2009. Counted over originals, only one report states 2013:
+    the first group is not dated, so the same names keep the event whole."""
+    texts = [f"{a} {b}" for a, b in zip(ELECTION, ELECTION[1:] + ELECTION[:1], strict=True)]
+    years = ("2013", "spring", "spring", "spring")
+    a = [texts[n % 3].format(year=y, turnout=61) for n, y in enumerate(years)]
+    b = [texts[n % 3].format(year="2009", turnout=48) for n in range(4)]
+    reports = [(x, None) for pair in zip(a, b, strict=True) for x in pair] + [(a[0], 0)]
+    c = Clusterer(GroupingSettings(split_ncut=2.0))
+    for n, (body, copy_of) in enumerate(reports):
+        c.restore(n, 0, body[:70], body, T0 + n, opened=n == 0, duplicate_of=copy_of)
+    members = list(c.events[0].members or [])
+    assert len(members) == 9 and members[-1].copy_of == 0 and members[-1].years == {"#2013"}
+    assert c._check_split(c.events[0]) is None
+
+
 def test_halves_script_lists_mixed_events_with_their_years() -> None:
     """`--mixes`: the events holding several gold stories, each with the years its reports
     state (the figures grouping reads), as found after a replay; pure events are left out."""

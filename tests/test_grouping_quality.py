@@ -3,7 +3,7 @@ outlets' reports of one defence ministers' meeting (tests/fixtures/grouping).
 
 Deterministic (no timing, same input same events). The corpus floors are the figures
 measured with the default settings less 0.01 (docs/benchmarks.md), raised only; issue 18's
-targets are ECB+ >= 0.92 (reached: 0.930) and UCI >= 0.84 (reached: 0.841), with the
+targets are ECB+ >= 0.92 (reached: 0.927) and UCI >= 0.84 (reached: 0.841), with the
 halves of each corpus within 0.03 of each other.
 """
 
@@ -46,7 +46,9 @@ def replay(name: str) -> tuple[float, float, float]:
 @pytest.mark.parametrize(
     "corpus, f1_floor, precision_floor, recall_floor",
     [
-        ("ecbplus-dev.jsonl", 0.920, 0.91, 0.93),  # measured 0.920 / 0.940 / 0.930
+        # Recall floor lowered 0.93 -> 0.919 (measured less 0.01) when "2,000" stopped
+        # reading as a year (decision 0189, amended): one more, precise split on topic 11.
+        ("ecbplus-dev.jsonl", 0.920, 0.915, 0.919),  # measured 0.925 / 0.929 / 0.927
         ("uci-headlines-dev.jsonl", 0.831, 0.930, 0.751),  # measured 0.940 / 0.761 / 0.841
     ],
 )

@@ -115,6 +115,28 @@ def _socket_of(pid: int, fd: int) -> str:
     return os.readlink(f"/proc/{pid}/fd/{fd}")  # "socket:[inode]": the same for every copy
 
 
+def _ends_of(pid: int, fds: list[int]) -> set[str]:
+    """What the descriptors `fds` of `pid` point to; one closed since it was listed (the
+    service opens and closes files as it runs) is left out."""
+    ends = set()
+    for fd in fds:
+        try:
+            ends.add(_socket_of(pid, fd))
+        except OSError:  # gone meanwhile
+            continue
+    return ends
+
+
+def test_a_descriptor_closed_after_listing_is_left_out(tmp_path: Path) -> None:
+    kept = os.open(tmp_path / "kept", os.O_CREAT | os.O_RDONLY)
+    gone = os.open(tmp_path / "gone", os.O_CREAT | os.O_RDONLY)
+    os.close(gone)  # listed, then closed: the race of reading another process's fds
+    try:
+        assert _ends_of(os.getpid(), [kept, gone]) == {str(tmp_path / "kept")}
+    finally:
+        os.close(kept)
+
+
 @sqlite_only
 def test_the_service_keeps_no_copy_of_its_childrens_ends(
     running: tuple[dict[str, str], Path],
@@ -130,7 +152,7 @@ def test_the_service_keeps_no_copy_of_its_childrens_ends(
         cmdline = Path(f"/proc/{api}/cmdline").read_bytes().split(b"\0")
         link = ChildLink.decode(cmdline[cmdline.index(b"--api-child") + 1].decode())
         theirs = {_socket_of(api, fd) for fd in (link.metrics_fd, link.handoff_fd)}
-        ours = {_socket_of(nw.pid, int(fd)) for fd in os.listdir(f"/proc/{nw.pid}/fd")}
+        ours = _ends_of(nw.pid, [int(fd) for fd in os.listdir(f"/proc/{nw.pid}/fd")])
         assert len(theirs) == 2 and not theirs & ours
         nw.signal(signal.SIGTERM)
         assert nw.wait(START_SECONDS) == 0, nw.log_text()

@@ -37,7 +37,7 @@ from newswatch.grouping import evidence
 from newswatch.grouping.minhash import LSHIndex, MinHasher, Prepared, token_hashes_many
 from newswatch.grouping.settings import GroupingSettings
 from newswatch.grouping.text import Features, extract
-from newswatch.grouping.vocabulary import ENTITY, FIGURE, WORD, Sparse, Vocabulary
+from newswatch.grouping.vocabulary import ENTITY, WORD, Sparse, Vocabulary
 
 # A term in more than this share of documents is too common to find candidates by.
 RARE_SHARE = 0.05
@@ -86,7 +86,7 @@ class Member:
     8-byte entries, the weights in float32 (a split check compares members' cosines against
     a cut of 0.8; seven digits are plenty), one array and no Sparse object per member."""
 
-    __slots__ = ("_entries", "article_id", "copy_of", "opened", "short", "when")
+    __slots__ = ("_entries", "article_id", "copy_of", "opened", "short", "when", "years")
 
     def __init__(
         self,
@@ -96,8 +96,10 @@ class Member:
         short: bool,  # a headline or a short summary: too sparse to judge a split on
         opened: bool,  # the article opened an event (its id is an event id)
         copy_of: int | None = None,  # a near-duplicate follows its original
+        years: frozenset[str] = frozenset(),  # the years it states (Features.years)
     ) -> None:
         self.article_id = article_id
+        self.years = years
         self.vector = vector
         self.when = when
         self.short = short
@@ -115,6 +117,11 @@ class Member:
         entries["id"] = vector.ids
         entries["weight"] = vector.weights
         self._entries = entries
+
+
+def _originals(members: list[Member]) -> list[Member]:
+    """The members that copy no other (copies follow their originals)."""
+    return [m for m in members if m.copy_of is None]
 
 
 class Arrivals:
@@ -716,7 +723,9 @@ class Clusterer:
         decision = self._decide(article_id, feats, vec, rare, when, signature)
         decision.signature = signature
         short = feats.words < self.s.short_text_words
-        member = Member(article_id, vec, when, short, decision.opened, decision.duplicate_of)
+        member = Member(
+            article_id, vec, when, short, decision.opened, decision.duplicate_of, feats.years
+        )
         self._remember(member, decision.event_id, signature, feats)
         # The event is gone when the expiry that _remember runs now and then found it older
         # than the window: an archive backfilled newest first. Nothing to split then.
@@ -767,7 +776,7 @@ class Clusterer:
             event = self.events[event_id] = Event(event_id, when, when)
         self._join(event, vec, when)
         short = feats.words < self.s.short_text_words
-        member = Member(article_id, vec, when, short, opened, duplicate_of)
+        member = Member(article_id, vec, when, short, opened, duplicate_of, feats.years)
         self._remember(member, event_id, signature, feats)
 
     # --- splits -----------------------------------------------------------------------
@@ -804,7 +813,7 @@ class Clusterer:
     ) -> tuple[list[Member], list[Member], float] | None:
         """(kept, moved, normalised cut) when the original reports (copies follow their
         originals) fall in two groups with a cut below split_ncut whose entities disagree."""
-        originals = [m for m in members if m.copy_of is None]
+        originals = _originals(members)
         if sum(m.short for m in originals) * 2 > len(originals):
             return None  # headlines: too few words to tell two events of a kind apart
         w = _affinity(originals, self.vocab.kind)
@@ -827,25 +836,19 @@ class Clusterer:
         if len(kept_names) and len(moved_names):
             norms = math.sqrt(kept_names.norm2() * moved_names.norm2()) or 1.0
             agreement = self.vocab.dot(kept_names, moved_names) / norms
+            # Years counted over originals, as the similarity above: a wire story and its
+            # syndicated copy are one report, not the DATED_REPORTS a dated group needs.
             if agreement >= self.s.merge_entity_threshold and not evidence.dated_apart(
-                self._years(kept), self._years(moved)
+                self._years(_originals(kept)), self._years(_originals(moved))
             ):
                 return None
         return kept, moved, score
 
-    def _years(self, members: list[Member]) -> list[frozenset[str]]:
-        """The year figures ("#2013") each member's vector holds: the figure terms of all
-        members found in one step, the few of them checked for being years."""
-        vectors = [m.vector.ids for m in members]
-        ids = np.concatenate(vectors)
-        rows = np.repeat(np.arange(len(members)), [len(v) for v in vectors])
-        figures = self.vocab.kind[ids] == FIGURE
-        years: list[set[str]] = [set() for _ in members]
-        terms = self.vocab.terms
-        for term, row in zip(ids[figures].tolist(), rows[figures].tolist(), strict=True):
-            if evidence.YEAR_FIGURE.fullmatch(figure := terms[term]):
-                years[row].add(figure)
-        return [frozenset(y) for y in years]
+    @staticmethod
+    def _years(members: list[Member]) -> list[frozenset[str]]:
+        """The years ("#2013") each member states in its title and lead, read from the raw
+        figures (a count written "2,000" is no year; decision 0189)."""
+        return [m.years for m in members]
 
     def _names(self, members: list[Member]) -> Sparse:
         """The summed weights of the members' entities."""

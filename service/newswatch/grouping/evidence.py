@@ -286,8 +286,6 @@ def is_specific(
     return True
 
 
-# A figure that is a year ("#2013"): four digits from 1900 to 2099.
-YEAR_FIGURE = re.compile(r"#(?:19|20)\d\d")
 # Reports of a group that must state its year before the group counts as dated.
 DATED_REPORTS = 2
 # Share of a group's reports that may state the other group's year with the groups still
@@ -324,8 +322,9 @@ YEAR_CONFLICT_AFFINITY = 0.5
 
 def year_agreement(years: list[frozenset[str]]) -> np.ndarray | None:
     """A factor for each pair of reports' similarity: YEAR_CONFLICT_AFFINITY when both
-    state years and none in common ("2013" against "2009, 2010"), else 1; None when no pair
-    conflicts (fewer than two years stated among them: most events)."""
+    state years and none in common ("2013" against "2009, 2010"), else 1. None when fewer
+    than two years are stated among them (most events); with two or more, the matrix may
+    hold only ones (every pair that states years shares one)."""
     stated = sorted(set().union(*years))
     if len(stated) < 2:
         return None

@@ -21,6 +21,9 @@ _EDGE = "\"'“”‘’«»„()[]{}<>.,;:!?…-–—/*"
 # (The look-behind sits after the first digit: most positions fail on \d at once, twice as
 # fast as asserting before it at every position.)
 NUMBER = re.compile(r"\d(?<![\w.]\d)(?:[\d,]*\d|\.\d+)(?!\w)")
+# A figure that is a year: four digits from 1900 to 2099 written without a separator
+# ("2013"; "2,000 people" is a count, decision 0189).
+YEAR = re.compile(r"(?:19|20)\d\d")
 SENTENCE_END = re.compile(r"[.!?…:;\"'”»)]\s*$")
 
 STOPWORDS = frozenset(
@@ -199,6 +202,7 @@ class Features:
     words: int = -1  # white-space separated words of shingle_text (-1: not counted yet)
     tail_lines: int = 0
     title: str = ""  # the headline as given, for the names it is about (evidence.py)
+    years: frozenset[str] = frozenset()  # figure terms that are years ("#2013"), 0189
 
 
 def _entity_key(word: str) -> str:
@@ -337,9 +341,14 @@ def extract(
     _entities(body_tokens[:lead_words], feats.entities)
     if number_weight > 0:
         # Figures tell apart two events of one kind: a 6.1 quake from a 7.0, 24 dead from 3.
+        years = []
         for n in NUMBER.findall(f"{title} {body[: _lead_chars(body, lead_words)]}"):
             key = "#" + n.replace(",", "")
             terms[key] = terms.get(key, 0.0) + number_weight
+            if YEAR.fullmatch(n):  # the raw figure: "2,000" drops its comma in the term
+                years.append(key)
+        if years:
+            feats.years = frozenset(years)
     # A copy of a report shares its beginning: the first words are enough for near-duplicate
     # shingles, and lowercasing, splitting and hashing a whole long page was a third of the
     # cost of grouping it.

@@ -9,7 +9,7 @@ Revises: 0016
   NOT NULL`), so grouping's event inserts do not write to it.
 - Postgres: the triggers that keep `event_sources` when sightings or articles are deleted
   run once a statement over its deleted rows (transition tables), not once a row: deleting
-  a source of 20,000 sightings took 25 s, each row recounting its (event, source) pair
+  a source of 20,000 sightings took 23 s, each row recounting its (event, source) pair
   (decision 0217). SQLite has no statement-level triggers; its row triggers stay.
 """
 

@@ -120,19 +120,19 @@ def _memo(code: str) -> dict[str, str]:
 def index_tokens(tokens: list[str], code: str | None) -> list[str]:
     """The index's tokens for an article's folded words: each cut to MAX_WORD_CHARS, then
     its tagged stem in language `code` (stem_words), or the cut word when `code` is None.
-    Each distinct word is stemmed once per thread and language (a memo of MEMO_WORDS)."""
+    Each distinct word is stemmed once per thread and language (a memo of MEMO_WORDS, keyed
+    on the cut word: a feed's 100 KB tokens must not stay in memory whole)."""
+    cut = [w[:MAX_WORD_CHARS] for w in tokens]
     if code is None:
-        return [w[:MAX_WORD_CHARS] for w in tokens]
+        return cut
     memo = _memo(code)
-    found = [memo.get(w) for w in tokens]
-    missing = [w for w, token in zip(tokens, found, strict=True) if token is None]
+    found = [memo.get(w) for w in cut]
+    missing = [w for w, token in zip(cut, found, strict=True) if token is None]
     if not missing:
         return found  # type: ignore[return-value]  # (no None left)
     distinct = list(dict.fromkeys(missing))
-    made = dict(
-        zip(distinct, stem_words([w[:MAX_WORD_CHARS] for w in distinct], code), strict=True)
-    )
+    made = dict(zip(distinct, stem_words(distinct, code), strict=True))
     if len(memo) + len(made) > MEMO_WORDS:
         memo.clear()
     memo.update(made)
-    return [made[w] if token is None else token for w, token in zip(tokens, found, strict=True)]
+    return [made[w] if token is None else token for w, token in zip(cut, found, strict=True)]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, literal, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from newswatch.alerts.query import Document, QueryError, evaluate, parse
@@ -425,12 +425,34 @@ def test_a_collected_search_that_times_out_raises_the_timeout(both_engines, monk
     engine = both_engines["postgres"]
     slow = select(func.pg_sleep(30).label("id"))
     monkeypatch.setattr(search, "_articles_plan", lambda *a, **k: search._Plan(slow, True))
+    applied: list[dict[str, str]] = []
+    real = search._set_local
+
+    def spy(session, settings):
+        real(session, settings)
+        applied.append(settings)
+
+    monkeypatch.setattr(search, "_set_local", spy)
     with (
         pytest.raises(OperationalError, match="statement timeout"),
         session_scope(engine) as session,
     ):
-        session.execute(text("SET LOCAL statement_timeout = '50ms'"))
+        session.execute(text("SET LOCAL statement_timeout = '500ms'"))
         list_articles(session, ArticleFilter(q=compile_query("kyiv")), 50)
+    assert applied == [search._COLLECTED_SETTINGS]  # the statement itself timed out
+
+
+def test_a_collected_search_failing_in_the_client_puts_the_settings_back(both_engines, monkeypatch):
+    """Postgres: an error after the statement ran (here: a row the list cannot read) leaves
+    the transaction usable, so the transaction's own settings must be back after it."""
+    engine = both_engines["postgres"]
+    odd = select(literal(1).label("not_an_article_field"))
+    monkeypatch.setattr(search, "_articles_plan", lambda *a, **k: search._Plan(odd, True))
+    with session_scope(engine) as session:
+        own = search._current(session, search._COLLECTED_SETTINGS)
+        with pytest.raises(TypeError):
+            list_articles(session, ArticleFilter(q=compile_query("kyiv")), 50)
+        assert search._current(session, search._COLLECTED_SETTINGS) == own
 
 
 def test_a_words_forms_count_as_one_word_in_the_estimate():

@@ -723,6 +723,13 @@ def _current(session: Session, names: Iterable[str]) -> dict[str, str]:
     return dict(zip(names, row.one(), strict=True))
 
 
+def _aborted(session: Session) -> bool:
+    """Whether the server aborted the session's transaction (Postgres: in error)."""
+    raw = session.connection().connection.dbapi_connection
+    status = getattr(getattr(raw, "info", None), "transaction_status", None)
+    return getattr(status, "name", "") == "INERROR"
+
+
 def _rows(session: Session, plan: _Plan, limit: int) -> list[ArticleRow]:
     """Run `plan`'s statement for `limit` rows; a collected (serial) plan with the settings
     above for that statement only (the transaction's own are put back after it)."""
@@ -734,9 +741,12 @@ def _rows(session: Session, plan: _Plan, limit: int) -> list[ArticleRow]:
     try:
         rows = [ArticleRow(**r._mapping) for r in session.execute(query)]
     except DBAPIError:
-        # The statement failed, so the transaction is aborted and its LOCAL settings end with
+        # A statement the server failed aborts the transaction and its LOCAL settings end with
         # it; restoring them would raise "current transaction is aborted" over the original
         # error (a statement timeout must reach the API as OperationalError: 503, not 500).
+        # A client-side error leaves the transaction usable: put the settings back.
+        if not _aborted(session):
+            _set_local(session, before)
         raise
     except BaseException:
         _set_local(session, before)

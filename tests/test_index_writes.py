@@ -11,12 +11,15 @@ from sqlalchemy import Engine, text
 from newswatch.fetch.feeds import parse_feed
 from newswatch.fetch.language import language_of
 from newswatch.store import stemming
+from newswatch.store.alerts import MATCHES
 from newswatch.store.articles import admit_entries, ensure_source, store_batch
-from newswatch.store.db import session_scope
+from newswatch.store.db import defer_update, session_scope
 from newswatch.store.executemany import _compiled
 from newswatch.store.migrations import frozen_search
+from newswatch.store.models import Source, table_of
 from newswatch.store.search import document_of
 from newswatch.store.stemming import MAX_WORD_CHARS, index_tokens, stem_words
+from newswatch.store.upsert import insert_ignoring_conflicts
 from tests.conftest import SHARED_DATA
 
 FEEDS = SHARED_DATA / "feeds"
@@ -90,3 +93,22 @@ def test_the_stem_memo_keeps_words_cut() -> None:
     tokens = index_tokens(long_words, "en")
     assert tokens == stem_words([w[:MAX_WORD_CHARS] for w in long_words], "en")
     assert max(len(key) for key in stemming._memo("en")) <= MAX_WORD_CHARS
+
+
+def test_every_transactions_statements_compile_once(engine: Engine) -> None:
+    """The writer's statements of every transaction (a poll's deferred source state, inserts
+    that ignore conflicts) are one object each, so their compiled form is reused: a second
+    transaction compiles nothing new (and fills no cache entry that would push out others)."""
+    with session_scope(engine) as session:
+        source_id = ensure_source(session, "feeds").id
+        assert source_id is not None
+        matches = insert_ignoring_conflicts(session, MATCHES, [MATCHES.c.article_id])
+        assert insert_ignoring_conflicts(session, MATCHES, [MATCHES.c.article_id]) is matches
+    misses = []
+    for n in range(3):
+        with session_scope(engine) as session:
+            defer_update(session, table_of(Source), source_id, {"etag": f"v{n}"})
+        misses.append(_compiled.cache_info().misses)
+    assert misses[2] == misses[1]
+    with session_scope(engine) as session:
+        assert session.get(Source, source_id).etag == "v2"  # type: ignore[union-attr]

@@ -41,6 +41,7 @@ from newswatch.store.upsert import insert_ignoring_conflicts
 
 MATCHES = table_of(ArticleMatch)
 STATES = table_of(AlertState)
+_INSERT_STATES = insert(STATES)  # one object: its compiled form is cached (store/executemany)
 SILENCES = table_of(Silence)
 M = MATCHES.c
 S = STATES.c
@@ -346,7 +347,7 @@ def save_alert_states(session: Session, states: Iterable[AlertStateRecord]) -> N
         (known if state.stored else new).append(state)
     if new:
         values = [s.values() for s in new]
-        executemany(session, insert(STATES), list(values[0]), [tuple(v.values()) for v in values])
+        executemany(session, _INSERT_STATES, list(values[0]), [tuple(v.values()) for v in values])
         for state in new:
             state.stored = True
     if known:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import ExceptionContext, ExecutionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.dml import Insert, Update
 from sqlmodel import Session
 
 from newswatch import errors
@@ -224,11 +225,23 @@ def _flush_deferred(session: Session) -> None:
     """The deferred rows, one executemany a table and set of columns (store/executemany:
     the statement compiled once, no per-row bookkeeping)."""
     for table, rows in session.info.pop("deferred", {}).items():
-        executemany_rows(session, insert(table), rows)
+        executemany_rows(session, _insert_into(table), rows)
     for (table, columns), rows in session.info.pop("deferred_updates", {}).items():
         keys = (*columns, _ROW_ID)
         values = [tuple(row[key] for key in keys) for row in rows]
-        executemany(session, update(table).where(table.c.id == bindparam(_ROW_ID)), keys, values)
+        executemany(session, _update_by_id(table), keys, values)
+
+
+# One statement object a table: store/executemany caches compiled statements by the object,
+# so a statement built anew at every commit would be compiled anew (and fill its cache).
+@functools.cache
+def _insert_into(table: Table) -> Insert:
+    return insert(table)
+
+
+@functools.cache
+def _update_by_id(table: Table) -> Update:
+    return update(table).where(table.c.id == bindparam(_ROW_ID))
 
 
 @contextmanager

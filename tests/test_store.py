@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from newswatch.store.db import (
+    MIGRATIONS_DIR,
+    StoreUnavailable,
     current_revision,
     head_revision,
     make_engine,
@@ -48,6 +54,57 @@ def test_open_store_migrates_a_store_that_is_behind_and_leaves_a_current_one(sto
     with again.connect() as conn:
         assert stored_revision(conn) == head_revision()
     again.dispose()
+
+
+# Opens the store given as the argument and prints its revision and whether alembic was
+# imported: a process of its own, so that what this test process imported does not count.
+_OPEN_AND_REPORT = (
+    "import sys\n"
+    "from newswatch.store.db import open_store, stored_schema\n"
+    "engine = open_store(sys.argv[1])\n"
+    "print(stored_schema(engine), 'alembic' in sys.modules)\n"
+)
+
+
+def test_open_store_at_head_reads_one_row_and_imports_no_alembic(store_url):
+    engine = make_engine(store_url)
+    upgrade(engine)
+    engine.dispose()
+    opened = subprocess.run(
+        [sys.executable, "-c", _OPEN_AND_REPORT, store_url], capture_output=True, text=True
+    )
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.split() == [head_revision(), "False"]
+
+
+def test_open_store_migrates_a_store_one_revision_behind(store_url):
+    from alembic.script import ScriptDirectory
+
+    behind = ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(head_revision()).down_revision
+    assert isinstance(behind, str)
+    engine = make_engine(store_url)
+    upgrade(engine, behind)
+    engine.dispose()
+    opened = subprocess.run(
+        [sys.executable, "-c", _OPEN_AND_REPORT, store_url], capture_output=True, text=True
+    )
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout.split() == [head_revision(), "True"]  # alembic ran: it was behind
+
+
+def test_open_store_refuses_a_store_newer_than_the_code(store_url):
+    engine = make_engine(store_url)
+    upgrade(engine)
+    newer = f"{int(head_revision() or 0) + 1:04d}"  # a revision this code does not know
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": newer})
+    engine.dispose()
+    with pytest.raises(StoreUnavailable, match=f"Can't locate revision identified by '{newer}'"):
+        open_store(store_url)
+    engine = make_engine(store_url)
+    with engine.connect() as conn:
+        assert stored_revision(conn) == newer  # nothing was changed
+    engine.dispose()
 
 
 def test_migrations_match_models(engine):

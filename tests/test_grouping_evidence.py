@@ -616,3 +616,19 @@ def test_halves_script_lists_mixed_events_with_their_years() -> None:
     )
     assert halves.mixes(rows) == [(0, {"a": (3, {"2014": 3}), "b": (3, {"2014": 3})})]
     assert halves.mixes(rows[:1] + rows[-1:]) == []
+
+
+@pytest.mark.parametrize("path", ["add_many", "restore"])
+def test_a_members_years_come_with_it_by_either_path(path: str) -> None:
+    """Grouping an article and restoring it (start-up, failover) both keep the years it
+    states (decision 0189); a count written with a separator is none."""
+    c = Clusterer(GroupingSettings())
+    body = "The council met in 2013 in the capital, and about 2,000 people attended the vote."
+    if path == "add_many":
+        event_id = c.add_many([(1, body[:40], body, T0)])[0].event_id
+    else:
+        event_id = 0
+        c.restore(1, event_id, body[:40], body, T0, opened=True)
+    members = c.events[event_id].members
+    assert members is not None
+    assert [m.years for m in members] == [frozenset({"#2013"})]

@@ -318,6 +318,9 @@ def test_words_same_for_ascii_and_typographic_text() -> None:
     assert (
         words(plain) == words(fancy) == ["don", "t", "panic", "15", "000", "people", "left", "kyiv"]
     )
+    # A non-ASCII letter beside them is still folded; a lone surrogate parts words.
+    assert words("Kyïv’s “ZÜRICH”") == ["kyiv", "s", "zurich"]
+    assert words("a\ud800b’c") == ["a", "b", "c"]
 
 
 def test_word_patterns_match_exactly_the_word_characters() -> None:

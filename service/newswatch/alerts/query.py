@@ -39,6 +39,16 @@ class QueryError(InputError):
         self.column = column
 
 
+_ASCII_BYTES = bytes(range(128))
+
+
+def _non_ascii(text: str) -> str:
+    """The non-ASCII characters of `text`: its UTF-8 bytes without the ASCII ones (a C loop;
+    the bytes of a non-ASCII character are all >= 0x80, so each stays whole)."""
+    raw = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
+    return raw.decode("utf-8", "surrogatepass")
+
+
 @lru_cache(maxsize=200_000)
 def _fold_word(word: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(fold(word)))
@@ -49,9 +59,13 @@ def words(text: str) -> list[str]:
     remembered: names recur), which keeps long texts cheap."""
     if text.isascii():
         return _ASCII_WORD.findall(text.lower())
-    out: list[str] = []
     # Marks NFC cannot compose onto their letter ("а́") would split the word: drop them.
     text = _MARKS.sub("", unicodedata.normalize("NFC", text))
+    if _WORD.search(_non_ascii(text)) is None:
+        # Most such text is English with typographic quotes and dashes: every non-ASCII
+        # character parts words, as a "?" does, and the words are ASCII (decision 0233).
+        return _ASCII_WORD.findall(text.encode("ascii", "replace").decode("ascii").lower())
+    out: list[str] = []
     for word in _WORD.findall(text):
         if word.isascii():
             out.append(word.lower())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,80 @@ def test_words_fold_only_what_needs_it() -> None:
     assert words("Plain ASCII, words.") == ["plain", "ascii", "words"]
     # A mark NFC cannot compose does not split its word; symbols are not words.
     assert words("Москва\u0301ский Opteron™") == ["москваскии", "opteron"]
+
+
+# One case per rule of `words`, most of them feed titles from ../shared/data/feeds: each
+# expected list follows from the rules (fold case and accents, split at non-word characters).
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Cyrillic: lowercased; "й" loses its breve like any accent; "из-под" is two words.
+        (
+            "Переполох был вызван обнаружением бесхозной коробки из-под обуви",
+            [
+                "переполох",
+                "был",
+                "вызван",
+                "обнаружением",
+                "бесхознои",
+                "коробки",
+                "из",
+                "под",
+                "обуви",
+            ],
+        ),
+        (
+            "Невидимая броня для Вашего Nokia 5800",
+            ["невидимая", "броня", "для", "вашего", "nokia", "5800"],
+        ),
+        # Greek: a capital sigma ending a word lowers to the final form.
+        ("testing Φ entity ΟΔΟΣ", ["testing", "φ", "entity", "οδος"]),
+        # Japanese has no spaces: a run of letters and digits is one word.
+        ("記事1のタイトル", ["記事1のタイトル"]),
+        # Emoji and other symbols are not words.
+        ("a few noob questions 😅", ["a", "few", "noob", "questions"]),
+        ("testing ♥ entity", ["testing", "entity"]),
+        # A typographic apostrophe splits like the ASCII one.
+        (
+            "Lamb’s Quarter: My Favorite Wild Green.",
+            ["lamb", "s", "quarter", "my", "favorite", "wild", "green"],
+        ),
+        ("Russia's McDONALD's", ["russia", "s", "mcdonald", "s"]),
+        # Separators split figures; superscripts and fractions fold to digits.
+        (
+            "15,000 people, 6.1 quake, x² ½",
+            ["15", "000", "people", "6", "1", "quake", "x2", "1", "2"],
+        ),
+        ("15 000\u00a0km", ["15", "000", "km"]),
+        # Accents go, other letters stay; "_" is a word character.
+        ("ZÜRICH Åland ÆON snake_case", ["zurich", "aland", "æon", "snake_case"]),
+    ],
+)
+def test_words_rules_on_real_text(text: str, expected: list[str]) -> None:
+    assert words(text) == expected
+
+
+def test_words_same_for_ascii_and_typographic_text() -> None:
+    # ASCII text takes a shorter path; typographic punctuation must not change the words.
+    plain = 'Don\'t panic - 15,000 "people" left (Kyiv)...'
+    fancy = "Don’t panic — 15,000 “people” left (Kyiv)…"
+    assert plain.isascii() and not fancy.isascii()
+    assert (
+        words(plain) == words(fancy) == ["don", "t", "panic", "15", "000", "people", "left", "kyiv"]
+    )
+    # A non-ASCII letter beside them is still folded; a lone surrogate parts words.
+    assert words("Kyïv’s “ZÜRICH”") == ["kyiv", "s", "zurich"]
+    assert words("a\ud800b’c") == ["a", "b", "c"]
+
+
+def test_word_patterns_match_exactly_the_word_characters() -> None:
+    # The faster word patterns must accept exactly what \w accepts, on every code point.
+    from newswatch.alerts.query import _ASCII_WORD, _WORD
+
+    word = re.compile(r"\w")
+    every = [chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000]
+    assert [c for c in every if _WORD.fullmatch(c)] == [c for c in every if word.fullmatch(c)]
+    ascii_chars = [chr(i) for i in range(128)]
+    assert [c for c in ascii_chars if _ASCII_WORD.fullmatch(c)] == [
+        c for c in ascii_chars if word.fullmatch(c)
+    ]

@@ -22,7 +22,11 @@ from newswatch.grouping.text import fold
 
 FIELDS = ("title", "text", "source", "lang")
 DEFAULT_FIELDS = ("title", "text")
-_WORD = re.compile(r"\w+", re.UNICODE)
+# A word is a run of \w characters. The ASCII ranges listed first add nothing to \w; they
+# answer most characters of news text from a bitmap before the Unicode lookup \w costs.
+_WORD = re.compile(r"[0-9A-Za-z_\w]+")
+# The same \w on ASCII-only text, answered from a table throughout (a quarter cheaper).
+_ASCII_WORD = re.compile(r"\w+", re.ASCII)
 _MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
@@ -35,6 +39,16 @@ class QueryError(InputError):
         self.column = column
 
 
+_ASCII_BYTES = bytes(range(128))
+
+
+def _non_ascii(text: str) -> str:
+    """The non-ASCII characters of `text`: its UTF-8 bytes without the ASCII ones (a C loop;
+    the bytes of a non-ASCII character are all >= 0x80, so each stays whole)."""
+    raw = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
+    return raw.decode("utf-8", "surrogatepass")
+
+
 @lru_cache(maxsize=200_000)
 def _fold_word(word: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(fold(word)))
@@ -44,10 +58,14 @@ def words(text: str) -> list[str]:
     """The folded words of `text`. Only words with non-ASCII letters are decomposed (and
     remembered: names recur), which keeps long texts cheap."""
     if text.isascii():
-        return _WORD.findall(text.lower())
-    out: list[str] = []
+        return _ASCII_WORD.findall(text.lower())
     # Marks NFC cannot compose onto their letter ("а́") would split the word: drop them.
     text = _MARKS.sub("", unicodedata.normalize("NFC", text))
+    if _WORD.search(_non_ascii(text)) is None:
+        # Most such text is English with typographic quotes and dashes: every non-ASCII
+        # character parts words, as a "?" does, and the words are ASCII (decision 0233).
+        return _ASCII_WORD.findall(text.encode("ascii", "replace").decode("ascii").lower())
+    out: list[str] = []
     for word in _WORD.findall(text):
         if word.isascii():
             out.append(word.lower())

@@ -499,13 +499,12 @@ def test_the_migrations_frozen_indexer_writes_what_the_live_one_does(both_engine
 def test_migrations_import_no_live_code_but_column_types():
     """A migration runs on a store at its own revision long after the code moved on: what it
     imports of newswatch must not change under it. Column types (their change is a schema
-    change) and the migrations' own frozen copies only; two older ones are left as they are
-    (0006: language codes, 0015: an article's time), and the list may not grow."""
+    change) and the migrations' own frozen copies only (frozen_search, frozen_values)."""
     versions = Path(frozen_search.__file__).parent / "versions"
-    allowed = {"newswatch.store.columns", "newswatch.store.migrations.frozen_search"}
-    left = {
-        ("0006_language_source.py", "newswatch.fetch.language"),
-        ("0015_article_matches.py", "newswatch.store.timing"),
+    allowed = {
+        "newswatch.store.columns",
+        "newswatch.store.migrations.frozen_search",
+        "newswatch.store.migrations.frozen_values",
     }
     found = set()
     for path in sorted(versions.glob("*.py")):
@@ -517,7 +516,7 @@ def test_migrations_import_no_live_code_but_column_types():
                 names = [node.module]
             found |= {(path.name, n) for n in names if n.startswith("newswatch")}
     assert len(found) > 10  # the walk saw the imports
-    assert {(f, n) for f, n in found if n not in allowed} == left
+    assert {(f, n) for f, n in found if n not in allowed} == set()
 
 
 @pytest.mark.parametrize("in_order", [True, False])

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-from newswatch.fetch.language import normalise_language
+from newswatch.store.migrations.frozen_values import normalise_language
 
 revision = "0006"
 down_revision = "0005"

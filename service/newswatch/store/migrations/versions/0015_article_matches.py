@@ -19,7 +19,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 import newswatch.store.columns
-from newswatch.store.timing import article_time_sql
+from newswatch.store.migrations.frozen_values import article_time_sql
 
 revision = "0015"
 down_revision = "0014"

@@ -45,3 +45,40 @@ def test_judge_counts_what_corroboration_counts() -> None:
         shortcut += window is None or max(times) - min(times) <= window
     # Both outcomes and both ways of counting were exercised.
     assert fired > 100 and unfired > 100 and 50 < shortcut < fired
+
+
+def _most_sources_in_a_window(points: list[tuple[int, datetime]], window: timedelta | None) -> int:
+    """Independent reference: the most distinct sources among points no further apart than
+    `window` (all of them without one), by trying every point as a window's start."""
+    if window is None:
+        return len({source for source, _ in points})
+    return max(
+        len({source for source, at in points if start <= at <= start + window})
+        for _, start in points
+    )
+
+
+def test_judge_at_the_window_edges() -> None:
+    """Matches exactly a window apart count together, one moment later they do not; a zero
+    window counts only simultaneous matches (an independent count, not corroboration)."""
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    cases = [
+        ([(1, start), (2, start + hour)], hour),  # exactly a window apart
+        ([(1, start), (2, start + hour + timedelta(microseconds=1))], hour),  # just over
+        ([(1, start), (2, start), (3, start)], timedelta(0)),  # simultaneous, zero window
+        ([(1, start), (2, start + timedelta(microseconds=1))], timedelta(0)),
+        ([(1, start), (1, start + hour), (2, start + 2 * hour)], hour),  # one source twice
+    ]
+    for points, window in cases:
+        matches = [Match(n, at, [source], ["a"]) for n, (source, at) in enumerate(points)]
+        expected = _most_sources_in_a_window(points, window)
+        for min_sources in (1, 2, 3):
+            rule = RuleConfig(
+                name="r", query="a", channels=["ops"], min_sources=min_sources, window=window
+            )
+            judged = judge(rule, 7, matches)
+            if expected < min_sources:
+                assert judged is None, (points, window, min_sources)
+            else:
+                assert judged is not None and judged[0].sources == expected, (points, window)

@@ -29,10 +29,15 @@ def document(view: ArticleView) -> Document:
     return Document.of(title=view.title, text=view.text, source=names, lang=view.language)
 
 
+def counts_every_carrier(rule: RuleConfig) -> bool:
+    """Whether every carrier of an article counts for `rule`: it has no source lists."""
+    return not rule.sources and not rule.exclude_sources
+
+
 def counted_sources(rule: RuleConfig, carriers: Sequence[tuple[int, str]]) -> list[int]:
     """The ids of the carriers (source id, name) of an article whose matches count for
     `rule` (its `sources` and `exclude_sources` lists): every carrier when it has neither."""
-    if not rule.sources and not rule.exclude_sources:
+    if counts_every_carrier(rule):
         return [source_id for source_id, _ in carriers]
     return [
         source_id

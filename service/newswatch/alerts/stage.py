@@ -26,6 +26,7 @@ from sqlmodel import Session
 from newswatch.alerts.articles import (
     ArticleView,
     counted_sources,
+    counts_every_carrier,
     document,
     load_articles,
 )
@@ -146,7 +147,7 @@ class AlertStage:
         self.channels = {c.name: c for c in channels}
         self.ruleset = RuleSet(CompiledRule(r.name, r.compiled()) for r in self.rules.values())
         # Rules whose sources / exclude_sources lists leave some carriers out.
-        self._filtered = {r.name for r in self.rules.values() if r.sources or r.exclude_sources}
+        self._filtered = {r.name for r in self.rules.values() if not counts_every_carrier(r)}
         self.clock = clock
         self.cap = RuleCap.from_settings(settings)
         # Called after a transaction that queued notifications commits (wakes the worker).
@@ -299,11 +300,7 @@ class AlertStage:
         known = [pair for pair in touched if pair[1] not in new_events]
         touched = set(known)
         for pair, matches in fresh.items():
-            if (
-                pair[1] in new_events
-                and (len(matches[0].sources) if len(matches) == 1 else _carriers(matches))
-                >= rules[pair[0]].min_sources
-            ):
+            if pair[1] in new_events and _carriers(matches) >= rules[pair[0]].min_sources:
                 touched.add(pair)
         states = store.alert_states(session, known) if known else {}
         # Notified already, without updates: nothing more can happen for these.

@@ -2,11 +2,12 @@
 
     python bench/bench_store_open.py [--rounds 5] [--replay FILE.jsonl]
 
-Modes: `head` opens a store already at the head revision (one query, no alembic: decision
-0185); `alembic` brings the same store to the head through Alembic, as every start did before
-0185 (the baseline); `fresh` opens an empty SQLite file (every migration runs, as a replay or
-`evaluate` into a new store does). With --replay, `newswatch replay FILE --no-alerts` into a
-store at head and into an empty one. Prints process CPU (user + system) and, for the opens,
+Modes: `bare` is the limit: a Python process that opens the same SQLite file with the
+standard library and reads its revision, nothing else; `head` opens a store already at the
+head revision (one query, no alembic: decision 0185); `alembic` brings the same store to the
+head through Alembic, as every start did before 0185; `fresh` opens an empty SQLite file
+(every migration runs, as a replay or `evaluate` into a new store does). With --replay,
+`newswatch replay FILE --no-alerts` into a store at head and into an empty one. Prints process CPU (user + system) and, for the opens,
 the CPU of the open alone, min / median / max over the rounds, and the load average.
 """
 
@@ -24,12 +25,18 @@ from pathlib import Path
 
 _OPEN = """
 import sys, time
-from newswatch.store.db import make_engine, open_store, upgrade
-start = time.process_time()
-if sys.argv[2] == "alembic":
-    upgrade(make_engine(sys.argv[1]))
+if sys.argv[2] == "bare":
+    import sqlite3
+    start = time.process_time()
+    with sqlite3.connect(sys.argv[1].removeprefix("sqlite:///")) as db:
+        db.execute("SELECT version_num FROM alembic_version").fetchall()
 else:
-    open_store(sys.argv[1])
+    from newswatch.store.db import make_engine, open_store, upgrade
+    start = time.process_time()
+    if sys.argv[2] == "alembic":
+        upgrade(make_engine(sys.argv[1]))
+    else:
+        open_store(sys.argv[1])
 print(time.process_time() - start)
 """
 
@@ -61,7 +68,7 @@ def main() -> None:
     opening: dict[str, list[float]] = {}
     try:
         for _ in range(args.rounds):
-            for mode in ("head", "alembic", "fresh"):
+            for mode in ("bare", "head", "alembic", "fresh"):
                 url = f"sqlite:///{at_head}"
                 if mode == "fresh":
                     (tmp / "fresh.db").unlink(missing_ok=True)

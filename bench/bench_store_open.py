@@ -7,8 +7,9 @@ standard library and reads its revision, nothing else; `head` opens a store alre
 head revision (one query, no alembic: decision 0185); `alembic` brings the same store to the
 head through Alembic, as every start did before 0185; `fresh` opens an empty SQLite file
 (every migration runs, as a replay or `evaluate` into a new store does). With --replay,
-`newswatch replay FILE --no-alerts` into a store at head and into an empty one. Prints process CPU (user + system) and, for the opens,
-the CPU of the open alone, min / median / max over the rounds, and the load average.
+`newswatch replay FILE --no-alerts` into a store at head and into an empty one. Prints
+process CPU (user + system) and, for the opens, the CPU of the open alone, min / median /
+max over the rounds, and the load average.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ downgrade; decision 0094)."""
 from __future__ import annotations
 
 from alembic import command
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from newswatch.store.db import _alembic_config, make_engine, upgrade
 from newswatch.store.migrations import frozen_search
+from tests.test_search import _index_rows
 
 _POSTGRES_SCHEMA = {
     "triggers": "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
@@ -49,14 +50,6 @@ def test_0017_downgrade_gives_0016s_schema_back(store_url: str) -> None:
         assert _schema(engine) == at_0016
     finally:
         engine.dispose()
-
-
-def _index_rows(conn: Connection) -> list[tuple[object, ...]]:
-    if conn.dialect.name == "postgresql":
-        query = "SELECT article_id, CAST(document AS text) FROM article_search ORDER BY 1"
-    else:
-        query = "SELECT rowid, title, text, lang FROM article_search ORDER BY 1"
-    return [tuple(row) for row in conn.execute(text(query))]
 
 
 # One French article: its words folded (accents dropped), none stemmed ("presidents", not
